@@ -1,0 +1,428 @@
+"""Elementwise operators: unary math, binary (broadcast_*, elemwise_*, *_scalar), comparisons,
+where, Cast, clip, Activation, LeakyReLU. Table-driven: a family shares one shape rule and its
+members differ in their numpy reference, scalar formula and derivative."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import scalar as S
+from ..attrs import Attr
+from ..errors import ShapeError
+from ..registry import OpDef, Elementwise, register
+from .common import broadcast_shape, same_dtype, like
+
+
+def sum_to(F, g, shape):
+    """Reduce a broadcast gradient back to an input's shape."""
+    if tuple(g.shape) == tuple(shape):
+        return g
+    return F._sum_to(g, shape=tuple(shape))
+
+
+def _erf_np(x):
+    return np.vectorize(math.erf, otypes=[x.dtype])(x) if x.size else x.copy()
+
+
+def _round_np(x):
+    # MXNet rounds half away from zero (numpy rounds half to even)
+    return np.where(x >= 0, np.floor(x + 0.5), np.ceil(x - 0.5)).astype(x.dtype)
+
+
+def _unary_infer(x, **_):
+    return x
+
+
+def _float_only(name):
+    def infer(x, **_):
+        return x
+    return infer
+
+
+# name: (numpy reference, scalar formula, gradient(F, x, y, g) or None for zero gradient)
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+UNARY = {
+    "negative": (np.negative, lambda x: -x, lambda F, x, y, g: -g),
+    "abs": (np.abs, S.abs_, lambda F, x, y, g: g * F.sign(x)),
+    "sign": (np.sign, S.sign, None),
+    "exp": (np.exp, S.exp, lambda F, x, y, g: g * y),
+    "log": (np.log, S.log, lambda F, x, y, g: g / x),
+    "log1p": (np.log1p, S.log1p, lambda F, x, y, g: g / (x + 1.0)),
+    "expm1": (np.expm1, S.expm1, lambda F, x, y, g: g * (y + 1.0)),
+    "sqrt": (np.sqrt, S.sqrt, lambda F, x, y, g: g / (y * 2.0)),
+    "rsqrt": (lambda x: (1 / np.sqrt(x)).astype(x.dtype), S.rsqrt, lambda F, x, y, g: g * (y * y * y) * -0.5),
+    "square": (np.square, lambda x: x * x, lambda F, x, y, g: g * x * 2.0),
+    "reciprocal": (np.reciprocal, lambda x: 1.0 / x, lambda F, x, y, g: -(g * y * y)),
+    "sin": (np.sin, S.sin, lambda F, x, y, g: g * F.cos(x)),
+    "cos": (np.cos, S.cos, lambda F, x, y, g: -(g * F.sin(x))),
+    "tanh": (np.tanh, S.tanh, lambda F, x, y, g: g * (1.0 - y * y)),
+    "sigmoid": (lambda x: (1 / (1 + np.exp(-x))).astype(x.dtype), S.sigmoid, lambda F, x, y, g: g * y * (1.0 - y)),
+    "relu": (lambda x: np.maximum(x, 0).astype(x.dtype), lambda x: S.maximum(x, 0.0), lambda F, x, y, g: g * (x > 0.0)),
+    "softsign": (lambda x: x / (1 + np.abs(x)), lambda x: x / (S.abs_(x) + 1.0),
+                 lambda F, x, y, g: g / F.square(F.abs(x) + 1.0)),
+    "softrelu": (lambda x: np.logaddexp(0, x).astype(x.dtype),
+                 lambda x: S.maximum(x, 0.0) + S.log1p(S.exp(-S.abs_(x))),
+                 lambda F, x, y, g: g * F.sigmoid(x)),
+    "erf": (_erf_np, S.erf, lambda F, x, y, g: g * F.exp(-F.square(x)) * _TWO_OVER_SQRT_PI),
+    "floor": (np.floor, S.floor, None),
+    "ceil": (np.ceil, S.ceil, None),
+    "round": (_round_np, S.round_, None),
+    "trunc": (np.trunc, S.trunc, None),
+    "fix": (np.fix, S.trunc, None),
+}
+
+
+def _unary_grad(deriv):
+    def grad(F, ins, outs, gs, attrs):
+        x, y, g = ins[0], outs[0], gs[0]
+        if deriv is None:
+            return [None]
+        return [deriv(F, x, y, g)]
+    return grad
+
+
+def _unary_compute(fn):
+    def compute(x):
+        with np.errstate(all="ignore"):
+            return np.asarray(fn(x)).astype(x.dtype, copy=False)
+    return compute
+
+
+for _name, (_np_fn, _formula, _deriv) in UNARY.items():
+    register(OpDef(_name, infer=_unary_infer, compute=_unary_compute(_np_fn),
+                   gradient=_unary_grad(_deriv), lowering=Elementwise(_formula),
+                   doc=f"Elementwise {_name}."))
+
+
+# -- binary with broadcasting ---------------------------------------------------------------
+
+def _binary_infer(name):
+    def infer(a, b, **_):
+        dtype = same_dtype(name, a, b)
+        return like(a, broadcast_shape(a.shape, b.shape, name), dtype)
+    return infer
+
+
+def _cmp(np_fn):
+    return lambda a, b: np_fn(a, b).astype(np.result_type(a, b))
+
+
+def _div_np(a, b):
+    if a.dtype.kind in "iu":
+        return np.floor_divide(a, np.where(b == 0, 1, b))
+    with np.errstate(all="ignore"):
+        return np.divide(a, b)
+
+
+def _mod_np(a, b):
+    with np.errstate(all="ignore"):
+        return np.fmod(a, b) if a.dtype.kind == "f" else np.mod(a, np.where(b == 0, 1, b))
+
+
+def _pow_np(a, b):
+    with np.errstate(all="ignore"):
+        return np.power(a, b)
+
+
+def _sel_ge(F, a, b):
+    return F.broadcast_greater_equal(a, b)
+
+
+BINARY = {
+    # name: (numpy, formula, grad(F, a, b, y, g) -> (ga, gb) before reduction, aliases)
+    "broadcast_add": (np.add, lambda a, b: a + b, lambda F, a, b, y, g: (g, g), ("broadcast_plus",)),
+    "broadcast_sub": (np.subtract, lambda a, b: a - b, lambda F, a, b, y, g: (g, -g), ("broadcast_minus",)),
+    "broadcast_mul": (np.multiply, lambda a, b: a * b, lambda F, a, b, y, g: (g * b, g * a), ()),
+    "broadcast_div": (_div_np, lambda a, b: a / b, lambda F, a, b, y, g: (g / b, -(g * y / b)), ()),
+    "broadcast_mod": (_mod_np, lambda a, b: S.call("mod", a, b),
+                      lambda F, a, b, y, g: (g, -(g * F.trunc(a / b))), ()),
+    "broadcast_power": (_pow_np, lambda a, b: a ** b,
+                        lambda F, a, b, y, g: (g * b * a ** (b - 1.0), g * y * F.log(a)), ()),
+    "broadcast_maximum": (np.maximum, S.maximum,
+                          lambda F, a, b, y, g: (g * F.broadcast_greater_equal(a, b), g * F.broadcast_lesser(a, b)), ()),
+    "broadcast_minimum": (np.minimum, S.minimum,
+                          lambda F, a, b, y, g: (g * F.broadcast_lesser_equal(a, b), g * F.broadcast_greater(a, b)), ()),
+    "broadcast_hypot": (np.hypot, lambda a, b: S.sqrt(a * a + b * b),
+                        lambda F, a, b, y, g: (g * a / y, g * b / y), ()),
+}
+COMPARE = {
+    "broadcast_equal": (np.equal, "eq"), "broadcast_not_equal": (np.not_equal, "ne"),
+    "broadcast_greater": (np.greater, "gt"), "broadcast_greater_equal": (np.greater_equal, "ge"),
+    "broadcast_lesser": (np.less, "lt"), "broadcast_lesser_equal": (np.less_equal, "le"),
+    "broadcast_logical_and": (np.logical_and, "and"), "broadcast_logical_or": (np.logical_or, "or"),
+    "broadcast_logical_xor": (np.logical_xor, "ne"),
+}
+
+
+def _binary_grad(rule):
+    def grad(F, ins, outs, gs, attrs):
+        a, b = ins
+        ga, gb = rule(F, a, b, outs[0], gs[0])
+        return [sum_to(F, ga, a.shape), sum_to(F, gb, b.shape)]
+    return grad
+
+
+def _cmp_formula(op):
+    def formula(a, b):
+        if op in ("and", "or"):
+            c = S.call(op, S.call("ne", a, S.const(0, a.dtype)), S.call("ne", b, S.const(0, b.dtype)))
+        else:
+            c = S.call(op, a, b)
+        return S.cast(c, a.dtype)
+    return formula
+
+
+def _zero_grads(F, ins, outs, gs, attrs):
+    return [None] * len(ins)
+
+
+for _name, (_np_fn, _formula, _rule, _aliases) in BINARY.items():
+    register(OpDef(_name, infer=_binary_infer(_name), compute=_np_fn, inputs=("lhs", "rhs"),
+                   gradient=_binary_grad(_rule), lowering=Elementwise(_formula), aliases=_aliases))
+for _name, (_np_fn, _sop) in COMPARE.items():
+    register(OpDef(_name, infer=_binary_infer(_name), compute=_cmp(_np_fn), inputs=("lhs", "rhs"),
+                   gradient=_zero_grads, lowering=Elementwise(_cmp_formula(_sop))))
+
+
+# elemwise_*: the same arithmetic without broadcasting (MXNet's `a + b` on symbols)
+def _same_shape_infer(name):
+    def infer(a, b, **_):
+        if a.shape != b.shape:
+            raise ShapeError(f"{name}: shapes {a.shape} and {b.shape} differ (use broadcast_* to broadcast)")
+        return like(a, dtype=same_dtype(name, a, b))
+    return infer
+
+
+ELEMWISE = {
+    "elemwise_add": ("broadcast_add", ("_plus", "_add", "_Plus", "_grad_add")),
+    "elemwise_sub": ("broadcast_sub", ("_minus", "_sub", "_Minus")),
+    "elemwise_mul": ("broadcast_mul", ("_mul", "_Mul")),
+    "elemwise_div": ("broadcast_div", ("_div", "_Div")),
+    "_maximum": ("broadcast_maximum", ("_Maximum",)),
+    "_minimum": ("broadcast_minimum", ("_Minimum",)),
+    "_power": ("broadcast_power", ("_Power",)),
+    "_mod": ("broadcast_mod", ("_Mod",)),
+    "_equal": ("broadcast_equal", ()), "_not_equal": ("broadcast_not_equal", ()),
+    "_greater": ("broadcast_greater", ()), "_greater_equal": ("broadcast_greater_equal", ()),
+    "_lesser": ("broadcast_lesser", ()), "_lesser_equal": ("broadcast_lesser_equal", ()),
+}
+for _name, (_base, _aliases) in ELEMWISE.items():
+    if _base in BINARY:
+        _np_fn, _formula, _rule, _ = BINARY[_base]
+        _grad = _binary_grad(_rule)
+        _lower = Elementwise(_formula)
+    else:
+        _np_fn, _sop = COMPARE[_base]
+        _np_fn, _grad, _lower = _cmp(_np_fn), _zero_grads, Elementwise(_cmp_formula(_sop))
+    register(OpDef(_name, infer=_same_shape_infer(_name), compute=_np_fn, inputs=("lhs", "rhs"),
+                   gradient=_grad, lowering=_lower, aliases=_aliases))
+
+
+# -- array (op) scalar ------------------------------------------------------------------------
+
+def _scalar_const(x, scalar):
+    return S.const(scalar, x.dtype)
+
+
+def _np_scalar(fn):
+    def compute(x, scalar):
+        s = np.asarray(scalar).astype(x.dtype)
+        with np.errstate(all="ignore"):
+            return np.asarray(fn(x, s)).astype(x.dtype, copy=False)
+    return compute
+
+
+SCALAR = {
+    # name: (numpy(x, s), formula(x, s), grad(F, x, y, g, s), aliases)
+    "_plus_scalar": (np.add, lambda x, s: x + s, lambda F, x, y, g, s: g, ("_PlusScalar",)),
+    "_minus_scalar": (np.subtract, lambda x, s: x - s, lambda F, x, y, g, s: g, ("_MinusScalar",)),
+    "_rminus_scalar": (lambda x, s: s - x, lambda x, s: s - x, lambda F, x, y, g, s: -g, ("_RMinusScalar",)),
+    "_mul_scalar": (np.multiply, lambda x, s: x * s, lambda F, x, y, g, s: g * s, ("_MulScalar",)),
+    "_div_scalar": (_div_np, lambda x, s: x / s, lambda F, x, y, g, s: g / s, ("_DivScalar",)),
+    "_rdiv_scalar": (lambda x, s: _div_np(s, x), lambda x, s: s / x, lambda F, x, y, g, s: -(g * y / x), ("_RDivScalar",)),
+    "_power_scalar": (_pow_np, lambda x, s: x ** s, lambda F, x, y, g, s: g * s * x ** (s - 1.0), ("_PowerScalar",)),
+    "_rpower_scalar": (lambda x, s: _pow_np(s, x), lambda x, s: s ** x, lambda F, x, y, g, s: g * y * math.log(s), ("_RPowerScalar",)),
+    "_mod_scalar": (_mod_np, lambda x, s: S.call("mod", x, s), lambda F, x, y, g, s: g, ("_ModScalar",)),
+    "_rmod_scalar": (lambda x, s: _mod_np(s, x), lambda x, s: S.call("mod", s, x),
+                     lambda F, x, y, g, s: -(g * F.trunc(F._rdiv_scalar(x, scalar=s))), ("_RModScalar",)),
+    "_maximum_scalar": (np.maximum, S.maximum, lambda F, x, y, g, s: g * (x >= s), ("_MaximumScalar",)),
+    "_minimum_scalar": (np.minimum, S.minimum, lambda F, x, y, g, s: g * (x <= s), ("_MinimumScalar",)),
+}
+SCALAR_COMPARE = {
+    "_equal_scalar": (np.equal, "eq"), "_not_equal_scalar": (np.not_equal, "ne"),
+    "_greater_scalar": (np.greater, "gt"), "_greater_equal_scalar": (np.greater_equal, "ge"),
+    "_lesser_scalar": (np.less, "lt"), "_lesser_equal_scalar": (np.less_equal, "le"),
+}
+_SCALAR_ATTRS = {"scalar": Attr("float", 1.0), "is_int": Attr("bool", True)}
+
+
+def _scalar_grad(rule):
+    def grad(F, ins, outs, gs, attrs):
+        return [rule(F, ins[0], outs[0], gs[0], attrs["scalar"])]
+    return grad
+
+
+def _scalar_formula(fn):
+    return lambda x, scalar, is_int=True: fn(x, _scalar_const(x, scalar))
+
+
+for _name, (_np_fn, _formula, _rule, _aliases) in SCALAR.items():
+    register(OpDef(_name, infer=_unary_infer, compute=lambda x, scalar, is_int=True, _f=_np_scalar(_np_fn): _f(x, scalar),
+                   attrs=_SCALAR_ATTRS, gradient=_scalar_grad(_rule),
+                   lowering=Elementwise(_scalar_formula(_formula)), aliases=_aliases))
+for _name, (_np_fn, _sop) in SCALAR_COMPARE.items():
+    register(OpDef(_name, infer=_unary_infer,
+                   compute=lambda x, scalar, is_int=True, _f=_np_fn: _f(x, np.asarray(scalar).astype(x.dtype)).astype(x.dtype),
+                   attrs=_SCALAR_ATTRS, gradient=_zero_grads,
+                   lowering=Elementwise(lambda x, scalar, is_int=True, _o=_sop: S.cast(S.call(_o, x, _scalar_const(x, scalar)), x.dtype))))
+
+
+# -- where, clip, Cast ---------------------------------------------------------------------------
+
+def _where_infer(c, x, y, **_):
+    dtype = same_dtype("where", x, y)
+    if x.shape != y.shape:
+        raise ShapeError(f"where: x has shape {x.shape} but y has shape {y.shape}")
+    if c.shape != x.shape and not (c.ndim == 1 and c.shape[0] == x.shape[0]):
+        raise ShapeError(f"where: condition has shape {c.shape}, expected {x.shape} or ({x.shape[0] if x.shape else 1},)")
+    return like(x, dtype=dtype)
+
+
+def _where_np(c, x, y):
+    if c.shape != x.shape:
+        c = c.reshape(c.shape + (1,) * (x.ndim - 1))
+    return np.where(c != 0, x, y)
+
+
+def _where_grad(F, ins, outs, gs, attrs):
+    c, x, y = ins
+    g = gs[0]
+    z = F.zeros_like(g)
+    return [None, F.where(c, g, z), F.where(c, z, g)]
+
+
+register(OpDef("where", infer=_where_infer, compute=_where_np, inputs=("condition", "x", "y"),
+               gradient=_where_grad,
+               lowering=Elementwise(lambda c, x, y: S.select(S.call("ne", c, S.const(0, c.dtype)), x, y))))
+
+
+def _clip_grad(F, ins, outs, gs, attrs):
+    x = ins[0]
+    return [gs[0] * (x >= attrs["a_min"]) * (x <= attrs["a_max"])]
+
+
+register(OpDef("clip", infer=_unary_infer, compute=lambda x, a_min, a_max: np.clip(x, a_min, a_max).astype(x.dtype),
+               attrs={"a_min": Attr("float"), "a_max": Attr("float")}, gradient=_clip_grad,
+               lowering=Elementwise(lambda x, a_min, a_max: S.minimum(S.maximum(x, a_min), a_max))))
+
+
+def _cast_grad(F, ins, outs, gs, attrs):
+    return [F.Cast(gs[0], dtype=ins[0].dtype)]
+
+
+register(OpDef("Cast", infer=lambda x, dtype: like(x, dtype=dtype),
+               compute=lambda x, dtype: x.astype(dtype), attrs={"dtype": Attr("dtype")},
+               gradient=_cast_grad, aliases=("cast",),
+               lowering=Elementwise(lambda x, dtype: S.cast(x, dtype))))
+
+
+# -- Activation and LeakyReLU ----------------------------------------------------------------
+
+_ACT = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "softrelu": "softrelu", "softsign": "softsign"}
+
+
+def _activation_grad(F, ins, outs, gs, attrs):
+    name = _ACT[attrs["act_type"]]
+    return _unary_grad(UNARY[name][2])(F, ins, outs, gs, attrs)
+
+
+register(OpDef("Activation", infer=_unary_infer,
+               compute=lambda x, act_type: _unary_compute(UNARY[_ACT[act_type]][0])(x),
+               attrs={"act_type": Attr("str", choices=tuple(_ACT))}, gradient=_activation_grad,
+               lowering=Elementwise(lambda x, act_type: UNARY[_ACT[act_type]][1](x))))
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_LAMBDA = 1.0507009873554804934193349852946
+_LEAKY_ATTRS = {"act_type": Attr("str", "leaky", choices=("leaky", "elu", "selu", "gelu", "prelu", "rrelu")),
+                "slope": Attr("float", 0.25), "lower_bound": Attr("float", 0.125),
+                "upper_bound": Attr("float", 0.334)}
+
+
+def _leaky_inputs(attrs):
+    return ("data", "gamma") if attrs["act_type"] == "prelu" else ("data",)
+
+
+def _leaky_infer(x, *rest, act_type, **_):
+    if act_type == "prelu":
+        (gamma,) = rest
+        if gamma.size not in (1,) and (x.ndim < 2 or gamma.size != x.shape[1]):
+            raise ShapeError(f"LeakyReLU(prelu): gamma has shape {gamma.shape}, expected (1,) or ({x.shape[1] if x.ndim > 1 else 1},) for data {x.shape}")
+    return x
+
+
+def _prelu_gamma(gamma, ndim):
+    if gamma.size == 1 or ndim < 2:
+        return gamma.reshape(())
+    return gamma.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def _gelu_np(x):
+    return (0.5 * x * (1.0 + _erf_np(x / np.sqrt(2.0).astype(x.dtype)))).astype(x.dtype)
+
+
+def _leaky_np(x, *rest, act_type, slope, lower_bound, upper_bound):
+    if act_type in ("leaky", "rrelu"):
+        s = slope if act_type == "leaky" else (lower_bound + upper_bound) / 2
+        return np.where(x > 0, x, x * x.dtype.type(s))
+    if act_type == "elu":
+        return np.where(x > 0, x, x.dtype.type(slope) * np.expm1(np.minimum(x, 0)))
+    if act_type == "selu":
+        return (_SELU_LAMBDA * np.where(x > 0, x, _SELU_ALPHA * np.expm1(np.minimum(x, 0)))).astype(x.dtype)
+    if act_type == "gelu":
+        return _gelu_np(x)
+    g = _prelu_gamma(rest[0], x.ndim)
+    return np.where(x > 0, x, x * g)
+
+
+def _leaky_formula(x, *rest, act_type, slope, lower_bound, upper_bound):
+    zero = S.const(0.0, x.dtype)
+    pos = S.call("gt", x, zero)
+    if act_type in ("leaky", "rrelu"):
+        s = slope if act_type == "leaky" else (lower_bound + upper_bound) / 2
+        return S.select(pos, x, x * s)
+    if act_type == "elu":
+        return S.select(pos, x, S.expm1(S.minimum(x, 0.0)) * slope)
+    if act_type == "selu":
+        return S.select(pos, x, S.expm1(S.minimum(x, 0.0)) * _SELU_ALPHA) * _SELU_LAMBDA
+    if act_type == "gelu":
+        return x * (S.erf(x * (1 / math.sqrt(2.0))) + 1.0) * 0.5
+    return S.select(pos, x, x * rest[0])
+
+
+def _leaky_grad(F, ins, outs, gs, attrs):
+    x, y, g = ins[0], outs[0], gs[0]
+    t = attrs["act_type"]
+    pos = x > 0.0
+    if t in ("leaky", "rrelu"):
+        s = attrs["slope"] if t == "leaky" else (attrs["lower_bound"] + attrs["upper_bound"]) / 2
+        return [g * (pos * (1.0 - s) + s)]
+    if t == "elu":
+        return [g * F.where(pos, F.ones_like(x), y + attrs["slope"])]
+    if t == "selu":
+        return [g * F.where(pos, F.ones_like(x) * _SELU_LAMBDA, y + _SELU_LAMBDA * _SELU_ALPHA)]
+    if t == "gelu":
+        pdf = F.exp(F.square(x) * -0.5) * (1.0 / math.sqrt(2 * math.pi))
+        cdf = (F.erf(x * (1 / math.sqrt(2.0))) + 1.0) * 0.5
+        return [g * (cdf + x * pdf)]
+    gamma = ins[1]
+    gshape = (1, -1) + (1,) * (x.ndim - 2) if gamma.size > 1 else None
+    gam = F.Reshape(gamma, shape=gshape) if gshape else F.Reshape(gamma, shape=())
+    neg = 1.0 - pos
+    dx = g * (pos + neg * gam)
+    dgamma = sum_to(F, g * x * neg, (1,) * (x.ndim - 2 + 2) if gamma.size == 1 else (1, gamma.size) + (1,) * (x.ndim - 2))
+    return [dx, F.Reshape(dgamma, shape=gamma.shape)]
+
+
+register(OpDef("LeakyReLU", infer=_leaky_infer, compute=_leaky_np, inputs=_leaky_inputs,
+               attrs=_LEAKY_ATTRS, gradient=_leaky_grad, lowering=Elementwise(_leaky_formula)))

@@ -1,0 +1,148 @@
+"""Matrix products: dot, batch_dot, FullyConnected. They lower to the backend's GEMM."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..attrs import Attr
+from ..errors import ShapeError
+from ..registry import OpDef, Library, register
+from .common import same_dtype, like
+
+
+def _dot_dims(a, b, transpose_a, transpose_b):
+    ash = a.shape[::-1] if transpose_a else a.shape
+    bsh = b.shape[::-1] if transpose_b else b.shape
+    return ash, bsh
+
+
+def _dot_infer(a, b, transpose_a, transpose_b, forward_stype=None):
+    same_dtype("dot", a, b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ShapeError(f"dot: inputs must have at least one dimension, got {a.shape} and {b.shape}")
+    ash, bsh = _dot_dims(a, b, transpose_a, transpose_b)
+    if ash[-1] != bsh[0]:
+        raise ShapeError(f"dot: lhs {a.shape}{' (transposed)' if transpose_a else ''} has {ash[-1]} columns "
+                         f"but rhs {b.shape}{' (transposed)' if transpose_b else ''} has {bsh[0]} rows")
+    return like(a, ash[:-1] + bsh[1:])
+
+
+def _dot_np(a, b, transpose_a, transpose_b, forward_stype=None):
+    a = a.T if transpose_a else a
+    b = b.T if transpose_b else b
+    if a.ndim > 2 or b.ndim > 2:
+        return np.tensordot(a, b, axes=1).astype(a.dtype, copy=False)
+    return np.dot(a, b)
+
+
+def _dot_grad(F, ins, outs, gs, attrs):
+    a, b = ins
+    g = gs[0]
+    if a.ndim != 2 or b.ndim != 2:
+        a2 = F.Reshape(a, shape=(-1, a.shape[-1])) if not attrs["transpose_a"] else None
+        if a2 is None or attrs["transpose_b"]:
+            raise NotImplementedError("dot gradient for transposed inputs of more than 2 dimensions")
+        g2 = F.Reshape(g, shape=(a2.shape[0], -1))
+        b2 = F.Reshape(b, shape=(b.shape[0], -1))
+        ga = F.Reshape(F.dot(g2, b2, transpose_b=True), shape=a.shape)
+        gb = F.Reshape(F.dot(a2, g2, transpose_a=True), shape=b.shape)
+        return [ga, gb]
+    ta, tb = attrs["transpose_a"], attrs["transpose_b"]
+    if not ta and not tb:
+        return [F.dot(g, b, transpose_b=True), F.dot(a, g, transpose_a=True)]
+    if ta and not tb:
+        return [F.dot(b, g, transpose_b=True), F.dot(a, g)]
+    if not ta and tb:
+        return [F.dot(g, b), F.dot(g, a, transpose_a=True)]
+    return [F.dot(b, g, transpose_a=True, transpose_b=True), F.dot(g, a, transpose_a=True, transpose_b=True)]
+
+
+_DOT_ATTRS = {"transpose_a": Attr("bool", False), "transpose_b": Attr("bool", False),
+              "forward_stype": Attr("str", None, optional=True)}
+register(OpDef("dot", infer=_dot_infer, compute=_dot_np, inputs=("lhs", "rhs"), attrs=_DOT_ATTRS,
+               gradient=_dot_grad, lowering=Library("gemm")))
+
+
+def _batch_dot_infer(a, b, transpose_a, transpose_b, forward_stype=None):
+    same_dtype("batch_dot", a, b)
+    if a.ndim != 3 or b.ndim != 3 or a.shape[0] != b.shape[0]:
+        raise ShapeError(f"batch_dot: expects two 3-D inputs with the same batch size, got {a.shape} and {b.shape}")
+    m, k = (a.shape[2], a.shape[1]) if transpose_a else (a.shape[1], a.shape[2])
+    k2, n = (b.shape[2], b.shape[1]) if transpose_b else (b.shape[1], b.shape[2])
+    if k != k2:
+        raise ShapeError(f"batch_dot: lhs {a.shape} gives inner size {k} but rhs {b.shape} gives {k2}")
+    return like(a, (a.shape[0], m, n))
+
+
+def _batch_dot_np(a, b, transpose_a, transpose_b, forward_stype=None):
+    a = a.transpose(0, 2, 1) if transpose_a else a
+    b = b.transpose(0, 2, 1) if transpose_b else b
+    return np.matmul(a, b)
+
+
+def _batch_dot_grad(F, ins, outs, gs, attrs):
+    a, b = ins
+    g = gs[0]
+    ta, tb = attrs["transpose_a"], attrs["transpose_b"]
+    bd = F.batch_dot
+    if not ta and not tb:
+        return [bd(g, b, transpose_b=True), bd(a, g, transpose_a=True)]
+    if ta and not tb:
+        return [bd(b, g, transpose_b=True), bd(a, g)]
+    if not ta and tb:
+        return [bd(g, b), bd(g, a, transpose_a=True)]
+    return [bd(b, g, transpose_a=True, transpose_b=True), bd(g, a, transpose_a=True, transpose_b=True)]
+
+
+register(OpDef("batch_dot", infer=_batch_dot_infer, compute=_batch_dot_np, inputs=("lhs", "rhs"),
+               attrs=_DOT_ATTRS, gradient=_batch_dot_grad, lowering=Library("gemm")))
+
+
+# -- FullyConnected ---------------------------------------------------------------------------
+_FC_ATTRS = {"num_hidden": Attr("int"), "no_bias": Attr("bool", False), "flatten": Attr("bool", True)}
+
+
+def _fc_inputs(attrs):
+    return ("data", "weight") if attrs["no_bias"] else ("data", "weight", "bias")
+
+
+def _fc_infer(x, w, *bias, num_hidden, no_bias, flatten):
+    same_dtype("FullyConnected", x, w, *bias)
+    features = int(np.prod(x.shape[1:])) if flatten else x.shape[-1]
+    if w.shape != (num_hidden, features):
+        if w.ndim == 2 and w.shape[0] == num_hidden:
+            raise ShapeError(f"FullyConnected: input {x.shape} has {features} features but weight expects "
+                             f"{w.shape[1]} (weight shape {w.shape})")
+        raise ShapeError(f"FullyConnected: weight has shape {w.shape}, expected ({num_hidden}, {features}) "
+                         f"for num_hidden={num_hidden} and input {x.shape}")
+    if bias and bias[0].shape != (num_hidden,):
+        raise ShapeError(f"FullyConnected: bias has shape {bias[0].shape}, expected ({num_hidden},)")
+    out = (x.shape[0], num_hidden) if flatten else x.shape[:-1] + (num_hidden,)
+    return like(x, out)
+
+
+def _fc_np(x, w, *bias, num_hidden, no_bias, flatten):
+    x2 = x.reshape(x.shape[0], -1) if flatten else x.reshape(-1, x.shape[-1])
+    y = x2 @ w.T
+    if bias:
+        y = y + bias[0]
+    return y.reshape((x.shape[0], num_hidden) if flatten else x.shape[:-1] + (num_hidden,)).astype(x.dtype, copy=False)
+
+
+def _fc_grad(F, ins, outs, gs, attrs):
+    x, w = ins[0], ins[1]
+    g = gs[0]
+    k = w.shape[1]
+    x2 = F.Reshape(x, shape=(-1, k)) if x.ndim != 2 else x
+    g2 = F.Reshape(g, shape=(-1, attrs["num_hidden"])) if g.ndim != 2 else g
+    gx = F.dot(g2, w)
+    if x.ndim != 2:
+        gx = F.Reshape(gx, shape=x.shape)
+    gw = F.dot(g2, x2, transpose_a=True)
+    grads = [gx, gw]
+    if not attrs["no_bias"]:
+        grads.append(F.sum(g2, axis=0))
+    return grads
+
+
+register(OpDef("FullyConnected", infer=_fc_infer, compute=_fc_np, inputs=_fc_inputs, attrs=_FC_ATTRS,
+               gradient=_fc_grad, lowering=Library("gemm")))

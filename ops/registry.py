@@ -1,0 +1,150 @@
+"""The operator registry: every operator is one `OpDef`, declared once in `ops/declarations/`.
+
+An OpDef says everything about an operator: its MXNet name and aliases, input names, attribute
+schema, shape/dtype inference, the numpy reference (eager mode and the oracle for every compiled
+result), the gradient as a rule that builds more operators, and how it lowers to a backend.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Union
+
+from .attrs import Attr, FrozenAttrs, parse_attrs
+from .errors import GraphcError, OpAttributeError, ShapeError, DTypeError
+from .types import TensorType
+
+
+@dataclass(frozen=True)
+class Elementwise:
+    """Lowers to one scalar formula per element: formula(*ScalarExpr, **attrs) -> ScalarExpr.
+    Inputs broadcast to the output shape (numpy rules)."""
+    formula: Callable
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """Lowers to a reduction over `axes(in_type, attrs)` of kind sum/max/min/prod; `finish`
+    (optional formula over (acc, count)) turns the accumulator into the result, e.g. mean."""
+    kind: str
+    axes: Callable
+    finish: Callable | None = None
+
+
+@dataclass(frozen=True)
+class Library:
+    """Lowers to a library routine the backend provides (e.g. 'gemm')."""
+    routine: str
+
+
+@dataclass(frozen=True)
+class View:
+    """Output aliases input 0's bytes with a new shape (contiguous data): no copy."""
+
+
+Lowering = Union[Elementwise, Reduction, Library, View, None]
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """One operator.
+
+    infer(*in_types, **attrs) -> TensorType | list[TensorType]; raises ShapeError/DTypeError
+        with a message naming both shapes (the op name and node are added by the caller).
+    compute(*arrays, **attrs) -> ndarray | tuple[ndarray]: the numpy reference. Ops with
+        random=True also get rng= (numpy Generator); ops with uses_training=True get training=.
+    gradient(F, inputs, outputs, ograds, attrs) -> list (one per input, None = no gradient).
+        F is a namespace of operator functions (graphc.nd when eager, a graph builder when
+        differentiating a graph); values support + - * / and .shape/.dtype either way.
+    """
+    name: str
+    infer: Callable
+    compute: Callable
+    inputs: Union[tuple, Callable] = ("data",)
+    attrs: dict = field(default_factory=dict)
+    gradient: Callable | None = None
+    num_outputs: Union[int, Callable] = 1
+    num_visible_outputs: Union[int, Callable, None] = None
+    aliases: tuple = ()
+    lowering: Lowering = None
+    random: bool = False
+    uses_training: bool = False
+    aux_inputs: tuple = ()          # indices of inputs the op mutates (BatchNorm moving stats)
+    doc: str = ""
+
+    def input_names(self, attrs) -> tuple:
+        return self.inputs(attrs) if callable(self.inputs) else self.inputs
+
+    def n_outputs(self, attrs) -> int:
+        return self.num_outputs(attrs) if callable(self.num_outputs) else self.num_outputs
+
+    def n_visible(self, attrs) -> int:
+        v = self.num_visible_outputs
+        if v is None:
+            return self.n_outputs(attrs)
+        return v(attrs) if callable(v) else v
+
+    def parse(self, attrs: dict) -> FrozenAttrs:
+        return parse_attrs(self.name, self.attrs, attrs)
+
+    def infer_types(self, in_types, attrs, where: str = "") -> list:
+        """Infer output types; errors name the operator and node (`where`)."""
+        label = f"{self.name} {where}".strip()
+        names = self.input_names(attrs)
+        if not callable(self.inputs) and len(in_types) != len(names):
+            raise ShapeError(f"{label}: expects {len(names)} inputs {list(names)}, got {len(in_types)}")
+        try:
+            out = self.infer(*in_types, **attrs)
+        except (ShapeError, DTypeError, OpAttributeError) as exc:
+            msg = str(exc)
+            raise type(exc)(msg if msg.startswith(self.name) else f"{label}: {msg}") from None
+        out = list(out) if isinstance(out, (list, tuple)) else [out]
+        n = self.n_outputs(attrs)
+        if len(out) != n:
+            raise GraphcError(f"{label}: inference gave {len(out)} outputs, the op declares {n}")
+        device = in_types[0].device if in_types else "cpu(0)"
+        return [t if t.device == device else t.with_(device=device) for t in out]
+
+    def run(self, arrays, attrs, rng=None, training=False) -> tuple:
+        """Run the numpy reference, always returning a tuple of arrays."""
+        kw = dict(attrs)
+        if self.random:
+            kw["rng"] = rng
+        if self.uses_training:
+            kw["training"] = training
+        out = self.compute(*arrays, **kw)
+        return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+_REGISTRY: dict[str, OpDef] = {}
+
+
+def register(op: OpDef) -> OpDef:
+    for name in (op.name,) + op.aliases:
+        if name in _REGISTRY:
+            raise GraphcError(f"operator {name!r} is declared twice")
+        _REGISTRY[name] = op
+    return op
+
+
+def get_op(name: str) -> OpDef:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise OpAttributeError(f"unknown operator {name!r}") from None
+
+
+def has_op(name: str) -> bool:
+    return name in _REGISTRY
+
+
+def all_ops() -> dict:
+    """Canonical name -> OpDef (aliases folded)."""
+    return {op.name: op for op in _REGISTRY.values()}
+
+
+def all_names() -> list:
+    return sorted(_REGISTRY)
+
+
+__all__ = ["Attr", "OpDef", "Elementwise", "Reduction", "Library", "View", "register", "get_op",
+           "has_op", "all_ops", "all_names", "TensorType"]

@@ -1,0 +1,162 @@
+"""Scalar expressions: how an elementwise operator computes one element.
+
+An elementwise operator declares its lowering as a Python function over `ScalarExpr`s
+(`lambda x: x * 0.5 + 1.0`). Fusion strings these formulas together and the renderers
+(LLVM, CUDA) turn them into code. This vocabulary is the whole contract between operators and
+backends: a renderer must implement every name in UNARY, BINARY and TERNARY, nothing else.
+
+`evaluate` runs a formula on numpy arrays, so an operator's formula can be checked against its
+numpy reference without any backend.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .dtypes import canonical
+
+UNARY = ("neg", "exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "tanh", "sigmoid", "sin", "cos",
+         "erf", "floor", "ceil", "round", "trunc", "abs", "sign", "not")
+BINARY = ("add", "sub", "mul", "div", "pow", "max", "min", "mod",
+          "lt", "le", "gt", "ge", "eq", "ne", "and", "or")
+TERNARY = ("select",)
+COMPARISONS = ("lt", "le", "gt", "ge", "eq", "ne", "and", "or", "not")
+
+
+class ScalarExpr:
+    """One node of a scalar formula. kind: 'arg' (input i), 'const', 'call' (op over args), 'cast'."""
+
+    __slots__ = ("kind", "op", "args", "value", "dtype", "_hash")
+
+    def __init__(self, kind, op=None, args=(), value=None, dtype="float32"):
+        self.kind, self.op, self.args, self.value = kind, op, tuple(args), value
+        self.dtype = canonical(dtype)
+        self._hash = hash((kind, op, self.args, value if kind != "const" else float(value), self.dtype))
+
+    def __hash__(self):
+        return self._hash
+
+    def __eq__(self, other):
+        return (isinstance(other, ScalarExpr) and self._hash == other._hash and self.kind == other.kind
+                and self.op == other.op and self.args == other.args and self.value == other.value
+                and self.dtype == other.dtype)
+
+    def __repr__(self):
+        if self.kind == "arg":
+            return f"x{self.value}"
+        if self.kind == "const":
+            return repr(self.value)
+        if self.kind == "cast":
+            return f"{self.dtype}({self.args[0]!r})"
+        return f"{self.op}({', '.join(map(repr, self.args))})"
+
+    # operator sugar, so formulas read like math
+    def _lift(self, other):
+        return other if isinstance(other, ScalarExpr) else const(other, self.dtype)
+
+    def __add__(self, o): return call("add", self, self._lift(o))
+    def __radd__(self, o): return call("add", self._lift(o), self)
+    def __sub__(self, o): return call("sub", self, self._lift(o))
+    def __rsub__(self, o): return call("sub", self._lift(o), self)
+    def __mul__(self, o): return call("mul", self, self._lift(o))
+    def __rmul__(self, o): return call("mul", self._lift(o), self)
+    def __truediv__(self, o): return call("div", self, self._lift(o))
+    def __rtruediv__(self, o): return call("div", self._lift(o), self)
+    def __pow__(self, o): return call("pow", self, self._lift(o))
+    def __rpow__(self, o): return call("pow", self._lift(o), self)
+    def __neg__(self): return call("neg", self)
+    def __lt__(self, o): return call("lt", self, self._lift(o))
+    def __le__(self, o): return call("le", self, self._lift(o))
+    def __gt__(self, o): return call("gt", self, self._lift(o))
+    def __ge__(self, o): return call("ge", self, self._lift(o))
+
+
+def arg(index: int, dtype="float32") -> ScalarExpr:
+    return ScalarExpr("arg", value=index, dtype=dtype)
+
+
+def const(value, dtype="float32") -> ScalarExpr:
+    dtype = canonical(dtype)
+    value = bool(value) if dtype == "bool" else (float(value) if dtype.startswith(("float", "bfloat")) else int(value))
+    return ScalarExpr("const", value=value, dtype=dtype)
+
+
+def cast(x: ScalarExpr, dtype) -> ScalarExpr:
+    dtype = canonical(dtype)
+    return x if x.dtype == dtype else ScalarExpr("cast", args=(x,), dtype=dtype)
+
+
+def call(op: str, *args) -> ScalarExpr:
+    if op not in UNARY + BINARY + TERNARY:
+        raise ValueError(f"unknown scalar function {op!r}")
+    if op in COMPARISONS:
+        dtype = "bool"
+    elif op == "select":
+        dtype = args[1].dtype
+    else:
+        dtype = args[0].dtype
+    if op in BINARY and op not in ("and", "or") and args[0].dtype != args[1].dtype:
+        raise TypeError(f"scalar {op}: dtypes differ ({args[0].dtype} vs {args[1].dtype}); cast first")
+    return ScalarExpr("call", op=op, args=args, dtype=dtype)
+
+
+def select(cond, a, b):
+    ref = a if isinstance(a, ScalarExpr) else b
+    a = a if isinstance(a, ScalarExpr) else const(a, ref.dtype)
+    b = b if isinstance(b, ScalarExpr) else const(b, ref.dtype)
+    return call("select", cond, a, b)
+
+
+def _fn(name):
+    def f(*args):
+        first = next(a for a in args if isinstance(a, ScalarExpr))
+        return call(name, *[a if isinstance(a, ScalarExpr) else const(a, first.dtype) for a in args])
+    f.__name__ = name
+    return f
+
+
+exp, log, log1p, expm1, sqrt, rsqrt, tanh, sigmoid = map(_fn, ("exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "tanh", "sigmoid"))
+sin, cos, erf, floor, ceil, round_, trunc, abs_, sign = map(_fn, ("sin", "cos", "erf", "floor", "ceil", "round", "trunc", "abs", "sign"))
+maximum, minimum, logical_not = _fn("max"), _fn("min"), _fn("not")
+
+
+def _erf(x):
+    return np.vectorize(math.erf, otypes=[x.dtype])(x) if x.size else x
+
+
+_NUMPY = {
+    "neg": np.negative, "exp": np.exp, "log": np.log, "log1p": np.log1p, "expm1": np.expm1,
+    "sqrt": np.sqrt, "rsqrt": lambda x: 1 / np.sqrt(x), "tanh": np.tanh,
+    "sigmoid": lambda x: 1 / (1 + np.exp(-x)), "sin": np.sin, "cos": np.cos, "erf": _erf,
+    "floor": np.floor, "ceil": np.ceil, "round": lambda x: np.where(x >= 0, np.floor(x + 0.5), np.ceil(x - 0.5)).astype(x.dtype),
+    "trunc": np.trunc, "abs": np.abs, "sign": np.sign, "not": np.logical_not,
+    "add": np.add, "sub": np.subtract, "mul": np.multiply,
+    "div": lambda a, b: np.floor_divide(a, b) if a.dtype.kind in "iu" else np.divide(a, b),
+    "pow": np.power, "max": np.maximum, "min": np.minimum, "mod": np.fmod,
+    "lt": np.less, "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal,
+    "eq": np.equal, "ne": np.not_equal, "and": np.logical_and, "or": np.logical_or,
+    "select": lambda c, a, b: np.where(c, a, b),
+}
+
+
+def evaluate(expr: ScalarExpr, inputs: list) -> np.ndarray:
+    """Run a formula on numpy arrays (broadcasting), in the formula's own dtypes."""
+    memo = {}
+
+    def go(e):
+        if e in memo:
+            return memo[e]
+        if e.kind == "arg":
+            r = np.asarray(inputs[e.value])
+        elif e.kind == "const":
+            r = np.asarray(e.value, dtype=e.dtype)
+        elif e.kind == "cast":
+            r = go(e.args[0]).astype(e.dtype)
+        else:
+            with np.errstate(all="ignore"):
+                r = np.asarray(_NUMPY[e.op](*[go(a) for a in e.args]))
+        memo[e] = r
+        return r
+
+    return go(expr)
