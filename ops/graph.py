@@ -81,7 +81,7 @@ def variable(name: str, type: TensorType, kind: str = "input", hints=None) -> No
 
 
 def constant(array, name=None, device="cpu(0)") -> Node:
-    array = np.ascontiguousarray(array)
+    array = np.array(array, copy=True, order="C")
     array.setflags(write=False)
     t = TensorType(array.shape, array.dtype, device)
     return Node(CONST, (), FrozenAttrs(value=array), name, (t,))

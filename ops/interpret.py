@@ -33,6 +33,10 @@ def interpret(graph: Graph, inputs, rng=None, training=False) -> list:
         op = get_op(node.op)
         args = [env[(id(v.node), v.index)] for v in node.inputs]
         outs = op.run(args, node.attrs, rng=rng, training=training)
-        for i, o in enumerate(outs):
-            env[(id(node), i)] = np.asarray(o)
+        for i, (o, t) in enumerate(zip(outs, node.types)):
+            o = np.asarray(o)
+            if t is not None and (o.shape != t.shape or o.dtype != np.dtype(t.dtype)):
+                raise GraphcError(f"{node.op} '{node.name}': its numpy reference gave {o.dtype}{list(o.shape)} "
+                                  f"but inference says {t.dtype}{list(t.shape)} (output {i}): the declaration is inconsistent")
+            env[(id(node), i)] = o
     return [env[(id(v.node), v.index)] for v in graph.outputs]

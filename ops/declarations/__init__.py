@@ -1,2 +1,2 @@
 """Every operator declaration, one module per family. Importing this fills the registry."""
-from . import elementwise, reduce, matrix, shape, nn, creation, random  # noqa: F401
+from . import elementwise, reduce, matrix, shape, nn, creation, random, indexing  # noqa: F401

@@ -141,7 +141,7 @@ def _transpose_grad(F, ins, outs, gs, attrs):
 
 
 register(OpDef("transpose", infer=_transpose_infer,
-               compute=lambda x, axes: np.ascontiguousarray(np.transpose(x, _transpose_axes(x.ndim, axes))),
+               compute=lambda x, axes: np.transpose(x, _transpose_axes(x.ndim, axes)).copy(),
                attrs={"axes": Attr("shape", ())}, gradient=_transpose_grad))
 
 
@@ -167,3 +167,147 @@ register(OpDef("broadcast_to", infer=lambda x, shape: like(x, _broadcast_to_targ
                compute=lambda x, shape: np.ascontiguousarray(np.broadcast_to(x, _broadcast_to_target(x, shape))),
                attrs={"shape": Attr("shape")}, gradient=_broadcast_to_grad,
                lowering=None))
+
+
+# -- squeeze, SwapAxis -------------------------------------------------------------------------
+
+def _squeeze_shape(x, axis):
+    if axis is None:
+        return tuple(d for d in x.shape if d != 1)
+    axes = normalize_axes(axis, x.ndim, "squeeze")
+    for a in axes:
+        if x.shape[a] != 1:
+            raise ShapeError(f"squeeze: axis {a} of input {x.shape} has size {x.shape[a]}, not 1")
+    return tuple(d for i, d in enumerate(x.shape) if i not in axes)
+
+
+register(OpDef("squeeze", infer=lambda x, axis: like(x, _squeeze_shape(x, axis)),
+               compute=lambda x, axis: x.reshape(_squeeze_shape(x, axis)),
+               attrs={"axis": Attr("axis", None, optional=True)}, gradient=_reshape_back, lowering=View()))
+
+
+def _swap_perm(ndim, dim1, dim2):
+    for d in (dim1, dim2):
+        if not -ndim <= d < max(ndim, 1):
+            raise ShapeError(f"SwapAxis: dimension {d} is out of range for an input of {ndim} dimensions")
+    p = list(range(ndim))
+    a, b = dim1 % max(ndim, 1), dim2 % max(ndim, 1)
+    p[a], p[b] = p[b], p[a]
+    return tuple(p)
+
+
+def _swap_infer(x, dim1, dim2):
+    p = _swap_perm(x.ndim, dim1, dim2)
+    return like(x, tuple(x.shape[a] for a in p))
+
+
+register(OpDef("SwapAxis", infer=_swap_infer,
+               compute=lambda x, dim1, dim2: np.ascontiguousarray(np.transpose(x, _swap_perm(x.ndim, dim1, dim2))),
+               attrs={"dim1": Attr("int", 0), "dim2": Attr("int", 0)},
+               gradient=lambda F, ins, outs, gs, attrs: [F.SwapAxis(gs[0], dim1=attrs["dim1"], dim2=attrs["dim2"])],
+               aliases=("swapaxes",)))
+
+
+# -- broadcast_axis, broadcast_like ------------------------------------------------------------
+
+def _sum_back(F, ins, outs, gs, attrs):
+    from .elementwise import sum_to
+    return [sum_to(F, gs[0], ins[0].shape)] + [None] * (len(ins) - 1)
+
+
+def _broadcast_axis_shape(x, axis, size):
+    if len(axis) != len(size):
+        raise ShapeError(f"broadcast_axis: {len(axis)} axes {axis} but {len(size)} sizes {size}")
+    out = list(x.shape)
+    for a, s in zip(axis, size):
+        if not -x.ndim <= a < x.ndim:
+            raise ShapeError(f"broadcast_axis: axis {a} is out of range for input {x.shape}")
+        if x.shape[a] != 1 and x.shape[a] != s:
+            raise ShapeError(f"broadcast_axis: axis {a} of input {x.shape} has size {x.shape[a]}, "
+                             f"cannot broadcast to {s} (only size-1 axes broadcast)")
+        out[a % x.ndim] = s
+    return tuple(out)
+
+
+register(OpDef("broadcast_axis", infer=lambda x, axis, size: like(x, _broadcast_axis_shape(x, axis, size)),
+               compute=lambda x, axis, size: np.ascontiguousarray(np.broadcast_to(x, _broadcast_axis_shape(x, axis, size))),
+               attrs={"axis": Attr("shape", ()), "size": Attr("shape", ())}, gradient=_sum_back,
+               aliases=("broadcast_axes",)))
+
+
+def _broadcast_like_shape(lhs, rhs, lhs_axes, rhs_axes):
+    if lhs_axes is None and rhs_axes is None:
+        if lhs.ndim != rhs.ndim:
+            raise ShapeError(f"broadcast_like: lhs {lhs.shape} and rhs {rhs.shape} have different ranks")
+        pairs = list(zip(range(lhs.ndim), range(rhs.ndim)))
+    else:
+        lhs_axes, rhs_axes = tuple(lhs_axes or ()), tuple(rhs_axes or ())
+        if len(lhs_axes) != len(rhs_axes):
+            raise ShapeError(f"broadcast_like: lhs_axes {lhs_axes} and rhs_axes {rhs_axes} differ in length "
+                             f"(lhs {lhs.shape}, rhs {rhs.shape})")
+        pairs = [(normalize_axes(a, lhs.ndim, "broadcast_like")[0], normalize_axes(b, rhs.ndim, "broadcast_like")[0])
+                 for a, b in zip(lhs_axes, rhs_axes)]
+    out = list(lhs.shape)
+    for a, b in pairs:
+        if lhs.shape[a] != rhs.shape[b] and lhs.shape[a] != 1:
+            raise ShapeError(f"broadcast_like: cannot broadcast lhs {lhs.shape} like rhs {rhs.shape} "
+                             f"(axis {a}: {lhs.shape[a]} vs {rhs.shape[b]})")
+        out[a] = rhs.shape[b]
+    return tuple(out)
+
+
+register(OpDef("broadcast_like", inputs=("lhs", "rhs"),
+               infer=lambda lhs, rhs, lhs_axes=None, rhs_axes=None: like(lhs, _broadcast_like_shape(lhs, rhs, lhs_axes, rhs_axes)),
+               compute=lambda lhs, rhs, lhs_axes=None, rhs_axes=None: np.ascontiguousarray(
+                   np.broadcast_to(lhs, _broadcast_like_shape(lhs, rhs, lhs_axes, rhs_axes))),
+               attrs={"lhs_axes": Attr("shape", None, optional=True), "rhs_axes": Attr("shape", None, optional=True)},
+               gradient=_sum_back))
+
+
+# -- tile, repeat ------------------------------------------------------------------------------
+
+def _tile_dims(shape, reps):
+    n = max(len(shape), len(reps))
+    return (1,) * (n - len(shape)) + tuple(shape), (1,) * (n - len(reps)) + tuple(reps)
+
+
+def _tile_infer(x, reps):
+    if any(r < 0 for r in reps):
+        raise ShapeError(f"tile: reps {reps} must be non-negative (input {x.shape})")
+    dims, reps = _tile_dims(x.shape, reps)
+    return like(x, tuple(d * r for d, r in zip(dims, reps)))
+
+
+def _tile_grad(F, ins, outs, gs, attrs):
+    x = ins[0]
+    dims, reps = _tile_dims(x.shape, attrs["reps"])
+    # out[r0, d0, r1, d1, ...] interleaved: sum the repeat axes away
+    split = tuple(v for pair in zip(reps, dims) for v in pair)
+    g = F.sum(F.Reshape(gs[0], shape=split), axis=tuple(range(0, 2 * len(dims), 2)))
+    return [F.Reshape(g, shape=x.shape)]
+
+
+register(OpDef("tile", infer=_tile_infer, compute=lambda x, reps: np.tile(x, reps),
+               attrs={"reps": Attr("shape")}, gradient=_tile_grad))
+
+
+def _repeat_infer(x, repeats, axis):
+    if repeats < 0:
+        raise ShapeError(f"repeat: repeats={repeats} must be non-negative (input {x.shape})")
+    if axis is None:
+        return like(x, (x.size * repeats,))
+    a = normalize_axes(axis, x.ndim, "repeat")[0]
+    return like(x, x.shape[:a] + (x.shape[a] * repeats,) + x.shape[a + 1:])
+
+
+def _repeat_grad(F, ins, outs, gs, attrs):
+    x, r = ins[0], attrs["repeats"]
+    if attrs["axis"] is None:
+        return [F.Reshape(F.sum(F.Reshape(gs[0], shape=(x.size, r)), axis=1), shape=x.shape)]
+    a = attrs["axis"] % x.ndim
+    g = F.Reshape(gs[0], shape=x.shape[:a] + (x.shape[a], r) + x.shape[a + 1:])
+    return [F.sum(g, axis=a + 1)]
+
+
+register(OpDef("repeat", infer=_repeat_infer, compute=lambda x, repeats, axis: np.repeat(x, repeats, axis),
+               attrs={"repeats": Attr("int"), "axis": Attr("int", None, optional=True)}, gradient=_repeat_grad))

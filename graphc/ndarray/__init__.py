@@ -1,0 +1,91 @@
+"""graphc.nd: eager arrays and every registered operator as a function (nd.exp, nd.dot, ...)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ops.dtypes import canonical
+from ..device import as_context
+from .ndarray import NDArray, array, invoke, _NAMESPACE
+from . import random  # noqa: F401
+
+
+def _ctx_str(ctx):
+    return str(as_context(ctx))
+
+
+def _shape(shape):
+    return (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
+
+
+def zeros(shape, ctx=None, dtype="float32", **kw):
+    return NDArray(np.zeros(_shape(shape), canonical(dtype)), as_context(ctx))
+
+
+def ones(shape, ctx=None, dtype="float32", **kw):
+    return NDArray(np.ones(_shape(shape), canonical(dtype)), as_context(ctx))
+
+
+def full(shape, val, ctx=None, dtype="float32", out=None):
+    return NDArray(np.full(_shape(shape), val, canonical(dtype)), as_context(ctx))
+
+
+def empty(shape, ctx=None, dtype="float32"):
+    return NDArray(np.empty(_shape(shape), canonical(dtype)), as_context(ctx))
+
+
+def arange(start, stop=None, step=1.0, repeat=1, infer_range=False, ctx=None, dtype="float32"):
+    if stop is None:
+        start, stop = 0, start
+    data = np.repeat(np.arange(start, stop, step), repeat).astype(canonical(dtype))
+    return NDArray(data, as_context(ctx))
+
+
+def zeros_like(x, **kw):
+    return invoke("zeros_like", [x], {})
+
+
+def ones_like(x, **kw):
+    return invoke("ones_like", [x], {})
+
+
+def concat(*arrays, dim=1, **kw):
+    return invoke("Concat", list(arrays), {"dim": dim, "num_args": len(arrays)})
+
+
+def stack(*arrays, axis=0, **kw):
+    return invoke("stack", list(arrays), {"axis": axis, "num_args": len(arrays)})
+
+
+def waitall():
+    """Eager CPU work is synchronous; kept for MXNet compatibility."""
+
+
+def save(fname, data):
+    """Save NDArrays in MXNet's .params format (a list, or a dict of names)."""
+    from ..io.mxnet_params import save_params
+    if isinstance(data, NDArray):
+        data = [data]
+    if isinstance(data, dict):
+        save_params(fname, {k: v.asnumpy() for k, v in data.items()})
+    else:
+        save_params(fname, {str(i): v.asnumpy() for i, v in enumerate(data)}, named=False) \
+            if "named" in save_params.__code__.co_varnames else save_params(fname, {str(i): v.asnumpy() for i, v in enumerate(data)})
+
+
+def load(fname):
+    from ..io.mxnet_params import load_params
+    loaded = load_params(fname)
+    if all(k.isdigit() for k in loaded) and loaded:
+        return [array(v, dtype=v.dtype) for v in loaded.values()]
+    return {k: array(v, dtype=v.dtype) for k, v in loaded.items()}
+
+
+def __getattr__(name):
+    fn = getattr(_NAMESPACE, name, None)
+    if fn is None:
+        raise AttributeError(f"module 'graphc.nd' has no attribute {name!r}")
+    return fn
+
+
+def __dir__():
+    return sorted(set(globals()) | set(dir(_NAMESPACE)))

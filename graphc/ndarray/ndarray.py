@@ -1,0 +1,252 @@
+"""NDArray: the eager array. Data lives in a numpy array on the CPU; every operator runs its
+numpy reference through `invoke`, which also records onto the autograd tape."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ..ops.arith import ArithmeticMixin
+from ..ops.dtypes import canonical
+from ..ops.errors import GraphcError
+from ..ops.namespace import OpNamespace
+from ..ops.registry import get_op
+from ..ops.types import TensorType
+from ..device import Context, as_context, current_context
+from .. import autograd, random as _random
+
+
+class NDArray(ArithmeticMixin):
+    """An n-dimensional array on a device. `_entry` links it to the autograd tape when it was
+    computed while recording; `_grad`/`_grad_req` are set by attach_grad()."""
+
+    __slots__ = ("_data", "_ctx", "_entry", "_grad", "_grad_req")
+
+    def __init__(self, data: np.ndarray, ctx: Context | None = None):
+        self._data = data
+        self._ctx = ctx or current_context()
+        self._entry = None
+        self._grad = None
+        self._grad_req = "null"
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _invoke(self, op, inputs, attrs):
+        return invoke(op, inputs, attrs)
+
+    def _lift(self, other):
+        return array(other, ctx=self._ctx, dtype=self.dtype)
+
+    # -- properties -------------------------------------------------------------------------
+    @property
+    def shape(self):
+        return self._data.shape
+
+    @property
+    def dtype(self):
+        return self._data.dtype.type
+
+    @property
+    def size(self):
+        return self._data.size
+
+    @property
+    def ndim(self):
+        return self._data.ndim
+
+    @property
+    def context(self):
+        return self._ctx
+
+    ctx = context
+
+    @property
+    def stype(self):
+        return "default"
+
+    @property
+    def T(self):
+        return invoke("transpose", [self], {})
+
+    @property
+    def grad(self):
+        return self._grad
+
+    @property
+    def handle(self):
+        return id(self)
+
+    def _type(self) -> TensorType:
+        return TensorType(self._data.shape, self._data.dtype, str(self._ctx))
+
+    # -- conversions ------------------------------------------------------------------------
+    def asnumpy(self) -> np.ndarray:
+        return self._data.copy()
+
+    def asscalar(self):
+        if self.size != 1:
+            raise ValueError(f"asscalar: the array has shape {self.shape}, not exactly one element")
+        return self._data.reshape(()).item()
+
+    def item(self):
+        return self.asscalar()
+
+    def astype(self, dtype, copy=True):
+        if not copy and self._data.dtype == np.dtype(canonical(dtype)):
+            return self
+        return invoke("Cast", [self], {"dtype": dtype})
+
+    def copy(self):
+        return invoke("_copy", [self], {}) if _has("_copy") else NDArray(self._data.copy(), self._ctx)
+
+    def copyto(self, other):
+        if isinstance(other, NDArray):
+            if other.shape != self.shape:
+                raise GraphcError(f"copyto: target shape {other.shape} differs from source {self.shape}")
+            other._data[...] = self._data
+            return other
+        return NDArray(self._data.copy(), as_context(other))
+
+    def as_in_context(self, ctx):
+        ctx = as_context(ctx)
+        return self if ctx == self._ctx else self.copyto(ctx)
+
+    as_in_ctx = as_in_context
+
+    def detach(self):
+        return NDArray(self._data, self._ctx)
+
+    def wait_to_read(self):
+        return self
+
+    def tostype(self, stype):
+        if stype != "default":
+            raise GraphcError(f"tostype: sparse storage {stype!r} is not supported; arrays are dense")
+        return self
+
+    def __array__(self, dtype=None, copy=None):
+        return self._data if dtype is None else self._data.astype(dtype)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __iter__(self):
+        for i in range(self.shape[0]):
+            yield self[i]
+
+    def __bool__(self):
+        if self.size != 1:
+            raise ValueError(f"the truth value of an array with {self.size} elements is ambiguous")
+        return bool(self._data.reshape(()).item())
+
+    def __float__(self):
+        return float(self.asscalar())
+
+    def __int__(self):
+        return int(self.asscalar())
+
+    def __index__(self):
+        return int(self.asscalar())
+
+    def __repr__(self):
+        return f"\n{self._data!r}\n<NDArray {'x'.join(map(str, self.shape))} @{self._ctx}>"
+
+    def __str__(self):
+        return repr(self)
+
+    def __getstate__(self):
+        raise TypeError("NDArray is not pickled: save with graphc.nd.save (MXNet's binary format)")
+
+    # -- autograd ---------------------------------------------------------------------------
+    def attach_grad(self, grad_req="write", stype=None):
+        if grad_req not in ("write", "add", "null"):
+            raise ValueError(f"attach_grad: grad_req must be 'write', 'add' or 'null', got {grad_req!r}")
+        self._grad = NDArray(np.zeros_like(self._data), self._ctx)
+        self._grad_req = grad_req
+        self._entry = None
+
+    def backward(self, out_grad=None, retain_graph=False, train_mode=True):
+        autograd.backward([self], [out_grad] if out_grad is not None else None, retain_graph, train_mode)
+
+    # -- indexing ---------------------------------------------------------------------------
+    def __getitem__(self, key):
+        if isinstance(key, NDArray):
+            return invoke("take", [self, key], {"axis": 0})
+        return invoke("_basic_index", [self], {"key": encode_index(key, self.ndim)})
+
+    def __setitem__(self, key, value):
+        if isinstance(key, NDArray):
+            key = key._data.astype(np.int64)
+        v = value._data if isinstance(value, NDArray) else value
+        self._data[key] = v
+
+    # -- MXNet-style fluent methods ---------------------------------------------------------
+    def reshape(self, *shape, **kwargs):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        if "shape" in kwargs:
+            shape = tuple(kwargs.pop("shape"))
+        return invoke("Reshape", [self], {"shape": shape, **kwargs})
+
+    def __getattr__(self, name):
+        # x.exp(), x.sum(axis=1), x.softmax() ... : any registered operator, self as first input
+        if name.startswith("_"):
+            raise AttributeError(name)
+        fn = getattr(_NAMESPACE, name, None)
+        if fn is None:
+            raise AttributeError(f"'NDArray' object has no attribute {name!r}")
+        return lambda *args, **kwargs: fn(self, *args, **kwargs)
+
+
+def _has(name):
+    from ..ops.registry import has_op
+    return has_op(name)
+
+
+def encode_index(key, ndim):
+    """Turn a numpy basic-index key into a hashable, printable attribute value."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    out = []
+    for k in key:
+        if isinstance(k, slice):
+            out.append(("s", k.start, k.stop, k.step))
+        elif k is None:
+            out.append(("n",))
+        elif k is Ellipsis:
+            out.append(("e",))
+        elif isinstance(k, (numbers.Integral, np.integer)):
+            out.append(("i", int(k)))
+        else:
+            raise IndexError(f"unsupported index {k!r}: use ints, slices, None, ... or an NDArray of indices")
+    return tuple(out)
+
+
+def invoke(op_name, inputs, attrs, name=None):
+    """Run one operator eagerly: check types (errors name the op and shapes), run the numpy
+    reference, record onto the tape if autograd is recording."""
+    op = get_op(op_name)
+    parsed = op.parse(attrs)
+    inputs = [x if isinstance(x, NDArray) else array(x) for x in inputs]
+    in_types = [x._type() for x in inputs]
+    op.infer_types(in_types, parsed, f"'{name}'" if name else "")
+    outs = op.run([x._data for x in inputs], parsed, rng=_random.generator(), training=autograd.is_training())
+    ctx = inputs[0]._ctx if inputs else as_context(parsed.get("ctx") if isinstance(parsed.get("ctx"), str) else None)
+    results = [NDArray(np.asarray(o), ctx) for o in outs]
+    if autograd.is_recording() and op.gradient is not None and any(autograd.needs_grad(x) for x in inputs):
+        autograd.record_op(op, parsed, inputs, results)
+    n = op.n_visible(parsed)
+    return results[0] if n == 1 else tuple(results[:n])
+
+
+def array(source, ctx=None, dtype=None) -> NDArray:
+    if isinstance(source, NDArray):
+        data = source._data.astype(canonical(dtype) if dtype else source._data.dtype, copy=True)
+        return NDArray(data, as_context(ctx) if ctx else source._ctx)
+    if dtype is None:  # MXNet 1.x: float32 unless the source is an NDArray
+        dtype = "float32"
+    data = np.array(source, dtype=canonical(dtype), copy=True)
+    return NDArray(data, as_context(ctx))
+
+
+_NAMESPACE = OpNamespace(lambda op, ins, attrs, name: invoke(op, ins, attrs, name),
+                         lambda a: isinstance(a, NDArray))
