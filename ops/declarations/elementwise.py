@@ -12,6 +12,7 @@ from ..attrs import Attr
 from ..errors import ShapeError
 from ..registry import OpDef, Elementwise, register
 from .common import broadcast_shape, same_dtype, like
+from .special import gamma_np, gammaln_np, digamma_np, trigamma_np
 
 
 def sum_to(F, g, shape):
@@ -70,6 +71,34 @@ UNARY = {
     "round": (_round_np, S.round_, None),
     "trunc": (np.trunc, S.trunc, None),
     "fix": (np.fix, S.trunc, None),
+    "log2": (np.log2, lambda x: S.log(x) * (1.0 / math.log(2.0)), lambda F, x, y, g: g / (x * math.log(2.0))),
+    "log10": (np.log10, lambda x: S.log(x) * (1.0 / math.log(10.0)), lambda F, x, y, g: g / (x * math.log(10.0))),
+    "tan": (np.tan, lambda x: S.sin(x) / S.cos(x), lambda F, x, y, g: g * (y * y + 1.0)),
+    # no accurate formula over the scalar vocabulary: these run on the host (lowering None)
+    "arcsin": (np.arcsin, None, lambda F, x, y, g: g * F.rsqrt(1.0 - x * x)),
+    "arccos": (np.arccos, None, lambda F, x, y, g: -(g * F.rsqrt(1.0 - x * x))),
+    "arctan": (np.arctan, None, lambda F, x, y, g: g / (x * x + 1.0)),
+    # expm1 keeps sinh accurate near zero, where exp(x) - exp(-x) cancels
+    "sinh": (np.sinh, lambda x: (S.expm1(x) - S.expm1(-x)) * 0.5, lambda F, x, y, g: g * F.cosh(x)),
+    "cosh": (np.cosh, lambda x: (S.exp(x) + S.exp(-x)) * 0.5, lambda F, x, y, g: g * F.sinh(x)),
+    # odd symmetry avoids the cancellation of log(x + sqrt(x*x + 1)) for negative x
+    "arcsinh": (np.arcsinh,
+                lambda x: S.sign(x) * S.log1p(S.abs_(x) + x * x / (S.sqrt(x * x + 1.0) + 1.0)),
+                lambda F, x, y, g: g * F.rsqrt(x * x + 1.0)),
+    "arccosh": (np.arccosh, lambda x: S.log(x + S.sqrt(x * x - 1.0)),
+                lambda F, x, y, g: g * F.rsqrt(x * x - 1.0)),
+    "arctanh": (np.arctanh, lambda x: S.log1p(x * 2.0 / (1.0 - x)) * 0.5, lambda F, x, y, g: g / (1.0 - x * x)),
+    "degrees": (np.degrees, lambda x: x * (180.0 / math.pi), lambda F, x, y, g: g * (180.0 / math.pi)),
+    "radians": (np.radians, lambda x: x * (math.pi / 180.0), lambda F, x, y, g: g * (math.pi / 180.0)),
+    "cbrt": (np.cbrt, lambda x: S.sign(x) * S.abs_(x) ** (1.0 / 3.0), lambda F, x, y, g: g / (y * y * 3.0)),
+    "rcbrt": (lambda x: 1.0 / np.cbrt(x), lambda x: S.sign(x) / S.abs_(x) ** (1.0 / 3.0),
+              lambda F, x, y, g: -(g * y / (x * 3.0))),
+    "logical_not": (lambda x: (x == 0).astype(x.dtype), lambda x: S.cast(S.logical_not(S.call("ne", x, S.const(0, x.dtype))), x.dtype), None),
+    # special functions: host only; their derivatives need digamma/trigamma, declared below
+    "gamma": (gamma_np, None, lambda F, x, y, g: g * y * F._digamma(x)),
+    "gammaln": (gammaln_np, None, lambda F, x, y, g: g * F._digamma(x)),
+    "_digamma": (digamma_np, None, lambda F, x, y, g: g * F._trigamma(x)),
+    "_trigamma": (trigamma_np, None, None),
 }
 
 
@@ -89,9 +118,10 @@ def _unary_compute(fn):
     return compute
 
 
+_NO_DERIVATIVE = {"_trigamma"}  # its derivative (tetragamma) is not declared: refuse, not zero
 for _name, (_np_fn, _formula, _deriv) in UNARY.items():
     register(OpDef(_name, infer=_unary_infer, compute=_unary_compute(_np_fn),
-                   gradient=_unary_grad(_deriv), lowering=Elementwise(_formula),
+                   gradient=None if _name in _NO_DERIVATIVE else _unary_grad(_deriv), lowering=Elementwise(_formula) if _formula else None,
                    doc=f"Elementwise {_name}."))
 
 
@@ -116,8 +146,20 @@ def _div_np(a, b):
 
 
 def _mod_np(a, b):
+    # MXNet's mod takes the sign of the divisor (Python's %), and gives 0 where b == 0
     with np.errstate(all="ignore"):
-        return np.fmod(a, b) if a.dtype.kind == "f" else np.mod(a, np.where(b == 0, 1, b))
+        b = np.asarray(b, dtype=np.result_type(a, b))
+        safe = np.where(b == 0, 1, b)
+        return np.where(b == 0, 0, np.mod(a, safe)).astype(np.result_type(a, b), copy=False)
+
+
+def _mod_formula(a, b):
+    """Floor modulo from the vocabulary's C-style `mod` (fmod): shift by b when the signs of
+    the remainder and the divisor differ."""
+    zero = S.const(0, a.dtype)
+    r = S.call("mod", a, b)
+    fix = S.call("and", S.call("ne", r, zero), S.call("ne", S.call("lt", r, zero), S.call("lt", b, zero)))
+    return S.select(S.call("eq", b, zero), zero, S.select(fix, r + b, r))
 
 
 def _pow_np(a, b):
@@ -135,8 +177,8 @@ BINARY = {
     "broadcast_sub": (np.subtract, lambda a, b: a - b, lambda F, a, b, y, g: (g, -g), ("broadcast_minus",)),
     "broadcast_mul": (np.multiply, lambda a, b: a * b, lambda F, a, b, y, g: (g * b, g * a), ()),
     "broadcast_div": (_div_np, lambda a, b: a / b, lambda F, a, b, y, g: (g / b, -(g * y / b)), ()),
-    "broadcast_mod": (_mod_np, lambda a, b: S.call("mod", a, b),
-                      lambda F, a, b, y, g: (g, -(g * F.trunc(a / b))), ()),
+    "broadcast_mod": (_mod_np, _mod_formula,
+                      lambda F, a, b, y, g: (g, -(g * F.floor(a / b))), ()),
     "broadcast_power": (_pow_np, lambda a, b: a ** b,
                         lambda F, a, b, y, g: (g * b * a ** (b - 1.0), g * y * F.log(a)), ()),
     "broadcast_maximum": (np.maximum, S.maximum,
@@ -151,7 +193,7 @@ COMPARE = {
     "broadcast_greater": (np.greater, "gt"), "broadcast_greater_equal": (np.greater_equal, "ge"),
     "broadcast_lesser": (np.less, "lt"), "broadcast_lesser_equal": (np.less_equal, "le"),
     "broadcast_logical_and": (np.logical_and, "and"), "broadcast_logical_or": (np.logical_or, "or"),
-    "broadcast_logical_xor": (np.logical_xor, "ne"),
+    "broadcast_logical_xor": (np.logical_xor, "xor"),
 }
 
 
@@ -165,8 +207,10 @@ def _binary_grad(rule):
 
 def _cmp_formula(op):
     def formula(a, b):
-        if op in ("and", "or"):
-            c = S.call(op, S.call("ne", a, S.const(0, a.dtype)), S.call("ne", b, S.const(0, b.dtype)))
+        if op in ("and", "or", "xor"):
+            # logical ops look at truth values: xor(2, 1) is false although 2 != 1
+            c = S.call("ne" if op == "xor" else op,
+                       S.call("ne", a, S.const(0, a.dtype)), S.call("ne", b, S.const(0, b.dtype)))
         else:
             c = S.call(op, a, b)
         return S.cast(c, a.dtype)
@@ -243,9 +287,9 @@ SCALAR = {
     "_rdiv_scalar": (lambda x, s: _div_np(s, x), lambda x, s: s / x, lambda F, x, y, g, s: -(g * y / x), ("_RDivScalar",)),
     "_power_scalar": (_pow_np, lambda x, s: x ** s, lambda F, x, y, g, s: g * s * x ** (s - 1.0), ("_PowerScalar",)),
     "_rpower_scalar": (lambda x, s: _pow_np(s, x), lambda x, s: s ** x, lambda F, x, y, g, s: g * y * math.log(s), ("_RPowerScalar",)),
-    "_mod_scalar": (_mod_np, lambda x, s: S.call("mod", x, s), lambda F, x, y, g, s: g, ("_ModScalar",)),
-    "_rmod_scalar": (lambda x, s: _mod_np(s, x), lambda x, s: S.call("mod", s, x),
-                     lambda F, x, y, g, s: -(g * F.trunc(F._rdiv_scalar(x, scalar=s))), ("_RModScalar",)),
+    "_mod_scalar": (_mod_np, _mod_formula, lambda F, x, y, g, s: g, ("_ModScalar",)),
+    "_rmod_scalar": (lambda x, s: _mod_np(s, x), lambda x, s: _mod_formula(s, x),
+                     lambda F, x, y, g, s: -(g * F.floor(F._rdiv_scalar(x, scalar=s))), ("_RModScalar",)),
     "_maximum_scalar": (np.maximum, S.maximum, lambda F, x, y, g, s: g * (x >= s), ("_MaximumScalar",)),
     "_minimum_scalar": (np.minimum, S.minimum, lambda F, x, y, g, s: g * (x <= s), ("_MinimumScalar",)),
 }
@@ -426,3 +470,13 @@ def _leaky_grad(F, ins, outs, gs, attrs):
 
 register(OpDef("LeakyReLU", infer=_leaky_infer, compute=_leaky_np, inputs=_leaky_inputs,
                attrs=_LEAKY_ATTRS, gradient=_leaky_grad, lowering=Elementwise(_leaky_formula)))
+
+
+# -- identity and gradient control -----------------------------------------------------------
+
+register(OpDef("_copy", infer=_unary_infer, compute=lambda x: x.copy(),
+               gradient=lambda F, ins, outs, gs, attrs: [gs[0]], lowering=Elementwise(lambda x: x),
+               aliases=("identity",), doc="A copy of the input."))
+register(OpDef("BlockGrad", infer=_unary_infer, compute=lambda x: x.copy(),
+               gradient=lambda F, ins, outs, gs, attrs: [None], lowering=Elementwise(lambda x: x),
+               aliases=("stop_gradient",), doc="The input, with no gradient flowing back through it."))

@@ -83,7 +83,10 @@ def _pick_grad(F, ins, outs, gs, attrs):
     x, idx = ins
     a = attrs["axis"] % x.ndim
     g = gs[0] if attrs["keepdims"] else F.expand_dims(gs[0], axis=a)
-    hot = F.one_hot(F.Reshape(idx, shape=g.shape[:a] + g.shape[a + 1:]), depth=x.shape[a], dtype=x.dtype)
+    n = x.shape[a]
+    # the forward clipped or wrapped out-of-range indices: the gradient goes where it read
+    idx = F.clip(idx, a_min=0.0, a_max=float(n - 1)) if attrs["mode"] == "clip" else F._mod_scalar(idx, scalar=float(n))
+    hot = F.one_hot(F.Reshape(idx, shape=g.shape[:a] + g.shape[a + 1:]), depth=n, dtype=x.dtype)
     if a != x.ndim - 1:
         perm = list(range(x.ndim - 1))
         perm.insert(a, x.ndim - 1)

@@ -114,3 +114,69 @@ register(OpDef("_sum_to", infer=_sum_to_infer, compute=_sum_to_np, attrs={"shape
                gradient=_sum_to_grad,
                lowering=Reduction("sum", lambda x, attrs: sum_to_axes(x.shape, attrs["shape"])),
                doc="Sum a broadcast gradient back down to `shape` (numpy broadcasting rules)."))
+
+
+# -- norm --------------------------------------------------------------------------------------
+_NORM_ATTRS = {"ord": Attr("int", 2, choices=(1, 2)), "axis": Attr("axis", None, optional=True),
+               "out_dtype": Attr("dtype", None, optional=True), "keepdims": Attr("bool", False)}
+
+
+def _norm_infer(x, ord, axis, keepdims, out_dtype=None):
+    axes = normalize_axes(axis, x.ndim, "norm")
+    return like(x, _reduced_shape(x.shape, axes, keepdims), out_dtype or x.dtype)
+
+
+def _norm_np(x, ord, axis, keepdims, out_dtype=None):
+    axes = normalize_axes(axis, x.ndim, "norm")
+    if ord == 1:
+        r = np.sum(np.abs(x), axis=axes, keepdims=keepdims)
+    else:
+        r = np.sqrt(np.sum(np.square(x), axis=axes, keepdims=keepdims))
+    return np.asarray(r).astype(out_dtype or x.dtype, copy=False)
+
+
+def _norm_grad(F, ins, outs, gs, attrs):
+    x = ins[0]
+    shape = _reduced_shape(x.shape, normalize_axes(attrs["axis"], x.ndim, "norm"), True)
+    g = F.Reshape(gs[0], shape=shape)
+    if attrs["out_dtype"] and attrs["out_dtype"] != x.dtype:
+        g = F.Cast(g, dtype=x.dtype)
+    if attrs["ord"] == 1:
+        return [g * F.sign(x)]
+    y = F.Reshape(outs[0], shape=shape)
+    if attrs["out_dtype"] and attrs["out_dtype"] != x.dtype:
+        y = F.Cast(y, dtype=x.dtype)
+    # a zero vector has a zero (sub)gradient, not 0/0
+    return [g * x / (y + (y == 0.0))]
+
+
+register(OpDef("norm", infer=_norm_infer, compute=_norm_np, attrs=_NORM_ATTRS, gradient=_norm_grad,
+               doc="L1 or L2 norm over axes (host: the reduction needs an abs/square prologue)."))
+
+
+# -- argmax / argmin: indices, in the input's dtype (MXNet's ElemwiseType) ----------------------
+_ARG_ATTRS = {"axis": Attr("int", None, optional=True), "keepdims": Attr("bool", False)}
+
+
+def _arg_infer(name):
+    def infer(x, axis, keepdims):
+        if axis is None:
+            return like(x, (1,) * x.ndim if keepdims else ())
+        a = normalize_axes(axis, x.ndim, name)
+        return like(x, _reduced_shape(x.shape, a, keepdims))
+    return infer
+
+
+def _arg_np(fn):
+    def compute(x, axis, keepdims):
+        if axis is None:
+            r = fn(x.reshape(-1))
+            return np.full((1,) * x.ndim if keepdims else (), r, dtype=x.dtype)
+        return np.asarray(fn(x, axis=axis, keepdims=keepdims)).astype(x.dtype)
+    return compute
+
+
+for _name, _fn in (("argmax", np.argmax), ("argmin", np.argmin)):
+    register(OpDef(_name, infer=_arg_infer(_name), compute=_arg_np(_fn), attrs=_ARG_ATTRS,
+                   gradient=lambda F, ins, outs, gs, attrs: [None],
+                   doc=f"{_name} along an axis (flattened when axis is None); the first index wins ties."))
