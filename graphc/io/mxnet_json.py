@@ -235,8 +235,9 @@ def bind_types(graph: Graph, input_types: Mapping[str, TensorType]) -> Graph:
             t = input_types.get(node.name)
             if t is None:
                 if hint_shape is None or 0 in hint_shape or not hint_shape:
-                    raise GraphcError(f"graph {graph.name}: no type given for variable {node.name!r} and its "
-                                      f"__shape__ hint {node.hints.get('__shape__')!r} is incomplete")
+                    hint = node.hints.get("__shape__")
+                    why = "it has no __shape__ hint" if hint is None else f"its __shape__ {hint} is incomplete (0 = unknown)"
+                    raise GraphcError(f"graph {graph.name}: no type given for variable {node.name!r}, and {why}")
                 t = TensorType(hint_shape, hint_dtype or "float32")
             elif hint_shape and (len(hint_shape) != len(t.shape) or
                                  any(h and h != d for h, d in zip(hint_shape, t.shape))):
