@@ -7,6 +7,7 @@ import numbers
 import numpy as np
 
 from ..ops.arith import ArithmeticMixin
+from ..ops.builder import Handle
 from ..ops.dtypes import canonical
 from ..ops.errors import GraphcError
 from ..ops.namespace import OpNamespace
@@ -224,6 +225,10 @@ def encode_index(key, ndim):
 def invoke(op_name, inputs, attrs, name=None):
     """Run one operator eagerly: check types (errors name the op and shapes), run the numpy
     reference, record onto the tape if autograd is recording."""
+    if any(isinstance(x, Handle) for x in inputs):
+        # nd.* called on symbols while tracing: build the graph instead of failing
+        builder = next(x for x in inputs if isinstance(x, Handle)).builder
+        return builder.invoke(op_name, inputs, attrs, name)
     op = get_op(op_name)
     parsed = op.parse(attrs)
     inputs = [x if isinstance(x, NDArray) else array(x) for x in inputs]
@@ -249,4 +254,4 @@ def array(source, ctx=None, dtype=None) -> NDArray:
 
 
 _NAMESPACE = OpNamespace(lambda op, ins, attrs, name: invoke(op, ins, attrs, name),
-                         lambda a: isinstance(a, NDArray))
+                         lambda a: isinstance(a, (NDArray, Handle)))

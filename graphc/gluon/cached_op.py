@@ -1,0 +1,252 @@
+"""CachedOp: what `hybridize()` turns a HybridBlock into.
+
+The first call with a new input signature traces the block into a graph (inputs are Symbols
+that know their shapes), simplifies it, and compiles it. For training (autograd recording) the
+autodiff pass builds the backward graph, which is split from the forward and compiled too; the
+block then joins the autograd tape as ONE node whose backward runs the compiled backward
+program. Programs are cached by signature: shapes, dtypes, training flag, which inputs need
+gradients.
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from .. import autograd
+from ..ops.errors import GraphcError
+from ..ops.graph import Graph
+from ..ops.types import TensorType
+from ..passes.autodiff import differentiate, split_forward_backward
+from ..passes.pipeline import SIMPLIFY
+from ..symbol import Trace, Symbol
+from ..ndarray import NDArray
+from .. import random as _random
+
+
+# -- nesting of inputs/outputs: lists and tuples, flattened with a tree to rebuild them ----------
+def flatten(obj):
+    """-> (leaves, tree) where tree is an int (leaf index), or ('list'|'tuple', [subtrees])."""
+    leaves = []
+
+    def go(o):
+        if isinstance(o, (list, tuple)):
+            return ("tuple" if isinstance(o, tuple) else "list", [go(x) for x in o])
+        leaves.append(o)
+        return len(leaves) - 1
+
+    return leaves, go(obj)
+
+
+def unflatten(leaves, tree):
+    if isinstance(tree, int):
+        return leaves[tree]
+    kind, items = tree
+    seq = [unflatten(leaves, t) for t in items]
+    return tuple(seq) if kind == "tuple" else seq
+
+
+def tree_to_json(tree):
+    return tree if isinstance(tree, int) else [tree[0], [tree_to_json(t) for t in tree[1]]]
+
+
+def tree_from_json(obj):
+    return obj if isinstance(obj, int) else (obj[0], [tree_from_json(t) for t in obj[1]])
+
+
+# -- programs --------------------------------------------------------------------------------------
+class InterpretedProgram:
+    """Runs a graph on the numpy references: used when no compiler applies (and in tests as the oracle)."""
+
+    def __init__(self, graph: Graph, training=False):
+        self.graph, self.training = graph, training
+
+    def __call__(self, inputs, outputs=None, rng=None):
+        from ..ops.interpret import interpret
+        res = interpret(self.graph, inputs, rng=rng, training=self.training)
+        if outputs is not None:
+            for dst, src in zip(outputs, res):
+                dst[...] = src
+            return outputs
+        return [np.array(r, copy=True) if not r.flags.writeable or r.base is not None else r for r in res]
+
+
+def compile_program(graph: Graph, training=False, backend="llvm"):
+    """Hand a simplified graph to the backend; the numpy interpreter when backend='numpy'."""
+    if backend == "numpy":
+        return InterpretedProgram(graph, training)
+    from ..runtime import compile_graph
+    return compile_graph(graph, training=training)
+
+
+def _default_backend():
+    import os
+    return os.environ.get("GRAPHC_BACKEND", "llvm")
+
+
+class _Compiled:
+    """Everything cached for one input signature."""
+
+    def __init__(self):
+        self.graph = None          # traced + simplified forward graph
+        self.param_list = []       # Parameters feeding graph inputs after the data inputs
+        self.n_data = 0
+        self.out_tree = None
+        self.forward = None        # inference program
+        self.train = {}            # grad mask -> (forward program, backward program, split)
+        self.out_pool = []         # reusable output buffer sets (static_alloc)
+
+
+class CachedOp:
+    def __init__(self, block, static_alloc=False, static_shape=False, backend=None, **flags):
+        self.block = block
+        self.static_alloc = static_alloc
+        self.static_shape = static_shape
+        self.backend = backend or _default_backend()
+        self.flags = flags
+        self._cache = {}
+        self.last = None   # the most recent _Compiled (export uses its graph)
+
+    # -- tracing ---------------------------------------------------------------------------
+    def _data_names(self, n):
+        return ["data"] if n == 1 else [f"data{i}" for i in range(n)]
+
+    def trace(self, args):
+        leaves, in_tree = flatten(list(args))
+        if not all(isinstance(x, NDArray) for x in leaves):
+            raise GraphcError(f"{self.block.name}: a hybridized block takes NDArrays (or nested lists of "
+                              f"them), got {[type(x).__name__ for x in leaves]}")
+        entry = _Compiled()
+        names = self._data_names(len(leaves))
+        with Trace(self.block.name) as trace:
+            syms = [trace.builder.var(nm, TensorType(x.shape, np.dtype(x.dtype).name), "input")
+                    for nm, x in zip(names, leaves)]
+            sym_args = unflatten(syms, in_tree)
+            out = self.block.forward(*sym_args)
+        out_leaves, out_tree = flatten(out)
+        for o in out_leaves:
+            if not isinstance(o, Symbol):
+                raise GraphcError(f"{self.block.name}: forward returned {type(o).__name__}, not a value computed "
+                                  "from its inputs; a hybridized block must return arrays built by F/nd operators")
+        graph = trace.builder.build(out_leaves)
+        graph.output_tree = out_tree
+        graph.inputs = [n for n in graph.inputs if n.hints.get("kind") == "input"] + \
+                       [trace.param_vars[id(p)].value.node for p in trace.params]
+        entry.graph = SIMPLIFY(graph)
+        entry.graph.output_tree = out_tree
+        entry.param_list = list(trace.params)
+        entry.n_data = len(leaves)
+        entry.out_tree = out_tree
+        return entry
+
+    # -- calling ---------------------------------------------------------------------------
+    def __call__(self, *args):
+        leaves, _ = flatten(list(args))
+        training = autograd.is_training()
+        recording = autograd.is_recording()
+        key = (tuple((x.shape, np.dtype(x.dtype).str) for x in leaves), training)
+        entry = self._cache.get(key)
+        if entry is None:
+            entry = self.trace(args)
+            self._cache[key] = entry
+        self.last = entry
+        params = [p.data() for p in entry.param_list]
+        inputs = list(leaves) + params
+        arrays = [x._data if x._data.flags.c_contiguous else np.ascontiguousarray(x._data) for x in inputs]
+        rng = _random.generator()
+        if recording:
+            mask = tuple(autograd.needs_grad(x) and np.dtype(x.dtype).kind == "f" for x in inputs)
+            if any(mask):
+                outs = self._run_training(entry, inputs, arrays, mask, training, rng)
+                return unflatten(outs, entry.out_tree)
+        if entry.forward is None or entry.forward[0] != training:
+            entry.forward = (training, compile_program(entry.graph, training, self.backend))
+        results = entry.forward[1](arrays, self._output_buffers(entry, entry.graph), rng=rng)
+        ctx = leaves[0].context if leaves else None
+        return unflatten([NDArray(r, ctx) for r in results], entry.out_tree)
+
+    def _output_buffers(self, entry, graph):
+        """static_alloc: reuse an output set that nobody holds any more (no page faults on a
+        fresh output every call); otherwise let the program allocate."""
+        if not self.static_alloc:
+            return None
+        for bufs in entry.out_pool:
+            if all(sys.getrefcount(b) <= 3 for b in bufs):
+                return bufs
+        bufs = [np.empty(v.type.shape, v.type.dtype) for v in graph.outputs]
+        if len(entry.out_pool) < 2:
+            entry.out_pool.append(bufs)
+        return bufs
+
+    def _run_training(self, entry, inputs, arrays, mask, training, rng):
+        compiled = entry.train.get((mask, training))
+        if compiled is None:
+            graph = entry.graph
+            wrt = [n for n, m in zip(graph.inputs, mask) if m]
+            gg = differentiate(graph, wrt)
+            split = split_forward_backward(gg, graph.inputs)
+            fwd = SIMPLIFY(split.forward)
+            bwd = SIMPLIFY(split.backward)
+            compiled = (compile_program(fwd, training, self.backend),
+                        compile_program(bwd, training, self.backend), split)
+            entry.train[(mask, training)] = compiled
+        fwd_prog, bwd_prog, split = compiled
+        results = fwd_prog(arrays, rng=rng)
+        n_out = split.num_outputs
+        ctx = inputs[0].context
+        outputs = [NDArray(r, ctx) for r in results[:n_out]]
+        saved = results[n_out:]
+        positions = [i for i, m in enumerate(mask) if m]
+        kept_inputs = arrays
+
+        def backward(F, ins, outs, ograds):
+            feed = []
+            for kind, k in split.backward_inputs:
+                if kind == "saved":
+                    feed.append(saved[k])
+                elif kind == "input":
+                    feed.append(kept_inputs[k])
+                else:
+                    g = ograds[k]
+                    if g._entry is not None and autograd.is_recording():
+                        raise GraphcError(f"{self.block.name}: gradients of gradients through a hybridized "
+                                          "block are not compiled; call it without hybridize() for create_graph")
+                    feed.append(np.ascontiguousarray(g._data))
+            grads = bwd_prog(feed)
+            out = [None] * len(ins)
+            for pos, g in zip(positions, grads):
+                out[pos] = NDArray(g, ctx)
+            return out
+
+        autograd.record_custom(inputs, outputs, backward, self.block.name)
+        return outputs
+
+
+def export_block(block, path, epoch=0, remove_amp_cast=True):
+    """Write `path-symbol.json` and `path-%04d.params` in MXNet 1.x's formats."""
+    import json
+    from ..io.mxnet_json import dump_symbol_json
+    from ..io.mxnet_params import save_params
+    from ..io.atomic import atomic_write
+    cached = getattr(block, "_cached_op", None)
+    if cached is None or cached.last is None:
+        raise GraphcError(f"{block.name}: export needs a traced graph; call hybridize() and run the "
+                          "block once on an input before export()")
+    graph = cached.last.graph
+    text = dump_symbol_json(graph)
+    doc = json.loads(text)
+    doc.setdefault("attrs", {})["graphc_output_tree"] = ["str", json.dumps(tree_to_json(graph.output_tree))]
+    arrays = {}
+    names = {n.name: n for n in graph.inputs}
+    for p in cached.last.param_list:
+        kind = names[p.name].hints.get("kind", "param") if p.name in names else "param"
+        arrays[("aux:" if kind == "aux" else "arg:") + p.name] = p.data().asnumpy()
+    try:
+        from ..io.mxnet_json import constants_of
+        for name, value in constants_of(graph).items():
+            arrays["arg:" + name] = np.asarray(value)
+    except ImportError:
+        pass
+    atomic_write(f"{path}-symbol.json", json.dumps(doc, indent=2).encode())
+    save_params(f"{path}-{epoch:04d}.params", arrays)
+    return f"{path}-symbol.json", f"{path}-{epoch:04d}.params"

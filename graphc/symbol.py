@@ -1,0 +1,366 @@
+"""graphc.sym: symbolic values. While a HybridBlock is traced they know their shape and dtype
+(x.shape works inside hybrid_forward); built by hand from `sym.var('data')` they may be
+untyped until `infer_shape` binds input shapes.
+
+A Symbol is a Handle (ops/builder.py) plus the methods MXNet users rely on: list_arguments,
+infer_shape, get_internals, tojson, eval...
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from .ops.builder import GraphBuilder, Handle
+from .ops.errors import GraphcError
+from .ops.graph import Graph, Node, Value, variable, format_node, value_names
+from .ops.namespace import OpNamespace
+from .ops.registry import get_op
+from .ops.types import TensorType
+
+_local = threading.local()
+
+
+class SymbolBuilder(GraphBuilder):
+    """A builder that tolerates untyped values (inference waits for infer_shape) and, like
+    MXNet, creates missing inputs as variables named `<node>_<input>` (fc1_weight)."""
+
+    def __init__(self, name="symbol"):
+        super().__init__(name, handle_cls=Symbol)
+
+    def emit(self, op_name, inputs, attrs=None, name=None, hints=None):
+        op = get_op(op_name)
+        parsed = op.parse(attrs or {})
+        name = name or self._name(op.name)
+        names = op.input_names(parsed)
+        inputs = list(inputs)
+        if not callable(op.inputs) and len(inputs) < len(names):
+            for missing in names[len(inputs):]:
+                node = variable(f"{name}_{missing}", None, "param")
+                node.types = (None,)
+                self.inputs.append(node)
+                inputs.append(node.out())
+        if any(v.type is None for v in inputs):
+            node = Node(op.name, inputs, parsed, name, (None,) * op.n_outputs(parsed), hints)
+        else:
+            types = op.infer_types([v.type for v in inputs], parsed, f"'{name}'")
+            node = Node(op.name, inputs, parsed, name, types, hints)
+        self.nodes.append(node)
+        return node
+
+
+class Trace:
+    """The state of one hybridize trace: its builder and the variable made for each Parameter."""
+
+    def __init__(self, name="graph"):
+        self.builder = SymbolBuilder(name)
+        self.param_vars = {}   # id(param) -> Symbol
+        self.params = []       # Parameters in first-use order
+
+    def param_var(self, param) -> "Symbol":
+        sym = self.param_vars.get(id(param))
+        if sym is None:
+            if param.shape is None or any(d in (0, None) for d in param.shape):
+                raise GraphcError(f"parameter {param.name!r} has unknown shape {param.shape} while tracing; "
+                                  "its block must infer it from the input (infer_shape) first")
+            kind = "param" if getattr(param, "_differentiable", True) else "aux"
+            hints = {"__lr_mult__": getattr(param, "lr_mult", 1.0), "__wd_mult__": getattr(param, "wd_mult", 1.0)}
+            sym = self.builder.var(param.name, TensorType(param.shape, param.dtype), kind, hints)
+            self.param_vars[id(param)] = sym
+            self.params.append(param)
+        return sym
+
+    def __enter__(self):
+        stack = getattr(_local, "stack", None)
+        if stack is None:
+            stack = _local.stack = []
+        stack.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        _local.stack.pop()
+
+
+def current_trace() -> Trace | None:
+    stack = getattr(_local, "stack", None)
+    return stack[-1] if stack else None
+
+
+def _builder_for(inputs):
+    for x in inputs:
+        if isinstance(x, Handle):
+            return x.builder
+    trace = current_trace()
+    return trace.builder if trace else _GLOBAL
+
+
+class Symbol(Handle):
+    """One or more symbolic outputs. `Group([a, b])` makes a multi-output Symbol."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, value: Value, builder, values=None):
+        super().__init__(value, builder)
+        self._values = list(values) if values is not None else [value]
+
+    # -- identity -------------------------------------------------------------------------
+    @property
+    def name(self):
+        return self.value.node.name if len(self._values) == 1 else None
+
+    def attr(self, key):
+        node = self.value.node
+        v = node.hints.get(key, node.attrs.get(key))
+        return None if v is None else str(v)
+
+    def list_attr(self):
+        return {k: str(v) for k, v in self.value.node.attrs.items()}
+
+    @property
+    def shape(self):
+        t = self.value.type
+        if t is None:
+            raise GraphcError(f"symbol {self.name!r} has no shape yet: call infer_shape with the input shapes")
+        return t.shape
+
+    @property
+    def dtype(self):
+        t = self.value.type
+        return None if t is None else np.dtype(t.dtype)
+
+    def __repr__(self):
+        if len(self._values) > 1:
+            return f"<Symbol group [{', '.join(v.node.name for v in self._values)}]>"
+        t = self.value.type
+        return f"<Symbol {self.name}{': ' + str(t) if t is not None else ''}>"
+
+    def __iter__(self):
+        return (Symbol(v, self.builder) for v in self._values)
+
+    def __len__(self):
+        return len(self._values)
+
+    def __getitem__(self, index):
+        if len(self._values) == 1 and len(self.value.node.types) == 1 and not isinstance(index, str) \
+                and self.value.type is not None:
+            return self.__getitem_basic(index)
+        if isinstance(index, str):
+            for v, out_name in zip(self._values, self.list_outputs()):
+                if out_name == index or v.node.name == index:
+                    return Symbol(v, self.builder)
+            raise KeyError(f"no output named {index!r}; outputs are {self.list_outputs()}")
+        if len(self._values) == 1 and len(self.value.node.types) > 1:
+            return Symbol(self.value.node.out(index), self.builder)
+        return Symbol(self._values[index], self.builder)
+
+    # -- graph views ------------------------------------------------------------------------
+    def _graph(self) -> Graph:
+        g = Graph.from_outputs([], self._values, "symbol")
+        g.inputs = [n for n in g.nodes if n.is_var]
+        return g
+
+    def _vars(self):
+        return [n for n in self._graph().nodes if n.is_var]
+
+    def list_arguments(self):
+        return [n.name for n in self._vars() if n.hints.get("kind") != "aux"]
+
+    def list_auxiliary_states(self):
+        return [n.name for n in self._vars() if n.hints.get("kind") == "aux"]
+
+    def list_inputs(self):
+        return [n.name for n in self._vars()]
+
+    def list_outputs(self):
+        out = []
+        for v in self._values:
+            node = v.node
+            if node.is_var:
+                out.append(node.name)
+            elif len(node.types) == 1 or get_op(node.op).n_visible(node.attrs) == 1:
+                out.append(f"{node.name}_output")
+            else:
+                out.append(f"{node.name}_output{v.index}")
+        return out
+
+    def get_internals(self):
+        g = self._graph()
+        values = []
+        for n in g.nodes:
+            vis = len(n.types) if n.is_var or n.is_const else get_op(n.op).n_visible(n.attrs)
+            values.extend(n.out(i) for i in range(vis))
+        return Symbol(values[0], self.builder, values)
+
+    def get_children(self):
+        ins = self.value.node.inputs
+        return Symbol(ins[0], self.builder, list(ins)) if ins else None
+
+    # -- inference ------------------------------------------------------------------------
+    def _bind(self, shapes=None, dtypes=None) -> Graph:
+        from .passes.infer import infer_types
+        g = self._graph()
+        types = {}
+        for n in g.inputs:
+            shape = (shapes or {}).get(n.name)
+            dtype = (dtypes or {}).get(n.name)
+            known = n.types[0]
+            if shape is None and known is not None:
+                shape = known.shape
+            if shape is None and n.hints.get("__shape__"):
+                from .ops.attrs import _as_shape
+                s = _as_shape(n.hints["__shape__"])
+                shape = s if 0 not in s else None
+            if shape is None:
+                continue
+            dt = dtype or (known.dtype if known is not None else n.hints.get("__dtype___name", "float32"))
+            types[n.name] = TensorType(tuple(shape), dt)
+        return infer_types(g, types)
+
+    def infer_shape(self, *args, **kwargs):
+        """(arg_shapes, out_shapes, aux_shapes), like MXNet; raises if an input is unknown."""
+        if args:
+            kwargs.update(zip(self.list_arguments(), args))
+        g = self._bind(kwargs)
+        by = {n.name: n.types[0].shape for n in g.inputs}
+        return ([by[n] for n in self.list_arguments()], [v.type.shape for v in g.outputs],
+                [by[n] for n in self.list_auxiliary_states()])
+
+    def infer_shape_partial(self, *args, **kwargs):
+        try:
+            return self.infer_shape(*args, **kwargs)
+        except GraphcError:
+            return None, None, None
+
+    def infer_type(self, *args, **kwargs):
+        if args:
+            kwargs.update(zip(self.list_arguments(), args))
+        dtypes = {k: np.dtype(v).name for k, v in kwargs.items()}
+        g = self._bind(None, dtypes)
+        by = {n.name: np.dtype(n.types[0].dtype).type for n in g.inputs}
+        return ([by[n] for n in self.list_arguments()], [np.dtype(v.type.dtype).type for v in g.outputs],
+                [by[n] for n in self.list_auxiliary_states()])
+
+    # -- evaluation and files -------------------------------------------------------------
+    def eval(self, ctx=None, **kwargs):
+        """Evaluate with NDArray inputs (by name); returns a list of NDArrays."""
+        from .ndarray import NDArray, array
+        from .ops.interpret import interpret
+        shapes = {k: v.shape for k, v in kwargs.items()}
+        dtypes = {k: np.dtype(v.dtype).name for k, v in kwargs.items()}
+        g = self._bind(shapes, dtypes)
+        arrays = {k: (v.asnumpy() if isinstance(v, NDArray) else np.asarray(v)) for k, v in kwargs.items()}
+        return [array(o, dtype=o.dtype) for o in interpret(g, arrays)]
+
+    def tojson(self):
+        from .io.mxnet_json import dump_symbol_json
+        return dump_symbol_json(self._graph())
+
+    def save(self, fname, remove_amp_cast=True):
+        from .io.atomic import atomic_write
+        atomic_write(fname, self.tojson().encode())
+
+    # -- fluent methods, as on NDArray: x.sum(axis=1), x.reshape((0, -1)), x.exp() -----------
+    def reshape(self, *shape, **kwargs):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        if "shape" in kwargs:
+            shape = tuple(kwargs.pop("shape"))
+        return _NAMESPACE.Reshape(self, shape=shape, **kwargs)
+
+    def astype(self, dtype, copy=True):
+        return _NAMESPACE.Cast(self, dtype=dtype)
+
+    @property
+    def T(self):
+        return _NAMESPACE.transpose(self)
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        fn = getattr(_NAMESPACE, name, None)
+        if fn is None:
+            raise AttributeError(f"'Symbol' object has no attribute {name!r}")
+        return lambda *args, **kwargs: fn(self, *args, **kwargs)
+
+    def __getitem_basic(self, key):
+        from .ndarray.ndarray import encode_index
+        return _NAMESPACE._basic_index(self, key=encode_index(key, self.ndim))
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def debug_str(self):
+        return str(self._graph())
+
+
+_GLOBAL = SymbolBuilder("symbol")
+
+
+def _symbol_invoke(op, inputs, attrs, name):
+    builder = _builder_for(inputs)
+    return builder.invoke(op, inputs, attrs, name)
+
+
+_NAMESPACE = OpNamespace(_symbol_invoke, lambda a: isinstance(a, Handle))
+
+
+def var(name, attr=None, shape=None, lr_mult=None, wd_mult=None, dtype=None, init=None, stype=None, **kwargs):
+    """A named input. With a shape it is typed at once; without, it waits for infer_shape."""
+    trace = current_trace()
+    builder = trace.builder if trace else _GLOBAL
+    hints = dict(attr or {})
+    if lr_mult is not None:
+        hints["__lr_mult__"] = lr_mult
+    if wd_mult is not None:
+        hints["__wd_mult__"] = wd_mult
+    if shape is not None and all(d not in (0, None) for d in shape):
+        return builder.var(name, TensorType(shape, dtype or "float32"), "input", hints)
+    node = variable(name, None, "input", hints)
+    node.types = (None,)
+    if shape is not None:
+        node.hints["__shape__"] = str(tuple(shape))
+    builder.inputs.append(node)
+    return builder.wrap(node.out())
+
+
+Variable = var
+
+
+def Group(symbols):
+    symbols = list(symbols)
+    values = [v for s in symbols for v in s._values]
+    return Symbol(values[0], symbols[0].builder, values)
+
+
+def load_json(json_str):
+    from .io.mxnet_json import load_symbol_json
+    return _from_graph(load_symbol_json(json_str, "<json string>"))
+
+
+def load(fname):
+    from .io.mxnet_json import load_symbol_json
+    with open(fname, "r", encoding="utf-8") as fh:
+        return _from_graph(load_symbol_json(fh.read(), str(fname)))
+
+
+def _from_graph(graph: Graph) -> Symbol:
+    values = list(graph.outputs)
+    return Symbol(values[0], _GLOBAL, values)
+
+
+def zeros(shape, dtype="float32", **kw):
+    return _NAMESPACE._zeros(shape=shape, dtype=dtype, **kw)
+
+
+def ones(shape, dtype="float32", **kw):
+    return _NAMESPACE._ones(shape=shape, dtype=dtype, **kw)
+
+
+def __getattr__(name):
+    fn = getattr(_NAMESPACE, name, None)
+    if fn is None:
+        raise AttributeError(f"module 'graphc.symbol' has no attribute {name!r}")
+    return fn

@@ -1,0 +1,169 @@
+"""Autodiff as a graph transform: forward graph -> forward + backward graph.
+
+Reverse mode over the graph, using each operator's gradient rule with F = a GraphBuilder's
+namespace, so the backward graph is built from ordinary operators (and so can be optimised,
+fused and compiled like the forward one). `split_forward_backward` then cuts the joint graph
+into a forward program (that also returns what the backward needs) and a backward program,
+like MXNet's CachedOp does for a hybridized block."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from graphc.ops.builder import GraphBuilder, Handle
+from graphc.ops.errors import GraphcError
+from graphc.ops.graph import Graph, Node, Value, variable
+from graphc.ops.registry import get_op
+
+
+@dataclass
+class GradientGraph:
+    """graph: inputs = forward inputs + one head-gradient var per output; outputs = forward
+    outputs + one gradient per `wrt` input (a zeros value if the output does not depend on it).
+    head_grads: the head-gradient variable nodes; wrt: the differentiated input nodes."""
+    graph: Graph
+    num_forward_outputs: int
+    head_grads: list
+    wrt: list
+
+
+def differentiate(graph: Graph, wrt: list | None = None) -> GradientGraph:
+    """wrt: the input nodes to differentiate against (default: every float input)."""
+    if wrt is None:
+        wrt = [n for n in graph.inputs if n.types[0].dtype.startswith(("float", "bfloat"))]
+    builder = GraphBuilder(graph.name + "_grad")
+    builder.nodes = list(graph.nodes)
+    builder.inputs = list(graph.inputs)
+    head_grads = []
+    for i, v in enumerate(graph.outputs):
+        node = variable(f"_head_grad{i}", v.type, "ograd")
+        builder.nodes.append(node)
+        builder.inputs.append(node)
+        head_grads.append(node)
+    grads = {}
+
+    def add(value: Value, g: Handle):
+        key = (id(value.node), value.index)
+        old = grads.get(key)
+        grads[key] = g if old is None else old + g
+
+    for v, hg in zip(graph.outputs, head_grads):
+        add(v, builder.wrap(hg.out()))
+    needed = _nodes_between(graph, wrt)
+    F = builder.F
+    for node in reversed(graph.nodes):
+        if node.is_var or node.is_const or id(node) not in needed:
+            continue
+        ograds = [grads.pop((id(node), i), None) for i in range(len(node.types))]
+        if all(g is None for g in ograds):
+            continue
+        op = get_op(node.op)
+        if op.gradient is None:
+            raise GraphcError(f"autodiff: operator {node.op} (node {node.name!r}) has no gradient rule")
+        ograds = [F.zeros_like(builder.wrap(node.out(i))) if g is None else g for i, g in enumerate(ograds)]
+        ins = [builder.wrap(u) for u in node.inputs]
+        outs = [builder.wrap(node.out(i)) for i in range(len(node.types))]
+        in_grads = op.gradient(F, ins, outs, ograds, node.attrs)
+        if len(in_grads) != len(node.inputs):
+            raise GraphcError(f"autodiff: gradient rule of {node.op} returned {len(in_grads)} gradients "
+                              f"for {len(node.inputs)} inputs")
+        for u, g in zip(node.inputs, in_grads):
+            if g is None:
+                continue
+            if tuple(g.shape) != u.type.shape:
+                raise GraphcError(f"autodiff: gradient rule of {node.op} (node {node.name!r}) gave shape "
+                                  f"{tuple(g.shape)} for an input of shape {u.type.shape}")
+            add(u, g)
+    outputs = list(graph.outputs)
+    for w in wrt:
+        g = grads.get((id(w), 0))
+        outputs.append(g.value if g is not None else F.zeros_like(builder.wrap(w.out())).value)
+    joint = Graph.from_outputs(builder.inputs, outputs, builder.name)
+    return GradientGraph(joint, len(graph.outputs), head_grads, list(wrt))
+
+
+def _nodes_between(graph: Graph, wrt) -> set:
+    """Nodes that depend on some `wrt` input (only those need gradients)."""
+    live = {id(n) for n in wrt}
+    for node in graph.nodes:
+        if any(id(v.node) in live for v in node.inputs):
+            live.add(id(node))
+    return live
+
+
+@dataclass
+class SplitGraphs:
+    """forward: original inputs -> forward outputs + saved values.
+    backward: saved values + head gradients (+ original inputs it reads) -> gradients.
+    backward_inputs: for each backward input, where its value comes from at run time:
+    ('saved', k) the k-th saved output of forward, ('input', i) the i-th forward input,
+    ('head_grad', j) the j-th head gradient."""
+    forward: Graph
+    backward: Graph
+    num_outputs: int
+    backward_inputs: list
+
+
+def split_forward_backward(gg: GradientGraph, forward_inputs: list) -> SplitGraphs:
+    joint = gg.graph
+    head_ids = {id(n) for n in gg.head_grads}
+    backward_ids = set(head_ids)
+    for node in joint.nodes:
+        if any(id(v.node) in backward_ids for v in node.inputs):
+            backward_ids.add(id(node))
+    n_out = gg.num_forward_outputs
+    fwd_outputs = joint.outputs[:n_out]
+    grad_outputs = joint.outputs[n_out:]
+    # values computed in the forward part that the backward part reads
+    saved, saved_index = [], {}
+    input_index = {id(n): i for i, n in enumerate(forward_inputs)}
+    backward_inputs, replacement = [], {}
+    for j, hg in enumerate(gg.head_grads):
+        backward_inputs.append(("head_grad", j))
+        replacement[(id(hg), 0)] = hg
+    bwd_vars = list(gg.head_grads)
+
+    def boundary(v: Value):
+        key = (id(v.node), v.index)
+        if key in replacement:
+            return
+        if v.node.is_var:
+            node = variable(v.node.name, v.type, "input")
+            backward_inputs.append(("input", input_index[id(v.node)]))
+        elif v.node.is_const:
+            return
+        else:
+            node = variable(f"_saved{len(saved)}_{v.node.name}", v.type, "input")
+            saved_index[key] = len(saved)
+            saved.append(v)
+            backward_inputs.append(("saved", saved_index[key]))
+        replacement[key] = node
+        bwd_vars.append(node)
+
+    for node in joint.nodes:
+        if id(node) in backward_ids and id(node) not in head_ids:
+            for v in node.inputs:
+                if id(v.node) not in backward_ids:
+                    boundary(v)
+    for v in grad_outputs:
+        if id(v.node) not in backward_ids:
+            boundary(v)  # a gradient that does not depend on the head (e.g. zeros): pass through
+    forward = Graph.from_outputs(list(forward_inputs), list(fwd_outputs) + saved, joint.name + "_forward")
+    # rebuild the backward nodes over the boundary variables
+    mapping = {}
+
+    def lookup(v: Value) -> Value:
+        key = (id(v.node), v.index)
+        if key in replacement:
+            return replacement[key].out()
+        return mapping[key]
+
+    for node in joint.nodes:
+        if id(node) not in backward_ids or id(node) in head_ids:
+            continue
+        new = Node(node.op, [lookup(v) for v in node.inputs], node.attrs, node.name, node.types, node.hints)
+        for i in range(len(node.types)):
+            mapping[(id(node), i)] = new.out(i)
+    bwd_outputs = [lookup(v) if (id(v.node), v.index) in replacement or (id(v.node), v.index) in mapping else v
+                   for v in grad_outputs]
+    backward = Graph.from_outputs(bwd_vars, bwd_outputs, joint.name + "_backward")
+    return SplitGraphs(forward, backward, n_out, backward_inputs)
