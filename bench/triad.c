@@ -40,8 +40,10 @@ int main(int argc, char **argv) {
   double med = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
   double bytes = 12.0 * (double)N;
   printf("{\"threads\": %d, \"n\": %ld, \"repeats\": %d, \"median_s\": %.6g, \"best_s\": %.6g, "
-         "\"median_gbps\": %.4g, \"best_gbps\": %.4g, \"ok\": %s, \"checksum\": %.6g}\n",
+         "\"median_gbps\": %.4g, \"best_gbps\": %.4g, \"worst_gbps\": %.4g, \"ok\": %s, "
+         "\"checksum\": %.6g}\n",
          omp_get_max_threads(), N, reps, med, t[0], bytes / med / 1e9, bytes / t[0] / 1e9,
+         bytes / t[reps - 1] / 1e9,
          ok ? "true" : "false", sum);
   free(a); free(b); free(c); free(t);
   return ok ? 0 : 2;

@@ -91,7 +91,10 @@ def w2(quick):
         extra = {}
         if weights == "seeded":
             ws, bs = C.mlp_weights()
-            extra["max_abs_err"] = float(np.max(np.abs(out.asnumpy() - C.mlp_forward_np(xn, ws, bs))))
+            err = float(np.max(np.abs(out.asnumpy() - C.mlp_forward_np(xn, ws, bs))))
+            if not err < 1e-3:
+                raise AssertionError(f"wrong result: max abs error {err:g} vs numpy forward")
+            extra["max_abs_err"] = err
 
         def call():
             net(x).wait_to_read()
@@ -119,6 +122,11 @@ def w3(quick):
             return loss
         t0 = time.perf_counter()
         first = float(np.mean(step().asnumpy()))
+        if weights == "seeded":
+            ws, bs = C.mlp_weights()
+            want = C.softmax_ce_np(C.mlp_forward_np(xn, ws, bs), yn)
+            if not abs(first - want) < 1e-3:
+                raise AssertionError(f"wrong first-step loss {first:.6g}, expected {want:.6g}")
         setup = time.perf_counter() - t0
         warm, reps = C.reps("W3", quick)
         samples = C.time_blocks(step, C.W3_BLOCK, warm, reps)

@@ -1,0 +1,456 @@
+"""graphc benchmark suite: `make bench` runs this.
+
+Sets up one virtualenv per other system (bench/setup_envs.py), runs every system on the
+workloads of ../shared/bench/WORKLOADS.md (W0, W1, W1b, W2, W3), each (system, workload) as
+its own subprocess in its system's environment, all pinned to 2 threads, and writes
+BENCHMARKS.md at the repository root plus the raw JSON to bench/.work/results.json.
+
+    .venv/bin/python bench/run.py [--only W1,W2] [--systems graphc,torch] [--quick]
+                                  [--skip-setup] [--output BENCHMARKS.md]
+
+A system that cannot be installed or a workload that fails (graphc included) is recorded
+as "not available: ..." / "failed: ..." and the run goes on.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+WORK = BENCH / ".work"
+SYSTEMS_DIR = BENCH / "systems"
+sys.path.insert(0, str(BENCH))
+
+import setup_envs  # noqa: E402
+
+THREADS = 2
+WORKLOADS = ["W0", "W1", "W1b", "W2", "W3"]
+# System -> workloads its script measures. onnxruntime is installed for later workloads (W4).
+SYSTEMS = {
+    "numpy": ["W0", "W1", "W1b", "W2"],
+    "torch": ["W0", "W1", "W1b", "W2", "W3"],
+    "jax": ["W1", "W1b", "W2", "W3"],
+    "mxnet": ["W1", "W1b", "W2", "W3"],
+    "onnxruntime": [],
+    "graphc": ["W1", "W1b", "W2", "W3"],
+}
+OWN_VENV = {"numpy", "graphc"}          # run in graphc's own .venv (this interpreter)
+PROC_TIMEOUT = 420                      # seconds per (system, workload) subprocess
+
+LABELS = {
+    ("triad", "C gcc -O3 -march=native -fopenmp"): "STREAM triad (C, gcc -O3 -march=native -fopenmp)",
+    ("numpy", "sgemm2048"): "SGEMM 2048³, numpy/OpenBLAS",
+    ("numpy", "sgemm4096"): "SGEMM 4096³, numpy/OpenBLAS",
+    ("torch", "matmul2048"): "SGEMM 2048³, torch.matmul",
+    ("torch", "matmul4096"): "SGEMM 4096³, torch.matmul",
+    ("numpy", "hand-written"): "numpy (hand-written)",
+    ("torch", "eager"): "PyTorch eager",
+    ("torch", "compile"): "torch.compile",
+    ("torch", "jit.trace"): "torch.jit.trace",
+    ("jax", "jit"): "JAX jax.jit",
+    ("mxnet", "hybrid"): "MXNet 1.9.1 Gluon hybridized",
+    ("graphc", "hybrid"): "**graphc** Gluon hybridized",
+}
+UNIT_LABEL = {"ms": "ms", "us": "µs per call", "steps/s": "steps/s", "GB/s": "GB/s",
+              "GFLOP/s": "GFLOP/s"}
+HIGHER_IS_BETTER = {"steps/s", "GB/s", "GFLOP/s"}
+TITLES = {
+    "W0": "W0: machine limits (STREAM triad on 2^25 float32; SGEMM)",
+    "W1": "W1: y = tanh(x*0.5 + 1) * sigmoid(x) + 0.1*x, x: 2^24 float32, forward",
+    "W1b": "W1b: y = relu(x*0.5 + 1) * x - 0.25, x: 2^24 float32 (memory-bound)",
+    "W2": "W2: MLP 784-512-512-10 ReLU, batch 1, inference",
+    "W3": "W3: MLP 784-512-512-10, batch 256, softmax CE, forward + backward + SGD (lr 0.1)",
+}
+
+
+# ------------------------------------------------------------------ environment
+def bench_env() -> dict:
+    """Environment for every benchmark subprocess: 2 threads everywhere; the OpenBLAS
+    core-type overrides of this machine are dropped (they slow a current numpy)."""
+    env = dict(os.environ)
+    for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "PYTHONPATH", "PYTHONHOME"):
+        env.pop(k, None)
+    for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+              "NUMEXPR_NUM_THREADS", "MXNET_CPU_WORKER_NTHREADS"):
+        env[k] = str(THREADS)
+    env["XLA_FLAGS"] = (f"--xla_cpu_multi_thread_eigen=false "
+                        f"intra_op_parallelism_threads={THREADS}")
+    env["JAX_PLATFORMS"] = "cpu"
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def loadavg() -> float | None:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except OSError:
+        return None
+
+
+def machine_info() -> dict:
+    info = {"cores": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version()}
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        fields = {}
+        for line in cpuinfo.splitlines():
+            if ":" in line:
+                k, v = (s.strip() for s in line.split(":", 1))
+                fields.setdefault(k, v)
+        info["cpu_model"] = fields.get("model name", "?")
+        info["cpu_family_model"] = f"family {fields.get('cpu family', '?')} model {fields.get('model', '?')}"
+        flags = set(fields.get("flags", "").split())
+        info["isa"] = " ".join(f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512_bf16",
+                                           "avx512_vnni", "amx_tile") if f in flags)
+        info["logical_cpus"] = cpuinfo.count("processor\t:")
+    except OSError:
+        pass
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                info["mem_gib"] = round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    try:
+        info["gcc"] = subprocess.run(["gcc", "--version"], capture_output=True, text=True,
+                                     timeout=30).stdout.splitlines()[0]
+    except Exception:  # noqa: BLE001
+        info["gcc"] = "not found"
+    return info
+
+
+# ------------------------------------------------------------------ runners
+def _tail(text: str, n: int = 4) -> str:
+    lines = [ln.strip() for ln in (text or "").strip().splitlines() if ln.strip()]
+    return " | ".join(lines[-n:])[-500:]
+
+
+def run_triad(quick: bool, env: dict) -> list[dict]:
+    variant = "C gcc -O3 -march=native -fopenmp"
+    exe = WORK / "triad"
+    src = BENCH / "triad.c"
+    try:
+        if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
+            p = subprocess.run(["gcc", "-O3", "-march=native", "-fopenmp", str(src), "-o",
+                                str(exe)], capture_output=True, text=True, timeout=120)
+            if p.returncode != 0:
+                raise RuntimeError("gcc failed: " + _tail(p.stderr))
+        la = loadavg()
+        p = subprocess.run([str(exe), "10" if quick else "30"], capture_output=True, text=True,
+                           timeout=120, env=env)
+        if p.returncode != 0:
+            raise RuntimeError(f"exit {p.returncode}: " + _tail(p.stdout + p.stderr))
+        r = json.loads(p.stdout.strip().splitlines()[-1])
+        return [{"system": "triad", "variant": variant, "workload": "W0", "unit": "GB/s",
+                 "median": r["median_gbps"], "best": r["best_gbps"], "n_samples": r["repeats"],
+                 "spread": [r["worst_gbps"], r["best_gbps"]],
+                 "threads": r["threads"], "loadavg_before": la, "raw": r}]
+    except Exception as e:  # noqa: BLE001
+        return [{"system": "triad", "variant": variant, "workload": "W0",
+                 "error": f"{type(e).__name__}: {e}"}]
+
+
+def run_script(system: str, workload: str, python: str, quick: bool, env: dict) -> list[dict]:
+    script = SYSTEMS_DIR / f"{system}_w.py"
+    cmd = [python, str(script), "--workload", workload] + (["--quick"] if quick else [])
+    la = loadavg()
+    t0 = time.time()
+    log = WORK / "logs" / f"{system}_{workload}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=PROC_TIMEOUT, env=env,
+                           cwd=str(ROOT))
+        out, err, rc = p.stdout, p.stderr, p.returncode
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+        err = (e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or ""))
+        err += f"\n[timed out after {PROC_TIMEOUT}s]"
+        rc = "timeout"
+    log.write_text(f"$ {shlex.join(cmd)}\n[exit {rc}]\n--- stdout\n{out}\n--- stderr\n{err}\n")
+    recs = []
+    for line in out.splitlines():
+        if line.startswith("@@BENCH "):
+            try:
+                recs.append(json.loads(line[len("@@BENCH "):]))
+            except json.JSONDecodeError:
+                pass
+    for r in recs:
+        r["loadavg_before"] = la
+    if rc != 0:
+        msg = f"process exit {rc}: {_tail(err)}" if rc != "timeout" else \
+            f"timed out after {PROC_TIMEOUT}s"
+        if not recs:
+            recs.append({"system": system, "variant": "-", "workload": workload, "error": msg})
+        else:
+            recs[-1].setdefault("note", msg)
+    wall = time.time() - t0
+    for r in recs:
+        r["process_wall_s"] = round(wall, 2)
+    return recs
+
+
+def describe(rec: dict) -> str:
+    if "error" in rec:
+        return f"failed: {rec['error']}"
+    if "skip" in rec:
+        return f"skipped: {rec['skip']}"
+    return f"{rec['median']:.4g} {rec['unit']}"
+
+
+# ------------------------------------------------------------------ report
+def _fmt(v: float) -> str:
+    if v >= 100:
+        return f"{v:.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def _md_escape(s: str) -> str:
+    return s.replace("|", "\\|").replace("\n", " ")
+
+
+def label(rec: dict) -> str:
+    return LABELS.get((rec["system"], rec.get("variant")), f"{rec['system']} {rec.get('variant', '')}")
+
+
+def speed(rec: dict) -> float:
+    """Higher is better, whatever the unit."""
+    return rec["median"] if rec["unit"] in HIGHER_IS_BETTER else 1.0 / rec["median"]
+
+
+def spread(rec: dict) -> str:
+    s = rec.get("samples") or rec.get("spread")
+    if not s:
+        return ""
+    return f"{_fmt(min(s))}–{_fmt(max(s))}"
+
+
+def triad_gbps(results: list[dict]) -> float | None:
+    for r in results:
+        if r["system"] == "triad" and "median" in r:
+            return r["median"]
+    return None
+
+
+def render(results: list[dict], meta: dict, envs: dict) -> str:
+    m = meta["machine"]
+    out = ["# Benchmarks", "",
+           "Generated by `bench/run.py` (`make bench`); workloads as defined in "
+           "`shared/bench/WORKLOADS.md`. Every system runs in its own virtual environment, "
+           f"in its own process, pinned to {THREADS} threads (OMP/MKL/OpenBLAS_NUM_THREADS, "
+           "`torch.set_num_threads`, XLA_FLAGS), in one run. Figures are medians over repeats "
+           "after warm-up; the spread column shows min–max of the samples. "
+           "\"vs best other\" is the speed relative to the fastest system other than graphc "
+           "(higher is faster; 1.00 = the best other system).", "",
+           "## Machine and run", "",
+           f"- date: {meta['date']}",
+           f"- CPU: {m.get('cpu_model', '?')} ({m.get('cpu_family_model', '')}; ISA: {m.get('isa', '')}), "
+           f"{m.get('cores')} cores, {m.get('mem_gib', '?')} GiB",
+           f"- OS: {m.get('platform')}; Python {m.get('python')}; {m.get('gcc')}",
+           f"- threads per system: {THREADS}; OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset for the "
+           "benchmark processes",
+           f"- load average before the run: {meta.get('loadavg_start')}; after: "
+           f"{meta.get('loadavg_end')} (the machine may be shared; see per-record "
+           "`loadavg_before` in bench/.work/results.json)",
+           f"- mode: {'quick (fewer repeats)' if meta['quick'] else 'full'}; total run time "
+           f"{meta.get('total_s', 0):.0f} s",
+           f"- command: `{meta['command']}`", "",
+           "### Systems", "",
+           "| system | status |", "|---|---|"]
+    for name, e in envs.items():
+        status = e.get("version") if e.get("ok") else f"not available: {e.get('reason')}"
+        out.append(f"| {name} | {_md_escape(str(status))} |")
+    out.append(f"| numpy (graphc's .venv) | {meta.get('own_numpy', '?')} |")
+    out.append(f"| graphc | {_md_escape(meta.get('graphc_status', '?'))} |")
+    out.append("")
+
+    triad = triad_gbps(results)
+    by_wl: dict[str, list[dict]] = {}
+    for r in results:
+        by_wl.setdefault(r["workload"], []).append(r)
+
+    for wl in meta["workloads"]:
+        recs = by_wl.get(wl, [])
+        out += [f"## {TITLES.get(wl, wl)}", ""]
+        if not recs:
+            out += ["(not run)", ""]
+            continue
+        if wl == "W0":
+            out += ["| what | median | best | spread | notes |", "|---|---|---|---|---|"]
+            for r in recs:
+                if "error" in r:
+                    out.append(f"| {label(r)} | failed: {_md_escape(r['error'])} | | | |")
+                    continue
+                best = r.get("best") or (max(r["samples"]) if r.get("samples") else None)
+                note = ""
+                if r["system"] == "triad":
+                    note = "12 bytes/element (STREAM convention)"
+                elif r.get("blas"):
+                    note = f"{r['blas']} {r.get('blas_version', '')} core {r.get('blas_core', '')}"
+                out.append(f"| {label(r)} | {_fmt(r['median'])} {r['unit']} | "
+                           f"{_fmt(best) if best else ''} | {spread(r)} | {note} |")
+            out.append("")
+            continue
+        ok = [r for r in recs if "median" in r]
+        others = [r for r in ok if r["system"] != "graphc"]
+        best_other = max(others, key=speed) if others else None
+        unit = ok[0]["unit"] if ok else ""
+        head = f"| system | median ({UNIT_LABEL.get(unit, unit)}) | spread | vs best other |"
+        sep = "|---|---|---|---|"
+        if wl in ("W1", "W1b"):
+            head += " effective GB/s | of triad |"
+            sep += "---|---|"
+        head += " first-call s |"
+        sep += "---|"
+        out += [head, sep]
+        for r in sorted(ok, key=speed, reverse=True):
+            rel = speed(r) / speed(best_other) if best_other else float("nan")
+            row = f"| {label(r)} | {_fmt(r['median'])} | {spread(r)} | {rel:.2f} |"
+            if wl in ("W1", "W1b"):
+                frac = f"{r['gbps'] / triad:.2f}" if triad else "n/a"
+                row += f" {_fmt(r['gbps'])} | {frac} |"
+            st = r.get("setup_s")
+            row += f" {st:.2f} |" if isinstance(st, (int, float)) else " |"
+            out.append(row)
+        ncols = head.count("|") - 1
+        for r in recs:
+            if "median" not in r:
+                msg = describe(r)
+                if r["system"] == "graphc":
+                    msg = f"pending — {msg}"
+                out.append(f"| {label(r)} | {_md_escape(msg)} |" + " |" * (ncols - 2))
+        g = [r for r in ok if r["system"] == "graphc"]
+        out.append("")
+        if g and best_other:
+            rel = speed(g[0]) / speed(best_other)
+            out.append(f"graphc vs best other ({label(best_other)}): {rel:.2f}× "
+                       f"({'faster' if rel >= 1 else 'slower'}).")
+            if wl == "W1b" and triad:
+                out.append(f"W1b triad fraction: graphc {g[0]['gbps']:.2f} GB/s / triad "
+                           f"{triad:.2f} GB/s = **{g[0]['gbps'] / triad:.2f}**.")
+        elif best_other:
+            out.append(f"graphc: pending (no measurement). Best other: {label(best_other)}, "
+                       f"{_fmt(best_other['median'])} {UNIT_LABEL.get(unit, unit)}.")
+            if wl == "W1b" and triad:
+                out.append(f"W1b triad fraction: graphc pending; best other "
+                           f"{best_other['gbps'] / triad:.2f} of triad {triad:.2f} GB/s.")
+        checks = {label(r): r.get("first_loss", r.get("check")) for r in ok}
+        if any(v is not None for v in checks.values()):
+            kind = "first-step loss" if wl == "W3" else "output fingerprint"
+            out.append("")
+            out.append(f"Sanity ({kind}, should agree across systems): " + "; ".join(
+                f"{k.replace('**', '')} {v:.5g}" for k, v in checks.items() if v is not None) + ".")
+        out.append("")
+    out += ["## Notes", "",
+            "- W1/W1b effective GB/s = 8 bytes × 2^24 / time (one read, one write); the triad "
+            "counts 12 bytes per element. \"of triad\" = effective GB/s / triad median GB/s.",
+            "- W2 samples are means over blocks of 1000 calls; W3 samples are blocks of 20 "
+            "steps, each step waiting for its loss.",
+            "- first-call s: the first call, including tracing/compilation where the system "
+            "does it (torch.compile, jax.jit, hybridize).",
+            "- Raw records: bench/.work/results.json; per-process logs: bench/.work/logs/.", ""]
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------ main
+def graphc_status(env: dict) -> str:
+    p = subprocess.run([sys.executable, "-c", "import graphc; from graphc import nd, autograd, "
+                        "gluon; from graphc.gluon import nn; print(getattr(graphc, "
+                        "'__version__', 'imported'))"],
+                       capture_output=True, text=True, env=env, cwd=str(SYSTEMS_DIR), timeout=300)
+    if p.returncode == 0:
+        return "graphc " + p.stdout.strip().splitlines()[-1]
+    return "import failed: " + _tail(p.stderr, 1)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", default=",".join(WORKLOADS), help="workloads, e.g. W1,W2")
+    ap.add_argument("--systems", default=",".join(SYSTEMS), help="e.g. graphc,torch")
+    ap.add_argument("--quick", action="store_true", help="fewer repeats")
+    ap.add_argument("--skip-setup", action="store_true", help="use the venvs as they are")
+    ap.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
+    a = ap.parse_args()
+    t_start = time.time()
+    workloads = [w for w in a.only.split(",") if w]
+    systems = [s for s in a.systems.split(",") if s]
+    bad = [w for w in workloads if w not in WORKLOADS] + [s for s in systems if s not in SYSTEMS]
+    if bad:
+        ap.error(f"unknown workload/system: {', '.join(bad)}")
+    WORK.mkdir(parents=True, exist_ok=True)
+    rel_py = os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT)) \
+        else sys.executable
+    command = shlex.join([rel_py, "bench/run.py"] + sys.argv[1:])
+    env = bench_env()
+    meta = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": machine_info(), "quick": a.quick, "command": command,
+            "workloads": workloads, "systems": systems, "loadavg_start": loadavg()}
+
+    # 1. environments
+    venv_systems = [s for s in systems if s not in OWN_VENV]
+    print(f"== setting up environments: {', '.join(venv_systems) or '(none)'}", flush=True)
+    if a.skip_setup:
+        envs = {}
+        for s in venv_systems:
+            py = setup_envs.venv_python(s)
+            envs[s] = ({"ok": True, "version": "(setup skipped)", "python": str(py)}
+                       if py.exists() else {"ok": False, "reason": "no venv (setup skipped)"})
+    else:
+        envs = setup_envs.setup_all(venv_systems)
+    try:
+        import numpy
+        meta["own_numpy"] = f"numpy {numpy.__version__}"
+    except ImportError:
+        meta["own_numpy"] = "not available: numpy not installed in .venv"
+    if "graphc" in systems:
+        meta["graphc_status"] = graphc_status(env)
+        print(f"== graphc: {meta['graphc_status']}", flush=True)
+
+    # 2. workloads
+    results: list[dict] = []
+    for wl in workloads:
+        print(f"== {wl}", flush=True)
+        if wl == "W0":
+            for r in run_triad(a.quick, env):
+                print(f"   triad: {describe(r)}", flush=True)
+                results.append(r)
+        for s in systems:
+            if wl not in SYSTEMS[s]:
+                continue
+            if s in OWN_VENV:
+                py = sys.executable
+            elif envs.get(s, {}).get("ok"):
+                py = envs[s]["python"]
+            else:
+                r = {"system": s, "variant": "-", "workload": wl,
+                     "error": f"not available: {envs.get(s, {}).get('reason', '?')}"}
+                print(f"   {s}: {describe(r)}", flush=True)
+                results.append(r)
+                continue
+            for r in run_script(s, wl, py, a.quick, env):
+                print(f"   {s} {r.get('variant', '')}: {describe(r)}", flush=True)
+                results.append(r)
+
+    meta["loadavg_end"] = loadavg()
+    meta["total_s"] = time.time() - t_start
+    (WORK / "results.json").write_text(json.dumps({"meta": meta, "envs": envs,
+                                                   "results": results}, indent=1))
+    Path(a.output).write_text(render(results, meta, envs))
+    print(f"== wrote {a.output} and {WORK / 'results.json'} in {meta['total_s']:.0f} s",
+          flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
