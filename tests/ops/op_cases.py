@@ -1,0 +1,387 @@
+"""The operator test table: for every registered operator, inputs, attributes and an expected
+result written here in plain numpy (independent of the op's own reference), or a `check` for
+ops whose result is random. tests/ops/test_op_*.py run these cases."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+_rng = np.random.default_rng(1234)
+
+
+def U(*shape, lo=-2.0, hi=2.0):
+    return _rng.uniform(lo, hi, shape)
+
+
+def A(*shape, lo=0.2, hi=2.0):
+    """Values away from zero (both signs): keeps |x|, sign, relu differentiable."""
+    return _rng.uniform(lo, hi, shape) * _rng.choice([-1.0, 1.0], shape)
+
+
+def I(*shape, n=3):
+    """Integer-valued floats in [0, n): indices and truth values."""
+    return _rng.integers(0, n, shape).astype(np.float64)
+
+
+def D(*shape):
+    """Distinct values (no ties for max/min/argmax), shuffled."""
+    n = int(np.prod(shape))
+    return (_rng.permutation(n) * 0.37 - n * 0.15).reshape(shape).astype(np.float64)
+
+
+@dataclass
+class Case:
+    op: str
+    inputs: list
+    attrs: dict = field(default_factory=dict)
+    expect: Callable | None = None      # (*inputs) -> array or tuple of arrays
+    check: Callable | None = None       # (outputs, inputs) -> None, for random results
+    wrt: tuple | None = None            # inputs to differentiate (default: all)
+    fd: bool = True                     # run the finite-difference gradient check
+    training: bool = False
+    rtol: float = 1e-7
+    f32: bool = True                    # also run the forward in float32
+
+    @property
+    def id(self):
+        return f"{self.op}[{','.join(f'{k}={v}' for k, v in self.attrs.items())}]"
+
+    def differentiable_inputs(self):
+        return tuple(range(len(self.inputs))) if self.wrt is None else self.wrt
+
+
+CASES: list = []
+
+
+def case(op, inputs, attrs=None, expect=None, **kw):
+    CASES.append(Case(op, list(inputs), dict(attrs or {}), expect, **kw))
+
+
+def _vec(fn):
+    return lambda x: np.vectorize(fn, otypes=[np.float64])(x)
+
+
+def _digamma_fd(x, h=1e-5):
+    lg = _vec(math.lgamma)
+    return (lg(x + h) - lg(x - h)) / (2 * h)
+
+
+def _trigamma_sum(x, n=2000):
+    k = np.arange(n)[:, None]
+    z = x.reshape(-1)[None, :] + n
+    s = (1.0 / (x.reshape(-1)[None, :] + k) ** 2).sum(0) + 1 / z + 1 / (2 * z * z) + 1 / (6 * z ** 3)
+    return s.reshape(x.shape)
+
+
+# -- unary math: name -> (expected, input maker, rtol) ------------------------------------------
+_SIG = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+UNARY = {
+    "negative": (lambda x: -x, U), "abs": (lambda x: np.where(x < 0, -x, x), A),
+    "sign": (lambda x: (x > 0) * 1.0 - (x < 0), A), "exp": (lambda x: math.e ** x, U),
+    "log": (lambda x: np.log(x), lambda *s: U(*s, lo=0.2, hi=3)),
+    "log1p": (lambda x: np.log(1 + x), lambda *s: U(*s, lo=-0.5, hi=2)),
+    "expm1": (lambda x: np.exp(x) - 1, U), "sqrt": (lambda x: x ** 0.5, lambda *s: U(*s, lo=0.2, hi=3)),
+    "rsqrt": (lambda x: x ** -0.5, lambda *s: U(*s, lo=0.2, hi=3)), "square": (lambda x: x * x, U),
+    "reciprocal": (lambda x: 1 / x, A), "sin": (np.sin, U), "cos": (np.cos, U),
+    "tanh": (lambda x: (np.exp(2 * x) - 1) / (np.exp(2 * x) + 1), U), "sigmoid": (_SIG, U),
+    "relu": (lambda x: x * (x > 0), A), "softsign": (lambda x: x / (1 + np.abs(x)), A),
+    "softrelu": (lambda x: np.log(1 + np.exp(x)), U), "erf": (_vec(math.erf), U),
+    "floor": (np.floor, U), "ceil": (np.ceil, U),
+    "round": (lambda x: np.sign(x) * np.floor(np.abs(x) + 0.5), U), "trunc": (lambda x: np.sign(x) * np.floor(np.abs(x)), U),
+    "fix": (lambda x: np.sign(x) * np.floor(np.abs(x)), U),
+    "log2": (lambda x: np.log(x) / np.log(2), lambda *s: U(*s, lo=0.2, hi=3)),
+    "log10": (lambda x: np.log(x) / np.log(10), lambda *s: U(*s, lo=0.2, hi=3)),
+    "tan": (lambda x: np.sin(x) / np.cos(x), lambda *s: U(*s, lo=-1.2, hi=1.2)),
+    "arcsin": (_vec(math.asin), lambda *s: U(*s, lo=-0.8, hi=0.8)),
+    "arccos": (_vec(math.acos), lambda *s: U(*s, lo=-0.8, hi=0.8)),
+    "arctan": (_vec(math.atan), U), "sinh": (_vec(math.sinh), U), "cosh": (_vec(math.cosh), U),
+    "arcsinh": (_vec(math.asinh), lambda *s: U(*s, lo=-3, hi=3)),
+    "arccosh": (_vec(math.acosh), lambda *s: U(*s, lo=1.2, hi=3)),
+    "arctanh": (_vec(math.atanh), lambda *s: U(*s, lo=-0.8, hi=0.8)),
+    "degrees": (lambda x: x / math.pi * 180, U), "radians": (lambda x: x / 180 * math.pi, U),
+    "cbrt": (lambda x: np.sign(x) * np.abs(x) ** (1 / 3), A), "rcbrt": (lambda x: np.sign(x) * np.abs(x) ** (-1 / 3), A),
+    "logical_not": (lambda x: (x == 0) * 1.0, lambda *s: I(*s, n=2)),
+    "gamma": (_vec(math.gamma), lambda *s: U(*s, lo=0.5, hi=3)),
+    "gammaln": (_vec(math.lgamma), lambda *s: U(*s, lo=0.5, hi=3)),
+    "_digamma": (_digamma_fd, lambda *s: U(*s, lo=0.5, hi=3), 1e-6),
+    "_trigamma": (_trigamma_sum, lambda *s: U(*s, lo=0.5, hi=3), 1e-6),
+}
+for _name, (_f, _mk, *_tol) in UNARY.items():
+    case(_name, [_mk(2, 3)], {}, _f, rtol=_tol[0] if _tol else 1e-7)
+    # the near-zero regime where naive formulas cancel (sinh, arcsinh, expm1, log1p, tan ...)
+    if _name in ("sinh", "arcsinh", "expm1", "log1p", "tan", "arctanh", "softrelu", "erf"):
+        case(_name, [U(5, lo=-1e-3, hi=1e-3)], {}, _f, fd=False)
+
+
+def _mxmod(a, b):
+    with np.errstate(all="ignore"):
+        return np.where(b == 0, 0.0, a - b * np.floor(a / np.where(b == 0, 1, b)))
+
+
+# -- binary: name -> (expected, lhs maker, rhs maker) ---------------------------------------------
+_POS = lambda *s: U(*s, lo=0.5, hi=2.0)  # noqa: E731
+BINARY = {
+    "add": (lambda a, b: a + b, U, U), "sub": (lambda a, b: a - b, U, U), "mul": (lambda a, b: a * b, U, U),
+    "div": (lambda a, b: a / b, U, A), "mod": (_mxmod, lambda *s: U(*s, lo=-5, hi=5), A),
+    "power": (lambda a, b: np.exp(b * np.log(a)), _POS, U), "maximum": (lambda a, b: np.where(a > b, a, b), U, U),
+    "minimum": (lambda a, b: np.where(a < b, a, b), U, U), "hypot": (lambda a, b: np.sqrt(a * a + b * b), A, A),
+    "equal": (lambda a, b: (a == b) * 1.0, I, I), "not_equal": (lambda a, b: (a != b) * 1.0, I, I),
+    "greater": (lambda a, b: (a > b) * 1.0, I, I), "greater_equal": (lambda a, b: (a >= b) * 1.0, I, I),
+    "lesser": (lambda a, b: (a < b) * 1.0, I, I), "lesser_equal": (lambda a, b: (a <= b) * 1.0, I, I),
+    "logical_and": (lambda a, b: ((a != 0) & (b != 0)) * 1.0, I, I),
+    "logical_or": (lambda a, b: ((a != 0) | (b != 0)) * 1.0, I, I),
+    "logical_xor": (lambda a, b: ((a != 0) != (b != 0)) * 1.0, I, I),
+}
+_COMPARE = {"equal", "not_equal", "greater", "greater_equal", "lesser", "lesser_equal",
+            "logical_and", "logical_or", "logical_xor"}
+for _k, (_f, _ma, _mb) in BINARY.items():
+    # comparisons: integer values exercise ties in the forward; their (zero) gradient is
+    # checked on random reals, where no tie sits within the finite-difference step
+    case(f"broadcast_{_k}", [_ma(2, 3), _mb(1, 3)], {}, _f, fd=_k not in _COMPARE)
+    case(f"broadcast_{_k}", [_ma(4, 1), _mb(3)], {}, _f, f32=_k != "mod", fd=_k not in _COMPARE)
+    if _k in _COMPARE:
+        case(f"broadcast_{_k}", [U(2, 3), U(3)], {}, _f)
+ELEMWISE = {"elemwise_add": "add", "elemwise_sub": "sub", "elemwise_mul": "mul", "elemwise_div": "div",
+            "_maximum": "maximum", "_minimum": "minimum", "_power": "power", "_mod": "mod",
+            "_equal": "equal", "_not_equal": "not_equal", "_greater": "greater",
+            "_greater_equal": "greater_equal", "_lesser": "lesser", "_lesser_equal": "lesser_equal"}
+for _name, _k in ELEMWISE.items():
+    _f, _ma, _mb = BINARY[_k]
+    case(_name, [_ma(2, 3), _mb(2, 3)], {}, _f, fd=_k not in _COMPARE)
+    if _k in _COMPARE:
+        case(_name, [U(2, 3), U(2, 3)], {}, _f)
+# mod takes the divisor's sign (MXNet, like Python's %), and is 0 where the divisor is 0
+case("broadcast_mod", [np.array([5.5, -5.5, 5.5, -5.5, 3.0]), np.array([2.0, 2.0, -2.0, -2.0, 0.0])], {},
+     lambda a, b: np.array([1.5, 0.5, -0.5, -1.5, 0.0]), fd=False)
+
+# -- array-scalar -------------------------------------------------------------------------------
+SCALAR = {
+    "_plus_scalar": (lambda x, s: x + s, U, 1.5), "_minus_scalar": (lambda x, s: x - s, U, 1.5),
+    "_rminus_scalar": (lambda x, s: s - x, U, 1.5), "_mul_scalar": (lambda x, s: x * s, U, -2.5),
+    "_div_scalar": (lambda x, s: x / s, U, -2.5), "_rdiv_scalar": (lambda x, s: s / x, A, 1.5),
+    "_power_scalar": (lambda x, s: x ** s, _POS, 2.5), "_rpower_scalar": (lambda x, s: s ** x, U, 1.7),
+    "_mod_scalar": (_mxmod, lambda *s: U(*s, lo=-5, hi=5), 1.3),
+    "_rmod_scalar": (lambda x, s: _mxmod(s, x), A, 3.3),
+    "_maximum_scalar": (lambda x, s: np.where(x > s, x, s), A, 0.1), "_minimum_scalar": (lambda x, s: np.where(x < s, x, s), A, 0.1),
+    "_equal_scalar": (lambda x, s: (x == s) * 1.0, I, 1.0), "_not_equal_scalar": (lambda x, s: (x != s) * 1.0, I, 1.0),
+    "_greater_scalar": (lambda x, s: (x > s) * 1.0, I, 1.0), "_greater_equal_scalar": (lambda x, s: (x >= s) * 1.0, I, 1.0),
+    "_lesser_scalar": (lambda x, s: (x < s) * 1.0, I, 1.0), "_lesser_equal_scalar": (lambda x, s: (x <= s) * 1.0, I, 1.0),
+}
+for _name, (_f, _mk, _s) in SCALAR.items():
+    case(_name, [_mk(2, 3)], {"scalar": _s}, lambda x, _f=_f, _s=_s: _f(x, _s), fd=_mk is not I)
+    if _mk is I:
+        case(_name, [U(2, 3)], {"scalar": 0.3}, lambda x, _f=_f: _f(x, 0.3))
+case("_rmod_scalar", [np.array([2.0, -2.0, 0.0])], {"scalar": -5.5}, lambda x: np.array([0.5, -1.5, 0.0]), fd=False)
+
+# -- where, clip, Cast, Activation, LeakyReLU ---------------------------------------------------
+case("where", [I(2, 3, n=2), U(2, 3), U(2, 3)], {}, lambda c, x, y: np.where(c != 0, x, y), wrt=(1, 2))
+case("where", [np.array([1.0, 0.0]), U(2, 3), U(2, 3)], {}, lambda c, x, y: np.where(c[:, None] != 0, x, y), wrt=(1, 2))
+case("clip", [A(3, 4)], {"a_min": -0.5, "a_max": 0.7}, lambda x: np.minimum(np.maximum(x, -0.5), 0.7))
+case("Cast", [U(2, 3)], {"dtype": "float64"}, lambda x: x, f32=False)
+case("Cast", [U(2, 3) * 10], {"dtype": "int32"}, lambda x: np.trunc(x).astype(np.int32), fd=False)
+for _t, _f in {"relu": lambda x: x * (x > 0), "sigmoid": _SIG, "tanh": np.tanh,
+               "softrelu": lambda x: np.log1p(np.exp(x)), "softsign": lambda x: x / (1 + abs(x))}.items():
+    case("Activation", [A(2, 3)], {"act_type": _t}, _f)
+_SELU_A, _SELU_L = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+for _t, _attrs, _f in [
+        ("leaky", {"slope": 0.1}, lambda x: np.where(x > 0, x, 0.1 * x)),
+        ("rrelu", {}, lambda x: np.where(x > 0, x, x * (0.125 + 0.334) / 2)),
+        ("elu", {"slope": 0.7}, lambda x: np.where(x > 0, x, 0.7 * (np.exp(x) - 1))),
+        ("selu", {}, lambda x: _SELU_L * np.where(x > 0, x, _SELU_A * (np.exp(x) - 1))),
+        ("gelu", {}, lambda x: 0.5 * x * (1 + _vec(math.erf)(x / math.sqrt(2))))]:
+    case("LeakyReLU", [A(2, 3)], {"act_type": _t, **_attrs}, _f)
+case("LeakyReLU", [A(2, 3, 2), U(3, lo=0.1, hi=0.5)], {"act_type": "prelu"},
+     lambda x, g: np.where(x > 0, x, x * g[None, :, None]))
+case("LeakyReLU", [A(2, 3), U(1, lo=0.1, hi=0.5)], {"act_type": "prelu"}, lambda x, g: np.where(x > 0, x, x * g[0]))
+
+# -- reductions -----------------------------------------------------------------------------------
+for _name, _f in {"sum": np.sum, "mean": np.mean, "prod": np.prod, "max": np.max, "min": np.min}.items():
+    _mk = (lambda *s: U(*s, lo=0.5, hi=1.5)) if _name == "prod" else D
+    case(_name, [_mk(2, 3, 2)], {}, lambda x, _f=_f: _f(x))
+    case(_name, [_mk(2, 3, 2)], {"axis": 1}, lambda x, _f=_f: _f(x, axis=1))
+    case(_name, [_mk(2, 3, 2)], {"axis": (0, 2), "keepdims": True}, lambda x, _f=_f: _f(x, axis=(0, 2), keepdims=True))
+    case(_name, [_mk(2, 3, 2)], {"axis": 1, "exclude": True}, lambda x, _f=_f: _f(x, axis=(0, 2)))
+case("_sum_to", [U(2, 3, 4)], {"shape": (3, 1)}, lambda x: x.sum(axis=(0, 2)).reshape(3, 1))
+case("norm", [A(2, 3)], {}, lambda x: np.sqrt((x * x).sum()))
+case("norm", [A(2, 3)], {"ord": 1, "axis": 1}, lambda x: np.abs(x).sum(1))
+case("norm", [A(2, 3, 2)], {"axis": (0, 2), "keepdims": True}, lambda x: np.sqrt((x * x).sum((0, 2), keepdims=True)))
+for _name, _f in {"argmax": np.argmax, "argmin": np.argmin}.items():
+    case(_name, [D(3, 4)], {"axis": 1}, lambda x, _f=_f: _f(x, 1).astype(x.dtype))
+    case(_name, [D(3, 4)], {"axis": 0, "keepdims": True}, lambda x, _f=_f: _f(x, 0)[None, :].astype(x.dtype))
+    case(_name, [D(3, 4)], {}, lambda x, _f=_f: np.array(_f(x.ravel()), x.dtype))
+
+# -- matrix products -------------------------------------------------------------------------------
+case("dot", [U(2, 3), U(3, 4)], {}, lambda a, b: np.einsum("ik,kj->ij", a, b))
+case("dot", [U(3, 2), U(3, 4)], {"transpose_a": True}, lambda a, b: np.einsum("ki,kj->ij", a, b))
+case("dot", [U(2, 3), U(4, 3)], {"transpose_b": True}, lambda a, b: np.einsum("ik,jk->ij", a, b))
+case("dot", [U(3, 2), U(4, 3)], {"transpose_a": True, "transpose_b": True}, lambda a, b: np.einsum("ki,jk->ij", a, b))
+case("dot", [U(3), U(3, 2)], {}, lambda a, b: np.einsum("k,kj->j", a, b))
+case("dot", [U(2, 2, 3), U(3, 2)], {}, lambda a, b: np.einsum("abk,kj->abj", a, b))
+for _ta in (False, True):
+    for _tb in (False, True):
+        case("batch_dot", [U(2, 3, 2) if _ta else U(2, 2, 3), U(2, 4, 3) if _tb else U(2, 3, 4)],
+             {"transpose_a": _ta, "transpose_b": _tb},
+             lambda a, b, _ta=_ta, _tb=_tb: np.einsum(("bki" if _ta else "bik") + "," + ("bjk" if _tb else "bkj") + "->bij", a, b))
+case("FullyConnected", [U(2, 3), U(4, 3), U(4)], {"num_hidden": 4}, lambda x, w, b: np.einsum("nk,hk->nh", x, w) + b)
+case("FullyConnected", [U(2, 3, 2), U(4, 6)], {"num_hidden": 4, "no_bias": True},
+     lambda x, w: np.einsum("nk,hk->nh", x.reshape(2, 6), w))
+case("FullyConnected", [U(2, 3, 2), U(4, 2), U(4)], {"num_hidden": 4, "flatten": False},
+     lambda x, w, b: np.einsum("abk,hk->abh", x, w) + b)
+
+# -- shape ---------------------------------------------------------------------------------------
+for _spec, _rev, _want in [((3, -1), False, (3, 8)), ((0, -1), False, (2, 12)), ((-2,), False, (2, 3, 4)),
+                           ((-3, 4), False, (6, 4)), ((-4, 1, 2, -2), False, (1, 2, 3, 4)),
+                           ((0, -4, -1, 3, 4), False, (2, 1, 3, 4)), ((-1, 0), True, (6, 4)),
+                           ((2, 0, -1), False, (2, 3, 4))]:
+    case("Reshape", [U(2, 3, 4)], {"shape": _spec, "reverse": _rev}, lambda x, _w=_want: x.reshape(_w))
+case("Flatten", [U(2, 3, 2)], {}, lambda x: x.reshape(2, 6))
+case("expand_dims", [U(2, 3)], {"axis": 1}, lambda x: x[:, None, :])
+case("expand_dims", [U(2, 3)], {"axis": -1}, lambda x: x[:, :, None])
+case("transpose", [U(2, 3, 4)], {}, lambda x: np.einsum("abc->cba", x))
+case("transpose", [U(2, 3, 4)], {"axes": (1, 2, 0)}, lambda x: np.einsum("abc->bca", x))
+case("broadcast_to", [U(3, 1)], {"shape": (2, 3, 4)}, lambda x: x[None] * np.ones((2, 3, 4)))
+case("broadcast_to", [U(1, 3)], {"shape": (2, 0)}, lambda x: x * np.ones((2, 3)))
+case("squeeze", [U(1, 3, 1)], {}, lambda x: x.reshape(3))
+case("squeeze", [U(1, 3, 1)], {"axis": 2}, lambda x: x.reshape(1, 3))
+case("SwapAxis", [U(2, 3, 4)], {"dim1": 0, "dim2": 2}, lambda x: np.einsum("abc->cba", x))
+case("broadcast_axis", [U(2, 1, 1)], {"axis": (1, 2), "size": (3, 2)}, lambda x: x * np.ones((2, 3, 2)))
+case("broadcast_like", [U(1, 3), U(2, 3)], {}, lambda a, b: a * np.ones((2, 3)), wrt=(0,))
+case("broadcast_like", [U(2, 1), U(4, 5)], {"lhs_axes": (1,), "rhs_axes": (0,)}, lambda a, b: a * np.ones((2, 4)), wrt=(0,))
+case("tile", [U(2, 3)], {"reps": (2, 2)}, lambda x: np.block([[x, x], [x, x]]))
+case("tile", [U(3)], {"reps": (2, 2)}, lambda x: np.array([np.concatenate([x, x])] * 2))
+case("repeat", [U(2, 3)], {"repeats": 2, "axis": 1}, lambda x: x[:, [0, 0, 1, 1, 2, 2]])
+case("repeat", [U(2, 2)], {"repeats": 3}, lambda x: np.array([v for v in x.ravel() for _ in range(3)]))
+
+# -- indexing, slicing, joining ---------------------------------------------------------------
+case("slice", [U(4, 5)], {"begin": (1, 0), "end": (3, 5)}, lambda x: x[1:3, 0:5])
+case("slice", [U(4, 5)], {"begin": (None, 4), "end": (None, None), "step": (2, -2)}, lambda x: x[::2, 4::-2])
+case("slice", [U(4, 5, 2)], {"begin": (-3,), "end": (-1,)}, lambda x: x[1:3])
+case("_slice_assign", [U(4, 5), U(2, 5)], {"begin": (1, 0), "end": (3, 5)},
+     lambda a, b: np.concatenate([a[:1], b, a[3:]]))
+case("_slice_assign_scalar", [U(4, 3)], {"begin": (None, 1), "end": (None, 2), "scalar": 2.5},
+     lambda x: np.stack([x[:, 0], np.full(4, 2.5), x[:, 2]], axis=1))
+case("slice_axis", [U(3, 5)], {"axis": 1, "begin": 1, "end": -1}, lambda x: x[:, 1:4])
+case("slice_axis", [U(3, 5)], {"axis": 0, "begin": 1, "end": None}, lambda x: x[1:])
+case("slice_like", [U(4, 5), U(2, 3)], {}, lambda x, y: x[:2, :3], wrt=(0,))
+case("slice_like", [U(4, 5), U(2, 3)], {"axes": (1,)}, lambda x, y: x[:, :3], wrt=(0,))
+case("take", [U(4, 3), np.array([[0.0, 3.0], [3.0, 1.0]])], {}, lambda a, i: a[i.astype(int)], wrt=(0,))
+case("take", [U(2, 4), np.array([-1.0, 5.0, 2.0])], {"axis": 1, "mode": "wrap"},
+     lambda a, i: a[:, [3, 1, 2]], wrt=(0,))
+case("take", [U(2, 4), np.array([-1.0, 5.0, 2.0])], {"axis": -1}, lambda a, i: a[:, [0, 3, 2]], wrt=(0,))
+case("_backward_take", [U(3, 2), np.array([2.0, 0.0, 2.0])], {"axis": 0, "shape": (4, 2)},
+     lambda g, i: np.stack([g[1], 0 * g[0], g[0] + g[2], 0 * g[0]]), wrt=(0,))
+case("pick", [U(3, 4), np.array([0.0, 3.0, 1.0])], {}, lambda x, i: x[[0, 1, 2], [0, 3, 1]], wrt=(0,))
+case("pick", [U(3, 4), np.array([0.0, 2.0, 5.0, 1.0])], {"axis": 0, "keepdims": True},
+     lambda x, i: x[[0, 2, 2, 1], [0, 1, 2, 3]][None, :], wrt=(0,))
+case("pick", [U(2, 4), np.array([-1.0, 6.0])], {"mode": "wrap"}, lambda x, i: x[[0, 1], [3, 2]], wrt=(0,))
+case("one_hot", [np.array([1.0, 0.0, 2.0, 5.0])], {"depth": 3},
+     lambda i: np.array([[0, 1, 0], [1, 0, 0], [0, 0, 1], [0, 0, 0]], np.float32), wrt=())
+case("Concat", [U(2, 1), U(2, 3)], {"num_args": 2, "dim": 1}, lambda a, b: np.hstack([a, b]))
+case("Concat", [U(1, 2), U(2, 2), U(1, 2)], {"num_args": 3, "dim": 0}, lambda a, b, c: np.vstack([a, b, c]))
+case("stack", [U(2, 3), U(2, 3)], {"num_args": 2, "axis": 1}, lambda a, b: np.array([a.T, b.T]).transpose(2, 0, 1))
+case("stack", [U(3), U(3), U(3)], {"num_args": 3}, lambda a, b, c: np.array([a, b, c]))
+case("add_n", [U(2, 3), U(2, 3), U(2, 3)], {"num_args": 3}, lambda a, b, c: a + b + c)
+case("split", [U(2, 6)], {"num_outputs": 3}, lambda x: (x[:, :2], x[:, 2:4], x[:, 4:]))
+case("split", [U(3, 2)], {"num_outputs": 3, "axis": 0, "squeeze_axis": True}, lambda x: (x[0], x[1], x[2]))
+case("_basic_index", [U(3, 4)], {"key": (("s", 1, None, None), ("i", 2))}, lambda x: x[1:, 2])
+case("_basic_index", [U(3, 4)], {"key": (("n",), ("e",), ("s", None, None, -2))}, lambda x: x[None, :, ::-2])
+case("_basic_index_backward", [U(2), U(3, 4)], {"key": (("s", 1, None, None), ("i", 2))},
+     lambda g, like: np.pad(g[:, None], ((1, 0), (2, 1))), wrt=(0,))
+
+# -- nn, losses ------------------------------------------------------------------------------------
+def _softmax(x, axis):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+case("softmax", [U(2, 4)], {}, lambda x: _softmax(x, -1))
+case("softmax", [U(3, 2)], {"axis": 0, "temperature": 2.0}, lambda x: _softmax(x / 2, 0))
+case("log_softmax", [U(2, 4)], {}, lambda x: np.log(_softmax(x, -1)))
+case("log_softmax", [U(3, 2)], {"axis": 0, "temperature": 0.5}, lambda x: np.log(_softmax(x * 2, 0)))
+case("softmax_cross_entropy", [U(3, 4), np.array([0.0, 3.0, 1.0])], {},
+     lambda x, y: np.array([-np.log(_softmax(x, 1))[[0, 1, 2], [0, 3, 1]].sum()]), wrt=(0,))
+case("smooth_l1", [U(3, 4, lo=-3, hi=3)], {"scalar": 1.0},
+     lambda x: np.where(abs(x) < 1, 0.5 * x * x, abs(x) - 0.5))
+case("smooth_l1", [U(3, 4)], {"scalar": 2.0}, lambda x: np.where(abs(x) < 0.25, 2 * x * x, abs(x) - 0.125))
+case("_copy", [U(2, 3)], {}, lambda x: x)
+case("BlockGrad", [U(2, 3)], {}, lambda x: x)
+case("make_loss", [U(2, 3)], {}, lambda x: x, fd=False)
+case("MakeLoss", [U(2, 3)], {"grad_scale": 2.0, "normalization": "batch"}, lambda x: x, fd=False)
+case("Dropout", [U(2, 3)], {"p": 0.5}, lambda x: x)
+
+
+def _check_dropout(outs, ins):
+    y, x = outs[0], ins[0]
+    kept = y != 0
+    assert 0 < kept.sum() < y.size
+    np.testing.assert_allclose(y[kept], x[kept] / 0.5, rtol=1e-6)
+
+
+case("Dropout", [U(20, 30)], {"p": 0.5}, check=_check_dropout, training=True, f32=False)
+
+# -- creation --------------------------------------------------------------------------------------
+case("_zeros", [], {"shape": (2, 3)}, lambda: np.zeros((2, 3), np.float32))
+case("_ones", [], {"shape": (2,), "dtype": "int32"}, lambda: np.array([1, 1], np.int32))
+case("_full", [], {"shape": (2, 2), "value": 3.5, "dtype": "float64"}, lambda: 3.5 * np.ones((2, 2)))
+case("_arange", [], {"start": 1.0, "stop": 4.0}, lambda: np.array([1, 2, 3], np.float32))
+case("_arange", [], {"start": 3.0}, lambda: np.array([0, 1, 2], np.float32))
+case("_arange", [], {"start": 0.0, "stop": 2.0, "step": 0.5, "repeat": 2},
+     lambda: np.array([0, 0, .5, .5, 1, 1, 1.5, 1.5], np.float32))
+case("zeros_like", [U(2, 3)], {}, lambda x: 0 * x)
+case("ones_like", [U(2, 3)], {}, lambda x: 0 * x + 1)
+
+
+# -- random: statistical checks on seeded draws -----------------------------------------------------
+def _stats(mean, std, lo=-np.inf, hi=np.inf, integer=False):
+    def check(outs, ins):
+        y = outs[0].astype(np.float64)
+        assert y.min() >= lo and y.max() <= hi, (y.min(), y.max())
+        assert abs(y.mean() - mean) < 4 * std / math.sqrt(y.size) + 1e-9, (y.mean(), mean)
+        assert abs(y.std() - std) < 0.1 * std, (y.std(), std)
+        if integer:
+            assert np.all(y == np.round(y))
+    return check
+
+
+_N = (4000,)
+case("_random_uniform", [], {"shape": _N, "low": -1.0, "high": 3.0}, check=_stats(1.0, 4 / math.sqrt(12), -1, 3))
+case("_random_normal", [], {"shape": _N, "loc": 1.0, "scale": 2.0}, check=_stats(1.0, 2.0))
+case("_random_exponential", [], {"shape": _N, "lam": 4.0}, check=_stats(0.25, 0.25, 0))
+case("_random_gamma", [], {"shape": _N, "alpha": 9.0, "beta": 0.5}, check=_stats(4.5, 1.5, 0))
+case("_random_poisson", [], {"shape": _N, "lam": 4.0}, check=_stats(4.0, 2.0, 0, integer=True))
+case("_random_randint", [], {"shape": _N, "low": -2, "high": 3}, check=_stats(0.0, math.sqrt(2.0), -2, 2, integer=True))
+
+
+def _check_multinomial(outs, ins):
+    idx, p = outs[0], ins[0]
+    assert idx.shape == (2, 3000)
+    for row, probs in zip(idx, p):
+        freq = np.bincount(row, minlength=3) / row.size
+        np.testing.assert_allclose(freq, probs, atol=0.04)
+
+
+def _check_multinomial_prob(outs, ins):
+    idx, logp = outs
+    np.testing.assert_allclose(logp, np.log(ins[0][np.arange(2)[:, None], idx]), rtol=1e-6)
+
+
+def _check_shuffle(outs, ins):
+    y, x = outs[0], ins[0]
+    assert sorted(map(tuple, y)) == sorted(map(tuple, x)) and not np.array_equal(y, x)
+
+
+_P = np.array([[0.2, 0.5, 0.3], [0.9, 0.05, 0.05]])
+case("_sample_multinomial", [_P], {"shape": (3000,)}, check=_check_multinomial, f32=False)
+case("_sample_multinomial", [_P], {"shape": (4,), "get_prob": True}, check=_check_multinomial_prob, f32=False)
+case("_shuffle", [np.arange(40.0).reshape(20, 2)], {}, check=_check_shuffle)
+
+# Exempt from the finite-difference check, with the reason.
+FD_EXEMPT = {
+    "BlockGrad": "blocks the gradient by definition (tested on its own)",
+    "make_loss": "its gradient is ones by definition, whatever the head gradient (tested on its own)",
+    "MakeLoss": "its gradient is a scaled constant by definition (tested on its own)",
+    "_sample_multinomial": "random: each evaluation draws new classes (REINFORCE rule tested on its own)",
+}
