@@ -1,0 +1,47 @@
+"""Host JIT plumbing shared by everything that turns llvmlite modules into native code.
+
+One place decides which CPU we compile for and which optimisation pipeline runs, so the code
+generator, the math library's tests and the benchmarks all see the same machine code. This
+module knows nothing about graphs or kernels, and must never grow such knowledge.
+"""
+from __future__ import annotations
+
+import functools
+
+import llvmlite.binding as llvm
+
+
+@functools.cache
+def _initialise_native_target() -> None:
+    # llvmlite >= 0.44 initialises the core itself and rejects llvm.initialize(); only the
+    # native target and its assembly printer still need an explicit call.
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+
+
+def create_target_machine(opt: int = 3) -> llvm.TargetMachine:
+    """A target machine for this host's CPU with every feature it has (AVX2, AVX-512...)."""
+    _initialise_native_target()
+    target = llvm.Target.from_default_triple()
+    try:
+        features = llvm.get_host_cpu_features().flatten()
+    except RuntimeError:  # some hosts cannot report features; the CPU name still implies most
+        features = ""
+    return target.create_target_machine(cpu=llvm.get_host_cpu_name(), features=features,
+                                        opt=opt, codemodel="jitdefault")
+
+
+def optimize(module_ref: llvm.ModuleRef, tm: llvm.TargetMachine, speed_level: int = 3) -> None:
+    """Run LLVM's standard -O<speed_level> pipeline (new pass manager) over `module_ref` in place.
+
+    The module takes the target's triple and data layout first: without them the loop and SLP
+    vectorisers see no vector registers and silently leave loops scalar.
+    """
+    module_ref.triple = tm.triple
+    module_ref.data_layout = str(tm.target_data)
+    pto = llvm.create_pipeline_tuning_options(speed_level=speed_level)
+    pto.loop_vectorization = speed_level >= 2
+    pto.slp_vectorization = speed_level >= 2
+    pto.loop_unrolling = speed_level >= 2
+    pb = llvm.create_pass_builder(tm, pto)
+    pb.getModulePassManager().run(module_ref, pb)
