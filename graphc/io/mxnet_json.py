@@ -119,6 +119,8 @@ def read_symbol_json(text: str, source: str = "<string>") -> SymbolFile:
         heads.append(entry)
     if not heads:
         raise _fail(source, "the graph has no heads (outputs)")
+    if not isinstance(doc.get("arg_nodes", []), list):
+        raise _fail(source, f"expected a list under 'arg_nodes', found {type(doc['arg_nodes']).__name__}")
     for k in doc.get("arg_nodes", []):
         if not isinstance(k, int) or not 0 <= k < len(nodes) or nodes[k].op != "null":
             raise _fail(source, f"arg_nodes lists {k!r}, which is not the index of a variable ('null') node")

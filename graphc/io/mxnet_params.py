@@ -161,6 +161,8 @@ def _read_array(r: _Reader, index: int, bfloat16: str) -> np.ndarray:
     # Check the size against the bytes left before allocating: a corrupt shape must not
     # turn into a MemoryError (or an overflow) instead of a clear refusal.
     size = math.prod(shape)
+    if math.prod(d for d in shape if d) * dtype.itemsize >= 1 << 63:  # numpy refuses these even when empty
+        raise r.fail(f"{label}: shape {shape} overflows a 64-bit size (corrupt shape)")
     if size * dtype.itemsize > r.remaining:
         raise r.fail(f"{label}: shape {shape} of {dtype.name} needs {size * dtype.itemsize} bytes of data, "
                      f"only {r.remaining} remain in the file (truncated file or corrupt shape)")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from graphc.ops import has_op
 from graphc.ops import registry
@@ -320,3 +321,40 @@ def test_dump_refuses_graphc_internal_operators_and_duplicate_variable_names():
         {"op": "elemwise_add", "name": "s", "inputs": [[0, 0, 0], [1, 0, 0]]}], "heads": [[2, 0, 0]]}))
     with pytest.raises(FormatError, match="'a'"):
         dump_symbol_json(twice)
+
+
+# -- properties -----------------------------------------------------------------------------------
+_JSON = st.recursive(st.none() | st.booleans() | st.integers(-3, 20) | st.text(max_size=4),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+                     max_leaves=6)
+
+
+def _paths(value, prefix=()):
+    yield prefix
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _paths(v, prefix + (i,))
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_any_mutated_file_is_a_format_error_or_a_valid_graph(data):
+    """Replacing any part of a real file with arbitrary JSON never escapes as a KeyError,
+    TypeError or IndexError: the file loads into a graph that writes back, or is refused."""
+    doc = json.loads(fixture_text("mlp")[0])
+    for _ in range(data.draw(st.integers(1, 3))):
+        paths = [p for p in _paths(doc) if p]
+        path = data.draw(st.sampled_from(paths))
+        target = doc
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = data.draw(_JSON)
+    try:
+        g = load_symbol_json(json.dumps(doc), "fuzz-symbol.json")
+    except FormatError as exc:
+        assert "fuzz-symbol.json" in str(exc)
+    else:
+        load_symbol_json(dump_symbol_json(g), "again.json")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st, HealthCheck
 
 from graphc.ops.errors import FormatError
 from graphc.io.atomic import atomic_write
@@ -237,8 +238,9 @@ def test_absurd_ndim(tmp_path):
 
 def test_shape_larger_than_the_file_or_overflowing(tmp_path):
     refused(write(tmp_path, header(1) + record((1 << 40,), 0) + names("a")), "only")
-    refused(write(tmp_path, header(1) + record((1 << 62, 1 << 62), 0) + names("a")), "only")
+    refused(write(tmp_path, header(1) + record((1 << 62, 1 << 62), 0) + names("a")), "overflows")
     refused(write(tmp_path, header(1) + record((-3,), 0) + names("a")), "non-negative")
+    refused(write(tmp_path, header(1) + record((0, 1 << 62, 1 << 62), 0) + names("a")), "overflows")
 
 
 def test_unknown_shape_record_is_refused(tmp_path):
@@ -263,3 +265,44 @@ def test_absurd_array_count(tmp_path):
 
 def test_unknown_device_type(tmp_path):
     refused(write(tmp_path, header(1) + record((1,), 0, b"\0" * 4, dev=9) + names("a")), "device type")
+
+
+# -- properties --------------------------------------------------------------------------------
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_corruption_is_a_format_error_or_a_clean_load(tmp_path, data):
+    """Flipping bytes or cutting the file never escapes as struct.error, IndexError,
+    MemoryError or a numpy error: a file either loads or is refused as a FormatError."""
+    raw = bytearray(good_file())
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(raw) - 1))
+        raw[at] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(raw)))
+    path = write(tmp_path, bytes(raw[:cut]) if cut < len(raw) else bytes(raw))
+    try:
+        got = load_params(path)
+    except FormatError as exc:
+        assert str(path) in str(exc)
+    else:
+        assert all(isinstance(v, np.ndarray) for v in got.values())
+
+
+_DTYPE = st.sampled_from(DTYPES)
+_SHAPE = st.lists(st.integers(0, 3), min_size=0, max_size=4).map(tuple)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(specs=st.dictionaries(st.text(min_size=1, max_size=8), st.tuples(_DTYPE, _SHAPE), max_size=5),
+       seed=st.integers(0, 2**32 - 1))
+def test_random_dicts_round_trip_bit_exactly(tmp_path, specs, seed):
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for name, (dtype, shape) in specs.items():
+        raw = rng.integers(0, 256, size=int(np.prod(shape)) * np.dtype(dtype).itemsize, dtype=np.uint8)
+        arrays[name] = (raw % 2).astype(bool).reshape(shape) if dtype == "bool" else raw.view(dtype).reshape(shape)
+    save_params(tmp_path / "r.params", arrays)
+    got = load_params(tmp_path / "r.params")
+    assert list(got) == list(arrays) if arrays else got == {}
+    for name, array in arrays.items():
+        assert got[name].dtype == array.dtype and got[name].shape == array.shape
+        assert got[name].tobytes() == array.tobytes()
