@@ -8,8 +8,32 @@ import numpy as np
 from .arith import ArithmeticMixin
 from .graph import Graph, Node, Value, variable, constant
 from .namespace import OpNamespace
+from .errors import ShapeError, DTypeError
 from .registry import get_op
 from .types import TensorType
+
+
+def describe_inputs(op, attrs, inputs) -> str:
+    names = op.input_names(attrs)
+    parts = []
+    for i, v in enumerate(inputs):
+        label = names[i] if i < len(names) else f"input{i}"
+        parts.append(f"{label}={v.node.name} {v.type}")
+    return ", ".join(parts)
+
+
+def traced_from() -> str:
+    """The innermost stack frame outside graphc's own packages: the user's line that built this node."""
+    import os
+    import traceback
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(here)
+    ours = tuple(os.path.join(root, d) + os.sep for d in ("graphc", "ops", "passes", "runtime"))
+    for frame in reversed(traceback.extract_stack()[:-2]):
+        path = os.path.abspath(frame.filename)
+        if not path.startswith(ours) and "importlib" not in path:
+            return f"\n  traced from {frame.filename}:{frame.lineno}"
+    return ""
 
 
 class Handle(ArithmeticMixin):
@@ -97,7 +121,10 @@ class GraphBuilder:
         op = get_op(op_name)
         parsed = op.parse(attrs or {})
         name = name or self._name(op.name)
-        types = op.infer_types([v.type for v in inputs], parsed, f"'{name}'")
+        try:
+            types = op.infer_types([v.type for v in inputs], parsed, f"'{name}'")
+        except (ShapeError, DTypeError) as exc:
+            raise type(exc)(f"{exc}\n  inputs: {describe_inputs(op, parsed, inputs)}{traced_from()}") from None
         node = Node(op.name, inputs, parsed, name, types, hints)
         self.nodes.append(node)
         return node

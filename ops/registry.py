@@ -96,7 +96,11 @@ class OpDef:
             out = self.infer(*in_types, **attrs)
         except (ShapeError, DTypeError, OpAttributeError) as exc:
             msg = str(exc)
-            raise type(exc)(msg if msg.startswith(self.name) else f"{label}: {msg}") from None
+            if msg.startswith(self.name + ":"):
+                msg = msg[len(self.name) + 1:].lstrip()
+            elif msg.startswith(self.name + " "):
+                raise
+            raise type(exc)(f"{label}: {msg}") from None
         out = list(out) if isinstance(out, (list, tuple)) else [out]
         n = self.n_outputs(attrs)
         if len(out) != n:
