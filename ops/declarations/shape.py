@@ -186,10 +186,10 @@ register(OpDef("squeeze", infer=lambda x, axis: like(x, _squeeze_shape(x, axis))
                attrs={"axis": Attr("axis", None, optional=True)}, gradient=_reshape_back, lowering=View()))
 
 
-def _swap_perm(ndim, dim1, dim2):
+def _swap_perm(ndim, dim1, dim2, shape=None):
     for d in (dim1, dim2):
         if not -ndim <= d < max(ndim, 1):
-            raise ShapeError(f"SwapAxis: dimension {d} is out of range for an input of {ndim} dimensions")
+            raise ShapeError(f"SwapAxis: dimension {d} is out of range for input {shape} ({ndim} dimensions)")
     p = list(range(ndim))
     a, b = dim1 % max(ndim, 1), dim2 % max(ndim, 1)
     p[a], p[b] = p[b], p[a]
@@ -197,7 +197,7 @@ def _swap_perm(ndim, dim1, dim2):
 
 
 def _swap_infer(x, dim1, dim2):
-    p = _swap_perm(x.ndim, dim1, dim2)
+    p = _swap_perm(x.ndim, dim1, dim2, x.shape)
     return like(x, tuple(x.shape[a] for a in p))
 
 
