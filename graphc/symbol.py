@@ -34,7 +34,7 @@ class SymbolBuilder(GraphBuilder):
         name = name or self._name(op.name)
         names = op.input_names(parsed)
         inputs = list(inputs)
-        if not callable(op.inputs) and len(inputs) < len(names):
+        if len(inputs) < len(names) and "num_args" not in op.attrs:
             for missing in names[len(inputs):]:
                 node = variable(f"{name}_{missing}", None, "param")
                 node.types = (None,)

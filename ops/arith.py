@@ -33,7 +33,8 @@ class ArithmeticMixin:
 
     def _binary(self, kind, other, reverse=False):
         tensor_op, scalar_op, rscalar_op = _BINARY[kind]
-        if isinstance(other, numbers.Number) or (hasattr(other, "ndim") and not isinstance(other, ArithmeticMixin) and getattr(other, "ndim", 1) == 0):
+        if not isinstance(other, ArithmeticMixin) and (
+                isinstance(other, numbers.Number) or getattr(other, "ndim", 1) == 0):
             return self._invoke(rscalar_op if reverse else scalar_op, [self], {"scalar": float(other)})
         if not isinstance(other, ArithmeticMixin):
             other = self._lift(other)

@@ -182,10 +182,10 @@ def _attr_text(node: Node) -> list:
 def format_node(node: Node, names: dict) -> str:
     """One line of the listing: `%3: f32[1,512] = FullyConnected(%2, w, b, num_hidden=512)`."""
     lhs = ", ".join(names[(id(node), i)] for i in range(len(node.types)))
-    tys = ", ".join(str(t) for t in node.types)
+    tys = ", ".join("?" if t is None else str(t) for t in node.types)
     args = [names.get((id(v.node), v.index), f"?{v.node.name}") for v in node.inputs] + _attr_text(node)
     dev = ""
-    if node.types and node.types[0].device != "cpu(0)":
+    if node.types and node.types[0] is not None and node.types[0].device != "cpu(0)":
         dev = f"  @{node.types[0].device}"
     return f"{lhs}: {tys} = {node.op}({', '.join(args)}){dev}  # {node.name}"
 
@@ -205,7 +205,7 @@ def value_names(graph: Graph) -> dict:
 
 def format_graph(graph: Graph) -> str:
     names = value_names(graph)
-    params = ", ".join(f"{n.name}: {n.types[0]}" for n in graph.inputs)
+    params = ", ".join(f"{n.name}: {'?' if n.types[0] is None else n.types[0]}" for n in graph.inputs)
     lines = [f"graph {graph.name}({params}):"]
     for n in graph.nodes:
         if n.is_var:
