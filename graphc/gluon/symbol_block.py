@@ -1,0 +1,145 @@
+"""SymbolBlock: a block made from a graph instead of Python code — how exported models
+(graphc's or MXNet 1.x's `-symbol.json` + `.params`) come back to life.
+
+It inlines its graph into the trace of whoever calls it, so a SymbolBlock is compiled like
+any hybridized block, can sit inside another block, and can be fine-tuned (its parameters are
+ordinary Parameters)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from ..ops.errors import GraphcError
+from ..ops.graph import Graph
+from ..ops.attrs import _as_shape
+from ..ndarray import NDArray
+from ..symbol import Symbol, current_trace, Trace
+from .block import HybridBlock
+from .cached_op import unflatten, flatten, tree_from_json
+
+
+class SymbolBlock(HybridBlock):
+    """SymbolBlock(outputs, inputs, params=None): outputs/inputs are Symbols (or lists)."""
+
+    def __init__(self, outputs, inputs, params=None):
+        super().__init__(prefix="", params=None)
+        outs = [outputs] if isinstance(outputs, Symbol) else list(outputs)
+        ins = [inputs] if isinstance(inputs, Symbol) else list(inputs)
+        values = [v for s in outs for v in s._values]
+        in_nodes = [s.value.node for s in ins]
+        graph = Graph.from_outputs([], values, "symbolblock")
+        self._setup(graph, [n.name for n in in_nodes], None)
+        if params is not None:
+            for name, p in params.items():
+                if name in self._params_by_var:
+                    self._params_by_var[name] = p
+                    self._reg_params_replace(name, p)
+
+    def _reg_params_replace(self, name, p):
+        self.params._params[name] = p
+
+    def _setup(self, graph: Graph, input_names, output_tree):
+        self._graph = graph
+        self._input_names = list(input_names)
+        self._output_tree = output_tree
+        variables = [n for n in graph.nodes if n.is_var]
+        known = {n.name for n in variables}
+        missing = [nm for nm in self._input_names if nm not in known]
+        if missing:
+            raise GraphcError(f"SymbolBlock: inputs {missing} are not variables of the graph; it has {sorted(known)}")
+        self._params_by_var = {}
+        for node in variables:
+            if node.name in self._input_names:
+                continue
+            aux = node.hints.get("kind") == "aux"
+            shape = None
+            if node.types and node.types[0] is not None:
+                shape = node.types[0].shape
+            elif node.hints.get("__shape__"):
+                shape = _as_shape(node.hints["__shape__"])
+            dtype = node.types[0].dtype if node.types and node.types[0] is not None else "float32"
+            p = self.params.get(node.name, shape=shape, dtype=dtype, allow_deferred_init=True,
+                                grad_req="null" if aux else "write", differentiable=not aux)
+            self._params_by_var[node.name] = p
+        self.hybridize()
+
+    @staticmethod
+    def imports(symbol_file, input_names, param_file=None, ctx=None, allow_missing=False,
+                ignore_extra=False):
+        """Load `-symbol.json` (+ `.params`), as written by MXNet 1.x or graphc's export."""
+        from ..io.mxnet_json import load_symbol_json
+        if isinstance(input_names, str):
+            input_names = [input_names]
+        with open(symbol_file, "r", encoding="utf-8") as fh:
+            text = fh.read()
+        graph = load_symbol_json(text, str(symbol_file), data_names=input_names)
+        tree = None
+        try:
+            attrs = json.loads(text).get("attrs", {})
+            if "graphc_output_tree" in attrs:
+                tree = tree_from_json(json.loads(attrs["graphc_output_tree"][1]))
+        except (ValueError, TypeError, KeyError, IndexError):
+            tree = None
+        block = SymbolBlock.__new__(SymbolBlock)
+        HybridBlock.__init__(block, prefix="", params=None)
+        block._setup(graph, input_names, tree)
+        if param_file is not None:
+            block.load_params_file(param_file, ctx, allow_missing, ignore_extra)
+        return block
+
+    def load_params_file(self, param_file, ctx=None, allow_missing=False, ignore_extra=False,
+                         cast_dtype=False):
+        """Load an MXNet `.params` file whose names are `arg:NAME`/`aux:NAME` (or bare names)."""
+        from ..io.mxnet_params import load_params
+        arrays = load_params(param_file)
+        by_name = {}
+        for key, value in arrays.items():
+            name = key.split(":", 1)[1] if key.startswith(("arg:", "aux:")) else key
+            by_name[name] = value
+        for name, p in self._params_by_var.items():
+            if name in by_name:
+                p._load_init(by_name[name], ctx, cast_dtype=cast_dtype)
+            elif not allow_missing:
+                raise GraphcError(f"{param_file}: no value for parameter {name!r} (set allow_missing=True "
+                                  f"to initialise it later); the file has {sorted(by_name)[:8]}...")
+        extra = sorted(set(by_name) - set(self._params_by_var) - set(self._input_names))
+        if extra and not ignore_extra:
+            raise GraphcError(f"{param_file}: parameters {extra} are not used by the graph "
+                              "(set ignore_extra=True to skip them)")
+
+    def __call__(self, *args):
+        if current_trace() is None and args and isinstance(flatten(list(args))[0][0], NDArray):
+            return self._call_cached_op(*args)
+        return self.forward(*args)
+
+    def forward(self, *args):
+        """Inline the graph into the active trace (inputs are Symbols here)."""
+        trace = current_trace()
+        if trace is None:
+            raise GraphcError("SymbolBlock.forward expects symbols; call the block on NDArrays instead")
+        leaves, _ = flatten(list(args))
+        if len(leaves) != len(self._input_names):
+            raise GraphcError(f"SymbolBlock: expects {len(self._input_names)} inputs {self._input_names}, "
+                              f"got {len(leaves)}")
+        env = {}
+        for name, sym in zip(self._input_names, leaves):
+            node = next(n for n in self._graph.nodes if n.is_var and n.name == name)
+            env[(id(node), 0)] = sym.value
+        builder = trace.builder
+        for node in self._graph.nodes:
+            if node.is_var:
+                if (id(node), 0) not in env:
+                    env[(id(node), 0)] = self._params_by_var[node.name].var().value
+                continue
+            if node.is_const:
+                env[(id(node), 0)] = builder.const(node.attrs["value"]).value
+                continue
+            new = builder.emit(node.op, [env[(id(v.node), v.index)] for v in node.inputs],
+                               dict(node.attrs), node.name, dict(node.hints))
+            for i in range(len(node.types)):
+                env[(id(node), i)] = new.out(i)
+        outs = [builder.wrap(env[(id(v.node), v.index)]) for v in self._graph.outputs]
+        if self._output_tree is not None:
+            return unflatten(outs, self._output_tree)
+        return outs[0] if len(outs) == 1 else outs
