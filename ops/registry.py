@@ -17,8 +17,14 @@ from .types import TensorType
 @dataclass(frozen=True)
 class Elementwise:
     """Lowers to one scalar formula per element: formula(*ScalarExpr, **attrs) -> ScalarExpr.
-    Inputs broadcast to the output shape (numpy rules)."""
+    Inputs broadcast to the output shape (numpy rules). `applies(in_types, attrs) -> bool`, when
+    given, says for which input types that holds (e.g. `where` with a per-row condition does
+    not broadcast like numpy); elsewhere the op runs on its host fallback."""
     formula: Callable
+    applies: Callable | None = None
+
+    def applies_to(self, in_types, attrs) -> bool:
+        return self.applies is None or bool(self.applies(in_types, attrs))
 
 
 @dataclass(frozen=True)

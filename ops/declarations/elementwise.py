@@ -348,7 +348,8 @@ def _where_grad(F, ins, outs, gs, attrs):
 
 register(OpDef("where", infer=_where_infer, compute=_where_np, inputs=("condition", "x", "y"),
                gradient=_where_grad,
-               lowering=Elementwise(lambda c, x, y: S.select(S.call("ne", c, S.const(0, c.dtype)), x, y))))
+               lowering=Elementwise(lambda c, x, y: S.select(S.call("ne", c, S.const(0, c.dtype)), x, y),
+                                    applies=lambda types, attrs: types[0].shape == types[1].shape)))
 
 
 def _clip_grad(F, ins, outs, gs, attrs):
@@ -469,7 +470,9 @@ def _leaky_grad(F, ins, outs, gs, attrs):
 
 
 register(OpDef("LeakyReLU", infer=_leaky_infer, compute=_leaky_np, inputs=_leaky_inputs,
-               attrs=_LEAKY_ATTRS, gradient=_leaky_grad, lowering=Elementwise(_leaky_formula)))
+               attrs=_LEAKY_ATTRS, gradient=_leaky_grad,
+               lowering=Elementwise(_leaky_formula,
+                                    applies=lambda types, attrs: attrs["act_type"] != "prelu" or types[1].size == 1)))
 
 
 # -- identity and gradient control -----------------------------------------------------------
