@@ -388,7 +388,15 @@ def _log_double_double(m: _Emitter, x):
     resid = m.sub(m.fma(m.neg(s), d_hi, f), m.mul(s, d_lo))  # f - s*(d_hi + d_lo)
     s_lo = m.div(resid, d_hi)
     z = m.mul(s, s)
-    tail = m.mul(m.mul(s, z), m.poly(z, fmt.log_poly))      # log(1+f) - 2s
+    q = m.poly(z, fmt.log_poly)
+    sz = m.mul(s, z)
+    tail = m.mul(sz, q)                                      # log(1+f) - 2s = s^3 Q(s^2)
+    # tail is ~1% of the log near |s| = 0.17, so its own rounding and the neglected s_lo
+    # would cost several ulp of pow at |y log x| ~ 700: add them back to first order
+    z_lo = m.fma(s, s, m.neg(z))
+    tail_lo = m.madd(q, m.madd(s, z_lo, m.mul(m.mul(m.c(3.0), z), s_lo)),
+                     m.madd(m.fma(s, z, m.neg(sz)), q, m.fma(sz, q, m.neg(tail))))
+    tail = m.add(tail, tail_lo)
     a = m.mul(kf, m.c(fmt.ln2_hi))                          # exact
     b = m.add(s, s)
     hi = m.add(a, b)                                        # two-sum of a and b
