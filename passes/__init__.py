@@ -1,0 +1,1 @@
+"""Graph-to-graph transforms and analyses (graphc.passes)."""

@@ -1,0 +1,249 @@
+"""compile_graph: a Graph becomes a Program, one native entry per run of compiled kernels.
+
+Pipeline: fuse_elementwise -> plan_memory (checked) -> lower_graph (kernel IR steps) -> one
+LLVM module (every kernel plus an entry function `void segN(void** args)` per maximal run of
+native steps) -> object code (cached in memory and on disk) -> MCJIT. Nodes that only have a
+numpy reference (random ops, softmax, ...) run from Python between native segments, on numpy
+views of the same arena; a graph without such nodes is one ctypes call per forward.
+
+The argument vector is laid out once: [inputs..., outputs..., constants..., arena per device].
+`Program.__call__` fills the input and output pointers into a preallocated ctypes array and
+calls; nothing else is allocated per call when the caller passes `outputs`.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+
+import numpy as np
+
+from graphc.ops.errors import GraphcError
+from graphc.ops.graph import Graph, format_graph, verify
+from graphc.ops.registry import get_op
+from graphc.passes.fuse import fuse_elementwise, format_fused
+from graphc.passes.memory import plan_memory, check_plan, MemoryPlan
+
+from . import cache as _cache
+from .lower import KernelStep, HostStep, lower_graph
+from .render_llvm import ModuleBuilder
+
+_ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+
+def num_threads() -> int:
+    for var in ("GRAPHC_NUM_THREADS", "OMP_NUM_THREADS"):
+        v = os.environ.get(var)
+        if v and v.isdigit() and int(v) > 0:
+            return int(v)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+def graph_description(graph: Graph, training: bool, nthreads: int) -> str:
+    """The text the cache key hashes: the listing (types, attrs), constant bytes, the flags."""
+    h = hashlib.sha256()
+    for n in graph.nodes:
+        if n.is_const:
+            arr = n.attrs["value"]
+            h.update(f"{arr.dtype}{arr.shape}".encode())
+            h.update(np.ascontiguousarray(arr).tobytes())
+    return f"{format_graph(graph)}\nconsts={h.hexdigest()}\ntraining={training}\nthreads={nthreads}"
+
+
+class Program:
+    """A compiled graph. Call with input arrays (graph.inputs order); optional `outputs` receive
+    the results in place; returns the output arrays."""
+
+    def __init__(self, graph, fused, plan, steps, segments, addrs, source, nthreads):
+        self.graph, self.fused, self.plan, self.steps = graph, fused, plan, steps
+        self.source = source              # 'compiled' | 'memory' | 'disk'
+        self.nthreads = nthreads
+        self.in_types = [n.types[0] for n in graph.inputs]
+        self.out_types = [v.type for v in graph.outputs]
+        self._in_dtypes = [np.dtype(t.dtype) for t in self.in_types]
+        self._out_dtypes = [np.dtype(t.dtype) for t in self.out_types]
+        self._in_shapes = [t.shape for t in self.in_types]
+        self._out_shapes = [t.shape for t in self.out_types]
+        self._last_in = [None] * len(self.in_types)     # arrays whose pointers args[] holds
+        self._last_out = [None] * len(self.out_types)
+        n_in, n_out, n_c = len(self.in_types), len(self.out_types), len(plan.consts)
+        self._devices = sorted(plan.arena_size)
+        self._args = (ctypes.c_void_p * (n_in + n_out + n_c + max(1, len(self._devices))))()
+        self._consts = [np.ascontiguousarray(c.attrs["value"]) for c in plan.consts]
+        for i, c in enumerate(self._consts):
+            self._args[n_in + n_out + i] = c.ctypes.data
+        self._arenas = {}
+        for j, dev in enumerate(self._devices):
+            raw = np.zeros(plan.arena_size[dev] + 64, dtype=np.uint8)
+            off = (-raw.ctypes.data) % 64
+            self._arenas[dev] = raw[off:off + plan.arena_size[dev]]
+            self._args[n_in + n_out + n_c + j] = self._arenas[dev].ctypes.data
+        self._arena_slot = {dev: n_in + n_out + n_c + j for j, dev in enumerate(self._devices)}
+        # the run: native segment functions and host steps, in order
+        self._run = []
+        for seg in segments:
+            if isinstance(seg, str):
+                self._run.append(_ENTRY(addrs[seg]))
+            else:
+                self._run.append(seg)
+        self._pure_native = len(self._run) == 1 and not isinstance(self._run[0], HostStep)
+        self._entry0 = self._run[0] if self._pure_native else None
+
+    # -- calling -----------------------------------------------------------------------------
+    def _check_inputs(self, inputs):
+        if len(inputs) != len(self.in_types):
+            raise GraphcError(f"graph {self.graph.name}: expects {len(self.in_types)} inputs "
+                              f"{[n.name for n in self.graph.inputs]}, got {len(inputs)}")
+        args, last = self._args, self._last_in
+        shapes, dtypes = self._in_shapes, self._in_dtypes
+        for i, a in enumerate(inputs):
+            if a is last[i]:
+                # the same array object as last call: its data pointer cannot have moved while we
+                # hold a reference (numpy refuses to resize a referenced array); shape and dtype
+                # can be reassigned in place, so those are still checked
+                if a.shape != shapes[i] or a.dtype != dtypes[i]:
+                    self._bad_input(i, a)
+                continue
+            if type(a) is not np.ndarray or a.dtype != dtypes[i] or a.shape != shapes[i] \
+                    or not a.flags.c_contiguous:
+                self._bad_input(i, a)
+            args[i] = a.ctypes.data
+            last[i] = a
+
+    def _bad_input(self, i, a):
+        n = self.graph.inputs[i]
+        t = self.in_types[i]
+        if not isinstance(a, np.ndarray):
+            raise GraphcError(f"graph {self.graph.name}: input {i} '{n.name}' must be a numpy array of "
+                              f"{t.dtype}{list(t.shape)}, got {type(a).__name__}")
+        what = []
+        if a.shape != t.shape:
+            what.append(f"shape {a.shape} (expected {t.shape})")
+        if a.dtype != self._in_dtypes[i]:
+            what.append(f"dtype {a.dtype} (expected {t.dtype})")
+        if not a.flags.c_contiguous:
+            what.append("non-contiguous memory (pass np.ascontiguousarray)")
+        raise GraphcError(f"graph {self.graph.name}: input {i} '{n.name}' has {', '.join(what)}")
+
+    def __call__(self, inputs, outputs=None, rng=None):
+        self._check_inputs(inputs)
+        n_in = len(self.in_types)
+        args = self._args
+        if outputs is None:
+            outputs = [np.empty(t.shape, dt) for t, dt in zip(self.out_types, self._out_dtypes)]
+            for j, o in enumerate(outputs):
+                args[n_in + j] = o.ctypes.data
+                self._last_out[j] = None
+        else:
+            if len(outputs) != len(self.out_types):
+                raise GraphcError(f"graph {self.graph.name}: returns {len(self.out_types)} outputs, "
+                                  f"{len(outputs)} output arrays given")
+            last = self._last_out
+            for j, o in enumerate(outputs):
+                if o is last[j] and o.shape == self._out_shapes[j] and o.dtype == self._out_dtypes[j]:
+                    continue
+                t = self.out_types[j]
+                if type(o) is not np.ndarray or o.dtype != self._out_dtypes[j] or o.shape != t.shape \
+                        or not o.flags.c_contiguous or not o.flags.writeable:
+                    raise GraphcError(f"graph {self.graph.name}: output array {j} must be a writeable "
+                                      f"C-contiguous {t.dtype} array of shape {t.shape}")
+                args[n_in + j] = o.ctypes.data
+                last[j] = o
+        if self._pure_native:
+            self._entry0(args)
+            return outputs
+        rng = rng if rng is not None else np.random.default_rng()
+        for item in self._run:
+            if isinstance(item, HostStep):
+                self._host(item, inputs, outputs, rng)
+            else:
+                item(args)
+        return outputs
+
+    def _view(self, placement, type_, inputs, outputs):
+        dt = np.dtype(type_.dtype)
+        if placement.kind == "input":
+            return inputs[placement.index].reshape(type_.shape)
+        if placement.kind == "output":
+            return outputs[placement.index].reshape(-1).view(np.uint8)[:placement.nbytes].view(dt).reshape(type_.shape)
+        if placement.kind == "const":
+            return self._consts[placement.index].reshape(type_.shape)
+        arena = self._arenas[placement.device]
+        return arena[placement.offset:placement.offset + placement.nbytes].view(dt).reshape(type_.shape)
+
+    def _host(self, step: HostStep, inputs, outputs, rng):
+        node = step.node
+        args = [self._view(p, v.type, inputs, outputs) for p, v in zip(step.inputs, node.inputs)]
+        res = get_op(node.op).run(args, node.attrs, rng=rng, training=self.training)
+        for p, t, r in zip(step.outputs, node.types, res):
+            dst = self._view(p, t, inputs, outputs)
+            np.copyto(dst, np.asarray(r).reshape(t.shape), casting="unsafe")
+
+    training = False
+
+    def __str__(self):
+        return format_fused(self.fused)
+
+    def kernels(self):
+        return [s.kernel for s in self.steps if isinstance(s, KernelStep)]
+
+
+def _slot_of(placement, n_in, n_out, n_c, arena_slot):
+    if placement.kind == "input":
+        return placement.index, 0
+    if placement.kind == "output":
+        return n_in + placement.index, 0
+    if placement.kind == "const":
+        return n_in + n_out + placement.index, 0
+    return arena_slot[placement.device], placement.offset
+
+
+def compile_graph(graph: Graph, *, training: bool = False, cache: bool = True, check: bool = True) -> Program:
+    """Compile `graph` for the CPU. training selects the training behaviour of host-run ops
+    (Dropout); cache=False skips the memory and disk caches (always compiles)."""
+    verify(graph, check_inference=False)
+    nthreads = num_threads()
+    fused = fuse_elementwise(graph)
+    plan: MemoryPlan = plan_memory(fused)
+    if check:
+        check_plan(fused, plan)
+    steps = lower_graph(fused, plan)
+    n_in, n_out, n_c = len(graph.inputs), len(graph.outputs), len(plan.consts)
+    devices = sorted(plan.arena_size)
+    arena_slot = {dev: n_in + n_out + n_c + j for j, dev in enumerate(devices)}
+    segments, current, seg_calls = [], [], []
+    for s in steps:
+        if isinstance(s, HostStep):
+            if current:
+                seg_calls.append(current)
+                segments.append(f"seg{len(seg_calls) - 1}")
+                current = []
+            segments.append(s)
+        else:
+            where = [_slot_of(s.bindings[b.name], n_in, n_out, n_c, arena_slot) for b in s.kernel.bufs]
+            current.append((s.kernel, where))
+    if current or not segments:
+        seg_calls.append(current)
+        segments.append(f"seg{len(seg_calls) - 1}")
+    names = [f"seg{i}" for i in range(len(seg_calls))]
+
+    def build_ir():
+        tm = _cache.target_machine()
+        mb = ModuleBuilder(graph.name, nthreads, tm.triple, str(tm.target_data))
+        for name, calls in zip(names, seg_calls):
+            mb.add_entry(name, calls)
+        return str(mb)
+
+    key = _cache.make_key(graph_description(graph, training, nthreads) + "\n" +
+                          "\n".join(str(s.kernel) for s in steps if isinstance(s, KernelStep)))
+    addrs, source = _cache.load(key, build_ir, names, use_cache=cache)
+    prog = Program(graph, fused, plan, steps, segments, addrs, source, nthreads)
+    prog.training = training
+    prog.llvm_ir = build_ir    # callable: the module's IR text, for inspection
+    return prog
+
+
+__all__ = ["compile_graph", "Program", "num_threads"]

@@ -1,0 +1,213 @@
+"""The loop-level kernel IR: what a fused group of the graph becomes before a renderer turns it
+into code (LLVM IR in render_llvm, CUDA C in render_cuda).
+
+A `Kernel` names its buffers (`Buf`: dtype and element count) and holds a body of statements:
+`Loop` (a counted loop over `var` in [0, extent); the outermost may be marked parallel),
+`Store` (buf[index] = formula over loaded values), `Accumulate`/`DeclareAcc` (a reduction into
+a scalar accumulator), and `Gemm` (a library matrix product over strided buffers). Index
+expressions are affine: sum of loop variable times stride plus an offset, so broadcasting is a
+stride of 0. Scalar computation reuses `graphc.ops.scalar`: a `Store` carries a ScalarExpr whose
+`arg i` is the statement's `args[i]` (a `Load` or an `AccRef`).
+
+This module knows nothing about llvmlite, CUDA or the graph; it is plain data that prints.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from graphc.ops.scalar import ScalarExpr
+from graphc.ops.dtypes import SHORT
+
+
+@dataclass(frozen=True)
+class Buf:
+    """A kernel parameter: a pointer to `size` elements of `dtype`."""
+    name: str
+    dtype: str
+    size: int
+
+    def __str__(self):
+        return f"{self.name}: {SHORT[self.dtype]}*[{self.size}]"
+
+
+@dataclass(frozen=True)
+class Index:
+    """sum(var * stride for var, stride in terms) + offset, in elements."""
+    terms: tuple = ()
+    offset: int = 0
+
+    def __str__(self):
+        parts = [v if s == 1 else f"{v}*{s}" for v, s in self.terms if s != 0]
+        if self.offset or not parts:
+            parts.append(str(self.offset))
+        return " + ".join(parts)
+
+
+@dataclass(frozen=True)
+class Load:
+    buf: str
+    index: Index
+
+    def __str__(self):
+        return f"{self.buf}[{self.index}]"
+
+
+@dataclass(frozen=True)
+class AccRef:
+    """The current value of accumulator `name` (after its loop)."""
+    name: str
+
+    def __str__(self):
+        return self.name
+
+
+@dataclass(frozen=True)
+class LoopVar:
+    """A loop counter used as a value (converted to the dtype of the formula's arg)."""
+    name: str
+
+    def __str__(self):
+        return self.name
+
+
+def _formula_text(expr: ScalarExpr, args) -> str:
+    if expr.kind == "arg":
+        return str(args[expr.value])
+    if expr.kind == "const":
+        return repr(expr.value)
+    if expr.kind == "cast":
+        return f"{SHORT[expr.dtype]}({_formula_text(expr.args[0], args)})"
+    return f"{expr.op}({', '.join(_formula_text(a, args) for a in expr.args)})"
+
+
+@dataclass
+class Store:
+    """buf[index] = expr(args...)."""
+    buf: str
+    index: Index
+    expr: ScalarExpr
+    args: tuple
+
+    def lines(self, indent):
+        return [f"{indent}{self.buf}[{self.index}] = {_formula_text(self.expr, self.args)}"]
+
+
+@dataclass
+class DeclareAcc:
+    """A scalar accumulator of `kind` (sum/prod/max/min), set to its identity."""
+    name: str
+    dtype: str
+    kind: str
+
+    def lines(self, indent):
+        return [f"{indent}{self.name}: {SHORT[self.dtype]} = identity({self.kind})"]
+
+
+@dataclass
+class Accumulate:
+    """acc = combine_kind(acc, expr(args...))."""
+    name: str
+    kind: str
+    expr: ScalarExpr
+    args: tuple
+
+    def lines(self, indent):
+        return [f"{indent}{self.name} {self.kind}= {_formula_text(self.expr, self.args)}"]
+
+
+@dataclass
+class Loop:
+    var: str
+    extent: int
+    body: list
+    parallel: bool = False
+
+    def lines(self, indent):
+        head = f"{indent}{'parallel ' if self.parallel else ''}for {self.var} in 0..{self.extent}:"
+        out = [head]
+        for s in self.body:
+            out.extend(s.lines(indent + "  "))
+        return out
+
+
+@dataclass
+class Gemm:
+    """For b in 0..batch: C_b[m,n] = alpha * op(A_b)[m,k] @ op(B_b)[k,n] + beta * C_b, row-major,
+    with leading dimensions lda/ldb/ldc and batch strides (elements) between matrices."""
+    a: str
+    b: str
+    c: str
+    m: int
+    n: int
+    k: int
+    trans_a: bool
+    trans_b: bool
+    lda: int
+    ldb: int
+    ldc: int
+    dtype: str
+    batch: int = 1
+    stride_a: int = 0
+    stride_b: int = 0
+    stride_c: int = 0
+    alpha: float = 1.0
+    beta: float = 0.0
+
+    def lines(self, indent):
+        ta = "ᵀ" if self.trans_a else ""
+        tb = "ᵀ" if self.trans_b else ""
+        bt = f"batch {self.batch} " if self.batch > 1 else ""
+        return [f"{indent}{bt}gemm {self.c}[{self.m}x{self.n}] = {self.a}{ta} @ {self.b}{tb}  "
+                f"(k={self.k}, ld={self.lda}/{self.ldb}/{self.ldc}, {SHORT[self.dtype]})"]
+
+
+@dataclass
+class MemCopy:
+    """Copy `nbytes` bytes from buffer `src` to buffer `dst` (outputs that are views or inputs)."""
+    dst: str
+    src: str
+    nbytes: int
+
+    def lines(self, indent):
+        return [f"{indent}memcpy({self.dst}, {self.src}, {self.nbytes} bytes)"]
+
+
+@dataclass
+class Kernel:
+    """One generated function. `work` estimates scalar operations (for the threading threshold);
+    the executor splits the outermost loop across cores only when it is marked parallel."""
+    name: str
+    bufs: list
+    body: list
+    work: int = 0
+    inplace: frozenset = field(default_factory=frozenset)  # buffer names that may alias each other
+
+    def buf(self, name) -> Buf:
+        for b in self.bufs:
+            if b.name == name:
+                return b
+        raise KeyError(name)
+
+    @property
+    def parallel_loop(self):
+        """The outermost loop when the kernel may be split across threads, else None."""
+        if len(self.body) == 1 and isinstance(self.body[0], Loop) and self.body[0].parallel:
+            return self.body[0]
+        return None
+
+    def __str__(self):
+        lines = [f"kernel {self.name}({', '.join(map(str, self.bufs))}):"]
+        for s in self.body:
+            lines.extend(s.lines("  "))
+        return "\n".join(lines)
+
+
+def loads_of(stmt) -> list:
+    """Every Load under a statement (for renderers that hoist or check them)."""
+    out = []
+    if isinstance(stmt, (Store, Accumulate)):
+        out.extend(a for a in stmt.args if isinstance(a, Load))
+    elif isinstance(stmt, Loop):
+        for s in stmt.body:
+            out.extend(loads_of(s))
+    return out

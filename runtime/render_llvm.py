@@ -1,0 +1,595 @@
+"""Kernel IR -> LLVM IR, through llvmlite's IR builder. The only file that knows llvmlite.ir.
+
+Each Kernel becomes `void @name(i8** bufs, i64 start, i64 end)`: a thin wrapper that loads the
+buffer pointers and calls an always-inlined body whose pointer arguments are `noalias` (an
+in-place kernel reads and writes the same buffer name, so distinct names never alias). The
+outermost loop of a parallel kernel runs over [start, end); `@graphc_parallel` splits it across
+threads made with pthread_create/pthread_join from libc, declared here in IR (no compiler or
+OpenMP runtime needed). Loops are plain counted loops over contiguous innermost dimensions so
+LLVM's loop vectoriser widens them; floating-point ops carry 'contract' only (nan/inf semantics
+stay exact), reductions add 'reassoc' so they vectorise. GEMMs call OpenBLAS's CBLAS
+(`scipy_cblas_sgemm`/`dgemm`, `..._gemv` for one-row products) from the generated code.
+
+`ModuleBuilder` collects kernels and entry functions (one per native segment of the program):
+`void @entry(i8** args)` runs its kernels in order over caller pointers plus arena offsets.
+"""
+from __future__ import annotations
+
+import llvmlite.ir as ir
+
+from graphc.ops import scalar as S
+
+from .kernel_ir import Kernel, Loop, Store, DeclareAcc, Accumulate, AccRef, Load, LoopVar, Gemm, MemCopy
+
+I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
+F32, F64 = ir.FloatType(), ir.DoubleType()
+VOID = ir.VoidType()
+I8P = I8.as_pointer()
+I8PP = I8P.as_pointer()
+MEM_TYPE = {"float32": F32, "float64": F64, "int32": I32, "int64": I64, "bool": I8}
+REG_TYPE = {"float32": F32, "float64": F64, "int32": I32, "int64": I64, "bool": I1}
+FLOATS = ("float32", "float64")
+KERNEL_FN = ir.FunctionType(VOID, [I8PP, I64, I64])
+BLAS_PREFIX = "scipy_cblas_"
+ELEMENTWISE_FLAGS = ("contract",)
+REDUCTION_FLAGS = ("contract", "reassoc")
+
+
+# -- math: the shared vector math library when it is there, a thin fallback otherwise ---------
+
+def _math_library():
+    try:
+        from . import llvm_math
+    except Exception:       # not written yet, or mid-edit by its owner: use the fallback below
+        return None
+    return llvm_math if hasattr(llvm_math, "emit") else None
+
+
+_LIBRARY_NAMES = ("exp", "log", "log1p", "expm1", "tanh", "sigmoid", "erf", "sin", "cos", "pow",
+                  "sqrt", "rsqrt", "floor", "ceil", "trunc", "round", "abs", "sign")
+
+
+def emit_math(b: ir.IRBuilder, name: str, x, y=None):
+    """Float math on a scalar (f32/f64): runtime/llvm_math.emit when available, else fallback."""
+    lib = _math_library()
+    if lib is not None and name in _LIBRARY_NAMES:
+        try:
+            return lib.emit(b, name, x, y) if y is not None else lib.emit(b, name, x)
+        except NotImplementedError:
+            pass
+    return _fallback_math(b, name, x, y)
+
+
+def _intrinsic(b, name, ty, n_args=1):
+    suffix = "f32" if ty == F32 else "f64"
+    mod = b.module
+    full = f"llvm.{name}.{suffix}"
+    try:
+        return mod.get_global(full)
+    except KeyError:
+        return ir.Function(mod, ir.FunctionType(ty, [ty] * n_args), full)
+
+
+def _libm(b, name, ty, n_args=1):
+    full = name + ("f" if ty == F32 else "")
+    try:
+        return b.module.get_global(full)
+    except KeyError:
+        return ir.Function(b.module, ir.FunctionType(ty, [ty] * n_args), full)
+
+
+def _c(ty, v):
+    return ir.Constant(ty, v)
+
+
+def _fast_exp(b, x):
+    """exp for f32 as straight-line code (range reduction + degree-6 polynomial) so loops
+    containing it vectorise; exact overflow to inf, underflow to 0, nan propagates."""
+    ty = x.type
+    if ty != F32:
+        return b.call(_intrinsic(b, "exp", ty), [x])
+    xc = b.call(_intrinsic(b, "minnum", ty, 2), [x, _c(ty, 88.72283)])
+    xc = b.call(_intrinsic(b, "maxnum", ty, 2), [xc, _c(ty, -87.33654)])
+    n = b.call(_intrinsic(b, "rint", ty), [b.fmul(xc, _c(ty, 1.4426950408889634))])
+    r = b.fsub(xc, b.fmul(n, _c(ty, 0.693359375)))
+    r = b.fsub(r, b.fmul(n, _c(ty, -2.12194440e-4)))
+    p = _c(ty, 1.9875691500e-4)
+    for coef in (1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1):
+        p = b.fadd(b.fmul(p, r), _c(ty, coef))
+    p = b.fadd(b.fmul(b.fmul(p, r), r), b.fadd(r, _c(ty, 1.0)))
+    ni = b.fptosi(n, I32)
+    # 2^n built in two halves so n = 128 (x near 88.7) does not overflow the exponent field
+    h = b.sdiv(ni, _c(I32, 2))
+    s1 = b.bitcast(b.shl(b.add(h, _c(I32, 127)), _c(I32, 23)), F32)
+    s2 = b.bitcast(b.shl(b.add(b.sub(ni, h), _c(I32, 127)), _c(I32, 23)), F32)
+    res = b.fmul(b.fmul(p, s1), s2)
+    res = b.select(b.fcmp_ordered(">", x, _c(ty, 88.72283)), _c(ty, float("inf")), res)
+    res = b.select(b.fcmp_ordered("<", x, _c(ty, -87.33654)), _c(ty, 0.0), res)
+    return b.select(b.fcmp_unordered("uno", x, x), x, res)
+
+
+def _fallback_math(b, name, x, y=None):
+    ty = x.type
+    one = _c(ty, 1.0)
+    if name == "exp":
+        return _fast_exp(b, x)
+    if name == "sigmoid":
+        return b.fdiv(one, b.fadd(one, _fast_exp(b, b.fneg(x))))
+    if name == "tanh":
+        ax = b.call(_intrinsic(b, "fabs", ty), [x])
+        e = _fast_exp(b, b.fmul(ax, _c(ty, 2.0)))
+        big = b.fsub(one, b.fdiv(_c(ty, 2.0), b.fadd(e, one)))
+        x2 = b.fmul(x, x)
+        # odd Taylor series near 0, where 1 - 2/(e+1) loses relative precision
+        p = _c(ty, -17.0 / 315.0)
+        for coef in (2.0 / 15.0, -1.0 / 3.0, 1.0):
+            p = b.fadd(b.fmul(p, x2), _c(ty, coef))
+        small = b.fmul(p, ax)
+        t = b.select(b.fcmp_ordered("<", ax, _c(ty, 0.125)), small, big)
+        res = b.call(_intrinsic(b, "copysign", ty, 2), [t, x])
+        return b.select(b.fcmp_unordered("uno", x, x), x, res)
+    if name in ("log", "sin", "cos", "sqrt", "floor", "ceil", "trunc", "round", "exp2"):
+        return b.call(_intrinsic(b, name, ty), [x])
+    if name == "abs":
+        return b.call(_intrinsic(b, "fabs", ty), [x])
+    if name == "rsqrt":
+        return b.fdiv(one, b.call(_intrinsic(b, "sqrt", ty), [x]))
+    if name == "pow":
+        return b.call(_intrinsic(b, "pow", ty, 2), [x, y])
+    if name in ("log1p", "expm1", "erf"):
+        return b.call(_libm(b, name, ty), [x])
+    if name == "sign":
+        zero = _c(ty, 0.0)
+        s = b.select(b.fcmp_ordered(">", x, zero), one, b.select(b.fcmp_ordered("<", x, zero), _c(ty, -1.0), x))
+        return s
+    raise NotImplementedError(f"no LLVM lowering for float math {name!r}")
+
+
+# -- scalar expressions --------------------------------------------------------------------------
+
+def _flag(inst, flags):
+    if hasattr(inst, "flags"):
+        inst.flags.extend(flags)
+    return inst
+
+
+def _to_bool(b, v):
+    if v.type == I1:
+        return v
+    if v.type in (F32, F64):
+        return b.fcmp_unordered("!=", v, _c(v.type, 0.0))
+    return b.icmp_signed("!=", v, _c(v.type, 0))
+
+
+def emit_cast(b, v, src: str, dst: str):
+    if src == dst:
+        return v
+    st, dt = REG_TYPE[src], REG_TYPE[dst]
+    if dst == "bool":
+        return _to_bool(b, v)
+    if src == "bool":
+        return b.uitofp(v, dt) if dst in FLOATS else b.zext(v, dt)
+    if src in FLOATS and dst in FLOATS:
+        return b.fpext(v, dt) if dst == "float64" else b.fptrunc(v, dt)
+    if src in FLOATS:
+        # numpy's float->int cast of nan/inf is undefined too; clamp so LLVM has no poison
+        return b.fptosi(v, dt)
+    if dst in FLOATS:
+        return b.sitofp(v, dt)
+    return b.sext(v, dt) if dt.width > st.width else b.trunc(v, dt)
+
+
+_FCMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "=="}
+
+
+def _int_floordiv(b, x, y, mod=False):
+    ty = x.type
+    zero = _c(ty, 0)
+    y = b.select(b.icmp_signed("==", y, zero), _c(ty, 1), y)
+    q, r = b.sdiv(x, y), b.srem(x, y)
+    adjust = b.and_(b.icmp_signed("!=", r, zero), b.icmp_signed("<", b.xor(r, y), zero))
+    if mod:
+        return b.select(adjust, b.add(r, y), r)
+    return b.select(adjust, b.sub(q, _c(ty, 1)), q)
+
+
+def emit_call(b, op, args, arg_dtypes, out_dtype, flags):
+    x = args[0]
+    dt = arg_dtypes[0]
+    isf = dt in FLOATS
+    if op == "select":
+        return b.select(_to_bool(b, x), args[1], args[2])
+    if op in ("and", "or"):
+        l, r = _to_bool(b, x), _to_bool(b, args[1])
+        return b.and_(l, r) if op == "and" else b.or_(l, r)
+    if op == "not":
+        return b.xor(_to_bool(b, x), _c(I1, 1))
+    if op in ("lt", "le", "gt", "ge", "eq", "ne"):
+        y = args[1]
+        if isf:
+            return b.fcmp_unordered("!=", x, y) if op == "ne" else b.fcmp_ordered(_FCMP[op], x, y)
+        sym = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}[op]
+        return b.icmp_unsigned(sym, x, y) if dt == "bool" else b.icmp_signed(sym, x, y)
+    if dt == "bool":
+        # arithmetic on booleans: compute in i32 and narrow back
+        wide = [b.zext(a, I32) if a.type == I1 else a for a in args]
+        r = emit_call(b, op, wide, ["int32"] * len(args), "int32", flags)
+        return _to_bool(b, r) if r.type != I1 else r
+    if op == "neg":
+        return b.fneg(x) if isf else b.sub(_c(x.type, 0), x)
+    if op in ("add", "sub", "mul", "div", "mod", "max", "min", "pow"):
+        y = args[1]
+        if isf:
+            if op == "add":
+                return _flag(b.fadd(x, y), flags)
+            if op == "sub":
+                return _flag(b.fsub(x, y), flags)
+            if op == "mul":
+                return _flag(b.fmul(x, y), flags)
+            if op == "div":
+                return _flag(b.fdiv(x, y), flags)
+            if op == "mod":
+                return b.frem(x, y)
+            if op in ("max", "min"):
+                return b.call(_intrinsic(b, "maximum" if op == "max" else "minimum", x.type, 2), [x, y])
+            return emit_math(b, "pow", x, y)
+        if op == "add":
+            return b.add(x, y)
+        if op == "sub":
+            return b.sub(x, y)
+        if op == "mul":
+            return b.mul(x, y)
+        if op == "div":
+            return _int_floordiv(b, x, y)
+        if op == "mod":
+            return _int_floordiv(b, x, y, mod=True)
+        if op == "max":
+            return b.select(b.icmp_signed(">", x, y), x, y)
+        if op == "min":
+            return b.select(b.icmp_signed("<", x, y), x, y)
+        fx, fy = b.sitofp(x, F64), b.sitofp(y, F64)
+        return b.fptosi(emit_math(b, "pow", fx, fy), x.type)
+    if not isf:
+        zero = _c(x.type, 0)
+        if op == "abs":
+            return b.select(b.icmp_signed("<", x, zero), b.sub(zero, x), x)
+        if op == "sign":
+            return b.select(b.icmp_signed(">", x, zero), _c(x.type, 1),
+                            b.select(b.icmp_signed("<", x, zero), _c(x.type, -1), zero))
+        if op in ("floor", "ceil", "round", "trunc"):
+            return x
+        return b.fptosi(emit_math(b, op, b.sitofp(x, F64)), x.type)
+    return emit_math(b, op, x)
+
+
+def emit_expr(b, expr, argvals, flags=ELEMENTWISE_FLAGS, memo=None):
+    """Generate `expr` with `arg i` bound to argvals[i] (register-typed ir values)."""
+    memo = {} if memo is None else memo
+
+    def go(e):
+        r = memo.get(e)
+        if r is not None:
+            return r
+        if e.kind == "arg":
+            r = argvals[e.value]
+        elif e.kind == "const":
+            r = _c(REG_TYPE[e.dtype], e.value)
+        elif e.kind == "cast":
+            r = emit_cast(b, go(e.args[0]), e.args[0].dtype, e.dtype)
+        else:
+            r = emit_call(b, e.op, [go(a) for a in e.args], [a.dtype for a in e.args], e.dtype, flags)
+        memo[e] = r
+        return r
+    return go(expr)
+
+
+# -- kernels ----------------------------------------------------------------------------------
+
+def _identity(kind, dtype):
+    ty = REG_TYPE[dtype]
+    if kind == "sum":
+        return _c(ty, 0.0 if dtype in FLOATS else 0)
+    if kind == "prod":
+        return _c(ty, 1.0 if dtype in FLOATS else 1)
+    if dtype in FLOATS:
+        return _c(ty, float("-inf") if kind == "max" else float("inf"))
+    bits = ty.width
+    return _c(ty, -(1 << (bits - 1)) if kind == "max" else (1 << (bits - 1)) - 1)
+
+
+def _combine(b, kind, acc, v, dtype):
+    if dtype in FLOATS:
+        if kind == "sum":
+            return _flag(b.fadd(acc, v), REDUCTION_FLAGS)
+        if kind == "prod":
+            return _flag(b.fmul(acc, v), REDUCTION_FLAGS)
+        return b.call(_intrinsic(b, "maximum" if kind == "max" else "minimum", acc.type, 2), [acc, v])
+    if kind == "sum":
+        return b.add(acc, v)
+    if kind == "prod":
+        return b.mul(acc, v)
+    cmp = b.icmp_signed(">" if kind == "max" else "<", v, acc)
+    return b.select(cmp, v, acc)
+
+
+class _KernelEmitter:
+    def __init__(self, fn, kernel, ptrs, start, end):
+        self.fn, self.k = fn, kernel
+        self.ptrs = ptrs                       # buf name -> typed pointer
+        self.start, self.end = start, end
+        self.vars, self.accs = {}, {}
+        self.entry = fn.append_basic_block("entry")
+        self.b = ir.IRBuilder(self.entry)
+        self.dtypes = {bf.name: bf.dtype for bf in kernel.bufs}
+
+    def index(self, idx):
+        b = self.b
+        acc = None
+        for v, s in idx.terms:
+            term = self.vars[v] if s == 1 else b.mul(self.vars[v], _c(I64, s), flags=["nsw"])
+            acc = term if acc is None else b.add(acc, term, flags=["nsw"])
+        if idx.offset or acc is None:
+            acc = _c(I64, idx.offset) if acc is None else b.add(acc, _c(I64, idx.offset), flags=["nsw"])
+        return acc
+
+    def load(self, ld: Load):
+        b = self.b
+        p = b.gep(self.ptrs[ld.buf], [self.index(ld.index)], inbounds=True)
+        v = b.load(p)
+        if self.dtypes[ld.buf] == "bool":
+            v = b.icmp_unsigned("!=", v, _c(I8, 0))
+        return v
+
+    def value(self, a):
+        if isinstance(a, Load):
+            return self.load(a)
+        if isinstance(a, AccRef):
+            return self.b.load(self.accs[a.name])
+        if isinstance(a, LoopVar):
+            return self.vars[a.name]
+        raise TypeError(a)
+
+    def stmt(self, s, outermost=False):
+        b = self.b
+        if isinstance(s, Loop):
+            lo, hi = (self.start, self.end) if (outermost and s.parallel) else (_c(I64, 0), _c(I64, s.extent))
+            self.loop(s.var, lo, hi, s.body)
+        elif isinstance(s, Store):
+            v = emit_expr(b, s.expr, [self.value(a) for a in s.args])
+            if self.dtypes[s.buf] == "bool":
+                v = b.zext(v, I8)
+            b.store(v, b.gep(self.ptrs[s.buf], [self.index(s.index)], inbounds=True))
+        elif isinstance(s, DeclareAcc):
+            if s.name not in self.accs:
+                with b.goto_block(self.entry):
+                    b.position_at_start(self.entry)
+                    self.accs[s.name] = b.alloca(REG_TYPE[s.dtype], name=s.name)
+            b.store(_identity(s.kind, s.dtype), self.accs[s.name])
+        elif isinstance(s, Accumulate):
+            v = emit_expr(b, s.expr, [self.value(a) for a in s.args], REDUCTION_FLAGS)
+            dtype = s.expr.dtype
+            acc = b.load(self.accs[s.name])
+            b.store(_combine(b, s.kind, acc, v, dtype), self.accs[s.name])
+        elif isinstance(s, Gemm):
+            emit_gemm(b, s, self.ptrs)
+        elif isinstance(s, MemCopy):
+            memcpy = _declare(b.module, "memcpy", ir.FunctionType(I8P, [I8P, I8P, I64]))
+            b.call(memcpy, [b.bitcast(self.ptrs[s.dst], I8P), b.bitcast(self.ptrs[s.src], I8P), _c(I64, s.nbytes)])
+        else:
+            raise TypeError(f"unknown kernel statement {s!r}")
+
+    def loop(self, var, lo, hi, body):
+        b = self.b
+        pre = b.block
+        header = self.fn.append_basic_block(f"{var}.body")
+        exit_ = self.fn.append_basic_block(f"{var}.exit")
+        b.cbranch(b.icmp_signed("<", lo, hi), header, exit_)
+        b.position_at_end(header)
+        phi = b.phi(I64, name=var)
+        phi.add_incoming(lo, pre)
+        self.vars[var] = phi
+        for s in body:
+            self.stmt(s)
+        nxt = b.add(phi, _c(I64, 1), flags=["nuw", "nsw"])
+        phi.add_incoming(nxt, b.block)
+        b.cbranch(b.icmp_signed("<", nxt, hi), header, exit_)
+        b.position_at_end(exit_)
+
+
+def _declare(module, name, fnty):
+    try:
+        return module.get_global(name)
+    except KeyError:
+        return ir.Function(module, fnty, name)
+
+
+def emit_gemm(b, g: Gemm, ptrs):
+    ty = MEM_TYPE[g.dtype]
+    p = "s" if g.dtype == "float32" else "d"
+    tp = ty.as_pointer()
+    row_major, no_trans, trans = 101, 111, 112
+    a, bm, c = ptrs[g.a], ptrs[g.b], ptrs[g.c]
+    gemv = g.m == 1 and g.batch == 1
+
+    def one(a_, b_, c_):
+        if gemv:
+            # one row: y[n] = op(B)ᵀ... as a matrix-vector product over B (faster than sgemm for M=1)
+            fn = _declare(b.module, f"{BLAS_PREFIX}{p}gemv", ir.FunctionType(
+                VOID, [I32, I32, I32, I32, ty, tp, I32, tp, I32, ty, tp, I32]))
+            if g.trans_b:   # B stored n x k: y = B x
+                rows, cols, tr = g.n, g.k, no_trans
+            else:           # B stored k x n: y = Bᵀ x
+                rows, cols, tr = g.k, g.n, trans
+            incx = g.lda if g.trans_a else 1
+            b.call(fn, [_c(I32, row_major), _c(I32, tr), _c(I32, rows), _c(I32, cols), _c(ty, g.alpha), b_,
+                        _c(I32, g.ldb), a_, _c(I32, incx), _c(ty, g.beta), c_, _c(I32, 1)])
+            return
+        fn = _declare(b.module, f"{BLAS_PREFIX}{p}gemm", ir.FunctionType(
+            VOID, [I32, I32, I32, I32, I32, I32, ty, tp, I32, tp, I32, ty, tp, I32]))
+        b.call(fn, [_c(I32, row_major), _c(I32, trans if g.trans_a else no_trans),
+                    _c(I32, trans if g.trans_b else no_trans), _c(I32, g.m), _c(I32, g.n), _c(I32, g.k),
+                    _c(ty, g.alpha), a_, _c(I32, max(g.lda, 1)), b_, _c(I32, max(g.ldb, 1)), _c(ty, g.beta), c_,
+                    _c(I32, max(g.ldc, 1))])
+
+    if g.batch == 1:
+        one(a, bm, c)
+        return
+    # batch loop in IR: one library call per matrix
+    fn = b.function
+    pre = b.block
+    header = fn.append_basic_block("gemm.batch")
+    exit_ = fn.append_basic_block("gemm.exit")
+    b.branch(header)
+    b.position_at_end(header)
+    i = b.phi(I64)
+    i.add_incoming(_c(I64, 0), pre)
+    off = lambda s: b.mul(i, _c(I64, s))  # noqa: E731
+    one(b.gep(a, [off(g.stride_a)]), b.gep(bm, [off(g.stride_b)]), b.gep(c, [off(g.stride_c)]))
+    nxt = b.add(i, _c(I64, 1))
+    i.add_incoming(nxt, b.block)
+    b.cbranch(b.icmp_signed("<", nxt, _c(I64, g.batch)), header, exit_)
+    b.position_at_end(exit_)
+
+
+class ModuleBuilder:
+    """Accumulates kernels and entry functions into one llvmlite module."""
+
+    def __init__(self, name: str, nthreads: int = 1, triple: str = "", data_layout: str = ""):
+        self.module = ir.Module(name=name)
+        if triple:
+            self.module.triple = triple
+        if data_layout:
+            self.module.data_layout = data_layout
+        self.nthreads = max(1, int(nthreads))
+        self.kernels = {}
+        self._parallel = None
+
+    def add_kernel(self, kernel: Kernel) -> ir.Function:
+        """`void @kernel.name(i8** bufs, i64 start, i64 end)`; bufs in kernel.bufs order."""
+        if kernel.name in self.kernels:
+            return self.kernels[kernel.name]
+        m = self.module
+        ptr_types = [MEM_TYPE[bf.dtype].as_pointer() for bf in kernel.bufs]
+        impl = ir.Function(m, ir.FunctionType(VOID, ptr_types + [I64, I64]), kernel.name + ".body")
+        impl.linkage = "internal"
+        impl.attributes.add("alwaysinline")
+        impl.attributes.add("nounwind")
+        for a in impl.args[:len(ptr_types)]:
+            a.add_attribute("noalias")
+        ptrs = {bf.name: impl.args[i] for i, bf in enumerate(kernel.bufs)}
+        em = _KernelEmitter(impl, kernel, ptrs, impl.args[-2], impl.args[-1])
+        for s in kernel.body:
+            em.stmt(s, outermost=True)
+        em.b.ret_void()
+
+        wrap = ir.Function(m, KERNEL_FN, kernel.name)
+        wrap.attributes.add("nounwind")
+        b = ir.IRBuilder(wrap.append_basic_block("entry"))
+        bufs, start, end = wrap.args
+        args = []
+        for i, t in enumerate(ptr_types):
+            raw = b.load(b.gep(bufs, [_c(I64, i)], inbounds=True))
+            args.append(b.bitcast(raw, t))
+        b.call(impl, args + [start, end])
+        b.ret_void()
+        self.kernels[kernel.name] = wrap
+        return wrap
+
+    def parallel_runner(self) -> ir.Function:
+        """`void @graphc_parallel(kernel*, i8** bufs, i64 n)`: fork nthreads-1 pthreads over
+        contiguous chunks of [0, n) (multiples of 64 iterations), run chunk 0 here, join."""
+        if self._parallel is not None:
+            return self._parallel
+        m = self.module
+        kptr = KERNEL_FN.as_pointer()
+        task_t = ir.LiteralStructType([kptr, I8PP, I64, I64])
+        thunk_ty = ir.FunctionType(I8P, [I8P])
+        thunk = ir.Function(m, thunk_ty, "graphc_thread_main")
+        thunk.linkage = "internal"
+        b = ir.IRBuilder(thunk.append_basic_block("entry"))
+        t = b.bitcast(thunk.args[0], task_t.as_pointer())
+        vals = [b.load(b.gep(t, [_c(I32, 0), _c(I32, j)], inbounds=True)) for j in range(4)]
+        b.call(vals[0], vals[1:])
+        b.ret(ir.Constant(I8P, None))
+
+        pcreate = _declare(m, "pthread_create", ir.FunctionType(I32, [I64.as_pointer(), I8P, thunk_ty.as_pointer(), I8P]))
+        pjoin = _declare(m, "pthread_join", ir.FunctionType(I32, [I64, I8P.as_pointer()]))
+        fn = ir.Function(m, ir.FunctionType(VOID, [kptr, I8PP, I64]), "graphc_parallel")
+        fn.linkage = "internal"
+        kfn, bufs, n = fn.args
+        nt = self.nthreads
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        tasks = b.alloca(ir.ArrayType(task_t, nt))
+        tids = b.alloca(ir.ArrayType(I64, nt))
+        started = b.alloca(ir.ArrayType(I1, nt))
+        # chunk = ceil(n / nt) rounded up to 64 iterations
+        chunk = b.udiv(b.add(n, _c(I64, nt - 1)), _c(I64, nt))
+        chunk = b.and_(b.add(chunk, _c(I64, 63)), _c(I64, ~63))
+        for j in range(1, nt):
+            lo = b.mul(chunk, _c(I64, j))
+            lo = b.select(b.icmp_unsigned("<", lo, n), lo, n)
+            hi = b.add(lo, chunk)
+            hi = b.select(b.icmp_unsigned("<", hi, n), hi, n)
+            tp = b.gep(tasks, [_c(I32, 0), _c(I32, j)], inbounds=True)
+            for k, v in enumerate((kfn, bufs, lo, hi)):
+                b.store(v, b.gep(tp, [_c(I32, 0), _c(I32, k)], inbounds=True))
+            rc = b.call(pcreate, [b.gep(tids, [_c(I32, 0), _c(I32, j)], inbounds=True), ir.Constant(I8P, None),
+                                  thunk, b.bitcast(tp, I8P)])
+            ok = b.icmp_signed("==", rc, _c(I32, 0))
+            b.store(ok, b.gep(started, [_c(I32, 0), _c(I32, j)], inbounds=True))
+            # a thread that could not start: run its chunk here instead
+            with b.if_then(b.not_(ok)):
+                b.call(kfn, [bufs, lo, hi])
+        first = b.select(b.icmp_unsigned("<", chunk, n), chunk, n)
+        b.call(kfn, [bufs, _c(I64, 0), first])
+        for j in range(1, nt):
+            ok = b.load(b.gep(started, [_c(I32, 0), _c(I32, j)], inbounds=True))
+            with b.if_then(ok):
+                tid = b.load(b.gep(tids, [_c(I32, 0), _c(I32, j)], inbounds=True))
+                b.call(pjoin, [tid, ir.Constant(I8P.as_pointer(), None)])
+        b.ret_void()
+        self._parallel = fn
+        return fn
+
+    def add_entry(self, name: str, calls) -> ir.Function:
+        """`void @name(i8** args)`. calls: list of (kernel, [(arg slot, byte offset) per buf]) run
+        in order; a buffer's pointer is args[slot] + offset."""
+        m = self.module
+        fn = ir.Function(m, ir.FunctionType(VOID, [I8PP]), name)
+        fn.attributes.add("nounwind")
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        (args,) = fn.args
+        width = max([len(k.bufs) for k, _ in calls] + [1])
+        arr = b.alloca(ir.ArrayType(I8P, width), name="bufs")
+        bufs = b.bitcast(arr, I8PP)
+        base_cache = {}
+        for kernel, where in calls:
+            kfn = self.add_kernel(kernel)
+            for i, (slot, off) in enumerate(where):
+                if slot not in base_cache:
+                    base_cache[slot] = b.load(b.gep(args, [_c(I64, slot)], inbounds=True))
+                p = base_cache[slot]
+                if off:
+                    p = b.gep(p, [_c(I64, off)], inbounds=True)
+                b.store(p, b.gep(bufs, [_c(I64, i)], inbounds=True))
+            loop = kernel.parallel_loop
+            if loop is not None and self.nthreads > 1 and loop.extent > 1:
+                b.call(self.parallel_runner(), [kfn, bufs, _c(I64, loop.extent)])
+            else:
+                extent = loop.extent if loop is not None else 0
+                b.call(kfn, [bufs, _c(I64, 0), _c(I64, extent)])
+        b.ret_void()
+        return fn
+
+    def __str__(self):
+        return str(self.module)
+
+
+def render_llvm(kernel: Kernel) -> str:
+    """The LLVM IR text of one kernel (for inspection and tests)."""
+    mb = ModuleBuilder(kernel.name)
+    mb.add_kernel(kernel)
+    return str(mb)
+
+
+__all__ = ["render_llvm", "ModuleBuilder", "emit_expr", "emit_math", "MEM_TYPE", "REG_TYPE"]
