@@ -83,11 +83,13 @@ def optimized_ir(ir_text: str) -> str:
 def load(key: str, build_ir, symbols, use_cache: bool = True):
     """Addresses of `symbols` for the program under `key`. build_ir() gives LLVM IR text and is
     called only when neither the memory nor the disk cache holds the object code.
-    Returns (addresses dict, where it came from: 'memory' | 'disk' | 'compiled')."""
+    Returns (addresses dict, where it came from: 'memory' | 'disk' | 'compiled', engine). The
+    caller keeps the engine alive as long as it calls the addresses."""
     load_blas()
     with _lock:
         if use_cache and key in _memory:
-            return _memory[key][1], "memory"
+            engine, addrs = _memory[key]
+            return addrs, "memory", engine
     path = os.path.join(cache_dir(), key + ".o")
     obj, source = None, "compiled"
     if use_cache and os.path.exists(path):
@@ -108,19 +110,18 @@ def load(key: str, build_ir, symbols, use_cache: bool = True):
                 os.replace(tmp, path)
             except OSError:
                 pass   # a read-only cache directory only costs recompilation
-    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), target_machine())
+    # the engine takes ownership of its target machine (and frees it with itself): give it its own
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), llvm_jit.create_target_machine(opt=3))
     engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
     engine.finalize_object()
     addrs = {s: engine.get_function_address(s) for s in symbols}
     missing = [s for s, a in addrs.items() if not a]
     if missing:
         raise RuntimeError(f"compiled program lacks functions {missing}")
-    with _lock:
-        if use_cache:
+    if use_cache:
+        with _lock:
             _memory[key] = (engine, addrs)
-        else:
-            _memory[("uncached", key, id(engine))] = (engine, addrs)   # keep the code alive
-    return addrs, source
+    return addrs, source, engine
 
 
 __all__ = ["load", "make_key", "compile_object", "optimized_ir", "cache_dir", "load_blas", "target_machine"]

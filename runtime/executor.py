@@ -239,8 +239,9 @@ def compile_graph(graph: Graph, *, training: bool = False, cache: bool = True, c
 
     key = _cache.make_key(graph_description(graph, training, nthreads) + "\n" +
                           "\n".join(str(s.kernel) for s in steps if isinstance(s, KernelStep)))
-    addrs, source = _cache.load(key, build_ir, names, use_cache=cache)
+    addrs, source, engine = _cache.load(key, build_ir, names, use_cache=cache)
     prog = Program(graph, fused, plan, steps, segments, addrs, source, nthreads)
+    prog._engine = engine      # the machine code lives as long as the program
     prog.training = training
     prog.llvm_ir = build_ir    # callable: the module's IR text, for inspection
     return prog
