@@ -497,7 +497,7 @@ class ModuleBuilder:
 
     def parallel_runner(self) -> ir.Function:
         """`void @graphc_parallel(kernel*, i8** bufs, i64 n)`: fork nthreads-1 pthreads over
-        contiguous chunks of [0, n) (multiples of 64 iterations), run chunk 0 here, join."""
+        contiguous chunks of [0, n), run chunk 0 here, join."""
         if self._parallel is not None:
             return self._parallel
         m = self.module
@@ -524,7 +524,10 @@ class ModuleBuilder:
         started = b.alloca(ir.ArrayType(I1, nt))
         # chunk = ceil(n / nt) rounded up to 64 iterations
         chunk = b.udiv(b.add(n, _c(I64, nt - 1)), _c(I64, nt))
-        chunk = b.and_(b.add(chunk, _c(I64, 63)), _c(I64, ~63))
+        # long loops split on 64-iteration boundaries (whole vectors, no shared cache lines);
+        # short outer loops (a few rows of a large inner loop) split evenly
+        rounded = b.and_(b.add(chunk, _c(I64, 63)), _c(I64, ~63))
+        chunk = b.select(b.icmp_unsigned(">=", n, _c(I64, 4096)), rounded, chunk)
         for j in range(1, nt):
             lo = b.mul(chunk, _c(I64, j))
             lo = b.select(b.icmp_unsigned("<", lo, n), lo, n)

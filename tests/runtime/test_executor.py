@@ -245,3 +245,18 @@ def test_arena_is_reused_across_calls():
 def test_random_graphs_compile_to_the_interpreted_result(case):
     g, arrays = case
     check(g, arrays, rtol=1e-4, atol=1e-5)
+
+
+def test_few_long_rows_still_split_across_threads():
+    gb = GraphBuilder("rows")
+    F = gb.F
+    x = gb.var("x", TensorType((3, 1 << 19)))
+    b = gb.var("b", TensorType((3, 1)))
+    g = gb.build([F.exp(F.broadcast_add(x, b)) * 0.5])
+    prog = check(g)
+    assert prog.kernels()[0].parallel_loop.extent == 3
+
+
+def test_compile_graph_is_exported_from_the_package():
+    import graphc.runtime as rt
+    assert rt.compile_graph is compile_graph
