@@ -1,0 +1,591 @@
+"""Optimizers (`mx.optimizer`): MXNet 1.9's update rules, applied in place on the numpy
+buffers of the weights (these run every step, so they reuse scratch buffers instead of
+allocating temporaries, and never go through the operator dispatcher or the autograd tape).
+
+Each rule states its formula; the order of floating-point operations follows MXNet's kernels
+(e.g. SGD clips the rescaled gradient but not the weight-decay term; Adam adds weight decay
+before clipping). `clip_gradient` follows MXNet's kernels too: None or a negative value means
+no clipping.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from ..ndarray import NDArray
+
+__all__ = ["Optimizer", "SGD", "NAG", "Adam", "AdamW", "RMSProp", "AdaGrad", "AdaDelta", "Adamax", "Nadam",
+           "Signum", "Updater", "get_updater", "create", "register"]
+
+
+def _zeros_like(weight, dtype=None):
+    return NDArray(np.zeros(weight.shape, dtype or weight._data.dtype), weight.context)
+
+
+class Optimizer:
+    """Base class. `update(index, weight, grad, state)` applies one step to `weight` in place.
+
+    learning_rate (default 0.01, or the scheduler's base_lr), wd, rescale_grad (the Trainer sets
+    it to 1/batch_size), clip_gradient, lr_scheduler, param_dict (index -> Parameter, whose
+    lr_mult/wd_mult scale the rate and decay), begin_num_update, multi_precision (float16 weights
+    get a float32 master copy)."""
+
+    opt_registry: dict = {}
+
+    def __init__(self, rescale_grad=1.0, param_idx2name=None, wd=0.0, clip_gradient=None, learning_rate=None,
+                 lr_scheduler=None, sym=None, begin_num_update=0, multi_precision=False, param_dict=None):
+        self.rescale_grad = rescale_grad
+        self.lr_scheduler = lr_scheduler
+        if lr_scheduler is None and learning_rate is None:
+            learning_rate = 0.01
+        self.lr = learning_rate
+        if lr_scheduler is not None and learning_rate is not None and lr_scheduler.base_lr != learning_rate:
+            warnings.warn("learning rate from ``lr_scheduler`` has been overwritten by ``learning_rate`` in optimizer.")
+            lr_scheduler.base_lr = learning_rate
+        self.wd = wd
+        self.lr_mult = {}
+        self.wd_mult = {}
+        self.begin_num_update = begin_num_update
+        self.num_update = begin_num_update
+        self._all_index_update_counts = {0: {}}
+        self._index_update_count = self._all_index_update_counts[0]
+        self.clip_gradient = clip_gradient
+        self.multi_precision = multi_precision
+        self.aggregate_num = 0
+        self.idx2name = dict(param_idx2name or {})
+        self.param_dict = param_dict if param_dict else {}
+        self._buffers = {}
+        self.set_lr_mult({})
+        self.set_wd_mult({})
+
+    # -- registry ---------------------------------------------------------------------------
+    @staticmethod
+    def register(klass):
+        name = klass.__name__.lower()
+        if name in Optimizer.opt_registry:
+            warnings.warn(f"WARNING: New optimizer {klass.__module__}.{klass.__name__} is overriding existing "
+                          f"optimizer {name}")
+        Optimizer.opt_registry[name] = klass
+        return klass
+
+    @staticmethod
+    def create_optimizer(name, **kwargs):
+        klass = Optimizer.opt_registry.get(name.lower())
+        if klass is None:
+            raise ValueError(f"Cannot find optimizer {name}")
+        return klass(**kwargs)
+
+    # -- learning rate and weight decay ------------------------------------------------------
+    @property
+    def learning_rate(self):
+        return self.lr_scheduler(self.num_update) if self.lr_scheduler is not None else self.lr
+
+    def set_learning_rate(self, lr):
+        if self.lr_scheduler is not None:
+            raise UserWarning("LRScheduler of the optimizer has already been defined. Note that "
+                              "set_learning_rate can mutate the value of the learning rate of the optimizer "
+                              "only when the LRScheduler of the optimizer is undefined.")
+        self.lr = lr
+
+    def set_lr_mult(self, args_lr_mult):
+        self.lr_mult = dict(args_lr_mult)
+
+    def set_wd_mult(self, args_wd_mult):
+        # by name (module API): only weights and gammas decay unless told otherwise
+        self.wd_mult = {n: 0.0 for n in self.idx2name.values() if not (n.endswith("_weight") or n.endswith("_gamma"))}
+        self.wd_mult.update(args_wd_mult)
+
+    def _set_current_context(self, device_id):
+        """Update counts are kept per device, so several devices' updaters count alike."""
+        if device_id not in self._all_index_update_counts:
+            self._all_index_update_counts[device_id] = {}
+        self._index_update_count = self._all_index_update_counts[device_id]
+
+    def _update_count(self, index):
+        for idx in (index if isinstance(index, (list, tuple)) else [index]):
+            if idx not in self._index_update_count:
+                self._index_update_count[idx] = self.begin_num_update
+            self._index_update_count[idx] += 1
+            self.num_update = max(self._index_update_count[idx], self.num_update)
+
+    def _get_lr(self, index):
+        lr = self.lr_scheduler(self.num_update) if self.lr_scheduler is not None else self.lr
+        if index in self.param_dict:
+            lr *= self.param_dict[index].lr_mult
+        elif index in self.lr_mult:
+            lr *= self.lr_mult[index]
+        elif index in self.idx2name:
+            lr *= self.lr_mult.get(self.idx2name[index], 1.0)
+        return lr
+
+    def _get_wd(self, index):
+        wd = self.wd
+        if index in self.param_dict:
+            wd *= self.param_dict[index].wd_mult
+        elif index in self.wd_mult:
+            wd *= self.wd_mult[index]
+        elif index in self.idx2name:
+            wd *= self.wd_mult.get(self.idx2name[index], 1.0)
+        return wd
+
+    # -- helpers for the in-place rules ------------------------------------------------------
+    def _scratch(self, like, slot=0):
+        key = (like.shape, like.dtype.str, slot)
+        buf = self._buffers.get(key)
+        if buf is None:
+            buf = self._buffers[key] = np.empty_like(like)
+        return buf
+
+    def _clipping(self):
+        return self.clip_gradient is not None and self.clip_gradient >= 0
+
+    def _rescaled(self, g, out):
+        """out = clip(rescale_grad * g)."""
+        np.multiply(g, self.rescale_grad, out=out)
+        if self._clipping():
+            np.clip(out, -self.clip_gradient, self.clip_gradient, out=out)
+        return out
+
+    # -- state -------------------------------------------------------------------------------
+    def create_state(self, index, weight):
+        return None
+
+    def create_state_multi_precision(self, index, weight):
+        if self.multi_precision and weight._data.dtype == np.float16:
+            master = NDArray(weight._data.astype(np.float32), weight.context)
+            return (master, self.create_state(index, master))
+        if weight._data.dtype == np.float16 and not self.multi_precision:
+            warnings.warn("Accumulating with float16 in optimizer can lead to poor accuracy or slow convergence. "
+                          "Consider using multi_precision=True option of the optimizer")
+        return self.create_state(index, weight)
+
+    def update(self, index, weight, grad, state):
+        raise NotImplementedError()
+
+    def update_multi_precision(self, index, weight, grad, state):
+        if self.multi_precision and weight._data.dtype == np.float16:
+            master, inner = state
+            grad32 = NDArray(grad._data.astype(np.float32), grad.context)
+            self.update(index, master, grad32, inner)
+            weight._data[...] = master._data
+        else:
+            self.update(index, weight, grad, state)
+
+    def __getstate__(self):
+        raise TypeError("optimizers are not pickled in graphc; Trainer.save_states writes their state")
+
+
+register = Optimizer.register
+create = Optimizer.create_optimizer
+
+
+@register
+class SGD(Optimizer):
+    """SGD with optional momentum:
+        g = clip(rescale_grad * grad)
+        momentum == 0: weight = (1 - lr * wd) * weight - lr * g
+        else:          mom = momentum * mom - lr * wd * weight - lr * g;  weight += mom"""
+
+    def __init__(self, momentum=0.0, lazy_update=True, **kwargs):
+        super().__init__(**kwargs)
+        self.momentum = momentum
+        self.lazy_update = lazy_update
+
+    def create_state(self, index, weight):
+        return None if self.momentum == 0.0 else _zeros_like(weight)
+
+    def update(self, index, weight, grad, state):
+        self._update_count(index)
+        lr, wd = self._get_lr(index), self._get_wd(index)
+        w = weight._data
+        g = self._rescaled(grad._data, self._scratch(w))
+        if state is None:
+            if wd != 0:
+                w *= 1.0 - lr * wd
+            g *= lr
+            w -= g
+            return
+        m = state._data
+        m *= self.momentum
+        if wd != 0:
+            tmp = self._scratch(w, 1)
+            np.multiply(w, lr * wd, out=tmp)
+            m -= tmp
+        g *= lr
+        m -= g
+        w += m
+
+
+@register
+class NAG(Optimizer):
+    """Nesterov momentum:
+        g = clip(rescale_grad * grad) + wd * weight
+        mom = momentum * mom + g;  weight -= lr * (g + momentum * mom)
+    (momentum == 0: plain SGD)."""
+
+    def __init__(self, momentum=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.momentum = momentum
+
+    def create_state(self, index, weight):
+        return None if self.momentum == 0.0 else _zeros_like(weight)
+
+    def update(self, index, weight, grad, state):
+        if state is None:
+            return SGD.update(self, index, weight, grad, None)
+        self._update_count(index)
+        lr, wd = self._get_lr(index), self._get_wd(index)
+        w, m = weight._data, state._data
+        g = self._rescaled(grad._data, self._scratch(w))
+        if wd != 0:
+            tmp = self._scratch(w, 1)
+            np.multiply(w, wd, out=tmp)
+            g += tmp
+        m *= self.momentum
+        m += g
+        tmp = self._scratch(w, 1)
+        np.multiply(m, self.momentum, out=tmp)
+        tmp += g
+        tmp *= lr
+        w -= tmp
+
+
+@register
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), bias correction folded into the rate:
+        g = clip(rescale_grad * grad + wd * weight)
+        mean = beta1 * mean + (1 - beta1) * g;  var = beta2 * var + (1 - beta2) * g^2
+        lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)
+        weight -= lr_t * mean / (sqrt(var) + epsilon)"""
+
+    def __init__(self, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8, lazy_update=True, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
+        self.lazy_update = lazy_update
+
+    def create_state(self, index, weight):
+        return (_zeros_like(weight), _zeros_like(weight))
+
+    def update(self, index, weight, grad, state):
+        self._update_count(index)
+        lr, wd = self._get_lr(index), self._get_wd(index)
+        t = self._index_update_count[index]
+        lr *= math.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
+        w = weight._data
+        mean, var = state[0]._data, state[1]._data
+        g = self._scratch(w)
+        np.multiply(grad._data, self.rescale_grad, out=g)
+        if wd != 0:
+            tmp = self._scratch(w, 1)
+            np.multiply(w, wd, out=tmp)
+            g += tmp
+        if self._clipping():
+            np.clip(g, -self.clip_gradient, self.clip_gradient, out=g)
+        mean *= self.beta1
+        mean += (1.0 - self.beta1) * g
+        var *= self.beta2
+        np.square(g, out=g)
+        g *= 1.0 - self.beta2
+        var += g
+        np.sqrt(var, out=g)
+        g += self.epsilon
+        np.divide(mean, g, out=g)
+        g *= lr
+        w -= g
+
+
+@register
+class AdamW(Optimizer):
+    """Adam with decoupled weight decay (Loshchilov & Hutter), as MXNet's adamw_update:
+        g = clip(rescale_grad * grad)
+        mean = beta1 * mean + (1 - beta1) * g;  var = beta2 * var + (1 - beta2) * g^2
+        eta = lr * sqrt(1 - beta2^t) / (1 - beta1^t)   (lr when correct_bias=False)
+        weight -= eta * (mean / (sqrt(var) + epsilon) + wd * weight)"""
+
+    def __init__(self, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-6, correct_bias=True, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
+        self.correct_bias = correct_bias
+
+    def create_state(self, index, weight):
+        return (_zeros_like(weight), _zeros_like(weight))
+
+    def update(self, index, weight, grad, state):
+        self._update_count(index)
+        lr, wd = self._get_lr(index), self._get_wd(index)
+        t = self._index_update_count[index]
+        if self.correct_bias:
+            lr *= math.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
+        w = weight._data
+        mean, var = state[0]._data, state[1]._data
+        g = self._rescaled(grad._data, self._scratch(w))
+        mean *= self.beta1
+        mean += (1.0 - self.beta1) * g
+        var *= self.beta2
+        np.square(g, out=g)
+        g *= 1.0 - self.beta2
+        var += g
+        np.sqrt(var, out=g)
+        g += self.epsilon
+        np.divide(mean, g, out=g)
+        if wd != 0:
+            tmp = self._scratch(w, 1)
+            np.multiply(w, wd, out=tmp)
+            g += tmp
+        g *= lr
+        w -= g
+
+
+@register
+class RMSProp(Optimizer):
+    """RMSProp (Tieleman & Hinton); centered=True is Graves' variant:
+        g = clip(rescale_grad * grad + wd * weight)
+        n = (1 - gamma1) * g^2 + gamma1 * n
+        plain:    weight -= lr * g / sqrt(n + epsilon)
+        centered: m = (1 - gamma1) * g + gamma1 * m
+                  delta = gamma2 * delta - lr * g / sqrt(n - m^2 + epsilon);  weight += delta
+        then clip the weight to [-clip_weights, clip_weights] when given."""
+
+    def __init__(self, learning_rate=0.001, gamma1=0.9, gamma2=0.9, epsilon=1e-8, centered=False,
+                 clip_weights=None, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        self.gamma1, self.gamma2 = gamma1, gamma2
+        self.centered = centered
+        self.epsilon = epsilon
+        self.clip_weights = clip_weights
+
+    def create_state(self, index, weight):
+        if self.centered:
+            return (_zeros_like(weight), _zeros_like(weight), _zeros_like(weight))
+        return (_zeros_like(weight),)
+
+    def update(self, index, weight, grad, state):
+        self._update_count(index)
+        lr, wd = self._get_lr(index), self._get_wd(index)
+        w = weight._data
+        g = self._scratch(w)
+        np.multiply(grad._data, self.rescale_grad, out=g)
+        if wd != 0:
+            tmp = self._scratch(w, 1)
+            np.multiply(w, wd, out=tmp)
+            g += tmp
+        if self._clipping():
+            np.clip(g, -self.clip_gradient, self.clip_gradient, out=g)
+        n = state[0]._data
+        tmp = self._scratch(w, 1)
+        np.square(g, out=tmp)
+        tmp *= 1.0 - self.gamma1
+        n *= self.gamma1
+        n += tmp
+        if not self.centered:
+            np.add(n, self.epsilon, out=tmp)
+            np.sqrt(tmp, out=tmp)
+            np.divide(g, tmp, out=tmp)
+            tmp *= lr
+            w -= tmp
+        else:
+            m, delta = state[1]._data, state[2]._data
+            m *= self.gamma1
+            m += (1.0 - self.gamma1) * g
+            np.square(m, out=tmp)
+            np.subtract(n, tmp, out=tmp)
+            tmp += self.epsilon
+            np.sqrt(tmp, out=tmp)
+            np.divide(g, tmp, out=tmp)
+            tmp *= lr
+            delta *= self.gamma2
+            delta -= tmp
+            w += delta
+        if self.clip_weights is not None and self.clip_weights >= 0:
+            np.clip(w, -self.clip_weights, self.clip_weights, out=w)
+
+
+@register
+class AdaGrad(Optimizer):
+    """AdaGrad (Duchi et al.):
+        g = clip(rescale_grad * grad);  history += g^2
+        weight -= lr * (g / sqrt(history + eps) + wd * weight)"""
+
+    def __init__(self, eps=1e-7, **kwargs):
+        super().__init__(**kwargs)
+        self.float_stable_eps = eps
+
+    def create_state(self, index, weight):
+        return _zeros_like(weight)
+
+    def update(self, index, weight, grad, state):
+        self._update_count(index)
+        lr, wd = self._get_lr(index), self._get_wd(index)
+        w, history = weight._data, state._data
+        g = self._rescaled(grad._data, self._scratch(w))
+        tmp = self._scratch(w, 1)
+        np.square(g, out=tmp)
+        history += tmp
+        np.add(history, self.float_stable_eps, out=tmp)
+        np.sqrt(tmp, out=tmp)
+        np.divide(g, tmp, out=g)
+        if wd != 0:
+            np.multiply(w, wd, out=tmp)
+            g += tmp
+        g *= lr
+        w -= g
+
+
+@register
+class AdaDelta(Optimizer):
+    """AdaDelta (Zeiler):
+        g = clip(rescale_grad * grad + wd * weight)
+        acc_g = rho * acc_g + (1 - rho) * g^2
+        delta = sqrt(acc_delta + epsilon) / sqrt(acc_g + epsilon) * g
+        acc_delta = rho * acc_delta + (1 - rho) * delta^2;  weight -= delta"""
+
+    def __init__(self, rho=0.90, epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.rho, self.epsilon = rho, epsilon
+
+    def create_state(self, index, weight):
+        return (_zeros_like(weight), _zeros_like(weight))
+
+    def update(self, index, weight, grad, state):
+        self._update_count(index)
+        wd = self._get_wd(index)
+        w = weight._data
+        acc_g, acc_delta = state[0]._data, state[1]._data
+        g = grad._data * self.rescale_grad + wd * w
+        if self._clipping():
+            np.clip(g, -self.clip_gradient, self.clip_gradient, out=g)
+        acc_g *= self.rho
+        acc_g += (1.0 - self.rho) * g * g
+        delta = np.sqrt(acc_delta + self.epsilon) / np.sqrt(acc_g + self.epsilon) * g
+        acc_delta *= self.rho
+        acc_delta += (1.0 - self.rho) * delta * delta
+        w -= delta
+
+
+@register
+class Adamax(Optimizer):
+    """AdaMax (Kingma & Ba, the infinity norm):
+        g = clip(rescale_grad * grad + wd * weight)
+        m = beta1 * m + (1 - beta1) * g;  u = max(beta2 * u, |g|)
+        weight -= lr / (1 - beta1^t) * m / u"""
+
+    def __init__(self, learning_rate=0.002, beta1=0.9, beta2=0.999, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        self.beta1, self.beta2 = beta1, beta2
+
+    def create_state(self, index, weight):
+        return (_zeros_like(weight), _zeros_like(weight))
+
+    def update(self, index, weight, grad, state):
+        self._update_count(index)
+        lr, wd = self._get_lr(index), self._get_wd(index)
+        t = self._index_update_count[index]
+        lr /= 1.0 - self.beta1 ** t
+        w = weight._data
+        g = grad._data * self.rescale_grad + wd * w
+        if self._clipping():
+            np.clip(g, -self.clip_gradient, self.clip_gradient, out=g)
+        m, u = state[0]._data, state[1]._data
+        m *= self.beta1
+        m += (1.0 - self.beta1) * g
+        u *= self.beta2
+        np.maximum(u, np.abs(g), out=u)
+        w -= lr * m / u
+
+
+@register
+class Nadam(Optimizer):
+    """Adam with Nesterov momentum (Dozat), with the momentum schedule of MXNet:
+        momentum_t = beta1 * (1 - 0.5 * 0.96^(t * schedule_decay))"""
+
+    def __init__(self, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8, schedule_decay=0.004, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
+        self.schedule_decay = schedule_decay
+        self.m_schedule = 1.0
+
+    def create_state(self, index, weight):
+        return (_zeros_like(weight), _zeros_like(weight))
+
+    def update(self, index, weight, grad, state):
+        self._update_count(index)
+        lr, wd = self._get_lr(index), self._get_wd(index)
+        t = self._index_update_count[index]
+        w = weight._data
+        g = grad._data * self.rescale_grad + wd * w
+        if self._clipping():
+            np.clip(g, -self.clip_gradient, self.clip_gradient, out=g)
+        momentum_t = self.beta1 * (1.0 - 0.5 * (pow(0.96, t * self.schedule_decay)))
+        momentum_t_1 = self.beta1 * (1.0 - 0.5 * (pow(0.96, (t + 1) * self.schedule_decay)))
+        self.m_schedule = self.m_schedule * momentum_t
+        m_schedule_next = self.m_schedule * momentum_t_1
+        m_t, v_t = state[0]._data, state[1]._data
+        m_t *= self.beta1
+        m_t += (1.0 - self.beta1) * g
+        v_t *= self.beta2
+        v_t += (1.0 - self.beta2) * g * g
+        grad_prime = g / (1.0 - self.m_schedule)
+        m_t_prime = m_t / (1.0 - m_schedule_next)
+        v_t_prime = v_t / (1.0 - pow(self.beta2, t))
+        m_t_bar = (1.0 - momentum_t) * grad_prime + momentum_t_1 * m_t_prime
+        w -= lr * m_t_bar / (np.sqrt(v_t_prime) + self.epsilon)
+
+
+@register
+class Signum(Optimizer):
+    """signSGD with momentum (Bernstein et al.):
+        momentum == 0: weight = (1 - lr * wd_lh) * weight - lr * sign(clip(rescale_grad * grad) + wd * weight)
+        else: mom = momentum * mom - (1 - momentum) * (clip(rescale_grad * grad) + wd * weight)
+              weight = (1 - lr * wd_lh) * weight + lr * sign(mom)"""
+
+    def __init__(self, learning_rate=0.01, momentum=0.9, wd_lh=0.0, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        self.momentum = momentum
+        self.wd_lh = wd_lh
+
+    def create_state(self, index, weight):
+        return None if self.momentum == 0.0 else _zeros_like(weight)
+
+    def update(self, index, weight, grad, state):
+        self._update_count(index)
+        lr, wd = self._get_lr(index), self._get_wd(index)
+        w = weight._data
+        g = self._rescaled(grad._data, self._scratch(w)) + wd * w
+        if state is None:
+            step = -lr * np.sign(g)
+        else:
+            m = state._data
+            m *= self.momentum
+            m -= (1.0 - self.momentum) * g
+            step = lr * np.sign(m)
+        if self.wd_lh:
+            w *= 1.0 - lr * self.wd_lh
+        w += step.astype(w.dtype, copy=False)
+
+
+# -- Updater: per-device optimizer states -------------------------------------------------------
+class Updater:
+    """Applies an optimizer to (index, grad, weight) triples, creating each index's state on
+    first use. The Trainer keeps one per device."""
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+        self.states = {}
+        self.states_synced = {}
+
+    def __call__(self, index, grad, weight):
+        if not isinstance(index, (list, tuple)):
+            index, grad, weight = [index], [grad], [weight]
+        if weight:
+            self.optimizer._set_current_context(weight[0].context.device_id)
+        for idx, g, w in zip(index, grad, weight):
+            if idx not in self.states:
+                self.states[idx] = self.optimizer.create_state_multi_precision(idx, w)
+                self.states_synced[idx] = True
+            self.optimizer.update_multi_precision(idx, w, g, self.states[idx])
+
+
+def get_updater(optimizer):
+    return Updater(optimizer)
