@@ -1,0 +1,174 @@
+"""hybridize(): compiled blocks give the eager numbers, forward and backward, and train the
+same way; tracing sees shapes; outputs keep their nesting; programs are cached by signature."""
+import numpy as np
+import pytest
+
+import graphc as mx
+from graphc import nd, autograd, gluon
+from graphc.gluon import nn
+
+BACKENDS = ["llvm", "numpy"]
+
+
+def make_mlp(hidden=32):
+    net = nn.HybridSequential()
+    net.add(nn.Dense(hidden, activation="relu"), nn.Dense(hidden, activation="tanh"), nn.Dense(10))
+    return net
+
+
+def train(hybridize, steps=20, batch=16, backend="llvm", optimizer="sgd", opt_args=None):
+    mx.random.seed(3)
+    net = make_mlp()
+    net.initialize(mx.init.Xavier())
+    if hybridize:
+        net.hybridize(static_alloc=True, static_shape=True, backend=backend)
+    trainer = gluon.Trainer(net.collect_params(), optimizer, opt_args or {"learning_rate": 0.1, "momentum": 0.9})
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    rng = np.random.default_rng(0)
+    losses, grads = [], None
+    for step in range(steps):
+        x = nd.array(rng.normal(size=(batch, 12)))
+        y = nd.array(rng.integers(0, 10, batch))
+        with autograd.record():
+            loss = loss_fn(net(x), y)
+        loss.backward()
+        if step == 0:
+            grads = [p.grad().asnumpy().copy() for p in net.collect_params().values()]
+        trainer.step(batch)
+        losses.append(loss.asnumpy().copy())
+    return np.array(losses), grads, net
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hybridized_training_matches_eager_over_20_steps(backend):
+    eager_losses, eager_grads, _ = train(False)
+    losses, grads, _ = train(True, backend=backend)
+    np.testing.assert_allclose(losses, eager_losses, rtol=2e-4, atol=2e-5)
+    assert len(eager_grads) == len(grads) == 6
+    for g, want in zip(grads, eager_grads):
+        np.testing.assert_allclose(g, want, rtol=1e-4, atol=1e-6)
+
+
+def test_hybridized_adam_training_matches_eager():
+    eager, _, _ = train(False, steps=8, optimizer="adam", opt_args={"learning_rate": 0.01})
+    comp, _, _ = train(True, steps=8, optimizer="adam", opt_args={"learning_rate": 0.01})
+    np.testing.assert_allclose(comp, eager, rtol=2e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("batch", [1, 7, 64])
+def test_compiled_inference_matches_eager_for_several_batch_sizes(batch):
+    mx.random.seed(1)
+    net = make_mlp()
+    net.initialize(mx.init.Xavier())
+    x = nd.array(np.random.default_rng(batch).normal(size=(batch, 12)))
+    want = net(x).asnumpy()
+    net.hybridize()
+    np.testing.assert_allclose(net(x).asnumpy(), want, rtol=1e-5, atol=1e-6)
+
+
+class ShapeAware(gluon.HybridBlock):
+    """Uses x.shape inside hybrid_forward (MXNet refused it on symbols) and nd.* on symbols."""
+
+    def hybrid_forward(self, F, x):
+        n, k = x.shape
+        centred = x - F.mean(x, axis=1, keepdims=True)
+        return nd.relu(centred).reshape((n * k,)), [x.sum(axis=0), (x * float(k),)]
+
+
+def test_shapes_known_while_tracing_and_nested_outputs_kept():
+    blk = ShapeAware()
+    x = nd.array(np.random.rand(3, 4))
+    eager = blk(x)
+    blk.hybridize()
+    comp = blk(x)
+    assert isinstance(comp, tuple) and isinstance(comp[1], list) and isinstance(comp[1][1], tuple)
+    np.testing.assert_allclose(comp[0].asnumpy(), eager[0].asnumpy(), rtol=1e-6)
+    np.testing.assert_allclose(comp[1][0].asnumpy(), eager[1][0].asnumpy(), rtol=1e-6)
+    np.testing.assert_allclose(comp[1][1][0].asnumpy(), eager[1][1][0].asnumpy(), rtol=1e-6)
+
+
+class Gluon2Style(gluon.HybridBlock):
+    """Overrides forward() instead of hybrid_forward (Gluon 2 style)."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        with self.name_scope():
+            self.scale = self.params.get("scale", shape=(4,), init=mx.init.One())
+
+    def forward(self, x):
+        return nd.sigmoid(x * self.scale.data()).sum(axis=1)
+
+
+def test_forward_style_blocks_compile_and_differentiate():
+    blk = Gluon2Style()
+    blk.initialize()
+    x = nd.array(np.random.rand(2, 4))
+    with autograd.record():
+        y = blk(x)
+    y.backward()
+    g_eager = blk.scale.grad().asnumpy().copy()
+    blk.hybridize()
+    with autograd.record():
+        y2 = blk(x)
+    y2.backward()
+    np.testing.assert_allclose(y2.asnumpy(), y.asnumpy(), rtol=1e-6)
+    np.testing.assert_allclose(blk.scale.grad().asnumpy(), g_eager, rtol=1e-5)
+
+
+def test_input_gradients_flow_through_a_compiled_block():
+    net = make_mlp()
+    net.initialize()
+    x = nd.array(np.random.rand(2, 12))
+    x.attach_grad()
+    with autograd.record():
+        y = net(x).sum()
+    y.backward()
+    want = x.grad.asnumpy().copy()
+    net.hybridize()
+    with autograd.record():
+        y = net(x).sum()
+    y.backward()
+    np.testing.assert_allclose(x.grad.asnumpy(), want, rtol=1e-5, atol=1e-7)
+
+
+def test_one_trace_per_signature():
+    net = make_mlp()
+    net.initialize()
+    net.hybridize()
+    for batch in (2, 2, 3, 2):
+        net(nd.ones((batch, 12)))
+    assert len(net._cached_op._cache) == 2
+
+
+def test_dropout_only_in_training_when_compiled():
+    net = nn.HybridSequential()
+    net.add(nn.Dropout(0.5))
+    net.initialize()
+    net.hybridize()
+    x = nd.ones((200, 10))
+    np.testing.assert_array_equal(net(x).asnumpy(), x.asnumpy())
+    with autograd.record():
+        y = net(x)
+    kept = y.asnumpy()
+    assert set(np.unique(kept)) <= {0.0, 2.0} and 0.3 < (kept > 0).mean() < 0.7
+
+
+def test_static_alloc_outputs_are_not_overwritten_while_held():
+    net = make_mlp()
+    net.initialize()
+    net.hybridize(static_alloc=True, static_shape=True)
+    a = net(nd.ones((2, 12)))
+    first = a.asnumpy().copy()
+    b = net(nd.zeros((2, 12)))
+    c = net(nd.ones((2, 12)) * 3)
+    np.testing.assert_array_equal(a.asnumpy(), first)
+    assert not np.array_equal(b.asnumpy(), c.asnumpy())
+
+
+def test_a_shape_error_while_tracing_names_the_layer():
+    net = nn.HybridSequential()
+    net.add(nn.Dense(4, in_units=5))
+    net.initialize()
+    net.hybridize()
+    with pytest.raises(mx.ShapeError, match="FullyConnected"):
+        net(nd.ones((2, 6)))
