@@ -434,7 +434,9 @@ def render(results: list[dict], meta: dict, envs: dict) -> str:
             "- W2 samples are means over blocks of 1000 calls; W3 samples are blocks of 20 "
             "steps, each step waiting for its loss.",
             "- first-call s: the first call, including tracing/compilation where the system "
-            "does it (torch.compile, jax.jit, hybridize).",
+            "does it (torch.compile, jax.jit, hybridize). torch.compile reuses the "
+            "inductor's on-disk cache from earlier runs, so its first call here is not a "
+            "cold compile (W6 measures that).",
             f"- other load: cores kept busy by processes other than the benchmark during its "
             f"measurement process (machine busy CPU time minus the benchmark's own, over wall "
             f"time; 2 cores in all). Above {NOISY} (⚠) the figure is disturbed: re-run on a "

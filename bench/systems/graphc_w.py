@@ -65,8 +65,8 @@ def elementwise(wl, quick):
         y.wait_to_read()
         setup = time.perf_counter() - t0
         yn = y.asnumpy()
-        ref = (C.w1_reference if wl == "W1" else C.w1b_reference)(xn)
-        err = float(np.max(np.abs(yn - ref)))
+        ref_fn = C.w1_reference if wl == "W1" else C.w1b_reference
+        err = float(np.max(np.abs(yn - ref_fn(xn))))
         if not err < 1e-3:
             raise AssertionError(f"wrong result: max abs error {err:g} vs float64 reference")
 
@@ -74,6 +74,13 @@ def elementwise(wl, quick):
             net(x).wait_to_read()
         warm, reps = C.reps(wl, quick)
         samples = C.time_calls(call, warm, reps)
+        # Guard against a stale (cached / reused) output: a new input must give a new result.
+        x2n = (xn * np.float32(-0.75)).astype(np.float32)
+        y2 = net(nd.array(x2n))
+        y2.wait_to_read()
+        err2 = float(np.max(np.abs(y2.asnumpy() - ref_fn(x2n))))
+        if not err2 < 1e-3:
+            raise AssertionError(f"wrong result on a second input: max abs error {err2:g}")
         return C.record(SYSTEM, VARIANT, wl, samples, check=C.check_value(yn),
                         max_abs_err=err, setup_s=setup)
     return body
