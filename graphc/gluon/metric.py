@@ -214,7 +214,7 @@ class Accuracy(EvalMetric):
             self._add(int((pred == lab).sum()), len(pred))
 
 
-@_alias("top_k_acc")
+@_alias("top_k_accuracy", "top_k_acc")
 class TopKAccuracy(EvalMetric):
     """Fraction of samples whose label is among the `top_k` highest-scored classes."""
 
