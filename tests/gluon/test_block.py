@@ -314,3 +314,12 @@ def test_container_infer_shape_initializes_children_without_running():
     net.infer_shape(nd.ones((3, 5)))
     assert net[0].weight.shape == (4, 5) and net[1].weight.shape == (2, 4)
     assert net[1].weight.data().shape == (2, 4)
+
+
+def test_summary_prints_layers_and_parameter_counts(capsys):
+    net = nn.HybridSequential()
+    net.add(nn.Dense(4, in_units=3), nn.Dense(2, in_units=4))
+    net.initialize()
+    net.summary(nd.ones((1, 3)))
+    out = capsys.readouterr().out
+    assert "Dense-1" in out and "Total params: 26" in out

@@ -169,3 +169,11 @@ def test_dtype_mismatch_on_load_needs_cast_dtype():
 
 def test_repr():
     assert repr(Parameter("w", shape=(2, 3))) == "Parameter w (shape=(2, 3), dtype=float32)"
+
+
+def test_var_outside_a_trace_is_a_typed_symbol_with_hints():
+    p = Parameter("fc_weight", shape=(3, 2), lr_mult=2.0)
+    v = p.var()
+    assert v.name == "fc_weight" and tuple(v.shape) == (3, 2)
+    assert v.attr("__lr_mult__") == "2.0"
+    assert p.var() is v

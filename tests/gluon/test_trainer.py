@@ -170,3 +170,23 @@ def test_contexts_must_agree():
     trainer = gluon.Trainer([a, b], "sgd")
     with pytest.raises(ValueError, match="same set of contexts"):
         trainer.step(1)
+
+
+@pytest.mark.skipif(not hasattr(nd.NDArray, "_fresh_grad"),
+                    reason="the eager autograd does not mark fresh gradients (NDArray._fresh_grad) yet")
+def test_stale_gradient_is_reported_unless_ignored():
+    a = gluon.Parameter("a", shape=(1,), init=mx.init.One())
+    b = gluon.Parameter("b", shape=(1,), init=mx.init.One())
+    a.initialize()
+    b.initialize()
+    trainer = gluon.Trainer([a, b], "sgd", {"learning_rate": 1.0})
+    with autograd.record():
+        y = a.data() * 2
+    y.backward()
+    with pytest.raises(UserWarning, match="`b`"):
+        trainer.step(1)
+    with autograd.record():
+        y = a.data() * 2
+    y.backward()
+    trainer.step(1, ignore_stale_grad=True)
+    assert b.data().asscalar() == 1.0
