@@ -22,7 +22,7 @@ MXNetError = GraphcError  # code that catches mx.base.MXNetError keeps working
 _LAZY = {"sym": ".symbol", "symbol": ".symbol", "gluon": ".gluon", "init": ".gluon.init",
          "initializer": ".gluon.init", "metric": ".gluon.metric", "kv": ".kvstore",
          "kvstore": ".kvstore", "io": ".io", "lr_scheduler": ".gluon.lr_scheduler",
-         "optimizer": ".gluon.optimizer", "test_utils": ".test_utils"}
+         "optimizer": ".gluon.optimizer", "test_utils": ".test_utils", "name": ".name"}
 
 
 def __getattr__(name):

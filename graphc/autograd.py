@@ -185,6 +185,7 @@ def backward(heads, head_grads=None, retain_graph=False, train_mode=True, create
             x._grad._data += g._data
         else:
             x._grad._data[...] = g._data
+        x._fresh_grad = True
         if create_graph:
             x._grad._entry = g._entry
 

@@ -21,7 +21,7 @@ class NDArray(ArithmeticMixin):
     """An n-dimensional array on a device. `_entry` links it to the autograd tape when it was
     computed while recording; `_grad`/`_grad_req` are set by attach_grad()."""
 
-    __slots__ = ("_data", "_ctx", "_entry", "_grad", "_grad_req")
+    __slots__ = ("_data", "_ctx", "_entry", "_grad", "_grad_req", "_fresh_grad")
 
     def __init__(self, data: np.ndarray, ctx: Context | None = None):
         self._data = data
@@ -29,6 +29,7 @@ class NDArray(ArithmeticMixin):
         self._entry = None
         self._grad = None
         self._grad_req = "null"
+        self._fresh_grad = False   # backward wrote .grad since the Trainer last used it (MXNet's protocol)
 
     # -- plumbing ---------------------------------------------------------------------------
     def _invoke(self, op, inputs, attrs):
