@@ -10,68 +10,16 @@ Graph inputs, constants and graph outputs never live in the arena: the caller ow
 live at the same time share a byte, except a view with its base and an in-place pair at the
 one node that consumes the input and produces the output.
 
+The plan's data types (`MemoryPlan`, `Placement`, `MemoryPlanError`, `ALIGN`, `is_view_node`)
+live in `graphc.ops.memory_plan`, so a backend can read a plan without importing this pass.
 This module decides offsets; it never allocates memory or generates code.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from graphc.ops.errors import GraphcError
+from graphc.ops.fused import FUSED_ELEMENTWISE
 from graphc.ops.graph import Graph, Node, value_names
-from graphc.ops.registry import Elementwise, View, get_op, has_op
-
-ALIGN = 64
-
-
-class MemoryPlanError(GraphcError):
-    """A memory plan lets two live values share bytes, or misplaces a value."""
-
-
-@dataclass(frozen=True)
-class Placement:
-    """kind: 'arena' (offset into the device's arena), 'input'/'output'/'const' (index into the
-    caller's arrays; offset 0), 'view' never appears: views carry their base's placement."""
-    kind: str
-    index: int
-    offset: int
-    nbytes: int
-    device: str = "cpu(0)"
-
-
-@dataclass
-class MemoryPlan:
-    steps: list                      # op nodes in execution order
-    placements: dict                 # (id(node), out index) -> Placement
-    arena_size: dict                 # device -> bytes
-    live: dict                       # value key -> (first step, last step)
-    views: dict = field(default_factory=dict)     # value key -> base value key
-    inplace: list = field(default_factory=list)   # (step, input key, output key)
-    consts: list = field(default_factory=list)    # constant nodes, in 'const' index order
-    copies_to_output: list = field(default_factory=list)  # (output position, value key) copied at the end
-
-    def placement(self, value) -> Placement:
-        return self.placements[(id(value.node), value.index)]
-
-    def format(self, graph: Graph) -> str:
-        names = value_names(graph)
-        lines = [f"memory plan for {graph.name}: arena " +
-                 ", ".join(f"{d}={s} bytes" for d, s in self.arena_size.items())]
-        for n in graph.nodes:
-            for i in range(len(n.types)):
-                p = self.placements.get((id(n), i))
-                if p is None:
-                    continue
-                where = f"arena+{p.offset}" if p.kind == "arena" else f"{p.kind}[{p.index}]"
-                extra = " (view)" if (id(n), i) in self.views else ""
-                extra += " (in place)" if any(o == (id(n), i) for _, _, o in self.inplace) else ""
-                lv = self.live.get((id(n), i))
-                lines.append(f"  {names[(id(n), i)]}: {p.nbytes} bytes at {where}{extra}"
-                             + (f", live {lv[0]}..{lv[1]}" if lv else ""))
-        return "\n".join(lines)
-
-
-def is_view_node(node: Node) -> bool:
-    return has_op(node.op) and isinstance(get_op(node.op).lowering, View) and len(node.inputs) >= 1
+from graphc.ops.memory_plan import ALIGN, MemoryPlan, MemoryPlanError, Placement, is_view_node
+from graphc.ops.registry import Elementwise, get_op, has_op
 
 
 def may_run_in_place(node: Node, pos: int) -> bool:
@@ -83,7 +31,7 @@ def may_run_in_place(node: Node, pos: int) -> bool:
     out = node.types[0]
     if v.type.shape != out.shape or v.type.nbytes != out.nbytes:
         return False
-    if node.op == "_fused_elementwise":
+    if node.op == FUSED_ELEMENTWISE:
         return True
     return has_op(node.op) and isinstance(get_op(node.op).lowering, Elementwise)
 
@@ -310,5 +258,4 @@ def check_plan(graph: Graph, plan: MemoryPlan) -> None:
                 f"are live at the same time and share bytes")
 
 
-__all__ = ["plan_memory", "check_plan", "MemoryPlan", "Placement", "MemoryPlanError", "ALIGN",
-           "is_view_node", "may_run_in_place"]
+__all__ = ["plan_memory", "check_plan", "may_run_in_place"]

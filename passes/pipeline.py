@@ -1,8 +1,12 @@
 """The pass pipeline: an ordered list of passes that can print the graph after each one.
 
-GRAPHC_DUMP=1 (or =all) prints the graph after every pass; GRAPHC_DUMP=fold_constants,fuse
+GRAPHC_DUMP=1 (or =all) prints the graph after every pass; GRAPHC_DUMP=fold_constants,fuse_elementwise
 prints after the named ones. Under GRAPHC_VERIFY=1 (the tests set it) the verifier runs
-between passes, so a pass that breaks an invariant is caught where it happens."""
+between passes, so a pass that breaks an invariant is caught where it happens.
+
+Two pipelines: SIMPLIFY (the front end runs it on every traced graph) and LOWER (what a graph
+goes through just before a backend takes it; `graphc.compiler.compile_graph` runs it, then
+plans memory)."""
 from __future__ import annotations
 
 import os
@@ -11,8 +15,17 @@ from typing import Callable
 
 from graphc.ops.graph import Graph, verify
 
+from .fuse import fuse_elementwise
 from .simplify import (eliminate_dead_code, eliminate_common_subexpressions, fold_constants,
                        simplify_algebra)
+
+
+def dump_wanted(name: str, dump=None) -> bool:
+    """Whether GRAPHC_DUMP (or `dump`, same syntax) asks for what happens at `name`: a pass
+    name, 'input', or 1/all/true for everything."""
+    dump = os.environ.get("GRAPHC_DUMP", "") if dump is None else dump
+    wanted = {s.strip() for s in str(dump).split(",") if s.strip()}
+    return bool(wanted & {"1", "all", "true"}) or name in wanted
 
 
 class Pipeline:
@@ -22,16 +35,14 @@ class Pipeline:
 
     def __call__(self, graph: Graph, dump=None, check=None) -> Graph:
         dump = os.environ.get("GRAPHC_DUMP", "") if dump is None else dump
-        wanted = {s.strip() for s in str(dump).split(",") if s.strip()}
-        every = bool(wanted & {"1", "all", "true"})
         check = os.environ.get("GRAPHC_VERIFY") == "1" if check is None else check
-        if every or "input" in wanted:
+        if dump_wanted("input", dump):
             print(f"-- {self.name}: input --\n{graph}", file=sys.stderr)
         for p in self.passes:
             graph = p(graph)
             if check:
                 verify(graph)
-            if every or p.__name__ in wanted:
+            if dump_wanted(p.__name__, dump):
                 print(f"-- after {p.__name__} --\n{graph}", file=sys.stderr)
         return graph
 
@@ -42,3 +53,7 @@ class Pipeline:
 SIMPLIFY = Pipeline([eliminate_dead_code, eliminate_common_subexpressions, fold_constants,
                      simplify_algebra, eliminate_common_subexpressions, eliminate_dead_code],
                     "simplify")
+# the last graph-to-graph step before a backend: its `_fused_*` nodes are what a backend lowers.
+# Memory planning follows it in graphc.compiler: it is an analysis (Graph -> MemoryPlan), not a
+# Graph -> Graph pass, and a plan holds only for the exact graph it was made from.
+LOWER = Pipeline([fuse_elementwise], "lower")

@@ -1,10 +1,14 @@
-"""compile_graph: a Graph becomes a Program, one native entry per run of compiled kernels.
+"""build_program: a fused, memory-planned Graph becomes a Program, one native entry per run of
+compiled kernels.
 
-Pipeline: fuse_elementwise -> plan_memory (checked) -> lower_graph (kernel IR steps) -> one
-LLVM module (every kernel plus an entry function `void segN(void** args)` per maximal run of
-native steps) -> object code (cached in memory and on disk) -> MCJIT. Nodes that only have a
-numpy reference (random ops, softmax, ...) run from Python between native segments, on numpy
-views of the same arena; a graph without such nodes is one ctypes call per forward.
+The caller (the front end's `graphc.compiler.compile_graph`) runs the passes first: fusion
+groups the graph into `_fused_*` nodes and memory planning places every value. This module
+takes that result as data (`graphc.ops.fused`, `graphc.ops.memory_plan`) and never runs or
+imports a pass: lower_graph (kernel IR steps) -> one LLVM module (every kernel plus an entry
+function `void segN(void** args)` per maximal run of native steps) -> object code (cached in
+memory and on disk) -> MCJIT. Nodes that only have a numpy reference (random ops, softmax, ...)
+run from Python between native segments, on numpy views of the same arena; a graph without
+such nodes is one ctypes call per forward.
 
 The argument vector is laid out once: [inputs..., outputs..., constants..., arena per device].
 `Program.__call__` fills the input and output pointers into a preallocated ctypes array and
@@ -19,10 +23,10 @@ import os
 import numpy as np
 
 from graphc.ops.errors import GraphcError
-from graphc.ops.graph import Graph, format_graph, verify
+from graphc.ops.fused import format_fused
+from graphc.ops.graph import Graph, format_graph
+from graphc.ops.memory_plan import MemoryPlan
 from graphc.ops.registry import get_op
-from graphc.passes.fuse import fuse_elementwise, format_fused
-from graphc.passes.memory import plan_memory, check_plan, MemoryPlan
 
 from . import cache as _cache
 from .lower import KernelStep, HostStep, lower_graph
@@ -201,15 +205,31 @@ def _slot_of(placement, n_in, n_out, n_c, arena_slot):
     return arena_slot[placement.device], placement.offset
 
 
-def compile_graph(graph: Graph, *, training: bool = False, cache: bool = True, check: bool = True) -> Program:
-    """Compile `graph` for the CPU. training selects the training behaviour of host-run ops
-    (Dropout); cache=False skips the memory and disk caches (always compiles)."""
-    verify(graph, check_inference=False)
+def _check_graphs_agree(graph: Graph, fused: Graph, plan: MemoryPlan) -> None:
+    """`fused` must take and return what `graph` does (the Program binds the caller's arrays by
+    graph's signature and runs fused's nodes), and `plan` must be fused's plan (placements are
+    keyed by node identity, so another graph's plan would fail far from here)."""
+    g_in = [n.types[0] for n in graph.inputs]
+    f_in = [n.types[0] for n in fused.inputs]
+    g_out = [v.type for v in graph.outputs]
+    f_out = [v.type for v in fused.outputs]
+    if g_in != f_in or g_out != f_out:
+        raise GraphcError(f"build_program: graph {fused.name!r} is not a transform of {graph.name!r}: it takes "
+                          f"{[str(t) for t in f_in]} and returns {[str(t) for t in f_out]}, but the graph takes "
+                          f"{[str(t) for t in g_in]} and returns {[str(t) for t in g_out]}")
+    ops = [n for n in fused.nodes if not n.is_var and not n.is_const]
+    if len(ops) != len(plan.steps) or any(a is not b for a, b in zip(ops, plan.steps)):
+        raise GraphcError(f"build_program: the memory plan was not made for graph {fused.name!r} "
+                          f"(its steps are not the graph's {len(ops)} op nodes in order); plan the graph you pass")
+
+
+def build_program(graph: Graph, fused: Graph, plan: MemoryPlan, *, training: bool = False,
+                  cache: bool = True) -> Program:
+    """Compile `fused` (the fused form of `graph`) with its memory `plan` for the CPU. `graph`
+    gives the program its signature and cache key. training selects the training behaviour of
+    host-run ops (Dropout); cache=False skips the memory and disk caches (always compiles)."""
+    _check_graphs_agree(graph, fused, plan)
     nthreads = num_threads()
-    fused = fuse_elementwise(graph)
-    plan: MemoryPlan = plan_memory(fused)
-    if check:
-        check_plan(fused, plan)
     steps = lower_graph(fused, plan)
     n_in, n_out, n_c = len(graph.inputs), len(graph.outputs), len(plan.consts)
     devices = sorted(plan.arena_size)
@@ -247,4 +267,4 @@ def compile_graph(graph: Graph, *, training: bool = False, cache: bool = True, c
     return prog
 
 
-__all__ = ["compile_graph", "Program", "num_threads"]
+__all__ = ["build_program", "Program", "num_threads"]

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from graphc.ops import scalar as S
+from graphc.ops.fused import (body_of, is_elementwise, is_gemm, is_reduction,
+                              FUSED_ELEMENTWISE, FUSED_REDUCE, FUSED_GEMM)
 from graphc.ops.graph import Graph, Node
+from graphc.ops.memory_plan import MemoryPlan, Placement, is_view_node
 from graphc.ops.registry import Elementwise, Reduction, get_op, has_op
-from graphc.passes.fuse import (body_of, is_elementwise, is_gemm, is_reduction,
-                                FUSED_ELEMENTWISE, FUSED_REDUCE, FUSED_GEMM)
-from graphc.passes.memory import MemoryPlan, Placement, is_view_node
 
 from .kernel_ir import Buf, Index, Load, AccRef, Loop, Store, DeclareAcc, Accumulate, Gemm, Kernel, MemCopy
 

@@ -75,7 +75,7 @@ def compile_program(graph: Graph, training=False, backend="llvm"):
     """Hand a simplified graph to the backend; the numpy interpreter when backend='numpy'."""
     if backend == "numpy":
         return InterpretedProgram(graph, training)
-    from ..runtime import compile_graph
+    from ..compiler import compile_graph
     return compile_graph(graph, training=training)
 
 

@@ -12,7 +12,7 @@ from op_cases import CASES
 
 def _numpy_broadcasts(c):
     """The fusion pass lowers a node elementwise only when its inputs numpy-broadcast to the
-    output (passes/fuse.is_elementwise); other nodes of the same op run on the host."""
+    output (ops/fused.is_elementwise); other nodes of the same op run on the host."""
     (out,) = run_forward(c.op, c.inputs, c.attrs)
     try:
         return all(np.broadcast_shapes(a.shape, out.shape) == out.shape for a in c.inputs)

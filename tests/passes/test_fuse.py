@@ -2,10 +2,11 @@
 import numpy as np
 
 from graphc.ops.builder import GraphBuilder
+from graphc.ops.fused import format_fused
 from graphc.ops.graph import verify
 from graphc.ops.interpret import interpret
 from graphc.ops.types import TensorType
-from graphc.passes.fuse import fuse_elementwise, format_fused
+from graphc.passes.fuse import fuse_elementwise
 
 
 def _run_both(g, arrays):

@@ -8,9 +8,10 @@ from hypothesis import given, settings, HealthCheck
 
 from graphc.ops.builder import GraphBuilder
 from graphc.ops.graph import verify
+from graphc.ops.memory_plan import ALIGN, MemoryPlanError, Placement
 from graphc.ops.types import TensorType
 from graphc.passes.fuse import fuse_elementwise
-from graphc.passes.memory import plan_memory, check_plan, MemoryPlanError, Placement, ALIGN
+from graphc.passes.memory import plan_memory, check_plan
 
 _spec = importlib.util.spec_from_file_location(
     "graph_strategies", os.path.join(os.path.dirname(__file__), "..", "runtime", "graph_strategies.py"))

@@ -3,10 +3,10 @@ import os
 
 import numpy as np
 
+from graphc.compiler import compile_graph
 from graphc.ops.builder import GraphBuilder
 from graphc.ops.types import TensorType
 from graphc.runtime import cache as rt_cache
-from graphc.runtime.executor import compile_graph
 
 
 def _graph(scale=0.5):

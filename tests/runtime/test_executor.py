@@ -8,7 +8,10 @@ from graphc.ops.errors import GraphcError
 from graphc.ops.interpret import interpret
 from graphc.ops.types import TensorType
 from graphc.passes.memory import check_plan
-from graphc.runtime.executor import compile_graph
+from graphc.compiler import compile_graph
+from graphc.passes.fuse import fuse_elementwise
+from graphc.passes.memory import plan_memory
+from graphc.runtime.executor import Program, build_program
 
 import graph_strategies
 
@@ -257,6 +260,31 @@ def test_few_long_rows_still_split_across_threads():
     assert prog.kernels()[0].parallel_loop.extent == 3
 
 
-def test_compile_graph_is_exported_from_the_package():
+def test_build_program_is_the_package_entry_and_runs_no_passes():
     import graphc.runtime as rt
-    assert rt.compile_graph is compile_graph
+    assert rt.build_program is build_program and rt.Program is Program
+    assert not hasattr(rt, "compile_graph")      # ordering the passes is the front end's job
+
+
+def test_build_program_compiles_the_graph_it_is_given():
+    g = _mlp(2)
+    fused = fuse_elementwise(g)
+    prog = build_program(g, fused, plan_memory(fused), cache=False)
+    assert prog.fused is fused
+    arrays = _arrays(g)
+    np.testing.assert_allclose(prog(arrays)[0], interpret(g, arrays)[0], rtol=1e-4, atol=1e-4)
+
+
+def test_build_program_refuses_a_plan_made_for_another_graph():
+    g = _mlp(2)
+    fused = fuse_elementwise(g)
+    other = fuse_elementwise(g)               # same listing, different nodes
+    with pytest.raises(GraphcError, match="memory plan was not made for graph"):
+        build_program(g, fused, plan_memory(other), cache=False)
+
+
+def test_build_program_refuses_a_fused_graph_of_another_signature():
+    g1, g2 = _mlp(1), _mlp(2)
+    fused = fuse_elementwise(g2)
+    with pytest.raises(GraphcError, match="is not a transform of"):
+        build_program(g1, fused, plan_memory(fused), cache=False)
