@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -96,6 +97,12 @@ def setup_one(name: str, force: bool = False, timeout: float = 1800) -> dict:
             else:
                 print(f"[setup] {name}: up to date (stamp)", flush=True)
             p = _run([str(py), "-c", check], log, 300)
+            if p.returncode != 0 and stamp.exists() and not force:
+                # A stamped env that no longer imports (moved or upgraded base Python, a
+                # half-deleted folder): rebuild it from scratch once.
+                print(f"[setup] {name}: stamped env does not import; rebuilding", flush=True)
+                shutil.rmtree(env_dir, ignore_errors=True)
+                return setup_one(name, force=True, timeout=timeout)
             if p.returncode != 0:
                 return {"ok": False, "reason": "import failed: " + _tail(p.stdout, 3)}
             stamp.write_text(want)
