@@ -22,6 +22,7 @@ import numpy as np
 from ..ops.errors import GraphcError
 from .parameter import Parameter, ParameterDict, DeferredInitializationError, tensor_types
 from .utils import HookHandle, _indent, shape_is_known
+from ..ndarray import NDArray as _NDArray
 from . import init as initializer
 
 __all__ = ["Block", "HybridBlock", "NameManager", "Prefix"]
@@ -130,12 +131,7 @@ def _flatten(args):
     return out
 
 
-def _current_trace():
-    try:
-        from ..symbol import current_trace
-    except ImportError:
-        return None
-    return current_trace()
+from ..symbol import current_trace as _current_trace  # noqa: E402  (hot path: no per-call import)
 
 
 # -- Block -------------------------------------------------------------------------------------
@@ -426,9 +422,11 @@ class HybridBlock(Block):
     def __call__(self, *args):
         for hook in self._forward_pre_hooks.values():
             hook(self, args)
+        if self._active and self._cached_op is not None and len(args) == 1 and type(args[0]) is _NDArray \
+                and not self._forward_hooks and _current_trace() is None:
+            return self._cached_op(*args)    # the hot path of a hybridized block: nothing else to do
         leaves = _flatten(args)
-        from ..ndarray import NDArray
-        if self._active and leaves and isinstance(leaves[0], NDArray) and _current_trace() is None:
+        if self._active and leaves and isinstance(leaves[0], _NDArray) and _current_trace() is None:
             self._ensure_params(*args)
             out = self._call_cached_op(*args)
         else:

@@ -94,7 +94,7 @@ class _Compiled:
         self.out_tree = None
         self.forward = None        # inference program
         self.train = {}            # grad mask -> (forward program, backward program, split)
-        self.out_pool = []         # reusable output buffer sets (static_alloc)
+        self.out_pool = {}         # program -> reusable output buffer sets (static_alloc)
 
 
 class CachedOp:
@@ -141,41 +141,57 @@ class CachedOp:
 
     # -- calling ---------------------------------------------------------------------------
     def __call__(self, *args):
-        leaves, _ = flatten(list(args))
+        if len(args) == 1 and type(args[0]) is NDArray:
+            leaves = args          # the common case, without walking a nesting
+        else:
+            leaves, _ = flatten(list(args))
         training = autograd.is_training()
-        recording = autograd.is_recording()
-        key = (tuple((x.shape, np.dtype(x.dtype).str) for x in leaves), training)
+        key = (tuple((x._data.shape, x._data.dtype) for x in leaves), training)
         entry = self._cache.get(key)
         if entry is None:
             entry = self.trace(args)
             self._cache[key] = entry
         self.last = entry
-        params = [p.data() for p in entry.param_list]
-        inputs = list(leaves) + params
-        arrays = [x._data if x._data.flags.c_contiguous else np.ascontiguousarray(x._data) for x in inputs]
+        # p.data() without its checks (the hot path); parameters are always C-contiguous
+        inputs = list(leaves)
+        inputs.extend([p._data[0] if p._data is not None and len(p._data) == 1 else p.data()
+                       for p in entry.param_list])
+        arrays = [x._data for x in inputs]
+        for i in range(len(leaves)):
+            if not arrays[i].flags.c_contiguous:
+                arrays[i] = np.ascontiguousarray(arrays[i])
         rng = _random.generator()
-        if recording:
-            mask = tuple(autograd.needs_grad(x) and np.dtype(x.dtype).kind == "f" for x in inputs)
+        if autograd.is_recording():
+            mask = tuple(autograd.needs_grad(x) and x._data.dtype.kind == "f" for x in inputs)
             if any(mask):
                 outs = self._run_training(entry, inputs, arrays, mask, training, rng)
                 return unflatten(outs, entry.out_tree)
-        if entry.forward is None or entry.forward[0] != training:
-            entry.forward = (training, compile_program(entry.graph, training, self.backend))
-        results = entry.forward[1](arrays, self._output_buffers(entry, entry.graph), rng=rng)
-        ctx = leaves[0].context if leaves else None
+        forward = entry.forward
+        if forward is None or forward[0] != training:
+            forward = entry.forward = (training, compile_program(entry.graph, training, self.backend))
+        results = forward[1](arrays, self._output_buffers(entry, entry.graph), rng=rng)
+        ctx = leaves[0]._ctx if leaves else None
+        if entry.out_tree == 0:
+            return NDArray(results[0], ctx)
         return unflatten([NDArray(r, ctx) for r in results], entry.out_tree)
 
-    def _output_buffers(self, entry, graph):
+    def _output_buffers(self, entry, graph, pool_key="forward"):
         """static_alloc: reuse an output set that nobody holds any more (no page faults on a
-        fresh output every call); otherwise let the program allocate."""
+        fresh output every call); otherwise let the program allocate. A set is free when only
+        the pool refers to its arrays; two sets cover `y = net(x)` rebinding y each call."""
         if not self.static_alloc:
             return None
-        for bufs in entry.out_pool:
-            if all(sys.getrefcount(b) <= 3 for b in bufs):
+        pool = entry.out_pool.setdefault(pool_key, [])
+        for bufs in pool:
+            # getrefcount sees: the pool's list, the loop variable, its own argument
+            for b in bufs:
+                if sys.getrefcount(b) > 3:
+                    break
+            else:
                 return bufs
         bufs = [np.empty(v.type.shape, v.type.dtype) for v in graph.outputs]
-        if len(entry.out_pool) < 2:
-            entry.out_pool.append(bufs)
+        if len(pool) < 2:
+            pool.append(bufs)
         return bufs
 
     def _run_training(self, entry, inputs, arrays, mask, training, rng):
@@ -188,10 +204,10 @@ class CachedOp:
             fwd = SIMPLIFY(split.forward)
             bwd = SIMPLIFY(split.backward)
             compiled = (compile_program(fwd, training, self.backend),
-                        compile_program(bwd, training, self.backend), split)
+                        compile_program(bwd, training, self.backend), split, fwd, bwd)
             entry.train[(mask, training)] = compiled
-        fwd_prog, bwd_prog, split = compiled
-        results = fwd_prog(arrays, rng=rng)
+        fwd_prog, bwd_prog, split, fwd_graph, bwd_graph = compiled
+        results = fwd_prog(arrays, self._output_buffers(entry, fwd_graph, ("train_fwd", mask, training)), rng=rng)
         n_out = split.num_outputs
         ctx = inputs[0].context
         outputs = [NDArray(r, ctx) for r in results[:n_out]]
@@ -212,7 +228,7 @@ class CachedOp:
                         raise GraphcError(f"{self.block.name}: gradients of gradients through a hybridized "
                                           "block are not compiled; call it without hybridize() for create_graph")
                     feed.append(np.ascontiguousarray(g._data))
-            grads = bwd_prog(feed)
+            grads = bwd_prog(feed, self._output_buffers(entry, bwd_graph, ("train_bwd", mask, training)))
             out = [None] * len(ins)
             for pos, g in zip(positions, grads):
                 out[pos] = NDArray(g, ctx)

@@ -30,12 +30,7 @@ class DeferredInitializationError(GraphcError):
     """A parameter's data was asked for before its deferred initialization could finish."""
 
 
-def _current_trace():
-    try:
-        from ..symbol import current_trace
-    except ImportError:
-        return None
-    return current_trace()
+from ..symbol import current_trace as _current_trace  # noqa: E402  (hot path: no per-call import)
 
 
 def _nd():
