@@ -75,6 +75,10 @@ class OpDef:
     random: bool = False
     uses_training: bool = False
     aux_inputs: tuple = ()          # indices of inputs the op mutates (BatchNorm moving stats)
+    # (output index, input index) pairs: that output is the new value of that (auxiliary) input.
+    # The graph stays functional; eager mode and compiled blocks write the value back after
+    # running (MXNet mutates in place; a pure graph keeps passes simple and correct).
+    mutates: tuple = ()
     doc: str = ""
 
     def input_names(self, attrs) -> tuple:

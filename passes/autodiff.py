@@ -26,15 +26,18 @@ class GradientGraph:
     wrt: list
 
 
-def differentiate(graph: Graph, wrt: list | None = None) -> GradientGraph:
-    """wrt: the input nodes to differentiate against (default: every float input)."""
+def differentiate(graph: Graph, wrt: list | None = None, num_heads: int | None = None) -> GradientGraph:
+    """wrt: the input nodes to differentiate against (default: every float input).
+    num_heads: only the first num_heads outputs are differentiated (default: all); the rest
+    (e.g. auxiliary-state updates) pass through as forward outputs without head gradients."""
     if wrt is None:
         wrt = [n for n in graph.inputs if n.types[0].dtype.startswith(("float", "bfloat"))]
     builder = GraphBuilder(graph.name + "_grad")
     builder.nodes = list(graph.nodes)
     builder.inputs = list(graph.inputs)
     head_grads = []
-    for i, v in enumerate(graph.outputs):
+    heads = graph.outputs if num_heads is None else graph.outputs[:num_heads]
+    for i, v in enumerate(heads):
         node = variable(f"_head_grad{i}", v.type, "ograd")
         builder.nodes.append(node)
         builder.inputs.append(node)
@@ -46,7 +49,7 @@ def differentiate(graph: Graph, wrt: list | None = None) -> GradientGraph:
         old = grads.get(key)
         grads[key] = g if old is None else old + g
 
-    for v, hg in zip(graph.outputs, head_grads):
+    for v, hg in zip(heads, head_grads):
         add(v, builder.wrap(hg.out()))
     needed = _nodes_between(graph, wrt)
     F = builder.F

@@ -54,6 +54,22 @@ def tree_from_json(obj):
     return obj if isinstance(obj, int) else (obj[0], [tree_from_json(t) for t in obj[1]])
 
 
+def _aux_updates(nodes, param_nodes):
+    """(value, parameter position) for every operator output that is the new value of a
+    parameter it mutates (OpDef.mutates)."""
+    from ..ops.registry import get_op, has_op
+    position = {id(n): k for k, n in enumerate(param_nodes)}
+    updates = []
+    for node in nodes:
+        if node.is_var or node.is_const or not has_op(node.op):
+            continue
+        for out_index, in_index in get_op(node.op).mutates:
+            target = node.inputs[in_index].node
+            if id(target) in position:
+                updates.append((node.out(out_index), position[id(target)]))
+    return updates
+
+
 # -- programs --------------------------------------------------------------------------------------
 class InterpretedProgram:
     """Runs a graph on the numpy references: used when no compiler applies (and in tests as the oracle)."""
@@ -92,6 +108,8 @@ class _Compiled:
         self.param_list = []       # Parameters feeding graph inputs after the data inputs
         self.n_data = 0
         self.out_tree = None
+        self.n_visible = 0         # graph outputs the block returns; the rest are aux updates
+        self.aux_updates = []      # for each extra output: index into param_list it updates
         self.forward = None        # inference program
         self.train = {}            # grad mask -> (forward program, backward program, split)
         self.out_pool = {}         # program -> reusable output buffer sets (static_alloc)
@@ -128,14 +146,19 @@ class CachedOp:
             if not isinstance(o, Symbol):
                 raise GraphcError(f"{self.block.name}: forward returned {type(o).__name__}, not a value computed "
                                   "from its inputs; a hybridized block must return arrays built by F/nd operators")
-        graph = trace.builder.build(out_leaves)
-        graph.output_tree = out_tree
-        graph.inputs = [n for n in graph.inputs if n.hints.get("kind") == "input"] + \
-                       [trace.param_vars[id(p)].value.node for p in trace.params]
+        values = [o.value for o in out_leaves]
+        param_nodes = [trace.param_vars[id(p)].value.node for p in trace.params]
+        # auxiliary-state updates (BatchNorm's moving stats) become extra outputs, copied back
+        # into their parameters after each run
+        updates = _aux_updates(trace.builder.nodes, param_nodes)
+        graph = trace.builder.build(values + [v for v, _ in updates])
+        graph.inputs = [n for n in graph.inputs if n.hints.get("kind") == "input"] + param_nodes
         entry.graph = SIMPLIFY(graph)
         entry.graph.output_tree = out_tree
         entry.param_list = list(trace.params)
         entry.n_data = len(leaves)
+        entry.n_visible = len(values)
+        entry.aux_updates = [k for _, k in updates]
         entry.out_tree = out_tree
         return entry
 
@@ -170,10 +193,19 @@ class CachedOp:
         if forward is None or forward[0] != training:
             forward = entry.forward = (training, compile_program(entry.graph, training, self.backend))
         results = forward[1](arrays, self._output_buffers(entry, entry.graph), rng=rng)
+        if entry.aux_updates:
+            results = self._write_back(entry, results)
         ctx = leaves[0]._ctx if leaves else None
         if entry.out_tree == 0:
             return NDArray(results[0], ctx)
         return unflatten([NDArray(r, ctx) for r in results], entry.out_tree)
+
+    def _write_back(self, entry, results):
+        """Copy auxiliary-state updates into their parameters; return the visible outputs."""
+        n = entry.n_visible
+        for value, k in zip(results[n:], entry.aux_updates):
+            entry.param_list[k]._data[0]._data[...] = value
+        return results[:n]
 
     def _output_buffers(self, entry, graph, pool_key="forward"):
         """static_alloc: reuse an output set that nobody holds any more (no page faults on a
@@ -199,7 +231,7 @@ class CachedOp:
         if compiled is None:
             graph = entry.graph
             wrt = [n for n, m in zip(graph.inputs, mask) if m]
-            gg = differentiate(graph, wrt)
+            gg = differentiate(graph, wrt, num_heads=entry.n_visible)
             split = split_forward_backward(gg, graph.inputs)
             fwd = SIMPLIFY(split.forward)
             bwd = SIMPLIFY(split.backward)
@@ -210,7 +242,9 @@ class CachedOp:
         results = fwd_prog(arrays, self._output_buffers(entry, fwd_graph, ("train_fwd", mask, training)), rng=rng)
         n_out = split.num_outputs
         ctx = inputs[0].context
-        outputs = [NDArray(r, ctx) for r in results[:n_out]]
+        if entry.aux_updates:
+            self._write_back(entry, results[:n_out])
+        outputs = [NDArray(r, ctx) for r in results[:entry.n_visible]]
         saved = results[n_out:]
         positions = [i for i, m in enumerate(mask) if m]
         kept_inputs = arrays
@@ -249,6 +283,8 @@ def export_block(block, path, epoch=0, remove_amp_cast=True):
         raise GraphcError(f"{block.name}: export needs a traced graph; call hybridize() and run the "
                           "block once on an input before export()")
     graph = cached.last.graph
+    if len(graph.outputs) != cached.last.n_visible:
+        graph = graph.with_outputs(graph.outputs[:cached.last.n_visible], graph.output_tree)
     text = dump_symbol_json(graph)
     doc = json.loads(text)
     doc.setdefault("attrs", {})["graphc_output_tree"] = ["str", json.dumps(tree_to_json(graph.output_tree))]

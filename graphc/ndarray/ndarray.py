@@ -238,6 +238,9 @@ def invoke(op_name, inputs, attrs, name=None):
     outs = op.run([x._data for x in inputs], parsed, rng=_random.generator(), training=autograd.is_training())
     ctx = inputs[0]._ctx if inputs else as_context(parsed.get("ctx") if isinstance(parsed.get("ctx"), str) else None)
     results = [NDArray(np.asarray(o), ctx) for o in outs]
+    for out_index, in_index in op.mutates:
+        # auxiliary state (BatchNorm's moving mean/var): the op returns its new value
+        inputs[in_index]._data[...] = results[out_index]._data
     if autograd.is_recording() and op.gradient is not None and any(autograd.needs_grad(x) for x in inputs):
         autograd.record_op(op, parsed, inputs, results)
     n = op.n_visible(parsed)

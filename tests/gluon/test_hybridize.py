@@ -172,3 +172,62 @@ def test_a_shape_error_while_tracing_names_the_layer():
     net.hybridize()
     with pytest.raises(mx.ShapeError, match="FullyConnected"):
         net(nd.ones((2, 6)))
+
+
+def _running_mean_op():
+    """A test-only operator with an auxiliary state, like BatchNorm's moving mean."""
+    from graphc.ops.registry import OpDef, register, has_op
+    if not has_op("_test_running_mean"):
+        def compute(x, mean, training=False):
+            new = 0.9 * mean + 0.1 * x.mean(axis=0) if training else mean
+            return x - mean, new.astype(x.dtype)
+
+        def grad(F, ins, outs, gs, attrs):
+            return [gs[0], None]
+
+        register(OpDef("_test_running_mean", inputs=("data", "moving_mean"),
+                       infer=lambda x, m: [x, m], compute=compute, num_outputs=2, num_visible_outputs=1,
+                       uses_training=True, aux_inputs=(1,), mutates=((1, 1),), gradient=grad))
+
+
+class RunningCentre(gluon.HybridBlock):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        _running_mean_op()
+        with self.name_scope():
+            self.moving_mean = self.params.get("moving_mean", shape=(3,), init=mx.init.Zero(),
+                                               grad_req="null", differentiable=False)
+
+    def hybrid_forward(self, F, x, moving_mean):
+        return F._test_running_mean(x, moving_mean)
+
+
+@pytest.mark.parametrize("hybridize", [False, True])
+def test_auxiliary_state_is_updated_in_training_only(hybridize):
+    blk = RunningCentre()
+    blk.initialize()
+    if hybridize:
+        blk.hybridize()
+    x = nd.array(np.arange(6).reshape(2, 3))
+    x.attach_grad()
+    blk(x)                                   # inference: untouched
+    np.testing.assert_array_equal(blk.moving_mean.data().asnumpy(), 0)
+    with autograd.record():
+        y = blk(x)
+    y.backward()
+    np.testing.assert_allclose(blk.moving_mean.data().asnumpy(), 0.1 * np.array([1.5, 2.5, 3.5]), rtol=1e-6)
+    with autograd.train_mode():
+        blk(x)                               # training mode without recording updates too
+    np.testing.assert_allclose(blk.moving_mean.data().asnumpy(),
+                               0.9 * 0.1 * np.array([1.5, 2.5, 3.5]) + 0.1 * np.array([1.5, 2.5, 3.5]), rtol=1e-6)
+
+
+def test_exported_graph_has_no_auxiliary_update_outputs(tmp_path):
+    blk = RunningCentre()
+    blk.initialize()
+    blk.hybridize()
+    with autograd.train_mode():
+        blk(nd.ones((2, 3)))
+    sym_file, _ = blk.export(str(tmp_path / "rc"))
+    import json
+    assert len(json.loads(open(sym_file).read())["heads"]) == 1
