@@ -11,7 +11,7 @@ import threading
 
 import numpy as np
 
-from .ops.builder import GraphBuilder, Handle
+from .ops.builder import GraphBuilder, Handle, given_attrs_hint
 from .ops.errors import GraphcError
 from .ops.graph import Graph, Node, Value, variable, format_node, value_names
 from .ops.namespace import OpNamespace
@@ -40,6 +40,7 @@ class SymbolBuilder(GraphBuilder):
                 node.types = (None,)
                 self.inputs.append(node)
                 inputs.append(node.out())
+        hints = given_attrs_hint(hints, attrs)
         if any(v.type is None for v in inputs):
             node = Node(op.name, inputs, parsed, name, (None,) * op.n_outputs(parsed), hints)
         else:

@@ -13,6 +13,14 @@ from .registry import get_op
 from .types import TensorType
 
 
+def given_attrs_hint(hints, attrs) -> dict:
+    """Remember which attributes the caller spelled out (MXNet writes those into -symbol.json
+    even when they equal the default; exports then match MXNet's files)."""
+    hints = dict(hints or {})
+    hints.setdefault("given_attrs", frozenset(k for k in (attrs or {}) if not k.startswith("__")))
+    return hints
+
+
 def describe_inputs(op, attrs, inputs) -> str:
     names = op.input_names(attrs)
     parts = []
@@ -125,7 +133,7 @@ class GraphBuilder:
             types = op.infer_types([v.type for v in inputs], parsed, f"'{name}'")
         except (ShapeError, DTypeError) as exc:
             raise type(exc)(f"{exc}\n  inputs: {describe_inputs(op, parsed, inputs)}{traced_from()}") from None
-        node = Node(op.name, inputs, parsed, name, types, hints)
+        node = Node(op.name, inputs, parsed, name, types, given_attrs_hint(hints, attrs))
         self.nodes.append(node)
         return node
 

@@ -180,6 +180,7 @@ def load_symbol_json(text: str, source: str = "<string>", data_names: Iterable[s
             if pos in op.aux_inputs and producer.op == "var":
                 aux.add(id(producer))
         hints = {k: v for k, v in raw.attrs.items() if k.startswith("__")}
+        hints["given_attrs"] = frozenset(k for k in raw.attrs if not k.startswith("__"))
         built.append(Node(op.name, inputs, attrs, raw.name, (None,) * n_out, hints))
     variables = [n for n in built if n.op == "var"]
     data_names = tuple(data_names)
@@ -288,14 +289,41 @@ def _variable_json(node: Node) -> dict:
 
 def _op_attrs_json(node: Node, op) -> dict:
     attrs = {}
+    given = node.hints.get("given_attrs", ())
     for key, value in node.attrs.items():
         spec = op.attrs.get(key)
-        if spec is not None and spec.default is not REQUIRED and spec.default == value \
-                and type(spec.default) is type(value):
+        if key not in given and spec is not None and spec.default is not REQUIRED \
+                and spec.default == value and type(spec.default) is type(value):
             continue
         attrs[key] = format_attr(value)
     attrs.update(_dunder(node.hints))
     return dict(sorted(attrs.items()))
+
+
+def _nnvm_order(graph: Graph) -> list:
+    """Nodes in the order MXNet writes them: depth-first post-order from the heads, each input
+    visited in order (so a variable sits just before its first user), then variables that no
+    output needs (graph inputs kept for the calling convention) at the end."""
+    order, seen = [], set()
+    for head in graph.outputs:
+        stack = [(head.node, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if id(node) in seen:
+                continue
+            if expanded:
+                seen.add(id(node))
+                order.append(node)
+                continue
+            stack.append((node, True))
+            for v in reversed(node.inputs):
+                if id(v.node) not in seen:
+                    stack.append((v.node, False))
+    for node in graph.nodes:
+        if id(node) not in seen:
+            seen.add(id(node))
+            order.append(node)
+    return order
 
 
 def dump_symbol_json(graph: Graph) -> str:
@@ -305,7 +333,7 @@ def dump_symbol_json(graph: Graph) -> str:
     nodes, arg_nodes, row_ptr = [], [], [0]
     versions: dict[int, int] = {}  # variable -> times mutated so far (NNVM's entry version)
     variable_names: dict[str, Node] = {}
-    for node in graph.nodes:
+    for node in _nnvm_order(graph):
         if node.is_var or node.is_const:
             if node.name in variable_names:
                 raise FormatError(f"cannot export graph {graph.name}: two variables/constants are named "

@@ -144,3 +144,44 @@ def test_save_and_load_parameters_use_structural_names(tmp_path):
     other.load_parameters(path)
     x = nd.ones((2, 8))
     np.testing.assert_array_equal(other(x).asnumpy(), net(x).asnumpy())
+
+
+def mxnet_mlp_in_graphc():
+    """The network MXNet 1.9.1 trained for the mlp fixture, written again in graphc's Gluon."""
+    net = nn.HybridSequential(prefix="mlp_")
+    with net.name_scope():
+        net.add(nn.Dense(32, activation="relu"), nn.Dense(32, activation="tanh"), nn.Dense(10))
+    return net
+
+
+@pytest.mark.parametrize("hybridize", [False, True])
+def test_mxnet_params_load_into_the_same_gluon_network_built_with_graphc(hybridize):
+    params = os.path.join(FIXTURES, "mlp-0000.params")
+    if not os.path.exists(params):
+        pytest.skip("shared MXNet fixtures are not beside the checkout")
+    io = np.load(os.path.join(FIXTURES, "mlp-io.npz"))
+    net = mxnet_mlp_in_graphc()
+    assert sorted(net.collect_params()) == sorted(k[4:] for k in mx.nd.load(params))
+    net.collect_params().load(params)          # MXNet's 'arg:' names, as its export wrote them
+    if hybridize:
+        net.hybridize()
+    np.testing.assert_allclose(net(nd.array(io["input0"])).asnumpy(), io["output0"], rtol=1e-5, atol=1e-6)
+
+
+def test_graphc_export_names_match_what_mxnet_wrote(tmp_path):
+    """The reverse direction: graphc's export of the same network writes MXNet's names and ops."""
+    sym = os.path.join(FIXTURES, "mlp-symbol.json")
+    if not os.path.exists(sym):
+        pytest.skip("shared MXNet fixtures are not beside the checkout")
+    net = mxnet_mlp_in_graphc()
+    net.collect_params().load(os.path.join(FIXTURES, "mlp-0000.params"))
+    net.hybridize()
+    net(nd.ones((2, 64)))
+    sym_file, params_file = net.export(str(tmp_path / "mlp"))
+    ours = json.loads(open(sym_file).read())
+    theirs = json.loads(open(sym).read())
+    strip = lambda doc: [(n["op"], n["name"], {k: v for k, v in n.get("attrs", {}).items() if not k.startswith("__")},
+                          [i[:2] for i in n["inputs"]]) for n in doc["nodes"]]
+    assert strip(ours) == strip(theirs)
+    assert [h[:2] for h in ours["heads"]] == [h[:2] for h in theirs["heads"]]
+    assert mx.nd.load(params_file).keys() == mx.nd.load(os.path.join(FIXTURES, "mlp-0000.params")).keys()
