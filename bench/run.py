@@ -68,7 +68,7 @@ TITLES = {
     "W1": "W1: y = tanh(x*0.5 + 1) * sigmoid(x) + 0.1*x, x: 2^24 float32, forward",
     "W1b": "W1b: y = relu(x*0.5 + 1) * x - 0.25, x: 2^24 float32 (memory-bound)",
     "W2": "W2: MLP 784-512-512-10 ReLU, batch 1, inference",
-    "W3": "W3: MLP 784-512-512-10, batch 256, softmax CE, forward + backward + SGD (lr 0.1)",
+    "W3": "W3: MLP 784-512-512-10, batch 256, softmax CE, forward + backward + SGD (lr 0.1); Gluon systems hybridize the network and the loss",
 }
 
 

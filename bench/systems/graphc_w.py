@@ -119,6 +119,7 @@ def w3(quick):
         x, y = nd.array(xn), nd.array(yn.astype(np.float32))
         trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": C.LR})
         loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+        loss_fn.hybridize(static_alloc=True, static_shape=True)   # the loss is a HybridBlock too
 
         def step():
             with autograd.record():
