@@ -169,7 +169,8 @@ class CachedOp:
         else:
             leaves, _ = flatten(list(args))
         training = autograd.is_training()
-        key = (tuple((x._data.shape, x._data.dtype) for x in leaves), training)
+        ctx = leaves[0]._ctx if leaves else None
+        key = (tuple((x._data.shape, x._data.dtype) for x in leaves), training, ctx)
         entry = self._cache.get(key)
         if entry is None:
             entry = self.trace(args)
@@ -177,7 +178,7 @@ class CachedOp:
         self.last = entry
         # p.data() without its checks (the hot path); parameters are always C-contiguous
         inputs = list(leaves)
-        inputs.extend([p._data[0] if p._data is not None and len(p._data) == 1 else p.data()
+        inputs.extend([p._data[0] if p._data is not None and len(p._data) == 1 else p.data(ctx)
                        for p in entry.param_list])
         arrays = [x._data for x in inputs]
         for i in range(len(leaves)):
@@ -194,17 +195,16 @@ class CachedOp:
             forward = entry.forward = (training, compile_program(entry.graph, training, self.backend))
         results = forward[1](arrays, self._output_buffers(entry, entry.graph), rng=rng)
         if entry.aux_updates:
-            results = self._write_back(entry, results)
-        ctx = leaves[0]._ctx if leaves else None
+            results = self._write_back(entry, results, ctx)
         if entry.out_tree == 0:
             return NDArray(results[0], ctx)
         return unflatten([NDArray(r, ctx) for r in results], entry.out_tree)
 
-    def _write_back(self, entry, results):
+    def _write_back(self, entry, results, ctx):
         """Copy auxiliary-state updates into their parameters; return the visible outputs."""
         n = entry.n_visible
         for value, k in zip(results[n:], entry.aux_updates):
-            entry.param_list[k]._data[0]._data[...] = value
+            entry.param_list[k].data(ctx)._data[...] = value
         return results[:n]
 
     def _output_buffers(self, entry, graph, pool_key="forward"):
@@ -243,7 +243,7 @@ class CachedOp:
         n_out = split.num_outputs
         ctx = inputs[0].context
         if entry.aux_updates:
-            self._write_back(entry, results[:n_out])
+            self._write_back(entry, results[:n_out], ctx)
         outputs = [NDArray(r, ctx) for r in results[:entry.n_visible]]
         saved = results[n_out:]
         positions = [i for i, m in enumerate(mask) if m]

@@ -231,3 +231,31 @@ def test_exported_graph_has_no_auxiliary_update_outputs(tmp_path):
     sym_file, _ = blk.export(str(tmp_path / "rc"))
     import json
     assert len(json.loads(open(sym_file).read())["heads"]) == 1
+
+
+def test_data_parallel_copies_on_two_devices_train_like_one():
+    """split_and_load over cpu(0) and cpu(1): each half runs with that device's parameters, and
+    the Trainer sums the gradients, giving the single-device step."""
+    def run(ctxs):
+        mx.random.seed(11)
+        net = make_mlp(8)
+        net.initialize(mx.init.Xavier(), ctx=ctxs)
+        net.hybridize()
+        trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.5})
+        loss_fn = gluon.loss.L2Loss()
+        x = nd.array(np.random.default_rng(0).normal(size=(8, 12)))
+        y = nd.array(np.random.default_rng(1).normal(size=(8, 10)))
+        for _ in range(3):
+            xs = gluon.utils.split_and_load(x, ctxs)
+            ys = gluon.utils.split_and_load(y, ctxs)
+            with autograd.record():
+                losses = [loss_fn(net(a), b) for a, b in zip(xs, ys)]
+            for l in losses:
+                l.backward()
+            trainer.step(8)
+        return [p.data(ctxs[0]).asnumpy() for p in net.collect_params().values()]
+
+    one = run([mx.cpu(0)])
+    two = run([mx.cpu(0), mx.cpu(1)])
+    for a, b in zip(one, two):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
