@@ -386,3 +386,144 @@ FD_EXEMPT = {
     "MakeLoss": "its gradient is a scaled constant by definition (tested on its own)",
     "_sample_multinomial": "random: each evaluation draws new classes (REINFORCE rule tested on its own)",
 }
+
+
+# -- RNN (MXNet's fused op), its BPTT gradient, and _rnn_param_concat ------------------------------
+# The reference below is written from MXNet's documented formulas, one sample and one step at a
+# time with column vectors, independent of the vectorised one in ops/declarations/rnn.py. It reads
+# the flat parameter vector with a cursor in cuDNN's order: all weights (layer, direction, W_i2h
+# then W_h2h), then all biases in the same order.
+def rnn_loop_reference(x, params, h0, c0, mode, layers, bidirectional, hidden, clip=None):
+    gates = {"rnn_relu": 1, "rnn_tanh": 1, "lstm": 4, "gru": 3}[mode]
+    dirs = 2 if bidirectional else 1
+    seq, batch, feat = x.shape
+    cursor = [0]
+
+    def take(rows, cols=None):
+        n = rows * (cols or 1)
+        block = params[cursor[0]:cursor[0] + n]
+        cursor[0] += n
+        return block.reshape(rows, cols) if cols else block
+
+    mats = [(take(gates * hidden, feat if l == 0 else dirs * hidden), take(gates * hidden, hidden))
+            for l in range(layers) for _ in range(dirs)]
+    biases = [(take(gates * hidden), take(gates * hidden)) for _ in range(layers * dirs)]
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    hy, cy = np.zeros_like(h0), np.zeros_like(h0)
+    inp = x
+    for l in range(layers):
+        out = np.zeros((seq, batch, dirs * hidden))
+        for d in range(dirs):
+            row = l * dirs + d
+            (wi, wh), (bi, bh) = mats[row], biases[row]
+            for b in range(batch):
+                h, c = h0[row, b].copy(), (c0[row, b].copy() if c0 is not None else None)
+                for t in (reversed(range(seq)) if d == 1 else range(seq)):
+                    gx = wi @ inp[t, b] + bi
+                    gh = wh @ h + bh
+                    blk = lambda v, k: v[k * hidden:(k + 1) * hidden]  # noqa: E731
+                    if mode == "lstm":
+                        i, f = sig(blk(gx, 0) + blk(gh, 0)), sig(blk(gx, 1) + blk(gh, 1))
+                        g, o = np.tanh(blk(gx, 2) + blk(gh, 2)), sig(blk(gx, 3) + blk(gh, 3))
+                        c = f * c + i * g
+                        if clip is not None:
+                            c = np.minimum(np.maximum(c, clip[0]), clip[1])
+                        h = o * np.tanh(c)
+                    elif mode == "gru":
+                        r, z = sig(blk(gx, 0) + blk(gh, 0)), sig(blk(gx, 1) + blk(gh, 1))
+                        n = np.tanh(blk(gx, 2) + r * blk(gh, 2))
+                        h = (1 - z) * n + z * h
+                    else:
+                        a = gx + gh
+                        h = np.maximum(a, 0) if mode == "rnn_relu" else np.tanh(a)
+                    out[t, b, d * hidden:(d + 1) * hidden] = h
+                hy[row, b] = h
+                if c is not None:
+                    cy[row, b] = c
+        inp = out
+    return inp, hy, cy
+
+
+def rnn_param_count(mode, layers, dirs, feat, hidden):
+    gates = {"rnn_relu": 1, "rnn_tanh": 1, "lstm": 4, "gru": 3}[mode]
+    return sum(dirs * gates * hidden * ((feat if l == 0 else dirs * hidden) + hidden + 2) for l in range(layers))
+
+
+def rnn_case_inputs(mode, layers, bidirectional, seq=3, batch=2, feat=3, hidden=2, scale=0.6):
+    dirs = 2 if bidirectional else 1
+    ins = [U(seq, batch, feat, lo=-1, hi=1), U(rnn_param_count(mode, layers, dirs, feat, hidden), lo=-scale, hi=scale),
+           U(layers * dirs, batch, hidden, lo=-1, hi=1)]
+    if mode == "lstm":
+        ins.append(U(layers * dirs, batch, hidden, lo=-1, hi=1))
+    return ins
+
+
+def _rnn_expect(mode, layers, bidirectional, hidden, state_outputs, clip=None):
+    def expect(x, w, h0, *c0):
+        out, hy, cy = rnn_loop_reference(x, w, h0, c0[0] if c0 else None, mode, layers, bidirectional, hidden, clip)
+        if not state_outputs:
+            return out
+        return (out, hy, cy) if mode == "lstm" else (out, hy)
+    return expect
+
+
+for _mode in ("rnn_relu", "rnn_tanh", "lstm", "gru"):
+    for _bi in (False, True):
+        case("RNN", rnn_case_inputs(_mode, 2, _bi),
+             {"mode": _mode, "state_size": 2, "num_layers": 2, "bidirectional": _bi, "state_outputs": True},
+             _rnn_expect(_mode, 2, _bi, 2, True))
+    case("RNN", rnn_case_inputs(_mode, 1, False, seq=4, feat=2, hidden=3),
+         {"mode": _mode, "state_size": 3, "num_layers": 1}, _rnn_expect(_mode, 1, False, 3, False))
+case("RNN", rnn_case_inputs("lstm", 1, True, scale=1.5),
+     {"mode": "lstm", "state_size": 2, "num_layers": 1, "bidirectional": True, "state_outputs": True,
+      "lstm_state_clip_min": -0.4, "lstm_state_clip_max": 0.5},
+     _rnn_expect("lstm", 1, True, 2, True, clip=(-0.4, 0.5)))
+# p > 0 outside training: no dropout, the hidden mask output is ones
+case("RNN", rnn_case_inputs("gru", 2, False),
+     {"mode": "gru", "state_size": 2, "num_layers": 2, "p": 0.5}, _rnn_expect("gru", 2, False, 2, False))
+
+
+def _check_rnn_dropout(outs, ins):
+    """Training with p > 0 drops some of layer 0's outputs: the result differs from the
+    dropout-free one (the mask itself is checked in tests/ops/test_rnn_op.py)."""
+    (out,) = outs
+    clean = rnn_loop_reference(*ins, None, "rnn_tanh", 2, True, 2)[0]
+    assert out.shape == clean.shape and np.all(np.abs(out) < 1)
+    assert not np.allclose(out, clean)
+
+
+case("RNN", rnn_case_inputs("rnn_tanh", 2, True, seq=8, batch=3),
+     {"mode": "rnn_tanh", "state_size": 2, "num_layers": 2, "bidirectional": True, "p": 0.5},
+     check=_check_rnn_dropout, training=True, f32=False)
+
+
+def _rnn_backward_case(mode, bidirectional):
+    """_backward_RNN's outputs against central differences of the loop reference."""
+    attrs = {"mode": mode, "state_size": 2, "num_layers": 2, "bidirectional": bidirectional, "state_outputs": True}
+    fwd = rnn_case_inputs(mode, 2, bidirectional)
+    c0 = fwd[3] if mode == "lstm" else None
+    outs = [o for o in rnn_loop_reference(*fwd[:3], c0, mode, 2, bidirectional, 2)][:3 if mode == "lstm" else 2]
+    heads = [U(*o.shape) for o in outs]
+
+    def loss(arrays):
+        got = rnn_loop_reference(*arrays[:3], arrays[3] if mode == "lstm" else None, mode, 2, bidirectional, 2)
+        return sum(float(np.sum(o * h)) for o, h in zip(got, heads))
+
+    def check(results, ins):
+        for k, g in enumerate(results):
+            num = np.zeros_like(fwd[k])
+            for idx in np.ndindex(*fwd[k].shape):
+                arrs = [a.copy() for a in fwd]
+                arrs[k][idx] += 1e-6
+                up = loss(arrs)
+                arrs[k][idx] -= 2e-6
+                num[idx] = (up - loss(arrs)) / 2e-6
+            np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-8, err_msg=f"_backward_RNN {mode}: input {k}")
+
+    case("_backward_RNN", fwd + outs + heads, attrs, check=check, f32=False)
+
+
+_rnn_backward_case("lstm", True)
+_rnn_backward_case("gru", False)
+case("_rnn_param_concat", [U(6), U(4), U(2)], {"num_args": 3, "dim": 0}, lambda a, b, c: np.concatenate([a, b, c]))
+case("_rnn_param_concat", [U(2, 3), U(1, 3)], {"num_args": 2, "dim": 0}, lambda a, b: np.concatenate([a, b]))
