@@ -449,12 +449,16 @@ def rnn_param_count(mode, layers, dirs, feat, hidden):
     return sum(dirs * gates * hidden * ((feat if l == 0 else dirs * hidden) + hidden + 2) for l in range(layers))
 
 
-def rnn_case_inputs(mode, layers, bidirectional, seq=3, batch=2, feat=3, hidden=2, scale=0.6):
+def rnn_case_inputs(mode, layers, bidirectional, seq=3, batch=2, feat=3, hidden=2, scale=0.6, rng=None):
+    """data, parameters, state (and state_cell); from `rng` when given (tests that must not
+    depend on the order they run in), else from this table's generator."""
     dirs = 2 if bidirectional else 1
-    ins = [U(seq, batch, feat, lo=-1, hi=1), U(rnn_param_count(mode, layers, dirs, feat, hidden), lo=-scale, hi=scale),
-           U(layers * dirs, batch, hidden, lo=-1, hi=1)]
+    draw = (lambda *s, lo, hi: rng.uniform(lo, hi, s)) if rng is not None else U
+    ins = [draw(seq, batch, feat, lo=-1, hi=1),
+           draw(rnn_param_count(mode, layers, dirs, feat, hidden), lo=-scale, hi=scale),
+           draw(layers * dirs, batch, hidden, lo=-1, hi=1)]
     if mode == "lstm":
-        ins.append(U(layers * dirs, batch, hidden, lo=-1, hi=1))
+        ins.append(draw(layers * dirs, batch, hidden, lo=-1, hi=1))
     return ins
 
 
