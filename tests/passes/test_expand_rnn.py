@@ -1,0 +1,143 @@
+"""expand_rnn: the unrolled graph computes what the fused RNN op computes, in the interpreter and
+compiled; autodiff of it gives the gradients of _backward_RNN; it is made of primitive ops with
+one input-projection GEMM per layer and direction; dropout in training keeps the fused node."""
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from graphc.compiler import compile_graph
+from graphc.ops.builder import GraphBuilder
+from graphc.ops.declarations.rnn import param_size
+from graphc.ops.graph import verify
+from graphc.ops.interpret import interpret
+from graphc.ops.types import TensorType
+from graphc.passes.autodiff import differentiate
+from graphc.passes.expand_rnn import expand_rnn
+
+MODES = ["rnn_relu", "rnn_tanh", "lstm", "gru"]
+GATES = {"rnn_relu": 1, "rnn_tanh": 1, "lstm": 4, "gru": 3}
+
+
+def _inputs(mode, layers, dirs, seq=4, batch=3, feat=5, hidden=3, dtype="float64", seed=0):
+    rng = np.random.default_rng(seed)
+    arrays = [rng.uniform(-1, 1, (seq, batch, feat)),
+              rng.uniform(-0.6, 0.6, (param_size(mode, layers, dirs, feat, hidden),)),
+              rng.uniform(-1, 1, (layers * dirs, batch, hidden))]
+    if mode == "lstm":
+        arrays.append(rng.uniform(-1, 1, (layers * dirs, batch, hidden)))
+    return [a.astype(dtype) for a in arrays]
+
+
+def _rnn_graph(arrays, **attrs):
+    b = GraphBuilder("rnn")
+    xs = [b.var(f"x{i}", TensorType(a.shape, a.dtype)) for i, a in enumerate(arrays)]
+    outs = b.invoke("RNN", xs, attrs)
+    return b.build(list(outs) if isinstance(outs, tuple) else [outs])
+
+
+def _attrs(mode, layers, bidirectional, hidden=3, **extra):
+    return dict(mode=mode, state_size=hidden, num_layers=layers, bidirectional=bidirectional,
+                state_outputs=True, **extra)
+
+
+def _assert_all_close(got, want, rtol=1e-10, atol=1e-12):
+    assert len(got) == len(want)
+    for k, (g, w) in enumerate(zip(got, want)):
+        assert g.shape == w.shape and g.dtype == w.dtype, (k, g.shape, w.shape, g.dtype, w.dtype)
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, err_msg=f"output {k}")
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("mode", MODES)
+def test_unrolled_graph_computes_what_the_fused_op_computes(mode, bidirectional):
+    arrays = _inputs(mode, 2, 2 if bidirectional else 1)
+    graph = _rnn_graph(arrays, **_attrs(mode, 2, bidirectional))
+    expanded = verify(expand_rnn(graph))
+    _assert_all_close(interpret(expanded, arrays), interpret(graph, arrays))
+
+
+@pytest.mark.parametrize("attrs", [
+    dict(mode="gru", state_size=3, num_layers=1),                                     # out only
+    dict(mode="lstm", state_size=3, num_layers=3, bidirectional=True, state_outputs=True,
+         lstm_state_clip_min=-0.2, lstm_state_clip_max=0.25),
+    dict(mode="rnn_tanh", state_size=3, num_layers=2, p=0.3),                         # not training
+], ids=["no-state-outputs", "lstm-clipped", "dropout-at-inference"])
+def test_unrolled_graph_matches_for_other_attributes(attrs):
+    dirs = 2 if attrs.get("bidirectional") else 1
+    arrays = _inputs(attrs["mode"], attrs["num_layers"], dirs, seq=1 if attrs["mode"] == "gru" else 4)
+    graph = _rnn_graph(arrays, **attrs)
+    _assert_all_close(interpret(verify(expand_rnn(graph)), arrays), interpret(graph, arrays))
+
+
+def test_clip_nan_turns_a_nan_cell_into_the_lower_bound_like_the_fused_op():
+    arrays = _inputs("lstm", 1, 1)
+    arrays[3][0, 1, 2] = np.nan
+    graph = _rnn_graph(arrays, **_attrs("lstm", 1, False, lstm_state_clip_min=-0.5, lstm_state_clip_max=0.5,
+                                        lstm_state_clip_nan=True))
+    want = interpret(graph, arrays)
+    assert not any(np.isnan(w).any() for w in want)
+    _assert_all_close(interpret(expand_rnn(graph), arrays), want)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_unrolled_graph_is_primitive_ops_with_one_input_gemm_per_layer_and_direction(mode):
+    seq, layers, dirs = 4, 2, 2
+    arrays = _inputs(mode, layers, dirs, seq=seq)
+    expanded = expand_rnn(_rnn_graph(arrays, **_attrs(mode, layers, True)))
+    ops = Counter(n.op for n in expanded.op_nodes())
+    assert "RNN" not in ops and "_backward_RNN" not in ops
+    assert set(ops) <= {"slice_axis", "Reshape", "FullyConnected", "transpose", "split", "dot", "sigmoid",
+                        "tanh", "relu", "broadcast_add", "broadcast_sub", "broadcast_mul", "_rminus_scalar",
+                        "zeros_like", "Concat", "stack"}, ops
+    assert ops["FullyConnected"] == layers * dirs
+    assert ops["dot"] == layers * dirs * seq * GATES[mode]
+
+
+def test_training_with_dropout_between_layers_keeps_the_fused_node():
+    arrays = _inputs("lstm", 2, 1)
+    graph = _rnn_graph(arrays, **_attrs("lstm", 2, False, p=0.5))
+    assert [n.op for n in expand_rnn(graph, training=True).op_nodes()] == ["RNN"]
+    assert "RNN" not in {n.op for n in expand_rnn(graph, training=False).op_nodes()}
+    one_layer = _rnn_graph(arrays[:1] + _inputs("lstm", 1, 1)[1:], **_attrs("lstm", 1, False, p=0.5))
+    assert "RNN" not in {n.op for n in expand_rnn(one_layer, training=True).op_nodes()}  # nothing to drop
+
+
+def test_graph_without_rnn_comes_back_unchanged():
+    b = GraphBuilder("mlp")
+    x = b.var("x", TensorType((2, 3)))
+    graph = b.build([b.F.tanh(x) * 2.0])
+    assert [n for n in expand_rnn(graph).nodes] == graph.nodes
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("mode", MODES)
+def test_autodiff_of_the_unrolled_graph_gives_backward_rnn_gradients(mode, bidirectional):
+    arrays = _inputs(mode, 2, 2 if bidirectional else 1)
+    graph = _rnn_graph(arrays, **_attrs(mode, 2, bidirectional))
+    rng = np.random.default_rng(1)
+    heads = [rng.standard_normal(v.type.shape) for v in graph.outputs]
+    fused = differentiate(graph).graph
+    assert "_backward_RNN" in {n.op for n in fused.op_nodes()}
+    unrolled = verify(differentiate(expand_rnn(graph)).graph)
+    assert not {"RNN", "_backward_RNN"} & {n.op for n in unrolled.op_nodes()}
+    _assert_all_close(interpret(unrolled, arrays + heads), interpret(fused, arrays + heads))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_compiled_unrolled_forward_and_backward_match_the_fused_op(mode):
+    arrays = _inputs(mode, 2, 2, seq=3, batch=2, feat=4, hidden=3)
+    graph = _rnn_graph(arrays, **_attrs(mode, 2, True))
+    rng = np.random.default_rng(2)
+    heads = [rng.standard_normal(v.type.shape) for v in graph.outputs]
+    joint = differentiate(expand_rnn(graph)).graph
+    program = compile_graph(joint)
+    _assert_all_close(program(arrays + heads), interpret(differentiate(graph).graph, arrays + heads),
+                      rtol=1e-9, atol=1e-11)
+
+
+def test_compiled_unrolled_lstm_in_float32_matches_the_fused_op():
+    arrays = _inputs("lstm", 2, 1, seq=5, batch=4, feat=6, hidden=8, dtype="float32")
+    graph = _rnn_graph(arrays, **_attrs("lstm", 2, False, hidden=8))
+    program = compile_graph(expand_rnn(graph))
+    _assert_all_close(program(arrays), interpret(graph, arrays), rtol=1e-5, atol=1e-6)
