@@ -167,6 +167,56 @@ def elementwise_kernel(name, expr, out_type, in_types, bufs_in, buf_out, inplace
 _IDENTITY = {"sum": 0, "prod": 1}
 
 
+_COMBINE = {"sum": "add", "prod": "mul", "max": "max", "min": "min"}
+
+
+def _identity_const(kind, dtype):
+    if kind in _IDENTITY:
+        return S.const(_IDENTITY[kind], dtype)
+    if dtype.startswith(("float", "bfloat")):
+        return S.const(float("-inf") if kind == "max" else float("inf"), dtype)
+    info = np.iinfo(dtype)
+    return S.const(info.min if kind == "max" else info.max, dtype)
+
+
+def outer_reduction_kernel(name, prologue, kind, finish, x_type, out_type, axes, in_types, bufs_in, buf_out):
+    """A reduction whose innermost input dimension is kept (e.g. a bias gradient, sum over the
+    batch axis): reducing along a strided inner loop cannot vectorise, so walk the input in
+    memory order and accumulate whole contiguous rows into the output instead:
+        out[k] = identity;  for x in input order: out[k(x)] op= prologue(x);  out[k] = finish(out[k])
+    The accumulation order over the reduced axes is the same as the inner-loop form."""
+    xshape = x_type.shape
+    dtype = out_type.dtype
+    labels = [1 if d in axes else 0 for d in range(len(xshape))]
+    kept_shape = tuple(xshape[d] for d in range(len(xshape)) if d not in axes)
+    kept_strides = iter(contiguous_strides(kept_shape))
+    out_st = tuple(0 if d in axes else next(kept_strides) for d in range(len(xshape)))
+    in_st = [broadcast_strides(t.shape, xshape) for t in in_types]
+    cshape, cstrides, _ = collapse(xshape, [out_st] + in_st, labels)
+    n = out_type.size
+    flat = ["j0"]
+    init = [Loop("j0", n, [Store(buf_out, _index(flat, (1,)), _identity_const(kind, dtype), ())])]
+    vars_ = [f"i{d}" for d in range(len(cshape))]
+    out_idx = _index(vars_, cstrides[0])
+    shifted = remap_args(S.cast(prologue, dtype), {k: k + 1 for k in range(len(bufs_in))})
+    combine = S.call(_COMBINE[kind], S.arg(0, dtype), shifted)
+    loads = (Load(buf_out, out_idx),) + tuple(Load(b, _index(vars_, st)) for b, st in zip(bufs_in, cstrides[1:]))
+    acc = [Store(buf_out, out_idx, combine, loads)]
+    for d in reversed(range(len(cshape))):
+        acc = [Loop(vars_[d], cshape[d], acc)]
+    body = init + acc
+    if finish is not None:
+        body.append(Loop("j0", n, [Store(buf_out, _index(flat, (1,)), finish,
+                                         (Load(buf_out, _index(flat, (1,))),))]))
+    bufs = [Buf(buf_out, dtype, out_type.size)] + [Buf(b, t.dtype, t.size) for b, t in zip(bufs_in, in_types)]
+    seen, uniq = set(), []
+    for b in bufs:
+        if b.name not in seen:
+            seen.add(b.name)
+            uniq.append(b)
+    return Kernel(name, uniq, body, x_type.size * (2 + _count_ops(prologue)))
+
+
 def reduction_kernel(name, prologue, red_node, in_types, bufs_in, buf_out) -> Kernel:
     """out[kept] = finish(reduce over axes of prologue(in_k[bcast(x)]))."""
     op = get_op(red_node.op)
@@ -177,6 +227,15 @@ def reduction_kernel(name, prologue, red_node, in_types, bufs_in, buf_out) -> Ke
     xshape = x_type.shape
     kept = [d for d in range(len(xshape)) if d not in axes]
     red = [d for d in axes]
+    if red and kept and kept[-1] == len(xshape) - 1 and xshape[-1] > 1 and out_type.dtype != "bool" \
+            and low.kind in _COMBINE:
+        count = math.prod(xshape[d] for d in red)
+        finish = None
+        if low.finish is not None:
+            f = low.finish(S.arg(0, out_type.dtype), count)
+            finish = S.cast(f if isinstance(f, S.ScalarExpr) else S.const(f, out_type.dtype), out_type.dtype)
+        return outer_reduction_kernel(name, prologue, low.kind, finish, x_type, out_type, set(axes),
+                                      in_types, bufs_in, buf_out)
     order = kept + red                       # loop order: kept dims outer, reduced inner
     oshape = tuple(xshape[d] for d in order)
     out_strides_kept = contiguous_strides(tuple(xshape[d] for d in kept))

@@ -254,6 +254,58 @@ def render_cuda(kernel: Kernel):
     return PRELUDE.lstrip() + "\n" + src, launch
 
 
+def _owns_its_writes(nest: Loop) -> bool:
+    """Whether threads splitting this nest's innermost loop write disjoint elements and read
+    only what they write (so the nest needs no atomics): every Store indexes the innermost
+    variable, and loads of a stored buffer use the store's own index."""
+    loops, inner = [], [nest]
+    while len(inner) == 1 and isinstance(inner[0], Loop):
+        loops.append(inner[0])
+        inner = inner[0].body
+    var = loops[-1].var
+    for st in inner:
+        if not isinstance(st, Store) or not any(v == var and k != 0 for v, k in st.index.terms):
+            return False
+        for a in st.args:
+            if isinstance(a, Load) and a.buf == st.buf and a.index != st.index:
+                return False
+    return True
+
+
+def _render_nest_sequence(kernel: Kernel, head: str, em: "_Emitter"):
+    """Kernels made of loop nests that must run one after another (e.g. a reduction that
+    accumulates whole rows into its output, the form that vectorises on the CPU): one block
+    runs the nests in order, its threads splitting each nest's innermost loop, with a barrier
+    between nests. Correct for every such kernel; fast only for small ones."""
+    lines = [head, "{"]
+    for nest in kernel.body:
+        if not isinstance(nest, Loop) or not _owns_its_writes(nest):
+            raise NotImplementedError(f"kernel {kernel.name} has no CUDA rendering shape")
+        loops, inner = [], [nest]
+        while len(inner) == 1 and isinstance(inner[0], Loop):
+            loops.append(inner[0])
+            inner = inner[0].body
+        indent = "  "
+        opened = 0
+        for l in loops[:-1]:
+            em.names[l.var] = l.var
+            lines.append(f"{indent}for (long long {l.var} = 0; {l.var} < {l.extent}LL; ++{l.var}) {{")
+            indent += "  "
+            opened += 1
+        last = loops[-1]
+        em.names[last.var] = last.var
+        lines.append(f"{indent}for (long long {last.var} = threadIdx.x; {last.var} < {last.extent}LL; "
+                     f"{last.var} += blockDim.x) {{")
+        em.stmts(inner, lines, indent + "  ")
+        lines.append(f"{indent}}}")
+        for _ in range(opened):
+            indent = indent[:-2]
+            lines.append(f"{indent}}}")
+        lines.append("  __syncthreads();")
+    lines.append("}")
+    return "\n".join(lines) + "\n", {"block": BLOCK, "grid": 1}
+
+
 def render_cuda_module(kernels) -> str:
     """One translation unit holding every kernel (the helper prelude once)."""
     return PRELUDE.lstrip() + "\n" + "\n".join(_render(k)[0] for k in kernels)
@@ -305,7 +357,7 @@ def _render(kernel: Kernel):
         inner = inner[0].body
     decl = next((s for s in inner if isinstance(s, DeclareAcc)), None)
     if decl is None:
-        raise NotImplementedError(f"kernel {kernel.name} has no CUDA rendering shape")
+        return _render_nest_sequence(kernel, head, em)
     if kept:
         total = math.prod(l.extent for l in kept)
         lines.append(f"  for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < {total}LL; "
