@@ -289,6 +289,9 @@ class _MultiWorkerIter:
     def __iter__(self):
         return self
 
+    def __len__(self):
+        return len(self._loader._batch_sampler)
+
     def __next__(self):
         self._push_next()
         if not self._pending:

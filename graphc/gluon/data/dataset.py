@@ -20,6 +20,12 @@ class Dataset:
     def __len__(self):
         raise NotImplementedError(f"{type(self).__name__} must implement __len__")
 
+    def __iter__(self):
+        # by length, not by waiting for an IndexError: NDArray indexing past the end raises
+        # graphc's ShapeError, which would end `for x in dataset` with an error
+        for i in range(len(self)):
+            yield self[i]
+
     def filter(self, fn):
         """The samples for which `fn(sample)` is true, in order (evaluated once, now)."""
         from .sampler import FilterSampler

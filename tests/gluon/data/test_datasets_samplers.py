@@ -108,3 +108,9 @@ def test_batch_sampler_modes():
     assert list(roll) == [[6, 0, 1], [2, 3, 4]] and len(roll) == 3   # [5, 6] + 7 new
     with pytest.raises(ValueError, match="last_batch must be one of"):
         BatchSampler(seq, 3, "pad")
+
+
+def test_iterating_a_dataset_stops_at_its_length_even_over_ndarrays():
+    ds = ArrayDataset(nd.array(np.arange(6).reshape(3, 2)), [7, 8, 9])
+    assert [int(label) for _, label in ds] == [7, 8, 9]
+
