@@ -6,6 +6,8 @@ shuffles or knows about workers: that is the DataLoader's job.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ...ndarray import NDArray
 
 __all__ = ["Dataset", "SimpleDataset", "ArrayDataset"]
@@ -108,8 +110,16 @@ class ArrayDataset(Dataset):
 
     def __getitem__(self, idx):
         if len(self._data) == 1:
-            return self._data[0][idx]
-        return tuple(data[idx] for data in self._data)
+            return _index(self._data[0], idx)
+        return tuple(_index(data, idx) for data in self._data)
+
+
+def _index(data, idx):
+    # An NDArray row straight from numpy, a copy like `data[idx]` gives, without the cost of an
+    # operator call per sample (which would dominate loading small samples such as MNIST's)
+    if isinstance(data, NDArray) and isinstance(idx, (int, np.integer)):
+        return NDArray(data._data[idx].copy(), data.context)
+    return data[idx]
 
 
 class _LazyTransformDataset(Dataset):

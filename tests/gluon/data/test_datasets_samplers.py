@@ -114,3 +114,12 @@ def test_iterating_a_dataset_stops_at_its_length_even_over_ndarrays():
     ds = ArrayDataset(nd.array(np.arange(6).reshape(3, 2)), [7, 8, 9])
     assert [int(label) for _, label in ds] == [7, 8, 9]
 
+
+
+def test_array_dataset_rows_are_copies_like_ndarray_indexing():
+    x = nd.array(np.zeros((3, 2)))
+    ds = ArrayDataset(x, [0, 1, 2])
+    row, _ = ds[1]
+    row[:] = 5
+    assert x.asnumpy().sum() == 0
+    assert ArrayDataset(x)[nd.array([0, 2])].shape == (2, 2)     # non-int indices: NDArray indexing
