@@ -143,3 +143,10 @@ def test_compose_chains_blocks_and_callables_and_survives_hybridize():
 def test_numpy_input_gives_numpy_output():
     out = T.ToTensor()(_image())
     assert isinstance(out, np.ndarray) and out.shape == (3, 6, 8)
+
+
+def test_brightness_factor_never_goes_negative():
+    img = nd.array(np.full((2, 2, 3), 100.0, np.float32))
+    mx.random.seed(0)
+    outs = [float(T.RandomBrightness(3.0)(img).asnumpy()[0, 0, 0]) for _ in range(40)]
+    assert min(outs) >= 0 and max(outs) > 300 and min(outs) < 50

@@ -279,6 +279,13 @@ def _hue(x, alpha):
     return x @ t.T
 
 
+def _factor_range(amount, centre):
+    """[max(0, 1 - amount), 1 + amount] for scale factors, [-amount, amount] for hue."""
+    if centre == 0.0:
+        return -amount, amount
+    return max(0.0, centre - amount), centre + amount
+
+
 class _RandomColor(_EagerTransform):
     _fn = None
     _centre = 1.0
@@ -291,22 +298,23 @@ class _RandomColor(_EagerTransform):
 
     def _apply(self, x):
         _check_rgb(x, type(self).__name__)
-        alpha = _random.generator().uniform(self._centre - self._amount, self._centre + self._amount)
+        alpha = _random.generator().uniform(*_factor_range(self._amount, self._centre))
         return _like(type(self)._fn(_as_float(x), alpha), x)
 
 
 class RandomBrightness(_RandomColor):
-    """Scale pixel values by a factor drawn from [1 - brightness, 1 + brightness]."""
+    """Scale pixel values by a factor drawn from [max(0, 1 - brightness), 1 + brightness]."""
     _fn = staticmethod(_brightness)
 
 
 class RandomContrast(_RandomColor):
-    """Blend with the image's mean gray level; factor drawn from [1 - contrast, 1 + contrast]."""
+    """Blend with the image's mean gray level; factor drawn from [max(0, 1 - contrast), 1 + contrast]."""
     _fn = staticmethod(_contrast)
 
 
 class RandomSaturation(_RandomColor):
-    """Blend with each pixel's gray value; factor drawn from [1 - saturation, 1 + saturation]."""
+    """Blend with each pixel's gray value; factor drawn from [max(0, 1 - saturation),
+    1 + saturation]."""
     _fn = staticmethod(_saturation)
 
 
@@ -332,7 +340,7 @@ class RandomColorJitter(_EagerTransform):
         out = _as_float(x)
         for k in rng.permutation(len(self._parts)):
             fn, amount, centre = self._parts[k]
-            out = fn(out, rng.uniform(centre - amount, centre + amount))
+            out = fn(out, rng.uniform(*_factor_range(amount, centre)))
         return _like(out, x)
 
 
