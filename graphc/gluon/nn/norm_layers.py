@@ -1,0 +1,176 @@
+"""Normalization layers and Embedding (MXNet 1.x `gluon.nn` names, defaults and parameters).
+
+BatchNorm keeps its moving statistics in `running_mean`/`running_var`: Parameters with
+grad_req='null' and differentiable=False (auxiliary states; exported as `aux:`). The
+`BatchNorm` operator returns their new values as extra outputs that it declares it mutates
+(OpDef.mutates), and eager calls and compiled blocks write them back, so this layer only
+calls the operator. Channel counts left at 0 are inferred from the first input (`infer_shape`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..block import HybridBlock
+
+__all__ = ["BatchNorm", "LayerNorm", "InstanceNorm", "GroupNorm", "Embedding"]
+
+
+def _visible(out):
+    """The normalized data: operators with hidden extra outputs may hand back a tuple."""
+    return out[0] if isinstance(out, (list, tuple)) else out
+
+
+class BatchNorm(HybridBlock):
+    """Batch normalization over axis `axis` (the channel axis). In training (autograd.record())
+    it normalizes with the batch statistics and updates running_mean/running_var with
+    `momentum`; otherwise (or with use_global_stats) it uses the running statistics.
+    scale=False fixes gamma at 1 (MXNet's fix_gamma), center=False fixes beta at 0."""
+
+    def __init__(self, axis=1, momentum=0.9, epsilon=1e-5, center=True, scale=True, use_global_stats=False,
+                 beta_initializer="zeros", gamma_initializer="ones", running_mean_initializer="zeros",
+                 running_variance_initializer="ones", in_channels=0, **kwargs):
+        super().__init__(**kwargs)
+        self._kwargs = {"axis": axis, "eps": epsilon, "momentum": momentum, "fix_gamma": not scale,
+                        "use_global_stats": use_global_stats}
+        self._axis = axis
+        if in_channels != 0:
+            self.in_channels = in_channels
+        self.gamma = self.params.get("gamma", grad_req="write" if scale else "null", shape=(in_channels,),
+                                     init=gamma_initializer, allow_deferred_init=True, differentiable=scale)
+        self.beta = self.params.get("beta", grad_req="write" if center else "null", shape=(in_channels,),
+                                    init=beta_initializer, allow_deferred_init=True, differentiable=center)
+        self.running_mean = self.params.get("running_mean", grad_req="null", shape=(in_channels,),
+                                            init=running_mean_initializer, allow_deferred_init=True,
+                                            differentiable=False)
+        self.running_var = self.params.get("running_var", grad_req="null", shape=(in_channels,),
+                                           init=running_variance_initializer, allow_deferred_init=True,
+                                           differentiable=False)
+
+    def infer_shape(self, x, *args):
+        channels = int(x.shape[self._axis])
+        for p in (self.gamma, self.beta, self.running_mean, self.running_var):
+            p.shape = (channels,)
+
+    def cast(self, dtype):
+        """float16 networks keep BatchNorm's statistics in float32 (as MXNet)."""
+        if np.dtype(dtype).name == "float16":
+            dtype = "float32"
+        super().cast(dtype)
+
+    def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var):
+        return _visible(F.BatchNorm(x, gamma, beta, running_mean, running_var, name=self.prefix + "fwd",
+                                    **self._kwargs))
+
+    def __repr__(self):
+        in_channels = self.gamma.shape[0]
+        args = ", ".join(f"{k}={v}" for k, v in self._kwargs.items())
+        return f"{self.__class__.__name__}({args}, in_channels={in_channels if in_channels else None})"
+
+
+class LayerNorm(HybridBlock):
+    """Normalizes over `axis` (default the last) per sample: (x - mean) / sqrt(var + eps) *
+    gamma + beta, gamma and beta of size x.shape[axis]."""
+
+    def __init__(self, axis=-1, epsilon=1e-5, center=True, scale=True, beta_initializer="zeros",
+                 gamma_initializer="ones", in_channels=0, prefix=None, params=None):
+        super().__init__(prefix=prefix, params=params)
+        self._kwargs = {"eps": epsilon, "axis": axis, "center": center, "scale": scale}
+        self._axis = axis
+        self._epsilon = epsilon
+        self._center = center
+        self._scale = scale
+        self.gamma = self.params.get("gamma", grad_req="write" if scale else "null", shape=(in_channels,),
+                                     init=gamma_initializer, allow_deferred_init=True)
+        self.beta = self.params.get("beta", grad_req="write" if center else "null", shape=(in_channels,),
+                                    init=beta_initializer, allow_deferred_init=True)
+
+    def infer_shape(self, x, *args):
+        channels = int(x.shape[self._axis])
+        self.gamma.shape = (channels,)
+        self.beta.shape = (channels,)
+
+    def hybrid_forward(self, F, data, gamma, beta):
+        return _visible(F.LayerNorm(data, gamma=gamma, beta=beta, axis=self._axis, eps=self._epsilon,
+                                    name=self.prefix + "fwd"))
+
+    def __repr__(self):
+        in_channels = self.gamma.shape[0]
+        args = ", ".join(f"{k}={v}" for k, v in self._kwargs.items())
+        return f"{self.__class__.__name__}({args}, in_channels={in_channels})"
+
+
+class InstanceNorm(HybridBlock):
+    """Normalizes each sample and channel over the remaining (spatial) axes; gamma/beta per
+    channel (`axis`, default 1). scale defaults to False, as in MXNet."""
+
+    def __init__(self, axis=1, epsilon=1e-5, center=True, scale=False, beta_initializer="zeros",
+                 gamma_initializer="ones", in_channels=0, **kwargs):
+        super().__init__(**kwargs)
+        self._kwargs = {"eps": epsilon, "axis": axis, "center": center, "scale": scale}
+        self._axis = axis
+        self._epsilon = epsilon
+        self.gamma = self.params.get("gamma", grad_req="write" if scale else "null", shape=(in_channels,),
+                                     init=gamma_initializer, allow_deferred_init=True)
+        self.beta = self.params.get("beta", grad_req="write" if center else "null", shape=(in_channels,),
+                                    init=beta_initializer, allow_deferred_init=True)
+
+    def infer_shape(self, x, *args):
+        channels = int(x.shape[self._axis])
+        self.gamma.shape = (channels,)
+        self.beta.shape = (channels,)
+
+    def hybrid_forward(self, F, x, gamma, beta):
+        if self._axis == 1:
+            return _visible(F.InstanceNorm(x, gamma, beta, name=self.prefix + "fwd", eps=self._epsilon))
+        x = F.swapaxes(x, dim1=1, dim2=self._axis)
+        out = _visible(F.InstanceNorm(x, gamma, beta, name=self.prefix + "fwd", eps=self._epsilon))
+        return F.swapaxes(out, dim1=1, dim2=self._axis)
+
+    def __repr__(self):
+        in_channels = self.gamma.shape[0]
+        args = ", ".join(f"{k}={v}" for k, v in self._kwargs.items())
+        return f"{self.__class__.__name__}({args}, in_channels={in_channels})"
+
+
+class GroupNorm(HybridBlock):
+    """Splits the channels (axis 1) into num_groups groups and normalizes each group per
+    sample. As in MXNet 1.x, gamma and beta have one value per group (shape (num_groups,))."""
+
+    def __init__(self, num_groups=1, epsilon=1e-5, center=True, scale=True, beta_initializer="zeros",
+                 gamma_initializer="ones", prefix=None, params=None):
+        super().__init__(prefix=prefix, params=params)
+        self._kwargs = {"eps": epsilon, "num_groups": num_groups, "center": center, "scale": scale}
+        self._num_groups = num_groups
+        self._epsilon = epsilon
+        self.gamma = self.params.get("gamma", grad_req="write" if scale else "null", shape=(num_groups,),
+                                     init=gamma_initializer, allow_deferred_init=True)
+        self.beta = self.params.get("beta", grad_req="write" if center else "null", shape=(num_groups,),
+                                    init=beta_initializer, allow_deferred_init=True)
+
+    def hybrid_forward(self, F, data, gamma, beta):
+        return _visible(F.GroupNorm(data, gamma=gamma, beta=beta, num_groups=self._num_groups,
+                                    eps=self._epsilon, name=self.prefix + "fwd"))
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v}" for k, v in self._kwargs.items())
+        return f"{self.__class__.__name__}({args})"
+
+
+class Embedding(HybridBlock):
+    """Maps integer indices to rows of weight (input_dim, output_dim). sparse_grad is accepted
+    for MXNet compatibility; graphc's gradients are dense, so it changes nothing."""
+
+    def __init__(self, input_dim, output_dim, dtype="float32", weight_initializer=None, sparse_grad=False,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self._kwargs = {"input_dim": input_dim, "output_dim": output_dim, "dtype": dtype,
+                        "sparse_grad": sparse_grad}
+        self.weight = self.params.get("weight", shape=(input_dim, output_dim), init=weight_initializer,
+                                      dtype=dtype, allow_deferred_init=True)
+
+    def hybrid_forward(self, F, x, weight):
+        return F.Embedding(x, weight, name=self.prefix + "fwd", **self._kwargs)
+
+    def __repr__(self):
+        k = self._kwargs
+        return f"{self.__class__.__name__}({k['input_dim']} -> {k['output_dim']}, {k['dtype']})"
