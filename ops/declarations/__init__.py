@@ -1,3 +1,4 @@
 """Every operator declaration, one module per family. Importing this fills the registry."""
 from . import elementwise, reduce, matrix, shape, nn, creation, random, indexing  # noqa: F401
 from . import slicing, join, loss, rnn  # noqa: F401
+from . import conv, pool, norm, sequence, sorting, resample  # noqa: F401

@@ -531,3 +531,245 @@ _rnn_backward_case("lstm", True)
 _rnn_backward_case("gru", False)
 case("_rnn_param_concat", [U(6), U(4), U(2)], {"num_args": 3, "dim": 0}, lambda a, b, c: np.concatenate([a, b, c]))
 case("_rnn_param_concat", [U(2, 3), U(1, 3)], {"num_args": 2, "dim": 0}, lambda a, b: np.concatenate([a, b]))
+
+# -- convolution, pooling, normalisation, sequences, sorting (expectations: tests/ops/naive_nn.py) --
+import naive_nn as NN  # noqa: E402
+
+
+def _cv(x, w, b=None, **kw):
+    return NN.conv(x, w, b, **kw)
+
+
+# Convolution: 1-D/2-D/3-D, several stride/pad/dilate/group combinations (each also FD-checked)
+_CONV = [
+    ((1, 2, 5, 5), (2, 2, 3, 3), {}),
+    ((2, 2, 6, 5), (4, 2, 3, 2), {"stride": (2, 1), "pad": (1, 0)}),
+    ((1, 4, 6, 6), (4, 2, 2, 3), {"stride": (1, 2), "pad": (1, 1), "dilate": (2, 1), "num_group": 2}),
+    ((1, 3, 7), (3, 1, 3), {"stride": (2,), "pad": (2,), "dilate": (2,), "num_group": 3}),
+    ((1, 2, 3, 4, 3), (2, 2, 2, 2, 2), {"pad": (1, 0, 1)}),
+]
+for _xs, _ws, _a in _CONV:
+    _kw = dict(stride=_a.get("stride", ()), pad=_a.get("pad", ()), dilate=_a.get("dilate", ()), groups=_a.get("num_group", 1))
+    _attrs = {"kernel": _ws[2:], "num_filter": _ws[0], **_a}
+    case("Convolution", [U(*_xs), U(*_ws), U(_ws[0])], _attrs, lambda x, w, b, _kw=_kw: _cv(x, w, b, **_kw))
+    case("Convolution", [U(*_xs), U(*_ws)], {**_attrs, "no_bias": True}, lambda x, w, _kw=_kw: _cv(x, w, **_kw), fd=False)
+
+# Deconvolution: the scatter definition (weight (C_in, F/group, *kernel))
+_DECONV = [
+    ((1, 2, 3, 3), (2, 3, 3, 3), {}),
+    ((1, 2, 3, 2), (2, 2, 3, 2), {"stride": (2, 2), "pad": (1, 0), "adj": (1, 1)}),
+    ((1, 4, 3, 3), (4, 1, 2, 2), {"stride": (2, 1), "dilate": (1, 2), "num_group": 2}),
+    ((2, 2, 4), (2, 2, 3), {"stride": (3,), "pad": (1,), "adj": (2,)}),
+]
+for _xs, _ws, _a in _DECONV:
+    _kw = dict(stride=_a.get("stride", ()), pad=_a.get("pad", ()), dilate=_a.get("dilate", ()),
+               adj=_a.get("adj", ()), groups=_a.get("num_group", 1))
+    _nf = _ws[1] * _a.get("num_group", 1)
+    _attrs = {"kernel": _ws[2:], "num_filter": _nf, **_a}
+    case("Deconvolution", [U(*_xs), U(*_ws), U(_nf)], {**_attrs, "no_bias": False},
+         lambda x, w, b, _kw=_kw: NN.deconv(x, w, b, **_kw))
+    case("Deconvolution", [U(*_xs), U(*_ws)], _attrs, lambda x, w, _kw=_kw: NN.deconv(x, w, **_kw), fd=False)
+# target_shape picks pad and adj: out (7, 8) from a 3x4 input, kernel 3, stride 2
+case("Deconvolution", [U(1, 1, 3, 4), U(1, 1, 3, 3)], {"kernel": (3, 3), "stride": (2, 2), "num_filter": 1,
+                                                       "target_shape": (7, 8)},
+     lambda x, w: NN.deconv(x, w, stride=(2, 2), pad=(0, 1), adj=(0, 1)), fd=False)
+
+# the gradient operators: _conv_data_grad is a deconvolution with the convolution's geometry
+case("_conv_data_grad", [U(1, 4, 3, 2), U(4, 1, 3, 3)],
+     {"kernel": (3, 3), "stride": (2, 2), "pad": (1, 1), "num_group": 2, "in_spatial": (6, 4)},
+     lambda g, w: NN.deconv(g, w, stride=(2, 2), pad=(1, 1), adj=(1, 1), groups=2))
+case("_conv_weight_grad", [U(2, 2, 3, 2), U(2, 4, 6, 4)],
+     {"kernel": (2, 3), "stride": (2, 1), "pad": (0, 0), "dilate": (1, 1), "num_group": 2},
+     lambda g, x: NN.conv_weight_grad(g, x, (2, 3), stride=(2, 1), groups=2))
+case("_conv_weight_grad", [U(1, 3, 3), U(1, 2, 5)], {"kernel": (2,), "stride": (2,), "pad": (1,), "dilate": (1,)},
+     lambda g, x: NN.conv_weight_grad(g, x, (2,), stride=(2,), pad=(1,)))
+
+# Pooling: distinct values (no ties within a finite-difference step)
+_POOL = [
+    ((1, 2, 5, 6), {"kernel": (2, 2), "stride": (2, 2)}),
+    ((1, 2, 5, 6), {"kernel": (3, 3), "stride": (2, 2), "pad": (1, 1), "pooling_convention": "full"}),
+    ((1, 2, 5, 6), {"kernel": (3, 2), "stride": (2, 1), "pad": (1, 1), "pool_type": "avg", "pooling_convention": "full"}),
+    ((1, 2, 5, 5), {"kernel": (3, 3), "stride": (2, 2), "pad": (1, 1), "pool_type": "avg", "count_include_pad": False}),
+    ((1, 2, 4, 5), {"kernel": (2, 3), "pad": (1, 0), "pool_type": "sum"}),
+    ((1, 2, 4, 4), {"kernel": (2, 2), "pool_type": "lp", "p_value": 2}),
+    ((1, 2, 4, 3), {"kernel": (1, 1), "global_pool": True, "pool_type": "avg", "pooling_convention": "full"}),
+    ((2, 2, 3, 4), {"kernel": (1, 1), "global_pool": True}),
+    ((1, 2, 7), {"kernel": (3,), "stride": (2,), "pool_type": "max"}),
+    ((1, 2, 7), {"kernel": (3,), "stride": (2,), "pooling_convention": "same"}),
+    ((1, 1, 3, 4, 4), {"kernel": (2, 2, 2), "stride": (1, 2, 2), "pad": (0, 1, 0), "pool_type": "avg"}),
+]
+for _xs, _a in _POOL:
+    _kw = dict(kernel=_a["kernel"], pool_type=_a.get("pool_type", "max"), stride=_a.get("stride", ()),
+               pad=_a.get("pad", ()), convention=_a.get("pooling_convention", "valid"),
+               count_include_pad=_a.get("count_include_pad", True), global_pool=_a.get("global_pool", False),
+               p_value=_a.get("p_value"))
+    _mk = (lambda *s: U(*s, lo=0.5, hi=2.0)) if _kw["pool_type"] == "lp" else D
+    case("Pooling", [_mk(*_xs)], _a, lambda x, _kw=_kw: NN.pool(x, **_kw))
+
+
+def _scatter_max(g, x, kernel, stride):
+    """Max pooling's gradient from the definition: each output's gradient goes to the first maximum."""
+    out = np.zeros_like(x)
+    for n, c, i, j in np.ndindex(*g.shape):
+        win = x[n, c, i * stride[0]:i * stride[0] + kernel[0], j * stride[1]:j * stride[1] + kernel[1]]
+        a, b = np.unravel_index(np.argmax(win), win.shape)
+        out[n, c, i * stride[0] + a, j * stride[1] + b] += g[n, c, i, j]
+    return out
+
+
+_TIES = np.array([[[[1.0, 3.0, 3.0, 0.0], [3.0, 2.0, 1.0, 3.0], [0.0, 0.0, 5.0, 5.0], [0.0, 0.0, 5.0, 5.0]]]])
+case("_pooling_grad", [U(1, 1, 2, 2), _TIES, NN.pool(_TIES, (2, 2), stride=(2, 2))],
+     {"kernel": (2, 2), "stride": (2, 2)}, lambda g, x, y: _scatter_max(g, x, (2, 2), (2, 2)), wrt=(0,))
+def _spread(g):
+    """Average 2x2 pooling with stride 1 on 3x3, backwards: each output's gradient / 4 over its window."""
+    out = np.zeros(g.shape[:2] + (3, 3))
+    for i, j in np.ndindex(2, 2):
+        out[:, :, i:i + 2, j:j + 2] += g[:, :, i:i + 1, j:j + 1] / 4
+    return out
+
+
+case("_pooling_grad", [U(1, 1, 2, 2), U(1, 1, 3, 3), U(1, 1, 2, 2)], {"kernel": (2, 2), "pool_type": "avg"},
+     lambda g, x, y: _spread(g), wrt=(0,))
+
+
+def _gather_max(h, x):
+    """h at each 2x2 (stride 2) window's first maximum of x."""
+    out = np.zeros(x.shape[:2] + (2, 2))
+    for n, c, i, j in np.ndindex(*out.shape):
+        win = x[n, c, 2 * i:2 * i + 2, 2 * j:2 * j + 2]
+        a, b = np.unravel_index(np.argmax(win), (2, 2))
+        out[n, c, i, j] = h[n, c, 2 * i + a, 2 * j + b]
+    return out
+
+
+case("_max_pool_gather", [U(1, 1, 4, 4), _TIES], {"kernel": (2, 2), "stride": (2, 2)}, _gather_max, wrt=(0,))
+
+# BatchNorm: inference and training, fix_gamma both ways; outputs (out, mean, inv std, new moving stats)
+_BN_IN = lambda c, *s: [U(*s), U(c, lo=0.5, hi=1.5), U(c), U(c), U(c, lo=0.5, hi=1.5)]  # noqa: E731
+for _training in (False, True):
+    for _fix in (True, False):
+        # the mean and inverse-std outputs carry no gradient (MXNet blocks it): FD-check without them
+        case("BatchNorm", _BN_IN(3, 4, 3, 2), {"fix_gamma": _fix, "output_mean_var": True, "eps": 1e-3},
+             lambda x, g, b, m, v, _f=_fix, _t=_training: NN.batch_norm(x, g, b, m, v, fix_gamma=_f, training=_t)[:3],
+             training=_training, fd=False)
+        case("BatchNorm", _BN_IN(3, 4, 3, 2), {"fix_gamma": _fix},
+             lambda x, g, b, m, v, _f=_fix, _t=_training: NN.batch_norm(x, g, b, m, v, fix_gamma=_f, training=_t)[0],
+             training=_training, wrt=(0, 1, 2))
+case("BatchNorm", _BN_IN(2, 2, 3, 2, 2), {"fix_gamma": False, "axis": -1, "momentum": 0.8, "eps": 1e-5},
+     lambda x, g, b, m, v: NN.batch_norm(x, g, b, m, v, 1e-5, 0.8, False, True, axis=-1)[0], training=True, wrt=(0, 1, 2))
+case("BatchNorm", _BN_IN(2, 3, 2), {"fix_gamma": False, "use_global_stats": True},
+     lambda x, g, b, m, v: NN.batch_norm(x, g, b, m, v, fix_gamma=False)[0], training=True, wrt=(0, 1, 2))
+case("_is_training", [U(2)], {}, lambda x: np.array([0.0]))
+case("_is_training", [U(2)], {}, lambda x: np.array([1.0]), training=True)
+
+
+def _ln(x, g, b, axis, eps):
+    m = x.mean(axis, keepdims=True)
+    s = np.sqrt(((x - m) ** 2).mean(axis, keepdims=True) + eps)
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    return (x - m) / s * g.reshape(shape) + b.reshape(shape), m, s
+
+
+case("LayerNorm", [U(2, 3, 4), U(4), U(4)], {}, lambda x, g, b: _ln(x, g, b, -1, 1e-5)[0])
+case("LayerNorm", [U(3, 4, 2), U(4), U(4)], {"axis": 1, "eps": 1e-3, "output_mean_var": True},
+     lambda x, g, b: _ln(x, g, b, 1, 1e-3), fd=False)
+case("LayerNorm", [U(3, 4, 2), U(4), U(4)], {"axis": 1, "eps": 1e-3}, lambda x, g, b: _ln(x, g, b, 1, 1e-3)[0])
+
+
+def _inorm(x, g, b, eps):
+    m = x.mean((2, 3), keepdims=True)
+    v = ((x - m) ** 2).mean((2, 3), keepdims=True)
+    return (x - m) / np.sqrt(v + eps) * g[None, :, None, None] + b[None, :, None, None]
+
+
+case("InstanceNorm", [U(2, 3, 2, 3), U(3), U(3)], {"eps": 1e-3}, lambda x, g, b: _inorm(x, g, b, 1e-3))
+
+
+def _gnorm(x, g, b, G, eps):
+    xr = x.reshape(x.shape[0], G, -1)
+    m = xr.mean(2, keepdims=True)
+    s = np.sqrt(((xr - m) ** 2).mean(2, keepdims=True) + eps)
+    out = ((xr - m) / s * g[None, :, None] + b[None, :, None]).reshape(x.shape)
+    return out, m[..., 0], s[..., 0]
+
+
+case("GroupNorm", [U(2, 4, 3), U(2), U(2)], {"num_groups": 2, "output_mean_var": True},
+     lambda x, g, b: _gnorm(x, g, b, 2, 1e-5), fd=False)
+case("GroupNorm", [U(2, 4, 3), U(2), U(2)], {"num_groups": 2}, lambda x, g, b: _gnorm(x, g, b, 2, 1e-5)[0])
+for _mode, _axes in (("instance", (1, 2, 3)), ("channel", (1,)), ("spatial", (2, 3))):
+    case("L2Normalization", [U(2, 3, 2, 2)], {"mode": _mode, "eps": 1e-6},
+         lambda x, _ax=_axes: x / np.sqrt((x * x).sum(_ax, keepdims=True) + 1e-6))
+
+# SoftmaxOutput: forward is softmax; its gradient ignores the head gradient (tested in test_nn_ops.py)
+case("SoftmaxOutput", [U(3, 4), np.array([0.0, 3.0, 1.0])], {}, lambda x, y: _softmax(x, 1), fd=False)
+case("SoftmaxOutput", [U(2, 3, 2), I(2, 2)], {"multi_output": True}, lambda x, y: _softmax(x, 1), fd=False)
+case("SoftmaxOutput", [U(2, 2, 3), I(2, 2)], {"preserve_shape": True}, lambda x, y: _softmax(x, -1), fd=False)
+
+# Embedding, sequences
+case("Embedding", [np.array([[0.0, 2.0], [3.0, 2.0]]), U(4, 3)], {"input_dim": 4, "output_dim": 3},
+     lambda i, w: w[i.astype(int)], wrt=(1,))
+_LEN = np.array([2.0, 4.0, 1.0])
+case("SequenceMask", [U(4, 3, 2), _LEN], {"use_sequence_length": True, "value": -1.5},
+     lambda x, n: np.where(np.arange(4)[:, None, None] < n[None, :, None], x, -1.5), wrt=(0,))
+case("SequenceMask", [U(3, 4), _LEN], {"use_sequence_length": True, "axis": 1},
+     lambda x, n: np.where(np.arange(4)[None, :] < n[:, None], x, 0.0), wrt=(0,))
+case("SequenceMask", [U(2, 3)], {}, lambda x: x)
+case("SequenceLast", [U(4, 3, 2), _LEN], {"use_sequence_length": True},
+     lambda x, n: np.stack([x[int(n[b]) - 1, b] for b in range(3)]), wrt=(0,))
+case("SequenceLast", [U(3, 4, 2), _LEN], {"use_sequence_length": True, "axis": 1},
+     lambda x, n: np.stack([x[b, int(n[b]) - 1] for b in range(3)]), wrt=(0,))
+case("SequenceLast", [U(4, 3)], {}, lambda x: x[-1])
+case("SequenceReverse", [U(4, 3, 2), _LEN], {"use_sequence_length": True},
+     lambda x, n: np.stack([np.concatenate([x[:int(n[b]), b][::-1], x[int(n[b]):, b]]) for b in range(3)], axis=1),
+     wrt=(0,))
+case("SequenceReverse", [U(4, 3)], {}, lambda x: x[::-1])
+
+# sorting (distinct values: no ties)
+case("topk", [D(3, 5)], {"k": 2, "ret_typ": "value"}, lambda x: -np.sort(-x, axis=-1)[:, :2])
+case("topk", [D(4, 3)], {"k": 2, "axis": 0, "ret_typ": "both", "is_ascend": True},
+     lambda x: (np.sort(x, axis=0)[:2], np.argsort(x, axis=0)[:2].astype(np.float32)), f32=False)
+case("topk", [D(3, 4)], {"k": 3}, lambda x: np.argsort(-x, axis=-1)[:, :1 * 3].astype(np.float32))
+case("topk", [D(2, 3)], {"k": 2, "ret_typ": "mask", "axis": None},
+     lambda x: (x >= np.sort(x.reshape(-1))[-2]).astype(x.dtype))
+case("sort", [D(3, 4)], {}, lambda x: np.sort(x, axis=-1))
+case("sort", [D(3, 4)], {"axis": 0, "is_ascend": False}, lambda x: -np.sort(-x, axis=0))
+case("argsort", [D(3, 4)], {}, lambda x: np.argsort(x, axis=-1).astype(np.float32))
+case("argsort", [D(3, 4)], {"axis": None, "is_ascend": False, "dtype": "int32"},
+     lambda x: np.argsort(-x.reshape(-1)).astype(np.int32))
+
+# UpSampling, Pad
+case("UpSampling", [U(1, 2, 2, 3)], {"scale": 2, "sample_type": "nearest"},
+     lambda x: np.kron(x, np.ones((1, 1, 2, 2))))
+case("UpSampling", [U(1, 2, 2, 2), U(1, 1, 4, 4)], {"scale": 2, "sample_type": "nearest", "num_args": 2},
+     lambda a, b: np.concatenate([np.kron(a, np.ones((1, 1, 2, 2))), b], axis=1))
+case("UpSampling", [U(1, 2, 1, 1), U(1, 2, 2, 2)], {"scale": 4, "num_args": 2, "multi_input_mode": "sum"},
+     lambda a, b: np.kron(a, np.ones((1, 1, 4, 4))) + np.kron(b, np.ones((1, 1, 2, 2))))
+_PW = (0, 0, 0, 0, 1, 2, 2, 1)
+case("Pad", [U(1, 2, 3, 4)], {"mode": "constant", "pad_width": _PW, "constant_value": 0.5},
+     lambda x: np.pad(x, ((0, 0), (0, 0), (1, 2), (2, 1)), constant_values=0.5))
+case("Pad", [U(1, 2, 3, 4)], {"mode": "edge", "pad_width": _PW},
+     lambda x: x[:, :, [0, 0, 1, 2, 2, 2]][:, :, :, [0, 0, 0, 1, 2, 3, 3]])
+case("Pad", [U(1, 2, 3, 4)], {"mode": "reflect", "pad_width": _PW},
+     lambda x: x[:, :, [1, 0, 1, 2, 1, 0]][:, :, :, [2, 1, 0, 1, 2, 3, 2]])
+case("_pad_grad", [U(1, 2, 6, 7)], {"mode": "edge", "pad_width": _PW},
+     lambda g: _fold(g, [0, 0, 1, 2, 2, 2], [0, 0, 0, 1, 2, 3, 3], 3, 4))
+
+
+def _fold(g, rows, cols, n, m):
+    """The adjoint of x -> x[rows][:, cols]: add each padded entry to the element it copied."""
+    out = np.zeros(g.shape[:2] + (n, m))
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            out[:, :, r, c] += g[:, :, i, j]
+    return out
+
+
+case("_pad_grad", [U(1, 1, 6, 7)], {"mode": "reflect", "pad_width": _PW},
+     lambda g: _fold(g, [1, 0, 1, 2, 1, 0], [2, 1, 0, 1, 2, 3, 2], 3, 4))
+
+FD_EXEMPT.update({
+    "SoftmaxOutput": "a loss layer: its gradient ignores the head gradient by definition (tested on its own)",
+    "argsort": "returns indices: piecewise constant, so no gradient flows into the data",
+    "_is_training": "returns the run's training flag: a constant with no gradient",
+})

@@ -1,0 +1,231 @@
+"""Pooling (max, avg, sum, lp over 1-D, 2-D, 3-D windows, channels first) with MXNet 1.x's
+conventions, and its gradient operators: `_pooling_grad` (scatter the output gradient back over
+the windows: to the first maximum for max, divided by the window's count for avg) and
+`_max_pool_gather` (read a tensor at the positions max pooling chose: the gradient of
+`_pooling_grad` with respect to its output gradient). Pooling lowers to the backend's pooling
+routine (`Library('pool')`); without one, the references run on the host.
+
+Window geometry (MXNet 1.9 pooling.cc / pool.h): output size floor((x + 2p - k) / s) + 1 for
+'valid', ceil(...) + 1 for 'full', ceil((x + 2p) / s) for 'same'. A window that runs past the
+padded input is clipped; avg divides by the clipped window's size, counting the padding unless
+count_include_pad=False. Max never picks a padding position.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+from ..attrs import Attr
+from ..errors import OpAttributeError, ShapeError
+from ..registry import OpDef, Library, register
+from .common import like
+from .conv import check_layout
+
+_POOL_ATTRS = {"kernel": Attr("shape", ()), "pool_type": Attr("str", "max", choices=("max", "avg", "sum", "lp")),
+               "global_pool": Attr("bool", False), "cudnn_off": Attr("bool", False),
+               "pooling_convention": Attr("str", "valid", choices=("valid", "full", "same")),
+               "stride": Attr("shape", ()), "pad": Attr("shape", ()), "p_value": Attr("int", None, optional=True),
+               "count_include_pad": Attr("bool", None, optional=True), "layout": Attr("str", None, optional=True)}
+
+
+def pool_geometry(op, shape, attrs):
+    """(kernel, stride, pad, out spatial) for data of `shape`."""
+    nd = len(shape) - 2
+    if not 1 <= nd <= 3:
+        raise ShapeError(f"{op}: data {tuple(shape)} must have 3, 4 or 5 dimensions (batch, channel, spatial...)")
+    check_layout(op, attrs["layout"], nd)
+    if attrs["global_pool"]:
+        return tuple(shape[2:]), (1,) * nd, (0,) * nd, (1,) * nd
+    kernel = tuple(attrs["kernel"])
+    if len(kernel) != nd:
+        raise ShapeError(f"{op}: kernel {kernel} has {len(kernel)} dimensions but data {tuple(shape)} has {nd} spatial ones")
+    stride = tuple(attrs["stride"]) or (1,) * nd
+    pad = tuple(attrs["pad"]) or (0,) * nd
+    if len(stride) != nd or len(pad) != nd or min(kernel) < 1 or min(stride) < 1 or min(pad) < 0:
+        raise OpAttributeError(f"{op}: kernel {kernel}, stride {stride}, pad {pad} must all have {nd} entries, "
+                               f"positive (pad non-negative)")
+    out = []
+    for n, k, s, p in zip(shape[2:], kernel, stride, pad):
+        if k > n + 2 * p:
+            raise ShapeError(f"{op}: kernel {kernel} exceeds data {tuple(shape)} padded by {pad}")
+        conv = attrs["pooling_convention"]
+        if conv == "valid":
+            out.append((n + 2 * p - k) // s + 1)
+        elif conv == "full":
+            out.append(-(-(n + 2 * p - k) // s) + 1)
+        else:
+            out.append(-(-(n + 2 * p) // s))
+    return kernel, stride, pad, tuple(out)
+
+
+def _check_p(attrs):
+    if attrs["pool_type"] == "lp" and not attrs["p_value"]:
+        raise OpAttributeError("Pooling: pool_type='lp' needs p_value")
+
+
+def _pool_infer(x, **attrs):
+    _check_p(attrs)
+    _, _, _, out = pool_geometry("Pooling", x.shape, attrs)
+    return like(x, x.shape[:2] + out)
+
+
+class _Windows:
+    """The padded input and a (N, C, *kernel, *out) view of its windows."""
+
+    def __init__(self, x, attrs, fill):
+        self.kernel, self.stride, self.pad, self.out = pool_geometry("Pooling", x.shape, attrs)
+        self.spatial = x.shape[2:]
+        extent = [max(n + 2 * p, (o - 1) * s + k) for n, p, o, s, k in
+                  zip(self.spatial, self.pad, self.out, self.stride, self.kernel)]
+        self.xp = np.full(x.shape[:2] + tuple(extent), fill, dtype=x.dtype)
+        self.xp[self.inner()] = x
+        sp = self.xp.strides[2:]
+        self.cols = np.lib.stride_tricks.as_strided(
+            self.xp, x.shape[:2] + self.kernel + self.out,
+            self.xp.strides[:2] + sp + tuple(a * s for a, s in zip(sp, self.stride)), writeable=False)
+
+    def inner(self):
+        return (slice(None), slice(None)) + tuple(slice(p, p + n) for p, n in zip(self.pad, self.spatial))
+
+    def reduce_axes(self):
+        return tuple(range(2, 2 + len(self.kernel)))
+
+    def offsets(self):
+        return itertools.product(*(range(k) for k in self.kernel))
+
+    def window_slice(self, offs):
+        return (slice(None), slice(None)) + tuple(
+            slice(o, o + s * (n - 1) + 1, s) for o, s, n in zip(offs, self.stride, self.out))
+
+    def divisor(self, include_pad):
+        """Per output position: the number of elements avg divides by."""
+        sizes = []
+        for n, p, o, s, k in zip(self.spatial, self.pad, self.out, self.stride, self.kernel):
+            start = np.arange(o) * s
+            end = np.minimum(start + k, n + 2 * p)
+            if not include_pad:
+                start, end = np.maximum(start, p), np.minimum(end, n + p)
+            sizes.append(np.maximum(end - start, 1))
+        return math.prod(np.ix_(*sizes)) if len(sizes) > 1 else sizes[0]
+
+    def argmax(self):
+        """Flat index (row-major over the kernel) of each window's first maximum."""
+        n, c = self.cols.shape[:2]
+        flat = self.cols.reshape((n, c, -1) + self.out)
+        return np.argmax(flat, axis=2)
+
+    def scatter(self, contrib_of):
+        """Sum contrib_of(flat kernel index, offsets) -> (N, C, *out) back onto the input."""
+        acc = np.zeros(self.xp.shape, dtype=self.xp.dtype)
+        for k, offs in enumerate(self.offsets()):
+            acc[self.window_slice(offs)] += contrib_of(k, offs)
+        return np.ascontiguousarray(acc[self.inner()])
+
+
+def _lp(x, p):
+    return x if p == 1 else x * x if p == 2 else x ** p
+
+
+def _lp_root(s, p):
+    return s if p == 1 else np.sqrt(s) if p == 2 else np.cbrt(s) if p == 3 else s ** (1.0 / p)
+
+
+def _pool_np(x, **attrs):
+    _check_p(attrs)
+    kind = attrs["pool_type"]
+    if kind == "max":
+        w = _Windows(x, attrs, -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min)
+        return np.ascontiguousarray(w.cols.max(axis=w.reduce_axes()))
+    w = _Windows(x, attrs, 0)
+    if kind == "lp":
+        p = attrs["p_value"]
+        return _lp_root(_lp(w.cols, p).sum(axis=w.reduce_axes()), p).astype(x.dtype, copy=False)
+    s = w.cols.sum(axis=w.reduce_axes())
+    if kind == "avg":
+        include = attrs["count_include_pad"] is not False
+        s = s / w.divisor(include).astype(x.dtype)
+    return np.ascontiguousarray(s).astype(x.dtype, copy=False)
+
+
+def _pool_grad(F, ins, outs, gs, attrs):
+    return [F._pooling_grad(gs[0], ins[0], outs[0], **attrs)]
+
+
+register(OpDef("Pooling", infer=_pool_infer, compute=_pool_np, attrs=_POOL_ATTRS, gradient=_pool_grad,
+               lowering=Library("pool"),
+               doc="Max/avg/sum/lp pooling over 1-3 spatial dimensions with MXNet's window conventions."))
+
+
+# -- gradient operators ----------------------------------------------------------------------------
+
+def _pooling_grad_infer(g, x, y, **attrs):
+    _check_p(attrs)
+    _, _, _, out = pool_geometry("_pooling_grad", x.shape, attrs)
+    want = x.shape[:2] + out
+    if g.shape != want or y.shape != want:
+        raise ShapeError(f"_pooling_grad: output gradient {g.shape} and output {y.shape} must have the pooled "
+                         f"shape {want} of data {x.shape}")
+    return like(x)
+
+
+def _pooling_grad_np(g, x, y, **attrs):
+    kind = attrs["pool_type"]
+    if kind == "max":
+        w = _Windows(x, attrs, -np.inf)
+        arg = w.argmax()
+        return w.scatter(lambda k, offs: np.where(arg == k, g, 0).astype(x.dtype)).astype(x.dtype, copy=False)
+    w = _Windows(x, attrs, 0)
+    if kind == "lp":
+        p = attrs["p_value"]
+        if p == 1:
+            return w.scatter(lambda k, offs: g)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = np.where(y != 0, g / _lp(y, p - 1), 0).astype(x.dtype)
+        return w.scatter(lambda k, offs: scale * _lp(w.cols[(slice(None), slice(None)) + offs], p - 1))
+    if kind == "avg":
+        g = g / w.divisor(attrs["count_include_pad"] is not False).astype(x.dtype)
+    return w.scatter(lambda k, offs: g).astype(x.dtype, copy=False)
+
+
+def _pooling_grad_grad(F, ins, outs, gs, attrs):
+    g, x, y = ins
+    h = gs[0]
+    kind = attrs["pool_type"]
+    if kind == "max":
+        # linear in g; piecewise constant in x (the argmax does not move under a small change)
+        return [F._max_pool_gather(h, x, **attrs), None, None]
+    if kind in ("avg", "sum"):
+        return [F.Pooling(h, **attrs), None, None]
+    if attrs["p_value"] == 1:
+        return [F.Pooling(h, **{**attrs, "pool_type": "sum"}), None, None]
+    raise NotImplementedError("Pooling: second derivatives of lp pooling with p_value > 1 are not implemented")
+
+
+register(OpDef("_pooling_grad", infer=_pooling_grad_infer, compute=_pooling_grad_np,
+               inputs=("ograd", "data", "output"), attrs=_POOL_ATTRS, gradient=_pooling_grad_grad,
+               lowering=Library("pool_grad"),
+               doc="Pooling's data gradient: the output gradient scattered back over the windows."))
+
+
+def _gather_infer(h, x, **attrs):
+    if h.shape != x.shape:
+        raise ShapeError(f"_max_pool_gather: values {h.shape} must have the data's shape {x.shape}")
+    _, _, _, out = pool_geometry("_max_pool_gather", x.shape, attrs)
+    return like(h, x.shape[:2] + out)
+
+
+def _gather_np(h, x, **attrs):
+    w = _Windows(x, attrs, -np.inf)
+    arg = w.argmax()
+    hw = _Windows(h, attrs, 0)
+    flat = hw.cols.reshape(hw.cols.shape[:2] + (-1,) + hw.out)
+    return np.ascontiguousarray(np.take_along_axis(flat, arg[:, :, None], axis=2)[:, :, 0])
+
+
+register(OpDef("_max_pool_gather", infer=_gather_infer, compute=_gather_np, inputs=("values", "data"),
+               attrs=_POOL_ATTRS,
+               gradient=lambda F, ins, outs, gs, attrs: [
+                   F._pooling_grad(gs[0], ins[1], F.Pooling(ins[1], **attrs), **attrs), None],
+               doc="values read at the position of each window's first maximum of data (max pooling's choice)."))
