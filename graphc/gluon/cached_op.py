@@ -18,6 +18,7 @@ from ..ops.errors import GraphcError
 from ..ops.graph import Graph
 from ..ops.types import TensorType
 from ..passes.autodiff import differentiate, split_forward_backward
+from ..passes.expand_rnn import expand_rnn
 from ..passes.pipeline import SIMPLIFY
 from ..symbol import Trace, Symbol
 from ..ndarray import NDArray
@@ -93,6 +94,16 @@ def compile_program(graph: Graph, training=False, backend="llvm"):
         return InterpretedProgram(graph, training)
     from ..compiler import compile_graph
     return compile_graph(graph, training=training)
+
+
+def prepare(graph: Graph, training: bool) -> Graph:
+    """The graph a backend compiles: fused RNN operators unrolled into primitives (so autodiff,
+    fusion and BLAS handle them), then simplified again. Export keeps the traced graph."""
+    if not any(n.op == "RNN" for n in graph.nodes):
+        return graph
+    out = SIMPLIFY(expand_rnn(graph, training))
+    out.output_tree = graph.output_tree
+    return out
 
 
 def _default_backend():
@@ -192,7 +203,8 @@ class CachedOp:
                 return unflatten(outs, entry.out_tree)
         forward = entry.forward
         if forward is None or forward[0] != training:
-            forward = entry.forward = (training, compile_program(entry.graph, training, self.backend))
+            forward = entry.forward = (training, compile_program(prepare(entry.graph, training), training,
+                                                                  self.backend))
         results = forward[1](arrays, self._output_buffers(entry, entry.graph), rng=rng)
         if entry.aux_updates:
             results = self._write_back(entry, results, ctx)
@@ -229,7 +241,7 @@ class CachedOp:
     def _run_training(self, entry, inputs, arrays, mask, training, rng):
         compiled = entry.train.get((mask, training))
         if compiled is None:
-            graph = entry.graph
+            graph = prepare(entry.graph, training)
             wrt = [n for n, m in zip(graph.inputs, mask) if m]
             gg = differentiate(graph, wrt, num_heads=entry.n_visible)
             split = split_forward_backward(gg, graph.inputs)
