@@ -41,11 +41,21 @@ def default_batchify_fn(data):
     float64, numpy int32 labels stay int32), as in MXNet 1.x."""
     first = data[0]
     if isinstance(first, NDArray):
+        _check_same_shape([d.shape for d in data])
         return NDArray(np.stack([d._data for d in data]), first.context)
     if isinstance(first, tuple):
         return [default_batchify_fn(list(column)) for column in zip(*data)]
+    _check_same_shape([np.shape(d) for d in data])
     stacked = np.asarray(data)
     return NDArray(np.array(stacked, copy=True), as_context(None))
+
+
+def _check_same_shape(shapes):
+    if any(s != shapes[0] for s in shapes):
+        distinct = sorted(set(shapes), key=shapes.index)
+        raise ValueError(f"default_batchify_fn: cannot stack samples of different shapes into a batch "
+                         f"(this batch has {', '.join(map(str, distinct[:4]))}{' ...' if len(distinct) > 4 else ''}); "
+                         "transform them to one shape (e.g. transforms.Resize) or pass a batchify_fn that pads")
 
 
 # MXNet's workers stack into shared memory with this one; graphc's workers send numpy arrays

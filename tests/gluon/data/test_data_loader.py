@@ -229,3 +229,10 @@ def test_spawn_start_method_loads_picklable_datasets_and_explains_ndarray_ones(m
 def test_len_of_loader():
     assert len(DataLoader(_dataset(10), batch_size=3)) == 4
     assert len(DataLoader(_dataset(10), batch_size=3, last_batch="discard")) == 3
+
+
+def test_default_batchify_fn_names_mismatched_sample_shapes():
+    with pytest.raises(ValueError, match=r"different shapes .*\(2,\), \(3,\)"):
+        default_batchify_fn([nd.ones((2,)), nd.ones((3,))])
+    with pytest.raises(ValueError, match="different shapes"):
+        default_batchify_fn([np.ones(2), np.ones(3)])
