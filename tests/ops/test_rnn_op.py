@@ -239,3 +239,4 @@ def test_mxnet_lstm_fixture_attributes_parse():
         pytest.skip(f"the whole file loads once these operators are declared: {missing}")
     graph = load_symbol_json(text, FIXTURE, data_names=["data"])
     assert [n.op for n in graph.nodes].count("RNN") == 1
+
