@@ -229,3 +229,58 @@ register(OpDef("_max_pool_gather", infer=_gather_infer, compute=_gather_np, inpu
                gradient=lambda F, ins, outs, gs, attrs: [
                    F._pooling_grad(gs[0], ins[1], F.Pooling(ins[1], **attrs), **attrs), None],
                doc="values read at the position of each window's first maximum of data (max pooling's choice)."))
+
+
+# -- _contrib_AdaptiveAvgPooling2D: average over bins [floor(i H / oh), ceil((i + 1) H / oh)) ----------
+
+def _bins(n, o):
+    """(o, n) matrix whose row i averages input positions floor(i n / o) .. ceil((i + 1) n / o) - 1."""
+    m = np.zeros((o, n))
+    for i in range(o):
+        lo, hi = (i * n) // o, -(-((i + 1) * n) // o)
+        m[i, lo:hi] = 1.0 / (hi - lo)
+    return m
+
+
+def _out_size(op, x, output_size):
+    size = tuple(output_size) or (1,)
+    size = size * 2 if len(size) == 1 else size
+    if x.ndim != 4 or len(size) != 2 or min(size) < 1:
+        raise ShapeError(f"{op}: data {tuple(x.shape)} must be 4-D (N, C, H, W) and output_size={output_size} "
+                         f"one or two positive sizes")
+    return size
+
+
+def _adaptive_infer(x, output_size):
+    return like(x, x.shape[:2] + _out_size("_contrib_AdaptiveAvgPooling2D", x, output_size))
+
+
+def _adaptive_np(x, output_size):
+    oh, ow = _out_size("_contrib_AdaptiveAvgPooling2D", x, output_size)
+    mh, mw = _bins(x.shape[2], oh).astype(x.dtype), _bins(x.shape[3], ow).astype(x.dtype)
+    return np.ascontiguousarray(np.einsum("ih,nchw,jw->ncij", mh, x, mw)).astype(x.dtype, copy=False)
+
+
+register(OpDef("_contrib_AdaptiveAvgPooling2D", infer=_adaptive_infer, compute=_adaptive_np,
+               attrs={"output_size": Attr("shape", ())},
+               gradient=lambda F, ins, outs, gs, attrs: [F._adaptive_avg_pool_grad(gs[0], in_size=ins[0].shape[2:])],
+               doc="Average pooling to a fixed output size (bins as in PyTorch/MXNet: floor start, ceil end)."))
+
+
+def _adaptive_grad_infer(g, in_size):
+    if g.ndim != 4 or len(in_size) != 2 or g.shape[2] > in_size[0] or g.shape[3] > in_size[1]:
+        raise ShapeError(f"_adaptive_avg_pool_grad: gradient {g.shape} does not come from pooling an input of "
+                         f"spatial size {in_size}")
+    return like(g, g.shape[:2] + tuple(in_size))
+
+
+def _adaptive_grad_np(g, in_size):
+    mh, mw = _bins(in_size[0], g.shape[2]).astype(g.dtype), _bins(in_size[1], g.shape[3]).astype(g.dtype)
+    return np.ascontiguousarray(np.einsum("ih,ncij,jw->nchw", mh, g, mw)).astype(g.dtype, copy=False)
+
+
+register(OpDef("_adaptive_avg_pool_grad", infer=_adaptive_grad_infer, compute=_adaptive_grad_np,
+               inputs=("ograd",), attrs={"in_size": Attr("shape")},
+               gradient=lambda F, ins, outs, gs, attrs: [
+                   F._contrib_AdaptiveAvgPooling2D(gs[0], output_size=ins[0].shape[2:])],
+               doc="The gradient of _contrib_AdaptiveAvgPooling2D: each bin's gradient spread evenly over it."))

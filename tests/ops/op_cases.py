@@ -773,3 +773,25 @@ FD_EXEMPT.update({
     "argsort": "returns indices: piecewise constant, so no gradient flows into the data",
     "_is_training": "returns the run's training flag: a constant with no gradient",
 })
+
+
+def _adaptive(x, oh, ow):
+    """Bins [floor(i H / oh), ceil((i + 1) H / oh)) averaged one output at a time."""
+    H, W = x.shape[2:]
+    out = np.zeros(x.shape[:2] + (oh, ow))
+    for i, j in np.ndindex(oh, ow):
+        h0, h1 = (i * H) // oh, math.ceil((i + 1) * H / oh)
+        w0, w1 = (j * W) // ow, math.ceil((j + 1) * W / ow)
+        out[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
+    return out
+
+
+case("_contrib_AdaptiveAvgPooling2D", [U(1, 2, 5, 7)], {"output_size": (3, 2)}, lambda x: _adaptive(x, 3, 2))
+case("_contrib_AdaptiveAvgPooling2D", [U(2, 1, 4, 4)], {"output_size": 1}, lambda x: _adaptive(x, 1, 1))
+case("_adaptive_avg_pool_grad", [U(1, 2, 3, 2)], {"in_size": (5, 7)},
+     lambda g: sum(np.pad(np.full((1, 2, math.ceil((i + 1) * 5 / 3) - (i * 5) // 3, math.ceil((j + 1) * 7 / 2) - (j * 7) // 2),
+                                  1.0) * g[:, :, i:i + 1, j:j + 1]
+                          / ((math.ceil((i + 1) * 5 / 3) - (i * 5) // 3) * (math.ceil((j + 1) * 7 / 2) - (j * 7) // 2)),
+                          ((0, 0), (0, 0), ((i * 5) // 3, 5 - math.ceil((i + 1) * 5 / 3)),
+                           ((j * 7) // 2, 7 - math.ceil((j + 1) * 7 / 2))))
+                   for i in range(3) for j in range(2)))
