@@ -339,9 +339,9 @@ def _so_grad(F, ins, outs, gs, attrs):
     grad = pk - hot
     if attrs["use_ignore"] or attrs["normalization"] == "valid":
         valid = F._not_equal_scalar(lab, scalar=attrs["ignore_label"]) if attrs["use_ignore"] else F.ones_like(lab)
-        class_axis = x.ndim - 1 if ps else 1
         if attrs["use_ignore"]:
-            grad = grad * F.expand_dims(valid, axis=class_axis if (ps or mo) else 1)
+            # the class axis of grad: last with preserve_shape, else 1 (grad is (n, k) or (n, k, ...))
+            grad = grad * F.expand_dims(valid, axis=x.ndim - 1 if ps else 1)
     scale = attrs["grad_scale"]
     if attrs["normalization"] == "batch":
         scale = scale / x.shape[0]
