@@ -79,6 +79,10 @@ class OpDef:
     # The graph stays functional; eager mode and compiled blocks write the value back after
     # running (MXNet mutates in place; a pure graph keeps passes simple and correct).
     mutates: tuple = ()
+    # infer_missing(in_types with None for unknown, attrs) -> in_types with guesses filled in:
+    # what this op needs of inputs whose shape is not known yet (MXNet's files leave 0 in the
+    # begin-state shape of an RNN, to be filled from the data's batch size). Optional.
+    infer_missing: Callable | None = None
     doc: str = ""
 
     def input_names(self, attrs) -> tuple:

@@ -200,6 +200,11 @@ def check_plan(graph: Graph, plan: MemoryPlan) -> None:
             if id(n) in input_pos and (p is None or p.kind != "input" or p.index != input_pos[id(n)]):
                 raise MemoryPlanError(f"input {n.name} is not placed in its own caller buffer ({p})")
             continue
+        if n.is_const:
+            # a constant lives in its own caller-owned buffer (copied out when it is also an output)
+            if p is None or p.kind != "const":
+                raise MemoryPlanError(f"constant {name(k)} ('{n.name}') is not placed in a const buffer ({p})")
+            continue
         if p is None:
             raise MemoryPlanError(f"value {name(k)} ('{n.name}') has no placement")
         if p.nbytes != t.nbytes:

@@ -54,8 +54,9 @@ def fold_constants(graph: Graph) -> Graph:
             return None
         op = get_op(node.op)
         outs = op.run([v.node.attrs["value"] for v in node.inputs], node.attrs)
-        return [constant(np.asarray(o).astype(t.dtype, copy=False), f"{node.name}_folded", t.device).out()
-                for o, t in zip(outs, node.types)]
+        suffix = (lambda i: "") if len(node.types) == 1 else (lambda i: str(i))
+        return [constant(np.asarray(o).astype(t.dtype, copy=False), f"{node.name}_folded{suffix(i)}", t.device).out()
+                for i, (o, t) in enumerate(zip(outs, node.types))]
 
     return rebuild(graph, rule)
 

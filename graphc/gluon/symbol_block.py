@@ -14,6 +14,7 @@ from ..ops.errors import GraphcError
 from ..ops.graph import Graph
 from ..ops.attrs import _as_shape
 from ..ndarray import NDArray
+from ..passes.infer import Retyper
 from ..symbol import Symbol, current_trace, Trace
 from .block import HybridBlock
 from .cached_op import unflatten, flatten, tree_from_json
@@ -122,24 +123,18 @@ class SymbolBlock(HybridBlock):
         if len(leaves) != len(self._input_names):
             raise GraphcError(f"SymbolBlock: expects {len(self._input_names)} inputs {self._input_names}, "
                               f"got {len(leaves)}")
-        env = {}
+        builder = trace.builder
+        retype = Retyper(builder)
         for name, sym in zip(self._input_names, leaves):
             node = next(n for n in self._graph.nodes if n.is_var and n.name == name)
-            env[(id(node), 0)] = sym.value
-        builder = trace.builder
+            retype.bind(node, sym.value)
         for node in self._graph.nodes:
             if node.is_var:
-                if (id(node), 0) not in env:
-                    env[(id(node), 0)] = self._params_by_var[node.name].var().value
+                if (id(node), 0) not in retype.env:
+                    retype.bind(node, self._params_by_var[node.name].var().value)
                 continue
-            if node.is_const:
-                env[(id(node), 0)] = builder.const(node.attrs["value"]).value
-                continue
-            new = builder.emit(node.op, [env[(id(v.node), v.index)] for v in node.inputs],
-                               dict(node.attrs), node.name, dict(node.hints))
-            for i in range(len(node.types)):
-                env[(id(node), i)] = new.out(i)
-        outs = [builder.wrap(env[(id(v.node), v.index)]) for v in self._graph.outputs]
+            retype.emit(node)
+        outs = [builder.wrap(retype.lookup(v)) for v in self._graph.outputs]
         if self._output_tree is not None:
             return unflatten(outs, self._output_tree)
         return outs[0] if len(outs) == 1 else outs

@@ -202,62 +202,21 @@ def load_symbol_json(text: str, source: str = "<string>", data_names: Iterable[s
 
 # -- types ---------------------------------------------------------------------------------------
 def _hinted_type(node: Node):
-    """(shape with 0 = unknown, dtype) from a variable's __shape__/__dtype__ hints, or None."""
-    shape = None
-    text = node.hints.get("__shape__")
-    if isinstance(text, str):
-        try:
-            value = ast.literal_eval(text)
-            shape = (value,) if isinstance(value, int) else tuple(int(d) for d in value)
-        except (ValueError, SyntaxError, TypeError):
-            raise FormatError(f"variable {node.name!r}: __shape__ {text!r} is not a shape") from None
-    dtype = None
-    flag = node.hints.get("__dtype__")
-    if flag is not None:
-        try:
-            dtype = FROM_MXNET_FLAG[int(flag)]
-        except (KeyError, ValueError):
-            raise FormatError(f"variable {node.name!r}: __dtype__ {flag!r} is not an MXNet dtype flag") from None
-    return shape, dtype
+    from ..passes.infer import hinted_type
+    return hinted_type(node)
 
 
 def bind_types(graph: Graph, input_types: Mapping[str, TensorType]) -> Graph:
-    """Type an untyped graph: give each variable a type (from `input_types`, or from its
-    __shape__/__dtype__ hints when those are complete) and re-emit every operator through
-    GraphBuilder in order, so shape errors name the node that cannot take its inputs."""
+    """Type an untyped graph: each variable from `input_types`, or from its complete
+    __shape__/__dtype__ hints; operators are re-emitted in order (passes.infer.infer_types), so
+    shape errors name the node that cannot take its inputs."""
+    from ..passes.infer import infer_types
     names = {n.name for n in graph.nodes if n.is_var}
     unknown = sorted(set(input_types) - names)
     if unknown:
         raise GraphcError(f"graph {graph.name}: types given for {unknown}, which are not variables "
                           f"(variables: {sorted(names)})")
-    b = GraphBuilder(graph.name)
-    new: dict[int, Node] = {}
-    for node in graph.nodes:
-        if node.is_var:
-            hint_shape, hint_dtype = _hinted_type(node)
-            t = input_types.get(node.name)
-            if t is None:
-                if hint_shape is None or 0 in hint_shape or not hint_shape:
-                    hint = node.hints.get("__shape__")
-                    why = "it has no __shape__ hint" if hint is None else f"its __shape__ {hint} is incomplete (0 = unknown)"
-                    raise GraphcError(f"graph {graph.name}: no type given for variable {node.name!r}, and {why}")
-                t = TensorType(hint_shape, hint_dtype or "float32")
-            elif hint_shape and (len(hint_shape) != len(t.shape) or
-                                 any(h and h != d for h, d in zip(hint_shape, t.shape))):
-                raise ShapeError(f"graph {graph.name}: variable {node.name!r} is given shape {t.shape} but the "
-                                 f"file says __shape__ {node.hints['__shape__']} (0 = unknown)")
-            hints = {k: v for k, v in node.hints.items() if k != "kind"}
-            new[id(node)] = b.var(node.name, t, node.hints.get("kind", "input"), hints).value.node
-        elif node.is_const:
-            c = constant(node.attrs["value"], node.name)
-            b.nodes.append(c)
-            new[id(node)] = c
-        else:
-            inputs = [Value(new[id(v.node)], v.index) for v in node.inputs]
-            new[id(node)] = b.emit(node.op, inputs, dict(node.attrs), node.name, dict(node.hints))
-    inputs = [new[id(n)] for n in graph.inputs]
-    outputs = [Value(new[id(v.node)], v.index) for v in graph.outputs]
-    return Graph(b.nodes, inputs, outputs, graph.name, graph.output_tree)
+    return infer_types(graph, dict(input_types))
 
 
 # -- writing -------------------------------------------------------------------------------------

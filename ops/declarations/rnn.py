@@ -316,8 +316,17 @@ def _rnn_grad(F, ins, outs, gs, attrs):
     return list(grads) if isinstance(grads, (tuple, list)) else [grads]
 
 
+def _rnn_infer_missing(in_types, attrs):
+    """Begin states of unknown batch size take the data's: (num_layers*directions, N, state_size)."""
+    data = in_types[0]
+    if data is None:
+        return in_types
+    want = like(data, (attrs["num_layers"] * directions(attrs), data.shape[1], attrs["state_size"]))
+    return [t if t is not None or i < 2 else want for i, t in enumerate(in_types)]
+
+
 register(OpDef("RNN", infer=_rnn_infer, compute=_rnn_np, inputs=_rnn_inputs, attrs=_RNN_ATTRS,
-               gradient=_rnn_grad, num_outputs=lambda a: num_visible(a) + int(has_mask(a)),
+               gradient=_rnn_grad, infer_missing=_rnn_infer_missing, num_outputs=lambda a: num_visible(a) + int(has_mask(a)),
                num_visible_outputs=num_visible, random=True, uses_training=True,
                doc="MXNet's fused RNN: stacked (bi)directional vanilla RNN, LSTM or GRU over (T, N, C) data."))
 
