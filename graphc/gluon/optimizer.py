@@ -283,17 +283,23 @@ class Adam(Optimizer):
             g += tmp
         if self._clipping():
             np.clip(g, -self.clip_gradient, self.clip_gradient, out=g)
-        mean *= self.beta1
-        mean += (1.0 - self.beta1) * g
-        var *= self.beta2
-        np.square(g, out=g)
-        g *= 1.0 - self.beta2
-        var += g
-        np.sqrt(var, out=g)
-        g += self.epsilon
-        np.divide(mean, g, out=g)
+        _adam_direction(g, mean, var, self.beta1, self.beta2, self.epsilon)
         g *= lr
         w -= g
+
+
+def _adam_direction(g, mean, var, beta1, beta2, epsilon):
+    """Update Adam's moments with gradient g, then overwrite g with mean / (sqrt(var) + eps):
+    the step direction Adam and AdamW share (they differ in where weight decay enters)."""
+    mean *= beta1
+    mean += (1.0 - beta1) * g
+    var *= beta2
+    np.square(g, out=g)
+    g *= 1.0 - beta2
+    var += g
+    np.sqrt(var, out=g)
+    g += epsilon
+    np.divide(mean, g, out=g)
 
 
 @register
@@ -321,15 +327,7 @@ class AdamW(Optimizer):
         w = weight._data
         mean, var = state[0]._data, state[1]._data
         g = self._rescaled(grad._data, self._scratch(w))
-        mean *= self.beta1
-        mean += (1.0 - self.beta1) * g
-        var *= self.beta2
-        np.square(g, out=g)
-        g *= 1.0 - self.beta2
-        var += g
-        np.sqrt(var, out=g)
-        g += self.epsilon
-        np.divide(mean, g, out=g)
+        _adam_direction(g, mean, var, self.beta1, self.beta2, self.epsilon)
         if wd != 0:
             tmp = self._scratch(w, 1)
             np.multiply(w, wd, out=tmp)
