@@ -20,18 +20,22 @@ def _check_count(op, xs, num_args):
         raise ShapeError(f"{op}: num_args={num_args} but {len(xs)} inputs were given")
 
 
-def _concat_infer(*xs, num_args, dim):
-    _check_count("Concat", xs, num_args)
-    same_dtype("Concat", *xs)
-    first = xs[0]
-    a = normalize_axes(dim, first.ndim, "Concat")[0]
-    for x in xs[1:]:
-        if x.ndim != first.ndim or x.shape[:a] + x.shape[a + 1:] != first.shape[:a] + first.shape[a + 1:]:
-            raise ShapeError(f"Concat: input shapes {first.shape} and {x.shape} differ outside dimension {dim}")
-    return like(first, first.shape[:a] + (sum(x.shape[a] for x in xs),) + first.shape[a + 1:])
+def concat_infer(op_name):
+    """Concat's shape rule, under the name of the operator that uses it (Concat and MXNet's
+    _rnn_param_concat are the same computation)."""
+    def infer(*xs, num_args, dim):
+        _check_count(op_name, xs, num_args)
+        same_dtype(op_name, *xs)
+        first = xs[0]
+        a = normalize_axes(dim, first.ndim, op_name)[0]
+        for x in xs[1:]:
+            if x.ndim != first.ndim or x.shape[:a] + x.shape[a + 1:] != first.shape[:a] + first.shape[a + 1:]:
+                raise ShapeError(f"{op_name}: input shapes {first.shape} and {x.shape} differ outside dimension {dim}")
+        return like(first, first.shape[:a] + (sum(x.shape[a] for x in xs),) + first.shape[a + 1:])
+    return infer
 
 
-def _concat_grad(F, ins, outs, gs, attrs):
+def concat_grad(F, ins, outs, gs, attrs):
     a = attrs["dim"] % ins[0].ndim
     grads, start = [], 0
     for x in ins:
@@ -40,9 +44,9 @@ def _concat_grad(F, ins, outs, gs, attrs):
     return grads
 
 
-register(OpDef("Concat", infer=_concat_infer, inputs=_variadic,
+register(OpDef("Concat", infer=concat_infer("Concat"), inputs=_variadic,
                compute=lambda *xs, num_args, dim: np.concatenate(xs, axis=dim),
-               attrs={"num_args": Attr("int"), "dim": Attr("int", 1)}, gradient=_concat_grad,
+               attrs={"num_args": Attr("int"), "dim": Attr("int", 1)}, gradient=concat_grad,
                aliases=("concat",)))
 
 

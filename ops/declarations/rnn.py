@@ -36,6 +36,7 @@ from ..attrs import Attr
 from ..errors import OpAttributeError, ShapeError
 from ..registry import OpDef, register
 from .common import same_dtype, like
+from .join import concat_infer, concat_grad
 
 GATES = {"rnn_relu": 1, "rnn_tanh": 1, "lstm": 4, "gru": 3}
 
@@ -411,31 +412,7 @@ def _variadic(attrs):
     return tuple(f"arg{i}" for i in range(attrs["num_args"]))
 
 
-def _param_concat_infer(*xs, num_args, dim):
-    if len(xs) != num_args or num_args < 1:
-        raise ShapeError(f"_rnn_param_concat: num_args={num_args} but {len(xs)} inputs were given")
-    same_dtype("_rnn_param_concat", *xs)
-    first = xs[0]
-    if not -first.ndim <= dim < first.ndim:
-        raise ShapeError(f"_rnn_param_concat: dim {dim} is out of range for inputs of shape {first.shape}")
-    a = dim % first.ndim
-    for x in xs[1:]:
-        if x.ndim != first.ndim or x.shape[:a] + x.shape[a + 1:] != first.shape[:a] + first.shape[a + 1:]:
-            raise ShapeError(f"_rnn_param_concat: input shapes {first.shape} and {x.shape} differ outside "
-                             f"dimension {dim}")
-    return like(first, first.shape[:a] + (sum(x.shape[a] for x in xs),) + first.shape[a + 1:])
-
-
-def _param_concat_grad(F, ins, outs, gs, attrs):
-    a = attrs["dim"] % ins[0].ndim
-    grads, start = [], 0
-    for x in ins:
-        grads.append(F.slice_axis(gs[0], axis=a, begin=start, end=start + x.shape[a]))
-        start += x.shape[a]
-    return grads
-
-
-register(OpDef("_rnn_param_concat", infer=_param_concat_infer, inputs=_variadic,
+register(OpDef("_rnn_param_concat", infer=concat_infer("_rnn_param_concat"), inputs=_variadic,
                compute=lambda *xs, num_args, dim: np.concatenate(xs, axis=dim),
-               attrs={"num_args": Attr("int"), "dim": Attr("int", 1)}, gradient=_param_concat_grad,
+               attrs={"num_args": Attr("int"), "dim": Attr("int", 1)}, gradient=concat_grad,
                doc="Concat for Gluon's packed RNN parameters (flattened weights and biases along dim 0)."))
