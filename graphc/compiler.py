@@ -6,6 +6,7 @@ it never runs a pass itself, so that the design's layering holds (front end -> p
 <- runtime) and so that every step shows up where people look: `GRAPHC_DUMP=fuse_elementwise`
 (or 1/all) prints the fused graph, `GRAPHC_DUMP=plan_memory` the memory plan. The order:
 
+    [passes.pipeline.INFERENCE (fold_batchnorm) when training=False] ->
     passes.pipeline.LOWER (fuse_elementwise) -> plan_memory -> check_plan -> runtime.build_program
 
 This module only sequences; what each step does lives in its own module.
@@ -16,7 +17,7 @@ import sys
 
 from .ops.graph import Graph, verify
 from .passes.memory import check_plan, plan_memory
-from .passes.pipeline import LOWER, dump_wanted
+from .passes.pipeline import INFERENCE, LOWER, dump_wanted
 from .runtime import build_program
 
 
@@ -31,7 +32,7 @@ def compile_graph(graph: Graph, *, training: bool = False, cache: bool = True, c
     compile, under 2% of a load from the disk cache, 4-6% of an in-memory cache hit that itself
     takes 1-30 ms; hybridized blocks reach this function once per input signature)."""
     verify(graph, check_inference=False)
-    fused = LOWER(graph, check=check)
+    fused = LOWER(graph if training else INFERENCE(graph, check=check), check=check)
     plan = plan_memory(fused)
     if check is None or check:
         check_plan(fused, plan)

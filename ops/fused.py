@@ -8,6 +8,12 @@ backend may read them without importing a pass:
 - `_fused_elementwise`: a chain/tree of Elementwise operators; one loop over the output.
 - `_fused_reduce`: an elementwise prologue feeding one Reduction (e.g. sum(x*x)).
 - `_fused_gemm`: a GEMM (dot, batch_dot, FullyConnected) with an elementwise epilogue.
+- `_fused_conv`: a convolution (Convolution, Deconvolution) with an elementwise epilogue
+  (bias, folded BatchNorm, activation, residual add) over its output.
+
+Convolutions also need facts both sides share: `conv_geometry` (the forward convolution a
+convolution-family node is, or is the transpose/gradient of) and `scratch_bytes` (the arena
+scratch a step needs for im2col columns: the memory planner reserves it, the backend uses it).
 
 A fused node's `body` attribute is a `FusedBody`: a small Graph with one variable per external
 input, the original operators, and one output. This module never decides grouping (that is the
@@ -15,12 +21,16 @@ pass) and never generates code (that is the runtime).
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 from .graph import Graph, Node, variable, format_graph
 from .registry import Elementwise, Reduction, Library, get_op, has_op
 
 FUSED_ELEMENTWISE = "_fused_elementwise"
 FUSED_REDUCE = "_fused_reduce"
 FUSED_GEMM = "_fused_gemm"
+FUSED_CONV = "_fused_conv"
 # dtypes the native backends compute in; anything else stays on the host reference
 NATIVE_DTYPES = frozenset({"float32", "float64", "int32", "int64", "bool"})
 
@@ -82,6 +92,152 @@ def is_gemm(node: Node) -> bool:
     return isinstance(low, Library) and low.routine == "gemm" and node.types[0].dtype in ("float32", "float64")
 
 
+# -- convolutions ------------------------------------------------------------------------------
+
+# op name -> role. 'forward': y = conv(x, w) (inputs data, weight[, bias]); 'transposed':
+# x = convᵀ(y, w) (Deconvolution's data, weight[, bias]; `_conv_data_grad`'s ograd, weight);
+# 'weight_grad': w = dconv/dw(dy, x) (`_conv_weight_grad`'s ograd, data).
+CONV_ROLES = {"Convolution": "forward", "Deconvolution": "transposed",
+              "_conv_data_grad": "transposed", "_conv_weight_grad": "weight_grad"}
+CONV_LAYOUTS = (None, "NCW", "NCHW", "NCDHW")
+# im2col columns for this many bytes at most per step: more images than fit are done in chunks
+SCRATCH_BUDGET = 8 << 20
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """The forward convolution a convolution-family node computes, is the transpose of, or is the
+    gradient of: images of `channels` x `in_size` -> `filters` x `out_size`, weight
+    (filters, channels/groups, *kernel). For Deconvolution, `in_size` is the deconvolution's
+    output and `out_size` its input (the convolution it transposes)."""
+    batch: int
+    channels: int
+    filters: int
+    groups: int
+    in_size: tuple
+    out_size: tuple
+    kernel: tuple
+    stride: tuple
+    dilate: tuple
+    pad: tuple
+    dtype: str
+
+    @property
+    def taps(self) -> int:
+        return math.prod(self.kernel)
+
+    @property
+    def col_rows(self) -> int:
+        """Rows of an image's im2col matrix: (channel, tap) pairs, group-major."""
+        return self.channels * self.taps
+
+    @property
+    def col_elems(self) -> int:
+        return self.col_rows * math.prod(self.out_size)
+
+    @property
+    def pointwise(self) -> bool:
+        """1x1, stride 1, no padding: the image itself is the column matrix (a plain GEMM)."""
+        return all(k == 1 for k in self.kernel) and all(s == 1 for s in self.stride) and not any(self.pad)
+
+    @property
+    def depthwise(self) -> bool:
+        """One filter per input channel: a direct loop beats im2col + C GEMMs of one row."""
+        return self.groups == self.channels == self.filters and self.groups > 1
+
+
+def _spatial(value, nd, default):
+    if value is None or value == ():
+        return (default,) * nd
+    value = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    return value * nd if len(value) == 1 and nd > 1 else value
+
+
+def conv_geometry(node: Node):
+    """The ConvGeometry of a convolution-family node, or None when it does not lower natively
+    (an unknown role, a channels-last layout, a dtype other than float32/float64)."""
+    role = CONV_ROLES.get(node.op)
+    if role is None or node.is_var or node.is_const:
+        return None
+    attrs = node.attrs
+    if attrs.get("layout") not in CONV_LAYOUTS:
+        return None
+    out = node.types[0]
+    if out.dtype not in ("float32", "float64") or any(v.type.dtype != out.dtype for v in node.inputs):
+        return None
+    if role == "forward":           # (data, weight): data is the image
+        img, res = node.inputs[0].type.shape, out.shape
+    elif role == "transposed":      # (data or ograd, weight): the output is the image
+        img, res = out.shape, node.inputs[0].type.shape
+    else:                           # (ograd, data): dw has the weight's shape
+        img, res = node.inputs[1].type.shape, node.inputs[0].type.shape
+    nd = len(img) - 2
+    if nd < 1 or len(res) != nd + 2:
+        return None
+    wshape = out.shape if role == "weight_grad" else node.inputs[1].type.shape
+    pad = attrs.get("pad")
+    if node.op == "Deconvolution":
+        # target_shape overrides pad (and adj); the declaration knows how
+        from .declarations.conv import deconv_geometry
+        pad = deconv_geometry(res[2:], attrs["kernel"], attrs["stride"], attrs["dilate"], attrs["pad"],
+                              attrs["adj"], attrs["target_shape"])[3]
+    groups = int(attrs.get("num_group") or 1)
+    kernel = tuple(wshape[2:])
+    g = ConvGeometry(batch=img[0], channels=img[1], filters=res[1], groups=groups, in_size=tuple(img[2:]),
+                     out_size=tuple(res[2:]), kernel=kernel, stride=_spatial(attrs.get("stride"), nd, 1),
+                     dilate=_spatial(attrs.get("dilate"), nd, 1), pad=_spatial(pad, nd, 0),
+                     dtype=out.dtype)
+    if len(g.stride) != nd or len(g.dilate) != nd or len(g.pad) != nd or g.channels % groups or g.filters % groups:
+        return None
+    # the result's size must be the convolution's (Deconvolution's adj only ever leaves trailing
+    # image positions that no result position reaches)
+    for i, o, k, s, d, p in zip(g.in_size, g.out_size, g.kernel, g.stride, g.dilate, g.pad):
+        if o != (i + 2 * p - d * (k - 1) - 1) // s + 1:
+            return None
+    # every role's weight is (filters, channels/groups, *kernel) of the forward convolution
+    if tuple(wshape[:2]) != (g.filters, g.channels // groups):
+        return None
+    return g
+
+
+def uses_im2col(node: Node, g: ConvGeometry) -> bool:
+    role = CONV_ROLES[node.op]
+    if g.pointwise and g.groups == 1:
+        return False
+    if role == "forward" and g.depthwise:
+        return False
+    return True
+
+
+def conv_chunk(g: ConvGeometry) -> int:
+    """Images whose im2col columns one step builds at once (all of them when they fit)."""
+    per_image = g.col_elems * (4 if g.dtype == "float32" else 8)
+    return max(1, min(g.batch, SCRATCH_BUDGET // max(per_image, 1)))
+
+
+def conv_node_of(node: Node):
+    """The convolution-family node a (fused) node lowers around, or None."""
+    if node.op == FUSED_CONV:
+        return next(n for n in node.attrs["body"].graph.nodes if n.op in CONV_ROLES)
+    return node if node.op in CONV_ROLES else None
+
+
+def scratch_bytes(node: Node) -> int:
+    """Arena bytes a step needs while it runs and never after (im2col columns)."""
+    conv = conv_node_of(node)
+    if conv is None:
+        return 0
+    g = conv_geometry(conv)
+    if g is None or not uses_im2col(conv, g):
+        return 0
+    return conv_chunk(g) * g.col_elems * (4 if g.dtype == "float32" else 8)
+
+
+def is_conv(node: Node) -> bool:
+    """A convolution that lowers natively and may take an elementwise epilogue."""
+    return node.op in ("Convolution", "Deconvolution") and conv_geometry(node) is not None
+
+
 def body_of(node: Node) -> Graph:
     """The group a node stands for: a fused node's body, or a one-node graph for any other op."""
     if node.op.startswith("_fused"):
@@ -101,5 +257,6 @@ def format_fused(graph: Graph) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["FUSED_ELEMENTWISE", "FUSED_REDUCE", "FUSED_GEMM", "NATIVE_DTYPES", "FusedBody",
-           "is_elementwise", "is_reduction", "is_gemm", "body_of", "format_fused"]
+__all__ = ["FUSED_ELEMENTWISE", "FUSED_REDUCE", "FUSED_GEMM", "FUSED_CONV", "NATIVE_DTYPES", "FusedBody",
+           "is_elementwise", "is_reduction", "is_gemm", "is_conv", "body_of", "format_fused", "CONV_ROLES",
+           "ConvGeometry", "conv_geometry", "uses_im2col", "conv_chunk", "conv_node_of", "scratch_bytes"]

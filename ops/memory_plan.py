@@ -45,6 +45,9 @@ class MemoryPlan:
     inplace: list = field(default_factory=list)   # (step, input key, output key)
     consts: list = field(default_factory=list)    # constant nodes, in 'const' index order
     copies_to_output: list = field(default_factory=list)  # (output position, value key) copied at the end
+    # id(step node) -> arena Placement of bytes that step may use while it runs (im2col columns);
+    # they hold nothing before or after it, so they may share bytes with values not live then
+    scratch: dict = field(default_factory=dict)
 
     def placement(self, value) -> Placement:
         return self.placements[(id(value.node), value.index)]
@@ -64,6 +67,9 @@ class MemoryPlan:
                 lv = self.live.get((id(n), i))
                 lines.append(f"  {names[(id(n), i)]}: {p.nbytes} bytes at {where}{extra}"
                              + (f", live {lv[0]}..{lv[1]}" if lv else ""))
+            sp = self.scratch.get(id(n))
+            if sp is not None:
+                lines.append(f"  scratch of {n.name}: {sp.nbytes} bytes at arena+{sp.offset}")
         return "\n".join(lines)
 
 

@@ -10,6 +10,8 @@ group's inputs, the original operators, one output):
 - `_fused_gemm`: a GEMM (dot, batch_dot, FullyConnected) with an elementwise epilogue that
   consumes its output (bias add, activation, ...); the epilogue runs over the GEMM's output
   right after the library call, in place.
+- `_fused_conv`: the same for a convolution (Convolution, Deconvolution): bias, a folded
+  BatchNorm's scale and shift, activation, a residual add, run over the output in place.
 
 A node joins its consumer's group only when every use of it is inside that group and it is not
 a graph output, so nothing is computed twice and nothing the caller sees disappears. Scalar
@@ -21,8 +23,8 @@ This pass decides grouping only; it never generates code. What a fused node is (
 """
 from __future__ import annotations
 
-from graphc.ops.fused import (FUSED_ELEMENTWISE, FUSED_REDUCE, FUSED_GEMM, FusedBody,
-                              is_elementwise, is_reduction, is_gemm)
+from graphc.ops.fused import (FUSED_ELEMENTWISE, FUSED_REDUCE, FUSED_GEMM, FUSED_CONV, FusedBody,
+                              is_elementwise, is_reduction, is_gemm, is_conv)
 from graphc.ops.graph import Graph, Node, Value, variable
 
 
@@ -66,9 +68,10 @@ def fuse_elementwise(graph: Graph) -> Graph:
             members[gid].append(p)
             frontier.extend(v.node for v in p.inputs)
 
-    # GEMM epilogues: a GEMM whose only use is an elementwise group of its own output shape
+    # GEMM and convolution epilogues: one whose only use is an elementwise group of its own
+    # output shape
     for node in graph.nodes:
-        if not is_gemm(node) or (id(node), 0) in outputs or len(node.types) != 1:
+        if not (is_gemm(node) or is_conv(node)) or (id(node), 0) in outputs or len(node.types) != 1:
             continue
         us = users.get(id(node), [])
         gids = {group_of.get(id(u)) for u, _ in us}
@@ -85,7 +88,7 @@ def fuse_elementwise(graph: Graph) -> Graph:
             continue
         group_of[id(node)] = gid
         members[gid].append(node)
-        kind[gid] = "gemm"
+        kind[gid] = "conv" if is_conv(node) else "gemm"
 
     order = {id(n): i for i, n in enumerate(graph.nodes)}
     env = {}               # (id(old node), index) -> new Value
@@ -149,7 +152,7 @@ def _make_fused(group, root, kind, new_value) -> Node:
         body_env[(id(n), 0)] = c.out()
     vars_ = list(body_vars.values())
     body = Graph(vars_ + body_nodes, vars_, [body_env[(id(root), 0)]], name=f"{root.name}_body")
-    op = {"elementwise": FUSED_ELEMENTWISE, "reduce": FUSED_REDUCE, "gemm": FUSED_GEMM}[kind]
+    op = {"elementwise": FUSED_ELEMENTWISE, "reduce": FUSED_REDUCE, "gemm": FUSED_GEMM, "conv": FUSED_CONV}[kind]
     return Node(op, ext_inputs, {"body": FusedBody(body)}, f"fused_{root.name}", root.types, root.hints)
 
 

@@ -5,6 +5,8 @@ output over an input that dies at that node (in-place), lets views share their i
 and packs everything else into one arena per device at 64-byte aligned offsets (greedy by
 size: the largest storage takes the lowest offset that no storage live at the same time holds).
 Graph inputs, constants and graph outputs never live in the arena: the caller owns them.
+A step that needs working space (`graphc.ops.fused.scratch_bytes`: a convolution's im2col
+columns) gets arena bytes live at that step only, apart from every value live there.
 
 `check_plan(graph, plan)` proves the plan safe from the graph alone: no two values that are
 live at the same time share a byte, except a view with its base and an in-place pair at the
@@ -16,7 +18,7 @@ This module decides offsets; it never allocates memory or generates code.
 """
 from __future__ import annotations
 
-from graphc.ops.fused import FUSED_ELEMENTWISE
+from graphc.ops.fused import FUSED_ELEMENTWISE, scratch_bytes
 from graphc.ops.graph import Graph, Node, value_names
 from graphc.ops.memory_plan import ALIGN, MemoryPlan, MemoryPlanError, Placement, is_view_node
 from graphc.ops.registry import Elementwise, get_op, has_op
@@ -139,6 +141,14 @@ def plan_memory(graph: Graph, inplace: bool = True) -> MemoryPlan:
                 st = storages[storage_of[root(k)]]
                 st["end"] = max(st["end"], live[k][1])
 
+    scratch_keys = {}
+    for s, n in enumerate(steps):
+        nbytes = scratch_bytes(n)
+        if nbytes:
+            key = ("scratch", id(n))
+            storages[key] = {"members": [], "start": s, "end": s, "nbytes": nbytes, "device": n.types[0].device}
+            scratch_keys[id(n)] = key
+
     arena_size, offsets = {}, {}
     by_device = {}
     for key, st in storages.items():
@@ -168,8 +178,10 @@ def plan_memory(graph: Graph, inplace: bool = True) -> MemoryPlan:
         if base is not None:
             node = next(n for n in steps if id(n) == k[0])
             placements[k] = Placement(base.kind, base.index, base.offset, node.types[0].nbytes, base.device)
+    scratch = {nid: Placement("arena", 0, offsets[key], storages[key]["nbytes"], storages[key]["device"])
+               for nid, key in scratch_keys.items()}
     live_t = {k: tuple(v) for k, v in live.items()}
-    return MemoryPlan(steps, placements, arena_size, live_t, views, inplace_pairs, consts, copies)
+    return MemoryPlan(steps, placements, arena_size, live_t, views, inplace_pairs, consts, copies, scratch)
 
 
 def check_plan(graph: Graph, plan: MemoryPlan) -> None:
@@ -230,6 +242,22 @@ def check_plan(graph: Graph, plan: MemoryPlan) -> None:
         while k in plan.views:
             k = plan.views[k]
         return k
+
+    for s, n in enumerate(steps):
+        need = scratch_bytes(n)
+        p = plan.scratch.get(id(n))
+        if not need:
+            continue
+        if p is None or p.kind != "arena" or p.nbytes < need:
+            raise MemoryPlanError(f"step '{n.name}' needs {need} bytes of scratch but the plan gives {p}")
+        if p.offset % ALIGN or p.offset + p.nbytes > plan.arena_size.get(p.device, 0):
+            raise MemoryPlanError(f"scratch of '{n.name}' at arena {p.offset}..{p.offset + p.nbytes} is misaligned "
+                                  f"or past the arena ({plan.arena_size.get(p.device, 0)} bytes)")
+        key = ("scratch", id(n))
+        by_key[key] = (n, None)
+        names[key] = f"scratch of {names.get((id(n), 0), n.name)}"
+        live[key] = [s, s]
+        arena.append((key, p))
 
     inplace_ok = set()
     for s, ik, ok in plan.inplace:

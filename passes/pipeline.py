@@ -4,9 +4,10 @@ GRAPHC_DUMP=1 (or =all) prints the graph after every pass; GRAPHC_DUMP=fold_cons
 prints after the named ones. Under GRAPHC_VERIFY=1 (the tests set it) the verifier runs
 between passes, so a pass that breaks an invariant is caught where it happens.
 
-Two pipelines: SIMPLIFY (the front end runs it on every traced graph) and LOWER (what a graph
-goes through just before a backend takes it; `graphc.compiler.compile_graph` runs it, then
-plans memory)."""
+Three pipelines: SIMPLIFY (the front end runs it on every traced graph), INFERENCE (rewrites
+valid only when the graph runs for inference, e.g. folding BatchNorm into convolutions;
+`graphc.compiler.compile_graph` runs it when training=False) and LOWER (what a graph goes
+through just before a backend takes it; compile_graph runs it, then plans memory)."""
 from __future__ import annotations
 
 import os
@@ -15,6 +16,7 @@ from typing import Callable
 
 from graphc.ops.graph import Graph, verify
 
+from .fold_batchnorm import fold_batchnorm_inference
 from .fuse import fuse_elementwise
 from .simplify import (eliminate_dead_code, eliminate_common_subexpressions, fold_constants,
                        simplify_algebra)
@@ -53,6 +55,9 @@ class Pipeline:
 SIMPLIFY = Pipeline([eliminate_dead_code, eliminate_common_subexpressions, fold_constants,
                      simplify_algebra, eliminate_common_subexpressions, eliminate_dead_code],
                     "simplify")
+# only for graphs compiled for inference: BatchNorm's moving statistics are then constants of
+# the run, so it folds into the convolution before it (the fold leaves dead nodes behind)
+INFERENCE = Pipeline([fold_batchnorm_inference, eliminate_dead_code], "inference")
 # the last graph-to-graph step before a backend: its `_fused_*` nodes are what a backend lowers.
 # Memory planning follows it in graphc.compiler: it is an analysis (Graph -> MemoryPlan), not a
 # Graph -> Graph pass, and a plan holds only for the exact graph it was made from.

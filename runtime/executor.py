@@ -196,12 +196,13 @@ class Program:
 
 
 def _slot_of(placement, n_in, n_out, n_c, arena_slot):
+    """(argument slot, byte offset): a kernel may bind part of a buffer (one image of a batch)."""
     if placement.kind == "input":
-        return placement.index, 0
+        return placement.index, placement.offset
     if placement.kind == "output":
-        return n_in + placement.index, 0
+        return n_in + placement.index, placement.offset
     if placement.kind == "const":
-        return n_in + n_out + placement.index, 0
+        return n_in + n_out + placement.index, placement.offset
     return arena_slot[placement.device], placement.offset
 
 

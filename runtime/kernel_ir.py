@@ -117,10 +117,14 @@ class Accumulate:
 
 @dataclass
 class Loop:
+    """parallel: worth splitting across CPU threads (its iterations are independent).
+    independent: iterations are independent whether or not threading pays on the CPU (a GPU
+    renderer may give each iteration its own thread)."""
     var: str
     extent: int
     body: list
     parallel: bool = False
+    independent: bool = False
 
     def lines(self, indent):
         head = f"{indent}{'parallel ' if self.parallel else ''}for {self.var} in 0..{self.extent}:"
@@ -152,13 +156,21 @@ class Gemm:
     stride_c: int = 0
     alpha: float = 1.0
     beta: float = 0.0
+    # element offsets of the first matrix in a, b and c (one image or group of a convolution)
+    off_a: int = 0
+    off_b: int = 0
+    off_c: int = 0
 
     def lines(self, indent):
         ta = "ᵀ" if self.trans_a else ""
         tb = "ᵀ" if self.trans_b else ""
         bt = f"batch {self.batch} " if self.batch > 1 else ""
-        return [f"{indent}{bt}gemm {self.c}[{self.m}x{self.n}] = {self.a}{ta} @ {self.b}{tb}  "
-                f"(k={self.k}, ld={self.lda}/{self.ldb}/{self.ldc}, {SHORT[self.dtype]})"]
+
+        def at(name, off):
+            return f"{name}+{off}" if off else name
+        acc = f" + {self.beta!r}*{self.c}" if self.beta else ""
+        return [f"{indent}{bt}gemm {at(self.c, self.off_c)}[{self.m}x{self.n}] = {at(self.a, self.off_a)}{ta} @ "
+                f"{at(self.b, self.off_b)}{tb}{acc}  (k={self.k}, ld={self.lda}/{self.ldb}/{self.ldc}, {SHORT[self.dtype]})"]
 
 
 @dataclass

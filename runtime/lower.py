@@ -379,6 +379,10 @@ def lower_node(node: Node, plan: MemoryPlan, names: _Names) -> list:
                                 ep_bufs, "out", frozenset({"out"}))
         steps.append(KernelStep(ek, {"out": pl_out[0], **dict(zip(bufs_in, pl_in))}))
         return steps
+    # convolutions and pooling: runtime/conv_steps.py
+    conv_steps = lower_conv_family(node, plan, names, pl_in, pl_out)
+    if conv_steps is not None:
+        return conv_steps
     return host
 
 
@@ -457,3 +461,6 @@ def lower_graph(graph: Graph, plan: MemoryPlan) -> list:
 
 __all__ = ["KernelStep", "HostStep", "lower_graph", "lower_node", "compose", "elementwise_kernel",
            "reduction_kernel", "gemm_statement", "PARALLEL_WORK"]
+
+
+from .conv_steps import lower_conv_family  # noqa: E402  (it builds on the helpers above)

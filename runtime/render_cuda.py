@@ -306,6 +306,26 @@ def _render_nest_sequence(kernel: Kernel, head: str, em: "_Emitter"):
     return "\n".join(lines) + "\n", {"block": BLOCK, "grid": 1}
 
 
+def _render_outer_independent(kernel, head, em, kept, inner):
+    lines = [head, "{"]
+    total = math.prod(l.extent for l in kept)
+    lines.append(f"  for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < {total}LL; "
+                 f"t += (long long)gridDim.x * blockDim.x) {{")
+    rest = "t"
+    for d in reversed(range(len(kept))):
+        l = kept[d]
+        em.names[l.var] = l.var
+        if d == 0:
+            lines.append(f"    const long long {l.var} = {rest};")
+        else:
+            lines.append(f"    const long long {l.var} = {rest} % {l.extent}LL;")
+            lines.append(f"    const long long q{d} = {rest} / {l.extent}LL;")
+            rest = f"q{d}"
+    em.stmts(inner, lines, "    ")
+    lines += ["  }", "}"]
+    return "\n".join(lines) + "\n", {"block": BLOCK, "grid": "auto"}
+
+
 def render_cuda_module(kernels) -> str:
     """One translation unit holding every kernel (the helper prelude once)."""
     return PRELUDE.lstrip() + "\n" + "\n".join(_render(k)[0] for k in kernels)
@@ -356,6 +376,10 @@ def _render(kernel: Kernel):
         kept.append(inner[0])
         inner = inner[0].body
     decl = next((s for s in inner if isinstance(s, DeclareAcc)), None)
+    if decl is None and kept and (kept[0].independent or kept[0].parallel):
+        # independent outer iterations (an image-channel plane of im2col, pooling, a depthwise
+        # convolution), each a sequence of nests: one thread per iteration runs them in order
+        return _render_outer_independent(kernel, head, em, kept, inner)
     if decl is None:
         return _render_nest_sequence(kernel, head, em)
     if kept:
@@ -426,9 +450,9 @@ def _render_gemm(kernel, g: Gemm, head):
   // C[m,n] = alpha * op(A)[m,k] @ op(B)[k,n] + beta * C, row-major, {TILE}x{TILE} shared tiles
   const int M = {g.m}, N = {g.n}, K = {g.k};
   const bool ta = {str(g.trans_a).lower()}, tb = {str(g.trans_b).lower()};
-  const long long a_off = (long long)blockIdx.z * {g.stride_a}LL;
-  const long long b_off = (long long)blockIdx.z * {g.stride_b}LL;
-  const long long c_off = (long long)blockIdx.z * {g.stride_c}LL;
+  const long long a_off = {g.off_a}LL + (long long)blockIdx.z * {g.stride_a}LL;
+  const long long b_off = {g.off_b}LL + (long long)blockIdx.z * {g.stride_b}LL;
+  const long long c_off = {g.off_c}LL + (long long)blockIdx.z * {g.stride_c}LL;
   __shared__ {t} As[{TILE}][{TILE} + 1];
   __shared__ {t} Bs[{TILE}][{TILE} + 1];
   const int ty = threadIdx.y, tx = threadIdx.x;

@@ -409,6 +409,12 @@ def emit_gemm(b, g: Gemm, ptrs):
     tp = ty.as_pointer()
     row_major, no_trans, trans = 101, 111, 112
     a, bm, c = ptrs[g.a], ptrs[g.b], ptrs[g.c]
+    if g.off_a:
+        a = b.gep(a, [_c(I64, g.off_a)], inbounds=True)
+    if g.off_b:
+        bm = b.gep(bm, [_c(I64, g.off_b)], inbounds=True)
+    if g.off_c:
+        c = b.gep(c, [_c(I64, g.off_c)], inbounds=True)
     gemv = g.m == 1 and g.batch == 1
 
     def one(a_, b_, c_):
