@@ -136,6 +136,13 @@ class ConvGeometry:
         return self.col_rows * math.prod(self.out_size)
 
     @property
+    def padded_elems(self) -> int:
+        """Elements of one zero-padded image (0 without padding: the image is read in place)."""
+        if not any(self.pad):
+            return 0
+        return self.channels * math.prod(i + 2 * p for i, p in zip(self.in_size, self.pad))
+
+    @property
     def pointwise(self) -> bool:
         """1x1, stride 1, no padding: the image itself is the column matrix (a plain GEMM)."""
         return all(k == 1 for k in self.kernel) and all(s == 1 for s in self.stride) and not any(self.pad)
@@ -209,10 +216,18 @@ def uses_im2col(node: Node, g: ConvGeometry) -> bool:
     return True
 
 
-def conv_chunk(g: ConvGeometry) -> int:
-    """Images whose im2col columns one step builds at once (all of them when they fit)."""
-    per_image = g.col_elems * (4 if g.dtype == "float32" else 8)
-    return max(1, min(g.batch, SCRATCH_BUDGET // max(per_image, 1)))
+def conv_scratch(node: Node, g: ConvGeometry):
+    """(images per chunk, column elements per image, padded-image elements per image) of the
+    arena scratch a convolution-family node works in: im2col columns (none for 1x1 and
+    depthwise convolutions) and a zero-padded copy of the images (none without padding).
+    Images are done in chunks whose scratch fits SCRATCH_BUDGET (all at once when they fit;
+    depthwise works on all images)."""
+    cols = g.col_elems if uses_im2col(node, g) else 0
+    padded = g.padded_elems if (cols or (CONV_ROLES[node.op] == "forward" and g.depthwise)) else 0
+    if not cols:
+        return g.batch, 0, padded
+    per_image = (cols + padded) * (4 if g.dtype == "float32" else 8)
+    return max(1, min(g.batch, SCRATCH_BUDGET // max(per_image, 1))), cols, padded
 
 
 def conv_node_of(node: Node):
@@ -223,14 +238,15 @@ def conv_node_of(node: Node):
 
 
 def scratch_bytes(node: Node) -> int:
-    """Arena bytes a step needs while it runs and never after (im2col columns)."""
+    """Arena bytes a step needs while it runs and never after (im2col columns, padded images)."""
     conv = conv_node_of(node)
     if conv is None:
         return 0
     g = conv_geometry(conv)
-    if g is None or not uses_im2col(conv, g):
+    if g is None:
         return 0
-    return conv_chunk(g) * g.col_elems * (4 if g.dtype == "float32" else 8)
+    chunk, cols, padded = conv_scratch(conv, g)
+    return chunk * (cols + padded) * (4 if g.dtype == "float32" else 8)
 
 
 def is_conv(node: Node) -> bool:
@@ -259,4 +275,4 @@ def format_fused(graph: Graph) -> str:
 
 __all__ = ["FUSED_ELEMENTWISE", "FUSED_REDUCE", "FUSED_GEMM", "FUSED_CONV", "NATIVE_DTYPES", "FusedBody",
            "is_elementwise", "is_reduction", "is_gemm", "is_conv", "body_of", "format_fused", "CONV_ROLES",
-           "ConvGeometry", "conv_geometry", "uses_im2col", "conv_chunk", "conv_node_of", "scratch_bytes"]
+           "ConvGeometry", "conv_geometry", "uses_im2col", "conv_scratch", "conv_node_of", "scratch_bytes"]

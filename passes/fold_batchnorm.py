@@ -31,7 +31,7 @@ from graphc.ops.builder import GraphBuilder
 from graphc.ops.graph import Graph, Node
 from graphc.ops.registry import get_op
 
-from .rewrite import rebuild
+from .rewrite import relink
 
 
 def _foldable(bn: Node, users, outputs, training: bool) -> bool:
@@ -78,9 +78,7 @@ def fold_batchnorm(graph: Graph, training: bool = False, fold_weights: bool | No
     gb = GraphBuilder(graph.name)
     F = gb.F
 
-    def rule(bn: Node):
-        if id(bn) not in todo:
-            return None
+    def fold(bn: Node):
         conv = bn.inputs[0].node
         x, w = (gb.wrap(v) for v in conv.inputs[:2])
         gamma, beta, mean, var = (gb.wrap(v) for v in bn.inputs[1:])
@@ -110,7 +108,20 @@ def fold_batchnorm(graph: Graph, training: bool = False, fold_weights: bool | No
             out = (y * F.Reshape(scale, shape=shape) + F.Reshape(shift, shape=shape)).value
         return [out, bn.outputs[1], bn.outputs[2], bn.inputs[3], bn.inputs[4]]
 
-    return rebuild(graph, rule)
+    # rebuild's walk, deciding on the original nodes (a relinked node is a new object)
+    mapping = {}
+
+    def lookup(v):
+        return mapping.get((id(v.node), v.index), v)
+    for node in graph.nodes:
+        if node.is_var:
+            continue
+        current = relink(node, [lookup(v) for v in node.inputs])
+        outs = fold(current) if id(node) in todo else current.outputs
+        for i, v in enumerate(outs):
+            mapping[(id(node), i)] = v
+    outputs = [lookup(v) for v in graph.outputs]
+    return Graph.from_outputs(graph.inputs, outputs, graph.name, graph.output_tree)
 
 
 def fold_batchnorm_inference(graph: Graph) -> Graph:

@@ -11,9 +11,13 @@ described by the forward convolution it is, transposes or differentiates
   scatters-adds the columns into the zeroed image.
 - weight gradient: dW[f, k] = sum over images dy[f, p] @ col[k, p]ᵀ (beta = 1 after the first).
 
-Padding never becomes a branch: for each kernel tap the output positions whose input lies
-inside the image form a box known at compile time, so im2col is a set of copy loops over that
-box plus zero stores around it, and every innermost loop is a plain strided copy LLVM widens.
+Padding never becomes a branch: the images are first copied into a zero-padded buffer in the
+step's scratch (skipped without padding), so im2col, col2im and the depthwise loop are each one
+affine loop nest (taps outer, output rows inner: the innermost loop is a strided copy or
+multiply-add along a row, which LLVM widens). One nest per kernel also keeps LLVM's work small:
+an earlier form with a copy loop per tap and clipped box (no padded copy) made ResNet-18's 3x3
+im2col kernels take ~0.5 s each to optimise; kernels are also named by their content, so the
+convolutions of one geometry share one compiled function.
 
 Measured on the 2-core AVX-512 build machine (ResNet-18 shapes, float32, batch 1):
 - 1x1 convolutions (stride 1, no padding) skip im2col: the image is the GEMM's B matrix
@@ -28,10 +32,11 @@ This module builds kernel IR only; the renderers turn it into code.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 
 from graphc.ops import scalar as S
-from graphc.ops.fused import CONV_ROLES, ConvGeometry, conv_chunk, conv_geometry, uses_im2col
+from graphc.ops.fused import CONV_ROLES, ConvGeometry, conv_geometry, conv_scratch
 from graphc.ops.graph import Node
 
 from .kernel_ir import Buf, Gemm, Index, Kernel, Load, Loop, Store
@@ -48,132 +53,114 @@ def contiguous(shape) -> tuple:
     return tuple(reversed(out))
 
 
-def tap_range(out_len, in_len, k_off, stride, pad):
-    """Output positions o in [lo, hi) whose input position o*stride + k_off - pad is inside
-    [0, in_len)."""
-    lo = max(0, -((k_off - pad) // stride)) if k_off < pad else 0
-    hi = min(out_len, (in_len - 1 + pad - k_off) // stride + 1) if in_len - 1 + pad - k_off >= 0 else 0
-    return lo, max(lo, hi)
-
-
-def boxes(out, lo, hi):
-    """Split the box [0, out) into the valid box [lo, hi) and the boxes around it:
-    [(starts, lengths, valid)], empty boxes dropped."""
-    nd = len(out)
-    found = []
-    for d in range(nd):
-        pre_s, pre_l = tuple(lo[:d]), tuple(h - l for l, h in zip(lo[:d], hi[:d]))
-        post_s, post_l = (0,) * (nd - d - 1), tuple(out[d + 1:])
-        for a, b in ((0, lo[d]), (hi[d], out[d])):
-            if b > a:
-                found.append((pre_s + (a,) + post_s, pre_l + (b - a,) + post_l, False))
-    found.append((tuple(lo), tuple(h - l for l, h in zip(lo, hi)), True))
-    return [b for b in found if all(n > 0 for n in b[1])]
-
-
-def _nest(lengths, vars_, body):
-    for v, n in reversed(list(zip(vars_, lengths))):
+def _plane_loops(shape, vars_, body):
+    for v, n in reversed(list(zip(vars_, shape))):
         body = [Loop(v, n, body)]
     return body
 
 
-def _taps(g: ConvGeometry):
-    """(flat tap index, per-dim input offset k*dilate) for every kernel tap."""
-    out = []
-    for flat in range(g.taps):
-        idx, rest = [], flat
-        for k in reversed(g.kernel):
-            idx.append(rest % k)
-            rest //= k
-        idx.reverse()
-        out.append((flat, tuple(i * d for i, d in zip(idx, g.dilate))))
-    return out
+def _padded_size(g: ConvGeometry):
+    return tuple(i + 2 * p for i, p in zip(g.in_size, g.pad))
 
 
-def _geometry_boxes(g: ConvGeometry, koff):
-    lo, hi = zip(*(tap_range(o, i, k, s, p) for o, i, k, s, p in
-                   zip(g.out_size, g.in_size, koff, g.stride, g.pad)))
-    return boxes(g.out_size, lo, hi)
+def pad_kernel(name, g: ConvGeometry, images, x="x", xp="padded") -> Kernel:
+    """xp = x with `pad` zeros around every spatial side, for `images` images: then no window
+    read needs a bound check and im2col is one affine loop nest."""
+    psz = _padded_size(g)
+    pp, inp = math.prod(psz), math.prod(g.in_size)
+    ivars = [f"i{d}" for d in range(len(psz))]
+    pst, ist = contiguous(psz), contiguous(g.in_size)
+    zero = Loop("j", pp, [Store(xp, Index((("bc", pp), ("j", 1))), S.const(0.0, g.dtype), ())])
+    dst = Index((("bc", pp),) + tuple(zip(ivars, pst)), sum(p * st for p, st in zip(g.pad, pst)))
+    src = Index((("bc", inp),) + tuple(zip(ivars, ist)))
+    copy = _plane_loops(g.in_size, ivars, [Store(xp, dst, S.arg(0, g.dtype), (Load(x, src),))])
+    n = images * g.channels
+    loop = Loop("bc", n, [zero] + copy, parallel=n * pp >= PARALLEL_WORK and n > 1, independent=True)
+    return Kernel(name, [Buf(xp, g.dtype, n * pp), Buf(x, g.dtype, n * inp)], [loop], n * pp)
 
 
-def _in_index(g, koff, starts, ovars, lead):
-    """Index of x at output positions (starts + ovars) for a tap at koff; lead: outer terms."""
-    ist = contiguous(g.in_size)
-    terms = tuple(lead) + tuple((v, s * st) for v, s, st in zip(ovars, g.stride, ist))
-    off = sum((b * s + k - p) * st for b, s, k, p, st in zip(starts, g.stride, koff, g.pad, ist))
-    return Index(terms, off)
+def crop_kernel(name, g: ConvGeometry, images, xp="padded", x="x") -> Kernel:
+    """The inverse of pad_kernel: x = the interior of xp (col2im accumulates in xp)."""
+    psz = _padded_size(g)
+    pp, inp = math.prod(psz), math.prod(g.in_size)
+    ivars = [f"i{d}" for d in range(len(psz))]
+    pst, ist = contiguous(psz), contiguous(g.in_size)
+    src = Index((("bc", pp),) + tuple(zip(ivars, pst)), sum(p * st for p, st in zip(g.pad, pst)))
+    dst = Index((("bc", inp),) + tuple(zip(ivars, ist)))
+    n = images * g.channels
+    body = _plane_loops(g.in_size, ivars, [Store(x, dst, S.arg(0, g.dtype), (Load(xp, src),))])
+    loop = Loop("bc", n, body, parallel=n * inp >= PARALLEL_WORK and n > 1, independent=True)
+    return Kernel(name, [Buf(x, g.dtype, n * inp), Buf(xp, g.dtype, n * pp)], [loop], n * inp)
 
 
-def _out_index(g, starts, ovars, lead, offset=0):
-    ost = contiguous(g.out_size)
-    return Index(tuple(lead) + tuple((v, st) for v, st in zip(ovars, ost)),
-                 offset + sum(b * st for b, st in zip(starts, ost)))
+def _window_nest(g: ConvGeometry, stmt_of):
+    """Loops over kernel taps (outer) and output positions (inner, so the innermost loop runs
+    along a row and vectorises): stmt_of(column index, image index) -> the statement, indices
+    relative to the current (image, channel) plane `bc`."""
+    nd = len(g.kernel)
+    kvars, ovars = [f"k{d}" for d in range(nd)], [f"o{d}" for d in range(nd)]
+    psz = _padded_size(g)
+    pst, ost, kst = contiguous(psz), contiguous(g.out_size), contiguous(g.kernel)
+    outp = math.prod(g.out_size)
+    col = tuple((k, st * outp) for k, st in zip(kvars, kst)) + tuple(zip(ovars, ost))
+    img = tuple((o, s * st) for o, s, st in zip(ovars, g.stride, pst)) + \
+        tuple((k, d * st) for k, d, st in zip(kvars, g.dilate, pst))
+    return _plane_loops(tuple(g.kernel) + tuple(g.out_size), kvars + ovars, [stmt_of(col, img)])
 
 
-def im2col_kernel(name, g: ConvGeometry, images, x="x", col="columns") -> Kernel:
-    """col[(b, c, tap), p] = x[b, c, p*stride + tap*dilate - pad] (0 outside the image) for
-    `images` images; the outer loop runs over (image, channel) pairs in parallel."""
-    inp, outp = math.prod(g.in_size), math.prod(g.out_size)
-    ovars = [f"o{d}" for d in range(len(g.out_size))]
-    zero = S.const(0.0, g.dtype)
-    body = []
-    for t, koff in _taps(g):
-        for starts, lens, valid in _geometry_boxes(g, koff):
-            dst = _out_index(g, starts, ovars, [("bc", g.taps * outp)], t * outp)
-            if valid:
-                src = _in_index(g, koff, starts, ovars, [("bc", inp)])
-                stmt = Store(col, dst, S.arg(0, g.dtype), (Load(x, src),))
-            else:
-                stmt = Store(col, dst, zero, ())
-            body.extend(_nest(lens, ovars, [stmt]))
+def im2col_kernel(name, g: ConvGeometry, images, x="padded", col="columns") -> Kernel:
+    """col[(b, c, tap), p] = xp[b, c, p*stride + tap*dilate] over the padded images xp (the
+    images themselves without padding); parallel over (image, channel) planes."""
+    pp, outp = math.prod(_padded_size(g)), math.prod(g.out_size)
+
+    def stmt(ci, ii):
+        return Store(col, Index((("bc", g.taps * outp),) + ci), S.arg(0, g.dtype),
+                     (Load(x, Index((("bc", pp),) + ii)),))
     n = images * g.channels
     work = n * g.taps * outp
-    loop = Loop("bc", n, body, parallel=work >= PARALLEL_WORK and n > 1, independent=True)
-    return Kernel(name, [Buf(col, g.dtype, images * g.col_elems), Buf(x, g.dtype, n * inp)], [loop], work)
+    loop = Loop("bc", n, _window_nest(g, stmt), parallel=work >= PARALLEL_WORK and n > 1, independent=True)
+    return Kernel(name, [Buf(col, g.dtype, images * g.col_elems), Buf(x, g.dtype, n * pp)], [loop], work)
 
 
-def col2im_kernel(name, g: ConvGeometry, images, col="columns", x="x") -> Kernel:
-    """x[b, c, ...] = sum over taps and positions of col[(b, c, tap), p] landing there (the
-    transpose of im2col): zero the image, then add each tap's valid box."""
-    inp, outp = math.prod(g.in_size), math.prod(g.out_size)
-    ovars = [f"o{d}" for d in range(len(g.out_size))]
-    body = [Loop("i", inp, [Store(x, Index((("bc", inp), ("i", 1))), S.const(0.0, g.dtype), ())])]
+def col2im_kernel(name, g: ConvGeometry, images, col="columns", x="padded") -> Kernel:
+    """xp[b, c, ...] = sum over taps and positions of col[(b, c, tap), p] landing there (the
+    transpose of im2col) into the zeroed padded image; crop_kernel then takes the interior.
+    Overlapping windows make this a read-modify-write, run in loop order."""
+    pp, outp = math.prod(_padded_size(g)), math.prod(g.out_size)
     add = S.arg(0, g.dtype) + S.arg(1, g.dtype)
-    for t, koff in _taps(g):
-        for starts, lens, valid in _geometry_boxes(g, koff):
-            if not valid:
-                continue
-            dst = _in_index(g, koff, starts, ovars, [("bc", inp)])
-            src = _out_index(g, starts, ovars, [("bc", g.taps * outp)], t * outp)
-            body.extend(_nest(lens, ovars, [Store(x, dst, add, (Load(x, dst), Load(col, src)))]))
+
+    def stmt(ci, ii):
+        dst = Index((("bc", pp),) + ii)
+        return Store(x, dst, add, (Load(x, dst), Load(col, Index((("bc", g.taps * outp),) + ci))))
+    zero = Loop("j", pp, [Store(x, Index((("bc", pp), ("j", 1))), S.const(0.0, g.dtype), ())])
     n = images * g.channels
     work = n * g.taps * outp
-    loop = Loop("bc", n, body, parallel=work >= PARALLEL_WORK and n > 1, independent=True)
-    return Kernel(name, [Buf(x, g.dtype, n * inp), Buf(col, g.dtype, images * g.col_elems)], [loop], work)
-
-
-def depthwise_kernel(name, g: ConvGeometry, x="x", w="w", out="out") -> Kernel:
-    """y[n, c, p] = sum over taps of w[c, tap] * x[n, c, p*stride + tap*dilate - pad]: per tap,
-    one multiply-add pass over the valid box of the (cache-resident) output plane."""
-    inp, outp = math.prod(g.in_size), math.prod(g.out_size)
-    c = g.channels
-    ovars = [f"o{d}" for d in range(len(g.out_size))]
-    lead_out = [("c", outp), ("n", c * outp)]
-    body = [Loop("i", outp, [Store(out, Index((("c", outp), ("n", c * outp), ("i", 1))), S.const(0.0, g.dtype), ())])]
-    fma = S.arg(0, g.dtype) + S.arg(1, g.dtype) * S.arg(2, g.dtype)
-    for t, koff in _taps(g):
-        for starts, lens, valid in _geometry_boxes(g, koff):
-            if not valid:
-                continue
-            dst = _out_index(g, starts, ovars, lead_out)
-            src = _in_index(g, koff, starts, ovars, [("c", inp), ("n", c * inp)])
-            wi = Index((("c", g.taps),), t)
-            body.extend(_nest(lens, ovars, [Store(out, dst, fma, (Load(out, dst), Load(w, wi), Load(x, src)))]))
-    work = g.batch * c * g.taps * outp * 2
-    loop = Loop("c", c, [Loop("n", g.batch, body, independent=True)], parallel=work >= PARALLEL_WORK and c > 1,
+    loop = Loop("bc", n, [zero] + _window_nest(g, stmt), parallel=work >= PARALLEL_WORK and n > 1,
                 independent=True)
+    return Kernel(name, [Buf(x, g.dtype, n * pp), Buf(col, g.dtype, images * g.col_elems)], [loop], work)
+
+
+def depthwise_kernel(name, g: ConvGeometry, x="padded", w="w", out="out") -> Kernel:
+    """y[n, c, p] = sum over taps of w[c, tap] * xp[n, c, p*stride + tap*dilate]: per tap, one
+    multiply-add pass over the (cache-resident) output plane, vectorised along its rows."""
+    pp, outp = math.prod(_padded_size(g)), math.prod(g.out_size)
+    c = g.channels
+    fma = S.arg(0, g.dtype) + S.arg(1, g.dtype) * S.arg(2, g.dtype)
+    kst = contiguous(g.kernel)
+
+    def stmt(ci, ii):
+        taps = tuple(t for t in ci if t[0].startswith("k"))
+        taps = tuple((v, st // outp) for v, st in taps)
+        dst = Index((("c", outp), ("n", c * outp)) + tuple(t for t in ci if t[0].startswith("o")))
+        return Store(out, dst, fma, (Load(out, dst), Load(w, Index((("c", g.taps),) + taps)),
+                                     Load(x, Index((("c", pp), ("n", c * pp)) + ii))))
+    del kst
+    zero = Loop("j", outp, [Store(out, Index((("c", outp), ("n", c * outp), ("j", 1))), S.const(0.0, g.dtype), ())])
+    work = g.batch * c * g.taps * outp * 2
+    body = [Loop("n", g.batch, [zero] + _window_nest(g, stmt), independent=True)]
+    loop = Loop("c", c, body, parallel=work >= PARALLEL_WORK and c > 1, independent=True)
     return Kernel(name, [Buf(out, g.dtype, g.batch * c * outp), Buf(w, g.dtype, c * g.taps),
-                         Buf(x, g.dtype, g.batch * c * inp)], [loop], work)
+                         Buf(x, g.dtype, g.batch * c * pp)], [loop], work)
 
 
 def _gemm_kernel(name, stmt: Gemm, bufs) -> Kernel:
@@ -182,7 +169,9 @@ def _gemm_kernel(name, stmt: Gemm, bufs) -> Kernel:
         if b.name not in seen:
             seen.add(b.name)
             uniq.append(b)
-    return Kernel(name, uniq, [stmt], work=2 * stmt.m * stmt.n * stmt.k * stmt.batch)
+    k = Kernel("k", uniq, [stmt], work=2 * stmt.m * stmt.n * stmt.k * stmt.batch)
+    k.name = f"k_gemm_{hashlib.sha1(str(k).encode()).hexdigest()[:12]}"
+    return k
 
 
 @dataclasses.dataclass
@@ -206,20 +195,42 @@ def conv_calls(node: Node, names) -> list:
     img_elems, res_elems = g.channels * inp, g.filters * outp
     base = "".join(ch if ch.isalnum() else "_" for ch in node.name)
     calls = []
-    if role == "forward" and g.depthwise:
-        k = depthwise_kernel(names(f"k_{base}_depthwise"), g, "x", "w", "y")
-        return [ConvCall(k, {"x": ("image", 0), "w": ("weight", 0), "y": ("result", 0)})]
-    im2col = uses_im2col(node, g)
-    chunk = conv_chunk(g) if im2col else g.batch
-    col_kernels = {}
+    chunk, cols, padded = conv_scratch(node, g)
+    pad_at = chunk * cols          # the padded images follow the columns in the scratch
+    made = {}
 
-    def col_kernel_for(count):
-        """The im2col (col2im) kernel for `count` images: the last chunk may be shorter."""
-        if count not in col_kernels:
-            maker = col2im_kernel if role == "transposed" else im2col_kernel
-            col_kernels[count] = maker(names(f"k_{base}_{'col2im' if role == 'transposed' else 'im2col'}"), g, count,
-                                       *(("columns", "x") if role == "transposed" else ("x", "columns")))
-        return col_kernels[count]
+    def kernel(kind, count, maker, *bufs):
+        """One kernel per (kind, image count), named by its content: convolutions of the same
+        geometry anywhere in the program share one compiled function."""
+        if (kind, count) not in made:
+            k = maker("k", g, count, *bufs)
+            k.name = f"k_{kind}_{hashlib.sha1(str(k).encode()).hexdigest()[:12]}"
+            made[(kind, count)] = k
+        return made[(kind, count)]
+
+    def pad_call(n0, count):
+        return ConvCall(kernel("pad", count, pad_kernel, "x", "padded"),
+                        {"x": ("image", n0 * img_elems), "padded": ("scratch", pad_at)})
+    src = ("scratch", pad_at) if padded else None      # where windows are read from
+    if role == "forward" and g.depthwise:
+        k = kernel("depthwise", g.batch, lambda nm, gg, _n, *b: depthwise_kernel(nm, gg, *b), "x", "w", "y")
+        calls = [pad_call(0, g.batch)] if padded else []
+        return calls + [ConvCall(k, {"x": src or ("image", 0), "w": ("weight", 0), "y": ("result", 0)})]
+    im2col = bool(cols)
+
+    def col_kernel_for(count, n0):
+        """The im2col (col2im) calls for `count` images from image n0: the last chunk may be
+        shorter. Padding goes through the padded copy in the scratch."""
+        window = src or ("image", n0 * img_elems)
+        if role == "transposed":
+            k = kernel("col2im", count, col2im_kernel, "columns", "x")
+            out = [ConvCall(k, {"columns": ("scratch", 0), "x": window})]
+            if padded:
+                out.append(ConvCall(kernel("crop", count, crop_kernel, "padded", "x"),
+                                    {"padded": ("scratch", pad_at), "x": ("image", n0 * img_elems)}))
+            return out
+        k = kernel("im2col", count, im2col_kernel, "x", "columns")
+        return ([pad_call(n0, count)] if padded else []) + [ConvCall(k, {"x": window, "columns": ("scratch", 0)})]
     # columns of image b of a chunk: the scratch at b*col_elems, or the image itself (1x1)
     col_op, col_stride = ("scratch", g.col_elems) if im2col else ("image", img_elems)
     bufs_w = Buf("w", dt, g.filters * kg)
@@ -228,7 +239,7 @@ def conv_calls(node: Node, names) -> list:
         b_count = min(chunk, g.batch - n0)
         if role == "forward":
             if im2col:
-                calls.append(ConvCall(col_kernel_for(b_count), {"x": ("image", n0 * img_elems), "columns": ("scratch", 0)}))
+                calls.extend(col_kernel_for(b_count, n0))
             col_base = 0 if im2col else n0 * img_elems
             if gr == 1:
                 key = ("fwd", b_count)
@@ -261,11 +272,11 @@ def conv_calls(node: Node, names) -> list:
                     "w": ("weight", 0), "dy": ("result", (n0 + b) * res_elems),
                     "columns": ("scratch", b * col_stride) if im2col else ("image", (n0 + b) * img_elems)}))
             if im2col:
-                calls.append(ConvCall(col_kernel_for(b_count), {"columns": ("scratch", 0), "x": ("image", n0 * img_elems)}))
+                calls.extend(col_kernel_for(b_count, n0))
         else:
             # dW_g[f, k] (+)= dy[f, p] @ col[k, p]ᵀ, summed over images
             if im2col:
-                calls.append(ConvCall(col_kernel_for(b_count), {"x": ("image", n0 * img_elems), "columns": ("scratch", 0)}))
+                calls.extend(col_kernel_for(b_count, n0))
             for b in range(b_count):
                 beta = 0.0 if n0 + b == 0 else 1.0
                 if beta not in gemm_cache:
@@ -290,5 +301,5 @@ def operand_values(node: Node) -> dict:
     return {"image": ("in", 1), "result": ("in", 0), "weight": ("out", 0)}
 
 
-__all__ = ["conv_calls", "operand_values", "im2col_kernel", "col2im_kernel", "depthwise_kernel", "tap_range",
-           "boxes", "ConvCall"]
+__all__ = ["conv_calls", "operand_values", "pad_kernel", "crop_kernel", "im2col_kernel", "col2im_kernel",
+           "depthwise_kernel", "ConvCall"]

@@ -6,6 +6,8 @@ a byte offset into its buffer), the step's arena scratch, and the epilogue of a 
 """
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from graphc.ops import scalar as S
@@ -84,7 +86,8 @@ def lower_conv_family(node, plan, names, pl_in, pl_out):
             return _conv_steps(node, plan, names, pl_in, pl_out)
         return None
     if has_op(node.op) and _pool.is_native_pool(node):
-        k = _pool.pool_kernel(names(f"k_{_ident(node.name)}_"), node, "in0", "out")
+        k = _pool.pool_kernel("k_pool", node, "in0", "out")
+        k.name = f"k_pool_{hashlib.sha1(str(k).encode()).hexdigest()[:12]}"   # shared by equal pools
         return [KernelStep(k, {"out": pl_out[0], "in0": pl_in[0]})]
     return None
 

@@ -43,12 +43,17 @@ def _kernels():
 def test_every_convolution_kernel_renders():
     ks = _kernels()
     names = " ".join(k.name for k in ks)
-    for part in ("im2col", "col2im", "depthwise", "gemm", "pooling"):
+    for part in ("pad", "crop", "im2col", "col2im", "depthwise", "gemm", "pool"):
         assert part in names
     src = render_cuda_module(ks)
     assert src.count("__global__") == len(ks)
+    # im2col is one perfect nest: a thread per column element; col2im (its planes accumulate
+    # overlapping windows) gets a thread per (image, channel) plane
     im2col = next(k for k in ks if "im2col" in k.name)
     text, launch = render_cuda(im2col)
+    assert "% 5LL" in text and launch["grid"] == "auto"
+    col2im = next(k for k in ks if "col2im" in k.name)
+    text, launch = render_cuda(col2im)
     assert "const long long bc = t;" in text and launch["grid"] == "auto"
 
 
