@@ -22,26 +22,6 @@ def _needs(*ops):
 needs_rnn = _needs("RNN", "_rnn_param_concat")
 
 
-def _compiler_takes_folded_constants():
-    """Whether a compiled graph may feed a folded constant (F.zeros) into an operator. The
-    memory-plan checker in passes/memory.py refuses that (it treats constant nodes as computed
-    values placed in a caller buffer); an RNN layer called without states makes zero states."""
-    class _Z(gluon.HybridBlock):
-        def hybrid_forward(self, F, x):
-            return F.concat(x, F.zeros((1, 2)), dim=1)
-    block = _Z()
-    block.hybridize()
-    try:
-        block(nd.ones((1, 2)))
-    except Exception as exc:  # noqa: BLE001 - any failure means: not yet
-        return type(exc).__name__ != "MemoryPlanError"
-    return True
-
-
-needs_folded_constants = pytest.mark.xfail(
-    not _compiler_takes_folded_constants(), strict=True,
-    reason="compiler bug: passes/memory.py check_plan rejects folded constants ('... placed in a caller "
-           "const buffer'); zero begin-states of a hybridized RNN layer are folded constants")
 RNG = np.random.default_rng(7)
 
 
@@ -148,7 +128,7 @@ def test_layer_equals_unrolled_cell(kind, hybridize):
 
 
 @needs_rnn
-@pytest.mark.parametrize("hybridize", [False, pytest.param(True, marks=needs_folded_constants)])
+@pytest.mark.parametrize("hybridize", [False, True])
 def test_stacked_bidirectional_lstm_equals_cells(hybridize):
     x = _seq(2, 4, 3)
     layer = rnn.LSTM(5, num_layers=2, bidirectional=True, layout="NTC")
@@ -204,7 +184,6 @@ def test_wrong_state_shape_is_named():
 
 
 @needs_rnn
-@needs_folded_constants
 def test_hybridized_layer_without_states_matches_eager():
     layer = rnn.LSTM(6, num_layers=2, layout="NTC")
     layer.initialize()
@@ -352,7 +331,7 @@ class _LSTMNet(gluon.HybridBlock):
 
 @needs_rnn
 @_needs("Embedding")
-@pytest.mark.parametrize("hybridize", [False, pytest.param(True, marks=needs_folded_constants)])
+@pytest.mark.parametrize("hybridize", [False, True])
 def test_mxnet_lstm_fixture_loads_by_name_and_matches(hybridize):
     params = os.path.join(FIXTURES, "lstm-0000.params")
     if not os.path.exists(params):
