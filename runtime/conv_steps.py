@@ -42,8 +42,8 @@ def _epilogue(node, body, core, bias, names, pl_in, pl_out) -> list:
             return raw + S.arg(n_ext + 1, out_type.dtype)
         return raw
     expr = compose(body, leaf)
-    ek = elementwise_kernel(names(f"k_{_ident(node.name)}_epilogue"), expr, out_type, ep_types,
-                            ep_bufs, "out", frozenset({"out"}))
+    ek = elementwise_kernel("k", expr, out_type, ep_types, ep_bufs, "out", frozenset({"out"}))
+    ek.name = f"k_epilogue_{hashlib.sha1(str(ek).encode()).hexdigest()[:12]}"   # equal epilogues share code
     return [KernelStep(ek, {"out": pl_out[0], **dict(zip(bufs_in, pl_in))})]
 
 
