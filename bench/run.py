@@ -1,7 +1,7 @@
 """graphc benchmark suite: `make bench` runs this.
 
 Sets up one virtualenv per other system (bench/setup_envs.py), runs every system on the
-workloads of ../shared/bench/WORKLOADS.md (W0, W1, W1b, W2, W3), each (system, workload) as
+workloads of ../shared/bench/WORKLOADS.md (W0-W6), each (system, workload) as
 its own subprocess in its system's environment, all pinned to 2 threads, and writes
 BENCHMARKS.md at the repository root plus the raw JSON to bench/.work/results.json.
 
@@ -33,18 +33,20 @@ sys.path.insert(0, str(BENCH))
 import setup_envs  # noqa: E402
 
 THREADS = 2
-WORKLOADS = ["W0", "W1", "W1b", "W2", "W3"]
-# System -> workloads its script measures. onnxruntime is installed for later workloads (W4).
+WORKLOADS = ["W0", "W1", "W1b", "W2", "W3", "W4", "W5", "W6"]
+# System -> workloads its script measures.
 SYSTEMS = {
     "numpy": ["W0", "W1", "W1b", "W2"],
-    "torch": ["W0", "W1", "W1b", "W2", "W3"],
+    "torch": ["W0", "W1", "W1b", "W2", "W3", "W4", "W5", "W6"],
     "jax": ["W1", "W1b", "W2", "W3"],
-    "mxnet": ["W1", "W1b", "W2", "W3"],
-    "onnxruntime": [],
-    "graphc": ["W1", "W1b", "W2", "W3"],
+    "mxnet": ["W1", "W1b", "W2", "W3", "W4", "W5", "W6"],
+    "onnxruntime": ["W4", "W6"],
+    "graphc": ["W1", "W1b", "W2", "W3", "W4", "W5", "W6"],
 }
 OWN_VENV = {"numpy", "graphc"}          # run in graphc's own .venv (this interpreter)
+NEEDS_VENV = {"onnxruntime": ["torch"]}  # its ONNX file is exported in the torch venv
 PROC_TIMEOUT = 420                      # seconds per (system, workload) subprocess
+PROC_TIMEOUT_WL = {"W6": 1200}          # W6 starts several fresh processes that each compile
 
 LABELS = {
     ("triad", "C gcc -O3 -march=native -fopenmp"): "STREAM triad (C, gcc -O3 -march=native -fopenmp)",
@@ -59,9 +61,15 @@ LABELS = {
     ("jax", "jit"): "JAX jax.jit",
     ("mxnet", "hybrid"): "MXNet 1.9.1 Gluon hybridized",
     ("graphc", "hybrid"): "**graphc** Gluon hybridized",
+    ("onnxruntime", "CPU EP"): "onnxruntime (CPU EP, 2 intra-op threads; torch.onnx.export)",
+    ("onnxruntime", "session"): "onnxruntime InferenceSession + first run",
+    ("torch", "compile-cold"): "torch.compile, cold (empty inductor cache dir)",
+    ("torch", "compile-warm"): "torch.compile, warm inductor cache (2nd process)",
+    ("graphc", "hybrid-cold"): "**graphc** hybridize, cold (empty GRAPHC_CACHE_DIR)",
+    ("graphc", "hybrid-warm"): "**graphc** hybridize, warm kernel cache (2nd process)",
 }
 UNIT_LABEL = {"ms": "ms", "us": "µs per call", "steps/s": "steps/s", "GB/s": "GB/s",
-              "GFLOP/s": "GFLOP/s"}
+              "GFLOP/s": "GFLOP/s", "s": "s"}
 HIGHER_IS_BETTER = {"steps/s", "GB/s", "GFLOP/s"}
 TITLES = {
     "W0": "W0: machine limits (STREAM triad on 2^25 float32; SGEMM)",
@@ -69,6 +77,9 @@ TITLES = {
     "W1b": "W1b: y = relu(x*0.5 + 1) * x - 0.25, x: 2^24 float32 (memory-bound)",
     "W2": "W2: MLP 784-512-512-10 ReLU, batch 1, inference",
     "W3": "W3: MLP 784-512-512-10, batch 256, softmax CE, forward + backward + SGD (lr 0.1); Gluon systems hybridize the network and the loss",
+    "W4": "W4: ResNet-18 v1 (MXNet model-zoo structure), batch 1, 3×224×224 float32, inference (ms per image; GFLOP/s at 1.82 GFLOP)",
+    "W5": "W5: 2-layer LSTM LM (vocab 10000, embed 200, hidden 200, seq 35, batch 20), one step: forward, softmax CE over all 700 positions, backward, global-norm clip 0.25 (per-token mean gradient), SGD lr 20",
+    "W6": "W6: first call of W4's model in a fresh process (trace + compile + run)",
 }
 
 
@@ -224,19 +235,20 @@ def run_triad(quick: bool, env: dict) -> list[dict]:
 def run_script(system: str, workload: str, python: str, quick: bool, env: dict) -> list[dict]:
     script = SYSTEMS_DIR / f"{system}_w.py"
     cmd = [python, str(script), "--workload", workload] + (["--quick"] if quick else [])
+    timeout = PROC_TIMEOUT_WL.get(workload, PROC_TIMEOUT)
     la = loadavg()
     t0 = time.time()
     log = WORK / "logs" / f"{system}_{workload}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     ol = OtherLoad().__enter__()
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=PROC_TIMEOUT, env=env,
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
                            cwd=str(ROOT))
         out, err, rc = p.stdout, p.stderr, p.returncode
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
         err = (e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or ""))
-        err += f"\n[timed out after {PROC_TIMEOUT}s]"
+        err += f"\n[timed out after {timeout}s]"
         rc = "timeout"
     ol.__exit__(None, None, None)
     log.write_text(f"$ {shlex.join(cmd)}\n[exit {rc}]\n--- stdout\n{out}\n--- stderr\n{err}\n")
@@ -252,7 +264,7 @@ def run_script(system: str, workload: str, python: str, quick: bool, env: dict) 
         r["other_load"] = None if ol.value is None else round(ol.value, 2)
     if rc != 0:
         msg = f"process exit {rc}: {_tail(err)}" if rc != "timeout" else \
-            f"timed out after {PROC_TIMEOUT}s"
+            f"timed out after {timeout}s"
         if not recs:
             recs.append({"system": system, "variant": "-", "workload": workload, "error": msg})
         else:
@@ -393,8 +405,17 @@ def render(results: list[dict], meta: dict, envs: dict) -> str:
         if wl in ("W1", "W1b"):
             head += " effective GB/s | of triad |"
             sep += "---|---|"
-        head += " first-call s | other load |"
-        sep += "---|---|"
+        if wl == "W4":
+            head += " GFLOP/s |"
+            sep += "---|"
+        if wl == "W6":
+            head += " fresh processes | framework import s |"
+            sep += "---|---|"
+        else:
+            head += " first-call s |"
+            sep += "---|"
+        head += " other load |"
+        sep += "---|"
         out += [head, sep]
         for r in sorted(ok, key=speed, reverse=True):
             rel = speed(r) / speed(best_other) if best_other else float("nan")
@@ -402,8 +423,15 @@ def render(results: list[dict], meta: dict, envs: dict) -> str:
             if wl in ("W1", "W1b"):
                 frac = f"{r['gbps'] / triad:.2f}" if triad else "n/a"
                 row += f" {_fmt(r['gbps'])} | {frac} |"
-            st = r.get("setup_s")
-            row += f" {st:.2f} |" if isinstance(st, (int, float)) else " |"
+            if wl == "W4":
+                row += f" {_fmt(r['gflops'])} |" if r.get("gflops") else " |"
+            if wl == "W6":
+                imp = r.get("import_s")
+                row += f" {r.get('n_samples', '')} |"
+                row += f" {imp:.2f} |" if isinstance(imp, (int, float)) else " |"
+            else:
+                st = r.get("setup_s")
+                row += f" {st:.2f} |" if isinstance(st, (int, float)) else " |"
             row += f" {_load(r)} |"
             out.append(row)
         ncols = head.count("|") - 1
@@ -416,9 +444,11 @@ def render(results: list[dict], meta: dict, envs: dict) -> str:
         g = [r for r in ok if r["system"] == "graphc"]
         out.append("")
         if g and best_other:
-            rel = speed(g[0]) / speed(best_other)
-            out.append(f"graphc vs best other ({label(best_other)}): {rel:.2f}× "
-                       f"({'faster' if rel >= 1 else 'slower'}).")
+            for gr in g:
+                rel = speed(gr) / speed(best_other)
+                which = f" ({gr['variant']})" if len(g) > 1 else ""
+                out.append(f"graphc{which} vs best other ({label(best_other)}): {rel:.2f}× "
+                           f"({'faster' if rel >= 1 else 'slower'}).")
             if wl == "W1b" and triad:
                 best_triad = triad_best(results)
                 out.append(f"W1b triad fraction: graphc {g[0]['gbps']:.2f} GB/s / triad "
@@ -431,12 +461,24 @@ def render(results: list[dict], meta: dict, envs: dict) -> str:
             if wl == "W1b" and triad:
                 out.append(f"W1b triad fraction: graphc pending; best other "
                            f"{best_other['gbps'] / triad:.2f} of triad {triad:.2f} GB/s.")
-        checks = {label(r): r.get("first_loss", r.get("check")) for r in ok}
-        if any(v is not None for v in checks.values()):
-            kind = "first-step loss" if wl == "W3" else "output fingerprint"
+        # W6 runs unseeded weights (the time does not depend on them): nothing to compare
+        checked = [r for r in ok if r.get("first_loss", r.get("check")) is not None
+                   and wl != "W6"]
+        if checked:
+            kind = {"W3": "first-step loss", "W5": "first-step loss; gradient norm before "
+                    "clipping (of the per-token mean loss)",
+                    "W4": "output fingerprint Σ logit_i·cos(i) with the seeded weights; "
+                    "argmax"}.get(wl, "output fingerprint")
+            parts = []
+            for r in checked:
+                txt = f"{label(r).replace('**', '')} {r.get('first_loss', r.get('check')):.6g}"
+                if r.get("grad_norm") is not None:
+                    txt += f" / {r['grad_norm']:.5g}"
+                if r.get("argmax") is not None:
+                    txt += f" (argmax {r['argmax']})"
+                parts.append(txt)
             out.append("")
-            out.append(f"Sanity ({kind}, should agree across systems): " + "; ".join(
-                f"{k.replace('**', '')} {v:.5g}" for k, v in checks.items() if v is not None) + ".")
+            out.append(f"Sanity ({kind}, should agree across systems): " + "; ".join(parts) + ".")
         out.append("")
     out += ["## Notes", "",
             "- W1/W1b effective GB/s = 8 bytes × 2^24 / time (one read, one write); the triad "
@@ -452,6 +494,22 @@ def render(results: list[dict], meta: dict, envs: dict) -> str:
             f"time; 2 cores in all). Above {NOISY} (⚠) the figure is disturbed: re-run on a "
             f"quiet machine before quoting it. Before each measurement the run waits (up to "
             f"--idle-wait s) for the machine to go quiet.",
+            "- W4: samples are means over blocks of 10 images (batch 1). All systems run the same "
+            "seeded weights (He-normal convolutions, BatchNorm statistics near 0/1), BatchNorm "
+            "in inference mode; graphc and MXNet use their model zoo's `resnet18_v1`, torch a "
+            "hand-written copy of that structure (torchvision does not install beside torch "
+            "2.13 here), onnxruntime the ONNX file `torch.onnx.export` (TorchScript exporter, "
+            "opset 17) writes from it, with graph optimisation level ALL.",
+            "- W5: samples are blocks of 5 steps, each waiting for its loss. Initial LSTM state "
+            "zero every step, no dropout (so all systems do the same arithmetic). The Gluon "
+            "systems follow MXNet's word_language_model example: summed per-position loss, "
+            "`clip_global_norm(grads, 0.25 × 35 × 20)`, `trainer.step(35 × 20)`; PyTorch: mean "
+            "loss, `clip_grad_norm_(params, 0.25)`, SGD lr 20 — the same update.",
+            "- W6: each sample is a fresh process: framework import and model construction are "
+            "not counted (import is shown), then hybridize / torch.compile / InferenceSession "
+            "+ the first call until its output is ready. \"warm\" = a second fresh process "
+            "given the cache dir the cold one filled (GRAPHC_CACHE_DIR, "
+            "TORCHINDUCTOR_CACHE_DIR).",
             "- Raw records: bench/.work/results.json; per-process logs: bench/.work/logs/.", ""]
     return "\n".join(out)
 
@@ -501,6 +559,10 @@ def main() -> int:
 
     # 1. environments
     venv_systems = [s for s in systems if s not in OWN_VENV]
+    for s in list(venv_systems):
+        for dep in NEEDS_VENV.get(s, []):
+            if dep not in venv_systems:
+                venv_systems.insert(0, dep)
     print(f"== setting up environments: {', '.join(venv_systems) or '(none)'}", flush=True)
     if a.skip_setup:
         envs = {}

@@ -27,8 +27,11 @@ WORK = BENCH / ".work"
 ENVS: dict[str, tuple[list[str], str]] = {
     # torch==2.13.0 resolves to the CPU wheel on this machine's local disk (see
     # .library/env/machines/python.md); never ask for a bare "torch" here.
-    "torch": (["torch==2.13.0", "numpy"],
-              "import torch, numpy; print('torch', torch.__version__, 'numpy', numpy.__version__)"),
+    # onnx: for torch.onnx.export (legacy TorchScript exporter, dynamo=False) of W4's model,
+    # which the onnxruntime system then loads.
+    "torch": (["torch==2.13.0", "numpy", "onnx"],
+              "import torch, numpy, onnx; print('torch', torch.__version__, 'numpy', numpy.__version__,"
+              " 'onnx', onnx.__version__)"),
     "jax": (["jax[cpu]", "numpy"],
             "import jax, jaxlib, numpy; print('jax', jax.__version__, 'jaxlib', jaxlib.__version__,"
             " 'numpy', numpy.__version__)"),

@@ -106,11 +106,145 @@ def w3(quick):
     return body
 
 
+# ------------------------------------------------------------------ W4: ResNet-18 v1
+def make_resnet(seeded=True):
+    """MXNet's own model zoo; deferred shapes are inferred by one imperative call before the
+    seeded weights are set (in collect_params() order)."""
+    from mxnet.gluon.model_zoo import vision
+    net = vision.get_model("resnet18_v1")
+    net.initialize(mx.init.Xavier())
+    if seeded:
+        net(nd.zeros(C.W4_SHAPE)).wait_to_read()
+
+        def put(p, a, i):
+            if tuple(p.shape) != a.shape:
+                raise ValueError(f"parameter {i} {p.name}: shape {p.shape} vs seeded {a.shape}")
+            p.set_data(nd.array(a))
+        C.assign_flat(net.collect_params().values(), C.resnet18_params(), put,
+                      "ResNet-18 parameters")
+    return net
+
+
+def w4(quick):
+    def body():
+        net = make_resnet()
+        x = nd.array(C.w4_input())
+        t0 = time.perf_counter()
+        net.hybridize(static_alloc=True, static_shape=True)
+        out = net(x)
+        out.wait_to_read()
+        setup = time.perf_counter() - t0
+        yn = out.asnumpy()
+
+        def call():
+            net(x).wait_to_read()
+        warm, reps = C.reps("W4", quick)
+        samples = C.time_blocks(call, C.W4_BLOCK, warm, reps)
+        return C.record(SYSTEM, VARIANT, "W4", samples, check=C.check_weighted(yn),
+                        argmax=int(yn.argmax()), setup_s=setup, weights="seeded")
+    return body
+
+
+# ------------------------------------------------------------------ W5: LSTM LM
+class LstmLM(gluon.HybridBlock):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        with self.name_scope():
+            self.encoder = nn.Embedding(C.W5_VOCAB, C.W5_EMBED)
+            self.rnn = gluon.rnn.LSTM(C.W5_HIDDEN, num_layers=C.W5_LAYERS, input_size=C.W5_EMBED)
+            self.decoder = nn.Dense(C.W5_VOCAB, in_units=C.W5_HIDDEN, flatten=False)
+
+    def hybrid_forward(self, F, x):
+        return self.decoder(self.rnn(self.encoder(x)))
+
+
+def make_lm():
+    net = LstmLM()
+    net.initialize(mx.init.Uniform(0.1))
+    p = C.lstm_lm_params()
+    net.encoder.weight.set_data(nd.array(p["embedding.weight"]))
+    net.decoder.weight.set_data(nd.array(p["decoder.weight"]))
+    net.decoder.bias.set_data(nd.array(p["decoder.bias"]))
+    done = 0
+    for name, prm in net.rnn.collect_params().items():
+        key = next((k for k in p if name.endswith(k)), None)
+        if key is None:
+            raise ValueError(f"unexpected LSTM parameter {name}")
+        if tuple(prm.shape) != p[key].shape:
+            raise ValueError(f"{name}: shape {prm.shape} vs seeded {p[key].shape}")
+        prm.set_data(nd.array(p[key]))
+        done += 1
+    if done != 4 * C.W5_LAYERS:
+        raise ValueError(f"{done} LSTM parameters set, expected {4 * C.W5_LAYERS}")
+    net.hybridize(static_alloc=True, static_shape=True)
+    return net
+
+
+def w5(quick):
+    def body():
+        net = make_lm()
+        xn, yn = C.lstm_lm_data()
+        x, y = nd.array(xn.astype(np.float32)), nd.array(yn.reshape(-1).astype(np.float32))
+        params = [p for p in net.collect_params().values() if p.grad_req != "null"]
+        trainer = gluon.Trainer(params, "sgd", {"learning_rate": C.W5_LR})
+        loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+        loss_fn.hybridize(static_alloc=True, static_shape=True)
+        n_tok = C.W5_SEQ * C.W5_BATCH
+
+        def step():
+            with autograd.record():
+                out = net(x)
+                loss = loss_fn(out.reshape((-3, -1)), y)    # (seq*batch,) per-position losses
+            loss.backward()
+            norm = gluon.utils.clip_global_norm([p.grad() for p in params], C.W5_CLIP * n_tok)
+            trainer.step(n_tok)
+            loss.wait_to_read()
+            return loss, norm
+        t0 = time.perf_counter()
+        loss, norm = step()
+        first = float(loss.mean().asscalar())
+        setup = time.perf_counter() - t0
+        warm, reps = C.reps("W5", quick)
+        samples = C.time_blocks(step, C.W5_BLOCK, warm, reps)
+        nd.waitall()
+        return C.record(SYSTEM, VARIANT, "W5", samples, first_loss=first,
+                        grad_norm=float(norm) / n_tok, setup_s=setup, weights="seeded")
+    return body
+
+
+# ------------------------------------------------------------------ W6: first call, fresh process
+def w6_child(variant):
+    def body():
+        import_s = time.perf_counter() - C.T_START
+        t0 = time.perf_counter()
+        net = make_resnet(seeded=False)
+        x = nd.array(C.w4_input())
+        build = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        net.hybridize(static_alloc=True, static_shape=True)
+        y = net(x)
+        y.wait_to_read()
+        first = time.perf_counter() - t0
+        return {"system": SYSTEM, "variant": variant, "workload": "W6", "first_call_s": first,
+                "import_s": import_s, "build_s": build, "check": C.check_weighted(y.asnumpy())}
+    return body
+
+
 def main():
     a = C.parse_args()
     wl = a.workload
+    if wl == "W6":
+        if a.child:
+            C.run_variant(SYSTEM, VARIANT, "W6", w6_child(VARIANT))
+        else:
+            _, n = C.reps("W6", a.quick)
+            runs, errors = C.w6_children(__file__, [(VARIANT, {})] * n, a.quick)
+            C.w6_emit(SYSTEM, runs, errors, [VARIANT],
+                      note="hybridize + first call (deferred shape inference, graph build)")
+        return
     plan = {"W1": elementwise("W1", a.quick), "W1b": elementwise("W1b", a.quick),
-            "W2": w2(a.quick), "W3": w3(a.quick)}.get(wl)
+            "W2": w2(a.quick), "W3": w3(a.quick), "W4": w4(a.quick),
+            "W5": w5(a.quick)}.get(wl)
     if plan is not None and C.wanted(a, VARIANT):
         C.run_variant(SYSTEM, VARIANT, wl, plan)
 

@@ -1,6 +1,13 @@
-"""PyTorch CPU: eager, torch.compile, torch.jit.trace (W2); W0 torch matmul."""
+"""PyTorch CPU: eager, torch.compile, torch.jit.trace (W2); W0 torch matmul.
+
+W4/W6: ResNet-18 v1 written by hand with MXNet's model-zoo structure (torchvision does not
+install beside this torch); `torch_w.py --export-onnx PATH` writes it, with the seeded
+weights, as the ONNX file the onnxruntime system runs. W5: nn.Embedding -> nn.LSTM -> Linear.
+"""
 import _common as C  # first: pins thread counts
 
+import json
+import sys
 import time
 
 import numpy as np
@@ -36,6 +43,185 @@ def make_mlp():
         if i < len(ws) - 1:
             layers.append(tnn.ReLU())
     return tnn.Sequential(*layers)
+
+
+# ------------------------------------------------------------------ W4: ResNet-18 v1
+def _conv3x3(cin, ch, stride):
+    return tnn.Conv2d(cin, ch, 3, stride, 1, bias=False)
+
+
+class BasicBlockV1(tnn.Module):
+    """MXNet's BasicBlockV1: body conv3x3-BN-relu-conv3x3-BN; 1x1 conv + BN shortcut when the
+    channel count changes; relu(body + shortcut)."""
+
+    def __init__(self, cin, ch, stride):
+        super().__init__()
+        self.body = tnn.Sequential(_conv3x3(cin, ch, stride), tnn.BatchNorm2d(ch), tnn.ReLU(),
+                                   _conv3x3(ch, ch, 1), tnn.BatchNorm2d(ch))
+        self.downsample = (tnn.Sequential(tnn.Conv2d(cin, ch, 1, stride, bias=False),
+                                          tnn.BatchNorm2d(ch)) if ch != cin else None)
+
+    def forward(self, x):
+        residual = self.downsample(x) if self.downsample is not None else x
+        return torch.relu(self.body(x) + residual)
+
+
+class ResNet18V1(tnn.Module):
+    def __init__(self):
+        super().__init__()
+        layers = [tnn.Conv2d(3, 64, 7, 2, 3, bias=False), tnn.BatchNorm2d(64), tnn.ReLU(),
+                  tnn.MaxPool2d(3, 2, 1)]
+        cin = 64
+        for ch, stride in C.RESNET18_STAGES:
+            layers += [BasicBlockV1(cin, ch, stride), BasicBlockV1(ch, ch, 1)]
+            cin = ch
+        layers.append(tnn.AdaptiveAvgPool2d(1))
+        self.features = tnn.Sequential(*layers)
+        self.output = tnn.Linear(512, C.W4_CLASSES)
+
+    def forward(self, x):
+        return self.output(torch.flatten(self.features(x), 1))
+
+
+def make_resnet(seeded=True):
+    net = ResNet18V1().eval()
+    if seeded:
+        targets = []
+        for m in net.modules():
+            if isinstance(m, tnn.Conv2d):
+                targets.append(m.weight)
+            elif isinstance(m, tnn.BatchNorm2d):
+                targets += [m.weight, m.bias, m.running_mean, m.running_var]
+            elif isinstance(m, tnn.Linear):
+                targets += [m.weight, m.bias]
+
+        def put(t, a, i):
+            if tuple(t.shape) != a.shape:
+                raise ValueError(f"parameter {i}: shape {tuple(t.shape)} vs seeded {a.shape}")
+            with torch.no_grad():
+                t.copy_(torch.from_numpy(a))
+        C.assign_flat(targets, C.resnet18_params(), put, "ResNet-18 parameters")
+    return net
+
+
+def export_onnx(path):
+    net = make_resnet()
+    x = torch.from_numpy(C.w4_input())
+    with torch.no_grad():
+        torch.onnx.export(net, (x,), path, dynamo=False, opset_version=17,
+                          input_names=["data"], output_names=["output"])
+        y = net(x).numpy()
+    print(C.PREFIX + json.dumps({"check": C.check_weighted(y)}), flush=True)
+
+
+def w4(variant, quick):
+    def body():
+        net = make_resnet()
+        x = torch.from_numpy(C.w4_input())
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            fn = torch.compile(net) if variant == "compile" else net
+            out = fn(x)
+        setup = time.perf_counter() - t0
+        warm, reps = C.reps("W4", quick)
+
+        def call():
+            with torch.inference_mode():
+                fn(x)
+        samples = C.time_blocks(call, C.W4_BLOCK, warm, reps)
+        return C.record(SYSTEM, variant, "W4", samples, check=C.check_weighted(out.numpy()),
+                        argmax=int(out.argmax()), setup_s=setup, weights="seeded")
+    return body
+
+
+# ------------------------------------------------------------------ W5: LSTM LM
+class LstmLM(tnn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = tnn.Embedding(C.W5_VOCAB, C.W5_EMBED)
+        self.rnn = tnn.LSTM(C.W5_EMBED, C.W5_HIDDEN, C.W5_LAYERS)
+        self.decoder = tnn.Linear(C.W5_HIDDEN, C.W5_VOCAB)
+
+    def forward(self, x):
+        h, _ = self.rnn(self.encoder(x))
+        return self.decoder(h)
+
+
+def make_lm():
+    net = LstmLM()
+    p = C.lstm_lm_params()
+    pairs = [(net.encoder.weight, p["embedding.weight"]),
+             (net.decoder.weight, p["decoder.weight"]), (net.decoder.bias, p["decoder.bias"])]
+    for layer in range(C.W5_LAYERS):
+        for tk, mk in (("weight_ih", "i2h_weight"), ("weight_hh", "h2h_weight"),
+                       ("bias_ih", "i2h_bias"), ("bias_hh", "h2h_bias")):
+            pairs.append((getattr(net.rnn, f"{tk}_l{layer}"), p[f"l{layer}_{mk}"]))
+    with torch.no_grad():
+        for t, a in pairs:
+            if tuple(t.shape) != a.shape:
+                raise ValueError(f"shape {tuple(t.shape)} vs seeded {a.shape}")
+            t.copy_(torch.from_numpy(a))
+    return net
+
+
+def w5(variant, quick):
+    def body():
+        net = make_lm().train()
+        xn, yn = C.lstm_lm_data()
+        x, y = torch.from_numpy(xn), torch.from_numpy(yn).reshape(-1)
+        opt = torch.optim.SGD(net.parameters(), lr=C.W5_LR)
+        loss_fn = tnn.CrossEntropyLoss()     # mean over the seq*batch positions
+        params = list(net.parameters())
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(net(x).reshape(-1, C.W5_VOCAB), y)
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(params, C.W5_CLIP)
+            opt.step()
+            return loss, norm
+        t0 = time.perf_counter()
+        loss, norm = step()
+        first, gnorm = float(loss.item()), float(norm.item())
+        setup = time.perf_counter() - t0
+        warm, reps = C.reps("W5", quick)
+        samples = C.time_blocks(lambda: step()[0].item(), C.W5_BLOCK, warm, reps)
+        return C.record(SYSTEM, variant, "W5", samples, first_loss=first, grad_norm=gnorm,
+                        setup_s=setup, weights="seeded")
+    return body
+
+
+# ------------------------------------------------------------------ W6: first call, fresh process
+def w6_child(variant):
+    def body():
+        import_s = time.perf_counter() - C.T_START
+        t0 = time.perf_counter()
+        net = make_resnet(seeded=False)
+        x = torch.from_numpy(C.w4_input())
+        build = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            fn = torch.compile(net)
+            y = fn(x)
+        first = time.perf_counter() - t0
+        return {"system": SYSTEM, "variant": variant, "workload": "W6", "first_call_s": first,
+                "import_s": import_s, "build_s": build, "check": C.check_weighted(y.numpy())}
+    return body
+
+
+def w6_parent(quick):
+    import tempfile
+    _, n = C.reps("W6", quick)
+    order = ["compile-cold", "compile-warm"]
+    pairs = []
+    for _ in range(n):
+        d = tempfile.mkdtemp(prefix="bench-inductor-")
+        pairs += [("compile-cold", {"TORCHINDUCTOR_CACHE_DIR": d}),
+                  ("compile-warm", {"TORCHINDUCTOR_CACHE_DIR": d})]
+    runs, errors = C.w6_children(__file__, pairs, quick)
+    C.w6_emit(SYSTEM, runs, errors, order,
+              note="cold: empty TORCHINDUCTOR_CACHE_DIR; warm: a second fresh process with "
+                   "that cache dir")
 
 
 def elementwise(wl, variant, quick):
@@ -127,14 +313,26 @@ def sgemm(n, quick):
 
 
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--export-onnx":
+        export_onnx(sys.argv[2])
+        return
     a = C.parse_args()
     wl = a.workload
+    if wl == "W6":
+        if a.child:
+            v = a.variants
+            C.run_variant(SYSTEM, v, "W6", w6_child(v))
+        else:
+            w6_parent(a.quick)
+        return
     plan = {
         "W0": [("matmul2048", sgemm(2048, a.quick)), ("matmul4096", sgemm(4096, a.quick))],
         "W1": [(v, elementwise("W1", v, a.quick)) for v in ("eager", "compile")],
         "W1b": [(v, elementwise("W1b", v, a.quick)) for v in ("eager", "compile")],
         "W2": [(v, w2(v, a.quick)) for v in ("eager", "jit.trace", "compile")],
         "W3": [(v, w3(v, a.quick)) for v in ("eager", "compile")],
+        "W4": [(v, w4(v, a.quick)) for v in ("eager", "compile")],
+        "W5": [("eager", w5("eager", a.quick))],
     }.get(wl, [])
     for variant, body in plan:
         if C.wanted(a, variant):
