@@ -3,9 +3,10 @@ what it computes eagerly; parameter names are MXNet's (so its files load); expor
 save/load round trips; pretrained weights from local files only.
 
 Cost: every network runs eagerly and traced (the graph interpreted on the numpy references) at
-its smallest valid input. Compiling through LLVM costs about 0.2 s per kernel (resnet18: ~17 s,
-resnet152 or densenet201: minutes), so by default a subset that together uses every layer kind
-of the zoo is compiled; GRAPHC_TEST_ZOO_COMPILED=all compiles every network.
+its smallest valid input (about 90 CPU-seconds in all). Compiling every network through LLVM
+took about 4 CPU-minutes (8 minutes wall on a loaded 2-core machine; densenet201, inceptionv3
+and resnet101/152 about a minute each), so by default a subset that together uses every layer
+kind of the zoo is compiled; GRAPHC_TEST_ZOO_COMPILED=all compiles every network.
 """
 import os
 
