@@ -7,7 +7,9 @@ steps together; the renderers only ever see Kernels.
 """
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -456,7 +458,24 @@ def lower_graph(graph: Graph, plan: MemoryPlan) -> list:
         k = copy_kernel(names("k_output_copy"), t.with_(shape=(t.size,)))
         dst = Placement("output", j, 0, t.nbytes, t.device)
         steps.append(KernelStep(k, {"out": dst, "in0": plan.placement(v)}))
+    for step in steps:
+        if isinstance(step, KernelStep):
+            name_by_content(step.kernel)
     return steps
+
+
+def name_by_content(kernel: Kernel) -> Kernel:
+    """Name a kernel after what it computes (its text, which names only its own buffers), so that
+    identical kernels compile once: an unrolled RNN repeats the same few step kernels per time
+    step, and LLVM's time grows with the number of distinct functions, not of calls."""
+    if _CONTENT_NAMED.match(kernel.name):
+        return kernel        # already named by kind and content (runtime/conv.py)
+    kernel.name = "k"
+    kernel.name = f"k_{hashlib.sha1(str(kernel).encode()).hexdigest()[:16]}"
+    return kernel
+
+
+_CONTENT_NAMED = re.compile(r"^k_[a-z0-9]+_[0-9a-f]{12}$")
 
 
 __all__ = ["KernelStep", "HostStep", "lower_graph", "lower_node", "compose", "elementwise_kernel",
