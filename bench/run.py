@@ -493,7 +493,10 @@ def render(results: list[dict], meta: dict, envs: dict) -> str:
             f"measurement process (machine busy CPU time minus the benchmark's own, over wall "
             f"time; 2 cores in all). Above {NOISY} (⚠) the figure is disturbed: re-run on a "
             f"quiet machine before quoting it. Before each measurement the run waits (up to "
-            f"--idle-wait s) for the machine to go quiet.",
+            f"--idle-wait s) for the machine to go quiet. Systems whose 2 OpenMP threads meet "
+            f"at barriers (PyTorch above all) lose far more to other load than the rest: on this "
+            f"machine with ~1 core busy elsewhere, torch eager W4 took ~35 ms with 1 thread but "
+            f"0.5–0.9 s with 2.",
             "- W4: samples are means over blocks of 10 images (batch 1). All systems run the same "
             "seeded weights (He-normal convolutions, BatchNorm statistics near 0/1), BatchNorm "
             "in inference mode; graphc and MXNet use their model zoo's `resnet18_v1`, torch a "
