@@ -158,6 +158,8 @@ def split_forward_backward(gg: GradientGraph, forward_inputs: list) -> SplitGrap
         key = (id(v.node), v.index)
         if key in replacement:
             return replacement[key].out()
+        if v.node.is_const:
+            return v            # constants are shared by both programs as they are
         return mapping[key]
 
     for node in joint.nodes:

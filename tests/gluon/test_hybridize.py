@@ -303,3 +303,42 @@ def test_lstm_blocks_compile_through_unrolling_and_match_eager():
     np.testing.assert_allclose(blk.rnn_param.grad().asnumpy(), want_g, rtol=1e-4, atol=1e-5)
     (fwd, bwd, split, fg, bg), = blk._cached_op.last.train.values()
     assert not any(n.op in ("RNN", "_backward_RNN") for n in fg.nodes + bg.nodes)
+
+
+def test_lstm_language_model_without_begin_state_trains_like_eager():
+    """Embedding -> rnn.LSTM (zero begin state made inside the graph) -> Dense, the W5 model."""
+    from graphc.gluon import rnn
+
+    class LM(gluon.HybridBlock):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            with self.name_scope():
+                self.encoder = nn.Embedding(30, 6)
+                self.rnn = rnn.LSTM(6, num_layers=2, input_size=6)
+                self.decoder = nn.Dense(30, in_units=6, flatten=False)
+
+        def hybrid_forward(self, F, x):
+            return self.decoder(self.rnn(self.encoder(x)))
+
+    def run(hybridize):
+        mx.random.seed(4)
+        net = LM()
+        net.initialize(mx.init.Uniform(0.1))
+        if hybridize:
+            net.hybridize()
+        trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 1.0})
+        loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+        rng = np.random.default_rng(0)
+        x = nd.array(rng.integers(0, 30, (4, 3)))
+        y = nd.array(rng.integers(0, 30, 12))
+        losses = []
+        for _ in range(3):
+            with autograd.record():
+                loss = loss_fn(net(x).reshape((-3, -1)), y)
+            loss.backward()
+            gluon.utils.clip_global_norm([p.grad() for p in net.collect_params().values()], 5.0)
+            trainer.step(12)
+            losses.append(loss.asnumpy())
+        return np.array(losses)
+
+    np.testing.assert_allclose(run(True), run(False), rtol=1e-4, atol=1e-5)

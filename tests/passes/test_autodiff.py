@@ -104,3 +104,22 @@ def test_missing_gradient_rule_is_reported_with_the_node():
     y = b.F._test_nondifferentiable(b.F.exp(x), name="blackbox")
     with pytest.raises(Exception, match="_test_nondifferentiable.*blackbox"):
         differentiate(b.build([y]), [x.value.node])
+
+
+def test_split_keeps_constants_that_the_backward_part_reads():
+    """A folded constant (e.g. an RNN's zero begin state) used by gradient nodes is shared by
+    the backward program, not looked for among forward values."""
+    b = GraphBuilder("c")
+    x = b.var("x", TensorType((3,), "float64"))
+    c = b.const(np.array([1.0, 2.0, 3.0]))
+    y = b.F.sum(b.F.exp(x) * c)
+    g = b.build([y])
+    gg = differentiate(g, [x.value.node])
+    sp = split_forward_backward(gg, g.inputs)
+    verify(sp.backward)
+    xs = np.array([0.1, 0.2, 0.3])
+    f_out = interpret(sp.forward, [xs])
+    feed = [{"saved": lambda k: f_out[sp.num_outputs + k], "input": lambda k: xs,
+             "head_grad": lambda k: np.array(1.0)}[kind](k) for kind, k in sp.backward_inputs]
+    (grad,) = interpret(sp.backward, feed)
+    np.testing.assert_allclose(grad, np.exp(xs) * [1, 2, 3])
