@@ -9,6 +9,7 @@ never read half an object.
 """
 from __future__ import annotations
 
+import ctypes
 import functools
 import hashlib
 import os
@@ -17,9 +18,9 @@ import threading
 
 import llvmlite.binding as llvm
 
-from . import llvm_jit
+from . import llvm_jit, threads
 
-VERSION = "graphc-0.1.0-rt3"
+VERSION = "graphc-0.1.0-rt4"
 _lock = threading.Lock()
 _memory: dict = {}        # key -> (engine, {name: address})
 
@@ -48,6 +49,13 @@ def load_blas() -> str:
         if f.startswith("lib" + name) and (".so" in f or f.endswith(".dylib")):
             path = os.path.join(lib_dir, f)
             llvm.load_library_permanently(path)
+            n = threads.blas_threads()
+            if n:
+                # this library is graphc's alone (numpy bundles its own OpenBLAS): one owner for the cores
+                try:
+                    ctypes.CDLL(path).scipy_openblas_set_num_threads(ctypes.c_int(n))
+                except (OSError, AttributeError):
+                    pass
             return path
     raise OSError(f"OpenBLAS library lib{name}.so not found in {lib_dir}")
 
@@ -86,6 +94,7 @@ def load(key: str, build_ir, symbols, use_cache: bool = True):
     Returns (addresses dict, where it came from: 'memory' | 'disk' | 'compiled', engine). The
     caller keeps the engine alive as long as it calls the addresses."""
     load_blas()
+    threads.ensure_pool()     # generated code calls graphc_pool_run
     with _lock:
         if use_cache and key in _memory:
             engine, addrs = _memory[key]

@@ -33,6 +33,8 @@ This module builds kernel IR only; the renderers turn it into code.
 """
 from __future__ import annotations
 
+import os
+
 import dataclasses
 import hashlib
 import math
@@ -44,7 +46,7 @@ from graphc.ops.graph import Node
 from .kernel_ir import Buf, Gemm, Index, Kernel, Load, Loop, Store
 
 # below this many scalar operations an im2col/col2im/direct kernel runs on one thread
-PARALLEL_WORK = 1 << 18
+PARALLEL_WORK = int(os.environ.get("GRAPHC_CONV_PARALLEL_WORK", 1 << 17))
 
 
 def contiguous(shape) -> tuple:

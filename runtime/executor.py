@@ -29,6 +29,7 @@ from graphc.ops.memory_plan import MemoryPlan
 from graphc.ops.registry import get_op
 
 from . import cache as _cache
+from . import threads as _threads
 from .lower import KernelStep, HostStep, lower_graph
 from .render_llvm import ModuleBuilder
 
@@ -231,6 +232,7 @@ def build_program(graph: Graph, fused: Graph, plan: MemoryPlan, *, training: boo
     host-run ops (Dropout); cache=False skips the memory and disk caches (always compiles)."""
     _check_graphs_agree(graph, fused, plan)
     nthreads = num_threads()
+    split_work = _threads.gemm_split_work()
     steps = lower_graph(fused, plan)
     n_in, n_out, n_c = len(graph.inputs), len(graph.outputs), len(plan.consts)
     devices = sorted(plan.arena_size)
@@ -253,12 +255,12 @@ def build_program(graph: Graph, fused: Graph, plan: MemoryPlan, *, training: boo
 
     def build_ir():
         tm = _cache.target_machine()
-        mb = ModuleBuilder(graph.name, nthreads, tm.triple, str(tm.target_data))
+        mb = ModuleBuilder(graph.name, nthreads, tm.triple, str(tm.target_data), gemm_split_work=split_work)
         for name, calls in zip(names, seg_calls):
             mb.add_entry(name, calls)
         return str(mb)
 
-    key = _cache.make_key(graph_description(graph, training, nthreads) + "\n" +
+    key = _cache.make_key(graph_description(graph, training, nthreads) + f"\ngemm_split={split_work}\n" +
                           "\n".join(str(s.kernel) for s in steps if isinstance(s, KernelStep)))
     addrs, source, engine = _cache.load(key, build_ir, names, use_cache=cache)
     prog = Program(graph, fused, plan, steps, segments, addrs, source, nthreads)

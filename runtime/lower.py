@@ -7,6 +7,8 @@ steps together; the renderers only ever see Kernels.
 """
 from __future__ import annotations
 
+import os
+
 import hashlib
 import math
 import re
@@ -24,7 +26,7 @@ from graphc.ops.registry import Elementwise, Reduction, get_op, has_op
 from .kernel_ir import Buf, Index, Load, AccRef, Loop, Store, DeclareAcc, Accumulate, Gemm, Kernel, MemCopy
 
 # below this many scalar operations a kernel runs on one thread: starting threads costs more
-PARALLEL_WORK = 1 << 21
+PARALLEL_WORK = int(os.environ.get("GRAPHC_PARALLEL_WORK", 1 << 17))
 
 
 @dataclass

@@ -3,9 +3,9 @@
 Each Kernel becomes `void @name(i8** bufs, i64 start, i64 end)`: a thin wrapper that loads the
 buffer pointers and calls an always-inlined body whose pointer arguments are `noalias` (an
 in-place kernel reads and writes the same buffer name, so distinct names never alias). The
-outermost loop of a parallel kernel runs over [start, end); `@graphc_parallel` splits it across
-threads made with pthread_create/pthread_join from libc, declared here in IR (no compiler or
-OpenMP runtime needed). Loops are plain counted loops over contiguous innermost dimensions so
+outermost loop of a parallel kernel runs over [start, end); `@graphc_pool_run` (runtime/threads.py:
+one persistent pool of parked worker threads per process, native code built with llvmlite, no
+compiler or OpenMP runtime needed) splits it across threads. Loops are plain counted loops over contiguous innermost dimensions so
 LLVM's loop vectoriser widens them; floating-point ops carry 'contract' only (nan/inf semantics
 stay exact), reductions add 'reassoc' so they vectorise. GEMMs call OpenBLAS's CBLAS
 (`scipy_cblas_sgemm`/`dgemm`, `..._gemv` for one-row products) from the generated code.
@@ -19,6 +19,7 @@ import llvmlite.ir as ir
 
 from graphc.ops import scalar as S
 
+from .threads import POOL_RUN, POOL_RUN_FN
 from .kernel_ir import Kernel, Loop, Store, DeclareAcc, Accumulate, AccRef, Load, LoopVar, Gemm, MemCopy
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
@@ -403,7 +404,22 @@ def _declare(module, name, fnty):
         return ir.Function(module, fnty, name)
 
 
-def emit_gemm(b, g: Gemm, ptrs):
+def gemm_split_dim(g: Gemm):
+    """How a Gemm's work divides across threads: ('batch' | 'm' | 'n', extent), or None. Row
+    blocks of C when it has at least as many rows as columns (the batch-256 layers of an MLP),
+    column blocks otherwise (a convolution's output pixels, a one-row product's outputs)."""
+    if g.batch > 1:
+        return ("batch", g.batch)
+    if g.m >= g.n and g.m > 1:
+        return ("m", g.m)
+    if g.n > 1:
+        return ("n", g.n)
+    return None
+
+
+def emit_gemm(b, g: Gemm, ptrs, split=None):
+    """The BLAS call(s) for `g`; split=(dim, lo, hi) (lo/hi: i64 IR values) computes only the
+    slice [lo, hi) of dimension dim of gemm_split_dim(g): rows of C, columns of C, or matrices."""
     ty = MEM_TYPE[g.dtype]
     p = "s" if g.dtype == "float32" else "d"
     tp = ty.as_pointer()
@@ -416,6 +432,21 @@ def emit_gemm(b, g: Gemm, ptrs):
     if g.off_c:
         c = b.gep(c, [_c(I64, g.off_c)], inbounds=True)
     gemv = g.m == 1 and g.batch == 1
+    m_, n_ = _c(I32, g.m), _c(I32, g.n)
+    batch_lo, batch_hi = _c(I64, 0), _c(I64, g.batch)
+    if split is not None:
+        dim, lo, hi = split
+        cnt = b.trunc(b.sub(hi, lo), I32)
+        if dim == "batch":
+            batch_lo, batch_hi = lo, hi
+        elif dim == "m":        # rows lo..hi of op(A) and of C
+            a = b.gep(a, [lo if g.trans_a else b.mul(lo, _c(I64, g.lda))], inbounds=True)
+            c = b.gep(c, [b.mul(lo, _c(I64, g.ldc))], inbounds=True)
+            m_ = cnt
+        else:                   # columns lo..hi of op(B) and of C
+            bm = b.gep(bm, [b.mul(lo, _c(I64, g.ldb)) if g.trans_b else lo], inbounds=True)
+            c = b.gep(c, [lo], inbounds=True)
+            n_ = cnt
 
     def one(a_, b_, c_):
         if gemv:
@@ -423,17 +454,17 @@ def emit_gemm(b, g: Gemm, ptrs):
             fn = _declare(b.module, f"{BLAS_PREFIX}{p}gemv", ir.FunctionType(
                 VOID, [I32, I32, I32, I32, ty, tp, I32, tp, I32, ty, tp, I32]))
             if g.trans_b:   # B stored n x k: y = B x
-                rows, cols, tr = g.n, g.k, no_trans
+                rows, cols, tr = n_, _c(I32, g.k), no_trans
             else:           # B stored k x n: y = Bᵀ x
-                rows, cols, tr = g.k, g.n, trans
+                rows, cols, tr = _c(I32, g.k), n_, trans
             incx = g.lda if g.trans_a else 1
-            b.call(fn, [_c(I32, row_major), _c(I32, tr), _c(I32, rows), _c(I32, cols), _c(ty, g.alpha), b_,
+            b.call(fn, [_c(I32, row_major), _c(I32, tr), rows, cols, _c(ty, g.alpha), b_,
                         _c(I32, g.ldb), a_, _c(I32, incx), _c(ty, g.beta), c_, _c(I32, 1)])
             return
         fn = _declare(b.module, f"{BLAS_PREFIX}{p}gemm", ir.FunctionType(
             VOID, [I32, I32, I32, I32, I32, I32, ty, tp, I32, tp, I32, ty, tp, I32]))
         b.call(fn, [_c(I32, row_major), _c(I32, trans if g.trans_a else no_trans),
-                    _c(I32, trans if g.trans_b else no_trans), _c(I32, g.m), _c(I32, g.n), _c(I32, g.k),
+                    _c(I32, trans if g.trans_b else no_trans), m_, n_, _c(I32, g.k),
                     _c(ty, g.alpha), a_, _c(I32, max(g.lda, 1)), b_, _c(I32, max(g.ldb, 1)), _c(ty, g.beta), c_,
                     _c(I32, max(g.ldc, 1))])
 
@@ -445,22 +476,23 @@ def emit_gemm(b, g: Gemm, ptrs):
     pre = b.block
     header = fn.append_basic_block("gemm.batch")
     exit_ = fn.append_basic_block("gemm.exit")
-    b.branch(header)
+    b.cbranch(b.icmp_signed("<", batch_lo, batch_hi), header, exit_)
     b.position_at_end(header)
     i = b.phi(I64)
-    i.add_incoming(_c(I64, 0), pre)
+    i.add_incoming(batch_lo, pre)
     off = lambda s: b.mul(i, _c(I64, s))  # noqa: E731
     one(b.gep(a, [off(g.stride_a)]), b.gep(bm, [off(g.stride_b)]), b.gep(c, [off(g.stride_c)]))
     nxt = b.add(i, _c(I64, 1))
     i.add_incoming(nxt, b.block)
-    b.cbranch(b.icmp_signed("<", nxt, _c(I64, g.batch)), header, exit_)
+    b.cbranch(b.icmp_signed("<", nxt, batch_hi), header, exit_)
     b.position_at_end(exit_)
 
 
 class ModuleBuilder:
     """Accumulates kernels and entry functions into one llvmlite module."""
 
-    def __init__(self, name: str, nthreads: int = 1, triple: str = "", data_layout: str = ""):
+    def __init__(self, name: str, nthreads: int = 1, triple: str = "", data_layout: str = "",
+                 gemm_split_work=None):
         self.module = ir.Module(name=name)
         if triple:
             self.module.triple = triple
@@ -469,6 +501,9 @@ class ModuleBuilder:
         self.nthreads = max(1, int(nthreads))
         self.kernels = {}
         self._parallel = None
+        # GEMMs of at least this many flops are split across the pool (BLAS runs single-threaded)
+        self.gemm_split_work = gemm_split_work
+        self._splits = {}
 
     def add_kernel(self, kernel: Kernel) -> ir.Function:
         """`void @kernel.name(i8** bufs, i64 start, i64 end)`; bufs in kernel.bufs order."""
@@ -501,64 +536,38 @@ class ModuleBuilder:
         self.kernels[kernel.name] = wrap
         return wrap
 
-    def parallel_runner(self) -> ir.Function:
-        """`void @graphc_parallel(kernel*, i8** bufs, i64 n)`: fork nthreads-1 pthreads over
-        contiguous chunks of [0, n), run chunk 0 here, join."""
-        if self._parallel is not None:
-            return self._parallel
-        m = self.module
-        kptr = KERNEL_FN.as_pointer()
-        task_t = ir.LiteralStructType([kptr, I8PP, I64, I64])
-        thunk_ty = ir.FunctionType(I8P, [I8P])
-        thunk = ir.Function(m, thunk_ty, "graphc_thread_main")
-        thunk.linkage = "internal"
-        b = ir.IRBuilder(thunk.append_basic_block("entry"))
-        t = b.bitcast(thunk.args[0], task_t.as_pointer())
-        vals = [b.load(b.gep(t, [_c(I32, 0), _c(I32, j)], inbounds=True)) for j in range(4)]
-        b.call(vals[0], vals[1:])
-        b.ret(ir.Constant(I8P, None))
-
-        pcreate = _declare(m, "pthread_create", ir.FunctionType(I32, [I64.as_pointer(), I8P, thunk_ty.as_pointer(), I8P]))
-        pjoin = _declare(m, "pthread_join", ir.FunctionType(I32, [I64, I8P.as_pointer()]))
-        fn = ir.Function(m, ir.FunctionType(VOID, [kptr, I8PP, I64]), "graphc_parallel")
-        fn.linkage = "internal"
-        kfn, bufs, n = fn.args
-        nt = self.nthreads
+    def gemm_split(self, kernel: Kernel):
+        """(`void @name.split(i8** bufs, i64 start, i64 end)`, extent) computing slice [start, end)
+        of a lone-GEMM kernel's split dimension, when it is worth splitting; else None."""
+        if self.gemm_split_work is None or self.nthreads < 2 or kernel.work < self.gemm_split_work:
+            return None
+        if len(kernel.body) != 1 or not isinstance(kernel.body[0], Gemm):
+            return None
+        g = kernel.body[0]
+        how = gemm_split_dim(g)
+        if how is None:
+            return None
+        if kernel.name in self._splits:
+            return self._splits[kernel.name], how[1]
+        fn = ir.Function(self.module, KERNEL_FN, kernel.name + ".split")
+        fn.attributes.add("nounwind")
         b = ir.IRBuilder(fn.append_basic_block("entry"))
-        tasks = b.alloca(ir.ArrayType(task_t, nt))
-        tids = b.alloca(ir.ArrayType(I64, nt))
-        started = b.alloca(ir.ArrayType(I1, nt))
-        # chunk = ceil(n / nt) rounded up to 64 iterations
-        chunk = b.udiv(b.add(n, _c(I64, nt - 1)), _c(I64, nt))
-        # long loops split on 64-iteration boundaries (whole vectors, no shared cache lines);
-        # short outer loops (a few rows of a large inner loop) split evenly
-        rounded = b.and_(b.add(chunk, _c(I64, 63)), _c(I64, ~63))
-        chunk = b.select(b.icmp_unsigned(">=", n, _c(I64, 4096)), rounded, chunk)
-        for j in range(1, nt):
-            lo = b.mul(chunk, _c(I64, j))
-            lo = b.select(b.icmp_unsigned("<", lo, n), lo, n)
-            hi = b.add(lo, chunk)
-            hi = b.select(b.icmp_unsigned("<", hi, n), hi, n)
-            tp = b.gep(tasks, [_c(I32, 0), _c(I32, j)], inbounds=True)
-            for k, v in enumerate((kfn, bufs, lo, hi)):
-                b.store(v, b.gep(tp, [_c(I32, 0), _c(I32, k)], inbounds=True))
-            rc = b.call(pcreate, [b.gep(tids, [_c(I32, 0), _c(I32, j)], inbounds=True), ir.Constant(I8P, None),
-                                  thunk, b.bitcast(tp, I8P)])
-            ok = b.icmp_signed("==", rc, _c(I32, 0))
-            b.store(ok, b.gep(started, [_c(I32, 0), _c(I32, j)], inbounds=True))
-            # a thread that could not start: run its chunk here instead
-            with b.if_then(b.not_(ok)):
-                b.call(kfn, [bufs, lo, hi])
-        first = b.select(b.icmp_unsigned("<", chunk, n), chunk, n)
-        b.call(kfn, [bufs, _c(I64, 0), first])
-        for j in range(1, nt):
-            ok = b.load(b.gep(started, [_c(I32, 0), _c(I32, j)], inbounds=True))
-            with b.if_then(ok):
-                tid = b.load(b.gep(tids, [_c(I32, 0), _c(I32, j)], inbounds=True))
-                b.call(pjoin, [tid, ir.Constant(I8P.as_pointer(), None)])
+        bufs, start, end = fn.args
+        ptrs = {}
+        for i, bf in enumerate(kernel.bufs):
+            raw = b.load(b.gep(bufs, [_c(I64, i)], inbounds=True))
+            ptrs[bf.name] = b.bitcast(raw, MEM_TYPE[bf.dtype].as_pointer())
+        emit_gemm(b, g, ptrs, split=(how[0], start, end))
         b.ret_void()
-        self._parallel = fn
-        return fn
+        self._splits[kernel.name] = fn
+        return fn, how[1]
+
+    def parallel_runner(self) -> ir.Function:
+        """`void @graphc_pool_run(kernel*, i8** bufs, i64 n, i64 nthreads)`: the process-wide
+        worker pool (runtime/threads.py) splits [0, n) across nthreads; resolved at load time."""
+        if self._parallel is None:
+            self._parallel = _declare(self.module, POOL_RUN, POOL_RUN_FN)
+        return self._parallel
 
     def add_entry(self, name: str, calls) -> ir.Function:
         """`void @name(i8** args)`. calls: list of (kernel, [(arg slot, byte offset) per buf]) run
@@ -582,8 +591,11 @@ class ModuleBuilder:
                     p = b.gep(p, [_c(I64, off)], inbounds=True)
                 b.store(p, b.gep(bufs, [_c(I64, i)], inbounds=True))
             loop = kernel.parallel_loop
-            if loop is not None and self.nthreads > 1 and loop.extent > 1:
-                b.call(self.parallel_runner(), [kfn, bufs, _c(I64, loop.extent)])
+            split = self.gemm_split(kernel)
+            if split is not None:
+                b.call(self.parallel_runner(), [split[0], bufs, _c(I64, split[1]), _c(I64, self.nthreads)])
+            elif loop is not None and self.nthreads > 1 and loop.extent > 1:
+                b.call(self.parallel_runner(), [kfn, bufs, _c(I64, loop.extent), _c(I64, self.nthreads)])
             else:
                 extent = loop.extent if loop is not None else 0
                 b.call(kfn, [bufs, _c(I64, 0), _c(I64, extent)])

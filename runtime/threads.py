@@ -1,0 +1,354 @@
+"""One persistent worker pool per process, in native code, shared by every compiled program.
+
+The pool is a small LLVM module (built here with llvmlite's IR builder, JIT-compiled once per
+process into its own MCJIT engine, no C compiler involved) that calls libc's pthread_create and
+the futex system call. Its entry point is registered with LLVM's symbol table as
+
+    void graphc_pool_run(void (*kernel)(i8** bufs, i64 start, i64 end), i8** bufs, i64 n, i64 nt)
+
+and generated programs call it for every parallel kernel. A call:
+
+- splits [0, n) into at most `nt` contiguous chunks (64-iteration boundaries for long loops);
+- publishes (kernel, bufs, chunking) and a new generation in one 64-bit word
+  `next = generation << 32 | next unclaimed chunk`, bumps the futex word and wakes parked
+  workers (a FUTEX_WAKE only when some worker is parked);
+- claims chunks itself like any worker (compare-and-swap on `next`, so a chunk runs exactly once
+  and a worker that wakes late finds nothing left rather than stale work), then waits until the
+  `done` counter reaches the number of chunks.
+
+Workers (nt_max - 1 threads, started on first use and only ever grown, never one per program)
+spin briefly (`pause`) on the futex word after each dispatch, then park in FUTEX_WAIT. A caller
+that finds the pool busy (a second Python thread running another program at the same moment)
+runs its kernel serially instead of waiting. After os.fork() the child forgets the parent's
+workers and starts its own on first use.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+
+import llvmlite.binding as llvm
+import llvmlite.ir as ir
+
+from . import llvm_jit
+
+I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
+VOID = ir.VoidType()
+I8P = I8.as_pointer()
+I8PP = I8P.as_pointer()
+KERNEL_FN = ir.FunctionType(VOID, [I8PP, I64, I64])
+POOL_RUN_FN = ir.FunctionType(VOID, [KERNEL_FN.as_pointer(), I8PP, I64, I64])
+POOL_RUN = "graphc_pool_run"
+MAX_THREADS = 64
+SYS_FUTEX = {"x86_64": 202, "aarch64": 98}
+FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 128, 129
+# pause iterations a worker spins on the futex word before parking (about 30-100 µs on current
+# x86 cores; GRAPHC_POOL_SPIN overrides, 0 parks at once)
+DEFAULT_SPIN = 1000
+# caller's join: pause iterations before it starts yielding the core (a preempted worker holds a chunk)
+JOIN_SPIN = int(os.environ.get("GRAPHC_POOL_JOIN_SPIN", 2000))
+CHUNKS_PER_THREAD = int(os.environ.get("GRAPHC_POOL_CHUNKS", 4))
+
+GEMM_SPLIT_WORK = 1 << 20
+BLAS_THREADS = 1
+_lock = threading.Lock()
+_state = {}
+
+
+def _c(t, v):
+    return ir.Constant(t, v)
+
+
+def _gvar(m, name, ty, init=0):
+    g = ir.GlobalVariable(m, ty, name)
+    g.linkage = "internal"
+    g.initializer = ir.Constant(ty, init if not isinstance(ty, ir.PointerType) else None)
+    g.align = 64
+    return g
+
+
+def _build_module(triple: str, data_layout: str) -> str:
+    m = ir.Module(name="graphc_pool")
+    m.triple, m.data_layout = triple, data_layout
+    x86 = triple.startswith("x86_64")
+    arch = "x86_64" if x86 else "aarch64"
+    kptr = KERNEL_FN.as_pointer()
+    nxt = _gvar(m, "pool.next", I64)          # generation << 32 | next unclaimed chunk
+    seq = _gvar(m, "pool.seq", I32)           # futex word: the generation
+    sleepers = _gvar(m, "pool.sleepers", I32)
+    done = _gvar(m, "pool.done", I64)
+    busy = _gvar(m, "pool.busy", I32)
+    workers = _gvar(m, "pool.workers", I32)
+    spin = _gvar(m, "pool.spin", I32, DEFAULT_SPIN)
+    g_kernel = _gvar(m, "pool.kernel", kptr)
+    g_bufs = _gvar(m, "pool.bufs", I8PP)
+    g_n = _gvar(m, "pool.n", I64)
+    g_chunk = _gvar(m, "pool.chunk", I64)
+    g_nchunks = _gvar(m, "pool.nchunks", I64)
+
+    syscall = ir.Function(m, ir.FunctionType(I64, [I64], var_arg=True), "syscall")
+    thread_ty = ir.FunctionType(I8P, [I8P])
+    pcreate = ir.Function(m, ir.FunctionType(I32, [I64.as_pointer(), I8P, thread_ty.as_pointer(), I8P]),
+                          "pthread_create")
+    pdetach = ir.Function(m, ir.FunctionType(I32, [I64]), "pthread_detach")
+    yield_ = ir.Function(m, ir.FunctionType(I32, []), "sched_yield")
+    if x86:
+        pause_fn = ir.Function(m, ir.FunctionType(VOID, []), "llvm.x86.sse2.pause")
+    else:
+        pause_fn = None
+
+    def pause(b):
+        if pause_fn is not None:
+            b.call(pause_fn, [])
+
+    def load(b, g, order="seq_cst"):
+        return b.load_atomic(g, order, g.type.pointee.width // 8 if isinstance(g.type.pointee, ir.IntType) else 8)
+
+    def store(b, v, g, order="seq_cst"):
+        b.store_atomic(v, g, order, g.type.pointee.width // 8 if isinstance(g.type.pointee, ir.IntType) else 8)
+
+    # -- claim: run unclaimed chunks of the current generation until none are left ----------------
+    claim = ir.Function(m, ir.FunctionType(VOID, []), "pool.claim")
+    claim.linkage = "internal"
+    b = ir.IRBuilder(claim.append_basic_block("entry"))
+    top = claim.append_basic_block("top")
+    run = claim.append_basic_block("run")
+    out = claim.append_basic_block("out")
+    b.branch(top)
+    b.position_at_end(top)
+    v = load(b, nxt)
+    idx = b.and_(v, _c(I64, 0xFFFFFFFF))
+    nc = load(b, g_nchunks)
+    more = b.icmp_unsigned("<", idx, nc)
+    tryb = claim.append_basic_block("try")
+    b.cbranch(more, tryb, out)
+    b.position_at_end(tryb)
+    res = b.cmpxchg(nxt, v, b.add(v, _c(I64, 1)), "seq_cst", "seq_cst")
+    ok = b.extract_value(res, 1)
+    b.cbranch(ok, run, top)
+    b.position_at_end(run)
+    kfn = b.load(g_kernel)
+    bufs = b.load(g_bufs)
+    n = b.load(g_n)
+    chunk = b.load(g_chunk)
+    lo = b.mul(idx, chunk)
+    hi = b.add(lo, chunk)
+    hi = b.select(b.icmp_unsigned("<", hi, n), hi, n)
+    b.call(kfn, [bufs, lo, hi])
+    b.atomic_rmw("add", done, _c(I64, 1), "seq_cst")
+    b.branch(top)
+    b.position_at_end(out)
+    b.ret_void()
+
+    # -- a worker: wait for a new generation (spin, then futex), claim, repeat ----------------------
+    worker = ir.Function(m, thread_ty, "pool.worker")
+    worker.linkage = "internal"
+    entry = worker.append_basic_block("entry")
+    wait = worker.append_basic_block("wait")
+    spinb = worker.append_basic_block("spin")
+    park = worker.append_basic_block("park")
+    work = worker.append_basic_block("work")
+    b = ir.IRBuilder(entry)
+    mine = b.alloca(I32)
+    count = b.alloca(I32)
+    b.store(load(b, seq), mine)
+    b.branch(wait)
+    b.position_at_end(wait)
+    b.store(_c(I32, 0), count)
+    b.branch(spinb)
+    b.position_at_end(spinb)
+    cur = load(b, seq)
+    changed = b.icmp_unsigned("!=", cur, b.load(mine))
+    keep = spinb.parent.append_basic_block("keep")
+    b.cbranch(changed, work, keep)
+    b.position_at_end(keep)
+    k = b.load(count)
+    b.store(b.add(k, _c(I32, 1)), count)
+    lim = load(b, spin, "monotonic")
+    stay = worker.append_basic_block("stay")
+    b.cbranch(b.icmp_signed("<", k, lim), stay, park)
+    b.position_at_end(stay)
+    pause(b)
+    b.branch(spinb)
+    b.position_at_end(park)
+    b.atomic_rmw("add", sleepers, _c(I32, 1), "seq_cst")
+    my = b.load(mine)
+    still = b.icmp_unsigned("==", load(b, seq), my)
+    sleep = worker.append_basic_block("sleep")
+    woke = worker.append_basic_block("woke")
+    b.cbranch(still, sleep, woke)
+    b.position_at_end(sleep)
+    b.call(syscall, [_c(I64, SYS_FUTEX[arch]), b.ptrtoint(seq, I64), _c(I64, FUTEX_WAIT_PRIVATE),
+                     b.zext(my, I64), _c(I64, 0), _c(I64, 0), _c(I64, 0)])
+    b.branch(woke)
+    b.position_at_end(woke)
+    b.atomic_rmw("sub", sleepers, _c(I32, 1), "seq_cst")
+    b.branch(wait)
+    b.position_at_end(work)
+    b.store(load(b, seq), mine)
+    b.call(claim, [])
+    b.branch(wait)
+
+    # -- start workers up to want (called with the pool held) ---------------------------------------
+    grow = ir.Function(m, ir.FunctionType(VOID, [I32]), "pool.grow")
+    grow.linkage = "internal"
+    b = ir.IRBuilder(grow.append_basic_block("entry"))
+    tid = b.alloca(I64)
+    loop = grow.append_basic_block("loop")
+    body = grow.append_basic_block("body")
+    fin = grow.append_basic_block("fin")
+    b.branch(loop)
+    b.position_at_end(loop)
+    have = load(b, workers)
+    b.cbranch(b.icmp_signed("<", have, grow.args[0]), body, fin)
+    b.position_at_end(body)
+    rc = b.call(pcreate, [tid, ir.Constant(I8P, None), worker, ir.Constant(I8P, None)])
+    created = grow.append_basic_block("created")
+    b.cbranch(b.icmp_signed("==", rc, _c(I32, 0)), created, fin)   # cannot start one: run with fewer
+    b.position_at_end(created)
+    b.call(pdetach, [b.load(tid)])
+    store(b, b.add(have, _c(I32, 1)), workers)
+    b.branch(loop)
+    b.position_at_end(fin)
+    b.ret_void()
+
+    # -- graphc_pool_run ---------------------------------------------------------------------------
+    fn = ir.Function(m, POOL_RUN_FN, POOL_RUN)
+    kfn, bufs, n, nt = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    serial = fn.append_basic_block("serial")
+    tryp = fn.append_basic_block("try")
+    go = fn.append_basic_block("go")
+    b.cbranch(b.or_(b.icmp_signed("<=", nt, _c(I64, 1)), b.icmp_signed("<=", n, _c(I64, 1))), serial, tryp)
+    b.position_at_end(serial)
+    b.call(kfn, [bufs, _c(I64, 0), n])
+    b.ret_void()
+    b.position_at_end(tryp)
+    got = b.extract_value(b.cmpxchg(busy, _c(I32, 0), _c(I32, 1), "acquire", "monotonic"), 1)
+    b.cbranch(got, go, serial)     # another thread is dispatching: run this kernel here, whole
+    b.position_at_end(go)
+    ntc = b.select(b.icmp_signed(">", nt, _c(I64, MAX_THREADS)), _c(I64, MAX_THREADS), nt)
+    want = b.trunc(b.sub(ntc, _c(I64, 1)), I32)
+    with b.if_then(b.icmp_signed("<", load(b, workers, "monotonic"), want)):
+        b.call(grow, [want])
+    # CHUNKS_PER_THREAD pieces per thread, claimed dynamically: a worker the OS preempts (the
+    # cores are shared) holds up only a small piece while the others take the rest
+    parts = b.mul(ntc, _c(I64, CHUNKS_PER_THREAD))
+    parts = b.select(b.icmp_unsigned(">=", n, b.mul(parts, _c(I64, 64))), parts, ntc)
+    chunk = b.udiv(b.add(n, b.sub(parts, _c(I64, 1))), parts)
+    # long loops split on 64-iteration boundaries (whole vectors, no shared cache lines);
+    # short outer loops (a few rows of a large inner loop) split evenly
+    rounded = b.and_(b.add(chunk, _c(I64, 63)), _c(I64, ~63))
+    chunk = b.select(b.icmp_unsigned(">=", n, _c(I64, 4096)), rounded, chunk)
+    nchunks = b.udiv(b.add(n, b.sub(chunk, _c(I64, 1))), chunk)
+    b.store(kfn, g_kernel)
+    b.store(bufs, g_bufs)
+    b.store(n, g_n)
+    b.store(chunk, g_chunk)
+    store(b, _c(I64, 0), done)
+    store(b, nchunks, g_nchunks)
+    gen = b.add(load(b, seq), _c(I32, 1))
+    store(b, b.shl(b.zext(gen, I64), _c(I64, 32)), nxt)
+    store(b, gen, seq)
+    with b.if_then(b.icmp_signed(">", load(b, sleepers), _c(I32, 0))):
+        b.call(syscall, [_c(I64, SYS_FUTEX[arch]), b.ptrtoint(seq, I64), _c(I64, FUTEX_WAKE_PRIVATE),
+                         b.zext(want, I64), _c(I64, 0), _c(I64, 0), _c(I64, 0)])
+    b.call(claim, [])
+    # join: every claimed chunk finished
+    jl = fn.append_basic_block("join")
+    jw = fn.append_basic_block("join.wait")
+    jd = fn.append_basic_block("join.done")
+    cnt = b.alloca(I32)
+    b.store(_c(I32, 0), cnt)
+    b.branch(jl)
+    b.position_at_end(jl)
+    b.cbranch(b.icmp_unsigned("<", load(b, done), nchunks), jw, jd)
+    b.position_at_end(jw)
+    c0 = b.load(cnt)
+    b.store(b.add(c0, _c(I32, 1)), cnt)
+    with b.if_else(b.icmp_signed("<", c0, _c(I32, JOIN_SPIN))) as (then, otherwise):
+        with then:
+            pause(b)
+        with otherwise:
+            b.call(yield_, [])
+    b.branch(jl)
+    b.position_at_end(jd)
+    store(b, _c(I32, 0), busy, "release")
+    b.ret_void()
+
+    # -- control from Python: worker count, spin, fork reset ---------------------------------------
+    f = ir.Function(m, ir.FunctionType(I32, []), "graphc_pool_workers")
+    b = ir.IRBuilder(f.append_basic_block("entry"))
+    b.ret(load(b, workers))
+    f = ir.Function(m, ir.FunctionType(VOID, [I32]), "graphc_pool_set_spin")
+    b = ir.IRBuilder(f.append_basic_block("entry"))
+    store(b, f.args[0], spin)
+    b.ret_void()
+    f = ir.Function(m, ir.FunctionType(VOID, []), "graphc_pool_after_fork")
+    b = ir.IRBuilder(f.append_basic_block("entry"))
+    for g in (workers, sleepers, busy):
+        store(b, _c(I32, 0), g)
+    b.ret_void()
+    return str(m)
+
+
+def ensure_pool() -> int:
+    """Build the pool once per process and register graphc_pool_run; returns its address."""
+    st = _state
+    if "run" in st:
+        return st["run"]
+    with _lock:
+        if "run" in st:
+            return st["run"]
+        tm = llvm_jit.create_target_machine(opt=3)
+        mod = llvm.parse_assembly(_build_module(tm.triple, str(tm.target_data)))
+        mod.verify()
+        llvm_jit.optimize(mod, tm, speed_level=2)
+        engine = llvm.create_mcjit_compiler(mod, tm)
+        engine.finalize_object()
+        addr = {s: engine.get_function_address(s) for s in
+                (POOL_RUN, "graphc_pool_workers", "graphc_pool_set_spin", "graphc_pool_after_fork")}
+        # the workers run this code until the process ends: never free it, even at interpreter exit
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(engine))
+        st["engine"] = engine
+        st["workers"] = ctypes.CFUNCTYPE(ctypes.c_int32)(addr["graphc_pool_workers"])
+        st["set_spin"] = ctypes.CFUNCTYPE(None, ctypes.c_int32)(addr["graphc_pool_set_spin"])
+        st["after_fork"] = ctypes.CFUNCTYPE(None)(addr["graphc_pool_after_fork"])
+        st["call"] = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                                      ctypes.c_int64)(addr[POOL_RUN])
+        spin = os.environ.get("GRAPHC_POOL_SPIN")
+        if spin and spin.isdigit():
+            st["set_spin"](int(spin))
+        os.register_at_fork(after_in_child=st["after_fork"])
+        llvm.add_symbol(POOL_RUN, addr[POOL_RUN])
+        st["run"] = addr[POOL_RUN]
+    return st["run"]
+
+
+def gemm_split_work():
+    """Flops from which graphc splits a GEMM across its pool itself (None: never, BLAS threads)."""
+    v = os.environ.get("GRAPHC_GEMM_SPLIT_WORK")
+    if v is not None:
+        return int(v) if v.isdigit() else None
+    return GEMM_SPLIT_WORK
+
+
+def blas_threads():
+    """Threads OpenBLAS (graphc's copy) may use; 0 leaves OpenBLAS's own default."""
+    v = os.environ.get("GRAPHC_BLAS_THREADS")
+    return int(v) if v and v.isdigit() else BLAS_THREADS
+
+
+def pool_workers() -> int:
+    """Worker threads the pool has started in this process (the caller is not counted)."""
+    ensure_pool()
+    return _state["workers"]()
+
+
+def set_spin(iterations: int) -> None:
+    ensure_pool()
+    _state["set_spin"](int(iterations))
+
+
+__all__ = ["ensure_pool", "pool_workers", "set_spin", "POOL_RUN", "POOL_RUN_FN", "MAX_THREADS"]
