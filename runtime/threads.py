@@ -21,6 +21,20 @@ spin briefly (`pause`) on the futex word after each dispatch, then park in FUTEX
 that finds the pool busy (a second Python thread running another program at the same moment)
 runs its kernel serially instead of waiting. After os.fork() the child forgets the parent's
 workers and starts its own on first use.
+
+One owner for the cores: graphc's own OpenBLAS (scipy-openblas32; numpy bundles a separate
+copy that this does not touch) is set to BLAS_THREADS = 1 thread when it is loaded, and
+GEMMs of at least GEMM_SPLIT_WORK flops are split by graphc across this pool (row blocks of C,
+column blocks of C, or whole matrices of a batch; render_llvm.gemm_split_dim). Measured on the
+2-core machine under load from other processes, OpenBLAS's own threads busy-wait after each
+call and fight the pool's workers (ResNet-18 batch 1: 60-330 ms medians with OpenBLAS at 2
+threads vs 41-44 ms this way; an MLP batch-256 train step 45-170 ms vs 9-10 ms), and on a quiet
+machine the split is as fast (12.3-12.8 ms vs 13.7-14.2 ms, 3.0-3.2 ms vs 3.0-3.2 ms).
+
+Settings (environment, read when a program is built): GRAPHC_NUM_THREADS (threads per
+program), GRAPHC_BLAS_THREADS (0 leaves OpenBLAS's default), GRAPHC_GEMM_SPLIT_WORK (flops;
+'none' lets OpenBLAS thread GEMMs itself), GRAPHC_POOL_SPIN (pause iterations before parking),
+GRAPHC_POOL_CHUNKS (pieces per thread), GRAPHC_POOL_JOIN_SPIN.
 """
 from __future__ import annotations
 
