@@ -45,7 +45,8 @@ from graphc.ops.graph import Node
 
 from .kernel_ir import Buf, Gemm, Index, Kernel, Load, Loop, Store
 
-# below this many scalar operations an im2col/col2im/direct kernel runs on one thread
+# below this many scalar operations an im2col/col2im/direct kernel runs on one thread (see
+# lower.PARALLEL_WORK; GRAPHC_CONV_PARALLEL_WORK overrides)
 PARALLEL_WORK = int(os.environ.get("GRAPHC_CONV_PARALLEL_WORK", 1 << 17))
 
 
