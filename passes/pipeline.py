@@ -17,6 +17,7 @@ from typing import Callable
 from graphc.ops.graph import Graph, verify
 
 from .fold_batchnorm import fold_batchnorm_inference
+from .decompose import decompose_softmax
 from .fuse import fuse_elementwise
 from .simplify import (eliminate_dead_code, eliminate_common_subexpressions, fold_constants,
                        simplify_algebra)
@@ -61,4 +62,4 @@ INFERENCE = Pipeline([fold_batchnorm_inference, eliminate_dead_code], "inference
 # the last graph-to-graph step before a backend: its `_fused_*` nodes are what a backend lowers.
 # Memory planning follows it in graphc.compiler: it is an analysis (Graph -> MemoryPlan), not a
 # Graph -> Graph pass, and a plan holds only for the exact graph it was made from.
-LOWER = Pipeline([fuse_elementwise], "lower")
+LOWER = Pipeline([decompose_softmax, fuse_elementwise], "lower")
