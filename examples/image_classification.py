@@ -111,10 +111,10 @@ def train_step(net, trainer, loss_fn, x, y):
 
 
 def compare_step_times(net, make_trainer, loss_fn, batch, steps):
-    """Fastest time of a training step eager and hybridized (the fastest of `steps` is the one
-    least disturbed by other processes), on the same network and batch. The
-    parameters (BatchNorm's running statistics included) are put back afterwards, so the timing
-    steps do not count as training."""
+    """Fastest time of a training step eager and hybridized, on the same network and batch (the
+    fastest of `steps` is the one least disturbed by other processes). The parameters
+    (BatchNorm's running statistics included) are put back afterwards, so the timing steps do
+    not count as training."""
     saved = os.path.join(tempfile.mkdtemp(prefix="graphc-resnet-"), "init.params")
     net.save_parameters(saved)
     trainer = make_trainer()

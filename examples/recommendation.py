@@ -162,9 +162,9 @@ def train_step(objective, trainer, user, item, rating):
 
 
 def compare_step_times(objective, make_trainer, batch, steps):
-    """Fastest time of a training step eager and hybridized (the fastest of `steps` is the one
-    least disturbed by other processes), on the same network and batch. The
-    parameters are put back afterwards, so the timing steps do not count as training."""
+    """Fastest time of a training step eager and hybridized, on the same network and batch (the
+    fastest of `steps` is the one least disturbed by other processes). The parameters are put
+    back afterwards, so the timing steps do not count as training."""
     saved = os.path.join(tempfile.mkdtemp(prefix="graphc-rec-"), "init.params")
     objective.save_parameters(saved)
     trainer = make_trainer()
