@@ -194,7 +194,7 @@ class CachedOp:
         arrays = [x._data for x in inputs]
         for i in range(len(leaves)):
             if not arrays[i].flags.c_contiguous:
-                arrays[i] = np.ascontiguousarray(arrays[i])
+                arrays[i] = np.require(arrays[i], requirements="C")
         rng = _random.generator()
         if autograd.is_recording():
             mask = tuple(autograd.needs_grad(x) and x._data.dtype.kind == "f" for x in inputs)
@@ -273,7 +273,8 @@ class CachedOp:
                     if g._entry is not None and autograd.is_recording():
                         raise GraphcError(f"{self.block.name}: gradients of gradients through a hybridized "
                                           "block are not compiled; call it without hybridize() for create_graph")
-                    feed.append(np.ascontiguousarray(g._data))
+                    # (np.require keeps 0-d arrays 0-d; ascontiguousarray would make them (1,))
+                    feed.append(np.require(g._data, requirements="C"))
             grads = bwd_prog(feed, self._output_buffers(entry, bwd_graph, ("train_bwd", mask, training)))
             out = [None] * len(ins)
             for pos, g in zip(positions, grads):

@@ -342,3 +342,29 @@ def test_lstm_language_model_without_begin_state_trains_like_eager():
         return np.array(losses)
 
     np.testing.assert_allclose(run(True), run(False), rtol=1e-4, atol=1e-5)
+
+
+def test_backward_through_a_block_returning_a_full_sum():
+    """A 0-d output (sum over every axis): its head gradient stays 0-d on the way in."""
+    class Total(gluon.HybridBlock):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            with self.name_scope():
+                self.fc = nn.Dense(3, in_units=4)
+
+        def hybrid_forward(self, F, x):
+            return F.sum(self.fc(x))
+
+    blk = Total()
+    blk.initialize()
+    x = nd.array(np.random.rand(2, 4))
+    with autograd.record():
+        y = blk(x)
+    y.backward()
+    want = blk.fc.weight.grad().asnumpy().copy()
+    blk.hybridize()
+    with autograd.record():
+        y2 = blk(x)
+    assert y2.shape == ()
+    y2.backward()
+    np.testing.assert_allclose(blk.fc.weight.grad().asnumpy(), want, rtol=1e-6)
