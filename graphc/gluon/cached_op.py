@@ -205,7 +205,7 @@ class CachedOp:
         if forward is None or forward[0] != training:
             forward = entry.forward = (training, compile_program(prepare(entry.graph, training), training,
                                                                   self.backend))
-        results = forward[1](arrays, self._output_buffers(entry, entry.graph), rng=rng)
+        results = forward[1](arrays, self._output_buffers(entry, entry.graph, "forward", forward[1]), rng=rng)
         if entry.aux_updates:
             results = self._write_back(entry, results, ctx)
         if entry.out_tree == 0:
@@ -219,17 +219,21 @@ class CachedOp:
             entry.param_list[k].data(ctx)._data[...] = value
         return results[:n]
 
-    def _output_buffers(self, entry, graph, pool_key="forward"):
+    def _output_buffers(self, entry, graph, pool_key="forward", program=None):
         """static_alloc: reuse an output set that nobody holds any more (no page faults on a
         fresh output every call); otherwise let the program allocate. A set is free when only
-        the pool refers to its arrays; two sets cover `y = net(x)` rebinding y each call."""
+        the pool (and the program's own last-call cache) refers to its arrays; two sets cover
+        `y = net(x)` rebinding y each call."""
         if not self.static_alloc:
             return None
         pool = entry.out_pool.setdefault(pool_key, [])
+        # the program remembers its last outputs (to skip re-reading their addresses): that
+        # reference is not a user's
+        cached = {id(o) for o in getattr(program, "_last_out", ()) if o is not None}
         for bufs in pool:
             # getrefcount sees: the pool's list, the loop variable, its own argument
             for b in bufs:
-                if sys.getrefcount(b) > 3:
+                if sys.getrefcount(b) > 3 + (id(b) in cached):
                     break
             else:
                 return bufs
@@ -251,7 +255,8 @@ class CachedOp:
                         compile_program(bwd, training, self.backend), split, fwd, bwd)
             entry.train[(mask, training)] = compiled
         fwd_prog, bwd_prog, split, fwd_graph, bwd_graph = compiled
-        results = fwd_prog(arrays, self._output_buffers(entry, fwd_graph, ("train_fwd", mask, training)), rng=rng)
+        results = fwd_prog(arrays, self._output_buffers(entry, fwd_graph, ("train_fwd", mask, training), fwd_prog),
+                           rng=rng)
         n_out = split.num_outputs
         ctx = inputs[0].context
         if entry.aux_updates:
@@ -275,7 +280,7 @@ class CachedOp:
                                           "block are not compiled; call it without hybridize() for create_graph")
                     # (np.require keeps 0-d arrays 0-d; ascontiguousarray would make them (1,))
                     feed.append(np.require(g._data, requirements="C"))
-            grads = bwd_prog(feed, self._output_buffers(entry, bwd_graph, ("train_bwd", mask, training)))
+            grads = bwd_prog(feed, self._output_buffers(entry, bwd_graph, ("train_bwd", mask, training), bwd_prog))
             out = [None] * len(ins)
             for pos, g in zip(positions, grads):
                 out[pos] = NDArray(g, ctx)
