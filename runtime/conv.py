@@ -43,7 +43,7 @@ from graphc.ops import scalar as S
 from graphc.ops.fused import CONV_ROLES, ConvGeometry, conv_geometry, conv_scratch
 from graphc.ops.graph import Node
 
-from .kernel_ir import Buf, Gemm, Index, Kernel, Load, Loop, Store
+from .kernel_ir import Buf, Gemm, Index, Kernel, Load, Loop, Store, unique_bufs
 
 # below this many scalar operations an im2col/col2im/direct kernel runs on one thread (see
 # lower.PARALLEL_WORK; GRAPHC_CONV_PARALLEL_WORK overrides)
@@ -169,12 +169,7 @@ def depthwise_kernel(name, g: ConvGeometry, x="padded", w="w", out="out") -> Ker
 
 
 def _gemm_kernel(name, stmt: Gemm, bufs) -> Kernel:
-    seen, uniq = set(), []
-    for b in bufs:
-        if b.name not in seen:
-            seen.add(b.name)
-            uniq.append(b)
-    k = Kernel("k", uniq, [stmt], work=2 * stmt.m * stmt.n * stmt.k * stmt.batch)
+    k = Kernel("k", unique_bufs(bufs), [stmt], work=2 * stmt.m * stmt.n * stmt.k * stmt.batch)
     k.name = f"k_gemm_{hashlib.sha1(str(k).encode()).hexdigest()[:12]}"
     return k
 

@@ -223,3 +223,14 @@ def loads_of(stmt) -> list:
         for s in stmt.body:
             out.extend(loads_of(s))
     return out
+
+
+def unique_bufs(bufs) -> list:
+    """Each buffer once, first occurrence kept: the same buffer may be an input twice
+    (x @ x.T) or both an input and the in-place output."""
+    seen, out = set(), []
+    for b in bufs:
+        if b.name not in seen:
+            seen.add(b.name)
+            out.append(b)
+    return out

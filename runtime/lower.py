@@ -23,7 +23,8 @@ from graphc.ops.graph import Graph, Node
 from graphc.ops.memory_plan import MemoryPlan, Placement, is_view_node
 from graphc.ops.registry import Elementwise, Reduction, get_op, has_op
 
-from .kernel_ir import Buf, Index, Load, AccRef, Loop, Store, DeclareAcc, Accumulate, Gemm, Kernel, MemCopy
+from .kernel_ir import (Buf, Index, Load, AccRef, Loop, Store, DeclareAcc, Accumulate, Gemm, Kernel, MemCopy,
+                        unique_bufs)
 
 # below this many scalar operations a kernel runs on one thread. A dispatch to the persistent pool
 # (runtime/threads.py) costs ~0.5 µs when its workers are spinning, ~10 µs when they are parked;
@@ -163,12 +164,7 @@ def elementwise_kernel(name, expr, out_type, in_types, bufs_in, buf_out, inplace
 
     stmts = _loop_nest(cshape, body, parallel=work >= PARALLEL_WORK and len(cshape) > 0)
     bufs = [Buf(buf_out, out_type.dtype, out_type.size)] + [Buf(b, t.dtype, t.size) for b, t in zip(bufs_in, in_types)]
-    # dedupe (the same buffer may be both an input and the in-place output)
-    seen, uniq = set(), []
-    for b in bufs:
-        if b.name not in seen:
-            seen.add(b.name)
-            uniq.append(b)
+    uniq = unique_bufs(bufs)
     return Kernel(name, uniq, stmts, work, frozenset(inplace))
 
 
@@ -217,11 +213,7 @@ def outer_reduction_kernel(name, prologue, kind, finish, x_type, out_type, axes,
         body.append(Loop("j0", n, [Store(buf_out, _index(flat, (1,)), finish,
                                          (Load(buf_out, _index(flat, (1,))),))]))
     bufs = [Buf(buf_out, dtype, out_type.size)] + [Buf(b, t.dtype, t.size) for b, t in zip(bufs_in, in_types)]
-    seen, uniq = set(), []
-    for b in bufs:
-        if b.name not in seen:
-            seen.add(b.name)
-            uniq.append(b)
+    uniq = unique_bufs(bufs)
     return Kernel(name, uniq, body, x_type.size * (2 + _count_ops(prologue)))
 
 
@@ -269,11 +261,7 @@ def reduction_kernel(name, prologue, red_node, in_types, bufs_in, buf_out) -> Ke
     for d in reversed(range(nk)):
         body = [Loop(vars_[d], cshape[d], body, parallel=(d == 0 and work >= PARALLEL_WORK and cshape[0] > 1))]
     bufs = [Buf(buf_out, dtype, out_type.size)] + [Buf(b, t.dtype, t.size) for b, t in zip(bufs_in, in_types)]
-    seen, uniq = set(), []
-    for b in bufs:
-        if b.name not in seen:
-            seen.add(b.name)
-            uniq.append(b)
+    uniq = unique_bufs(bufs)
     return Kernel(name, uniq, body, work)
 
 
@@ -361,13 +349,7 @@ def lower_node(node: Node, plan: MemoryPlan, names: _Names) -> list:
         gk = Kernel(kname, [Buf("out", out_type.dtype, out_type.size),
                             *[Buf(bufs_in[pos[id(v.node)]], v.type.dtype, v.type.size) for v in g.inputs[:2]]],
                     [stmt], work=2 * stmt.m * stmt.n * stmt.k * stmt.batch)
-        # dedupe a(b) == b (x @ x.T)
-        seen, uniq = set(), []
-        for bf in gk.bufs:
-            if bf.name not in seen:
-                seen.add(bf.name)
-                uniq.append(bf)
-        gk.bufs = uniq
+        gk.bufs = unique_bufs(gk.bufs)          # a(b) == b: x @ x.T
         steps = [KernelStep(gk, {"out": pl_out[0], **dict(zip(bufs_in, pl_in))})]
         n_ext = len(body.inputs)
         has_bias = g.op == "FullyConnected" and not g.attrs["no_bias"]
