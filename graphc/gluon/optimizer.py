@@ -141,6 +141,19 @@ class Optimizer:
     def _clipping(self):
         return self.clip_gradient is not None and self.clip_gradient >= 0
 
+    def _decayed(self, g, w, wd):
+        """clip(rescale_grad * g + wd * w) in scratch space: the gradient most MXNet update
+        kernels start from (coupled weight decay, clipped after it is added)."""
+        out = self._scratch(w)
+        np.multiply(g, self.rescale_grad, out=out)
+        if wd != 0:
+            tmp = self._scratch(w, 1)
+            np.multiply(w, wd, out=tmp)
+            out += tmp
+        if self._clipping():
+            np.clip(out, -self.clip_gradient, self.clip_gradient, out=out)
+        return out
+
     def _rescaled(self, g, out):
         """out = clip(rescale_grad * g)."""
         np.multiply(g, self.rescale_grad, out=out)
@@ -275,14 +288,7 @@ class Adam(Optimizer):
         lr *= math.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
         w = weight._data
         mean, var = state[0]._data, state[1]._data
-        g = self._scratch(w)
-        np.multiply(grad._data, self.rescale_grad, out=g)
-        if wd != 0:
-            tmp = self._scratch(w, 1)
-            np.multiply(w, wd, out=tmp)
-            g += tmp
-        if self._clipping():
-            np.clip(g, -self.clip_gradient, self.clip_gradient, out=g)
+        g = self._decayed(grad._data, w, wd)
         _adam_direction(g, mean, var, self.beta1, self.beta2, self.epsilon)
         g *= lr
         w -= g
@@ -363,14 +369,7 @@ class RMSProp(Optimizer):
         self._update_count(index)
         lr, wd = self._get_lr(index), self._get_wd(index)
         w = weight._data
-        g = self._scratch(w)
-        np.multiply(grad._data, self.rescale_grad, out=g)
-        if wd != 0:
-            tmp = self._scratch(w, 1)
-            np.multiply(w, wd, out=tmp)
-            g += tmp
-        if self._clipping():
-            np.clip(g, -self.clip_gradient, self.clip_gradient, out=g)
+        g = self._decayed(grad._data, w, wd)
         n = state[0]._data
         tmp = self._scratch(w, 1)
         np.square(g, out=tmp)
