@@ -306,14 +306,14 @@ def _render_nest_sequence(kernel: Kernel, head: str, em: "_Emitter"):
     return "\n".join(lines) + "\n", {"block": BLOCK, "grid": 1}
 
 
-def _render_outer_independent(kernel, head, em, kept, inner):
-    lines = [head, "{"]
-    total = math.prod(l.extent for l in kept)
+def _grid_stride(loops, total, em, lines):
+    """Open a grid-stride loop over `total` flattened iterations and recover each loop's
+    variable from the flat index t (innermost fastest); the caller closes the brace."""
     lines.append(f"  for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < {total}LL; "
                  f"t += (long long)gridDim.x * blockDim.x) {{")
     rest = "t"
-    for d in reversed(range(len(kept))):
-        l = kept[d]
+    for d in reversed(range(len(loops))):
+        l = loops[d]
         em.names[l.var] = l.var
         if d == 0:
             lines.append(f"    const long long {l.var} = {rest};")
@@ -321,6 +321,12 @@ def _render_outer_independent(kernel, head, em, kept, inner):
             lines.append(f"    const long long {l.var} = {rest} % {l.extent}LL;")
             lines.append(f"    const long long q{d} = {rest} / {l.extent}LL;")
             rest = f"q{d}"
+
+
+def _render_outer_independent(kernel, head, em, kept, inner):
+    lines = [head, "{"]
+    total = math.prod(l.extent for l in kept)
+    _grid_stride(kept, total, em, lines)
     em.stmts(inner, lines, "    ")
     lines += ["  }", "}"]
     return "\n".join(lines) + "\n", {"block": BLOCK, "grid": "auto"}
@@ -354,18 +360,7 @@ def _render(kernel: Kernel):
     if nest is not None:
         loops, inner = nest
         total = math.prod(l.extent for l in loops) if loops else 1
-        lines.append(f"  for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < {total}LL; "
-                     f"t += (long long)gridDim.x * blockDim.x) {{")
-        rest = "t"
-        for d in reversed(range(len(loops))):
-            l = loops[d]
-            em.names[l.var] = l.var
-            if d == 0:
-                lines.append(f"    const long long {l.var} = {rest};")
-            else:
-                lines.append(f"    const long long {l.var} = {rest} % {l.extent}LL;")
-                lines.append(f"    const long long q{d} = {rest} / {l.extent}LL;")
-                rest = f"q{d}"
+        _grid_stride(loops, total, em, lines)
         em.stmts(inner, lines, "    ")
         lines += ["  }", "}"]
         return "\n".join(lines) + "\n", launch
@@ -384,18 +379,7 @@ def _render(kernel: Kernel):
         return _render_nest_sequence(kernel, head, em)
     if kept:
         total = math.prod(l.extent for l in kept)
-        lines.append(f"  for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < {total}LL; "
-                     f"t += (long long)gridDim.x * blockDim.x) {{")
-        rest = "t"
-        for d in reversed(range(len(kept))):
-            l = kept[d]
-            em.names[l.var] = l.var
-            if d == 0:
-                lines.append(f"    const long long {l.var} = {rest};")
-            else:
-                lines.append(f"    const long long {l.var} = {rest} % {l.extent}LL;")
-                lines.append(f"    const long long q{d} = {rest} / {l.extent}LL;")
-                rest = f"q{d}"
+        _grid_stride(kept, total, em, lines)
         em.stmts(inner, lines, "    ")
         lines += ["  }", "}"]
         return "\n".join(lines) + "\n", launch
