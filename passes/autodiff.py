@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from graphc.ops.builder import GraphBuilder, Handle
 from graphc.ops.errors import GraphcError
 from graphc.ops.graph import Graph, Node, Value, variable
-from graphc.ops.registry import get_op
+from graphc.ops.registry import Elementwise, View, get_op
 
 
 @dataclass
@@ -116,6 +116,7 @@ def split_forward_backward(gg: GradientGraph, forward_inputs: list) -> SplitGrap
     n_out = gg.num_forward_outputs
     fwd_outputs = joint.outputs[:n_out]
     grad_outputs = joint.outputs[n_out:]
+    backward_ids |= _recomputed_in_backward(joint, backward_ids, fwd_outputs, grad_outputs)
     # values computed in the forward part that the backward part reads
     saved, saved_index = [], {}
     input_index = {id(n): i for i, n in enumerate(forward_inputs)}
@@ -172,3 +173,58 @@ def split_forward_backward(gg: GradientGraph, forward_inputs: list) -> SplitGrap
                    for v in grad_outputs]
     backward = Graph.from_outputs(bwd_vars, bwd_outputs, joint.name + "_backward")
     return SplitGraphs(forward, backward, n_out, backward_inputs)
+
+
+def _recomputed_in_backward(joint: Graph, backward_ids: set, fwd_outputs, grad_outputs) -> set:
+    """Forward nodes the backward program should recompute rather than receive: chains of
+    cheap nodes (elementwise, reshapes) that only the backward reads, when recomputing them
+    needs no more saved bytes than saving their result. Saving `x > 0` next to `relu(x)`, or
+    a loss's one-hot label mask, costs the forward a pass and an output and the backward a
+    read; recomputed, they fuse into the backward's kernels."""
+    consumers: dict = {}
+    for node in joint.nodes:
+        for v in node.inputs:
+            consumers.setdefault(id(v.node), []).append(node)
+    pinned = {id(v.node) for v in fwd_outputs}          # the forward computes these anyway
+    grad_out_ids = {id(v.node) for v in grad_outputs}
+    moved: set = set()
+
+    def in_backward(n) -> bool:
+        return id(n) in backward_ids or id(n) in moved
+
+    def cheap(node) -> bool:
+        if node.is_var or node.is_const or id(node) in pinned or len(node.types) != 1:
+            return False
+        op = get_op(node.op)
+        if op.random or op.mutates:
+            return False
+        if isinstance(op.lowering, Elementwise) or not node.inputs:    # (no inputs: a constant)
+            return True
+        return isinstance(op.lowering, View) and node.types[0].size == node.inputs[0].type.size
+
+    def free_in_backward(value, reader) -> bool:
+        """The backward has `value` without saving anything more for it."""
+        src = value.node
+        if src.is_var or src.is_const or in_backward(src):
+            return True
+        return any(c is not reader and in_backward(c) for c in consumers.get(id(src), ()))
+
+    changed = True
+    while changed:
+        changed = False
+        for node in reversed(joint.nodes):
+            if in_backward(node) or not cheap(node):
+                continue
+            readers = consumers.get(id(node), [])
+            if not (readers or id(node) in grad_out_ids) or not all(in_backward(c) for c in readers):
+                continue
+            extra = {}
+            for v in node.inputs:
+                follows = cheap(v.node) and all(c is node for c in consumers.get(id(v.node), ()))
+                if not free_in_backward(v, node) and not follows:
+                    # (a cheap input only this node reads follows it on a later sweep)
+                    extra[(id(v.node), v.index)] = v.type.nbytes
+            if sum(extra.values()) <= node.types[0].nbytes:
+                moved.add(id(node))
+                changed = True
+    return moved

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import time
 
 import numpy as np
 
@@ -30,6 +31,7 @@ from graphc.ops.registry import get_op
 
 from . import cache as _cache
 from . import threads as _threads
+from .kernel_ir import Gemm
 from .lower import KernelStep, HostStep, lower_graph
 from .render_llvm import ModuleBuilder
 
@@ -161,12 +163,41 @@ class Program:
             self._entry0(args)
             return outputs
         rng = rng if rng is not None else np.random.default_rng()
+        if self._timings is not None:
+            return self._timed_run(args, inputs, outputs, rng)
         for item in self._run:
             if isinstance(item, HostStep):
                 self._host(item, inputs, outputs, rng)
             else:
                 item(args)
         return outputs
+
+    _timings = None     # per item of _run: seconds summed over calls (profiled programs only)
+
+    def _timed_run(self, args, inputs, outputs, rng):
+        clock, times = time.perf_counter, self._timings
+        for j, item in enumerate(self._run):
+            t0 = clock()
+            if isinstance(item, HostStep):
+                self._host(item, inputs, outputs, rng)
+            else:
+                item(args)
+            times[j] += clock() - t0
+        self._calls += 1
+        return outputs
+
+    def profile(self) -> list:
+        """Per step of a program built with profile=True (GRAPHC_PROFILE=1): rows of
+        (seconds per call, 'native' | 'host', op or kernel, what it computes), slowest first.
+        Each kernel runs as its own native call here, so a row includes one call's overhead
+        (about a microsecond); use it to find where the time goes, not for totals."""
+        if self._timings is None:
+            raise GraphcError(f"graph {self.graph.name}: not built with profile=True (or GRAPHC_PROFILE=1)")
+        rows = []
+        calls = max(self._calls, 1)
+        for t, what in zip(self._timings, self._profile_labels):
+            rows.append((t / calls,) + what)
+        return sorted(rows, key=lambda r: -r[0])
 
     def _view(self, placement, type_, inputs, outputs):
         dt = np.dtype(type_.dtype)
@@ -194,6 +225,23 @@ class Program:
 
     def kernels(self):
         return [s.kernel for s in self.steps if isinstance(s, KernelStep)]
+
+
+def _profile_label(item, seg_calls, names) -> tuple:
+    if isinstance(item, HostStep):
+        n = item.node
+        return ("host", n.op, f"{n.name}: {', '.join(str(t) for t in n.types)}")
+    kernels = [k for k, _ in seg_calls[names.index(item)]]
+    if not kernels:
+        return ("native", "(empty)", "")
+    k = kernels[0]
+    gemms = [g for g in k.body if isinstance(g, Gemm)]
+    if gemms:
+        g = gemms[0]
+        what = f"gemm {g.batch}x{g.m}x{g.n}x{g.k}{' tA' if g.trans_a else ''}{' tB' if g.trans_b else ''}"
+    else:
+        what = f"work {k.work}, " + ", ".join(f"{b.name}: {b.dtype}[{b.size}]" for b in k.bufs)
+    return ("native", k.name, what)
 
 
 def _slot_of(placement, n_in, n_out, n_c, arena_slot):
@@ -225,11 +273,18 @@ def _check_graphs_agree(graph: Graph, fused: Graph, plan: MemoryPlan) -> None:
                           f"(its steps are not the graph's {len(ops)} op nodes in order); plan the graph you pass")
 
 
+def profiling_wanted() -> bool:
+    return os.environ.get("GRAPHC_PROFILE", "") not in ("", "0")
+
+
 def build_program(graph: Graph, fused: Graph, plan: MemoryPlan, *, training: bool = False,
-                  cache: bool = True) -> Program:
+                  cache: bool = True, profile: bool | None = None) -> Program:
     """Compile `fused` (the fused form of `graph`) with its memory `plan` for the CPU. `graph`
     gives the program its signature and cache key. training selects the training behaviour of
-    host-run ops (Dropout); cache=False skips the memory and disk caches (always compiles)."""
+    host-run ops (Dropout); cache=False skips the memory and disk caches (always compiles).
+    profile=True (default: GRAPHC_PROFILE=1) gives every kernel its own entry and times each
+    step (Program.profile())."""
+    profile = profiling_wanted() if profile is None else profile
     _check_graphs_agree(graph, fused, plan)
     nthreads = num_threads()
     split_work = _threads.gemm_split_work()
@@ -247,6 +302,10 @@ def build_program(graph: Graph, fused: Graph, plan: MemoryPlan, *, training: boo
             segments.append(s)
         else:
             where = [_slot_of(s.bindings[b.name], n_in, n_out, n_c, arena_slot) for b in s.kernel.bufs]
+            if profile and current:
+                seg_calls.append(current)
+                segments.append(f"seg{len(seg_calls) - 1}")
+                current = []
             current.append((s.kernel, where))
     if current or not segments:
         seg_calls.append(current)
@@ -261,10 +320,15 @@ def build_program(graph: Graph, fused: Graph, plan: MemoryPlan, *, training: boo
         return str(mb)
 
     key = _cache.make_key(graph_description(graph, training, nthreads) + f"\ngemm_split={split_work}\n" +
+                          ("profile\n" if profile else "") +
                           "\n".join(str(s.kernel) for s in steps if isinstance(s, KernelStep)))
     addrs, source, engine = _cache.load(key, build_ir, names, use_cache=cache)
     prog = Program(graph, fused, plan, steps, segments, addrs, source, nthreads)
     prog._engine = engine      # the machine code lives as long as the program
+    if profile:
+        prog._pure_native = False
+        prog._timings, prog._calls = [0.0] * len(prog._run), 0
+        prog._profile_labels = [_profile_label(item, seg_calls, names) for item in segments]
     prog.training = training
     prog.llvm_ir = build_ir    # callable: the module's IR text, for inspection
     return prog

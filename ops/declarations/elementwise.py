@@ -59,7 +59,8 @@ UNARY = {
     "cos": (np.cos, S.cos, lambda F, x, y, g: -(g * F.sin(x))),
     "tanh": (np.tanh, S.tanh, lambda F, x, y, g: g * (1.0 - y * y)),
     "sigmoid": (lambda x: (1 / (1 + np.exp(-x))).astype(x.dtype), S.sigmoid, lambda F, x, y, g: g * y * (1.0 - y)),
-    "relu": (lambda x: np.maximum(x, 0).astype(x.dtype), lambda x: S.maximum(x, 0.0), lambda F, x, y, g: g * (x > 0.0)),
+    # (relu's mask from its output: y > 0 exactly where x > 0, and y is what the backward keeps)
+    "relu": (lambda x: np.maximum(x, 0).astype(x.dtype), lambda x: S.maximum(x, 0.0), lambda F, x, y, g: g * (y > 0.0)),
     "softsign": (lambda x: x / (1 + np.abs(x)), lambda x: x / (S.abs_(x) + 1.0),
                  lambda F, x, y, g: g / F.square(F.abs(x) + 1.0)),
     "softrelu": (lambda x: np.logaddexp(0, x).astype(x.dtype),

@@ -86,12 +86,14 @@ def _pick_grad(F, ins, outs, gs, attrs):
     n = x.shape[a]
     # the forward clipped or wrapped out-of-range indices: the gradient goes where it read
     idx = F.clip(idx, a_min=0.0, a_max=float(n - 1)) if attrs["mode"] == "clip" else F._mod_scalar(idx, scalar=float(n))
-    hot = F.one_hot(F.Reshape(idx, shape=g.shape[:a] + g.shape[a + 1:]), depth=n, dtype=x.dtype)
-    if a != x.ndim - 1:
-        perm = list(range(x.ndim - 1))
-        perm.insert(a, x.ndim - 1)
-        hot = F.transpose(hot, axes=tuple(perm))
-    return [hot * g, None]
+    # the one-hot mask as a comparison with a constant 0..n-1 along the axis: elementwise, so it
+    # fuses into the kernel that consumes the gradient instead of materialising data-sized zeros
+    along = tuple(n if d == a else 1 for d in range(x.ndim))
+    positions = F.Reshape(F._arange(start=0.0, stop=float(n), dtype=idx.dtype), shape=along)
+    hot = F.broadcast_equal(F.Reshape(idx, shape=g.shape), positions)
+    if hot.dtype != x.dtype:
+        hot = F.Cast(hot, dtype=x.dtype)
+    return [F.broadcast_mul(hot, g), None]
 
 
 register(OpDef("pick", infer=_pick_infer, compute=_pick_np, inputs=("data", "index"),

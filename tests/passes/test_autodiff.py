@@ -123,3 +123,60 @@ def test_split_keeps_constants_that_the_backward_part_reads():
              "head_grad": lambda k: np.array(1.0)}[kind](k) for kind, k in sp.backward_inputs]
     (grad,) = interpret(sp.backward, feed)
     np.testing.assert_allclose(grad, np.exp(xs) * [1, 2, 3])
+
+
+def _run_split(sp, arrays, head):
+    f_out = interpret(sp.forward, arrays)
+    feed = [{"saved": lambda k: f_out[sp.num_outputs + k], "input": lambda k: arrays[k],
+             "head_grad": lambda k: head}[kind](k) for kind, k in sp.backward_inputs]
+    return f_out, interpret(sp.backward, feed)
+
+
+def relu_mlp_with_loss(batch=4, depth=7):
+    b = GraphBuilder("relu_mlp")
+    x = b.var("data", TensorType((batch, 5), "float64"))
+    w1 = b.var("w1", TensorType((6, 5), "float64"), "param")
+    w2 = b.var("w2", TensorType((depth, 6), "float64"), "param")
+    label = b.var("label", TensorType((batch,), "float64"))
+    h = b.F.Activation(b.F.FullyConnected(x, w1, num_hidden=6, no_bias=True), act_type="relu")
+    logits = b.F.FullyConnected(h, w2, num_hidden=depth, no_bias=True)
+    return b.build([b.F.mean(-b.F.pick(b.F.log_softmax(logits), label))])
+
+
+def test_split_recomputes_cheap_masks_instead_of_saving_them():
+    """relu's mask and pick's one-hot mask are rebuilt by the backward from values it has
+    anyway (relu's output, the label): the forward saves only what the GEMMs need."""
+    g = relu_mlp_with_loss()
+    rng = np.random.default_rng(3)
+    arrays = [rng.normal(size=n.types[0].shape) for n in g.inputs]
+    arrays[3] = np.array([0, 6, 2, 3], np.float64)
+    gg = differentiate(g, g.inputs[:3])
+    sp = split_forward_backward(gg, g.inputs)
+    verify(sp.forward)
+    verify(sp.backward)
+    saved_ops = sorted(v.node.op for v in sp.forward.outputs[sp.num_outputs:])
+    assert saved_ops == ["Activation", "log_softmax"], saved_ops
+    assert not any(n.op in ("one_hot", "_greater_scalar") for n in sp.forward.op_nodes())
+    _, grads = _run_split(sp, arrays, np.array(1.0))
+    want = fd_grads(g, arrays, [np.array(1.0)])[:3]
+    for a, b_ in zip(grads, want):
+        np.testing.assert_allclose(a, b_, rtol=1e-6, atol=1e-8)
+
+
+@given(random_graphs(max_ops=6, dtype="float64"))
+def test_split_with_recomputation_matches_the_joint_graph(case):
+    graph, arrays = case
+    rng = np.random.default_rng(0)
+    heads = [rng.uniform(-1, 1, v.type.shape) for v in graph.outputs]
+    gg = differentiate(graph, graph.inputs, num_heads=len(graph.outputs))
+    joint = interpret(gg.graph, arrays + heads)
+    sp = split_forward_backward(gg, graph.inputs)
+    verify(sp.forward)
+    verify(sp.backward)
+    f_out = interpret(sp.forward, arrays)
+    feed = []
+    for kind, k in sp.backward_inputs:
+        feed.append(f_out[sp.num_outputs + k] if kind == "saved" else arrays[k] if kind == "input" else heads[k])
+    grads = interpret(sp.backward, feed)
+    for a, b_ in zip(f_out[:sp.num_outputs] + grads, joint):
+        np.testing.assert_allclose(a, b_, rtol=1e-12, atol=1e-12)

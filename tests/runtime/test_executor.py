@@ -288,3 +288,29 @@ def test_build_program_refuses_a_fused_graph_of_another_signature():
     fused = fuse_elementwise(g2)
     with pytest.raises(GraphcError, match="is not a transform of"):
         build_program(g1, fused, plan_memory(fused), cache=False)
+
+
+def test_profiled_program_times_every_step_and_computes_the_same(monkeypatch):
+    gb = GraphBuilder("prof")
+    F = gb.F
+    x = gb.var("x", TensorType((16, 32)))
+    w = gb.var("w", TensorType((8, 32)), "param")
+    h = F.Activation(F.FullyConnected(x, w, num_hidden=8, no_bias=True), act_type="tanh")
+    g = gb.build([F.sum(h, axis=1), F.sort(h, axis=1)])     # sort runs on the host
+    rng = np.random.default_rng(0)
+    arrays = [rng.normal(size=n.types[0].shape).astype(np.float32) for n in g.inputs]
+    plain = compile_graph(g)
+    with pytest.raises(GraphcError, match="profile=True"):
+        plain.profile()
+    monkeypatch.setenv("GRAPHC_PROFILE", "1")
+    prof = compile_graph(g)
+    for _ in range(3):
+        got = prof(arrays)
+    for a, b_ in zip(got, plain(arrays)):
+        np.testing.assert_array_equal(a, b_)
+    rows = prof.profile()
+    kinds = [r[1] for r in rows]
+    assert kinds.count("host") == 1 and kinds.count("native") >= 2      # one entry per kernel
+    assert all(r[0] >= 0 for r in rows) and rows == sorted(rows, key=lambda r: -r[0])
+    assert any(r[3].startswith("gemm 1x16x8x32") for r in rows), rows
+    assert prof._calls == 3
