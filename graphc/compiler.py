@@ -7,7 +7,8 @@ it never runs a pass itself, so that the design's layering holds (front end -> p
 (or 1/all) prints the fused graph, `GRAPHC_DUMP=plan_memory` the memory plan. The order:
 
     [passes.pipeline.INFERENCE (fold_batchnorm) when training=False] ->
-    passes.pipeline.LOWER (fuse_elementwise) -> plan_memory -> check_plan -> runtime.build_program
+    passes.pipeline.lower_pipeline(training) (specialize_training, decompose_norms,
+    decompose_softmax, fuse_elementwise) -> plan_memory -> check_plan -> runtime.build_program
 
 This module only sequences; what each step does lives in its own module.
 """
@@ -17,14 +18,15 @@ import sys
 
 from .ops.graph import Graph, verify
 from .passes.memory import check_plan, plan_memory
-from .passes.pipeline import INFERENCE, LOWER, dump_wanted
+from .passes.pipeline import INFERENCE, dump_wanted, lower_pipeline
 from .runtime import build_program
 
 
 def compile_graph(graph: Graph, *, training: bool = False, cache: bool = True, check=None):
     """Compile `graph` for the CPU and return a `runtime.Program`.
 
-    training selects the training behaviour of host-run ops (Dropout); cache=False skips the
+    training selects the mode the program runs in: BatchNorm's batch or moving statistics
+    (the graph is specialised to it) and host-run ops' behaviour (Dropout); cache=False skips the
     memory and disk caches (always compiles). check=True verifies the graph between passes and
     proves the memory plan safe; check=False skips both. None (the default) verifies between
     passes under GRAPHC_VERIFY=1 and always proves the plan: a wrong plan corrupts results
@@ -32,7 +34,8 @@ def compile_graph(graph: Graph, *, training: bool = False, cache: bool = True, c
     compile, under 2% of a load from the disk cache, 4-6% of an in-memory cache hit that itself
     takes 1-30 ms; hybridized blocks reach this function once per input signature)."""
     verify(graph, check_inference=False)
-    fused = LOWER(graph if training else INFERENCE(graph, check=check), check=check)
+    lower = lower_pipeline(training)
+    fused = lower(graph if training else INFERENCE(graph, check=check), check=check)
     plan = plan_memory(fused)
     if check is None or check:
         check_plan(fused, plan)

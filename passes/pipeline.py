@@ -7,7 +7,9 @@ between passes, so a pass that breaks an invariant is caught where it happens.
 Three pipelines: SIMPLIFY (the front end runs it on every traced graph), INFERENCE (rewrites
 valid only when the graph runs for inference, e.g. folding BatchNorm into convolutions;
 `graphc.compiler.compile_graph` runs it when training=False) and LOWER (what a graph goes
-through just before a backend takes it; compile_graph runs it, then plans memory)."""
+through just before a backend takes it; compile_graph runs it, then plans memory). LOWER
+comes in two variants, `lower_pipeline(training)`: a compiled program runs in one mode only,
+so lowering specialises the graph to it (`_is_training`, BatchNorm's statistics)."""
 from __future__ import annotations
 
 import os
@@ -18,6 +20,7 @@ from graphc.ops.graph import Graph, verify
 
 from .fold_batchnorm import fold_batchnorm_inference
 from .decompose import decompose_softmax
+from .decompose_norms import decompose_norms, specialize_training
 from .fuse import fuse_elementwise
 from .simplify import (eliminate_dead_code, eliminate_common_subexpressions, fold_constants,
                        simplify_algebra)
@@ -59,7 +62,27 @@ SIMPLIFY = Pipeline([eliminate_dead_code, eliminate_common_subexpressions, fold_
 # only for graphs compiled for inference: BatchNorm's moving statistics are then constants of
 # the run, so it folds into the convolution before it (the fold leaves dead nodes behind)
 INFERENCE = Pipeline([fold_batchnorm_inference, eliminate_dead_code], "inference")
-# the last graph-to-graph step before a backend: its `_fused_*` nodes are what a backend lowers.
+
+
+def bind(graph_pass, **kwargs) -> Callable[[Graph], Graph]:
+    """`graph_pass` with keyword arguments fixed, under its own name (GRAPHC_DUMP uses it)."""
+    def bound(graph: Graph) -> Graph:
+        return graph_pass(graph, **kwargs)
+    bound.__name__ = bound.__qualname__ = graph_pass.__name__
+    return bound
+
+
+def _lower(training: bool) -> Pipeline:
+    return Pipeline([bind(specialize_training, training=training), bind(decompose_norms, training=training),
+                     decompose_softmax, fuse_elementwise], "lower")
+
+
+# the last graph-to-graph steps before a backend: its `_fused_*` nodes are what a backend lowers.
 # Memory planning follows it in graphc.compiler: it is an analysis (Graph -> MemoryPlan), not a
 # Graph -> Graph pass, and a plan holds only for the exact graph it was made from.
-LOWER = Pipeline([decompose_softmax, fuse_elementwise], "lower")
+LOWER_INFERENCE, LOWER_TRAINING = _lower(False), _lower(True)
+
+
+def lower_pipeline(training: bool) -> Pipeline:
+    """The LOWER pipeline for a program compiled for training or for inference."""
+    return LOWER_TRAINING if training else LOWER_INFERENCE
