@@ -319,7 +319,7 @@ def build_program(graph: Graph, fused: Graph, plan: MemoryPlan, *, training: boo
             mb.add_entry(name, calls)
         return str(mb)
 
-    key = _cache.make_key(graph_description(graph, training, nthreads) + f"\ngemm_split={split_work}\n" +
+    key = _cache.make_key(graph_description(graph, training, nthreads) + f"\ngemm_split={split_work}\n{ModuleBuilder.cache_tag()}\n" +
                           ("profile\n" if profile else "") +
                           "\n".join(str(s.kernel) for s in steps if isinstance(s, KernelStep)))
     addrs, source, engine = _cache.load(key, build_ir, names, use_cache=cache)

@@ -8,7 +8,9 @@ one persistent pool of parked worker threads per process, native code built with
 compiler or OpenMP runtime needed) splits it across threads. Loops are plain counted loops over contiguous innermost dimensions so
 LLVM's loop vectoriser widens them; floating-point ops carry 'contract' only (nan/inf semantics
 stay exact), reductions add 'reassoc' so they vectorise. GEMMs call OpenBLAS's CBLAS
-(`scipy_cblas_sgemm`/`dgemm`, `..._gemv` for one-row products) from the generated code.
+(`scipy_cblas_sgemm`/`dgemm`, `..._gemv` for one-row products) from the generated code, except
+the float32 ones that runtime/gemm_kernel.py takes (graphc's own packed, register-blocked kernel
+on the pool; GRAPHC_GEMM=blas|native|auto).
 
 `ModuleBuilder` collects kernels and entry functions (one per native segment of the program):
 `void @entry(i8** args)` runs its kernels in order over caller pointers plus arena offsets.
@@ -19,6 +21,7 @@ import llvmlite.ir as ir
 
 from graphc.ops import scalar as S
 
+from . import gemm_kernel
 from .threads import POOL_RUN, POOL_RUN_FN
 from .kernel_ir import Kernel, Loop, Store, DeclareAcc, Accumulate, AccRef, Load, LoopVar, Gemm, MemCopy
 
@@ -504,6 +507,16 @@ class ModuleBuilder:
         # GEMMs of at least this many flops are split across the pool (BLAS runs single-threaded)
         self.gemm_split_work = gemm_split_work
         self._splits = {}
+        # graphc's own GEMM (runtime/gemm_kernel.py) where native_plan takes it; GRAPHC_GEMM
+        # is read here, when the program is built (cache_tag() puts it in the cache key)
+        self.gemm_mode = gemm_kernel.gemm_mode()
+        self._natives = {}
+        self._scratch_floats = 0
+
+    @staticmethod
+    def cache_tag() -> str:
+        """The settings generated GEMM code depends on, for the program cache key."""
+        return gemm_kernel.cache_tag()
 
     def add_kernel(self, kernel: Kernel) -> ir.Function:
         """`void @kernel.name(i8** bufs, i64 start, i64 end)`; bufs in kernel.bufs order."""
@@ -562,6 +575,40 @@ class ModuleBuilder:
         self._splits[kernel.name] = fn
         return fn, how[1]
 
+    def gemm_native(self, kernel: Kernel):
+        """`void @name.native(i8** bufs, i64, i64)` running a lone-GEMM kernel with graphc's
+        own kernel on the pool, when gemm_kernel.native_plan takes it; else None."""
+        if len(kernel.body) != 1 or not isinstance(kernel.body[0], Gemm):
+            return None
+        if kernel.name in self._natives:
+            return self._natives[kernel.name]
+        g = kernel.body[0]
+        plan = gemm_kernel.native_plan(g, self.nthreads, self.gemm_mode)
+        if plan is None:
+            self._natives[kernel.name] = None
+            return None
+        index = {bf.name: i for i, bf in enumerate(kernel.bufs)}
+
+        def ptrs_of(b, bufs):
+            out = []
+            for name, off in ((g.a, g.off_a), (g.b, g.off_b), (g.c, g.off_c)):
+                p = b.bitcast(b.load(b.gep(bufs, [_c(I64, index[name])], inbounds=True)), F32.as_pointer())
+                out.append(b.gep(p, [_c(I64, off)], inbounds=True) if off else p)
+            return out
+
+        def fallback(b, bufs):
+            split = self.gemm_split(kernel)
+            if split is not None:
+                b.call(self.parallel_runner(), [split[0], bufs, _c(I64, split[1]), _c(I64, self.nthreads)])
+            else:
+                b.call(self.add_kernel(kernel), [bufs, _c(I64, 0), _c(I64, 0)])
+        fn = gemm_kernel.emit_driver(self.module, kernel.name, plan, ptrs_of, self.parallel_runner(),
+                                     self.nthreads, fallback)
+        self._scratch_floats = max(self._scratch_floats, plan.scratch_floats)
+        gemm_kernel.size_scratch(self.module, self._scratch_floats)
+        self._natives[kernel.name] = fn
+        return fn
+
     def parallel_runner(self) -> ir.Function:
         """`void @graphc_pool_run(kernel*, i8** bufs, i64 n, i64 nthreads)`: the process-wide
         worker pool (runtime/threads.py) splits [0, n) across nthreads; resolved at load time."""
@@ -591,8 +638,11 @@ class ModuleBuilder:
                     p = b.gep(p, [_c(I64, off)], inbounds=True)
                 b.store(p, b.gep(bufs, [_c(I64, i)], inbounds=True))
             loop = kernel.parallel_loop
-            split = self.gemm_split(kernel)
-            if split is not None:
+            native = self.gemm_native(kernel)
+            split = self.gemm_split(kernel) if native is None else None
+            if native is not None:
+                b.call(native, [bufs, _c(I64, 0), _c(I64, 0)])
+            elif split is not None:
                 b.call(self.parallel_runner(), [split[0], bufs, _c(I64, split[1]), _c(I64, self.nthreads)])
             elif loop is not None and self.nthreads > 1 and loop.extent > 1:
                 b.call(self.parallel_runner(), [kfn, bufs, _c(I64, loop.extent), _c(I64, self.nthreads)])

@@ -1,0 +1,679 @@
+"""graphc's own float32 GEMM, emitted as LLVM IR (Goto/BLIS design) and run on the shared pool.
+
+For a lone-Gemm kernel that `native_plan` accepts, render_llvm's ModuleBuilder asks this module
+for a driver `void @<kernel>.native(i8** bufs, i64, i64)` in place of OpenBLAS calls. Per matrix
+of the batch the driver makes two `graphc_pool_run` dispatches:
+
+1. pack: op(A) into MR-row micro-panels and op(B) into NR-column micro-panels, each stored
+   k-major (`panel[k * width + r]`) over the whole of K rounded up to KU, zero-padded past M, N
+   and K. Both packed operands are SHARED: every element is packed once, by whichever thread
+   claims its panel (tasks are claimed one at a time from a counter, so the four layouts'
+   different costs balance). Rows that are contiguous in k (A not transposed, B transposed) go
+   through W x W in-register transposes; the others are vector copies; edges are scalar.
+2. tiles: C is cut into MC x NC tiles claimed dynamically from a counter. A tile walks K in KC
+   slices, then MR-row panels of A (whose kc x MR slice stays in L1) and NR-column panels of B
+   (the kc x NC block stays in L2) and calls the microkernel: MR x NR accumulators held in
+   vector registers (8 x 48 = 24 zmm on AVX-512, 6 x 16 on AVX2), `llvm.fma` on vectors, the k
+   loop unrolled by KU. Edge tiles go through a stack copy of the accumulators.
+
+The pool calls each phase's function once per thread (n = nthreads) and each call claims work
+until none is left; the same function run once serially (pool busy, one thread) does it all.
+
+Scratch: one module-level global per program (`graphc.gemm.pack`, the largest packed A + B of
+its native GEMMs, at most MAX_PACK_FLOATS) guarded by a try-lock (`graphc.gemm.lock`). A program
+is not re-entrant (one arena), but two Program objects built from the same graph share one
+engine and so this global: a caller that finds the lock taken runs the OpenBLAS path instead.
+The claim counter lives on the caller's stack (it waits in graphc_pool_run until the phase ends).
+
+This module emits IR and decides when the native kernel is used; it never calls OpenBLAS itself
+(the fallback is render_llvm's, passed in) and knows nothing about graphs.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+
+import llvmlite.ir as ir
+
+from .kernel_ir import Gemm
+
+I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
+F32 = ir.FloatType()
+VOID = ir.VoidType()
+I8P = I8.as_pointer()
+I8PP = I8P.as_pointer()
+F32P = F32.as_pointer()
+KERNEL_FN = ir.FunctionType(VOID, [I8PP, I64, I64])
+
+VERSION = "gemm1"
+KU = 4                      # k-loop unroll of the microkernel; packed K is a multiple of it
+MAX_PACK_FLOATS = 1 << 24   # 64 MiB of packed panels per GEMM at most; larger ones use OpenBLAS
+SCRATCH, LOCK = "graphc.gemm.pack", "graphc.gemm.lock"
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Register and cache blocking. lanes: floats per vector register; the microkernel is
+    mr rows x nv vectors; kc/mc/nc: cache blocks (mc a multiple of mr, nc of nr)."""
+    lanes: int
+    mr: int
+    nv: int
+    kc: int
+    mc: int
+    nc: int
+
+    @property
+    def nr(self) -> int:
+        return self.nv * self.lanes
+
+    def __str__(self):
+        return f"{self.mr}x{self.nr}/{self.lanes} kc{self.kc} mc{self.mc} nc{self.nc}"
+
+
+# chosen by measurement on the 2-core Zen 5 (L2 1 MiB/core): see bench/gemm_shapes.py
+AVX512 = Geometry(lanes=16, mr=8, nv=3, kc=256, mc=64, nc=384)
+AVX2 = Geometry(lanes=8, mr=6, nv=2, kc=256, mc=72, nc=256)
+
+
+@functools.cache
+def host_geometry():
+    """The blocking for this host's vector unit, or None (no FMA vectors: OpenBLAS only)."""
+    try:
+        import llvmlite.binding as llvm
+        feats = llvm.get_host_cpu_features()
+    except Exception:
+        return None
+    g = None
+    if feats.get("avx512f") and feats.get("fma"):
+        g = AVX512
+    elif feats.get("avx2") and feats.get("fma"):
+        g = AVX2
+    if g is None:
+        return None
+    over = {k: int(os.environ[f"GRAPHC_GEMM_{k.upper()}"]) for k in ("kc", "mc", "nc")
+            if os.environ.get(f"GRAPHC_GEMM_{k.upper()}", "").isdigit()}
+    if over:
+        g = Geometry(g.lanes, g.mr, g.nv, over.get("kc", g.kc), over.get("mc", g.mc), over.get("nc", g.nc))
+    return g
+
+
+def gemm_mode() -> str:
+    """GRAPHC_GEMM (read when a program is built): 'blas' (OpenBLAS everywhere), 'native'
+    (graphc's kernel for every float32 GEMM it can do) or 'auto' (the default: native where
+    measured faster, see native_plan)."""
+    v = os.environ.get("GRAPHC_GEMM", "auto").strip().lower()
+    return v if v in ("blas", "native", "auto") else "auto"
+
+
+def cache_tag() -> str:
+    """What compiled code depends on here: goes into the program cache key."""
+    return f"gemm={gemm_mode()} {VERSION} {host_geometry()}"
+
+
+def _round(x, m):
+    return -(-x // m) * m
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A Gemm as the native kernel will run it."""
+    g: Gemm
+    geo: Geometry
+    kp: int            # K rounded up to KU
+    a_panels: int
+    b_panels: int
+    nr_last: int       # width of the last B panel (a multiple of lanes, <= nr)
+    mc: int
+    nc: int
+
+    @property
+    def a_group(self):
+        """Rows of A one pack task covers: a W-block (W/MR panels transposed together) when MR
+        divides W, else one panel."""
+        return self.geo.lanes if self.geo.lanes % self.geo.mr == 0 else self.geo.mr
+
+    @property
+    def a_tasks(self):
+        return -(-self.g.m // self.a_group)
+
+    @property
+    def a_floats(self):
+        return _round(self.a_tasks * self.a_group * self.kp, 16)
+
+    @property
+    def b_floats(self):
+        return ((self.b_panels - 1) * self.geo.nr + self.nr_last) * self.kp
+
+    @property
+    def scratch_floats(self):
+        return self.a_floats + self.b_floats
+
+
+# When graphc's kernel replaces OpenBLAS under GRAPHC_GEMM=auto. Measured (bench/gemm_shapes.py,
+# 2-core Zen 5, medians of alternating runs): see the table in the report at the top of
+# bench/gemm_shapes.py. Below NATIVE_MIN_WORK flops per matrix the two dispatches and packing
+# cost more than they save; GEMVs (m == 1) stay with OpenBLAS's gemv.
+NATIVE_MIN_WORK = 1 << 21
+
+
+def native_plan(g: Gemm, nthreads: int, mode: str = None, geo: Geometry = None):
+    """The Plan for running `g` natively, or None (OpenBLAS). mode: gemm_mode() by default."""
+    mode = gemm_mode() if mode is None else mode
+    geo = host_geometry() if geo is None else geo
+    if mode == "blas" or geo is None or g.dtype != "float32" or g.k < 1 or g.m < 1 or g.n < 1:
+        return None
+    if mode == "auto":
+        if g.m == 1 or 2 * g.m * g.n * g.k < NATIVE_MIN_WORK:
+            return None
+    kp = _round(g.k, KU)
+    a_panels = -(-g.m // geo.mr)
+    b_panels = -(-g.n // geo.nr)
+    nr_last = _round(g.n - (b_panels - 1) * geo.nr, geo.lanes)
+    mc = min(geo.mc, a_panels * geo.mr)
+    nc = min(geo.nc, b_panels * geo.nr)
+    # enough tiles for the threads to balance (a preempted thread holds up one tile, not half)
+    want = 4 * max(1, nthreads)
+    while -(-g.m // mc) * -(-g.n // nc) < want and (mc > geo.mr or nc > geo.nr):
+        if nc > geo.nr and (nc >= 2 * mc or mc <= geo.mr):
+            nc = max(geo.nr, _round(nc // 2, geo.nr))
+        else:
+            mc = max(geo.mr, _round(mc // 2, geo.mr))
+    p = Plan(g, geo, kp, a_panels, b_panels, nr_last, mc, nc)
+    if p.scratch_floats > MAX_PACK_FLOATS:
+        return None
+    return p
+
+
+# -- IR helpers ---------------------------------------------------------------------------------
+
+def _c(t, v):
+    return ir.Constant(t, v)
+
+
+def _i(v):
+    return ir.Constant(I64, v)
+
+
+def _declare(module, name, fnty):
+    try:
+        return module.get_global(name)
+    except KeyError:
+        return ir.Function(module, fnty, name)
+
+
+def _loop(b, lo, hi, step, body, name="l"):
+    """for i in range(lo, hi, step): body(i); lo/hi: i64 values or ints."""
+    lo = _i(lo) if isinstance(lo, int) else lo
+    hi = _i(hi) if isinstance(hi, int) else hi
+    fn = b.function
+    pre = b.block
+    head = fn.append_basic_block(name)
+    done = fn.append_basic_block(name + ".end")
+    b.cbranch(b.icmp_signed("<", lo, hi), head, done)
+    b.position_at_end(head)
+    i = b.phi(I64, name=name)
+    i.add_incoming(lo, pre)
+    body(i)
+    nxt = b.add(i, _i(step), flags=["nsw"])
+    i.add_incoming(nxt, b.block)
+    b.cbranch(b.icmp_signed("<", nxt, hi), head, done)
+    b.position_at_end(done)
+
+
+def _min(b, x, y):
+    return b.select(b.icmp_signed("<", x, y), x, y)
+
+
+def _vptr(b, p, n):
+    return b.bitcast(p, ir.VectorType(F32, n).as_pointer())
+
+
+def _at(b, p, off):
+    return b.gep(p, [off if not isinstance(off, int) else _i(off)], inbounds=True)
+
+
+def _splat(b, x, n):
+    vt = ir.VectorType(F32, n)
+    v = b.insert_element(ir.Constant(vt, ir.Undefined), x, _c(I32, 0))
+    return b.shuffle_vector(v, ir.Constant(vt, ir.Undefined), ir.Constant(ir.VectorType(I32, n), [0] * n))
+
+
+def _fma(b, x, y, z):
+    t = x.type
+    fn = _declare(b.module, f"llvm.fma.v{t.count}f32", ir.FunctionType(t, [t, t, t]))
+    return b.call(fn, [x, y, z])
+
+
+def _shuffle(b, x, y, mask):
+    return b.shuffle_vector(x, y, ir.Constant(ir.VectorType(I32, len(mask)), list(mask)))
+
+
+def _transpose(b, rows):
+    """W vectors of W floats (rows) -> their transpose (W vectors): log2(W) rounds of
+    interleaving row i with row i + W/2 (a perfect shuffle), each a two-input shuffle."""
+    w = len(rows)
+    h = w // 2
+    lo = [x for i in range(h) for x in (i, w + i)]
+    hi = [x for i in range(h, w) for x in (i, w + i)]
+    for _ in range(w.bit_length() - 1):
+        out = []
+        for i in range(h):
+            out += [_shuffle(b, rows[i], rows[i + h], lo), _shuffle(b, rows[i], rows[i + h], hi)]
+        rows = out
+    return rows
+
+
+# -- the microkernel -----------------------------------------------------------------------------
+
+MODE_SET, MODE_ADD, MODE_BETA = 0, 1, 2     # C = alpha*AB | C += alpha*AB | C = alpha*AB + beta*C
+
+
+def microkernel(module, geo: Geometry, nv: int) -> ir.Function:
+    """`void uk(i64 kc, float* ap, float* bp, float* c, i64 ldc, float alpha, float beta, i32 mode,
+    i64 mr, i64 nr)`: C[0:mr, 0:nr] (op) alpha * Apanel[kc x MR]ᵀ-ish @ Bpanel[kc x nv*W]; kc a
+    multiple of KU. One per (geometry, nv) per module."""
+    w, mr_ = geo.lanes, geo.mr
+    nr_ = nv * w
+    name = f"graphc.gemm.uk.{mr_}x{nr_}.w{w}"
+    try:
+        return module.get_global(name)
+    except KeyError:
+        pass
+    vt = ir.VectorType(F32, w)
+    fn = ir.Function(module, ir.FunctionType(VOID, [I64, F32P, F32P, F32P, I64, F32, F32, I32, I64, I64]), name)
+    fn.linkage = "internal"
+    fn.attributes.add("nounwind")
+    fn.attributes.add("noinline")
+    kc, ap, bp, c, ldc, alpha, beta, mode, mr, nr = fn.args
+    for a in (ap, bp, c):
+        a.add_attribute("noalias")
+    entry = fn.append_basic_block("entry")
+    body = fn.append_basic_block("k")
+    after = fn.append_basic_block("store")
+    b = ir.IRBuilder(entry)
+    zero = ir.Constant(vt, None)
+    b.cbranch(b.icmp_signed(">", kc, _i(0)), body, after)
+    b.position_at_end(body)
+    k = b.phi(I64, name="k")
+    k.add_incoming(_i(0), entry)
+    accs = [[b.phi(vt) for _ in range(nv)] for _ in range(mr_)]
+    for row in accs:
+        for p in row:
+            p.add_incoming(zero, entry)
+    cur = [[p for p in row] for row in accs]
+    a_k = _at(b, ap, b.mul(k, _i(mr_), flags=["nsw"]))
+    b_k = _at(b, bp, b.mul(k, _i(nr_), flags=["nsw"]))
+    for u in range(KU):
+        bv = [b.load(_vptr(b, _at(b, b_k, u * nr_ + v * w), w), align=4) for v in range(nv)]
+        for r in range(mr_):
+            av = _splat(b, b.load(_at(b, a_k, u * mr_ + r), align=4), w)
+            for v in range(nv):
+                cur[r][v] = _fma(b, av, bv[v], cur[r][v])
+    nxt = b.add(k, _i(KU), flags=["nsw"])
+    k.add_incoming(nxt, b.block)
+    for r in range(mr_):
+        for v in range(nv):
+            accs[r][v].add_incoming(cur[r][v], b.block)
+    b.cbranch(b.icmp_signed("<", nxt, kc), body, after)
+
+    b.position_at_end(after)
+    res = [[b.phi(vt) for _ in range(nv)] for _ in range(mr_)]
+    for r in range(mr_):
+        for v in range(nv):
+            res[r][v].add_incoming(zero, entry)
+            res[r][v].add_incoming(cur[r][v], body)
+    av = _splat(b, alpha, w)
+    bv = _splat(b, beta, w)
+    scaled = [[b.fmul(res[r][v], av) for v in range(nv)] for r in range(mr_)]
+    full = b.and_(b.icmp_signed("==", mr, _i(mr_)), b.icmp_signed("==", nr, _i(nr_)))
+    with b.if_else(full) as (then, otherwise):
+        with then:
+            # every row and column is inside C: update it with vector loads and stores
+            for m_val, blk_name in ((MODE_SET, "set"), (MODE_ADD, "add"), (MODE_BETA, "beta")):
+                with b.if_then(b.icmp_signed("==", mode, _c(I32, m_val))):
+                    for r in range(mr_):
+                        row = _at(b, c, b.mul(ldc, _i(r)))
+                        for v in range(nv):
+                            p = _vptr(b, _at(b, row, v * w), w)
+                            x = scaled[r][v]
+                            if m_val == MODE_ADD:
+                                x = b.fadd(b.load(p, align=4), x)
+                            elif m_val == MODE_BETA:
+                                x = _fma(b, bv, b.load(p, align=4), x)
+                            b.store(x, p, align=4)
+        with otherwise:
+            # an edge tile: the accumulators go to the stack, then the valid part element-wise
+            tmp = b.alloca(ir.ArrayType(F32, mr_ * nr_))
+            t0 = b.bitcast(tmp, F32P)
+            for r in range(mr_):
+                for v in range(nv):
+                    b.store(scaled[r][v], _vptr(b, _at(b, t0, r * nr_ + v * w), w), align=4)
+
+            def row(i):
+                def col(j):
+                    x = b.load(_at(b, t0, b.add(b.mul(i, _i(nr_)), j)))
+                    p = _at(b, c, b.add(b.mul(i, ldc), j))
+                    old = b.load(b.select(b.icmp_signed("==", mode, _c(I32, MODE_SET)), t0, p))
+                    acc = b.select(b.icmp_signed("==", mode, _c(I32, MODE_ADD)), b.fadd(old, x),
+                                   b.fadd(b.fmul(beta, old), x))
+                    b.store(b.select(b.icmp_signed("==", mode, _c(I32, MODE_SET)), x, acc), p)
+                _loop(b, 0, nr, 1, col, "ej")
+            _loop(b, 0, mr, 1, row, "ei")
+    b.ret_void()
+    return fn
+
+
+# -- packing ---------------------------------------------------------------------------------------
+#
+# A panel of `width` outer indices (rows of op(A), columns of op(B)) is stored k-major:
+# panel[k * width + lane]. Packing works on W-blocks (W consecutive outer indices): the shared
+# helpers below take runtime sizes, so a module holds one copy of each whatever its GEMMs.
+
+def _fn(module, name, args):
+    try:
+        return module.get_global(name), False
+    except KeyError:
+        fn = ir.Function(module, ir.FunctionType(VOID, args), name)
+        fn.linkage = "internal"
+        fn.attributes.add("nounwind")
+        fn.attributes.add("noinline")
+        return fn, True
+
+
+def _pack_scalar_fn(module):
+    """`scalar(src, so, sk, valid, count, K, kp, k_lo, dst, width)`: outer indices [0, count) of
+    a block, k in [k_lo, kp): src[o*so + k*sk] when o < valid and k < K, else 0, stored at
+    dst[o/width * width*kp + k*width + o%width]. Edges and layouts without a vector path."""
+    fn, new = _fn(module, "graphc.gemm.pack.scalar", [F32P, I64, I64, I64, I64, I64, I64, I64, F32P, I64])
+    if not new:
+        return fn
+    src, so, sk, valid, count, K, kp, k_lo, dst, width = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+
+    def body_o(o):
+        oin = b.icmp_signed("<", o, valid)
+        pbase = _at(b, dst, b.add(b.mul(b.udiv(o, width), b.mul(width, kp)), b.urem(o, width)))
+
+        def body_k(k):
+            ok = b.and_(oin, b.icmp_signed("<", k, K))
+            idx = b.add(b.mul(o, so), b.mul(k, sk))
+            x = b.load(_at(b, src, b.select(ok, idx, _i(0))))
+            b.store(b.select(ok, x, _c(F32, 0.0)), _at(b, pbase, b.mul(k, width)))
+        _loop(b, k_lo, kp, 1, body_k, "pk")
+    _loop(b, 0, count, 1, body_o, "po")
+    b.ret_void()
+    return fn
+
+
+def _store_lanes(b, geo, dst, x, k, width, kp):
+    """W lanes of outer indices at k: into one panel (dst points at the first lane, width a
+    multiple of W) or, when width < W, into W/width consecutive panels from dst."""
+    w = geo.lanes
+    if not isinstance(width, int):
+        b.store(x, _vptr(b, _at(b, dst, b.mul(k, width)), w), align=4)
+        return
+    for q in range(w // width):
+        piece = _shuffle(b, x, x, range(q * width, (q + 1) * width))
+        off = b.add(b.mul(_i(q * width), kp), b.mul(k, _i(width)))
+        b.store(piece, _vptr(b, _at(b, dst, off), width), align=4)
+
+
+def _pack_vector_fn(module, geo: Geometry, transpose: bool, narrow: bool):
+    """`(src, stride, K, kp, dst, width)` for a full W-block. transpose: the block's W outer
+    indices are rows contiguous in k (src + j*stride), moved by W x W in-register transposes;
+    else each k's W outer indices are contiguous (src + k*stride), a vector copy. narrow: the
+    block fills W/MR panels of MR (width ignored), else it sits inside one panel of `width`."""
+    w = geo.lanes
+    name = f"graphc.gemm.pack.{'trans' if transpose else 'copy'}.w{w}" + (f".n{geo.mr}" if narrow else "")
+    fn, new = _fn(module, name, [F32P, I64, I64, I64, F32P, I64])
+    if not new:
+        return fn
+    src, stride, K, kp, dst, width = fn.args
+    width_ = geo.mr if narrow else width
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    if transpose:
+        k_vec = b.mul(b.udiv(K, _i(w)), _i(w))
+
+        def blk(k0):
+            rows = [b.load(_vptr(b, _at(b, src, b.add(b.mul(_i(j), stride), k0)), w), align=4) for j in range(w)]
+            for kk, x in enumerate(_transpose(b, rows)):
+                _store_lanes(b, geo, dst, x, b.add(k0, _i(kk)), width_, kp)
+        _loop(b, 0, k_vec, w, blk, "kb")
+        # the last partial k block and the zero padding past K, element by element
+        scalar = _pack_scalar_fn(module)
+        b.call(scalar, [src, stride, _i(1), _i(w), _i(w), K, kp, k_vec, dst, _i(geo.mr) if narrow else width])
+    else:
+        def cp(k):
+            x = b.load(_vptr(b, _at(b, src, b.mul(k, stride)), w), align=4)
+            _store_lanes(b, geo, dst, x, k, width_, kp)
+        _loop(b, 0, K, 1, cp, "kc")
+        zero = ir.Constant(ir.VectorType(F32, w), None)
+        _loop(b, K, kp, 1, lambda k: _store_lanes(b, geo, dst, zero, k, width_, kp), "kz")
+    b.ret_void()
+    return fn
+
+
+def _pack_group(b, module, p: Plan, src, so, sk, extent, o0, dst, group, width):
+    """Pack outer indices [o0, o0 + group) into panels of `width` from dst: full W-blocks with
+    the vector helpers, the rest element by element."""
+    geo, w, K = p.geo, p.geo.lanes, p.g.k
+    scalar = _pack_scalar_fn(module)
+    narrow = width < w
+    if group % w or (width % w and w % width):
+        b.call(scalar, [_at(b, src, b.mul(o0, _i(so))), _i(so), _i(sk), b.sub(_i(extent), o0), _i(group),
+                        _i(K), _i(p.kp), _i(0), dst, _i(width)])
+        return
+    vec = _pack_vector_fn(module, geo, sk == 1, narrow)
+    for s in range(group // w):
+        first = b.add(o0, _i(s * w))
+        valid = b.sub(_i(extent), first)
+        s_src = _at(b, src, b.mul(first, _i(so)))
+        # W-block s: panels (s*W)//width.. when narrow, lanes s*W.. of the one panel otherwise
+        s_dst = _at(b, dst, (s * w // width) * width * p.kp if narrow else s * w)
+        with b.if_else(b.icmp_signed(">=", valid, _i(w))) as (then, otherwise):
+            with then:
+                b.call(vec, [s_src, _i(sk if sk != 1 else so), _i(K), _i(p.kp), s_dst, _i(width)])
+            with otherwise:
+                b.call(scalar, [s_src, _i(so), _i(sk), valid, _i(w), _i(K), _i(p.kp), _i(0),
+                                s_dst, _i(width)])
+
+
+# -- the phases and the driver ------------------------------------------------------------------
+
+def _scratch(module):
+    try:
+        return module.get_global(SCRATCH)
+    except KeyError:
+        gv = ir.GlobalVariable(module, ir.ArrayType(F32, 16), SCRATCH)
+        gv.linkage = "internal"
+        gv.initializer = ir.Constant(gv.value_type, None)
+        gv.align = 64
+        return gv
+
+
+def size_scratch(module, floats: int) -> None:
+    """Give the module's packing scratch its final size (the largest plan's); typed-pointer IR
+    text is parsed as opaque pointers, so uses printed with the first type stay valid."""
+    gv = _scratch(module)
+    gv.value_type = ir.ArrayType(F32, max(16, _round(floats, 16)))
+    gv.initializer = ir.Constant(gv.value_type, None)
+
+
+def _claim_loop(b, counter, count, body):
+    """while (t = counter++) < count: body(t)."""
+    fn = b.function
+    top = fn.append_basic_block("claim")
+    work = fn.append_basic_block("claimed")
+    out = fn.append_basic_block("drained")
+    b.branch(top)
+    b.position_at_end(top)
+    t = b.atomic_rmw("add", counter, _i(1), "monotonic")
+    b.cbranch(b.icmp_signed("<", t, _i(count)), work, out)
+    b.position_at_end(work)
+    body(t)
+    b.branch(top)
+    b.position_at_end(out)
+
+
+def _phase_args(b, fn):
+    bufs = fn.args[0]
+    ptrs = [b.bitcast(b.load(_at(b, bufs, j)), F32P) for j in range(3)]
+    counter = b.bitcast(b.load(_at(b, bufs, 3)), I64.as_pointer())
+    return ptrs, counter
+
+
+def _pack_fn(module, name, p: Plan, pack_a: bool):
+    """`void @name(i8** {a, b, c, counter}, i64, i64)`: packs A's row groups (when pack_a) and
+    B's panels, claimed one at a time from the counter, into the scratch."""
+    g, geo = p.g, p.geo
+    fn = ir.Function(module, KERNEL_FN, name)
+    fn.linkage = "internal"
+    fn.attributes.add("nounwind")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    (a, bm, _), counter = _phase_args(b, fn)
+    base = b.bitcast(_scratch(module), F32P)
+    ap, bp = base, _at(b, base, p.a_floats)
+    a_so, a_sk = (1, g.lda) if g.trans_a else (g.lda, 1)
+    b_so, b_sk = (g.ldb, 1) if g.trans_b else (1, g.ldb)
+    a_tasks = p.a_tasks if pack_a else 0
+
+    def task(t):
+        with b.if_else(b.icmp_signed("<", t, _i(a_tasks))) as (then, otherwise):
+            with then:
+                if a_tasks:
+                    o0 = b.mul(t, _i(p.a_group))
+                    _pack_group(b, module, p, a, a_so, a_sk, g.m, o0, _at(b, ap, b.mul(o0, _i(p.kp))),
+                                p.a_group, geo.mr)
+            with otherwise:
+                j = b.sub(t, _i(a_tasks))
+                o0 = b.mul(j, _i(geo.nr))
+                dst = _at(b, bp, b.mul(o0, _i(p.kp)))
+                if p.nr_last == geo.nr:
+                    _pack_group(b, module, p, bm, b_so, b_sk, g.n, o0, dst, geo.nr, geo.nr)
+                else:
+                    with b.if_else(b.icmp_signed("<", j, _i(p.b_panels - 1))) as (t1, t2):
+                        with t1:
+                            _pack_group(b, module, p, bm, b_so, b_sk, g.n, o0, dst, geo.nr, geo.nr)
+                        with t2:
+                            _pack_group(b, module, p, bm, b_so, b_sk, g.n, o0, dst, p.nr_last, p.nr_last)
+    _claim_loop(b, counter, a_tasks + p.b_panels, task)
+    b.ret_void()
+    return fn
+
+
+def _tiles_fn(module, name, p: Plan):
+    """`void @name(i8** {a, b, c, counter}, i64, i64)`: MC x NC tiles of C claimed from the
+    counter, each over all of K in KC slices."""
+    g, geo = p.g, p.geo
+    fn = ir.Function(module, KERNEL_FN, name)
+    fn.linkage = "internal"
+    fn.attributes.add("nounwind")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    (_, _, c), counter = _phase_args(b, fn)
+    base = b.bitcast(_scratch(module), F32P)
+    ap, bp = base, _at(b, base, p.a_floats)
+    uk = microkernel(module, geo, geo.nv)
+    uk_last = microkernel(module, geo, p.nr_last // geo.lanes)
+    tn = -(-g.n // p.nc)
+    ntiles = -(-g.m // p.mc) * tn
+    mode0 = MODE_SET if g.beta == 0 else MODE_ADD if g.beta == 1 else MODE_BETA
+    alpha, beta = _c(F32, g.alpha), _c(F32, g.beta)
+    last_j0 = (p.b_panels - 1) * geo.nr
+
+    def tile(t):
+        i0 = b.mul(b.udiv(t, _i(tn)), _i(p.mc))
+        j0 = b.mul(b.urem(t, _i(tn)), _i(p.nc))
+        i1 = _min(b, b.add(i0, _i(p.mc)), _i(g.m))
+        j1 = _min(b, b.add(j0, _i(p.nc)), _i(g.n))
+
+        def slice_k(pc):
+            kc = _min(b, _i(p.kp - 0), b.add(pc, _i(geo.kc)))
+            kc = b.sub(kc, pc)
+            mode = b.select(b.icmp_signed("==", pc, _i(0)), _c(I32, mode0), _c(I32, MODE_ADD))
+
+            def rows(ir_):
+                a_ = _at(b, ap, b.add(b.mul(ir_, _i(p.kp)), b.mul(pc, _i(geo.mr))))
+                mr = _min(b, _i(geo.mr), b.sub(_i(g.m), ir_))
+                c_row = _at(b, c, b.mul(ir_, _i(g.ldc)))
+
+                def cols(jr):
+                    nr = _min(b, _i(geo.nr), b.sub(_i(g.n), jr))
+                    cp = _at(b, c_row, jr)
+                    if p.nr_last == geo.nr:
+                        b_ = _at(b, bp, b.add(b.mul(jr, _i(p.kp)), b.mul(pc, _i(geo.nr))))
+                        b.call(uk, [kc, a_, b_, cp, _i(g.ldc), alpha, beta, mode, mr, nr])
+                        return
+                    with b.if_else(b.icmp_signed("<", jr, _i(last_j0))) as (t1, t2):
+                        with t1:
+                            b_ = _at(b, bp, b.add(b.mul(jr, _i(p.kp)), b.mul(pc, _i(geo.nr))))
+                            b.call(uk, [kc, a_, b_, cp, _i(g.ldc), alpha, beta, mode, mr, nr])
+                        with t2:
+                            b_ = _at(b, bp, b.add(_i(last_j0 * p.kp), b.mul(pc, _i(p.nr_last))))
+                            b.call(uk_last, [kc, a_, b_, cp, _i(g.ldc), alpha, beta, mode, mr, nr])
+                _loop(b, j0, j1, geo.nr, cols, "jr")
+            _loop(b, i0, i1, geo.mr, rows, "ir")
+        _loop(b, 0, p.kp, geo.kc, slice_k, "pc")
+    _claim_loop(b, counter, ntiles, tile)
+    b.ret_void()
+    return fn
+
+
+def emit_driver(module, kernel_name: str, p: Plan, ptrs_of, pool_run, nthreads: int, fallback) -> ir.Function:
+    """`void @<kernel_name>.native(i8** bufs, i64, i64)`: pack and multiply each matrix of the
+    batch on the pool. ptrs_of(b, bufs) -> (a, b, c) float* (offsets applied); fallback(b,
+    bufs) emits the OpenBLAS path, taken when another caller holds this module's scratch."""
+    g = p.g
+    pack = _pack_fn(module, kernel_name + ".pack", p, True)
+    pack_b = _pack_fn(module, kernel_name + ".packb", p, False) if g.batch > 1 and g.stride_a == 0 else None
+    tiles = _tiles_fn(module, kernel_name + ".tiles", p)
+    lock = _declare_lock(module)
+    fn = ir.Function(module, KERNEL_FN, kernel_name + ".native")
+    fn.attributes.add("nounwind")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    bufs = fn.args[0]
+    local = b.alloca(ir.ArrayType(I8P, 4))
+    counter = b.alloca(I64)
+    lbufs = b.bitcast(local, I8PP)
+    got = b.extract_value(b.cmpxchg(lock, _c(I32, 0), _c(I32, 1), "acquire", "monotonic"), 1)
+    with b.if_else(got) as (then, otherwise):
+        with then:
+            a, bm, c = ptrs_of(b, bufs)
+            b.store(b.bitcast(counter, I8P), _at(b, lbufs, 3))
+            nt = _i(max(1, nthreads))
+
+            def one(i):
+                for j, (ptr, stride) in enumerate(((a, g.stride_a), (bm, g.stride_b), (c, g.stride_c))):
+                    q = _at(b, ptr, b.mul(i, _i(stride))) if g.batch > 1 else ptr
+                    b.store(b.bitcast(q, I8P), _at(b, lbufs, j))
+                b.store_atomic(_i(0), counter, "monotonic", 8)
+                if pack_b is None:
+                    b.call(pool_run, [pack, lbufs, nt, nt])
+                else:
+                    # the batch shares A (a convolution's weights): pack it with the first matrix only
+                    first = b.icmp_signed("==", i, _i(0))
+                    which = b.select(first, pack, pack_b)
+                    b.call(pool_run, [which, lbufs, nt, nt])
+                b.store_atomic(_i(0), counter, "monotonic", 8)
+                b.call(pool_run, [tiles, lbufs, nt, nt])
+            _loop(b, 0, g.batch, 1, one, "mat")
+            b.store_atomic(_c(I32, 0), lock, "release", 4)
+        with otherwise:
+            fallback(b, bufs)
+    b.ret_void()
+    return fn
+
+
+def _declare_lock(module):
+    try:
+        return module.get_global(LOCK)
+    except KeyError:
+        gv = ir.GlobalVariable(module, I32, LOCK)
+        gv.linkage = "internal"
+        gv.initializer = _c(I32, 0)
+        gv.align = 64
+        return gv
+
+
+__all__ = ["Geometry", "Plan", "native_plan", "emit_driver", "size_scratch", "gemm_mode", "cache_tag",
+           "host_geometry", "NATIVE_MIN_WORK"]
