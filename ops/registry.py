@@ -47,7 +47,15 @@ class View:
     """Output aliases input 0's bytes with a new shape (contiguous data): no copy."""
 
 
-Lowering = Union[Elementwise, Reduction, Library, View, None]
+@dataclass(frozen=True)
+class Movement:
+    """Output elements are input elements moved (slices, joins, splits, transposes): `pieces(
+    in_types, out_types, attrs) -> [graphc.ops.layout.Copy]`, run in order; None from `pieces`
+    means this instance has no such description (it runs on the host fallback)."""
+    pieces: Callable
+
+
+Lowering = Union[Elementwise, Reduction, Library, View, Movement, None]
 
 
 @dataclass(frozen=True)
@@ -164,5 +172,5 @@ def all_names() -> list:
     return sorted(_REGISTRY)
 
 
-__all__ = ["Attr", "OpDef", "Elementwise", "Reduction", "Library", "View", "register", "get_op",
+__all__ = ["Attr", "OpDef", "Elementwise", "Reduction", "Library", "View", "Movement", "register", "get_op",
            "has_op", "all_ops", "all_names", "TensorType"]

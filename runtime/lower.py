@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from graphc.ops import scalar as S
-from graphc.ops.fused import (body_of, is_elementwise, is_gemm, is_reduction,
+from graphc.ops.fused import (NATIVE_DTYPES, body_of, is_elementwise, is_gemm, is_reduction,
                               FUSED_ELEMENTWISE, FUSED_REDUCE, FUSED_GEMM)
 from graphc.ops.graph import Graph, Node
 from graphc.ops.memory_plan import MemoryPlan, Placement, is_view_node
-from graphc.ops.registry import Elementwise, Reduction, get_op, has_op
+from graphc.ops.registry import Elementwise, Movement, Reduction, get_op, has_op
 
 from .kernel_ir import (Buf, Index, Load, AccRef, Loop, Store, DeclareAcc, Accumulate, Gemm, Kernel, MemCopy,
                         unique_bufs)
@@ -369,11 +369,20 @@ def lower_node(node: Node, plan: MemoryPlan, names: _Names) -> list:
                                 ep_bufs, "out", frozenset({"out"}))
         steps.append(KernelStep(ek, {"out": pl_out[0], **dict(zip(bufs_in, pl_in))}))
         return steps
+    if has_op(node.op) and isinstance(get_op(node.op).lowering, Movement) and _native_dtypes(node):
+        pieces = get_op(node.op).lowering.pieces(in_types, list(node.types), node.attrs)
+        if pieces is not None:
+            return copy_kernel_steps(node, pieces, pl_in, pl_out, names, collapse, _loop_nest,
+                                     PARALLEL_WORK, KernelStep)
     # convolutions and pooling: runtime/conv_steps.py
     conv_steps = lower_conv_family(node, plan, names, pl_in, pl_out)
     if conv_steps is not None:
         return conv_steps
     return host
+
+
+def _native_dtypes(node) -> bool:
+    return all(t.dtype in NATIVE_DTYPES for t in list(node.types) + [v.type for v in node.inputs])
 
 
 def copy_kernel(name, type_, src="in0", dst="out") -> Kernel:
@@ -471,3 +480,4 @@ __all__ = ["KernelStep", "HostStep", "lower_graph", "lower_node", "compose", "el
 
 
 from .conv_steps import lower_conv_family  # noqa: E402  (it builds on the helpers above)
+from .movement import copy_kernel_steps  # noqa: E402

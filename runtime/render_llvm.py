@@ -538,6 +538,9 @@ class ModuleBuilder:
 
         wrap = ir.Function(m, KERNEL_FN, kernel.name)
         wrap.attributes.add("nounwind")
+        # entries call a kernel once per use (an unrolled RNN: hundreds of times); inlined at
+        # every call site, the entry grows with the graph and LLVM's time with it
+        wrap.attributes.add("noinline")
         b = ir.IRBuilder(wrap.append_basic_block("entry"))
         bufs, start, end = wrap.args
         args = []

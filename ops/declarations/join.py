@@ -7,7 +7,8 @@ import numpy as np
 from .. import scalar as S
 from ..attrs import Attr
 from ..errors import ShapeError
-from ..registry import OpDef, Elementwise, register
+from .. import layout as L
+from ..registry import OpDef, Elementwise, Movement, register
 from .common import normalize_axes, same_dtype, like
 
 
@@ -44,10 +45,22 @@ def concat_grad(F, ins, outs, gs, attrs):
     return grads
 
 
+def concat_pieces(in_types, out_types, attrs):
+    """Each input to its block of the output along `dim`."""
+    out = out_types[0]
+    a = attrs["dim"] % out.ndim
+    dst, pieces, start = L.probe(out.shape), [], 0
+    for j, t in enumerate(in_types):
+        block = dst[(slice(None),) * a + (slice(start, start + t.shape[a]),)]
+        pieces.append(L.scatter(block, t.shape, src=j))
+        start += t.shape[a]
+    return pieces
+
+
 register(OpDef("Concat", infer=concat_infer("Concat"), inputs=_variadic,
                compute=lambda *xs, num_args, dim: np.concatenate(xs, axis=dim),
                attrs={"num_args": Attr("int"), "dim": Attr("int", 1)}, gradient=concat_grad,
-               aliases=("concat",)))
+               lowering=Movement(concat_pieces), aliases=("concat",)))
 
 
 def _stack_infer(*xs, num_args, axis):
@@ -68,9 +81,17 @@ def _stack_grad(F, ins, outs, gs, attrs):
     return list(parts) if isinstance(parts, (tuple, list)) else [parts]
 
 
+def _stack_pieces(in_types, out_types, attrs):
+    out = out_types[0]
+    a = attrs["axis"] % out.ndim
+    dst = L.probe(out.shape)
+    return [L.scatter(dst[(slice(None),) * a + (j,)], t.shape, src=j) for j, t in enumerate(in_types)]
+
+
 register(OpDef("stack", infer=_stack_infer, inputs=_variadic,
                compute=lambda *xs, num_args, axis: np.stack(xs, axis=axis),
-               attrs={"axis": Attr("int", 0), "num_args": Attr("int")}, gradient=_stack_grad))
+               attrs={"axis": Attr("int", 0), "num_args": Attr("int")}, gradient=_stack_grad,
+               lowering=Movement(_stack_pieces)))
 
 
 def _add_n_infer(*xs, num_args):
@@ -135,5 +156,15 @@ def _split_grad(F, ins, outs, gs, attrs):
     return [F.Concat(*parts, dim=a)]
 
 
+def _split_pieces(in_types, out_types, attrs):
+    x = in_types[0]
+    a = attrs["axis"] % x.ndim
+    parts = np.split(L.probe(x.shape), attrs["num_outputs"], axis=a)
+    if attrs["squeeze_axis"]:
+        parts = [p.squeeze(a) for p in parts]
+    return [L.gather(p, t.shape, dst=j) for j, (p, t) in enumerate(zip(parts, out_types))]
+
+
 register(OpDef("split", infer=_split_infer, compute=_split_np, attrs=_SPLIT_ATTRS, gradient=_split_grad,
-               num_outputs=lambda attrs: attrs["num_outputs"], aliases=("SliceChannel",)))
+               num_outputs=lambda attrs: attrs["num_outputs"], lowering=Movement(_split_pieces),
+               aliases=("SliceChannel",)))

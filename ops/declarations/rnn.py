@@ -34,9 +34,9 @@ import numpy as np
 
 from ..attrs import Attr
 from ..errors import OpAttributeError, ShapeError
-from ..registry import OpDef, register
+from ..registry import Movement, OpDef, register
 from .common import same_dtype, like
-from .join import concat_infer, concat_grad
+from .join import concat_grad, concat_infer, concat_pieces
 
 GATES = {"rnn_relu": 1, "rnn_tanh": 1, "lstm": 4, "gru": 3}
 
@@ -415,4 +415,5 @@ def _variadic(attrs):
 register(OpDef("_rnn_param_concat", infer=concat_infer("_rnn_param_concat"), inputs=_variadic,
                compute=lambda *xs, num_args, dim: np.concatenate(xs, axis=dim),
                attrs={"num_args": Attr("int"), "dim": Attr("int", 1)}, gradient=concat_grad,
+               lowering=Movement(concat_pieces),
                doc="Concat for Gluon's packed RNN parameters (flattened weights and biases along dim 0)."))

@@ -8,7 +8,8 @@ import numpy as np
 
 from ..attrs import Attr
 from ..errors import ShapeError
-from ..registry import OpDef, View, register
+from .. import layout as L
+from ..registry import Movement, OpDef, View, register
 from .common import normalize_axes, like
 
 
@@ -140,9 +141,17 @@ def _transpose_grad(F, ins, outs, gs, attrs):
     return [F.transpose(gs[0], axes=inv)]
 
 
+def _permute_pieces(perm):
+    def pieces(in_types, out_types, attrs):
+        x = in_types[0]
+        return [L.gather(np.transpose(L.probe(x.shape), perm(x, attrs)), out_types[0].shape)]
+    return Movement(pieces)
+
+
 register(OpDef("transpose", infer=_transpose_infer,
                compute=lambda x, axes: np.transpose(x, _transpose_axes(x.ndim, axes)).copy(),
-               attrs={"axes": Attr("shape", ())}, gradient=_transpose_grad))
+               attrs={"axes": Attr("shape", ())}, gradient=_transpose_grad,
+               lowering=_permute_pieces(lambda x, a: _transpose_axes(x.ndim, a["axes"]))))
 
 
 def _broadcast_to_target(x, shape):
@@ -205,6 +214,7 @@ register(OpDef("SwapAxis", infer=_swap_infer,
                compute=lambda x, dim1, dim2: np.ascontiguousarray(np.transpose(x, _swap_perm(x.ndim, dim1, dim2))),
                attrs={"dim1": Attr("int", 0), "dim2": Attr("int", 0)},
                gradient=lambda F, ins, outs, gs, attrs: [F.SwapAxis(gs[0], dim1=attrs["dim1"], dim2=attrs["dim2"])],
+               lowering=_permute_pieces(lambda x, a: _swap_perm(x.ndim, a["dim1"], a["dim2"], x.shape)),
                aliases=("swapaxes",)))
 
 

@@ -1,6 +1,7 @@
 """Slicing and gathering operators: slice, slice_axis, slice_like, take, and the scatters their gradients
-need (_slice_assign, _slice_assign_scalar, _backward_take). All run on the host (lowering None):
-an offset view is not a `View` (which aliases from byte 0) and gathers are not elementwise."""
+need (_slice_assign, _slice_assign_scalar, _backward_take). Slices and slice assignments are
+strided copies (`Movement`, graphc.ops.layout); the gathers by index (take, _backward_take)
+run on the host."""
 from __future__ import annotations
 
 import ast
@@ -10,7 +11,8 @@ import numpy as np
 
 from ..attrs import Attr
 from ..errors import OpAttributeError, ShapeError
-from ..registry import OpDef, register
+from .. import layout as L
+from ..registry import Movement, OpDef, register
 from .common import normalize_axes, same_dtype, like
 
 
@@ -75,8 +77,15 @@ def _slice_grad(F, ins, outs, gs, attrs):
     return [F._slice_assign(F.zeros_like(ins[0]), gs[0], begin=attrs["begin"], end=attrs["end"], step=attrs["step"])]
 
 
+def _slice_pieces(in_types, out_types, attrs):
+    x = in_types[0]
+    view = L.probe(x.shape)[slices_of("slice", x.shape, attrs["begin"], attrs["end"], attrs["step"])]
+    return [L.gather(view, out_types[0].shape)]
+
+
 register(OpDef("slice", infer=_slice_infer, compute=_slice_np, attrs=_SLICE_ATTRS, gradient=_slice_grad,
-               aliases=("crop",), doc="x[begin:end:step] per axis (numpy slice semantics)."))
+               lowering=Movement(_slice_pieces), aliases=("crop",),
+               doc="x[begin:end:step] per axis (numpy slice semantics)."))
 
 
 def _assign_infer(lhs, rhs, begin, end, step):
@@ -98,8 +107,15 @@ def _assign_grad(F, ins, outs, gs, attrs):
     return [F._slice_assign_scalar(gs[0], scalar=0.0, **kw), F.slice(gs[0], **kw)]
 
 
+def _assign_pieces(in_types, out_types, attrs):
+    lhs, rhs = in_types
+    region = L.probe(lhs.shape)[slices_of("_slice_assign", lhs.shape, attrs["begin"], attrs["end"], attrs["step"])]
+    return [L.whole(lhs.shape), L.scatter(region, rhs.shape, src=1)]
+
+
 register(OpDef("_slice_assign", infer=_assign_infer, compute=_assign_np, inputs=("lhs", "rhs"),
                attrs=_SLICE_ATTRS, gradient=_assign_grad, aliases=("_crop_assign",),
+               lowering=Movement(_assign_pieces),
                doc="lhs with lhs[begin:end:step] replaced by rhs (the gradient of slice)."))
 
 
@@ -114,8 +130,14 @@ def _assign_scalar_infer(x, scalar, begin, end, step):
     return x
 
 
+def _assign_scalar_pieces(in_types, out_types, attrs):
+    x = in_types[0]
+    region = L.probe(x.shape)[slices_of("_slice_assign_scalar", x.shape, attrs["begin"], attrs["end"], attrs["step"])]
+    return [L.whole(x.shape), L.fill(region, attrs["scalar"])]
+
+
 register(OpDef("_slice_assign_scalar", infer=_assign_scalar_infer, compute=_assign_scalar_np,
-               attrs={"scalar": Attr("float", 0.0), **_SLICE_ATTRS},
+               attrs={"scalar": Attr("float", 0.0), **_SLICE_ATTRS}, lowering=Movement(_assign_scalar_pieces),
                gradient=lambda F, ins, outs, gs, attrs: [F._slice_assign_scalar(
                    gs[0], scalar=0.0, begin=attrs["begin"], end=attrs["end"], step=attrs["step"])],
                aliases=("_crop_assign_scalar",)))
@@ -137,11 +159,17 @@ def _slice_axis_grad(F, ins, outs, gs, attrs):
     return [F._slice_assign(F.zeros_like(ins[0]), gs[0], begin=b, end=e, step=s)]
 
 
+def _slice_axis_pieces(in_types, out_types, attrs):
+    x = in_types[0]
+    spec = _axis_spec(x.ndim, attrs["axis"], attrs["begin"], attrs["end"])
+    return [L.gather(L.probe(x.shape)[slices_of("slice_axis", x.shape, *spec)], out_types[0].shape)]
+
+
 register(OpDef("slice_axis", infer=_slice_axis_infer,
                compute=lambda x, axis, begin, end: np.ascontiguousarray(
                    x[slices_of("slice_axis", x.shape, *_axis_spec(x.ndim, axis, begin, end))]),
                attrs={"axis": Attr("int"), "begin": Attr("int"), "end": Attr("int", None, optional=True)},
-               gradient=_slice_axis_grad))
+               gradient=_slice_axis_grad, lowering=Movement(_slice_axis_pieces)))
 
 
 def _like_spec(x, like_t, axes):

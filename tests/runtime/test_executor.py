@@ -179,7 +179,7 @@ def test_host_fallback_inside_a_compiled_graph():
     F = gb.F
     x = gb.var("x", TensorType((5, 8)))
     s = F.softmax(F.tanh(x) * 2.0, axis=-1)
-    g = gb.build([F.log(s + 1e-6) * -1.0, F.transpose(s)])
+    g = gb.build([F.log(s + 1e-6) * -1.0, F.sort(s, axis=0)])       # sort has no native lowering
     prog = check(g)
     assert any(not isinstance(r, type(prog._run[0])) for r in prog._run) or len(prog._run) > 1
 
