@@ -213,11 +213,15 @@ class SGD(Optimizer):
         self._update_count(index)
         lr, wd = self._get_lr(index), self._get_wd(index)
         w = weight._data
-        g = self._rescaled(grad._data, self._scratch(w))
+        if self._clipping():
+            g = self._rescaled(grad._data, self._scratch(w))
+            g *= lr
+        else:
+            # lr * rescale_grad * grad in one pass (a pass over every weight is what this costs)
+            g = np.multiply(grad._data, lr * self.rescale_grad, out=self._scratch(w))
         if state is None:
             if wd != 0:
                 w *= 1.0 - lr * wd
-            g *= lr
             w -= g
             return
         m = state._data
@@ -226,7 +230,6 @@ class SGD(Optimizer):
             tmp = self._scratch(w, 1)
             np.multiply(w, lr * wd, out=tmp)
             m -= tmp
-        g *= lr
         m -= g
         w += m
 
