@@ -106,11 +106,14 @@ def main():
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--jax", action="store_true", help="also time jax.jit(a @ b) in bench/.venvs/jax")
     ap.add_argument("--only", default="", help="comma-separated shape indices")
+    ap.add_argument("--shapes", default="", help="other shapes: M,K,N,tA,tB;M,K,N,tA,tB...")
     args = ap.parse_args()
     if os.environ.get("OPENBLAS_CORETYPE") or os.environ.get("OPENBLAS_L2_SIZE"):
         print("warning: OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE are set; they slow OpenBLAS down "
               "(run under env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)", file=sys.stderr)
     shapes = [SHAPES[int(i)] for i in args.only.split(",")] if args.only else SHAPES
+    if args.shapes:
+        shapes = [tuple(int(x) for x in s.split(",")) for s in args.shapes.split(";")]
     jax_t = {}
     if args.jax and os.path.exists(JAX_PY):
         env = dict(os.environ, XLA_FLAGS="--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=2")

@@ -35,6 +35,7 @@ import os
 from dataclasses import dataclass
 
 import llvmlite.ir as ir
+import numpy as np
 
 from .kernel_ir import Gemm
 
@@ -266,13 +267,16 @@ def _transpose(b, rows):
 
 # -- the microkernel -----------------------------------------------------------------------------
 
-MODE_SET, MODE_ADD, MODE_BETA = 0, 1, 2     # C = alpha*AB | C += alpha*AB | C = alpha*AB + beta*C
+# C = alpha*AB (C never read: it may hold nan) | C = alpha*AB + beta*C (beta = 1 after the first
+# K slice: fma(1, c, x) rounds as c + x does)
+MODE_SET, MODE_ACC = 0, 1
 
 
 def microkernel(module, geo: Geometry, nv: int) -> ir.Function:
     """`void uk(i64 kc, float* ap, float* bp, float* c, i64 ldc, float alpha, float beta, i32 mode,
-    i64 mr, i64 nr)`: C[0:mr, 0:nr] (op) alpha * Apanel[kc x MR]ᵀ-ish @ Bpanel[kc x nv*W]; kc a
-    multiple of KU. One per (geometry, nv) per module."""
+    i64 mr, i64 nr)`: C[0:mr, 0:nr] = alpha * A @ B (+ beta * C in MODE_ACC) for one packed A
+    panel (kc x MR) and B panel (kc x nv*W); kc a multiple of KU. One per (geometry, nv) per
+    module, made only when some GEMM needs that width."""
     w, mr_ = geo.lanes, geo.mr
     nr_ = nv * w
     name = f"graphc.gemm.uk.{mr_}x{nr_}.w{w}"
@@ -326,22 +330,20 @@ def microkernel(module, geo: Geometry, nv: int) -> ir.Function:
     av = _splat(b, alpha, w)
     bv = _splat(b, beta, w)
     scaled = [[b.fmul(res[r][v], av) for v in range(nv)] for r in range(mr_)]
+    overwrite = b.icmp_signed("==", mode, _c(I32, MODE_SET))
     full = b.and_(b.icmp_signed("==", mr, _i(mr_)), b.icmp_signed("==", nr, _i(nr_)))
     with b.if_else(full) as (then, otherwise):
         with then:
-            # every row and column is inside C: update it with vector loads and stores
-            for m_val, blk_name in ((MODE_SET, "set"), (MODE_ADD, "add"), (MODE_BETA, "beta")):
-                with b.if_then(b.icmp_signed("==", mode, _c(I32, m_val))):
-                    for r in range(mr_):
-                        row = _at(b, c, b.mul(ldc, _i(r)))
-                        for v in range(nv):
-                            p = _vptr(b, _at(b, row, v * w), w)
-                            x = scaled[r][v]
-                            if m_val == MODE_ADD:
-                                x = b.fadd(b.load(p, align=4), x)
-                            elif m_val == MODE_BETA:
-                                x = _fma(b, bv, b.load(p, align=4), x)
-                            b.store(x, p, align=4)
+            # every row and column is inside C: vector loads and stores
+            with b.if_else(overwrite) as (set_, acc_):
+                for blk, reads in ((set_, False), (acc_, True)):
+                    with blk:
+                        for r in range(mr_):
+                            row = _at(b, c, b.mul(ldc, _i(r)))
+                            for v in range(nv):
+                                p = _vptr(b, _at(b, row, v * w), w)
+                                x = _fma(b, bv, b.load(p, align=4), scaled[r][v]) if reads else scaled[r][v]
+                                b.store(x, p, align=4)
         with otherwise:
             # an edge tile: the accumulators go to the stack, then the valid part element-wise
             tmp = b.alloca(ir.ArrayType(F32, mr_ * nr_))
@@ -354,10 +356,8 @@ def microkernel(module, geo: Geometry, nv: int) -> ir.Function:
                 def col(j):
                     x = b.load(_at(b, t0, b.add(b.mul(i, _i(nr_)), j)))
                     p = _at(b, c, b.add(b.mul(i, ldc), j))
-                    old = b.load(b.select(b.icmp_signed("==", mode, _c(I32, MODE_SET)), t0, p))
-                    acc = b.select(b.icmp_signed("==", mode, _c(I32, MODE_ADD)), b.fadd(old, x),
-                                   b.fadd(b.fmul(beta, old), x))
-                    b.store(b.select(b.icmp_signed("==", mode, _c(I32, MODE_SET)), x, acc), p)
+                    old = b.load(b.select(overwrite, t0, p))      # C is never read when overwritten
+                    b.store(b.select(overwrite, x, b.fadd(b.fmul(beta, old), x)), p)
                 _loop(b, 0, nr, 1, col, "ej")
             _loop(b, 0, mr, 1, row, "ei")
     b.ret_void()
@@ -454,29 +454,25 @@ def _pack_vector_fn(module, geo: Geometry, transpose: bool, narrow: bool):
     return fn
 
 
-def _pack_group(b, module, p: Plan, src, so, sk, extent, o0, dst, group, width):
-    """Pack outer indices [o0, o0 + group) into panels of `width` from dst: full W-blocks with
-    the vector helpers, the rest element by element."""
-    geo, w, K = p.geo, p.geo.lanes, p.g.k
+def _pack_blocks(b, module, geo, transposed, narrow, src, so, sk, extent, o0, dst, nblocks, width, K, kp):
+    """Pack W-blocks [0, nblocks) of outer indices from o0 into panels of `width` from dst: full
+    blocks with the vector helper, the operand's edge element by element (all i64 values)."""
+    w = geo.lanes
+    vec = _pack_vector_fn(module, geo, transposed, narrow)
     scalar = _pack_scalar_fn(module)
-    narrow = width < w
-    if group % w or (width % w and w % width):
-        b.call(scalar, [_at(b, src, b.mul(o0, _i(so))), _i(so), _i(sk), b.sub(_i(extent), o0), _i(group),
-                        _i(K), _i(p.kp), _i(0), dst, _i(width)])
-        return
-    vec = _pack_vector_fn(module, geo, sk == 1, narrow)
-    for s in range(group // w):
-        first = b.add(o0, _i(s * w))
-        valid = b.sub(_i(extent), first)
-        s_src = _at(b, src, b.mul(first, _i(so)))
-        # W-block s: panels (s*W)//width.. when narrow, lanes s*W.. of the one panel otherwise
-        s_dst = _at(b, dst, (s * w // width) * width * p.kp if narrow else s * w)
+
+    def blk(s):
+        first = b.add(o0, b.mul(s, _i(w)))
+        valid = b.sub(extent, first)
+        s_src = _at(b, src, b.mul(first, so))
+        # narrow: one block per task, its W/MR panels start at dst; else lanes s*W of one panel
+        s_dst = dst if narrow else _at(b, dst, b.mul(s, _i(w)))
         with b.if_else(b.icmp_signed(">=", valid, _i(w))) as (then, otherwise):
             with then:
-                b.call(vec, [s_src, _i(sk if sk != 1 else so), _i(K), _i(p.kp), s_dst, _i(width)])
+                b.call(vec, [s_src, so if transposed else sk, K, kp, s_dst, width])
             with otherwise:
-                b.call(scalar, [s_src, _i(so), _i(sk), valid, _i(w), _i(K), _i(p.kp), _i(0),
-                                s_dst, _i(width)])
+                b.call(scalar, [s_src, so, sk, valid, _i(w), K, kp, _i(0), s_dst, width])
+    _loop(b, 0, nblocks, 1, blk, "wb")
 
 
 # -- the phases and the driver ------------------------------------------------------------------
@@ -509,112 +505,146 @@ def _claim_loop(b, counter, count, body):
     b.branch(top)
     b.position_at_end(top)
     t = b.atomic_rmw("add", counter, _i(1), "monotonic")
-    b.cbranch(b.icmp_signed("<", t, _i(count)), work, out)
+    b.cbranch(b.icmp_signed("<", t, count if not isinstance(count, int) else _i(count)), work, out)
     b.position_at_end(work)
     body(t)
     b.branch(top)
     b.position_at_end(out)
 
 
+# A GEMM's sizes travel to the shared phase functions as an i64 parameter block (a constant
+# global per GEMM), so a module holds one copy of the packing and tiling code whatever its
+# number of GEMMs (ResNet-18: 31 of them; per-GEMM code cost +0.4 s of compile time).
+PARAMS = ("m", "n", "k", "kp", "a_so", "a_sk", "b_so", "b_sk", "ldc", "a_tasks", "b_panels", "nr_last",
+          "mc", "nc", "tn", "ntiles", "mode0", "a_floats", "alpha", "beta")
+_P = {name: i for i, name in enumerate(PARAMS)}
+# local argument block of both phases: a, b, c, the claim counter, the parameters, pack-A flag
+_NARGS = 6
+
+
+def _params(p: Plan) -> list:
+    g, geo = p.g, p.geo
+    bits = lambda x: int(np.float32(x).view(np.uint32))  # noqa: E731
+    a_so, a_sk = (1, g.lda) if g.trans_a else (g.lda, 1)
+    b_so, b_sk = (g.ldb, 1) if g.trans_b else (1, g.ldb)
+    tn = -(-g.n // p.nc)
+    v = dict(m=g.m, n=g.n, k=g.k, kp=p.kp, a_so=a_so, a_sk=a_sk, b_so=b_so, b_sk=b_sk, ldc=g.ldc,
+             a_tasks=p.a_tasks, b_panels=p.b_panels, nr_last=p.nr_last, mc=p.mc, nc=p.nc, tn=tn,
+             ntiles=-(-g.m // p.mc) * tn, mode0=MODE_SET if g.beta == 0 else MODE_ACC,
+             a_floats=p.a_floats, alpha=bits(g.alpha), beta=bits(g.beta))
+    return [v[name] for name in PARAMS]
+
+
 def _phase_args(b, fn):
     bufs = fn.args[0]
     ptrs = [b.bitcast(b.load(_at(b, bufs, j)), F32P) for j in range(3)]
     counter = b.bitcast(b.load(_at(b, bufs, 3)), I64.as_pointer())
-    return ptrs, counter
+    params = b.bitcast(b.load(_at(b, bufs, 4)), I64.as_pointer())
+    get = lambda name: b.load(_at(b, params, _P[name]))  # noqa: E731
+    return ptrs, counter, get, b.load(_at(b, bufs, 5))
 
 
-def _pack_fn(module, name, p: Plan, pack_a: bool):
-    """`void @name(i8** {a, b, c, counter}, i64, i64)`: packs A's row groups (when pack_a) and
-    B's panels, claimed one at a time from the counter, into the scratch."""
-    g, geo = p.g, p.geo
+def _pack_fn(module, geo: Geometry, trans_a: bool, trans_b: bool):
+    """`void @graphc.gemm.pack.<ta><tb>(i8** args, i64, i64)`: A's row groups (when args[5] is
+    not null) and B's panels, claimed one at a time from the counter, into the scratch."""
+    name = f"graphc.gemm.pack.{int(trans_a)}{int(trans_b)}.w{geo.lanes}"
+    try:
+        return module.get_global(name)
+    except KeyError:
+        pass
     fn = ir.Function(module, KERNEL_FN, name)
     fn.linkage = "internal"
     fn.attributes.add("nounwind")
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    (a, bm, _), counter = _phase_args(b, fn)
+    (a, bm, _), counter, get, pack_a = _phase_args(b, fn)
+    K, kp = get("k"), get("kp")
     base = b.bitcast(_scratch(module), F32P)
-    ap, bp = base, _at(b, base, p.a_floats)
-    a_so, a_sk = (1, g.lda) if g.trans_a else (g.lda, 1)
-    b_so, b_sk = (g.ldb, 1) if g.trans_b else (1, g.ldb)
-    a_tasks = p.a_tasks if pack_a else 0
+    ap, bp = base, _at(b, base, get("a_floats"))
+    a_tasks = b.select(b.icmp_unsigned("==", b.ptrtoint(pack_a, I64), _i(0)), _i(0), get("a_tasks"))
+    w, mr, nr = geo.lanes, geo.mr, geo.nr
+    a_group = w if w % mr == 0 else mr
+    a_so, a_sk, b_so, b_sk = get("a_so"), get("a_sk"), get("b_so"), get("b_sk")
+    m, n, b_panels, nr_last = get("m"), get("n"), get("b_panels"), get("nr_last")
 
     def task(t):
-        with b.if_else(b.icmp_signed("<", t, _i(a_tasks))) as (then, otherwise):
+        with b.if_else(b.icmp_signed("<", t, a_tasks)) as (then, otherwise):
             with then:
-                if a_tasks:
-                    o0 = b.mul(t, _i(p.a_group))
-                    _pack_group(b, module, p, a, a_so, a_sk, g.m, o0, _at(b, ap, b.mul(o0, _i(p.kp))),
-                                p.a_group, geo.mr)
+                o0 = b.mul(t, _i(a_group))
+                dst = _at(b, ap, b.mul(o0, kp))
+                if a_group == w:       # W rows transposed (or copied) together into W/MR panels
+                    _pack_blocks(b, module, geo, not trans_a, True, a, a_so, a_sk, m, o0, dst, _i(1), _i(mr), K, kp)
+                else:                  # MR does not divide W (AVX2's 6): element by element
+                    b.call(_pack_scalar_fn(module), [_at(b, a, b.mul(o0, a_so)), a_so, a_sk, b.sub(m, o0),
+                                                     _i(mr), K, kp, _i(0), dst, _i(mr)])
             with otherwise:
-                j = b.sub(t, _i(a_tasks))
-                o0 = b.mul(j, _i(geo.nr))
-                dst = _at(b, bp, b.mul(o0, _i(p.kp)))
-                if p.nr_last == geo.nr:
-                    _pack_group(b, module, p, bm, b_so, b_sk, g.n, o0, dst, geo.nr, geo.nr)
-                else:
-                    with b.if_else(b.icmp_signed("<", j, _i(p.b_panels - 1))) as (t1, t2):
-                        with t1:
-                            _pack_group(b, module, p, bm, b_so, b_sk, g.n, o0, dst, geo.nr, geo.nr)
-                        with t2:
-                            _pack_group(b, module, p, bm, b_so, b_sk, g.n, o0, dst, p.nr_last, p.nr_last)
-    _claim_loop(b, counter, a_tasks + p.b_panels, task)
+                j = b.sub(t, a_tasks)
+                o0 = b.mul(j, _i(nr))
+                width = b.select(b.icmp_signed("==", j, b.sub(b_panels, _i(1))), nr_last, _i(nr))
+                dst = _at(b, bp, b.mul(o0, kp))
+                _pack_blocks(b, module, geo, trans_b, False, bm, b_so, b_sk, n, o0, dst,
+                             b.udiv(width, _i(w)), width, K, kp)
+    _claim_loop(b, counter, b.add(a_tasks, b_panels), task)
     b.ret_void()
     return fn
 
 
-def _tiles_fn(module, name, p: Plan):
-    """`void @name(i8** {a, b, c, counter}, i64, i64)`: MC x NC tiles of C claimed from the
-    counter, each over all of K in KC slices."""
-    g, geo = p.g, p.geo
+def _tiles_fn(module, geo: Geometry, nv_last: int):
+    """`void @graphc.gemm.tiles(i8** args, i64, i64)`: MC x NC tiles of C claimed from the
+    counter, each over all of K in KC slices: A's MR-row panels outside (a kc x MR slice stays in
+    L1), B's NR-column panels inside (the kc x NC block stays in L2)."""
+    name = f"graphc.gemm.tiles.w{geo.lanes}.v{nv_last}"
+    try:
+        return module.get_global(name)
+    except KeyError:
+        pass
     fn = ir.Function(module, KERNEL_FN, name)
     fn.linkage = "internal"
     fn.attributes.add("nounwind")
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    (_, _, c), counter = _phase_args(b, fn)
+    (_, _, c), counter, get, _ = _phase_args(b, fn)
+    m, n, kp, ldc, mc, nc, tn = (get(x) for x in ("m", "n", "kp", "ldc", "mc", "nc", "tn"))
+    nr_last, mode0 = get("nr_last"), b.trunc(get("mode0"), I32)
+    alpha = b.bitcast(b.trunc(get("alpha"), I32), F32)
+    beta = b.bitcast(b.trunc(get("beta"), I32), F32)
     base = b.bitcast(_scratch(module), F32P)
-    ap, bp = base, _at(b, base, p.a_floats)
-    uk = microkernel(module, geo, geo.nv)
-    uk_last = microkernel(module, geo, p.nr_last // geo.lanes)
-    tn = -(-g.n // p.nc)
-    ntiles = -(-g.m // p.mc) * tn
-    mode0 = MODE_SET if g.beta == 0 else MODE_ADD if g.beta == 1 else MODE_BETA
-    alpha, beta = _c(F32, g.alpha), _c(F32, g.beta)
-    last_j0 = (p.b_panels - 1) * geo.nr
+    ap, bp = base, _at(b, base, get("a_floats"))
+    w, mr_, nr_ = geo.lanes, geo.mr, geo.nr
+    uk, uk_last = microkernel(module, geo, geo.nv), microkernel(module, geo, nv_last)
+    last_j0 = b.mul(b.sub(get("b_panels"), _i(1)), _i(nr_))
 
     def tile(t):
-        i0 = b.mul(b.udiv(t, _i(tn)), _i(p.mc))
-        j0 = b.mul(b.urem(t, _i(tn)), _i(p.nc))
-        i1 = _min(b, b.add(i0, _i(p.mc)), _i(g.m))
-        j1 = _min(b, b.add(j0, _i(p.nc)), _i(g.n))
+        i0 = b.mul(b.udiv(t, tn), mc)
+        j0 = b.mul(b.urem(t, tn), nc)
+        i1 = _min(b, b.add(i0, mc), m)
+        j1 = _min(b, b.add(j0, nc), n)
 
         def slice_k(pc):
-            kc = _min(b, _i(p.kp - 0), b.add(pc, _i(geo.kc)))
-            kc = b.sub(kc, pc)
-            mode = b.select(b.icmp_signed("==", pc, _i(0)), _c(I32, mode0), _c(I32, MODE_ADD))
+            kc = b.sub(_min(b, kp, b.add(pc, _i(geo.kc))), pc)
+            first = b.icmp_signed("==", pc, _i(0))
+            mode = b.select(first, mode0, _c(I32, MODE_ACC))
+            beta_k = b.select(first, beta, _c(F32, 1.0))
 
             def rows(ir_):
-                a_ = _at(b, ap, b.add(b.mul(ir_, _i(p.kp)), b.mul(pc, _i(geo.mr))))
-                mr = _min(b, _i(geo.mr), b.sub(_i(g.m), ir_))
-                c_row = _at(b, c, b.mul(ir_, _i(g.ldc)))
+                a_ = _at(b, ap, b.add(b.mul(ir_, kp), b.mul(pc, _i(mr_))))
+                mr = _min(b, _i(mr_), b.sub(m, ir_))
+                c_row = _at(b, c, b.mul(ir_, ldc))
 
                 def cols(jr):
-                    nr = _min(b, _i(geo.nr), b.sub(_i(g.n), jr))
+                    nr = _min(b, _i(nr_), b.sub(n, jr))
                     cp = _at(b, c_row, jr)
-                    if p.nr_last == geo.nr:
-                        b_ = _at(b, bp, b.add(b.mul(jr, _i(p.kp)), b.mul(pc, _i(geo.nr))))
-                        b.call(uk, [kc, a_, b_, cp, _i(g.ldc), alpha, beta, mode, mr, nr])
-                        return
-                    with b.if_else(b.icmp_signed("<", jr, _i(last_j0))) as (t1, t2):
+                    args = [kc, a_, None, cp, ldc, alpha, beta_k, mode, mr, nr]
+                    with b.if_else(b.icmp_signed("<", jr, last_j0)) as (t1, t2):
                         with t1:
-                            b_ = _at(b, bp, b.add(b.mul(jr, _i(p.kp)), b.mul(pc, _i(geo.nr))))
-                            b.call(uk, [kc, a_, b_, cp, _i(g.ldc), alpha, beta, mode, mr, nr])
+                            args[2] = _at(b, bp, b.add(b.mul(jr, kp), b.mul(pc, _i(nr_))))
+                            b.call(uk, args)
                         with t2:
-                            b_ = _at(b, bp, b.add(_i(last_j0 * p.kp), b.mul(pc, _i(p.nr_last))))
-                            b.call(uk_last, [kc, a_, b_, cp, _i(g.ldc), alpha, beta, mode, mr, nr])
-                _loop(b, j0, j1, geo.nr, cols, "jr")
-            _loop(b, i0, i1, geo.mr, rows, "ir")
-        _loop(b, 0, p.kp, geo.kc, slice_k, "pc")
-    _claim_loop(b, counter, ntiles, tile)
+                            # the last panel: nr_last = nv_last * W wide, its own microkernel
+                            args[2] = _at(b, bp, b.add(b.mul(last_j0, kp), b.mul(pc, nr_last)))
+                            b.call(uk_last, args)
+                _loop(b, j0, j1, nr_, cols, "jr")
+            _loop(b, i0, i1, mr_, rows, "ir")
+        _loop(b, 0, kp, geo.kc, slice_k, "pc")
+    _claim_loop(b, counter, get("ntiles"), tile)
     b.ret_void()
     return fn
 
@@ -624,38 +654,43 @@ def emit_driver(module, kernel_name: str, p: Plan, ptrs_of, pool_run, nthreads: 
     batch on the pool. ptrs_of(b, bufs) -> (a, b, c) float* (offsets applied); fallback(b,
     bufs) emits the OpenBLAS path, taken when another caller holds this module's scratch."""
     g = p.g
-    pack = _pack_fn(module, kernel_name + ".pack", p, True)
-    pack_b = _pack_fn(module, kernel_name + ".packb", p, False) if g.batch > 1 and g.stride_a == 0 else None
-    tiles = _tiles_fn(module, kernel_name + ".tiles", p)
+    pack = _pack_fn(module, p.geo, g.trans_a, g.trans_b)
+    tiles = _tiles_fn(module, p.geo, p.nr_last // p.geo.lanes)
     lock = _declare_lock(module)
+    values = _params(p)
+    pty = ir.ArrayType(I64, len(values))
+    params = ir.GlobalVariable(module, pty, kernel_name + ".gemm")
+    params.linkage = "internal"
+    params.global_constant = True
+    params.initializer = ir.Constant(pty, values)
     fn = ir.Function(module, KERNEL_FN, kernel_name + ".native")
     fn.attributes.add("nounwind")
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     bufs = fn.args[0]
-    local = b.alloca(ir.ArrayType(I8P, 4))
+    local = b.alloca(ir.ArrayType(I8P, _NARGS))
     counter = b.alloca(I64)
-    lbufs = b.bitcast(local, I8PP)
+    args = b.bitcast(local, I8PP)
     got = b.extract_value(b.cmpxchg(lock, _c(I32, 0), _c(I32, 1), "acquire", "monotonic"), 1)
     with b.if_else(got) as (then, otherwise):
         with then:
             a, bm, c = ptrs_of(b, bufs)
-            b.store(b.bitcast(counter, I8P), _at(b, lbufs, 3))
+            b.store(b.bitcast(counter, I8P), _at(b, args, 3))
+            b.store(b.bitcast(params, I8P), _at(b, args, 4))
             nt = _i(max(1, nthreads))
 
             def one(i):
                 for j, (ptr, stride) in enumerate(((a, g.stride_a), (bm, g.stride_b), (c, g.stride_c))):
                     q = _at(b, ptr, b.mul(i, _i(stride))) if g.batch > 1 else ptr
-                    b.store(b.bitcast(q, I8P), _at(b, lbufs, j))
+                    b.store(b.bitcast(q, I8P), _at(b, args, j))
+                # a batch that shares A (a convolution's weights) packs it with the first matrix only
+                again = g.batch > 1 and g.stride_a == 0
+                flag = b.select(b.icmp_signed("==", i, _i(0)), counter, ir.Constant(I64.as_pointer(), None)) \
+                    if again else counter
+                b.store(b.bitcast(flag, I8P), _at(b, args, 5))
                 b.store_atomic(_i(0), counter, "monotonic", 8)
-                if pack_b is None:
-                    b.call(pool_run, [pack, lbufs, nt, nt])
-                else:
-                    # the batch shares A (a convolution's weights): pack it with the first matrix only
-                    first = b.icmp_signed("==", i, _i(0))
-                    which = b.select(first, pack, pack_b)
-                    b.call(pool_run, [which, lbufs, nt, nt])
+                b.call(pool_run, [pack, args, nt, nt])
                 b.store_atomic(_i(0), counter, "monotonic", 8)
-                b.call(pool_run, [tiles, lbufs, nt, nt])
+                b.call(pool_run, [tiles, args, nt, nt])
             _loop(b, 0, g.batch, 1, one, "mat")
             b.store_atomic(_c(I32, 0), lock, "release", 4)
         with otherwise:
