@@ -129,6 +129,12 @@ class Plan:
     nc: int
 
     @property
+    def b_in_tile(self) -> bool:
+        """One row of tiles: each B block has one user, which packs it itself (in its own L2,
+        no round trip through L3, no packing phase for B)."""
+        return self.mc >= self.g.m
+
+    @property
     def a_group(self):
         """Rows of A one pack task covers: a W-block (W/MR panels transposed together) when MR
         divides W, else one panel."""
@@ -171,15 +177,23 @@ def native_plan(g: Gemm, nthreads: int, mode: str = None, geo: Geometry = None):
     a_panels = -(-g.m // geo.mr)
     b_panels = -(-g.n // geo.nr)
     nr_last = _round(g.n - (b_panels - 1) * geo.nr, geo.lanes)
-    mc = min(geo.mc, a_panels * geo.mr)
-    nc = min(geo.nc, b_panels * geo.nr)
-    # enough tiles for the threads to balance (a preempted thread holds up one tile, not half)
+    # tiles: at most MC x NC, as equal as the panels allow, and enough of them for the threads to
+    # balance (a thread the OS preempts holds up one tile, not half the product). Up to 2 MC rows
+    # stay one row of tiles, narrower ones instead: then each tile packs its own B block
+    # (Plan.b_in_tile)
+    one_row = a_panels * geo.mr <= 2 * geo.mc
+    tm = 1 if one_row else -(-g.m // geo.mc)
+    tn = -(-g.n // geo.nc)
     want = 4 * max(1, nthreads)
-    while -(-g.m // mc) * -(-g.n // nc) < want and (mc > geo.mr or nc > geo.nr):
-        if nc > geo.nr and (nc >= 2 * mc or mc <= geo.mr):
-            nc = max(geo.nr, _round(nc // 2, geo.nr))
+    while tm * tn < want:
+        if tn < b_panels and (one_row or g.n / tn >= 2 * g.m / tm or tm >= a_panels):
+            tn += 1
+        elif tm < a_panels and not one_row:
+            tm += 1
         else:
-            mc = max(geo.mr, _round(mc // 2, geo.mr))
+            break
+    mc = _round(-(-g.m // tm), geo.mr)
+    nc = _round(-(-g.n // tn), geo.nr)
     p = Plan(g, geo, kp, a_panels, b_panels, nr_last, mc, nc)
     if p.scratch_floats > MAX_PACK_FLOATS:
         return None
@@ -516,7 +530,7 @@ def _claim_loop(b, counter, count, body):
 # global per GEMM), so a module holds one copy of the packing and tiling code whatever its
 # number of GEMMs (ResNet-18: 31 of them; per-GEMM code cost +0.4 s of compile time).
 PARAMS = ("m", "n", "k", "kp", "a_so", "a_sk", "b_so", "b_sk", "ldc", "a_tasks", "b_panels", "nr_last",
-          "mc", "nc", "tn", "ntiles", "mode0", "a_floats", "alpha", "beta")
+          "mc", "nc", "tn", "ntiles", "mode0", "a_floats", "alpha", "beta", "b_in_tile")
 _P = {name: i for i, name in enumerate(PARAMS)}
 # local argument block of both phases: a, b, c, the claim counter, the parameters, pack-A flag
 _NARGS = 6
@@ -531,7 +545,7 @@ def _params(p: Plan) -> list:
     v = dict(m=g.m, n=g.n, k=g.k, kp=p.kp, a_so=a_so, a_sk=a_sk, b_so=b_so, b_sk=b_sk, ldc=g.ldc,
              a_tasks=p.a_tasks, b_panels=p.b_panels, nr_last=p.nr_last, mc=p.mc, nc=p.nc, tn=tn,
              ntiles=-(-g.m // p.mc) * tn, mode0=MODE_SET if g.beta == 0 else MODE_ACC,
-             a_floats=p.a_floats, alpha=bits(g.alpha), beta=bits(g.beta))
+             a_floats=p.a_floats, alpha=bits(g.alpha), beta=bits(g.beta), b_in_tile=int(p.b_in_tile))
     return [v[name] for name in PARAMS]
 
 
@@ -583,16 +597,17 @@ def _pack_fn(module, geo: Geometry, trans_a: bool, trans_b: bool):
                 dst = _at(b, bp, b.mul(o0, kp))
                 _pack_blocks(b, module, geo, trans_b, False, bm, b_so, b_sk, n, o0, dst,
                              b.udiv(width, _i(w)), width, K, kp)
-    _claim_loop(b, counter, b.add(a_tasks, b_panels), task)
+    b_tasks = b.select(b.icmp_signed("!=", get("b_in_tile"), _i(0)), _i(0), b_panels)
+    _claim_loop(b, counter, b.add(a_tasks, b_tasks), task)
     b.ret_void()
     return fn
 
 
-def _tiles_fn(module, geo: Geometry, nv_last: int):
+def _tiles_fn(module, geo: Geometry, nv_last: int, trans_b: bool):
     """`void @graphc.gemm.tiles(i8** args, i64, i64)`: MC x NC tiles of C claimed from the
     counter, each over all of K in KC slices: A's MR-row panels outside (a kc x MR slice stays in
     L1), B's NR-column panels inside (the kc x NC block stays in L2)."""
-    name = f"graphc.gemm.tiles.w{geo.lanes}.v{nv_last}"
+    name = f"graphc.gemm.tiles.w{geo.lanes}.v{nv_last}.t{int(trans_b)}"
     try:
         return module.get_global(name)
     except KeyError:
@@ -601,8 +616,10 @@ def _tiles_fn(module, geo: Geometry, nv_last: int):
     fn.linkage = "internal"
     fn.attributes.add("nounwind")
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    (_, _, c), counter, get, _ = _phase_args(b, fn)
+    (_, bm, c), counter, get, _ = _phase_args(b, fn)
     m, n, kp, ldc, mc, nc, tn = (get(x) for x in ("m", "n", "kp", "ldc", "mc", "nc", "tn"))
+    K, b_so, b_sk, b_panels = get("k"), get("b_so"), get("b_sk"), get("b_panels")
+    b_in_tile = b.icmp_signed("!=", get("b_in_tile"), _i(0))
     nr_last, mode0 = get("nr_last"), b.trunc(get("mode0"), I32)
     alpha = b.bitcast(b.trunc(get("alpha"), I32), F32)
     beta = b.bitcast(b.trunc(get("beta"), I32), F32)
@@ -623,6 +640,17 @@ def _tiles_fn(module, geo: Geometry, nv_last: int):
             first = b.icmp_signed("==", pc, _i(0))
             mode = b.select(first, mode0, _c(I32, MODE_ACC))
             beta_k = b.select(first, beta, _c(F32, 1.0))
+            with b.if_then(b_in_tile):
+                # this tile is B's only user: pack its kc x NC block here, into this core's L2
+                k_here = _min(b, b.sub(K, pc), kc)
+
+                def panel(jr):
+                    last = b.icmp_signed("==", jr, last_j0)
+                    width = b.select(last, nr_last, _i(nr_))
+                    dst = _at(b, bp, b.add(b.mul(jr, kp), b.mul(pc, width)))
+                    _pack_blocks(b, module, geo, trans_b, False, _at(b, bm, b.mul(pc, b_sk)), b_so, b_sk, n,
+                                 jr, dst, b.udiv(width, _i(w)), width, k_here, kc)
+                _loop(b, j0, j1, nr_, panel, "pb")
 
             def rows(ir_):
                 a_ = _at(b, ap, b.add(b.mul(ir_, kp), b.mul(pc, _i(mr_))))
@@ -655,7 +683,7 @@ def emit_driver(module, kernel_name: str, p: Plan, ptrs_of, pool_run, nthreads: 
     bufs) emits the OpenBLAS path, taken when another caller holds this module's scratch."""
     g = p.g
     pack = _pack_fn(module, p.geo, g.trans_a, g.trans_b)
-    tiles = _tiles_fn(module, p.geo, p.nr_last // p.geo.lanes)
+    tiles = _tiles_fn(module, p.geo, p.nr_last // p.geo.lanes, g.trans_b)
     lock = _declare_lock(module)
     values = _params(p)
     pty = ir.ArrayType(I64, len(values))
