@@ -55,7 +55,20 @@ class Movement:
     pieces: Callable
 
 
-Lowering = Union[Elementwise, Reduction, Library, View, Movement, None]
+@dataclass(frozen=True)
+class Take:
+    """Rows picked by an index array along an axis: out = data.take(fix(index), axis), or with
+    scatter=True its adjoint, out = zeros; out[.., fix(index[i]), ..] += data[.., i, ..].
+    data/index: input positions; mode(attrs): 'clip' | 'wrap' (how an index is brought into
+    range), or None when this instance must run on the host (e.g. mode='raise'); axis(attrs, ndim)."""
+    data: int
+    index: int
+    axis: Callable
+    mode: Callable
+    scatter: bool = False
+
+
+Lowering = Union[Elementwise, Reduction, Library, View, Movement, Take, None]
 
 
 @dataclass(frozen=True)
@@ -172,5 +185,5 @@ def all_names() -> list:
     return sorted(_REGISTRY)
 
 
-__all__ = ["Attr", "OpDef", "Elementwise", "Reduction", "Library", "View", "Movement", "register", "get_op",
+__all__ = ["Attr", "OpDef", "Elementwise", "Reduction", "Library", "View", "Movement", "Take", "register", "get_op",
            "has_op", "all_ops", "all_names", "TensorType"]

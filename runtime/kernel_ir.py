@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from graphc.ops.declarations.slicing import WRAP_LIMIT  # noqa: F401  (Indirect's float rule)
 from graphc.ops.scalar import ScalarExpr
 from graphc.ops.dtypes import SHORT
 
@@ -32,15 +33,34 @@ class Buf:
 
 @dataclass(frozen=True)
 class Index:
-    """sum(var * stride for var, stride in terms) + offset, in elements."""
+    """sum(var * stride for var, stride in terms) + offset, plus any `indirect` terms (rows
+    picked by an index array), in elements."""
     terms: tuple = ()
     offset: int = 0
+    indirect: tuple = ()        # Indirect terms
 
     def __str__(self):
         parts = [v if s == 1 else f"{v}*{s}" for v, s in self.terms if s != 0]
+        parts += [str(t) for t in self.indirect]
         if self.offset or not parts:
             parts.append(str(self.offset))
         return " + ".join(parts)
+
+
+@dataclass(frozen=True)
+class Indirect:
+    """An index term read from memory: stride * fix(buf[index]) where fix maps the stored
+    value (any dtype; floats truncate) into [0, extent): mode 'clip' clamps, 'wrap' takes it
+    modulo extent (Embedding and take, MXNet's modes). Float indices follow
+    graphc.ops.declarations.slicing.fix_indices (NaN is 0; clamped before converting)."""
+    buf: str
+    index: Index
+    stride: int
+    extent: int
+    mode: str = "clip"
+
+    def __str__(self):
+        return f"{self.mode}({self.buf}[{self.index}], {self.extent})*{self.stride}"
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from graphc.ops.fused import (NATIVE_DTYPES, body_of, is_elementwise, is_gemm, i
                               FUSED_ELEMENTWISE, FUSED_REDUCE, FUSED_GEMM)
 from graphc.ops.graph import Graph, Node
 from graphc.ops.memory_plan import MemoryPlan, Placement, is_view_node
-from graphc.ops.registry import Elementwise, Movement, Reduction, get_op, has_op
+from graphc.ops.registry import Elementwise, Movement, Reduction, Take, get_op, has_op
 
 from .kernel_ir import (Buf, Index, Load, AccRef, Loop, Store, DeclareAcc, Accumulate, Gemm, Kernel, MemCopy,
                         unique_bufs)
@@ -374,6 +374,12 @@ def lower_node(node: Node, plan: MemoryPlan, names: _Names) -> list:
         if pieces is not None:
             return copy_kernel_steps(node, pieces, pl_in, pl_out, names, collapse, _loop_nest,
                                      PARALLEL_WORK, KernelStep)
+    if has_op(node.op) and isinstance(get_op(node.op).lowering, Take) and _native_dtypes(node):
+        low = get_op(node.op).lowering
+        kernels = take_kernel(kname, node, low, PARALLEL_WORK)
+        if kernels is not None:
+            bind = {"out": pl_out[0], "data": pl_in[low.data], "idx": pl_in[low.index]}
+            return [KernelStep(k, {b.name: bind[b.name] for b in k.bufs}) for k in kernels]
     # convolutions and pooling: runtime/conv_steps.py
     conv_steps = lower_conv_family(node, plan, names, pl_in, pl_out)
     if conv_steps is not None:
@@ -481,3 +487,4 @@ __all__ = ["KernelStep", "HostStep", "lower_graph", "lower_node", "compose", "el
 
 from .conv_steps import lower_conv_family  # noqa: E402  (it builds on the helpers above)
 from .movement import copy_kernel_steps  # noqa: E402
+from .gather import take_kernel  # noqa: E402

@@ -21,7 +21,8 @@ import math
 
 from graphc.ops.scalar import ScalarExpr
 
-from .kernel_ir import Kernel, Loop, Store, DeclareAcc, Accumulate, AccRef, Load, LoopVar, Gemm, MemCopy
+from .kernel_ir import (Kernel, Loop, Store, DeclareAcc, Accumulate, AccRef, Load, LoopVar, Gemm, MemCopy,
+                        WRAP_LIMIT)
 
 CTYPE = {"float32": "float", "float64": "double", "int32": "int", "int64": "long long", "bool": "unsigned char"}
 RTYPE = {"float32": "float", "float64": "double", "int32": "int", "int64": "long long", "bool": "bool"}
@@ -148,11 +149,29 @@ class _Expr:
         return f"{_fn(_UNARY_F[op], dt)}({a[0]})"
 
 
-def _index(idx, names):
+def _index(idx, names, dtypes=None):
     parts = [(names[v] if s == 1 else f"{names[v]} * {s}LL") for v, s in idx.terms]
+    for ind in idx.indirect:
+        parts.append(f"{_row(ind, names, dtypes)} * {ind.stride}LL")
     if idx.offset or not parts:
         parts.append(f"{idx.offset}LL")
     return " + ".join(parts)
+
+
+def _row(ind, names, dtypes):
+    """fix(buf[index]) in [0, extent) as a long long (see kernel_ir.Indirect)."""
+    v = f"{ind.buf}[{_index(ind.index, names, dtypes)}]"
+    n = ind.extent
+    if dtypes is not None and dtypes[ind.buf] in ("float16", "float32", "float64"):
+        lo, hi = (0.0, float(n - 1)) if ind.mode == "clip" else (-WRAP_LIMIT, WRAP_LIMIT)
+        # (fmax with a NaN operand returns the other one: NaN becomes lo, then... see fix_indices)
+        v = f"(isnan((double){v}) ? 0.0 : fmin(fmax((double){v}, {lo!r}), {hi!r}))"
+        v = f"(long long)({v})"
+    else:
+        v = f"(long long)({v})"
+    if ind.mode == "wrap":
+        return f"((({v}) % {n}LL + {n}LL) % {n}LL)"
+    return f"min(max({v}, 0LL), {n - 1}LL)"
 
 
 def _params(kernel: Kernel):
@@ -185,7 +204,7 @@ class _Emitter:
 
     def value(self, a, lines, indent):
         if isinstance(a, Load):
-            v = f"{a.buf}[{_index(a.index, self.names)}]"
+            v = f"{a.buf}[{_index(a.index, self.names, self.dtypes)}]"
             return f"({v} != 0)" if self.dtypes[a.buf] == "bool" else v
         if isinstance(a, AccRef):
             return a.name
@@ -205,7 +224,7 @@ class _Emitter:
                 v = ex.emit(s.expr, [self.value(a, lines, indent) for a in s.args])
                 if self.dtypes[s.buf] == "bool":
                     v = f"(unsigned char)({v} ? 1 : 0)"
-                lines.append(f"{indent}{s.buf}[{_index(s.index, self.names)}] = {v};")
+                lines.append(f"{indent}{s.buf}[{_index(s.index, self.names, self.dtypes)}] = {v};")
             elif isinstance(s, DeclareAcc):
                 lines.append(f"{indent}{RTYPE[s.dtype]} {s.name} = {_identity(s.kind, s.dtype)};")
             elif isinstance(s, Accumulate):

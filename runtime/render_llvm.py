@@ -23,7 +23,8 @@ from graphc.ops import scalar as S
 
 from . import gemm_kernel
 from .threads import POOL_RUN, POOL_RUN_FN
-from .kernel_ir import Kernel, Loop, Store, DeclareAcc, Accumulate, AccRef, Load, LoopVar, Gemm, MemCopy
+from .kernel_ir import (Kernel, Loop, Store, DeclareAcc, Accumulate, AccRef, Load, LoopVar, Gemm, MemCopy,
+                        WRAP_LIMIT)
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 F32, F64 = ir.FloatType(), ir.DoubleType()
@@ -332,9 +333,35 @@ class _KernelEmitter:
         for v, s in idx.terms:
             term = self.vars[v] if s == 1 else b.mul(self.vars[v], _c(I64, s), flags=["nsw"])
             acc = term if acc is None else b.add(acc, term, flags=["nsw"])
+        for ind in idx.indirect:
+            term = b.mul(self.row(ind), _c(I64, ind.stride), flags=["nsw"])
+            acc = term if acc is None else b.add(acc, term, flags=["nsw"])
         if idx.offset or acc is None:
             acc = _c(I64, idx.offset) if acc is None else b.add(acc, _c(I64, idx.offset), flags=["nsw"])
         return acc
+
+    def row(self, ind):
+        """fix(buf[index]) as an i64 in [0, extent): floats are clamped before converting (no
+        undefined conversion of NaN or huge values), integers after."""
+        b = self.b
+        v = self.load(Load(ind.buf, ind.index))
+        n = ind.extent
+        if self.dtypes[ind.buf] in FLOATS:
+            # graphc.ops.declarations.slicing.fix_indices: NaN is 0, then clamp, then truncate
+            lo, hi = (0.0, float(n - 1)) if ind.mode == "clip" else (-WRAP_LIMIT, WRAP_LIMIT)
+            v = b.select(b.fcmp_unordered("uno", v, v), ir.Constant(v.type, 0.0), v)
+            v = b.call(_intrinsic(b, "maxnum", v.type, 2), [v, ir.Constant(v.type, lo)])
+            v = b.call(_intrinsic(b, "minnum", v.type, 2), [v, ir.Constant(v.type, hi)])
+            v = b.fptosi(v, I64)
+        elif self.dtypes[ind.buf] == "bool":
+            v = b.zext(v, I64)
+        elif v.type.width < 64:
+            v = b.sext(v, I64)
+        if ind.mode == "wrap":
+            r = b.srem(v, _c(I64, n))
+            return b.select(b.icmp_signed("<", r, _c(I64, 0)), b.add(r, _c(I64, n)), r)
+        v = b.select(b.icmp_signed("<", v, _c(I64, 0)), _c(I64, 0), v)
+        return b.select(b.icmp_signed(">", v, _c(I64, n - 1)), _c(I64, n - 1), v)
 
     def load(self, ld: Load):
         b = self.b

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..attrs import Attr
 from ..errors import OpAttributeError, ShapeError
-from ..registry import OpDef, register
+from ..registry import OpDef, Take, register
 from .common import like
 
 
@@ -24,8 +24,8 @@ def _emb_infer(idx, w, input_dim, output_dim, dtype, sparse_grad):
 
 
 def _emb_np(idx, w, input_dim, output_dim, dtype, sparse_grad):
-    i = np.clip(np.asarray(idx).astype(np.int64), 0, input_dim - 1)
-    return np.ascontiguousarray(w[i])
+    from .slicing import fix_indices
+    return np.ascontiguousarray(w[fix_indices(idx, input_dim)])
 
 
 def _emb_grad(F, ins, outs, gs, attrs):
@@ -34,7 +34,7 @@ def _emb_grad(F, ins, outs, gs, attrs):
 
 
 register(OpDef("Embedding", infer=_emb_infer, compute=_emb_np, inputs=("data", "weight"), attrs=_EMB_ATTRS,
-               gradient=_emb_grad,
+               gradient=_emb_grad, lowering=Take(data=1, index=0, axis=lambda attrs, ndim: 0, mode=lambda attrs: "clip"),
                doc="weight[data] (indices clipped to [0, input_dim)); the weight gradient is a dense scatter-add."))
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from ..attrs import Attr
 from ..errors import OpAttributeError, ShapeError
 from .. import layout as L
-from ..registry import Movement, OpDef, register
+from ..registry import Movement, OpDef, Take, register
 from .common import normalize_axes, same_dtype, like
 
 
@@ -215,6 +215,20 @@ def _take_infer(a, idx, axis, mode):
     return like(a, a.shape[:ax] + idx.shape + a.shape[ax + 1:])
 
 
+WRAP_LIMIT = float(2 ** 62)     # float indices beyond this clamp before they convert to integers
+
+
+def fix_indices(idx, n, mode="clip"):
+    """Integer indices in [0, n) from an index array of any dtype, the way every backend does
+    it: a float index is NaN -> 0, then clamped (to [0, n-1] for clip, to +-2^62 for wrap, so
+    that the conversion is defined), then truncated; then clip clamps, wrap takes it mod n."""
+    idx = np.asarray(idx)
+    if idx.dtype.kind == "f":
+        lo, hi = (0, n - 1) if mode == "clip" else (-WRAP_LIMIT, WRAP_LIMIT)
+        idx = np.clip(np.nan_to_num(idx, nan=0.0, posinf=hi, neginf=lo), lo, hi)
+    return _fix_indices(idx, n, mode)
+
+
 def _fix_indices(idx, n, mode):
     i = np.asarray(idx).astype(np.int64)
     if mode == "wrap":
@@ -226,7 +240,7 @@ def _fix_indices(idx, n, mode):
 
 def _take_np(a, idx, axis, mode):
     ax = axis % a.ndim
-    return np.take(a, _fix_indices(idx, a.shape[ax], mode), axis=ax)
+    return np.take(a, fix_indices(idx, a.shape[ax], mode), axis=ax)
 
 
 def _take_grad(F, ins, outs, gs, attrs):
@@ -234,8 +248,13 @@ def _take_grad(F, ins, outs, gs, attrs):
     return [F._backward_take(gs[0], idx, axis=attrs["axis"], mode=attrs["mode"], shape=a.shape), None]
 
 
+def _native_mode(attrs):
+    return attrs["mode"] if attrs["mode"] in ("clip", "wrap") else None      # 'raise' reports on the host
+
+
 register(OpDef("take", infer=_take_infer, compute=_take_np, inputs=("a", "indices"), attrs=_TAKE_ATTRS,
-               gradient=_take_grad))
+               gradient=_take_grad,
+               lowering=Take(data=0, index=1, axis=lambda attrs, ndim: attrs["axis"] % ndim, mode=_native_mode)))
 
 
 def _backward_take_infer(g, idx, axis, mode, shape):
@@ -249,7 +268,7 @@ def _backward_take_infer(g, idx, axis, mode, shape):
 
 def _backward_take_np(g, idx, axis, mode, shape):
     ax = axis % len(shape)
-    i = _fix_indices(idx, shape[ax], mode).reshape(-1)
+    i = fix_indices(idx, shape[ax], mode).reshape(-1)
     pre, post = tuple(shape[:ax]), tuple(shape[ax + 1:])
     gm = np.moveaxis(g.reshape(pre + (i.size,) + post), ax, 0)
     out = np.zeros((shape[ax],) + pre + post, dtype=g.dtype)
@@ -259,5 +278,7 @@ def _backward_take_np(g, idx, axis, mode, shape):
 
 register(OpDef("_backward_take", infer=_backward_take_infer, compute=_backward_take_np,
                inputs=("ograd", "indices"), attrs={**_TAKE_ATTRS, "shape": Attr("shape")},
+               lowering=Take(data=0, index=1, axis=lambda attrs, ndim: attrs["axis"] % ndim, mode=_native_mode,
+                             scatter=True),
                gradient=lambda F, ins, outs, gs, attrs: [F.take(gs[0], ins[1], axis=attrs["axis"], mode=attrs["mode"]), None],
                doc="Scatter-add `ograd` into zeros of `shape` at `indices` along `axis` (take's gradient)."))

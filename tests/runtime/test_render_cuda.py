@@ -29,7 +29,12 @@ def _kernels():
             F.sum(x * x, axis=1), F.max(d, axis=0), F.sum(F.exp(d)), F.mean(x),
             F.where(x > 0.0, F.erf(x), F.log1p(F.abs(x))),
             F.broadcast_mod(i, i + 3) + F.broadcast_div(i, i * 2 - 1), F.Cast(i > 3, dtype="float32"),
-            F.batch_dot(p, p, transpose_b=True), F.Reshape(x, shape=(33, 64))]
+            F.batch_dot(p, p, transpose_b=True), F.Reshape(x, shape=(33, 64)),
+            # copies with offsets in their bindings, and rows picked through an index array
+            F.transpose(F.slice_axis(p, axis=1, begin=1, end=3), axes=(2, 0, 1)),
+            F.Embedding(F.abs(x), w, input_dim=16, output_dim=33),
+            F._backward_take(x, F.slice_axis(F.sum(i, axis=1), axis=0, begin=0, end=64), axis=0, mode="wrap",
+                             shape=(16, 33))]
     g = fuse_elementwise(gb.build(outs))
     steps = lower_graph(g, plan_memory(g))
     return [s.kernel for s in steps if isinstance(s, KernelStep)]
