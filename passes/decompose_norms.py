@@ -5,7 +5,8 @@ instead of running their numpy references on the host.
 
 `specialize_training(graph, training=...)`: a compiled program runs in one mode only (the
 training flag is part of its signature), so `_is_training` (the flag BatchNorm's gradient
-reads) becomes a constant and what that constant decides is folded away.
+reads) becomes a constant and what that constant decides is folded away, and Dropout outside
+training (or with p=0) becomes the identity it is there.
 
 `decompose_norms(graph, training=...)`: per layer, a mean reduction, a reduction of the
 squared deviation from it (two passes, as the references compute it: E[x^2] - E[x]^2 loses
@@ -34,11 +35,17 @@ _FLOATS = ("float32", "float64")
 
 
 def specialize_training(graph: Graph, *, training: bool) -> Graph:
-    """`_is_training` -> the constant [1] or [0]; then fold what it decides (BatchNorm's
-    gradient mixes batch and moving statistics with the flag)."""
+    """`_is_training` -> the constant [1] or [0], Dropout that draws nothing -> its input; then
+    fold what that decides (BatchNorm's gradient mixes batch and moving statistics with the
+    flag)."""
     changed = []
 
     def rule(node: Node):
+        if node.op == "Dropout" and (node.attrs["p"] == 0.0 or (not training and node.attrs["mode"] == "training")):
+            b = GraphBuilder(graph.name)          # the identity, and its all-ones mask
+            x = b.wrap(node.inputs[0])
+            changed.append(node)
+            return [x.value, b.F.ones_like(x).value]
         if node.op != "_is_training":
             return None
         t = node.types[0]
@@ -139,6 +146,8 @@ def decompose_norms(graph: Graph, *, training: bool) -> Graph:
             outs = _batchnorm(b.F, node, ins, training)
         else:
             outs = _RULES[node.op](b.F, node, ins)
+        for n in b.nodes:                  # dumps and errors name the layer they came from
+            n.name = f"{node.name}_{n.name}"
         return [o.value for o in outs]
 
     return rebuild(graph, rule)

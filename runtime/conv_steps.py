@@ -78,8 +78,10 @@ def _conv_steps(node, plan, names, pl_in, pl_out) -> list:
 
 
 def lower_conv_family(node, plan, names, pl_in, pl_out):
-    """Steps for a convolution-family node (alone or the core of a `_fused_conv`) or a Pooling
-    node that lowers natively; None for anything else (the caller falls back to the host)."""
+    """Steps for a convolution-family node (alone or the core of a `_fused_conv`), or a Pooling
+    node, adaptive average pooling, or a pooling gradient (`_pooling_grad`, `_max_pool_gather`,
+    `_adaptive_avg_pool_grad`) that lowers natively; None
+    for anything else (the caller falls back to the host)."""
     if node.op == FUSED_CONV or (has_op(node.op) and node.op in CONV_ROLES):
         conv = conv_node_of(node)
         if conv is not None and conv_geometry(conv) is not None:
@@ -87,9 +89,25 @@ def lower_conv_family(node, plan, names, pl_in, pl_out):
         return None
     if has_op(node.op) and _pool.is_native_pool(node):
         k = _pool.pool_kernel("k_pool", node, "in0", "out")
-        k.name = f"k_pool_{hashlib.sha1(str(k).encode()).hexdigest()[:12]}"   # shared by equal pools
+        return [KernelStep(_named("pool", k), {"out": pl_out[0], "in0": pl_in[0]})]
+    if has_op(node.op) and _pool.pool_grad_params(node) is not None:
+        if node.op == "_max_pool_gather":
+            k = _named("poolgather", _pool.max_pool_gather_kernel("k", node))
+        else:
+            k = _named("poolgrad", _pool.pool_grad_kernel("k", node))
+        bufs = {b.name for b in k.bufs}
+        return [KernelStep(k, {"out": pl_out[0], **{b: p for b, p in (("in0", pl_in[0]), ("in1", pl_in[1]))
+                                                     if b in bufs}})]
+    if has_op(node.op) and _pool.is_native_adaptive_pool(node):
+        k = _named("adaptivepool", _pool.adaptive_pool_kernel("k", node))
         return [KernelStep(k, {"out": pl_out[0], "in0": pl_in[0]})]
     return None
+
+
+def _named(kind, kernel):
+    """Name a kernel after its kind and content: equal pools compile once."""
+    kernel.name = f"k_{kind}_{hashlib.sha1(str(kernel).encode()).hexdigest()[:12]}"
+    return kernel
 
 
 __all__ = ["lower_conv_family"]

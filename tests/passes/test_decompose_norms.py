@@ -208,3 +208,17 @@ def test_hybridized_layer_trains_like_the_eager_one(name, make, shape, train_mod
             np.testing.assert_allclose(ph[k][0], pe[k][0], rtol=1e-5, atol=1e-6, err_msg=k)
             if pe[k][1] is not None:
                 np.testing.assert_allclose(ph[k][1], pe[k][1], rtol=1e-3, atol=1e-4, err_msg=k)
+
+
+def test_dropout_outside_training_is_the_identity_in_compiled_programs():
+    b = GraphBuilder("drop")
+    x = b.var("x", TensorType((4, 5)))
+    out, mask = b.F.Dropout(x, p=0.3).value.node.outputs
+    g = b.build([b.wrap(out) * 2.0, b.wrap(mask)])
+    a = _data((4, 5))
+    prog = compile_graph(g, training=False, cache=False, check=True)
+    assert _host_ops(prog) == []
+    got = prog([a])
+    np.testing.assert_array_equal(got[0], a * 2.0)
+    np.testing.assert_array_equal(got[1], np.ones_like(a))
+    assert _host_ops(compile_graph(g, training=True, cache=False)) == ["Dropout"]
