@@ -22,6 +22,7 @@ from .fold_batchnorm import fold_batchnorm_inference
 from .decompose import decompose_softmax
 from .decompose_norms import decompose_norms, specialize_training
 from .fuse import fuse_elementwise
+from .merge_gemms import merge_summed_gemms
 from .simplify import (eliminate_dead_code, eliminate_common_subexpressions, fold_constants,
                        simplify_algebra)
 
@@ -74,7 +75,8 @@ def bind(graph_pass, **kwargs) -> Callable[[Graph], Graph]:
 
 def _lower(training: bool) -> Pipeline:
     return Pipeline([bind(specialize_training, training=training), bind(decompose_norms, training=training),
-                     decompose_softmax, fuse_elementwise], "lower")
+                     decompose_softmax, merge_summed_gemms, eliminate_common_subexpressions,
+                     fuse_elementwise], "lower")
 
 
 # the last graph-to-graph steps before a backend: its `_fused_*` nodes are what a backend lowers.
