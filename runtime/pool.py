@@ -219,12 +219,17 @@ def _covering(i, n, out_len, k, s, p):
     return tuple(res)
 
 
-def input_segments(n, out_len, k, s, p):
+def input_segments(n, out_len, k, s, p, taps=True):
     """Input positions along one axis grouped so that each group's covering windows are the same
     relative to it: [(first input, count, output step, covering)], the group's inputs
     first + s*j and its windows (o + step*j, ...) for j < count (step 1: the windows move with
-    the input; 0: global pooling, one window for all)."""
-    return _group_inputs([_covering(i, n, out_len, k, s, p) for i in range(n)], s)
+    the input; 0: global pooling, one window for all). taps=False: where the input lies in its
+    windows does not matter (avg, sum; max compares taps), so those fields are 0 and more
+    positions group (global pooling: all of them)."""
+    table = [_covering(i, n, out_len, k, s, p) for i in range(n)]
+    if not taps:
+        table = [tuple((e[0], 0, e[2], e[3], 0, 0) for e in entries) for entries in table]
+    return _group_inputs(table, s)
 
 
 def _group_inputs(table, s):
@@ -265,7 +270,7 @@ def pool_grad_kernel(name, node: Node) -> Kernel:
     x, y, nc, insz, outsz = _geometry(node)
     if ptype == "max" and _is_global(insz, params):
         return _global_max_grad_kernel(name, x, nc, math.prod(insz))
-    per_axis = [input_segments(n, o, k, s, p) for n, o, k, s, p in zip(insz, outsz, kernel, stride, pad)]
+    per_axis = [input_segments(n, o, k, s, p, ptype == "max") for n, o, k, s, p in zip(insz, outsz, kernel, stride, pad)]
     return _gather_grad_kernel(name, ptype, cip, kernel, stride, per_axis, x, y)
 
 
@@ -280,7 +285,7 @@ def _gather_grad_kernel(name, ptype, cip, kernel, stride, per_axis, x, y) -> Ker
     ist, ost = contiguous(insz), contiguous(outsz)
     nd = len(insz)
     jvars = [f"j{d}" for d in range(nd)]
-    body = []
+    body, nests = [], {}
     for combo in itertools.product(*per_axis):
         jterms = tuple((v, s * st) for v, s, st in zip(jvars, stride, ist))
         base = sum(seg[0] * st for seg, st in zip(combo, ist))
@@ -309,11 +314,17 @@ def _gather_grad_kernel(name, ptype, cip, kernel, stride, per_axis, x, y) -> Ker
             expr = g if expr is None else expr + g
         if expr is None:
             expr = S.const(0.0, dt)
-        inner = [Store("out", here, expr, tuple(args))]
-        for v, seg in reversed(list(zip(jvars, combo))):
-            inner = [Loop(v, seg[1], inner)]
+        nests.setdefault(tuple(seg[1] for seg in combo), []).append(Store("out", here, expr, tuple(args)))
+    # segments with equal trip counts share one loop nest: the residue classes of a strided pool
+    # then store side by side (an interleaved group LLVM vectorises) instead of in separate
+    # strided sweeps
+    for counts, stores in nests.items():
+        inner = stores
+        for v, n in reversed(list(zip(jvars, counts))):
+            inner = [Loop(v, n, inner)]
         body.extend(inner)
-    work = nc * inp * (1 + math.prod(kernel) // max(1, math.prod(stride))) * (math.prod(kernel) if ptype == "max" else 1)
+    covering = max(math.prod(len(seg[3]) for seg in combo) for combo in itertools.product(*per_axis))
+    work = nc * inp * (1 + covering * (math.prod(kernel) if ptype == "max" else 1))
     loop = Loop("nc", nc, body, parallel=work >= PARALLEL_WORK and nc > 1, independent=True)
     bufs = [Buf("out", dt, x.size), Buf("in0", dt, y.size)] + ([Buf("in1", dt, x.size)] if ptype == "max" else [])
     return Kernel(name, bufs, [loop], work)
@@ -455,7 +466,7 @@ def _bin_table(n, out_len):
     table = [[] for _ in range(n)]
     for o, (lo, hi) in enumerate(_bins(n, out_len)):
         for i in range(lo, hi):
-            table[i].append((o, i - lo, hi - lo, hi - lo, 0, hi - lo))
+            table[i].append((o, 0, hi - lo, hi - lo, 0, 0))
     return [tuple(sorted(e, key=lambda c: c[1])) for e in table]
 
 
