@@ -116,7 +116,9 @@ def main():
         shapes = [tuple(int(x) for x in s.split(",")) for s in args.shapes.split(";")]
     jax_t = {}
     if args.jax and os.path.exists(JAX_PY):
-        env = dict(os.environ, XLA_FLAGS="--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=2")
+        # the thread settings of bench/systems/jax_w.py: two threads for XLA's CPU client
+        env = dict(os.environ, JAX_PLATFORMS="cpu",
+                   XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=2")
         res = subprocess.run([JAX_PY, "-c", _JAX_CHILD, json.dumps(shapes), str(args.rounds)],
                              capture_output=True, text=True, env=env)
         if res.returncode == 0:

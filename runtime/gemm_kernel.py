@@ -47,7 +47,7 @@ I8PP = I8P.as_pointer()
 F32P = F32.as_pointer()
 KERNEL_FN = ir.FunctionType(VOID, [I8PP, I64, I64])
 
-VERSION = "gemm1"
+VERSION = "gemm3"          # bump with any change to the generated code or to auto_takes: part of the cache key
 KU = 4                      # k-loop unroll of the microkernel; packed K is a multiple of it
 MAX_PACK_FLOATS = 1 << 24   # 64 MiB of packed panels per GEMM at most; larger ones use OpenBLAS
 SCRATCH, LOCK = "graphc.gemm.pack", "graphc.gemm.lock"
@@ -157,11 +157,28 @@ class Plan:
         return self.a_floats + self.b_floats
 
 
-# When graphc's kernel replaces OpenBLAS under GRAPHC_GEMM=auto. Measured (bench/gemm_shapes.py,
-# 2-core Zen 5, medians of alternating runs): see the table in the report at the top of
-# bench/gemm_shapes.py. Below NATIVE_MIN_WORK flops per matrix the two dispatches and packing
-# cost more than they save; GEMVs (m == 1) stay with OpenBLAS's gemv.
-NATIVE_MIN_WORK = 1 << 21
+# When graphc's kernel replaces OpenBLAS under GRAPHC_GEMM=auto, from alternating runs of
+# bench/gemm_shapes.py (2-core Zen 5, medians of 11-15 rounds, GFLOP/s blas -> native, with
+# other processes at nice 10 on both cores):
+#   wins: MLP layers 256x784x512 (A Bᵀ) 188 -> 214, 256x512x784 184 -> 213, 512x256x784 (Aᵀ B)
+#     161 -> 212, 784x256x512 182 -> 218; 128x576x784 169 -> 197; 32x512x512 (A Bᵀ) 101 -> 133,
+#     24x512x512 (A Bᵀ) 103 -> 119; LSTM 20x200x800 (A Bᵀ) 74 -> 89, 700x200x10000 188 -> 199;
+#     256x512x128 157 -> 168. On a quiet machine 2 threads: 256x784x512 313 -> 403.
+#   even: 64x147x12544 146 -> 149, 64x576x3136 161 -> 157, 256x1152x196 184 -> 188, 128^3 119 ->
+#     117, 64x512x512 145 -> 146, one thread (both ~210, the microkernel's peak).
+#   losses, left to OpenBLAS: a few rows (8x784x512 123 -> 69, 16x512x512 136 -> 80, 20x200x800
+#     with B not transposed 116 -> 82: OpenBLAS's small-matrix kernels pack nothing, we pack all of
+#     B), a few columns (256x512x32 133 -> 115, 256x512x64 158 -> 147, 512x2304x49 139 -> 132),
+#     tiny products (96^3 110 -> 82: two dispatches and the packing cost ~4 us).
+NATIVE_MIN_WORK = 1 << 22
+NATIVE_MIN_N = 96
+NATIVE_MIN_M = 32           # 20 when B is transposed: OpenBLAS's small-M path is slow there
+
+
+def auto_takes(g: Gemm) -> bool:
+    """GRAPHC_GEMM=auto's rule: the shape classes where graphc's kernel measured faster."""
+    return (2 * g.m * g.n * g.k >= NATIVE_MIN_WORK and g.n >= NATIVE_MIN_N
+            and (g.m >= NATIVE_MIN_M or (g.trans_b and g.m >= 20)))
 
 
 def native_plan(g: Gemm, nthreads: int, mode: str = None, geo: Geometry = None):
@@ -170,9 +187,8 @@ def native_plan(g: Gemm, nthreads: int, mode: str = None, geo: Geometry = None):
     geo = host_geometry() if geo is None else geo
     if mode == "blas" or geo is None or g.dtype != "float32" or g.k < 1 or g.m < 1 or g.n < 1:
         return None
-    if mode == "auto":
-        if g.m == 1 or 2 * g.m * g.n * g.k < NATIVE_MIN_WORK:
-            return None
+    if mode == "auto" and not auto_takes(g):
+        return None
     kp = _round(g.k, KU)
     a_panels = -(-g.m // geo.mr)
     b_panels = -(-g.n // geo.nr)
@@ -738,5 +754,5 @@ def _declare_lock(module):
         return gv
 
 
-__all__ = ["Geometry", "Plan", "native_plan", "emit_driver", "size_scratch", "gemm_mode", "cache_tag",
-           "host_geometry", "NATIVE_MIN_WORK"]
+__all__ = ["Geometry", "Plan", "native_plan", "auto_takes", "emit_driver", "size_scratch", "gemm_mode",
+           "cache_tag", "host_geometry"]

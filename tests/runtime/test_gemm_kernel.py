@@ -181,6 +181,11 @@ def test_openblas_keeps_what_the_kernel_does_not_take():
     assert native_plan(big, 2, "blas", geo) is None
     assert native_plan(make_gemm(1, 512, 512), 2, "auto", geo) is None            # a GEMV
     assert native_plan(make_gemm(4, 4, 4), 2, "auto", geo) is None                # tiny
+    assert native_plan(make_gemm(16, 512, 512), 2, "auto", geo) is None           # a few rows
+    assert native_plan(make_gemm(256, 32, 512), 2, "auto", geo) is None           # a few columns
+    assert native_plan(make_gemm(20, 800, 200, tb=True), 2, "auto", geo) is not None   # an LSTM step
+    assert native_plan(make_gemm(256, 512, 784, tb=True), 2, "auto", geo) is not None  # an MLP layer
+    assert native_plan(make_gemm(16, 512, 512), 2, "native", geo) is not None     # forced
     f64 = Gemm("a", "b", "c", 256, 512, 512, False, False, 512, 512, 512, "float64")
     assert native_plan(f64, 2, "native", geo) is None
     assert native_plan(make_gemm(8, 8, 0), 2, "native", geo) is None             # k = 0: C = beta*C
