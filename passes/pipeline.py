@@ -74,8 +74,10 @@ def bind(graph_pass, **kwargs) -> Callable[[Graph], Graph]:
 
 
 def _lower(training: bool) -> Pipeline:
-    return Pipeline([bind(specialize_training, training=training), bind(decompose_norms, training=training),
-                     decompose_softmax, merge_summed_gemms, eliminate_common_subexpressions,
+    # decompose_norms after CSE: it builds `x - mean` once per consumer on purpose (so that each
+    # copy fuses into its consumer instead of being stored); CSE would merge them again
+    return Pipeline([bind(specialize_training, training=training), decompose_softmax, merge_summed_gemms,
+                     eliminate_common_subexpressions, bind(decompose_norms, training=training),
                      fuse_elementwise], "lower")
 
 

@@ -222,3 +222,14 @@ def test_dropout_outside_training_is_the_identity_in_compiled_programs():
     np.testing.assert_array_equal(got[0], a * 2.0)
     np.testing.assert_array_equal(got[1], np.ones_like(a))
     assert _host_ops(compile_graph(g, training=True, cache=False)) == ["Dropout"]
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_the_centred_input_is_never_stored_it_fuses_into_each_consumer(training):
+    from graphc.passes.pipeline import lower_pipeline
+    arrays = _inputs("BatchNorm", (4, 3, 5, 6), {}, "float32")
+    b, _, outs = build("BatchNorm", arrays, dict(fix_gamma=False))
+    lowered = lower_pipeline(training)(b.build(outs[:1]))
+    # the full-size nodes left outside fused bodies: only the fused output pass
+    full = [n.op for n in lowered.op_nodes() if n.types[0].shape == (4, 3, 5, 6)]
+    assert full == ["_fused_elementwise"], full
