@@ -47,7 +47,7 @@ I8PP = I8P.as_pointer()
 F32P = F32.as_pointer()
 KERNEL_FN = ir.FunctionType(VOID, [I8PP, I64, I64])
 
-VERSION = "gemm3"          # bump with any change to the generated code or to auto_takes: part of the cache key
+VERSION = "gemm4"          # bump with any change to the generated code or to auto_takes: part of the cache key
 KU = 4                      # k-loop unroll of the microkernel; packed K is a multiple of it
 MAX_PACK_FLOATS = 1 << 24   # 64 MiB of packed panels per GEMM at most; larger ones use OpenBLAS
 SCRATCH, LOCK = "graphc.gemm.pack", "graphc.gemm.lock"
@@ -127,12 +127,18 @@ class Plan:
     nr_last: int       # width of the last B panel (a multiple of lanes, <= nr)
     mc: int
     nc: int
+    slots: int         # phase-function calls that may run at once (the pool's threads)
 
     @property
     def b_in_tile(self) -> bool:
-        """One row of tiles: each B block has one user, which packs it itself (in its own L2,
-        no round trip through L3, no packing phase for B)."""
+        """One row of tiles: each B block has one user, which packs it itself, KC rows at a
+        time, into its thread's slot of the scratch (stays in that core's L2: no round trip
+        through L3, no packing phase for B)."""
         return self.mc >= self.g.m
+
+    @property
+    def b_slot(self):
+        return self.geo.kc * self.nc
 
     @property
     def a_group(self):
@@ -150,6 +156,8 @@ class Plan:
 
     @property
     def b_floats(self):
+        if self.b_in_tile:
+            return self.slots * self.b_slot
         return ((self.b_panels - 1) * self.geo.nr + self.nr_last) * self.kp
 
     @property
@@ -210,7 +218,7 @@ def native_plan(g: Gemm, nthreads: int, mode: str = None, geo: Geometry = None):
             break
     mc = _round(-(-g.m // tm), geo.mr)
     nc = _round(-(-g.n // tn), geo.nr)
-    p = Plan(g, geo, kp, a_panels, b_panels, nr_last, mc, nc)
+    p = Plan(g, geo, kp, a_panels, b_panels, nr_last, mc, nc, max(1, nthreads))
     if p.scratch_floats > MAX_PACK_FLOATS:
         return None
     return p
@@ -327,6 +335,13 @@ def microkernel(module, geo: Geometry, nv: int) -> ir.Function:
     after = fn.append_basic_block("store")
     b = ir.IRBuilder(entry)
     zero = ir.Constant(vt, None)
+    # the C tile's cache lines, for writing, while the k loop runs (its rows are ldc apart: each
+    # a miss to L2 or L3 that would otherwise stall the stores at the end; never faults)
+    prefetch = _declare(module, "llvm.prefetch.p0", ir.FunctionType(VOID, [I8P, I32, I32, I32]))
+    for r in range(mr_):
+        row = _at(b, c, b.mul(ldc, _i(r)))
+        for off in sorted({*range(0, nr_, 16), nr_ - 1}):
+            b.call(prefetch, [b.bitcast(_at(b, row, off), I8P), _c(I32, 1), _c(I32, 3), _c(I32, 1)])
     b.cbranch(b.icmp_signed(">", kc, _i(0)), body, after)
     b.position_at_end(body)
     k = b.phi(I64, name="k")
@@ -546,7 +561,7 @@ def _claim_loop(b, counter, count, body):
 # global per GEMM), so a module holds one copy of the packing and tiling code whatever its
 # number of GEMMs (ResNet-18: 31 of them; per-GEMM code cost +0.4 s of compile time).
 PARAMS = ("m", "n", "k", "kp", "a_so", "a_sk", "b_so", "b_sk", "ldc", "a_tasks", "b_panels", "nr_last",
-          "mc", "nc", "tn", "ntiles", "mode0", "a_floats", "alpha", "beta", "b_in_tile")
+          "mc", "nc", "tn", "ntiles", "mode0", "a_floats", "alpha", "beta", "b_in_tile", "b_slot")
 _P = {name: i for i, name in enumerate(PARAMS)}
 # local argument block of both phases: a, b, c, the claim counter, the parameters, pack-A flag
 _NARGS = 6
@@ -561,7 +576,7 @@ def _params(p: Plan) -> list:
     v = dict(m=g.m, n=g.n, k=g.k, kp=p.kp, a_so=a_so, a_sk=a_sk, b_so=b_so, b_sk=b_sk, ldc=g.ldc,
              a_tasks=p.a_tasks, b_panels=p.b_panels, nr_last=p.nr_last, mc=p.mc, nc=p.nc, tn=tn,
              ntiles=-(-g.m // p.mc) * tn, mode0=MODE_SET if g.beta == 0 else MODE_ACC,
-             a_floats=p.a_floats, alpha=bits(g.alpha), beta=bits(g.beta), b_in_tile=int(p.b_in_tile))
+             a_floats=p.a_floats, alpha=bits(g.alpha), beta=bits(g.beta), b_in_tile=int(p.b_in_tile), b_slot=p.b_slot)
     return [v[name] for name in PARAMS]
 
 
@@ -644,6 +659,8 @@ def _tiles_fn(module, geo: Geometry, nv_last: int, trans_b: bool):
     w, mr_, nr_ = geo.lanes, geo.mr, geo.nr
     uk, uk_last = microkernel(module, geo, geo.nv), microkernel(module, geo, nv_last)
     last_j0 = b.mul(b.sub(get("b_panels"), _i(1)), _i(nr_))
+    # this call's slot (the pool runs call i as [i, i+1); run serially, [0, nthreads): slot 0)
+    slot = _at(b, bp, b.mul(fn.args[1], get("b_slot")))
 
     def tile(t):
         i0 = b.mul(b.udiv(t, tn), mc)
@@ -656,16 +673,21 @@ def _tiles_fn(module, geo: Geometry, nv_last: int, trans_b: bool):
             first = b.icmp_signed("==", pc, _i(0))
             mode = b.select(first, mode0, _c(I32, MODE_ACC))
             beta_k = b.select(first, beta, _c(F32, 1.0))
+
+            def b_panel(jr, width):
+                """Where the kc-row slice of B's panel at column jr is: in this call's slot (panels
+                of kc rows from j0), or in the shared packing (panels of all kp rows)."""
+                local = _at(b, slot, b.mul(b.sub(jr, j0), kc))
+                return b.select(b_in_tile, local, _at(b, bp, b.add(b.mul(jr, kp), b.mul(pc, width))))
             with b.if_then(b_in_tile):
                 # this tile is B's only user: pack its kc x NC block here, into this core's L2
                 k_here = _min(b, b.sub(K, pc), kc)
 
                 def panel(jr):
-                    last = b.icmp_signed("==", jr, last_j0)
-                    width = b.select(last, nr_last, _i(nr_))
-                    dst = _at(b, bp, b.add(b.mul(jr, kp), b.mul(pc, width)))
+                    width = b.select(b.icmp_signed("==", jr, last_j0), nr_last, _i(nr_))
                     _pack_blocks(b, module, geo, trans_b, False, _at(b, bm, b.mul(pc, b_sk)), b_so, b_sk, n,
-                                 jr, dst, b.udiv(width, _i(w)), width, k_here, kc)
+                                 jr, _at(b, slot, b.mul(b.sub(jr, j0), kc)), b.udiv(width, _i(w)), width,
+                                 k_here, kc)
                 _loop(b, j0, j1, nr_, panel, "pb")
 
             def rows(ir_):
@@ -679,11 +701,11 @@ def _tiles_fn(module, geo: Geometry, nv_last: int, trans_b: bool):
                     args = [kc, a_, None, cp, ldc, alpha, beta_k, mode, mr, nr]
                     with b.if_else(b.icmp_signed("<", jr, last_j0)) as (t1, t2):
                         with t1:
-                            args[2] = _at(b, bp, b.add(b.mul(jr, kp), b.mul(pc, _i(nr_))))
+                            args[2] = b_panel(jr, _i(nr_))
                             b.call(uk, args)
                         with t2:
                             # the last panel: nr_last = nv_last * W wide, its own microkernel
-                            args[2] = _at(b, bp, b.add(b.mul(last_j0, kp), b.mul(pc, nr_last)))
+                            args[2] = b_panel(jr, nr_last)
                             b.call(uk_last, args)
                 _loop(b, j0, j1, nr_, cols, "jr")
             _loop(b, i0, i1, mr_, rows, "ir")

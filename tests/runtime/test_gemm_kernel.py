@@ -190,8 +190,7 @@ def test_openblas_keeps_what_the_kernel_does_not_take():
     assert native_plan(f64, 2, "native", geo) is None
     assert native_plan(make_gemm(8, 8, 0), 2, "native", geo) is None             # k = 0: C = beta*C
     assert native_plan(make_gemm(4, 4, 4), 2, "native", None) is None or HOST is not None
-    assert native_plan(Gemm("a", "b", "c", 1, 1 << 24, 8, False, False, 8, 1 << 24, 1 << 24, "float32"),
-                       2, "native", geo) is None                                  # scratch too large
+    assert native_plan(make_gemm(256, 1 << 16, 1 << 10), 2, "native", geo) is None  # packed B too large
 
 
 def test_the_cache_key_changes_with_the_setting(monkeypatch):
