@@ -6,23 +6,27 @@ of the batch the driver makes two `graphc_pool_run` dispatches:
 
 1. pack: op(A) into MR-row micro-panels and op(B) into NR-column micro-panels, each stored
    k-major (`panel[k * width + r]`) over the whole of K rounded up to KU, zero-padded past M, N
-   and K. Both packed operands are SHARED: every element is packed once, by whichever thread
+   and K. The packed operands are SHARED: every element is packed once, by whichever thread
    claims its panel (tasks are claimed one at a time from a counter, so the four layouts'
    different costs balance). Rows that are contiguous in k (A not transposed, B transposed) go
    through W x W in-register transposes; the others are vector copies; edges are scalar.
+   When C has a single row of tiles (M <= 2 MC) each B block has one user, and B is instead
+   packed by that tile, KC rows at a time, into its thread's slot (Plan.b_in_tile).
 2. tiles: C is cut into MC x NC tiles claimed dynamically from a counter. A tile walks K in KC
    slices, then MR-row panels of A (whose kc x MR slice stays in L1) and NR-column panels of B
    (the kc x NC block stays in L2) and calls the microkernel: MR x NR accumulators held in
    vector registers (8 x 48 = 24 zmm on AVX-512, 6 x 16 on AVX2), `llvm.fma` on vectors, the k
-   loop unrolled by KU. Edge tiles go through a stack copy of the accumulators.
+   loop unrolled by KU, C's lines prefetched for writing. Edge tiles go through a stack copy of
+   the accumulators. One thread runs at the FMA units' peak (~210 GFLOP/s here, as OpenBLAS).
 
 The pool calls each phase's function once per thread (n = nthreads) and each call claims work
 until none is left; the same function run once serially (pool busy, one thread) does it all.
 
-Scratch: one module-level global per program (`graphc.gemm.pack`, the largest packed A + B of
-its native GEMMs, at most MAX_PACK_FLOATS) guarded by a try-lock (`graphc.gemm.lock`). A program
-is not re-entrant (one arena), but two Program objects built from the same graph share one
-engine and so this global: a caller that finds the lock taken runs the OpenBLAS path instead.
+Scratch: one module-level global per program (`graphc.gemm.pack`, the largest packed A + B, or
+A + one KC x NC slot per thread, of its native GEMMs, at most MAX_PACK_FLOATS per GEMM)
+guarded by a try-lock (`graphc.gemm.lock`). A program is not re-entrant (one arena), but two
+Program objects built from the same graph share one engine and so this global: a caller that
+finds the lock taken runs the OpenBLAS path instead.
 The claim counter lives on the caller's stack (it waits in graphc_pool_run until the phase ends).
 
 This module emits IR and decides when the native kernel is used; it never calls OpenBLAS itself
@@ -47,7 +51,7 @@ I8PP = I8P.as_pointer()
 F32P = F32.as_pointer()
 KERNEL_FN = ir.FunctionType(VOID, [I8PP, I64, I64])
 
-VERSION = "gemm4"          # bump with any change to the generated code or to auto_takes: part of the cache key
+VERSION = "gemm5"          # bump with any change to the generated code or to auto_takes: part of the cache key
 KU = 4                      # k-loop unroll of the microkernel; packed K is a multiple of it
 MAX_PACK_FLOATS = 1 << 24   # 64 MiB of packed panels per GEMM at most; larger ones use OpenBLAS
 SCRATCH, LOCK = "graphc.gemm.pack", "graphc.gemm.lock"
@@ -72,7 +76,10 @@ class Geometry:
         return f"{self.mr}x{self.nr}/{self.lanes} kc{self.kc} mc{self.mc} nc{self.nc}"
 
 
-# chosen by measurement on the 2-core Zen 5 (L2 1 MiB/core): see bench/gemm_shapes.py
+# 8 x 48: 24 accumulators + 3 B vectors + a broadcast in 32 zmm, 11 loads per 24 FMAs. KC from
+# 128 to 576 measured within noise (one thread, 64x576x3136 / 256x1152x196 / 256x784x512), 256
+# keeps a kc x MR slice of A (8 KiB) in L1 and a kc x NC block of B (384 KiB) in the 1 MiB L2.
+# AVX2 (6 x 16 in 16 ymm) is the usual Haswell blocking, checked for correctness, not timed here.
 AVX512 = Geometry(lanes=16, mr=8, nv=3, kc=256, mc=64, nc=384)
 AVX2 = Geometry(lanes=8, mr=6, nv=2, kc=256, mc=72, nc=256)
 
@@ -166,19 +173,19 @@ class Plan:
 
 
 # When graphc's kernel replaces OpenBLAS under GRAPHC_GEMM=auto, from alternating runs of
-# bench/gemm_shapes.py (2-core Zen 5, medians of 11-15 rounds, GFLOP/s blas -> native, with
-# other processes at nice 10 on both cores):
-#   wins: MLP layers 256x784x512 (A Bᵀ) 188 -> 214, 256x512x784 184 -> 213, 512x256x784 (Aᵀ B)
-#     161 -> 212, 784x256x512 182 -> 218; 128x576x784 169 -> 197; 32x512x512 (A Bᵀ) 101 -> 133,
-#     24x512x512 (A Bᵀ) 103 -> 119; LSTM 20x200x800 (A Bᵀ) 74 -> 89, 700x200x10000 188 -> 199;
-#     256x512x128 157 -> 168. On a quiet machine 2 threads: 256x784x512 313 -> 403.
-#   even: 64x147x12544 146 -> 149, 64x576x3136 161 -> 157, 256x1152x196 184 -> 188, 128^3 119 ->
-#     117, 64x512x512 145 -> 146, one thread (both ~210, the microkernel's peak).
-#   losses, left to OpenBLAS: a few rows (8x784x512 123 -> 69, 16x512x512 136 -> 80, 20x200x800
-#     with B not transposed 116 -> 82: OpenBLAS's small-matrix kernels pack nothing, we pack all of
-#     B), a few columns (256x512x32 133 -> 115, 256x512x64 158 -> 147, 512x2304x49 139 -> 132),
-#     tiny products (96^3 110 -> 82: two dispatches and the packing cost ~4 us).
-NATIVE_MIN_WORK = 1 << 22
+# bench/gemm_shapes.py (2-core Zen 5, 2 threads, medians of 11-15 rounds, GFLOP/s
+# OpenBLAS split -> native; other agents' tests at nice 10 on both cores):
+#   wins: MLP layers 256x784x512 (A Bᵀ) 326 -> 392, 256x512x784 331 -> 400, 512x256x784 (Aᵀ B)
+#     339 -> 429, 784x256x512 344 -> 425; ResNet-18 im2col 64x147x12544 329 -> 354, 64x576x3136
+#     332 -> 372, 128x576x784 338 -> 368, 256x1152x196 328 -> 341; LSTM 20x200x800 (A Bᵀ)
+#     153 -> 203, 700x200x10000 338 -> 391; 32x512x512 240 -> 284; 64x256x256 274 -> 287.
+#     One thread: even or better (64x576x3136 186 -> 189, 256x784x512 210 -> 212).
+#   even or losses, left to OpenBLAS: a few rows (16x784x512 (A Bᵀ) 289 -> 241, 24x512x512 358
+#     -> 227, 20x200x800 with B not transposed 303 -> 238: OpenBLAS's small-matrix kernels pack
+#     nothing), a few columns (256x512x32 295 -> 272, 256x512x64 314 -> 314,
+#     256x784x10 107 -> 99, 512x2304x49 259 -> 255 / 221 -> 239 in two runs), small products
+#     (96^3 353 -> 265, 128^3 283 -> 267: two dispatches and the packing cost ~4 us).
+NATIVE_MIN_WORK = 5 << 20
 NATIVE_MIN_N = 96
 NATIVE_MIN_M = 32           # 20 when B is transposed: OpenBLAS's small-M path is slow there
 
