@@ -51,7 +51,7 @@ I8PP = I8P.as_pointer()
 F32P = F32.as_pointer()
 KERNEL_FN = ir.FunctionType(VOID, [I8PP, I64, I64])
 
-VERSION = "gemm5"          # bump with any change to the generated code or to auto_takes: part of the cache key
+VERSION = "gemm6"          # bump with any change to the generated code or to auto_takes: part of the cache key
 KU = 4                      # k-loop unroll of the microkernel; packed K is a multiple of it
 MAX_PACK_FLOATS = 1 << 24   # 64 MiB of packed panels per GEMM at most; larger ones use OpenBLAS
 SCRATCH, LOCK = "graphc.gemm.pack", "graphc.gemm.lock"
@@ -761,7 +761,11 @@ def emit_driver(module, kernel_name: str, p: Plan, ptrs_of, pool_run, nthreads: 
                     if again else counter
                 b.store(b.bitcast(flag, I8P), _at(b, args, 5))
                 b.store_atomic(_i(0), counter, "monotonic", 8)
-                b.call(pool_run, [pack, args, nt, nt])
+                if again and p.b_in_tile:       # nothing left to pack after the first matrix
+                    with b.if_then(b.icmp_signed("==", i, _i(0))):
+                        b.call(pool_run, [pack, args, nt, nt])
+                else:
+                    b.call(pool_run, [pack, args, nt, nt])
                 b.store_atomic(_i(0), counter, "monotonic", 8)
                 b.call(pool_run, [tiles, args, nt, nt])
             _loop(b, 0, g.batch, 1, one, "mat")
