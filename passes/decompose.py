@@ -29,12 +29,17 @@ def decompose_softmax(graph: Graph) -> Graph:
         t = node.attrs.get("temperature")
         if t is not None and t != 1.0:
             x = x / float(t)
-        z = x - F.max(x, axis=axis, keepdims=True)        # stable: exp(z) <= 1
+        m = F.max(x, axis=axis, keepdims=True)
+
+        def z():
+            # stable: exp(z) <= 1. A separate z per use, so that fusion computes it inside the
+            # reduction's loop and inside the output's loop instead of storing a data-sized
+            # temporary (this pass runs after CSE, which would merge them back)
+            return x - m
         if node.op == "log_softmax":
-            out = z - F.log(F.sum(F.exp(z), axis=axis, keepdims=True))
+            out = z() - F.log(F.sum(F.exp(z()), axis=axis, keepdims=True))
         else:
-            e = F.exp(z)
-            out = e / F.sum(e, axis=axis, keepdims=True)
+            out = F.exp(z()) / F.sum(F.exp(z()), axis=axis, keepdims=True)
         if out.value.type.dtype != node.types[0].dtype:
             out = F.Cast(out, dtype=node.types[0].dtype)
         return [out.value]

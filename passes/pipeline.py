@@ -74,11 +74,12 @@ def bind(graph_pass, **kwargs) -> Callable[[Graph], Graph]:
 
 
 def _lower(training: bool) -> Pipeline:
-    # decompose_norms after CSE: it builds `x - mean` once per consumer on purpose (so that each
-    # copy fuses into its consumer instead of being stored); CSE would merge them again
-    return Pipeline([bind(specialize_training, training=training), decompose_softmax, merge_summed_gemms,
+    # the decompositions after CSE: they build `x - mean` / `x - max` once per consumer on
+    # purpose (so that each copy fuses into its consumer instead of being stored); CSE would
+    # merge them again
+    return Pipeline([bind(specialize_training, training=training), merge_summed_gemms,
                      eliminate_common_subexpressions, bind(decompose_norms, training=training),
-                     fuse_elementwise], "lower")
+                     decompose_softmax, fuse_elementwise], "lower")
 
 
 # the last graph-to-graph steps before a backend: its `_fused_*` nodes are what a backend lowers.

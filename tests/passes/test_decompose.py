@@ -29,3 +29,19 @@ def test_decomposed_softmax_matches_the_reference_compiled(op, shape, axis, temp
     got = compile_graph(g)([xs])[0]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert np.all(np.isfinite(got))
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_compiled_softmax_stores_nothing_data_sized_but_its_output(op):
+    """x - max is recomputed inside the reduction and the output loop, not stored: the
+    program's full-size buffers are its input and its output only."""
+    from graphc.passes.memory import plan_memory
+    from graphc.passes.pipeline import lower_pipeline
+    b = GraphBuilder("s")
+    x = b.var("x", TensorType((64, 1000), "float32"))
+    g = b.build([getattr(b.F, op)(x, axis=-1)])
+    fused = lower_pipeline(False)(g)
+    big = [n for n in fused.op_nodes() if n.types[0].size == 64 * 1000]
+    assert len(big) == 1, [n.op for n in big]
+    plan = plan_memory(fused)
+    assert max(plan.arena_size.values(), default=0) < 64 * 1000 * 4
