@@ -51,7 +51,7 @@ I8PP = I8P.as_pointer()
 F32P = F32.as_pointer()
 KERNEL_FN = ir.FunctionType(VOID, [I8PP, I64, I64])
 
-VERSION = "gemm6"          # bump with any change to the generated code or to auto_takes: part of the cache key
+VERSION = "gemm7"          # bump with any change to the generated code or to auto_takes: part of the cache key
 KU = 4                      # k-loop unroll of the microkernel; packed K is a multiple of it
 MAX_PACK_FLOATS = 1 << 24   # 64 MiB of packed panels per GEMM at most; larger ones use OpenBLAS
 SCRATCH, LOCK = "graphc.gemm.pack", "graphc.gemm.lock"
@@ -185,14 +185,21 @@ class Plan:
 #     nothing), a few columns (256x512x32 295 -> 272, 256x512x64 314 -> 314,
 #     256x784x10 107 -> 99, 512x2304x49 259 -> 255 / 221 -> 239 in two runs), small products
 #     (96^3 353 -> 265, 128^3 283 -> 267: two dispatches and the packing cost ~4 us).
+#   Later, on a quieter machine (load < 1, 9 rounds): with B not transposed, a few hundred
+#     columns lose: 256x1152x196 362 -> 217, 700x800x200 354 -> 284, 2048x512x200 392 -> 304,
+#     700x10000x200 338 -> 284, 10000x700x200 (Aᵀ B) 377 -> 320; with B transposed they win
+#     (1024x256x200 359 -> 402); the MLP layers still win (256x784x512 378 -> 433, 512x256x784
+#     358 -> 440). So columns: at least 384, or 96 when B is transposed.
 NATIVE_MIN_WORK = 5 << 20
-NATIVE_MIN_N = 96
+NATIVE_MIN_N = 384
+NATIVE_MIN_N_TRANS_B = 96
 NATIVE_MIN_M = 32           # 20 when B is transposed: OpenBLAS's small-M path is slow there
 
 
 def auto_takes(g: Gemm) -> bool:
     """GRAPHC_GEMM=auto's rule: the shape classes where graphc's kernel measured faster."""
-    return (2 * g.m * g.n * g.k >= NATIVE_MIN_WORK and g.n >= NATIVE_MIN_N
+    return (2 * g.m * g.n * g.k >= NATIVE_MIN_WORK
+            and g.n >= (NATIVE_MIN_N_TRANS_B if g.trans_b else NATIVE_MIN_N)
             and (g.m >= NATIVE_MIN_M or (g.trans_b and g.m >= 20)))
 
 

@@ -183,6 +183,8 @@ def test_openblas_keeps_what_the_kernel_does_not_take():
     assert native_plan(make_gemm(4, 4, 4), 2, "auto", geo) is None                # tiny
     assert native_plan(make_gemm(16, 512, 512), 2, "auto", geo) is None           # a few rows
     assert native_plan(make_gemm(256, 32, 512), 2, "auto", geo) is None           # a few columns
+    assert native_plan(make_gemm(256, 196, 1152), 2, "auto", geo) is None         # a few hundred, B as is
+    assert native_plan(make_gemm(1024, 200, 256, tb=True), 2, "auto", geo) is not None  # ... B transposed
     assert native_plan(make_gemm(20, 800, 200, tb=True), 2, "auto", geo) is not None   # an LSTM step
     assert native_plan(make_gemm(256, 512, 784, tb=True), 2, "auto", geo) is not None  # an MLP layer
     assert native_plan(make_gemm(16, 512, 512), 2, "native", geo) is not None     # forced
