@@ -20,6 +20,7 @@ import ctypes
 import hashlib
 import os
 import time
+import weakref
 
 import numpy as np
 
@@ -36,6 +37,11 @@ from .lower import KernelStep, HostStep, lower_graph
 from .render_llvm import ModuleBuilder
 
 _ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+
+def _DEAD():
+    """A weak reference that never resolves (no array cached yet)."""
+    return None
 
 
 def num_threads() -> int:
@@ -74,8 +80,10 @@ class Program:
         self._out_dtypes = [np.dtype(t.dtype) for t in self.out_types]
         self._in_shapes = [t.shape for t in self.in_types]
         self._out_shapes = [t.shape for t in self.out_types]
-        self._last_in = [None] * len(self.in_types)     # arrays whose pointers args[] holds
-        self._last_out = [None] * len(self.out_types)
+        # weak references to the arrays whose pointers args[] holds: a program must not keep its
+        # caller's buffers alive (a static_alloc pool would see them as still in use)
+        self._last_in = [_DEAD] * len(self.in_types)
+        self._last_out = [_DEAD] * len(self.out_types)
         n_in, n_out, n_c = len(self.in_types), len(self.out_types), len(plan.consts)
         self._devices = sorted(plan.arena_size)
         self._args = (ctypes.c_void_p * (n_in + n_out + n_c + max(1, len(self._devices))))()
@@ -107,10 +115,10 @@ class Program:
         args, last = self._args, self._last_in
         shapes, dtypes = self._in_shapes, self._in_dtypes
         for i, a in enumerate(inputs):
-            if a is last[i]:
-                # the same array object as last call: its data pointer cannot have moved while we
-                # hold a reference (numpy refuses to resize a referenced array); shape and dtype
-                # can be reassigned in place, so those are still checked
+            if a is last[i]():
+                # the same array object as last call (alive, so its buffer is the one args[]
+                # points to; a resize that moves it changes its shape or needs no other
+                # reference); shape and dtype can be reassigned in place, so those are checked
                 if a.shape != shapes[i] or a.dtype != dtypes[i]:
                     self._bad_input(i, a)
                 continue
@@ -118,7 +126,7 @@ class Program:
                     or not a.flags.c_contiguous:
                 self._bad_input(i, a)
             args[i] = a.ctypes.data
-            last[i] = a
+            last[i] = weakref.ref(a)
 
     def _bad_input(self, i, a):
         n = self.graph.inputs[i]
@@ -143,14 +151,14 @@ class Program:
             outputs = [np.empty(t.shape, dt) for t, dt in zip(self.out_types, self._out_dtypes)]
             for j, o in enumerate(outputs):
                 args[n_in + j] = o.ctypes.data
-                self._last_out[j] = None
+                self._last_out[j] = _DEAD
         else:
             if len(outputs) != len(self.out_types):
                 raise GraphcError(f"graph {self.graph.name}: returns {len(self.out_types)} outputs, "
                                   f"{len(outputs)} output arrays given")
             last = self._last_out
             for j, o in enumerate(outputs):
-                if o is last[j] and o.shape == self._out_shapes[j] and o.dtype == self._out_dtypes[j]:
+                if o is last[j]() and o.shape == self._out_shapes[j] and o.dtype == self._out_dtypes[j]:
                     continue
                 t = self.out_types[j]
                 if type(o) is not np.ndarray or o.dtype != self._out_dtypes[j] or o.shape != t.shape \
@@ -158,7 +166,7 @@ class Program:
                     raise GraphcError(f"graph {self.graph.name}: output array {j} must be a writeable "
                                       f"C-contiguous {t.dtype} array of shape {t.shape}")
                 args[n_in + j] = o.ctypes.data
-                last[j] = o
+                last[j] = weakref.ref(o)
         if self._pure_native:
             self._entry0(args)
             return outputs

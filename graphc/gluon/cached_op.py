@@ -29,14 +29,17 @@ from .. import random as _random
 def flatten(obj):
     """-> (leaves, tree) where tree is an int (leaf index), or ('list'|'tuple', [subtrees])."""
     leaves = []
+    return leaves, _flatten_into(obj, leaves)
 
-    def go(o):
-        if isinstance(o, (list, tuple)):
-            return ("tuple" if isinstance(o, tuple) else "list", [go(x) for x in o])
-        leaves.append(o)
-        return len(leaves) - 1
 
-    return leaves, go(obj)
+def _flatten_into(o, leaves):
+    # a module-level function, not a closure that calls itself: that closure would be a
+    # reference cycle holding `leaves` (the caller's arrays) until the cyclic collector runs,
+    # and a static_alloc block would find its output buffers still in use
+    if isinstance(o, (list, tuple)):
+        return ("tuple" if isinstance(o, tuple) else "list", [_flatten_into(x, leaves) for x in o])
+    leaves.append(o)
+    return len(leaves) - 1
 
 
 def unflatten(leaves, tree):
@@ -227,13 +230,11 @@ class CachedOp:
         if not self.static_alloc:
             return None
         pool = entry.out_pool.setdefault(pool_key, [])
-        # the program remembers its last outputs (to skip re-reading their addresses): that
-        # reference is not a user's
-        cached = {id(o) for o in getattr(program, "_last_out", ()) if o is not None}
         for bufs in pool:
-            # getrefcount sees: the pool's list, the loop variable, its own argument
+            # getrefcount sees: the pool's list, the loop variable, its own argument (programs
+            # remember their last arrays only weakly); a user's view of a buffer holds it too
             for b in bufs:
-                if sys.getrefcount(b) > 3 + (id(b) in cached):
+                if sys.getrefcount(b) > 3:
                     break
             else:
                 return bufs
