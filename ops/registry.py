@@ -60,12 +60,15 @@ class Take:
     """Rows picked by an index array along an axis: out = data.take(fix(index), axis), or with
     scatter=True its adjoint, out = zeros; out[.., fix(index[i]), ..] += data[.., i, ..].
     data/index: input positions; mode(attrs): 'clip' | 'wrap' (how an index is brought into
-    range), or None when this instance must run on the host (e.g. mode='raise'); axis(attrs, ndim)."""
+    range), or None when this instance must run on the host (e.g. mode='raise'); axis(attrs, ndim).
+    per_position=True: one index per output position instead of per gathered row (pick:
+    out[o, j] = data[o, fix(index[o, j]), j])."""
     data: int
     index: int
     axis: Callable
     mode: Callable
     scatter: bool = False
+    per_position: bool = False
 
 
 Lowering = Union[Elementwise, Reduction, Library, View, Movement, Take, None]

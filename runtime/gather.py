@@ -3,6 +3,7 @@ through an index array (kernel_ir.Indirect).
 
 With the table seen as (O, N, J) around the gathered axis and n indices:
     gather:   out[o, i, j] = table[o, fix(index[i]), j]
+    pick:     out[o, j] = table[o, fix(index[o, j]), j]      (Take.per_position)
     scatter:  out = 0;  out[o, fix(index[i]), j] += data[o, i, j]   (i in order: race-free,
               the threads split o, or nothing when O == 1)
 """
@@ -31,6 +32,14 @@ def take_kernel(name, node, low, parallel_work) -> Kernel | None:
     if N == 0:
         return None
     dtype = out_t.dtype
+    if low.per_position:
+        # pick: one index per (o, j); out[o, j] = data[o, fix(index[o, j]), j]
+        row = Indirect("idx", Index((("o", J), ("j", 1))), J, N, mode)
+        body = [Store("out", Index((("o", J), ("j", 1))), S.arg(0, dtype),
+                      (Load("data", Index((("o", N * J), ("j", 1)), 0, (row,))),))]
+        nest = [Loop("o", O, [Loop("j", J, body)], parallel=O * J >= parallel_work and O > 1)]
+        return [Kernel(name, unique_bufs([Buf("out", dtype, out_t.size), Buf("data", data_t.dtype, data_t.size),
+                                          Buf("idx", index_t.dtype, index_t.size)]), nest, O * J)]
     row = Indirect("idx", Index((("i", 1),)), J, N, mode)
     picked = Index((("o", N * J), ("j", 1)), 0, (row,))            # in the (O, N, J) table
     dense = Index((("o", n * J), ("i", J), ("j", 1)))               # in the (O, n, J) side

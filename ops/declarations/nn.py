@@ -6,7 +6,7 @@ import numpy as np
 
 from ..attrs import Attr
 from ..errors import ShapeError
-from ..registry import OpDef, register
+from ..registry import OpDef, Take, register
 from .common import normalize_axes, like
 
 _SOFTMAX_ATTRS = {"axis": Attr("int", -1), "temperature": Attr("float", None, optional=True),
@@ -67,10 +67,9 @@ def _pick_infer(x, idx, axis, keepdims, mode):
 
 
 def _pick_index(x, idx, axis, mode):
+    from .slicing import fix_indices
     a = axis % x.ndim
-    i = idx.astype(np.int64).reshape(x.shape[:a] + (1,) + x.shape[a + 1:])
-    n = x.shape[a]
-    return a, (np.mod(i, n) if mode == "wrap" else np.clip(i, 0, n - 1))
+    return a, fix_indices(idx, x.shape[a], mode).reshape(x.shape[:a] + (1,) + x.shape[a + 1:])
 
 
 def _pick_np(x, idx, axis, keepdims, mode):
@@ -97,7 +96,9 @@ def _pick_grad(F, ins, outs, gs, attrs):
 
 
 register(OpDef("pick", infer=_pick_infer, compute=_pick_np, inputs=("data", "index"),
-               attrs=_PICK_ATTRS, gradient=_pick_grad, aliases=("choose_element_0index",)))
+               attrs=_PICK_ATTRS, gradient=_pick_grad, aliases=("choose_element_0index",),
+               lowering=Take(data=0, index=1, axis=lambda attrs, ndim: attrs["axis"] % ndim,
+                             mode=lambda attrs: attrs["mode"], per_position=True)))
 
 
 def _one_hot_infer(idx, depth, on_value, off_value, dtype):

@@ -95,3 +95,20 @@ def test_hybridized_embedding_trains_like_the_eager_one():
         y.backward()
         grads.append(net.weight.grad().asnumpy())
     np.testing.assert_allclose(grads[1], grads[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["clip", "wrap"])
+@pytest.mark.parametrize("axis,keepdims", [(0, False), (1, True), (-1, False), (2, True)])
+def test_pick_reads_one_element_per_position(mode, axis, keepdims):
+    rng = np.random.default_rng(4)
+    shape = (3, 5, 4)
+    a = axis % 3
+    idx_shape = shape[:a] + ((1,) if keepdims else ()) + shape[a + 1:]
+    b = GraphBuilder("pick")
+    x = b.var("x", TensorType(shape, "float32"), "input")
+    i = b.var("i", TensorType(idx_shape, "float32"), "input")
+    g = b.build([b.F.pick(x, i, axis=axis, keepdims=keepdims, mode=mode)])
+    idx = rng.integers(-7, 9, idx_shape).astype(np.float32)
+    idx.flat[0], idx.flat[1] = np.nan, 2.9
+    prog = check(g, [rng.normal(size=shape).astype(np.float32), idx])
+    assert host_ops(prog) == []
