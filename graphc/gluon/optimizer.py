@@ -580,11 +580,32 @@ class Updater:
             index, grad, weight = [index], [grad], [weight]
         if weight:
             self.optimizer._set_current_context(weight[0].context.device_id)
-        for idx, g, w in zip(index, grad, weight):
+        for idx, w in zip(index, weight):
             if idx not in self.states:
                 self.states[idx] = self.optimizer.create_state_multi_precision(idx, w)
                 self.states_synced[idx] = True
+        if len(index) > 1 and self._fused_step(index, grad, weight):
+            return
+        for idx, g, w in zip(index, grad, weight):
             self.optimizer.update_multi_precision(idx, w, g, self.states[idx])
+
+    def _fused_step(self, index, grad, weight) -> bool:
+        """All of SGD's updates as one compiled program (fused_update.py); False where it does
+        not apply (then each parameter updates on its own)."""
+        from .fused_update import FusedSGD, fused_sgd_applies
+        opt = self.optimizer
+        states = [self.states[i] for i in index]
+        if not fused_sgd_applies(opt, weight, grad, states):
+            return False
+        clip = opt.clip_gradient if opt._clipping() else None
+        key = (tuple(w._data.shape for w in weight), opt.momentum, clip)
+        fused = getattr(self, "_fused", {}).get(key)
+        if fused is None:
+            self._fused = {key: FusedSGD(key[0], opt.momentum, clip)}
+            fused = self._fused[key]
+        opt._update_count(list(index))
+        fused(opt, index, weight, grad, states)
+        return True
 
 
 def get_updater(optimizer):

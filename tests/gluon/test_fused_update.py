@@ -1,0 +1,54 @@
+"""The Trainer's compiled SGD step (fused_update.py) gives the per-parameter SGD.update's
+results: momentum, weight decay, clipping, lr/wd multipliers, a learning-rate schedule."""
+import numpy as np
+import pytest
+
+from graphc import nd
+from graphc.gluon import optimizer as opt
+from graphc.gluon import lr_scheduler
+
+
+def run(fused, steps=4, **kw):
+    rng = np.random.default_rng(0)
+    shapes = [(7, 5), (5,), (3, 4, 2)]
+    kw = dict(kw)
+    if "schedule" in kw:        # a scheduler has state: one per run
+        kw["lr_scheduler"] = lr_scheduler.FactorScheduler(**kw.pop("schedule"))
+    o = opt.SGD(**kw)
+    o.set_lr_mult({1: 0.5})
+    o.set_wd_mult({2: 0.0})
+    up = opt.Updater(o)
+    ws = [nd.array(rng.normal(size=s).astype(np.float32)) for s in shapes]
+    for _ in range(steps):
+        gs = [nd.array((rng.normal(size=s) * 3).astype(np.float32)) for s in shapes]
+        if fused:
+            up(list(range(3)), gs, ws)
+        else:
+            for i in range(3):
+                up(i, gs[i], ws[i])
+    return [w.asnumpy() for w in ws], up, o
+
+
+@pytest.mark.parametrize("kw", [
+    dict(learning_rate=0.1),
+    dict(learning_rate=0.1, momentum=0.9, wd=1e-3),
+    dict(learning_rate=0.05, wd=0.01, clip_gradient=0.5, rescale_grad=1 / 8),
+    dict(momentum=0.5, clip_gradient=1.0, schedule=dict(step=2, factor=0.5, base_lr=0.2)),
+])
+def test_fused_step_equals_the_per_parameter_updates(kw):
+    got, up, o = run(True, **kw)
+    want, _, o2 = run(False, **kw)
+    assert getattr(up, "_fused", None), "the compiled step did not run"
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-7)
+    assert o.num_update == o2.num_update
+
+
+def test_float64_weights_keep_the_numpy_path():
+    o = opt.SGD(learning_rate=0.1)
+    up = opt.Updater(o)
+    ws = [nd.array(np.ones((3,)), dtype="float64"), nd.array(np.ones((2,)), dtype="float64")]
+    gs = [nd.array(np.ones((3,)), dtype="float64"), nd.array(np.ones((2,)), dtype="float64")]
+    up([0, 1], gs, ws)
+    assert not getattr(up, "_fused", None)
+    np.testing.assert_allclose(ws[0].asnumpy(), 0.9)
