@@ -29,19 +29,17 @@ Program objects built from the same graph share one engine and so this global: a
 finds the lock taken runs the OpenBLAS path instead.
 The claim counter lives on the caller's stack (it waits in graphc_pool_run until the phase ends).
 
-This module emits IR and decides when the native kernel is used; it never calls OpenBLAS itself
-(the fallback is render_llvm's, passed in) and knows nothing about graphs.
+This module emits the IR; gemm_plan.py decides when the native kernel is used and how a GEMM
+is tiled. It never calls OpenBLAS itself (the fallback is render_llvm's, passed in) and knows
+nothing about graphs.
 """
 from __future__ import annotations
-
-import functools
-import os
-from dataclasses import dataclass
 
 import llvmlite.ir as ir
 import numpy as np
 
-from .kernel_ir import Gemm
+from .gemm_plan import (AVX2, AVX512, KU, MAX_PACK_FLOATS, VERSION, Geometry, Plan,  # noqa: F401
+                        auto_takes, cache_tag, gemm_mode, host_geometry, native_plan, _round)
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 F32 = ir.FloatType()
@@ -51,191 +49,7 @@ I8PP = I8P.as_pointer()
 F32P = F32.as_pointer()
 KERNEL_FN = ir.FunctionType(VOID, [I8PP, I64, I64])
 
-VERSION = "gemm7"          # bump with any change to the generated code or to auto_takes: part of the cache key
-KU = 4                      # k-loop unroll of the microkernel; packed K is a multiple of it
-MAX_PACK_FLOATS = 1 << 24   # 64 MiB of packed panels per GEMM at most; larger ones use OpenBLAS
 SCRATCH, LOCK = "graphc.gemm.pack", "graphc.gemm.lock"
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """Register and cache blocking. lanes: floats per vector register; the microkernel is
-    mr rows x nv vectors; kc/mc/nc: cache blocks (mc a multiple of mr, nc of nr)."""
-    lanes: int
-    mr: int
-    nv: int
-    kc: int
-    mc: int
-    nc: int
-
-    @property
-    def nr(self) -> int:
-        return self.nv * self.lanes
-
-    def __str__(self):
-        return f"{self.mr}x{self.nr}/{self.lanes} kc{self.kc} mc{self.mc} nc{self.nc}"
-
-
-# 8 x 48: 24 accumulators + 3 B vectors + a broadcast in 32 zmm, 11 loads per 24 FMAs. KC from
-# 128 to 576 measured within noise (one thread, 64x576x3136 / 256x1152x196 / 256x784x512), 256
-# keeps a kc x MR slice of A (8 KiB) in L1 and a kc x NC block of B (384 KiB) in the 1 MiB L2.
-# AVX2 (6 x 16 in 16 ymm) is the usual Haswell blocking, checked for correctness, not timed here.
-AVX512 = Geometry(lanes=16, mr=8, nv=3, kc=256, mc=64, nc=384)
-AVX2 = Geometry(lanes=8, mr=6, nv=2, kc=256, mc=72, nc=256)
-
-
-@functools.cache
-def host_geometry():
-    """The blocking for this host's vector unit, or None (no FMA vectors: OpenBLAS only)."""
-    try:
-        import llvmlite.binding as llvm
-        feats = llvm.get_host_cpu_features()
-    except Exception:
-        return None
-    g = None
-    if feats.get("avx512f") and feats.get("fma"):
-        g = AVX512
-    elif feats.get("avx2") and feats.get("fma"):
-        g = AVX2
-    if g is None:
-        return None
-    over = {k: int(os.environ[f"GRAPHC_GEMM_{k.upper()}"]) for k in ("kc", "mc", "nc")
-            if os.environ.get(f"GRAPHC_GEMM_{k.upper()}", "").isdigit()}
-    if over:
-        g = Geometry(g.lanes, g.mr, g.nv, over.get("kc", g.kc), over.get("mc", g.mc), over.get("nc", g.nc))
-    return g
-
-
-def gemm_mode() -> str:
-    """GRAPHC_GEMM (read when a program is built): 'blas' (OpenBLAS everywhere), 'native'
-    (graphc's kernel for every float32 GEMM it can do) or 'auto' (the default: native where
-    measured faster, see native_plan)."""
-    v = os.environ.get("GRAPHC_GEMM", "auto").strip().lower()
-    return v if v in ("blas", "native", "auto") else "auto"
-
-
-def cache_tag() -> str:
-    """What compiled code depends on here: goes into the program cache key."""
-    return f"gemm={gemm_mode()} {VERSION} {host_geometry()}"
-
-
-def _round(x, m):
-    return -(-x // m) * m
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A Gemm as the native kernel will run it."""
-    g: Gemm
-    geo: Geometry
-    kp: int            # K rounded up to KU
-    a_panels: int
-    b_panels: int
-    nr_last: int       # width of the last B panel (a multiple of lanes, <= nr)
-    mc: int
-    nc: int
-    slots: int         # phase-function calls that may run at once (the pool's threads)
-
-    @property
-    def b_in_tile(self) -> bool:
-        """One row of tiles: each B block has one user, which packs it itself, KC rows at a
-        time, into its thread's slot of the scratch (stays in that core's L2: no round trip
-        through L3, no packing phase for B)."""
-        return self.mc >= self.g.m
-
-    @property
-    def b_slot(self):
-        return self.geo.kc * self.nc
-
-    @property
-    def a_group(self):
-        """Rows of A one pack task covers: a W-block (W/MR panels transposed together) when MR
-        divides W, else one panel."""
-        return self.geo.lanes if self.geo.lanes % self.geo.mr == 0 else self.geo.mr
-
-    @property
-    def a_tasks(self):
-        return -(-self.g.m // self.a_group)
-
-    @property
-    def a_floats(self):
-        return _round(self.a_tasks * self.a_group * self.kp, 16)
-
-    @property
-    def b_floats(self):
-        if self.b_in_tile:
-            return self.slots * self.b_slot
-        return ((self.b_panels - 1) * self.geo.nr + self.nr_last) * self.kp
-
-    @property
-    def scratch_floats(self):
-        return self.a_floats + self.b_floats
-
-
-# When graphc's kernel replaces OpenBLAS under GRAPHC_GEMM=auto, from alternating runs of
-# bench/gemm_shapes.py (2-core Zen 5, 2 threads, medians of 11-15 rounds, GFLOP/s
-# OpenBLAS split -> native; other agents' tests at nice 10 on both cores):
-#   wins: MLP layers 256x784x512 (A Bᵀ) 326 -> 392, 256x512x784 331 -> 400, 512x256x784 (Aᵀ B)
-#     339 -> 429, 784x256x512 344 -> 425; ResNet-18 im2col 64x147x12544 329 -> 354, 64x576x3136
-#     332 -> 372, 128x576x784 338 -> 368, 256x1152x196 328 -> 341; LSTM 20x200x800 (A Bᵀ)
-#     153 -> 203, 700x200x10000 338 -> 391; 32x512x512 240 -> 284; 64x256x256 274 -> 287.
-#     One thread: even or better (64x576x3136 186 -> 189, 256x784x512 210 -> 212).
-#   even or losses, left to OpenBLAS: a few rows (16x784x512 (A Bᵀ) 289 -> 241, 24x512x512 358
-#     -> 227, 20x200x800 with B not transposed 303 -> 238: OpenBLAS's small-matrix kernels pack
-#     nothing), a few columns (256x512x32 295 -> 272, 256x512x64 314 -> 314,
-#     256x784x10 107 -> 99, 512x2304x49 259 -> 255 / 221 -> 239 in two runs), small products
-#     (96^3 353 -> 265, 128^3 283 -> 267: two dispatches and the packing cost ~4 us).
-#   Later, on a quieter machine (load < 1, 9 rounds): with B not transposed, a few hundred
-#     columns lose: 256x1152x196 362 -> 217, 700x800x200 354 -> 284, 2048x512x200 392 -> 304,
-#     700x10000x200 338 -> 284, 10000x700x200 (Aᵀ B) 377 -> 320; with B transposed they win
-#     (1024x256x200 359 -> 402); the MLP layers still win (256x784x512 378 -> 433, 512x256x784
-#     358 -> 440). So columns: at least 384, or 96 when B is transposed.
-NATIVE_MIN_WORK = 5 << 20
-NATIVE_MIN_N = 384
-NATIVE_MIN_N_TRANS_B = 96
-NATIVE_MIN_M = 32           # 20 when B is transposed: OpenBLAS's small-M path is slow there
-
-
-def auto_takes(g: Gemm) -> bool:
-    """GRAPHC_GEMM=auto's rule: the shape classes where graphc's kernel measured faster."""
-    return (2 * g.m * g.n * g.k >= NATIVE_MIN_WORK
-            and g.n >= (NATIVE_MIN_N_TRANS_B if g.trans_b else NATIVE_MIN_N)
-            and (g.m >= NATIVE_MIN_M or (g.trans_b and g.m >= 20)))
-
-
-def native_plan(g: Gemm, nthreads: int, mode: str = None, geo: Geometry = None):
-    """The Plan for running `g` natively, or None (OpenBLAS). mode: gemm_mode() by default."""
-    mode = gemm_mode() if mode is None else mode
-    geo = host_geometry() if geo is None else geo
-    if mode == "blas" or geo is None or g.dtype != "float32" or g.k < 1 or g.m < 1 or g.n < 1:
-        return None
-    if mode == "auto" and not auto_takes(g):
-        return None
-    kp = _round(g.k, KU)
-    a_panels = -(-g.m // geo.mr)
-    b_panels = -(-g.n // geo.nr)
-    nr_last = _round(g.n - (b_panels - 1) * geo.nr, geo.lanes)
-    # tiles: at most MC x NC, as equal as the panels allow, and enough of them for the threads to
-    # balance (a thread the OS preempts holds up one tile, not half the product). Up to 2 MC rows
-    # stay one row of tiles, narrower ones instead: then each tile packs its own B block
-    # (Plan.b_in_tile)
-    one_row = a_panels * geo.mr <= 2 * geo.mc
-    tm = 1 if one_row else -(-g.m // geo.mc)
-    tn = -(-g.n // geo.nc)
-    want = 4 * max(1, nthreads)
-    while tm * tn < want:
-        if tn < b_panels and (one_row or g.n / tn >= 2 * g.m / tm or tm >= a_panels):
-            tn += 1
-        elif tm < a_panels and not one_row:
-            tm += 1
-        else:
-            break
-    mc = _round(-(-g.m // tm), geo.mr)
-    nc = _round(-(-g.n // tn), geo.nr)
-    p = Plan(g, geo, kp, a_panels, b_panels, nr_last, mc, nc, max(1, nthreads))
-    if p.scratch_floats > MAX_PACK_FLOATS:
-        return None
-    return p
 
 
 # -- IR helpers ---------------------------------------------------------------------------------
