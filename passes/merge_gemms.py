@@ -15,7 +15,7 @@ from __future__ import annotations
 from graphc.ops.builder import GraphBuilder
 from graphc.ops.graph import Graph, Node, Value
 
-from .rewrite import relink
+from .rewrite import rebuild
 
 _ADDS = ("broadcast_add", "elemwise_add")
 MIN_PRODUCTS = 2
@@ -92,20 +92,11 @@ def merge_summed_gemms(graph: Graph) -> Graph:
 
     builder = GraphBuilder(graph.name)
     F = builder.F
-    mapping = {}
 
-    def lookup(v: Value) -> Value:
-        return mapping.get((id(v.node), v.index), v)
-
-    for node in graph.nodes:
-        if node.is_var:
-            continue
-        plan = plans.get(id(node))
+    def rule(current, original, lookup):
+        plan = plans.get(id(original))
         if plan is None:
-            new = relink(node, [lookup(v) for v in node.inputs])
-            for i, v in enumerate(new.outputs):
-                mapping[(id(node), i)] = v
-            continue
+            return None
         merged, rest = plan
         total = None
         for group in merged:
@@ -118,9 +109,9 @@ def merge_summed_gemms(graph: Graph) -> Graph:
             total = prod if total is None else total + prod
         for v in rest:
             total = total + builder.wrap(lookup(v))
-        mapping[(id(node), 0)] = total.value
-    outputs = [lookup(v) for v in graph.outputs]
-    return Graph.from_outputs(graph.inputs, outputs, graph.name, graph.output_tree)
+        return [total.value]
+
+    return rebuild(graph, rule, context=True)
 
 
 __all__ = ["merge_summed_gemms"]

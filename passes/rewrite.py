@@ -17,9 +17,11 @@ def relink(node: Node, inputs) -> Node:
     return new
 
 
-def rebuild(graph: Graph, rule: Callable[[Node], list | None]) -> Graph:
+def rebuild(graph: Graph, rule: Callable[[Node], list | None], *, context: bool = False) -> Graph:
     """rule(node_with_updated_inputs) returns None to keep the node, or a list of Values (one per
-    output) that replace its outputs. Inputs are never replaced."""
+    output) that replace its outputs. Inputs are never replaced. context=True calls
+    rule(current, original, lookup) instead: the node as it is in `graph` (for plans made on
+    it) and the map from any of graph's values to its replacement so far."""
     mapping = {}
 
     def lookup(v: Value) -> Value:
@@ -29,7 +31,7 @@ def rebuild(graph: Graph, rule: Callable[[Node], list | None]) -> Graph:
         if node.is_var:
             continue
         current = relink(node, [lookup(v) for v in node.inputs])
-        replacement = rule(current)
+        replacement = rule(current, node, lookup) if context else rule(current)
         if replacement is None:
             replacement = current.outputs
         for i, v in enumerate(replacement):

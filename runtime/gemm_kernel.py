@@ -417,18 +417,25 @@ def _phase_args(b, fn):
     return ptrs, counter, get, b.load(_at(b, bufs, 5))
 
 
-def _pack_fn(module, geo: Geometry, trans_a: bool, trans_b: bool):
-    """`void @graphc.gemm.pack.<ta><tb>(i8** args, i64, i64)`: A's row groups (when args[5] is
-    not null) and B's panels, claimed one at a time from the counter, into the scratch."""
-    name = f"graphc.gemm.pack.{int(trans_a)}{int(trans_b)}.w{geo.lanes}"
+def _phase_fn(module, name):
+    """(function, builder at its entry) for a new internal phase function `void name(i8**, i64,
+    i64)`, or (the existing function, None): one copy per module, shared by its GEMMs."""
     try:
-        return module.get_global(name)
+        return module.get_global(name), None
     except KeyError:
         pass
     fn = ir.Function(module, KERNEL_FN, name)
     fn.linkage = "internal"
     fn.attributes.add("nounwind")
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    return fn, ir.IRBuilder(fn.append_basic_block("entry"))
+
+
+def _pack_fn(module, geo: Geometry, trans_a: bool, trans_b: bool):
+    """`void @graphc.gemm.pack.<ta><tb>(i8** args, i64, i64)`: A's row groups (when args[5] is
+    not null) and B's panels, claimed one at a time from the counter, into the scratch."""
+    fn, b = _phase_fn(module, f"graphc.gemm.pack.{int(trans_a)}{int(trans_b)}.w{geo.lanes}")
+    if b is None:
+        return fn
     (a, bm, _), counter, get, pack_a = _phase_args(b, fn)
     K, kp = get("k"), get("kp")
     base = b.bitcast(_scratch(module), F32P)
@@ -466,15 +473,9 @@ def _tiles_fn(module, geo: Geometry, nv_last: int, trans_b: bool):
     """`void @graphc.gemm.tiles(i8** args, i64, i64)`: MC x NC tiles of C claimed from the
     counter, each over all of K in KC slices: A's MR-row panels outside (a kc x MR slice stays in
     L1), B's NR-column panels inside (the kc x NC block stays in L2)."""
-    name = f"graphc.gemm.tiles.w{geo.lanes}.v{nv_last}.t{int(trans_b)}"
-    try:
-        return module.get_global(name)
-    except KeyError:
-        pass
-    fn = ir.Function(module, KERNEL_FN, name)
-    fn.linkage = "internal"
-    fn.attributes.add("nounwind")
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    fn, b = _phase_fn(module, f"graphc.gemm.tiles.w{geo.lanes}.v{nv_last}.t{int(trans_b)}")
+    if b is None:
+        return fn
     (_, bm, c), counter, get, _ = _phase_args(b, fn)
     m, n, kp, ldc, mc, nc, tn = (get(x) for x in ("m", "n", "kp", "ldc", "mc", "nc", "tn"))
     K, b_so, b_sk, b_panels = get("k"), get("b_so"), get("b_sk"), get("b_panels")
