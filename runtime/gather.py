@@ -14,13 +14,14 @@ import math
 from graphc.ops import scalar as S
 
 from .kernel_ir import Buf, Index, Indirect, Kernel, Load, Loop, Store, unique_bufs
+from .lower import PARALLEL_WORK
 
 
 def _geometry(table_shape, axis, n):
     return math.prod(table_shape[:axis]), table_shape[axis], math.prod(table_shape[axis + 1:]), n
 
 
-def take_kernel(name, node, low, parallel_work) -> Kernel | None:
+def take_kernel(name, node, low) -> list | None:
     mode = low.mode(node.attrs)
     if mode is None:
         return None
@@ -37,7 +38,7 @@ def take_kernel(name, node, low, parallel_work) -> Kernel | None:
         row = Indirect("idx", Index((("o", J), ("j", 1))), J, N, mode)
         body = [Store("out", Index((("o", J), ("j", 1))), S.arg(0, dtype),
                       (Load("data", Index((("o", N * J), ("j", 1)), 0, (row,))),))]
-        nest = [Loop("o", O, [Loop("j", J, body)], parallel=O * J >= parallel_work and O > 1)]
+        nest = [Loop("o", O, [Loop("j", J, body)], parallel=O * J >= PARALLEL_WORK and O > 1)]
         return [Kernel(name, unique_bufs([Buf("out", dtype, out_t.size), Buf("data", data_t.dtype, data_t.size),
                                           Buf("idx", index_t.dtype, index_t.size)]), nest, O * J)]
     row = Indirect("idx", Index((("i", 1),)), J, N, mode)
@@ -48,12 +49,12 @@ def take_kernel(name, node, low, parallel_work) -> Kernel | None:
     else:
         body = [Store("out", picked, S.arg(0, dtype) + S.arg(1, dtype), (Load("out", picked), Load("data", dense)))]
     work = O * n * J
-    nest = [Loop("o", O, [Loop("i", n, [Loop("j", J, body)])], parallel=work >= parallel_work and O > 1)]
+    nest = [Loop("o", O, [Loop("i", n, [Loop("j", J, body)])], parallel=work >= PARALLEL_WORK and O > 1)]
     bufs = unique_bufs([Buf("out", dtype, out_t.size), Buf("data", data_t.dtype, data_t.size),
                         Buf("idx", index_t.dtype, index_t.size)])
     if not low.scatter:
         return [Kernel(name, bufs, nest, work)]
-    big = out_t.size >= parallel_work
+    big = out_t.size >= PARALLEL_WORK
     zero = [Loop("z", out_t.size, [Store("out", Index((("z", 1),)), S.const(0, dtype), ())], parallel=big)]
     if big or nest[0].parallel:
         # a kernel has at most one parallel loop nest, and every thread runs its other loops

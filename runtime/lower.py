@@ -372,11 +372,10 @@ def lower_node(node: Node, plan: MemoryPlan, names: _Names) -> list:
     if has_op(node.op) and isinstance(get_op(node.op).lowering, Movement) and _native_dtypes(node):
         pieces = get_op(node.op).lowering.pieces(in_types, list(node.types), node.attrs)
         if pieces is not None:
-            return copy_kernel_steps(node, pieces, pl_in, pl_out, names, collapse, _loop_nest,
-                                     PARALLEL_WORK, KernelStep)
+            return copy_kernel_steps(node, pieces, pl_in, pl_out, names)
     if has_op(node.op) and isinstance(get_op(node.op).lowering, Take) and _native_dtypes(node):
         low = get_op(node.op).lowering
-        kernels = take_kernel(kname, node, low, PARALLEL_WORK)
+        kernels = take_kernel(kname, node, low)
         if kernels is not None:
             bind = {"out": pl_out[0], "data": pl_in[low.data], "idx": pl_in[low.index]}
             return [KernelStep(k, {b.name: bind[b.name] for b in k.bufs}) for k in kernels]

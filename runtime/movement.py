@@ -16,6 +16,7 @@ from graphc.ops import scalar as S
 from graphc.ops.layout import Copy
 
 from .kernel_ir import Buf, Index, Kernel, Load, Store, unique_bufs
+from .lower import PARALLEL_WORK, KernelStep, _loop_nest, collapse
 
 
 def _base_and_shift(shape, offset, strides):
@@ -29,7 +30,7 @@ def _span(shape, strides, shift) -> int:
     return shift + sum(max(0, (d - 1) * s) for d, s in zip(shape, strides)) + 1
 
 
-def copy_kernel_steps(node, pieces, pl_in, pl_out, names, collapse, loop_nest, parallel_work, KernelStep):
+def copy_kernel_steps(node, pieces, pl_in, pl_out, names):
     """KernelSteps for `pieces` of `node`; pl_in/pl_out: Placements of its values."""
     steps = []
     for p in pieces:
@@ -56,7 +57,7 @@ def copy_kernel_steps(node, pieces, pl_in, pl_out, names, collapse, loop_nest, p
             read = Load("in0", Index(tuple((v, s) for v, s in zip(vars_, src_st) if s != 0), src_shift))
             return [Store("out", where, S.arg(0, dtype), (read,))]
 
-        stmts = loop_nest(cshape, body, parallel=n >= parallel_work and len(cshape) > 0)
+        stmts = _loop_nest(cshape, body, parallel=n >= PARALLEL_WORK and len(cshape) > 0)
         bufs = [Buf("out", dtype, _span(cshape, dst_st, dst_shift))]
         if src_st is not None:
             bufs.append(Buf("in0", node.inputs[p.src].type.dtype, _span(cshape, src_st, src_shift)))
