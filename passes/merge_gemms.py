@@ -47,12 +47,15 @@ def merge_summed_gemms(graph: Graph) -> Graph:
         return n.op in _ADDS and n.types[0] == t and all(u.type == t for u in n.inputs)
 
     def leaves(v: Value, t, out):
-        n = v.node
-        if not n.is_var and not n.is_const and is_sum(n, t) and single_use(v):
-            for u in n.inputs:
-                leaves(u, t, out)
-        else:
-            out.append(v)
+        # iterative: an unrolled sequence of thousands of steps is a chain that deep
+        stack = [v]
+        while stack:
+            u = stack.pop()
+            n = u.node
+            if not n.is_var and not n.is_const and is_sum(n, t) and single_use(u):
+                stack.extend(reversed(n.inputs))
+            else:
+                out.append(u)
 
     # plan on the original graph: root sum -> (groups of products, other leaves)
     plans = {}

@@ -96,3 +96,18 @@ def test_unrolled_lstm_weight_gradients_become_few_large_products():
     merged = merge_summed_gemms(bwd)
     assert len(ops_of(merged, "dot")) < len(ops_of(bwd, "dot")) / 2
     verify(merged)
+
+
+def test_a_sum_thousands_of_products_long_merges_without_recursion():
+    b = GraphBuilder("long")
+    F = b.F
+    w = b.var("w", TensorType((3, 2), "float64"))
+    total = None
+    for i in range(1500):
+        x = b.var(f"x{i}", TensorType((1, 3), "float64"))
+        p = F.dot(x, w)
+        total = p if total is None else total + p
+    g = b.build([total])
+    merged = merge_summed_gemms(g)
+    assert ops_of(merged, "dot") == ["dot"]
+    check_same(g, merged)
