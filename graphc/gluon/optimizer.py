@@ -599,10 +599,12 @@ class Updater:
             return False
         clip = opt.clip_gradient if opt._clipping() else None
         key = (tuple(w._data.shape for w in weight), opt.momentum, clip)
-        fused = getattr(self, "_fused", {}).get(key)
+        cache = self.__dict__.setdefault("_fused", {})
+        fused = cache.get(key)
         if fused is None:
-            self._fused = {key: FusedSGD(key[0], opt.momentum, clip)}
-            fused = self._fused[key]
+            if len(cache) >= 8:         # e.g. changing subsets under ignore_stale_grad: keep a few
+                cache.pop(next(iter(cache)))
+            fused = cache[key] = FusedSGD(key[0], opt.momentum, clip)
         opt._update_count(list(index))
         fused(opt, index, weight, grad, states)
         return True
