@@ -52,3 +52,13 @@ def test_float64_weights_keep_the_numpy_path():
     up([0, 1], gs, ws)
     assert not getattr(up, "_fused", None)
     np.testing.assert_allclose(ws[0].asnumpy(), 0.9)
+
+
+def test_many_parameters_keep_the_numpy_path(monkeypatch):
+    from graphc.gluon import fused_update
+    monkeypatch.setattr(fused_update, "MAX_PARAMETERS", 2)
+    got, up, _ = run(True, learning_rate=0.1, momentum=0.9)
+    want, _, _ = run(False, learning_rate=0.1, momentum=0.9)
+    assert not getattr(up, "_fused", None)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
