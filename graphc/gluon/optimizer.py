@@ -110,6 +110,12 @@ class Optimizer:
             self._index_update_count[idx] += 1
             self.num_update = max(self._index_update_count[idx], self.num_update)
 
+    def _begin(self, index):
+        """Count this update of `index` and return (lr, wd, t): its rate and decay (with their
+        multipliers and the schedule) and how many times it has now been updated."""
+        self._update_count(index)
+        return self._get_lr(index), self._get_wd(index), self._index_update_count[index]
+
     def _get_lr(self, index):
         lr = self.lr_scheduler(self.num_update) if self.lr_scheduler is not None else self.lr
         if index in self.param_dict:
@@ -210,8 +216,7 @@ class SGD(Optimizer):
         return None if self.momentum == 0.0 else _zeros_like(weight)
 
     def update(self, index, weight, grad, state):
-        self._update_count(index)
-        lr, wd = self._get_lr(index), self._get_wd(index)
+        lr, wd, _ = self._begin(index)
         w = weight._data
         if self._clipping():
             g = self._rescaled(grad._data, self._scratch(w))
@@ -251,8 +256,7 @@ class NAG(Optimizer):
     def update(self, index, weight, grad, state):
         if state is None:
             return SGD.update(self, index, weight, grad, None)
-        self._update_count(index)
-        lr, wd = self._get_lr(index), self._get_wd(index)
+        lr, wd, _ = self._begin(index)
         w, m = weight._data, state._data
         g = self._rescaled(grad._data, self._scratch(w))
         if wd != 0:
@@ -285,9 +289,7 @@ class Adam(Optimizer):
         return (_zeros_like(weight), _zeros_like(weight))
 
     def update(self, index, weight, grad, state):
-        self._update_count(index)
-        lr, wd = self._get_lr(index), self._get_wd(index)
-        t = self._index_update_count[index]
+        lr, wd, t = self._begin(index)
         lr *= math.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
         w = weight._data
         mean, var = state[0]._data, state[1]._data
@@ -328,9 +330,7 @@ class AdamW(Optimizer):
         return (_zeros_like(weight), _zeros_like(weight))
 
     def update(self, index, weight, grad, state):
-        self._update_count(index)
-        lr, wd = self._get_lr(index), self._get_wd(index)
-        t = self._index_update_count[index]
+        lr, wd, t = self._begin(index)
         if self.correct_bias:
             lr *= math.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
         w = weight._data
@@ -369,8 +369,7 @@ class RMSProp(Optimizer):
         return (_zeros_like(weight),)
 
     def update(self, index, weight, grad, state):
-        self._update_count(index)
-        lr, wd = self._get_lr(index), self._get_wd(index)
+        lr, wd, _ = self._begin(index)
         w = weight._data
         g = self._decayed(grad._data, w, wd)
         n = state[0]._data
@@ -416,8 +415,7 @@ class AdaGrad(Optimizer):
         return _zeros_like(weight)
 
     def update(self, index, weight, grad, state):
-        self._update_count(index)
-        lr, wd = self._get_lr(index), self._get_wd(index)
+        lr, wd, _ = self._begin(index)
         w, history = weight._data, state._data
         g = self._rescaled(grad._data, self._scratch(w))
         tmp = self._scratch(w, 1)
@@ -479,9 +477,7 @@ class Adamax(Optimizer):
         return (_zeros_like(weight), _zeros_like(weight))
 
     def update(self, index, weight, grad, state):
-        self._update_count(index)
-        lr, wd = self._get_lr(index), self._get_wd(index)
-        t = self._index_update_count[index]
+        lr, wd, t = self._begin(index)
         lr /= 1.0 - self.beta1 ** t
         w = weight._data
         g = grad._data * self.rescale_grad + wd * w
@@ -510,9 +506,7 @@ class Nadam(Optimizer):
         return (_zeros_like(weight), _zeros_like(weight))
 
     def update(self, index, weight, grad, state):
-        self._update_count(index)
-        lr, wd = self._get_lr(index), self._get_wd(index)
-        t = self._index_update_count[index]
+        lr, wd, t = self._begin(index)
         w = weight._data
         g = grad._data * self.rescale_grad + wd * w
         if self._clipping():
@@ -549,8 +543,7 @@ class Signum(Optimizer):
         return None if self.momentum == 0.0 else _zeros_like(weight)
 
     def update(self, index, weight, grad, state):
-        self._update_count(index)
-        lr, wd = self._get_lr(index), self._get_wd(index)
+        lr, wd, _ = self._begin(index)
         w = weight._data
         g = self._rescaled(grad._data, self._scratch(w)) + wd * w
         if state is None:
