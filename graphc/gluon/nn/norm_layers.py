@@ -20,7 +20,31 @@ def _visible(out):
     return out[0] if isinstance(out, (list, tuple)) else out
 
 
-class BatchNorm(HybridBlock):
+class _Normalization(HybridBlock):
+    """What the normalization layers share: a `gamma` scale and a `beta` shift of `size`
+    values (0: inferred from the channel axis at the first call), learned only when `scale`
+    / `center` ask for it, and MXNet's repr."""
+
+    def _scale_and_shift(self, size, scale, center, gamma_initializer, beta_initializer, **extra):
+        self.gamma = self.params.get("gamma", grad_req="write" if scale else "null", shape=(size,),
+                                     init=gamma_initializer, allow_deferred_init=True, **extra)
+        self.beta = self.params.get("beta", grad_req="write" if center else "null", shape=(size,),
+                                    init=beta_initializer, allow_deferred_init=True, **extra)
+
+    def _per_channel(self):
+        return (self.gamma, self.beta)
+
+    def infer_shape(self, x, *args):
+        channels = int(x.shape[self._axis])
+        for p in self._per_channel():
+            p.shape = (channels,)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v}" for k, v in self._kwargs.items())
+        return f"{self.__class__.__name__}({args}, in_channels={self.gamma.shape[0]})"
+
+
+class BatchNorm(_Normalization):
     """Batch normalization over axis `axis` (the channel axis). In training (autograd.record())
     it normalizes with the batch statistics and updates running_mean/running_var with
     `momentum`; otherwise (or with use_global_stats) it uses the running statistics.
@@ -46,10 +70,8 @@ class BatchNorm(HybridBlock):
                                            init=running_variance_initializer, allow_deferred_init=True,
                                            differentiable=False)
 
-    def infer_shape(self, x, *args):
-        channels = int(x.shape[self._axis])
-        for p in (self.gamma, self.beta, self.running_mean, self.running_var):
-            p.shape = (channels,)
+    def _per_channel(self):
+        return (self.gamma, self.beta, self.running_mean, self.running_var)
 
     def cast(self, dtype):
         """float16 networks keep BatchNorm's statistics in float32 (as MXNet)."""
@@ -67,7 +89,7 @@ class BatchNorm(HybridBlock):
         return f"{self.__class__.__name__}({args}, in_channels={in_channels if in_channels else None})"
 
 
-class LayerNorm(HybridBlock):
+class LayerNorm(_Normalization):
     """Normalizes over `axis` (default the last) per sample: (x - mean) / sqrt(var + eps) *
     gamma + beta, gamma and beta of size x.shape[axis]."""
 
@@ -79,27 +101,14 @@ class LayerNorm(HybridBlock):
         self._epsilon = epsilon
         self._center = center
         self._scale = scale
-        self.gamma = self.params.get("gamma", grad_req="write" if scale else "null", shape=(in_channels,),
-                                     init=gamma_initializer, allow_deferred_init=True)
-        self.beta = self.params.get("beta", grad_req="write" if center else "null", shape=(in_channels,),
-                                    init=beta_initializer, allow_deferred_init=True)
-
-    def infer_shape(self, x, *args):
-        channels = int(x.shape[self._axis])
-        self.gamma.shape = (channels,)
-        self.beta.shape = (channels,)
+        self._scale_and_shift(in_channels, scale, center, gamma_initializer, beta_initializer)
 
     def hybrid_forward(self, F, data, gamma, beta):
         return _visible(F.LayerNorm(data, gamma=gamma, beta=beta, axis=self._axis, eps=self._epsilon,
                                     name=self.prefix + "fwd"))
 
-    def __repr__(self):
-        in_channels = self.gamma.shape[0]
-        args = ", ".join(f"{k}={v}" for k, v in self._kwargs.items())
-        return f"{self.__class__.__name__}({args}, in_channels={in_channels})"
 
-
-class InstanceNorm(HybridBlock):
+class InstanceNorm(_Normalization):
     """Normalizes each sample and channel over the remaining (spatial) axes; gamma/beta per
     channel (`axis`, default 1). scale defaults to False, as in MXNet."""
 
@@ -109,15 +118,7 @@ class InstanceNorm(HybridBlock):
         self._kwargs = {"eps": epsilon, "axis": axis, "center": center, "scale": scale}
         self._axis = axis
         self._epsilon = epsilon
-        self.gamma = self.params.get("gamma", grad_req="write" if scale else "null", shape=(in_channels,),
-                                     init=gamma_initializer, allow_deferred_init=True)
-        self.beta = self.params.get("beta", grad_req="write" if center else "null", shape=(in_channels,),
-                                    init=beta_initializer, allow_deferred_init=True)
-
-    def infer_shape(self, x, *args):
-        channels = int(x.shape[self._axis])
-        self.gamma.shape = (channels,)
-        self.beta.shape = (channels,)
+        self._scale_and_shift(in_channels, scale, center, gamma_initializer, beta_initializer)
 
     def hybrid_forward(self, F, x, gamma, beta):
         if self._axis == 1:
@@ -126,13 +127,8 @@ class InstanceNorm(HybridBlock):
         out = _visible(F.InstanceNorm(x, gamma, beta, name=self.prefix + "fwd", eps=self._epsilon))
         return F.swapaxes(out, dim1=1, dim2=self._axis)
 
-    def __repr__(self):
-        in_channels = self.gamma.shape[0]
-        args = ", ".join(f"{k}={v}" for k, v in self._kwargs.items())
-        return f"{self.__class__.__name__}({args}, in_channels={in_channels})"
 
-
-class GroupNorm(HybridBlock):
+class GroupNorm(_Normalization):
     """Splits the channels (axis 1) into num_groups groups and normalizes each group per
     sample. As in MXNet 1.x, gamma and beta have one value per group (shape (num_groups,))."""
 
@@ -142,10 +138,9 @@ class GroupNorm(HybridBlock):
         self._kwargs = {"eps": epsilon, "num_groups": num_groups, "center": center, "scale": scale}
         self._num_groups = num_groups
         self._epsilon = epsilon
-        self.gamma = self.params.get("gamma", grad_req="write" if scale else "null", shape=(num_groups,),
-                                     init=gamma_initializer, allow_deferred_init=True)
-        self.beta = self.params.get("beta", grad_req="write" if center else "null", shape=(num_groups,),
-                                    init=beta_initializer, allow_deferred_init=True)
+        self._scale_and_shift(num_groups, scale, center, gamma_initializer, beta_initializer)
+
+    infer_shape = HybridBlock.infer_shape      # one gamma/beta per group: known from num_groups
 
     def hybrid_forward(self, F, data, gamma, beta):
         return _visible(F.GroupNorm(data, gamma=gamma, beta=beta, num_groups=self._num_groups,
