@@ -330,7 +330,12 @@ def _grid_stride(loops, total, em, lines):
     variable from the flat index t (innermost fastest); the caller closes the brace."""
     lines.append(f"  for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < {total}LL; "
                  f"t += (long long)gridDim.x * blockDim.x) {{")
-    rest = "t"
+    _unflatten("t", loops, em, lines)
+
+
+def _unflatten(flat, loops, em, lines):
+    """Each loop's variable from the flat iteration index `flat` (innermost fastest)."""
+    rest = flat
     for d in reversed(range(len(loops))):
         l = loops[d]
         em.names[l.var] = l.var
@@ -417,16 +422,7 @@ def _render(kernel: Kernel):
     lines.append(f"  __shared__ {rt} part[{BLOCK}];")
     lines.append(f"  {rt} {decl.name} = {_identity(decl.kind, decl.dtype)};")
     lines.append(f"  for (long long t = threadIdx.x; t < {total}LL; t += blockDim.x) {{")
-    r = "t"
-    for d in reversed(range(len(red_loops))):
-        l = red_loops[d]
-        em.names[l.var] = l.var
-        if d == 0:
-            lines.append(f"    const long long {l.var} = {r};")
-        else:
-            lines.append(f"    const long long {l.var} = {r} % {l.extent}LL;")
-            lines.append(f"    const long long q{d} = {r} / {l.extent}LL;")
-            r = f"q{d}"
+    _unflatten("t", red_loops, em, lines)
     em.stmts([acc_stmt], lines, "    ")
     lines.append("  }")
     lines.append(f"  part[threadIdx.x] = {decl.name};")
