@@ -138,24 +138,27 @@ def _transpose(b, rows):
 MODE_SET, MODE_ACC = 0, 1
 
 
-def microkernel(module, geo: Geometry, nv: int) -> ir.Function:
+def microkernel(module, geo: Geometry, nv: int, direct_a: bool = False) -> ir.Function:
     """`void uk(i64 kc, float* ap, float* bp, float* c, i64 ldc, float alpha, float beta, i32 mode,
-    i64 mr, i64 nr)`: C[0:mr, 0:nr] = alpha * A @ B (+ beta * C in MODE_ACC) for one packed A
-    panel (kc x MR) and B panel (kc x nv*W); kc a multiple of KU. One per (geometry, nv) per
-    module, made only when some GEMM needs that width."""
+    i64 mr, i64 nr, i64 lda)`: C[0:mr, 0:nr] = alpha * A @ B (+ beta * C in MODE_ACC) for one A
+    panel and one packed B panel (kc x nv*W); kc a multiple of KU. A is a packed panel (kc x MR,
+    lda unused) or, direct_a, A's own rows (row r at ap + r*lda, contiguous in k; rows past mr
+    re-read row mr-1, whose results are never stored). One per (geometry, nv, direct_a) per
+    module, made only when some GEMM needs it."""
     w, mr_ = geo.lanes, geo.mr
     nr_ = nv * w
-    name = f"graphc.gemm.uk.{mr_}x{nr_}.w{w}"
+    name = f"graphc.gemm.uk.{mr_}x{nr_}.w{w}" + (".da" if direct_a else "")
     try:
         return module.get_global(name)
     except KeyError:
         pass
     vt = ir.VectorType(F32, w)
-    fn = ir.Function(module, ir.FunctionType(VOID, [I64, F32P, F32P, F32P, I64, F32, F32, I32, I64, I64]), name)
+    fn = ir.Function(module, ir.FunctionType(VOID, [I64, F32P, F32P, F32P, I64, F32, F32, I32, I64, I64, I64]),
+                     name)
     fn.linkage = "internal"
     fn.attributes.add("nounwind")
     fn.attributes.add("noinline")
-    kc, ap, bp, c, ldc, alpha, beta, mode, mr, nr = fn.args
+    kc, ap, bp, c, ldc, alpha, beta, mode, mr, nr, lda = fn.args
     for a in (ap, bp, c):
         a.add_attribute("noalias")
     entry = fn.append_basic_block("entry")
@@ -170,6 +173,7 @@ def microkernel(module, geo: Geometry, nv: int) -> ir.Function:
         row = _at(b, c, b.mul(ldc, _i(r)))
         for off in sorted({*range(0, nr_, 16), nr_ - 1}):
             b.call(prefetch, [b.bitcast(_at(b, row, off), I8P), _c(I32, 1), _c(I32, 3), _c(I32, 1)])
+    a_rows = [_at(b, ap, b.mul(_min(b, _i(r), b.sub(mr, _i(1))), lda)) for r in range(mr_)] if direct_a else None
     b.cbranch(b.icmp_signed(">", kc, _i(0)), body, after)
     b.position_at_end(body)
     k = b.phi(I64, name="k")
@@ -184,7 +188,8 @@ def microkernel(module, geo: Geometry, nv: int) -> ir.Function:
     for u in range(KU):
         bv = [b.load(_vptr(b, _at(b, b_k, u * nr_ + v * w), w), align=4) for v in range(nv)]
         for r in range(mr_):
-            av = _splat(b, b.load(_at(b, a_k, u * mr_ + r), align=4), w)
+            a_at = _at(b, a_rows[r], b.add(k, _i(u))) if direct_a else _at(b, a_k, u * mr_ + r)
+            av = _splat(b, b.load(a_at, align=4), w)
             for v in range(nv):
                 cur[r][v] = _fma(b, av, bv[v], cur[r][v])
     nxt = b.add(k, _i(KU), flags=["nsw"])
@@ -469,14 +474,16 @@ def _pack_fn(module, geo: Geometry, trans_a: bool, trans_b: bool):
     return fn
 
 
-def _tiles_fn(module, geo: Geometry, nv_last: int, trans_b: bool):
+def _tiles_fn(module, geo: Geometry, nv_last: int, trans_b: bool, direct_a: bool = False):
     """`void @graphc.gemm.tiles(i8** args, i64, i64)`: MC x NC tiles of C claimed from the
     counter, each over all of K in KC slices: A's MR-row panels outside (a kc x MR slice stays in
-    L1), B's NR-column panels inside (the kc x NC block stays in L2)."""
-    fn, b = _phase_fn(module, f"graphc.gemm.tiles.w{geo.lanes}.v{nv_last}.t{int(trans_b)}")
+    L1), B's NR-column panels inside (the kc x NC block stays in L2). direct_a: the microkernel
+    reads A's rows where they are (Plan.a_direct)."""
+    fn, b = _phase_fn(module, f"graphc.gemm.tiles.w{geo.lanes}.v{nv_last}.t{int(trans_b)}" + (".da" if direct_a else ""))
     if b is None:
         return fn
-    (_, bm, c), counter, get, _ = _phase_args(b, fn)
+    (a, bm, c), counter, get, _ = _phase_args(b, fn)
+    lda = get("a_so")
     m, n, kp, ldc, mc, nc, tn = (get(x) for x in ("m", "n", "kp", "ldc", "mc", "nc", "tn"))
     K, b_so, b_sk, b_panels = get("k"), get("b_so"), get("b_sk"), get("b_panels")
     b_in_tile = b.icmp_signed("!=", get("b_in_tile"), _i(0))
@@ -486,7 +493,7 @@ def _tiles_fn(module, geo: Geometry, nv_last: int, trans_b: bool):
     base = b.bitcast(_scratch(module), F32P)
     ap, bp = base, _at(b, base, get("a_floats"))
     w, mr_, nr_ = geo.lanes, geo.mr, geo.nr
-    uk, uk_last = microkernel(module, geo, geo.nv), microkernel(module, geo, nv_last)
+    uk, uk_last = microkernel(module, geo, geo.nv, direct_a), microkernel(module, geo, nv_last, direct_a)
     last_j0 = b.mul(b.sub(get("b_panels"), _i(1)), _i(nr_))
     # this call's slot (the pool runs call i as [i, i+1); run serially, [0, nthreads): slot 0)
     slot = _at(b, bp, b.mul(fn.args[1], get("b_slot")))
@@ -520,14 +527,15 @@ def _tiles_fn(module, geo: Geometry, nv_last: int, trans_b: bool):
                 _loop(b, j0, j1, nr_, panel, "pb")
 
             def rows(ir_):
-                a_ = _at(b, ap, b.add(b.mul(ir_, kp), b.mul(pc, _i(mr_))))
+                a_ = _at(b, a, b.add(b.mul(ir_, lda), pc)) if direct_a else \
+                    _at(b, ap, b.add(b.mul(ir_, kp), b.mul(pc, _i(mr_))))
                 mr = _min(b, _i(mr_), b.sub(m, ir_))
                 c_row = _at(b, c, b.mul(ir_, ldc))
 
                 def cols(jr):
                     nr = _min(b, _i(nr_), b.sub(n, jr))
                     cp = _at(b, c_row, jr)
-                    args = [kc, a_, None, cp, ldc, alpha, beta_k, mode, mr, nr]
+                    args = [kc, a_, None, cp, ldc, alpha, beta_k, mode, mr, nr, lda]
                     with b.if_else(b.icmp_signed("<", jr, last_j0)) as (t1, t2):
                         with t1:
                             args[2] = b_panel(jr, _i(nr_))
@@ -550,7 +558,7 @@ def emit_driver(module, kernel_name: str, p: Plan, ptrs_of, pool_run, nthreads: 
     bufs) emits the OpenBLAS path, taken when another caller holds this module's scratch."""
     g = p.g
     pack = _pack_fn(module, p.geo, g.trans_a, g.trans_b)
-    tiles = _tiles_fn(module, p.geo, p.nr_last // p.geo.lanes, g.trans_b)
+    tiles = _tiles_fn(module, p.geo, p.nr_last // p.geo.lanes, g.trans_b, p.a_direct)
     lock = _declare_lock(module)
     values = _params(p)
     pty = ir.ArrayType(I64, len(values))
@@ -583,7 +591,9 @@ def emit_driver(module, kernel_name: str, p: Plan, ptrs_of, pool_run, nthreads: 
                     if again else counter
                 b.store(b.bitcast(flag, I8P), _at(b, args, 5))
                 b.store_atomic(_i(0), counter, "monotonic", 8)
-                if again and p.b_in_tile:       # nothing left to pack after the first matrix
+                if p.a_direct and p.b_in_tile:  # nothing to pack: A is read in place, B by its tile
+                    pass
+                elif again and p.b_in_tile:     # nothing left to pack after the first matrix
                     with b.if_then(b.icmp_signed("==", i, _i(0))):
                         b.call(pool_run, [pack, args, nt, nt])
                 else:

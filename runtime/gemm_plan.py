@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .kernel_ir import Gemm
 
-VERSION = "gemm7"          # bump with any change to the generated code or to auto_takes: part of the cache key
+VERSION = "gemm8"          # bump with any change to the generated code or to auto_takes: part of the cache key
 KU = 4                      # k-loop unroll of the microkernel; packed K is a multiple of it
 MAX_PACK_FLOATS = 1 << 24   # 64 MiB of packed panels per GEMM at most; larger ones use OpenBLAS
 
@@ -94,6 +94,7 @@ class Plan:
     mc: int
     nc: int
     slots: int         # phase-function calls that may run at once (the pool's threads)
+    a_direct: bool = False   # the microkernel reads A's rows in place (see direct_a_pays)
 
     @property
     def b_in_tile(self) -> bool:
@@ -114,7 +115,7 @@ class Plan:
 
     @property
     def a_tasks(self):
-        return -(-self.g.m // self.a_group)
+        return 0 if self.a_direct else -(-self.g.m // self.a_group)
 
     @property
     def a_floats(self):
@@ -157,9 +158,33 @@ NATIVE_MIN_M = 32           # 20 when B is transposed: OpenBLAS's small-M path i
 
 def auto_takes(g: Gemm) -> bool:
     """GRAPHC_GEMM=auto's rule: the shape classes where graphc's kernel measured faster."""
-    return (2 * g.m * g.n * g.k >= NATIVE_MIN_WORK
-            and g.n >= (NATIVE_MIN_N_TRANS_B if g.trans_b else NATIVE_MIN_N)
+    if 2 * g.m * g.n * g.k < NATIVE_MIN_WORK:
+        return False
+    if g.m >= NATIVE_MIN_M and g.n <= DIRECT_A_MAX_N and _direct_a_possible(g):
+        return True
+    return (g.n >= (NATIVE_MIN_N_TRANS_B if g.trans_b else NATIVE_MIN_N)
             and (g.m >= NATIVE_MIN_M or (g.trans_b and g.m >= 20)))
+
+
+# A read in place, from A/B runs with A cold (cycled through 80 MB of copies, as a
+# network's weights are), 2 threads, GFLOP/s OpenBLAS / packed A / A in place: ResNet-18's
+# late convolutions 512x4608x49 188 / 182 / 264, 512x2304x49 195 / 197 / 271, 256x2304x196
+# 315 / 334 / 357; 256x512x32 144 / 153 / 205, 700x800x200 279 / 254 / 307, 2048x512x200
+# 318 / 340 / 370, 128x128x196 232 / 235 / 284; even: 256x512x64 200 / 135 / 191. Up to 256
+# columns measured; wider GEMMs keep the tuned packed path.
+DIRECT_A_MAX_N = 256
+
+
+def direct_a_pays(g: Gemm, geo: Geometry) -> bool:
+    """Read A's rows in place instead of packing them: when few columns reuse each A panel
+    (a convolution's weights against a late layer's few pixels), packing costs a full extra
+    pass over A for little reuse. Needs A's rows contiguous in k and K a multiple of KU (the
+    microkernel's k loop never runs past a row)."""
+    return _direct_a_possible(g) and g.n <= DIRECT_A_MAX_N
+
+
+def _direct_a_possible(g: Gemm) -> bool:
+    return not g.trans_a and g.k % KU == 0
 
 
 def native_plan(g: Gemm, nthreads: int, mode: str = None, geo: Geometry = None):
@@ -191,7 +216,7 @@ def native_plan(g: Gemm, nthreads: int, mode: str = None, geo: Geometry = None):
             break
     mc = _round(-(-g.m // tm), geo.mr)
     nc = _round(-(-g.n // tn), geo.nr)
-    p = Plan(g, geo, kp, a_panels, b_panels, nr_last, mc, nc, max(1, nthreads))
+    p = Plan(g, geo, kp, a_panels, b_panels, nr_last, mc, nc, max(1, nthreads), direct_a_pays(g, geo))
     if p.scratch_floats > MAX_PACK_FLOATS:
         return None
     return p

@@ -133,6 +133,22 @@ def test_edge_sizes_around_the_tile(geometry, ta, tb):
 
 
 @needs_vectors
+def test_a_read_in_place(geometry):
+    """Few columns: the microkernel reads A's rows where they lie (no packing of A), whatever
+    the edge rows, K slices, leading dimension and batch layout; K not a multiple of the unroll
+    keeps packing A."""
+    mr, nr, w, kc = geometry.mr, geometry.nr, geometry.lanes, geometry.kc
+    gemms = [make_gemm(m, n, k, pad=(3, 0, 1)) for m in sorted({1, mr - 1, mr + 1, 2 * mr + 3})
+             for n in sorted({1, w + 1, nr + 1}) for k in (4, 20, 2 * kc + 8)]
+    gemms += [make_gemm(19, 49, 36, pad=(5, 2, 0), batch=3, shared_a=shared, beta=1.0 if shared else 0.0,
+                        offs=(3, 1, 2)) for shared in (False, True)]
+    assert all(native_plan(g, 2).a_direct for g in gemms)
+    assert not native_plan(make_gemm(19, 49, 37), 2).a_direct
+    assert native_plan(make_gemm(19, 49, 36), 2).a_tasks == 0
+    assert_gemms_right(gemms)
+
+
+@needs_vectors
 def test_k_larger_than_the_cache_block_is_summed_over_slices(geometry):
     assert_gemm_right(make_gemm(19, 50, geometry.kc * 2 + 5, False, True))
 
@@ -182,8 +198,11 @@ def test_openblas_keeps_what_the_kernel_does_not_take():
     assert native_plan(make_gemm(1, 512, 512), 2, "auto", geo) is None            # a GEMV
     assert native_plan(make_gemm(4, 4, 4), 2, "auto", geo) is None                # tiny
     assert native_plan(make_gemm(16, 512, 512), 2, "auto", geo) is None           # a few rows
-    assert native_plan(make_gemm(256, 32, 512), 2, "auto", geo) is None           # a few columns
-    assert native_plan(make_gemm(256, 196, 1152), 2, "auto", geo) is None         # a few hundred, B as is
+    assert native_plan(make_gemm(256, 32, 510), 2, "auto", geo) is None           # a few columns, A packed
+    assert native_plan(make_gemm(256, 300, 1152), 2, "auto", geo) is None         # a few hundred, B as is
+    assert native_plan(make_gemm(256, 32, 512), 2, "auto", geo) is not None       # ... A read in place
+    assert native_plan(make_gemm(512, 49, 4608), 2, "auto", geo) is not None      # a late 3x3 convolution
+    assert native_plan(make_gemm(512, 49, 4608, ta=True), 2, "auto", geo) is None  # Aᵀ: packed, few columns
     assert native_plan(make_gemm(1024, 200, 256, tb=True), 2, "auto", geo) is not None  # ... B transposed
     assert native_plan(make_gemm(20, 800, 200, tb=True), 2, "auto", geo) is not None   # an LSTM step
     assert native_plan(make_gemm(256, 512, 784, tb=True), 2, "auto", geo) is not None  # an MLP layer
