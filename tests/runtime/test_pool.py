@@ -10,7 +10,7 @@ from graphc.ops.builder import GraphBuilder
 from graphc.ops.interpret import interpret
 from graphc.ops.types import TensorType
 from graphc.runtime.executor import HostStep
-from graphc.runtime.pool import segments
+from graphc.runtime.pool import _vector_pieces, segments
 
 RNG = np.random.default_rng(3)
 
@@ -62,6 +62,55 @@ def test_segments_group_interior_positions_and_split_the_borders():
     assert segs == [(0, 1, 1, 3, 3),           # starts in the padding: its first tap is cut off
                     (1, 3, 0, 3, 3),           # the interior: three positions, full windows
                     (4, 1, 0, 2, 3)]           # its last tap lies in the padding
+
+
+# rows long enough that the innermost segments are cut into overlapping vector pieces
+LONG_ROWS = [
+    ((1, 4, 112, 112), dict(kernel=(3, 3), stride=(2, 2), pad=(1, 1))),       # ResNet-18's stem pool
+    ((1, 3, 7, 75), dict(kernel=(3, 3), stride=(1, 1), pad=(1, 1))),
+    ((2, 2, 6, 70), dict(kernel=(2, 2), stride=(2, 2))),
+    ((1, 2, 5, 83), dict(kernel=(3, 3), stride=(2, 2), pooling_convention="full")),
+    ((2, 3, 100), dict(kernel=(3,), stride=(2,), pad=(1,))),
+    ((1, 2, 3, 4, 41), dict(kernel=(2, 2, 3), stride=(1, 2, 2), pad=(0, 1, 1))),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("pool_type, count_include_pad", [("max", None), ("avg", None), ("avg", False), ("sum", None)])
+@pytest.mark.parametrize("shape, attrs", LONG_ROWS)
+def test_pooling_over_long_rows_matches_reference(shape, attrs, pool_type, count_include_pad, dtype):
+    test_pooling_matches_reference(shape, attrs, pool_type, count_include_pad, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape, attrs", [LONG_ROWS[0], LONG_ROWS[1], LONG_ROWS[2], CASES[0], CASES[5]])
+def test_max_pooling_propagates_nan_and_infinities_like_the_reference(shape, attrs, dtype):
+    gb = GraphBuilder("pool")
+    x = gb.var("x", TensorType(shape, dtype))
+    g = gb.build([gb.F.Pooling(x, pool_type="max", **attrs)])
+    prog = compile_graph(g, cache=False)
+    u = RNG.random(shape)
+    a = RNG.standard_normal(shape).astype(dtype)
+    a[u < 0.03] = np.nan
+    a[(u >= 0.03) & (u < 0.06)] = np.inf
+    a[(u >= 0.06) & (u < 0.3)] = -np.inf
+    got, ref = prog([a])[0], interpret(g, [a])[0]
+    assert np.isnan(ref).any() and np.isinf(ref).any()
+    np.testing.assert_array_equal(got, ref)            # NaN where the reference has NaN
+
+
+@pytest.mark.parametrize("lanes", [8, 16])
+def test_vector_pieces_cover_a_segment_with_whole_vectors_and_one_scalar_iteration(lanes):
+    for n in range(1, 90):
+        seg = (5, n, 0, 3, 3)
+        pieces = _vector_pieces(seg, lanes)
+        assert all(p[2:] == seg[2:] for p in pieces)
+        covered = set()
+        for first, count, *_ in pieces:
+            assert count <= lanes + 1 or (count - 1) % lanes == 0
+            covered |= set(range(first, first + count))
+        assert covered == set(range(5, 5 + n))
+        assert len(pieces) <= 2
 
 
 # -- gradients: gather kernels, no host step ----------------------------------------------------
