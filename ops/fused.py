@@ -22,6 +22,7 @@ pass) and never generates code (that is the runtime).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 from .graph import Graph, Node, variable, format_graph
@@ -216,13 +217,60 @@ def uses_im2col(node: Node, g: ConvGeometry) -> bool:
     return True
 
 
+# Winograd F(2x2, 3x3) (runtime/winograd.py): which convolutions take it and the scratch they
+# need; here because the memory planner sizes the scratch from these facts
+WINOGRAD_POINTS = 16
+# smallest output side: each of the 16 GEMMs has (out/2)^2 columns per image; ResNet's 7x7
+# stage would make them 16 columns wide (worse than one im2col GEMM)
+WINOGRAD_MIN_OUT = 14
+# most filters x channels: the weight transform runs per call (weights are program inputs
+# that may change) and writes 16 floats per pair, 4 MB at 256 x 256
+WINOGRAD_MAX_PAIRS = 128 * 128
+
+
+def winograd_tiles(g: ConvGeometry) -> tuple:
+    return tuple(o // 2 for o in g.out_size)
+
+
+def uses_winograd(node: Node, g: ConvGeometry) -> bool:
+    """A forward 2-D 3x3 convolution, stride and dilation 1, one group, float32, even output
+    sides of at least WINOGRAD_MIN_OUT: F(2x2, 3x3) instead of im2col. float64 keeps im2col
+    (exact summation order is its point). GRAPHC_WINOGRAD=0 turns it off."""
+    if os.environ.get("GRAPHC_WINOGRAD", "1").strip().lower() in ("0", "off", "false"):
+        return False
+    return (CONV_ROLES.get(node.op) == "forward" and g.kernel == (3, 3) and g.stride == (1, 1)
+            and g.dilate == (1, 1) and g.groups == 1 and g.dtype == "float32"
+            and all(o % 2 == 0 and o >= WINOGRAD_MIN_OUT for o in g.out_size)
+            and g.filters * g.channels <= WINOGRAD_MAX_PAIRS)
+
+
+def winograd_plane(elems: int) -> int:
+    """The distance between two of the 16 planes of a transformed operand: past a multiple of
+    1024 floats by one cache line, so the transforms' 16 streams fall into 16 different L1 sets
+    (at a multiple of 4 KiB, as 64 x 64 or 64 channels x 28 x 28 tiles are, they all share one
+    set and the 12-way L1 thrashes: the transforms ran 5-8x slower)."""
+    return -(-elems // 1024) * 1024 + 16
+
+
+def winograd_scratch(g: ConvGeometry, images: int) -> dict:
+    """Elements of the transformed inputs (v), the 16 products (m), both for `images` images,
+    and the transformed weights (u, shared by all images): 16 planes each (winograd_plane)."""
+    t = math.prod(winograd_tiles(g)) * images
+    return {k: WINOGRAD_POINTS * winograd_plane(e) for k, e in
+            (("v", g.channels * t), ("m", g.filters * t), ("u", g.filters * g.channels))}
+
+
 def conv_scratch(node: Node, g: ConvGeometry):
     """(images per chunk, column elements per image, padded-image elements per image) of the
     arena scratch a convolution-family node works in: im2col columns (none for 1x1 and
     depthwise convolutions) and a zero-padded copy of the images (none without padding).
     Images are done in chunks whose scratch fits SCRATCH_BUDGET (all at once when they fit;
     depthwise works on all images)."""
-    cols = g.col_elems if uses_im2col(node, g) else 0
+    if uses_winograd(node, g):
+        per = winograd_scratch(g, 1)
+        cols = per["v"] + per["m"]
+    else:
+        cols = g.col_elems if uses_im2col(node, g) else 0
     padded = g.padded_elems if (cols or (CONV_ROLES[node.op] == "forward" and g.depthwise)) else 0
     if not cols:
         return g.batch, 0, padded
@@ -246,7 +294,8 @@ def scratch_bytes(node: Node) -> int:
     if g is None:
         return 0
     chunk, cols, padded = conv_scratch(conv, g)
-    return chunk * (cols + padded) * (4 if g.dtype == "float32" else 8)
+    weights = winograd_scratch(g, 0)["u"] if uses_winograd(conv, g) else 0
+    return (chunk * (cols + padded) + weights) * (4 if g.dtype == "float32" else 8)
 
 
 def is_conv(node: Node) -> bool:
@@ -275,4 +324,5 @@ def format_fused(graph: Graph) -> str:
 
 __all__ = ["FUSED_ELEMENTWISE", "FUSED_REDUCE", "FUSED_GEMM", "FUSED_CONV", "NATIVE_DTYPES", "FusedBody",
            "is_elementwise", "is_reduction", "is_gemm", "is_conv", "body_of", "format_fused", "CONV_ROLES",
-           "ConvGeometry", "conv_geometry", "uses_im2col", "conv_scratch", "conv_node_of", "scratch_bytes"]
+           "ConvGeometry", "conv_geometry", "uses_im2col", "conv_scratch", "uses_winograd", "winograd_scratch", "winograd_plane",
+           "winograd_tiles", "WINOGRAD_POINTS", "conv_node_of", "scratch_bytes"]

@@ -40,9 +40,11 @@ import hashlib
 import math
 
 from graphc.ops import scalar as S
-from graphc.ops.fused import CONV_ROLES, ConvGeometry, conv_geometry, conv_scratch
+from graphc.ops.fused import (CONV_ROLES, ConvGeometry, conv_geometry, conv_scratch, uses_winograd, winograd_plane,
+                              winograd_scratch)
 from graphc.ops.graph import Node
 
+from . import winograd
 from .kernel_ir import Buf, Gemm, Index, Kernel, Load, Loop, Store, unique_bufs
 
 # below this many scalar operations an im2col/col2im/direct kernel runs on one thread (see
@@ -56,6 +58,20 @@ def contiguous(shape) -> tuple:
         out.append(acc)
         acc *= d
     return tuple(reversed(out))
+
+
+def vector_spans(n: int, lanes: int) -> list:
+    """[(start, count)] of loops covering range(n) for LLVM's vectoriser: range(n) itself when
+    n <= lanes + 1, else one loop of m * lanes + 1 iterations and, if that leaves some, one of
+    the last lanes + 1 (55 with 16 lanes: 0-48 and 38-54, 11 done twice). An innermost loop
+    whose loads are strided (a window at stride 2, a Winograd patch) keeps at least one scalar
+    iteration, so the vectoriser leaves exactly one at m * lanes + 1, but up to lanes - 1 (or
+    a whole narrower vector's worth) at other counts. Only for loops whose iterations may run
+    twice: each writes its own outputs from inputs nobody writes (see runtime/pool.py)."""
+    if n <= lanes + 1:
+        return [(0, n)]
+    main = (n - 1) // lanes * lanes + 1
+    return [(0, main)] + ([(n - lanes - 1, lanes + 1)] if main < n else [])
 
 
 def _plane_loops(shape, vars_, body):
@@ -216,6 +232,8 @@ def conv_calls(node: Node, names) -> list:
         k = kernel("depthwise", g.batch, lambda nm, gg, _n, *b: depthwise_kernel(nm, gg, *b), "x", "w", "y")
         calls = [pad_call(0, g.batch)] if padded else []
         return calls + [ConvCall(k, {"x": src or ("image", 0), "w": ("weight", 0), "y": ("result", 0)})]
+    if role == "forward" and uses_winograd(node, g):
+        return _winograd_calls(g, kernel, pad_call, chunk, cols, pad_at, padded, names, base)
     im2col = bool(cols)
 
     def col_kernel_for(count, n0):
@@ -290,6 +308,40 @@ def conv_calls(node: Node, names) -> list:
     return calls
 
 
+def _winograd_calls(g: ConvGeometry, kernel, pad_call, chunk, cols, pad_at, padded, names, base) -> list:
+    """F(2x2, 3x3) (runtime/winograd.py) per chunk of images: pad, transform the inputs, the
+    16 products as one batched GEMM, transform back into the result. The weights are
+    transformed once per call, before the first chunk. Scratch: [v | m] per chunk, the padded
+    images, then u."""
+    dt = g.dtype
+    u_at = chunk * (cols + padded)
+    u_elems = winograd_scratch(g, 0)["u"]
+    calls = [ConvCall(kernel("wgw", 1, lambda nm, gg, _n, *b: winograd.weight_transform_kernel(nm, gg, *b), "w", "u"),
+                      {"w": ("weight", 0), "u": ("scratch", u_at)})]
+    img_elems, res_elems = g.channels * math.prod(g.in_size), g.filters * math.prod(g.out_size)
+    gemms = {}
+    for n0 in range(0, g.batch, chunk):
+        count = min(chunk, g.batch - n0)
+        sizes = winograd_scratch(g, count)
+        m_at = sizes["v"]
+        src = ("scratch", pad_at) if padded else ("image", n0 * img_elems)
+        if padded:
+            calls.append(pad_call(n0, count))
+        calls.append(ConvCall(kernel("wgin", count, winograd.input_transform_kernel, "x", "v"),
+                              {"x": src, "v": ("scratch", 0)}))
+        t = math.prod(winograd.tiles(g)) * count
+        if count not in gemms:
+            st = Gemm("u", "v", "m", g.filters, t, g.channels, False, False, g.channels, t, t, dt,
+                      batch=winograd.POINTS, stride_a=winograd_plane(g.filters * g.channels),
+                      stride_b=winograd_plane(g.channels * t), stride_c=winograd_plane(g.filters * t))
+            gemms[count] = _gemm_kernel(names(f"k_{base}_gemm"), st, [
+                Buf("m", dt, sizes["m"]), Buf("u", dt, u_elems), Buf("v", dt, sizes["v"])])
+        calls.append(ConvCall(gemms[count], {"u": ("scratch", u_at), "v": ("scratch", 0), "m": ("scratch", m_at)}))
+        calls.append(ConvCall(kernel("wgout", count, winograd.output_transform_kernel, "m", "y"),
+                              {"m": ("scratch", m_at), "y": ("result", n0 * res_elems)}))
+    return calls
+
+
 def operand_values(node: Node) -> dict:
     """Which of the node's values plays each role: 'image', 'weight', 'result' -> ('in', k) or
     ('out', 0)."""
@@ -301,5 +353,5 @@ def operand_values(node: Node) -> dict:
     return {"image": ("in", 1), "result": ("in", 0), "weight": ("out", 0)}
 
 
-__all__ = ["conv_calls", "operand_values", "pad_kernel", "crop_kernel", "im2col_kernel", "col2im_kernel",
+__all__ = ["conv_calls", "operand_values", "vector_spans", "pad_kernel", "crop_kernel", "im2col_kernel", "col2im_kernel",
            "depthwise_kernel", "ConvCall"]

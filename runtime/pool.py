@@ -44,7 +44,7 @@ from graphc.ops import scalar as S
 from graphc.ops.graph import Node
 
 from .kernel_ir import AccRef, Accumulate, Buf, DeclareAcc, Index, Kernel, Load, Loop, LoopVar, Store
-from .conv import contiguous, PARALLEL_WORK
+from .conv import contiguous, vector_spans, PARALLEL_WORK
 
 # windows with at most this many taps are one formula; larger ones are a reduction loop
 UNROLL_TAPS = 27
@@ -253,14 +253,7 @@ def _vector_pieces(seg, lanes):
     A trip count of m * lanes + 1 ends in exactly one scalar iteration (checked in the
     optimised IR for 2x2 and 3x3 windows, strides 1 and 2, float32 and float64). Computing a
     position twice is harmless: a window only reads the input and writes its own output."""
-    first, n = seg[0], seg[1]
-    if n <= lanes + 1:
-        return [seg]
-    main = (n - 1) // lanes * lanes + 1
-    pieces = [(first, main) + seg[2:]]
-    if main < n:
-        pieces.append((first + n - lanes - 1, lanes + 1) + seg[2:])
-    return pieces
+    return [(seg[0] + start, count) + seg[2:] for start, count in vector_spans(seg[1], lanes)]
 
 
 # -- gradients -------------------------------------------------------------------------------------

@@ -1,0 +1,148 @@
+"""3x3 stride-1 convolutions through Winograd F(2x2, 3x3) (runtime/winograd.py) match the numpy
+reference, with padding, batches, chunks, epilogues; and only the convolutions it computes
+exactly take it."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from graphc.compiler import compile_graph
+from graphc.ops import fused
+from graphc.ops.builder import GraphBuilder
+from graphc.ops.interpret import interpret
+from graphc.ops.types import TensorType
+from graphc.passes.memory import check_plan
+from graphc.runtime import winograd
+from graphc.runtime.executor import HostStep
+
+RNG = np.random.default_rng(5)
+
+
+def _graph(x_shape, filters, dtype="float32", pad=(1, 1), bias=False, act=None, residual=False, **attrs):
+    gb = GraphBuilder("wconv")
+    x = gb.var("x", TensorType(x_shape, dtype))
+    w = gb.var("w", TensorType((filters, x_shape[1] // attrs.get("num_group", 1), 3, 3), dtype), "param")
+    args = [x, w]
+    if bias:
+        args.append(gb.var("b", TensorType((filters,), dtype), "param"))
+    y = gb.F.Convolution(*args, kernel=(3, 3), pad=pad, num_filter=filters, no_bias=not bias, **attrs)
+    if residual:
+        y = y + gb.var("r", TensorType(y.shape, dtype))
+    if act:
+        y = gb.F.Activation(y, act_type=act)
+    return gb.build([y])
+
+
+def _kernel_kinds(prog):
+    return {k.name.split("_")[1] for k in prog.kernels() if k.name.startswith("k_")}
+
+
+def _run(*args, scale=1.0, **kw):
+    """Compile _graph(*args, **kw) and run it; the reference is the same graph in float64 on
+    the same (float32) values, so Winograd's float32 error is measured against the exact sum."""
+    graph = _graph(*args, **kw)
+    arrays = [(RNG.standard_normal(n.types[0].shape) * scale).astype(n.types[0].dtype) for n in graph.inputs]
+    prog = compile_graph(graph, cache=False, check=True)
+    check_plan(prog.fused, prog.plan)
+    assert [s.node.op for s in prog.steps if isinstance(s, HostStep)] == []
+    got = prog(arrays)[0]
+    ref = interpret(_graph(*args, **dict(kw, dtype="float64")), [a.astype(np.float64) for a in arrays])[0]
+    return prog, got, ref
+
+
+def _assert_close(got, ref, k):
+    """Float32 error bound of a sum of k products of O(1) terms, the transforms' mixing included."""
+    scale = float(np.abs(ref).max())
+    np.testing.assert_allclose(got, ref, rtol=0, atol=4e-6 * scale * max(1.0, k ** 0.5))
+
+
+@pytest.mark.parametrize("x_shape,filters,pad", [
+    ((1, 3, 14, 14), 5, (1, 1)),          # smallest side that takes it, channels not a multiple of anything
+    ((2, 7, 16, 14), 9, (1, 1)),          # two images, rectangular
+    ((1, 4, 16, 18), 4, (0, 0)),          # no padding: the image is read in place
+    ((1, 6, 14, 16), 8, (2, 1)),          # more padding on one axis (output grows)
+    ((3, 16, 20, 20), 24, (1, 1)),
+])
+def test_matches_the_reference(x_shape, filters, pad):
+    prog, got, ref = _run(x_shape, filters, pad=pad)
+    assert {"wgin", "wgw", "wgout"} <= _kernel_kinds(prog)
+    assert "im2col" not in _kernel_kinds(prog)
+    _assert_close(got, ref, 9 * x_shape[1])
+
+
+def test_resnet_stage_sizes():
+    """ResNet's first stages at batch 1: 64 channels at 56x56, 128 at 28x28."""
+    for shape, f in (((1, 64, 56, 56), 64), ((1, 128, 28, 28), 128)):
+        prog, got, ref = _run(shape, f)
+        assert "wgin" in _kernel_kinds(prog)
+        _assert_close(got, ref, 9 * shape[1])
+
+
+def test_bias_activation_and_residual_epilogue():
+    prog, got, ref = _run((2, 8, 14, 14), 8, bias=True, act="relu", residual=True)
+    assert "wgin" in _kernel_kinds(prog) and "epilogue" in _kernel_kinds(prog)
+    _assert_close(got, ref, 72)
+
+
+def test_batches_in_chunks_of_the_scratch_budget(monkeypatch):
+    monkeypatch.setattr(fused, "SCRATCH_BUDGET", 40_000)     # one image per chunk
+    node = next(n for n in _graph((3, 4, 14, 14), 6).nodes if n.op == "Convolution")
+    assert fused.conv_scratch(node, fused.conv_geometry(node))[0] == 1
+    prog, got, ref = _run((3, 4, 14, 14), 6)
+    names = [k.name for k in prog.kernels() if k.name.startswith("k_wgin")]
+    assert len(names) == 3 and len(set(names)) == 1          # one kernel, called per image
+    _assert_close(got, ref, 36)
+
+
+def test_large_values_keep_their_relative_accuracy():
+    prog, got, ref = _run((1, 8, 16, 16), 8, scale=1e4)
+    _assert_close(got, ref, 72)
+
+
+@pytest.mark.parametrize("change", [
+    dict(stride=(2, 2)), dict(dilate=(2, 2), pad=(2, 2)), dict(num_group=2), dict(shape=(1, 4, 15, 15)),
+    dict(shape=(1, 4, 12, 12)), dict(dtype="float64"), dict(shape=(1, 256, 14, 14), filters=256),
+])
+def test_what_keeps_im2col(change):
+    """Odd outputs (partial tiles), stride, dilation, groups, small outputs, float64 and weight
+    transforms too large to run per call stay on im2col, and still match."""
+    shape = change.pop("shape", (1, 4, 16, 16))
+    filters = change.pop("filters", 4)
+    dtype = change.pop("dtype", "float32")
+    prog, got, ref = _run(shape, filters, dtype=dtype, **change)
+    kinds = _kernel_kinds(prog)
+    assert "wgin" not in kinds and "im2col" in kinds
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * float(np.abs(ref).max()))
+
+
+def test_switched_off_by_the_environment(monkeypatch):
+    monkeypatch.setenv("GRAPHC_WINOGRAD", "0")
+    prog, got, ref = _run((1, 4, 16, 16), 4)
+    assert "wgin" not in _kernel_kinds(prog) and "im2col" in _kernel_kinds(prog)
+
+
+def test_transform_planes_avoid_4k_aliasing():
+    """64 x 64 pairs and 64 channels x 784 tiles are multiples of 4 KiB: the planes are spaced
+    one cache line past a multiple of 1024 floats."""
+    for elems in (64 * 64, 64 * 784, 1, 1023, 1024):
+        p = fused.winograd_plane(elems)
+        assert p >= elems and (p * 4) % 4096 == 64
+
+
+def test_transform_matrices_compute_the_correlation():
+    """Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A is the 2x2 valid correlation of a 4x4 patch with a 3x3 filter."""
+    bt, g_, at = (np.array(m, dtype=np.float64) for m in (winograd.BT, winograd.G, winograd.AT))
+    d, k = RNG.standard_normal((4, 4)), RNG.standard_normal((3, 3))
+    y = at @ ((g_ @ k @ g_.T) * (bt @ d @ bt.T)) @ at.T
+    direct = np.array([[np.sum(d[i:i + 3, j:j + 3] * k) for j in range(2)] for i in range(2)])
+    np.testing.assert_allclose(y, direct, rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=8, deadline=None)
+@given(n=st.integers(1, 2), c=st.integers(1, 9), f=st.integers(1, 9), th=st.integers(7, 10),
+       tw=st.integers(7, 10), ph=st.integers(0, 2), pw=st.integers(0, 2))
+def test_random_geometries(n, c, f, th, tw, ph, pw):
+    """Any image whose output is whole tiles of at least 14 per side."""
+    shape = (n, c, 2 * th + 2 - 2 * ph, 2 * tw + 2 - 2 * pw)
+    prog, got, ref = _run(shape, f, pad=(ph, pw))
+    assert "wgin" in _kernel_kinds(prog)
+    _assert_close(got, ref, 9 * c)
