@@ -18,6 +18,9 @@ of the batch the driver makes two `graphc_pool_run` dispatches:
    vector registers (8 x 48 = 24 zmm on AVX-512, 6 x 16 on AVX2), `llvm.fma` on vectors, the k
    loop unrolled by KU, C's lines prefetched for writing. Edge tiles go through a stack copy of
    the accumulators. One thread runs at the FMA units' peak (~210 GFLOP/s here, as OpenBLAS).
+   When A is read in place, a few columns past the last full vector (Plan.n_dot: ResNet-18's
+   49 = 48 + 1) are dot products along K instead: B's tail columns packed contiguous in k, MR x
+   t vector accumulators, reduced across lanes at the end of each K slice (dot_kernel).
 
 The pool calls each phase's function once per thread (n = nthreads) and each call claims work
 until none is left; the same function run once serially (pool busy, one thread) does it all.
@@ -38,7 +41,7 @@ from __future__ import annotations
 import llvmlite.ir as ir
 import numpy as np
 
-from .gemm_plan import (AVX2, AVX512, KU, MAX_PACK_FLOATS, VERSION, Geometry, Plan,  # noqa: F401
+from .gemm_plan import (AVX2, AVX512, DOT_MAX_COLS, KU, MAX_PACK_FLOATS, VERSION, Geometry, Plan,  # noqa: F401
                         auto_takes, cache_tag, gemm_mode, host_geometry, native_plan, _round)
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
@@ -242,6 +245,133 @@ def microkernel(module, geo: Geometry, nv: int, direct_a: bool = False) -> ir.Fu
     return fn
 
 
+# -- the dot-product tail ----------------------------------------------------------------------------
+
+def _sum_lanes(b, vecs):
+    """Vectors of W floats (at most W of them) -> one vector whose lane r holds the sum of
+    vecs[r]'s lanes: pairs of vectors fold together (each level halves the lanes a row keeps and
+    doubles the rows a vector holds: two shuffles and an add per pair), then the last vector's
+    rows fold in place; about 2 shuffles + 1 add per vector in all."""
+    w = vecs[0].type.count
+    p = 1
+    while p < len(vecs):
+        p *= 2
+    assert p <= w
+    vecs = list(vecs) + [ir.Constant(vecs[0].type, None)] * (p - len(vecs))
+    seg = w                      # lanes per row: row s of a vector in lanes [s*seg, (s+1)*seg)
+
+    def halves(h, rows, off):
+        return [s * 2 * h + i + off for s in range(rows) for i in range(h)]
+    while seg > 1:
+        h, rows = seg // 2, w // seg
+        if len(vecs) > 1:
+            lo = halves(h, rows, 0) + [w + x for x in halves(h, rows, 0)]
+            hi = halves(h, rows, h) + [w + x for x in halves(h, rows, h)]
+            vecs = [b.fadd(_shuffle(b, x, y, lo), _shuffle(b, x, y, hi)) for x, y in zip(vecs[::2], vecs[1::2])]
+        else:
+            x = vecs[0]
+            lo, hi = halves(h, rows, 0), halves(h, rows, h)
+            vecs = [b.fadd(_shuffle(b, x, x, lo + lo), _shuffle(b, x, x, hi + hi))]
+        seg = h
+    return vecs[0]
+
+
+def dot_kernel(module, geo: Geometry, cols: int) -> ir.Function:
+    """`void dot(i64 kc, float* a, i64 lda, float* bt, i64 ldbt, float* c, i64 ldc, float alpha,
+    float beta, i32 mode, i64 mr)`: C[0:mr, 0:cols] = alpha * A @ B (+ beta * C in MODE_ACC), as
+    MR x cols dot products of length kc vectorised along k: A's rows in place (row r at a +
+    r*lda; rows past mr re-read row mr-1, never stored), B's columns packed contiguous in k
+    (column j at bt + j*ldbt). A last partial vector of k is loaded masked (nothing past kc is
+    read). One per (geometry, cols) per module."""
+    w, mr_ = geo.lanes, geo.mr
+    name = f"graphc.gemm.dot.{mr_}x{cols}.w{w}"
+    try:
+        return module.get_global(name)
+    except KeyError:
+        pass
+    vt = ir.VectorType(F32, w)
+    fn = ir.Function(module, ir.FunctionType(VOID, [I64, F32P, I64, F32P, I64, F32P, I64, F32, F32, I32, I64]),
+                     name)
+    fn.linkage = "internal"
+    fn.attributes.add("nounwind")
+    fn.attributes.add("noinline")
+    kc, ap, lda, bt, ldbt, c, ldc, alpha, beta, mode, mr = fn.args
+    for a in (ap, bt, c):
+        a.add_attribute("noalias")
+    entry = fn.append_basic_block("entry")
+    body = fn.append_basic_block("k")
+    after = fn.append_basic_block("rest")
+    b = ir.IRBuilder(entry)
+    zero = ir.Constant(vt, None)
+    a_rows = [_at(b, ap, b.mul(_min(b, _i(r), b.sub(mr, _i(1))), lda)) for r in range(mr_)]
+    b_cols = [_at(b, bt, b.mul(_i(j), ldbt)) for j in range(cols)]
+    k_vec = b.and_(kc, _i(-w))
+    b.cbranch(b.icmp_signed(">", k_vec, _i(0)), body, after)
+    b.position_at_end(body)
+    k = b.phi(I64, name="k")
+    k.add_incoming(_i(0), entry)
+    accs = [[b.phi(vt) for _ in range(cols)] for _ in range(mr_)]
+    for row in accs:
+        for p in row:
+            p.add_incoming(zero, entry)
+    bv = [b.load(_vptr(b, _at(b, col, k), w), align=4) for col in b_cols]
+    cur = []
+    for r in range(mr_):
+        av = b.load(_vptr(b, _at(b, a_rows[r], k), w), align=4)
+        cur.append([_fma(b, av, bv[j], accs[r][j]) for j in range(cols)])
+    nxt = b.add(k, _i(w), flags=["nsw"])
+    k.add_incoming(nxt, b.block)
+    for r in range(mr_):
+        for j in range(cols):
+            accs[r][j].add_incoming(cur[r][j], b.block)
+    b.cbranch(b.icmp_signed("<", nxt, k_vec), body, after)
+
+    b.position_at_end(after)
+    res = [[b.phi(vt) for _ in range(cols)] for _ in range(mr_)]
+    for r in range(mr_):
+        for j in range(cols):
+            res[r][j].add_incoming(zero, entry)
+            res[r][j].add_incoming(cur[r][j], body)
+    # k in [k_vec, kc): one masked step (an empty mask reads nothing and adds zeros)
+    lanes = ir.Constant(ir.VectorType(I64, w), list(range(w)))
+    rest = b.sub(kc, k_vec)
+    mask = b.icmp_signed("<", lanes, b.shuffle_vector(
+        b.insert_element(ir.Constant(ir.VectorType(I64, w), ir.Undefined), rest, _c(I32, 0)),
+        ir.Constant(ir.VectorType(I64, w), ir.Undefined), ir.Constant(ir.VectorType(I32, w), [0] * w)))
+    masked = _declare(module, f"llvm.masked.load.v{w}f32.p0",
+                      ir.FunctionType(vt, [vt.as_pointer(), I32, ir.VectorType(I1, w), vt]))
+
+    def load_rest(p):
+        return b.call(masked, [_vptr(b, _at(b, p, k_vec), w), _c(I32, 4), mask, zero])
+    bv = [load_rest(col) for col in b_cols]
+    for r in range(mr_):
+        av = load_rest(a_rows[r])
+        res[r] = [_fma(b, av, bv[j], res[r][j]) for j in range(cols)]
+    overwrite = b.icmp_signed("==", mode, _c(I32, MODE_SET))
+    for j in range(cols):
+        sums = b.fmul(_sum_lanes(b, [res[r][j] for r in range(mr_)]), _splat(b, alpha, w))
+
+        def row(i):
+            x = b.extract_element(sums, i)
+            p = _at(b, c, b.add(b.mul(i, ldc), _i(j)))
+            with b.if_else(overwrite) as (set_, acc_):
+                with set_:          # C is never read when overwritten: it may hold nan
+                    b.store(x, p)
+                with acc_:
+                    b.store(b.call(_declare(module, "llvm.fma.f32", ir.FunctionType(F32, [F32] * 3)),
+                                   [beta, b.load(p), x]), p)
+        _loop(b, 0, mr, 1, row, f"dr{j}")
+    b.ret_void()
+    return fn
+
+
+def _dot_group(geo: Geometry) -> int:
+    """Columns one dot kernel takes: MR x cols accumulators + cols B vectors + an A vector in
+    the register file (32 vectors with AVX-512, 16 with AVX2)."""
+    regs = 32 if geo.lanes == 16 else 16
+    return max(1, (regs - 1) // (geo.mr + 1))
+
+
 # -- packing ---------------------------------------------------------------------------------------
 #
 # A panel of `width` outer indices (rows of op(A), columns of op(B)) is stored k-major:
@@ -394,7 +524,8 @@ def _claim_loop(b, counter, count, body):
 # global per GEMM), so a module holds one copy of the packing and tiling code whatever its
 # number of GEMMs (ResNet-18: 31 of them; per-GEMM code cost +0.4 s of compile time).
 PARAMS = ("m", "n", "k", "kp", "a_so", "a_sk", "b_so", "b_sk", "ldc", "a_tasks", "b_panels", "nr_last",
-          "mc", "nc", "tn", "ntiles", "mode0", "a_floats", "alpha", "beta", "b_in_tile", "b_slot")
+          "mc", "nc", "tn", "ntiles", "mode0", "a_floats", "alpha", "beta", "b_in_tile", "b_slot", "n_main",
+          "n_dot")
 _P = {name: i for i, name in enumerate(PARAMS)}
 # local argument block of both phases: a, b, c, the claim counter, the parameters, pack-A flag
 _NARGS = 6
@@ -405,11 +536,12 @@ def _params(p: Plan) -> list:
     bits = lambda x: int(np.float32(x).view(np.uint32))  # noqa: E731
     a_so, a_sk = (1, g.lda) if g.trans_a else (g.lda, 1)
     b_so, b_sk = (g.ldb, 1) if g.trans_b else (1, g.ldb)
-    tn = -(-g.n // p.nc)
+    tn = p.tn
     v = dict(m=g.m, n=g.n, k=g.k, kp=p.kp, a_so=a_so, a_sk=a_sk, b_so=b_so, b_sk=b_sk, ldc=g.ldc,
              a_tasks=p.a_tasks, b_panels=p.b_panels, nr_last=p.nr_last, mc=p.mc, nc=p.nc, tn=tn,
              ntiles=-(-g.m // p.mc) * tn, mode0=MODE_SET if g.beta == 0 else MODE_ACC,
-             a_floats=p.a_floats, alpha=bits(g.alpha), beta=bits(g.beta), b_in_tile=int(p.b_in_tile), b_slot=p.b_slot)
+             a_floats=p.a_floats, alpha=bits(g.alpha), beta=bits(g.beta), b_in_tile=int(p.b_in_tile), b_slot=p.b_slot,
+             n_main=p.n_main, n_dot=p.n_dot)
     return [v[name] for name in PARAMS]
 
 
@@ -435,6 +567,14 @@ def _phase_fn(module, name):
     return fn, ir.IRBuilder(fn.append_basic_block("entry"))
 
 
+def _pack_tail(b, module, bm, b_so, b_sk, n_main, n_dot, K, kp, dst):
+    """B's dot-product tail columns [n_main, n_main + n_dot) each contiguous in k (column j at
+    dst + j*kp, zero past K): a panel of width 1 per column, element by element (a few
+    columns: a few K-long gathers)."""
+    b.call(_pack_scalar_fn(module), [_at(b, bm, b.mul(n_main, b_so)), b_so, b_sk, n_dot, n_dot, K, kp, _i(0),
+                                     dst, _i(1)])
+
+
 def _pack_fn(module, geo: Geometry, trans_a: bool, trans_b: bool):
     """`void @graphc.gemm.pack.<ta><tb>(i8** args, i64, i64)`: A's row groups (when args[5] is
     not null) and B's panels, claimed one at a time from the counter, into the scratch."""
@@ -450,6 +590,7 @@ def _pack_fn(module, geo: Geometry, trans_a: bool, trans_b: bool):
     a_group = w if w % mr == 0 else mr
     a_so, a_sk, b_so, b_sk = get("a_so"), get("a_sk"), get("b_so"), get("b_sk")
     m, n, b_panels, nr_last = get("m"), get("n"), get("b_panels"), get("nr_last")
+    n_main, n_dot = get("n_main"), get("n_dot")
 
     def task(t):
         with b.if_else(b.icmp_signed("<", t, a_tasks)) as (then, otherwise):
@@ -463,28 +604,37 @@ def _pack_fn(module, geo: Geometry, trans_a: bool, trans_b: bool):
                                                      _i(mr), K, kp, _i(0), dst, _i(mr)])
             with otherwise:
                 j = b.sub(t, a_tasks)
-                o0 = b.mul(j, _i(nr))
-                width = b.select(b.icmp_signed("==", j, b.sub(b_panels, _i(1))), nr_last, _i(nr))
-                dst = _at(b, bp, b.mul(o0, kp))
-                _pack_blocks(b, module, geo, trans_b, False, bm, b_so, b_sk, n, o0, dst,
-                             b.udiv(width, _i(w)), width, K, kp)
-    b_tasks = b.select(b.icmp_signed("!=", get("b_in_tile"), _i(0)), _i(0), b_panels)
+                with b.if_else(b.icmp_signed("<", j, b_panels)) as (panel, tail):
+                    with panel:
+                        o0 = b.mul(j, _i(nr))
+                        width = b.select(b.icmp_signed("==", j, b.sub(b_panels, _i(1))), nr_last, _i(nr))
+                        dst = _at(b, bp, b.mul(o0, kp))
+                        _pack_blocks(b, module, geo, trans_b, False, bm, b_so, b_sk, n, o0, dst,
+                                     b.udiv(width, _i(w)), width, K, kp)
+                    with tail:
+                        _pack_tail(b, module, bm, b_so, b_sk, n_main, n_dot, K, kp, _at(b, bp, b.mul(n_main, kp)))
+    b_tasks = b.add(b_panels, b.zext(b.icmp_signed(">", n_dot, _i(0)), I64))
+    b_tasks = b.select(b.icmp_signed("!=", get("b_in_tile"), _i(0)), _i(0), b_tasks)
     _claim_loop(b, counter, b.add(a_tasks, b_tasks), task)
     b.ret_void()
     return fn
 
 
-def _tiles_fn(module, geo: Geometry, nv_last: int, trans_b: bool, direct_a: bool = False):
+def _tiles_fn(module, geo: Geometry, nv_last: int, trans_b: bool, direct_a: bool = False, dot: bool = False):
     """`void @graphc.gemm.tiles(i8** args, i64, i64)`: MC x NC tiles of C claimed from the
     counter, each over all of K in KC slices: A's MR-row panels outside (a kc x MR slice stays in
     L1), B's NR-column panels inside (the kc x NC block stays in L2). direct_a: the microkernel
-    reads A's rows where they are (Plan.a_direct)."""
-    fn, b = _phase_fn(module, f"graphc.gemm.tiles.w{geo.lanes}.v{nv_last}.t{int(trans_b)}" + (".da" if direct_a else ""))
+    reads A's rows where they are (Plan.a_direct). dot (with direct_a): the last n_dot columns
+    are dot products (Plan.n_dot), done by the last column of tiles after each A panel's
+    microkernel calls, while the panel's kc-slice is in L1."""
+    name = f"graphc.gemm.tiles.w{geo.lanes}.v{nv_last}.t{int(trans_b)}" + (".da" if direct_a else "")
+    fn, b = _phase_fn(module, name + (".dt" if dot else ""))
     if b is None:
         return fn
     (a, bm, c), counter, get, _ = _phase_args(b, fn)
     lda = get("a_so")
     m, n, kp, ldc, mc, nc, tn = (get(x) for x in ("m", "n", "kp", "ldc", "mc", "nc", "tn"))
+    n_main, n_dot = get("n_main"), get("n_dot")
     K, b_so, b_sk, b_panels = get("k"), get("b_so"), get("b_sk"), get("b_panels")
     b_in_tile = b.icmp_signed("!=", get("b_in_tile"), _i(0))
     nr_last, mode0 = get("nr_last"), b.trunc(get("mode0"), I32)
@@ -494,6 +644,18 @@ def _tiles_fn(module, geo: Geometry, nv_last: int, trans_b: bool, direct_a: bool
     ap, bp = base, _at(b, base, get("a_floats"))
     w, mr_, nr_ = geo.lanes, geo.mr, geo.nr
     uk, uk_last = microkernel(module, geo, geo.nv, direct_a), microkernel(module, geo, nv_last, direct_a)
+    group = _dot_group(geo)
+
+    def dot_cols(rest, cols, args):
+        """The dot kernel for min(rest, cols) columns."""
+        if cols == 1:
+            b.call(dot_kernel(module, geo, 1), args)
+            return
+        with b.if_else(b.icmp_signed(">=", rest, _i(cols))) as (then, otherwise):
+            with then:
+                b.call(dot_kernel(module, geo, cols), args)
+            with otherwise:
+                dot_cols(rest, cols - 1, args)
     last_j0 = b.mul(b.sub(get("b_panels"), _i(1)), _i(nr_))
     # this call's slot (the pool runs call i as [i, i+1); run serially, [0, nthreads): slot 0)
     slot = _at(b, bp, b.mul(fn.args[1], get("b_slot")))
@@ -502,7 +664,10 @@ def _tiles_fn(module, geo: Geometry, nv_last: int, trans_b: bool, direct_a: bool
         i0 = b.mul(b.udiv(t, tn), mc)
         j0 = b.mul(b.urem(t, tn), nc)
         i1 = _min(b, b.add(i0, mc), m)
-        j1 = _min(b, b.add(j0, nc), n)
+        # the main columns [j0, j1); the last column of tiles also has the dot tail [n_main, n)
+        j1 = _min(b, b.add(j0, nc), n_main)
+        last_col = b.icmp_signed("==", b.urem(t, tn), b.sub(tn, _i(1)))
+        tail = b.and_(last_col, b.icmp_signed(">", n_dot, _i(0))) if dot else None
 
         def slice_k(pc):
             kc = b.sub(_min(b, kp, b.add(pc, _i(geo.kc))), pc)
@@ -525,6 +690,10 @@ def _tiles_fn(module, geo: Geometry, nv_last: int, trans_b: bool, direct_a: bool
                                  jr, _at(b, slot, b.mul(b.sub(jr, j0), kc)), b.udiv(width, _i(w)), width,
                                  k_here, kc)
                 _loop(b, j0, j1, nr_, panel, "pb")
+                if dot:
+                    with b.if_then(tail):
+                        _pack_tail(b, module, _at(b, bm, b.mul(pc, b_sk)), b_so, b_sk, n_main, n_dot, k_here, kc,
+                                   _at(b, slot, b.mul(b.sub(n_main, j0), kc)))
 
             def rows(ir_):
                 a_ = _at(b, a, b.add(b.mul(ir_, lda), pc)) if direct_a else \
@@ -533,7 +702,7 @@ def _tiles_fn(module, geo: Geometry, nv_last: int, trans_b: bool, direct_a: bool
                 c_row = _at(b, c, b.mul(ir_, ldc))
 
                 def cols(jr):
-                    nr = _min(b, _i(nr_), b.sub(n, jr))
+                    nr = _min(b, _i(nr_), b.sub(n_main, jr))
                     cp = _at(b, c_row, jr)
                     args = [kc, a_, None, cp, ldc, alpha, beta_k, mode, mr, nr, lda]
                     with b.if_else(b.icmp_signed("<", jr, last_j0)) as (t1, t2):
@@ -545,6 +714,16 @@ def _tiles_fn(module, geo: Geometry, nv_last: int, trans_b: bool, direct_a: bool
                             args[2] = b_panel(jr, nr_last)
                             b.call(uk_last, args)
                 _loop(b, j0, j1, nr_, cols, "jr")
+                if dot:
+                    with b.if_then(tail):
+                        bt = b_panel(n_main, _i(1))
+                        ldbt = b.select(b_in_tile, kc, kp)
+                        for g0 in range(0, min(DOT_MAX_COLS, w - 1), group):
+                            rest = b.sub(n_dot, _i(g0))
+                            with b.if_then(b.icmp_signed(">", rest, _i(0))):
+                                dot_cols(rest, group, [kc, a_, lda, _at(b, bt, b.mul(ldbt, _i(g0))), ldbt,
+                                                       _at(b, c_row, b.add(n_main, _i(g0))), ldc, alpha, beta_k,
+                                                       mode, mr])
             _loop(b, i0, i1, mr_, rows, "ir")
         _loop(b, 0, kp, geo.kc, slice_k, "pc")
     _claim_loop(b, counter, get("ntiles"), tile)
@@ -558,7 +737,8 @@ def emit_driver(module, kernel_name: str, p: Plan, ptrs_of, pool_run, nthreads: 
     bufs) emits the OpenBLAS path, taken when another caller holds this module's scratch."""
     g = p.g
     pack = _pack_fn(module, p.geo, g.trans_a, g.trans_b)
-    tiles = _tiles_fn(module, p.geo, p.nr_last // p.geo.lanes, g.trans_b, p.a_direct)
+    nv_last = p.nr_last // p.geo.lanes if p.b_panels else p.geo.nv
+    tiles = _tiles_fn(module, p.geo, nv_last, g.trans_b, p.a_direct, p.n_dot > 0)
     lock = _declare_lock(module)
     values = _params(p)
     pty = ir.ArrayType(I64, len(values))

@@ -3,6 +3,7 @@ kernel-IR Gemm can state: transposes, leading dimensions, offsets, batch strides
 beta, edge tiles of every size; and compiled programs that use it (dot, batch_dot,
 FullyConnected with its epilogue, a convolution) match the interpreter."""
 import ctypes
+import itertools
 import re
 import threading
 
@@ -15,8 +16,8 @@ from graphc.ops.builder import GraphBuilder
 from graphc.ops.interpret import interpret
 from graphc.ops.types import TensorType
 from graphc.runtime import cache as _cache
-from graphc.runtime import gemm_kernel
-from graphc.runtime.gemm_kernel import AVX2, Geometry, native_plan
+from graphc.runtime import gemm_kernel, gemm_plan
+from graphc.runtime.gemm_kernel import AVX2, DOT_MAX_COLS, Geometry, native_plan
 from graphc.runtime.kernel_ir import Buf, Gemm, Kernel
 from graphc.runtime.render_llvm import ModuleBuilder
 
@@ -83,6 +84,7 @@ def assert_gemms_right(gemms, **kw):
     for g, (got, ref) in zip(gemms, results):
         scale = max(1.0, float(np.abs(ref).max()))
         np.testing.assert_allclose(got, ref, rtol=2e-5, atol=2e-5 * scale * max(1, g.k) ** 0.5, err_msg=str(g))
+    return text
 
 
 def assert_gemm_right(g: Gemm, **kw):
@@ -113,6 +115,8 @@ def geometry(request, monkeypatch, native):
     geo = {"host": HOST, "tiny": TINY, "avx2": AVX2}[request.param]
     if HOST is None or (request.param == "tiny" and HOST.lanes != 16):
         pytest.skip("needs an AVX-512 host")
+    # native_plan reads gemm_plan's host_geometry (gemm_kernel's is the same function re-exported)
+    monkeypatch.setattr(gemm_plan, "host_geometry", lambda: geo)
     monkeypatch.setattr(gemm_kernel, "host_geometry", lambda: geo)
     return geo
 
@@ -146,6 +150,61 @@ def test_a_read_in_place(geometry):
     assert not native_plan(make_gemm(19, 49, 37), 2).a_direct
     assert native_plan(make_gemm(19, 49, 36), 2).a_tasks == 0
     assert_gemms_right(gemms)
+
+
+def _tail_widths(geo):
+    return sorted({1, 2, 3, 4, min(DOT_MAX_COLS, geo.lanes - 1)})
+
+
+@needs_vectors
+def test_narrow_column_tails_are_dot_products(geometry):
+    """A few columns past the last full vector, with A read in place, are dot products along K:
+    every tail width, edge rows, K with a partial last vector and over several K slices, one or
+    several column tiles (the tail goes with the last), B packed per tile or shared, alpha and
+    beta, leading dimensions; N below one vector leaves no microkernel panel at all."""
+    mr, nr, w, kc, mc = geometry.mr, geometry.nr, geometry.lanes, geometry.kc, geometry.mc
+    ms = sorted({1, mr - 1, mr + 1, 2 * mr + 3, 2 * mc + 3})
+    bases = (0, w, nr, 2 * nr + w)
+    ab = ((1.0, 0.0), (0.5, 0.0), (1.0, 1.0), (-1.5, 0.75))
+    gemms = [make_gemm(m, bases[i % len(bases)] + t, k, pad=(3, i % 3, 1), alpha=ab[i % 4][0], beta=ab[i % 4][1])
+             for i, (m, t, k) in enumerate(itertools.product(ms, _tail_widths(geometry), (4, 20, 2 * kc + 8)))]
+    for g in gemms:
+        p = native_plan(g, 2, "native", geometry)
+        assert p.a_direct and p.n_dot == g.n % w and p.n_main % w == 0, g
+        assert p.b_panels == -(-p.n_main // nr) and (p.b_panels == 0 or p.n_main - (p.b_panels - 1) * nr == p.nr_last)
+    text = assert_gemms_right(gemms)
+    assert f"graphc.gemm.dot.{mr}x1.w{w}" in text
+
+
+@needs_vectors
+@pytest.mark.parametrize("shared_a", [False, True])
+def test_dot_tail_in_batches_with_offsets_and_leading_dimensions(geometry, shared_a):
+    """Each matrix of a batch gets its own tail columns of B, whether A is shared or not."""
+    w = geometry.lanes
+    shapes = ((19, w + 1, 36), (9, 2 * w + 3, 8), (27, 3, 2 * geometry.kc + 12))
+    gemms = [make_gemm(m, n, k, pad=(5, 2, 3), batch=3, shared_a=shared_a, beta=1.0 if shared_a else 0.0,
+                       offs=(3, 1, 2)) for m, n, k in shapes]
+    assert all(native_plan(g, 2, "native", geometry).n_dot for g in gemms)
+    assert_gemms_right(gemms)
+
+
+@needs_vectors
+def test_dot_tail_never_reads_c_when_beta_is_zero(native):
+    [(got, ref)], _ = run_gemms([make_gemm(21, 49, 36)], c_fill=np.nan)
+    assert native_plan(make_gemm(21, 49, 36), 2).n_dot == 1
+    assert not np.isnan(got[:21 * 49]).any()
+
+
+def test_dot_tail_only_for_few_columns_with_a_in_place():
+    geo = HOST or AVX2
+    w = geo.lanes
+    assert native_plan(make_gemm(512, 49, 4608), 2, "auto", geo).n_dot == 49 % w
+    assert native_plan(make_gemm(256, 196, 2304), 2, "auto", geo).n_dot == 196 % w
+    assert native_plan(make_gemm(256, 192, 2304), 2, "auto", geo).n_dot == 0            # full vectors
+    assert native_plan(make_gemm(64, 49, 37), 2, "native", geo).n_dot == 0             # A packed
+    assert native_plan(make_gemm(64, 49, 36, ta=True), 2, "native", geo).n_dot == 0    # Aᵀ: packed
+    if w > DOT_MAX_COLS + 1:
+        assert native_plan(make_gemm(64, w - 1, 36), 2, "native", geo).n_dot == 0      # most of a vector
 
 
 @needs_vectors
