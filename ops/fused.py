@@ -254,10 +254,13 @@ def winograd_plane(elems: int) -> int:
 
 def winograd_scratch(g: ConvGeometry, images: int) -> dict:
     """Elements of the transformed inputs (v), the 16 products (m), both for `images` images,
-    and the transformed weights (u, shared by all images): 16 planes each (winograd_plane)."""
+    and the transformed weights (u, shared by all images): 16 planes each (winograd_plane);
+    and the weights' staging copy (staged)."""
     t = math.prod(winograd_tiles(g)) * images
-    return {k: WINOGRAD_POINTS * winograd_plane(e) for k, e in
-            (("v", g.channels * t), ("m", g.filters * t), ("u", g.filters * g.channels))}
+    sizes = {k: WINOGRAD_POINTS * winograd_plane(e) for k, e in
+             (("v", g.channels * t), ("m", g.filters * t), ("u", g.filters * g.channels))}
+    sizes["staged"] = g.filters * g.channels * 9       # the weights, staged block by block
+    return sizes
 
 
 def conv_scratch(node: Node, g: ConvGeometry):
@@ -267,8 +270,12 @@ def conv_scratch(node: Node, g: ConvGeometry):
     Images are done in chunks whose scratch fits SCRATCH_BUDGET (all at once when they fit;
     depthwise works on all images)."""
     if uses_winograd(node, g):
+        # the images are copied channels last (padded or not) before their transform
         per = winograd_scratch(g, 1)
         cols = per["v"] + per["m"]
+        padded = g.channels * math.prod(i + 2 * p for i, p in zip(g.in_size, g.pad))
+        per_image = (cols + padded) * 4
+        return max(1, min(g.batch, SCRATCH_BUDGET // per_image)), cols, padded
     else:
         cols = g.col_elems if uses_im2col(node, g) else 0
     padded = g.padded_elems if (cols or (CONV_ROLES[node.op] == "forward" and g.depthwise)) else 0
@@ -294,7 +301,8 @@ def scratch_bytes(node: Node) -> int:
     if g is None:
         return 0
     chunk, cols, padded = conv_scratch(conv, g)
-    weights = winograd_scratch(g, 0)["u"] if uses_winograd(conv, g) else 0
+    fixed = winograd_scratch(g, 0) if uses_winograd(conv, g) else {"u": 0, "staged": 0}
+    weights = fixed["u"] + fixed["staged"]
     return (chunk * (cols + padded) + weights) * (4 if g.dtype == "float32" else 8)
 
 

@@ -114,10 +114,11 @@ def crop_kernel(name, g: ConvGeometry, images, xp="padded", x="x") -> Kernel:
     return Kernel(name, [Buf(x, g.dtype, n * inp), Buf(xp, g.dtype, n * pp)], [loop], n * inp)
 
 
-def _window_nest(g: ConvGeometry, stmt_of):
+def _window_nest(g: ConvGeometry, stmt_of, spans: bool = False):
     """Loops over kernel taps (outer) and output positions (inner, so the innermost loop runs
-    along a row and vectorises): stmt_of(column index, image index) -> the statement, indices
-    relative to the current (image, channel) plane `bc`."""
+    along a row and vectorises): stmt_of(column index, image index, (column offset, image
+    offset)) -> the statement, indices relative to the current (image, channel) plane `bc`.
+    spans: a strided innermost axis runs in vector_spans pieces (statements that may run twice)."""
     nd = len(g.kernel)
     kvars, ovars = [f"k{d}" for d in range(nd)], [f"o{d}" for d in range(nd)]
     psz = _padded_size(g)
@@ -126,7 +127,12 @@ def _window_nest(g: ConvGeometry, stmt_of):
     col = tuple((k, st * outp) for k, st in zip(kvars, kst)) + tuple(zip(ovars, ost))
     img = tuple((o, s * st) for o, s, st in zip(ovars, g.stride, pst)) + \
         tuple((k, d * st) for k, d, st in zip(kvars, g.dilate, pst))
-    return _plane_loops(tuple(g.kernel) + tuple(g.out_size), kvars + ovars, [stmt_of(col, img)])
+    sizes, names = tuple(g.kernel) + tuple(g.out_size), kvars + ovars
+    if not (spans and g.stride[-1] > 1):
+        return _plane_loops(sizes, names, [stmt_of(col, img, (0, 0))])
+    inner = [Loop(ovars[-1], count, [stmt_of(col, img, (start, start * g.stride[-1]))])
+             for start, count in vector_spans(g.out_size[-1], 64 // (4 if g.dtype == "float32" else 8))]
+    return _plane_loops(sizes[:-1], names[:-1], inner)
 
 
 def im2col_kernel(name, g: ConvGeometry, images, x="padded", col="columns") -> Kernel:
@@ -134,12 +140,13 @@ def im2col_kernel(name, g: ConvGeometry, images, x="padded", col="columns") -> K
     images themselves without padding); parallel over (image, channel) planes."""
     pp, outp = math.prod(_padded_size(g)), math.prod(g.out_size)
 
-    def stmt(ci, ii):
-        return Store(col, Index((("bc", g.taps * outp),) + ci), S.arg(0, g.dtype),
-                     (Load(x, Index((("bc", pp),) + ii)),))
+    def stmt(ci, ii, off):
+        return Store(col, Index((("bc", g.taps * outp),) + ci, off[0]), S.arg(0, g.dtype),
+                     (Load(x, Index((("bc", pp),) + ii, off[1])),))
     n = images * g.channels
     work = n * g.taps * outp
-    loop = Loop("bc", n, _window_nest(g, stmt), parallel=work >= PARALLEL_WORK and n > 1, independent=True)
+    loop = Loop("bc", n, _window_nest(g, stmt, spans=True), parallel=work >= PARALLEL_WORK and n > 1,
+                independent=True)
     return Kernel(name, [Buf(col, g.dtype, images * g.col_elems), Buf(x, g.dtype, n * pp)], [loop], work)
 
 
@@ -150,7 +157,7 @@ def col2im_kernel(name, g: ConvGeometry, images, col="columns", x="padded") -> K
     pp, outp = math.prod(_padded_size(g)), math.prod(g.out_size)
     add = S.arg(0, g.dtype) + S.arg(1, g.dtype)
 
-    def stmt(ci, ii):
+    def stmt(ci, ii, _off):
         dst = Index((("bc", pp),) + ii)
         return Store(x, dst, add, (Load(x, dst), Load(col, Index((("bc", g.taps * outp),) + ci))))
     zero = Loop("j", pp, [Store(x, Index((("bc", pp), ("j", 1))), S.const(0.0, g.dtype), ())])
@@ -169,7 +176,7 @@ def depthwise_kernel(name, g: ConvGeometry, x="padded", w="w", out="out") -> Ker
     fma = S.arg(0, g.dtype) + S.arg(1, g.dtype) * S.arg(2, g.dtype)
     kst = contiguous(g.kernel)
 
-    def stmt(ci, ii):
+    def stmt(ci, ii, _off):
         taps = tuple(t for t in ci if t[0].startswith("k"))
         taps = tuple((v, st // outp) for v, st in taps)
         dst = Index((("c", outp), ("n", c * outp)) + tuple(t for t in ci if t[0].startswith("o")))
@@ -312,30 +319,44 @@ def _winograd_calls(g: ConvGeometry, kernel, pad_call, chunk, cols, pad_at, padd
     """F(2x2, 3x3) (runtime/winograd.py) per chunk of images: pad, transform the inputs, the
     16 products as one batched GEMM, transform back into the result. The weights are
     transformed once per call, before the first chunk. Scratch: [v | m] per chunk, the padded
-    images, then u."""
+    images, then u and the weights' staging copy. The images are transformed channels first,
+    or channels last where their rows are short (winograd.channels_last)."""
     dt = g.dtype
+    fixed = winograd_scratch(g, 0)
     u_at = chunk * (cols + padded)
-    u_elems = winograd_scratch(g, 0)["u"]
-    calls = [ConvCall(kernel("wgw", 1, lambda nm, gg, _n, *b: winograd.weight_transform_kernel(nm, gg, *b), "w", "u"),
-                      {"w": ("weight", 0), "u": ("scratch", u_at)})]
+    calls = [ConvCall(kernel("wgw", 1, lambda nm, gg, _n, *b: winograd.weight_transform_kernel(nm, gg, *b),
+                             "w", "u", "staged"),
+                      {"w": ("weight", 0), "u": ("scratch", u_at), "staged": ("scratch", u_at + fixed["u"])})]
     img_elems, res_elems = g.channels * math.prod(g.in_size), g.filters * math.prod(g.out_size)
+    last = winograd.channels_last(g)
     gemms = {}
     for n0 in range(0, g.batch, chunk):
         count = min(chunk, g.batch - n0)
         sizes = winograd_scratch(g, count)
         m_at = sizes["v"]
-        src = ("scratch", pad_at) if padded else ("image", n0 * img_elems)
-        if padded:
-            calls.append(pad_call(n0, count))
-        calls.append(ConvCall(kernel("wgin", count, winograd.input_transform_kernel, "x", "v"),
-                              {"x": src, "v": ("scratch", 0)}))
+        if last:
+            if any(g.pad):
+                calls.append(ConvCall(kernel("wgzero", count, lambda nm, gg, n, *b: winograd.zero_kernel(
+                    nm, n * padded, dt, *b), "padded"), {"padded": ("scratch", pad_at)}))
+            calls.append(ConvCall(kernel("wgpad", count, winograd.pad_channels_last_kernel, "x", "padded"),
+                                  {"x": ("image", n0 * img_elems), "padded": ("scratch", pad_at)}))
+            calls.append(ConvCall(kernel("wgin", count, winograd.input_transform_channels_last_kernel, "x", "v"),
+                                  {"x": ("scratch", pad_at), "v": ("scratch", 0)}))
+        else:
+            src = ("scratch", pad_at) if any(g.pad) else ("image", n0 * img_elems)
+            if any(g.pad):
+                calls.append(pad_call(n0, count))
+            calls.append(ConvCall(kernel("wgin", count, winograd.input_transform_kernel, "x", "v"),
+                                  {"x": src, "v": ("scratch", 0)}))
         t = math.prod(winograd.tiles(g)) * count
         if count not in gemms:
-            st = Gemm("u", "v", "m", g.filters, t, g.channels, False, False, g.channels, t, t, dt,
-                      batch=winograd.POINTS, stride_a=winograd_plane(g.filters * g.channels),
+            # M[ξ] (filters x tiles) = U[ξ] (filters x channels) @ V[ξ] (channels x tiles, or
+            # its transpose when the inputs are channels last)
+            st = Gemm("u", "v", "m", g.filters, t, g.channels, False, last, g.channels, g.channels if last else t,
+                      t, dt, batch=winograd.POINTS, stride_a=winograd_plane(g.filters * g.channels),
                       stride_b=winograd_plane(g.channels * t), stride_c=winograd_plane(g.filters * t))
             gemms[count] = _gemm_kernel(names(f"k_{base}_gemm"), st, [
-                Buf("m", dt, sizes["m"]), Buf("u", dt, u_elems), Buf("v", dt, sizes["v"])])
+                Buf("m", dt, sizes["m"]), Buf("u", dt, fixed["u"]), Buf("v", dt, sizes["v"])])
         calls.append(ConvCall(gemms[count], {"u": ("scratch", u_at), "v": ("scratch", 0), "m": ("scratch", m_at)}))
         calls.append(ConvCall(kernel("wgout", count, winograd.output_transform_kernel, "m", "y"),
                               {"m": ("scratch", m_at), "y": ("result", n0 * res_elems)}))

@@ -26,6 +26,8 @@ up to 16 inputs); tests bound it against the float64 reference.
 """
 from __future__ import annotations
 
+import math
+
 from graphc.ops import scalar as S
 from graphc.ops.fused import WINOGRAD_POINTS as POINTS, ConvGeometry, winograd_plane as plane, winograd_tiles as tiles
 
@@ -36,6 +38,10 @@ M_OUT, R, ALPHA = 2, 3, 4
 BT = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
 G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
 AT = ((1, 1, 1, 0), (0, 1, -1, -1))
+# rows of fewer tiles than this are transformed channels last (see channels_last)
+CHANNELS_LAST_BELOW = 16
+# (filter, channel) pairs per block of the weight transform: 256 x 9 floats staged, 9 KiB of L1
+STAGE_PAIRS = 256
 
 
 def _combo(terms, dtype):
@@ -89,18 +95,84 @@ def input_transform_kernel(name, g: ConvGeometry, images, xp="padded", v="v") ->
     return Kernel(name, [Buf(v, dt, POINTS * plane(c * t_all)), Buf(xp, dt, images * c * ph * pw)], [loop], work)
 
 
-def weight_transform_kernel(name, g: ConvGeometry, w="w", u="u") -> Kernel:
-    """u[ξ, f, c] = (G w[f, c] Gᵀ)[ξ], parallel over (filter, channel) pairs."""
+def channels_last(g: ConvGeometry) -> bool:
+    """Transform the inputs channels last (a transposing copy, then loads and stores along the
+    channels) when a row has fewer than CHANNELS_LAST_BELOW tiles; else channels first, along
+    the rows. Pad and input transform, us (one core pair, warm): 64 ch x 56 channels first
+    40 / last 57; 128 x 28: 107 / 40; 256 x 14: 32 / 19."""
+    return tiles(g)[1] < CHANNELS_LAST_BELOW
+
+
+def zero_kernel(name, elems, dt, buf="padded") -> Kernel:
+    """buf[0:elems] = 0 (the padded channels-last images' borders), in parallel."""
+    loop = Loop("j", elems, [Store(buf, Index((("j", 1),)), S.const(0.0, dt), ())],
+                parallel=elems >= _parallel_work(), independent=True)
+    return Kernel(name, [Buf(buf, dt, elems)], [loop], elems)
+
+
+def pad_channels_last_kernel(name, g: ConvGeometry, images, x="x", xp="padded") -> Kernel:
+    """xp[b, r + pad, col + pad, c] = x[b, c, r, col]: the images, channels last, into the
+    zeroed padded buffer (zero_kernel), parallel over image rows. The channel loop is innermost:
+    its reads are a plane apart (gathers, from the hot output of the layer before), its writes
+    contiguous."""
+    dt = g.dtype
+    h, w = g.in_size
+    ph, pw = (i + 2 * p for i, p in zip(g.in_size, g.pad))
+    c = g.channels
+    dst = Index((("b", ph * pw * c), ("r", pw * c), ("col", c), ("c", 1)), (g.pad[0] * pw + g.pad[1]) * c)
+    src = Index((("b", c * h * w), ("r", w), ("col", 1), ("c", h * w)))
+    body = [Loop("b", images, [Loop("col", w, [Loop("c", c, [Store(xp, dst, S.arg(0, dt), (Load(x, src),))])])])]
+    work = images * c * h * w
+    loop = Loop("r", h, body, parallel=work >= _parallel_work() and h > 1, independent=True)
+    return Kernel(name, [Buf(xp, dt, images * c * ph * pw), Buf(x, dt, images * c * h * w)], [loop], work)
+
+
+def input_transform_channels_last_kernel(name, g: ConvGeometry, images, xp="padded", v="v") -> Kernel:
+    """v[ξ, (b, ty, tx), c] = (Bᵀ d B)[ξ] with d = xp[b, 2ty:2ty+4, 2tx:2tx+4, c] (padded,
+    channels last): channels innermost, so every load and store is contiguous and the loop as
+    long as the channels, whatever the image's width (rows of 14 or 7 tiles vectorised into
+    gathers in the channels-first form, 3-4x slower). Parallel over tile rows."""
+    dt = g.dtype
+    ph, pw = (i + 2 * p for i, p in zip(g.in_size, g.pad))
+    th, tw = tiles(g)
+    t_img = th * tw
+    c = g.channels
+    d = [[S.arg(i * ALPHA + j, dt) for j in range(ALPHA)] for i in range(ALPHA)]
+    vv = _sandwich(BT, BT, d, dt)
+    loads = tuple(Load(xp, Index((("b", ph * pw * c), ("ty", M_OUT * pw * c), ("tx", M_OUT * c), ("c", 1)),
+                                 (i * pw + j) * c)) for i in range(ALPHA) for j in range(ALPHA))
+    vplane = plane(c * t_img * images)
+    stores = [Store(v, Index((("b", t_img * c), ("ty", tw * c), ("tx", c), ("c", 1)), (a * ALPHA + e) * vplane),
+                    vv[a][e], loads) for a in range(ALPHA) for e in range(ALPHA)]
+    work = images * c * t_img * POINTS * 4
+    loop = Loop("ty", th, [Loop("b", images, [Loop("tx", tw, [Loop("c", c, stores)])])],
+                parallel=work >= _parallel_work() and th > 1, independent=True)
+    return Kernel(name, [Buf(v, dt, POINTS * vplane), Buf(xp, dt, images * c * ph * pw)], [loop], work)
+
+
+def weight_transform_kernel(name, g: ConvGeometry, w="w", u="u", staged="staged") -> Kernel:
+    """u[ξ, f, c] = (G w[f, c] Gᵀ)[ξ], in blocks of (filter, channel) pairs run in parallel:
+    each block is first copied as it lies (a unit-stride stream) into `staged`, then
+    transformed from there. Transforming straight from the weights reads them 9 floats apart
+    per lane, which LLVM does with gathers: from memory (weights are cold each call) those ran
+    at ~5 GB/s, 98 us for 128 x 128 pairs and 471 us for 256 x 256 (warm: 26 and 89); the
+    staged block is in L1 when its gathers run."""
     dt = g.dtype
     pairs = g.filters * g.channels
+    block = math.gcd(pairs, STAGE_PAIRS)
+    taps = R * R
     x = [[S.arg(i * R + j, dt) for j in range(R)] for i in range(R)]
-    loads = tuple(Load(w, Index((("p", R * R),), i * R + j)) for i in range(R) for j in range(R))
     uu = _sandwich(G, G, x, dt)
-    stores = [Store(u, Index((("p", 1),), (a * ALPHA + e) * plane(pairs)), uu[a][e], loads)
+    copy = Loop("q", block * taps, [Store(staged, Index((("blk", block * taps), ("q", 1))), S.arg(0, dt),
+                                          (Load(w, Index((("blk", block * taps), ("q", 1)))),))])
+    loads = tuple(Load(staged, Index((("blk", block * taps), ("p", taps)), k)) for k in range(taps))
+    stores = [Store(u, Index((("blk", block), ("p", 1)), (a * ALPHA + e) * plane(pairs)), uu[a][e], loads)
               for a in range(ALPHA) for e in range(ALPHA)]
     work = pairs * POINTS * 4
-    loop = Loop("p", pairs, stores, parallel=work >= _parallel_work(), independent=True)
-    return Kernel(name, [Buf(u, dt, POINTS * plane(pairs)), Buf(w, dt, pairs * R * R)], [loop], work)
+    loop = Loop("blk", pairs // block, [copy, Loop("p", block, stores)],
+                parallel=work >= _parallel_work() and pairs > block, independent=True)
+    return Kernel(name, [Buf(u, dt, POINTS * plane(pairs)), Buf(w, dt, pairs * taps),
+                         Buf(staged, dt, pairs * taps)], [loop], work)
 
 
 def output_transform_kernel(name, g: ConvGeometry, images, m="m", y="y") -> Kernel:
@@ -140,4 +212,5 @@ def _parallel_work():
     return PARALLEL_WORK
 
 
-__all__ = ["input_transform_kernel", "weight_transform_kernel", "output_transform_kernel"]
+__all__ = ["channels_last", "input_transform_kernel", "input_transform_channels_last_kernel", "pad_channels_last_kernel",
+           "zero_kernel", "weight_transform_kernel", "output_transform_kernel"]

@@ -61,11 +61,16 @@ def _assert_close(got, ref, k):
     ((1, 4, 16, 18), 4, (0, 0)),          # no padding: the image is read in place
     ((1, 6, 14, 16), 8, (2, 1)),          # more padding on one axis (output grows)
     ((3, 16, 20, 20), 24, (1, 1)),
+    ((2, 3, 32, 34), 4, (1, 1)),          # rows of 17 tiles: transformed channels first
+    ((1, 5, 34, 32), 3, (0, 1)),          # ... also without padding on one axis
 ])
 def test_matches_the_reference(x_shape, filters, pad):
     prog, got, ref = _run(x_shape, filters, pad=pad)
-    assert {"wgin", "wgw", "wgout"} <= _kernel_kinds(prog)
-    assert "im2col" not in _kernel_kinds(prog)
+    kinds = _kernel_kinds(prog)
+    assert {"wgin", "wgw", "wgout"} <= kinds and "im2col" not in kinds
+    # short rows go channels last through a transposing copy; long ones are read in place
+    # (or through the usual padded copy)
+    assert ("wgpad" in kinds) == (x_shape[3] + 2 * pad[1] - 2 < 32)
     _assert_close(got, ref, 9 * x_shape[1])
 
 
