@@ -217,26 +217,42 @@ def uses_im2col(node: Node, g: ConvGeometry) -> bool:
     return True
 
 
-# Winograd F(2x2, 3x3) (runtime/winograd.py): which convolutions take it and the scratch they
-# need; here because the memory planner sizes the scratch from these facts
-WINOGRAD_POINTS = 16
-# smallest output side: each of the 16 GEMMs has (out/2)^2 columns per image; ResNet's 7x7
+# Winograd F(m x m, 3x3) (runtime/winograd.py): which convolutions take it, with which tile,
+# and the scratch they need; here because the memory planner sizes the scratch from these facts
+# smallest output side: each of the GEMMs has (out/m)^2 columns per image; ResNet's 7x7
 # stage would make them 16 columns wide (worse than one im2col GEMM)
 WINOGRAD_MIN_OUT = 14
 # most filters x channels: the weight transform runs per call (weights are program inputs
-# that may change) and writes 16 floats per pair, 4 MB at 256 x 256
+# that may change) and writes 16 or 36 floats per pair, 4 MB at 256 x 256 for F(2x2)
 WINOGRAD_MAX_PAIRS = 128 * 128
 
 
+def winograd_setting() -> int:
+    """GRAPHC_WINOGRAD: 0 (off: im2col everywhere), 2 (F(2x2, 3x3) only) or 4 (the default:
+    F(4x4, 3x3) where the output sides divide by 4, else F(2x2, 3x3))."""
+    v = os.environ.get("GRAPHC_WINOGRAD", "4").strip().lower()
+    return 0 if v in ("0", "off", "false") else 2 if v == "2" else 4
+
+
+def winograd_tile(g: ConvGeometry) -> int:
+    """m of F(m x m, 3x3): outputs per tile side."""
+    return 4 if winograd_setting() == 4 and all(o % 4 == 0 for o in g.out_size) else 2
+
+
+def winograd_points(g: ConvGeometry) -> int:
+    """Points of a transformed tile, (m + 2)^2: the number of GEMMs."""
+    return (winograd_tile(g) + 2) ** 2
+
+
 def winograd_tiles(g: ConvGeometry) -> tuple:
-    return tuple(o // 2 for o in g.out_size)
+    return tuple(o // winograd_tile(g) for o in g.out_size)
 
 
 def uses_winograd(node: Node, g: ConvGeometry) -> bool:
     """A forward 2-D 3x3 convolution, stride and dilation 1, one group, float32, even output
-    sides of at least WINOGRAD_MIN_OUT: F(2x2, 3x3) instead of im2col. float64 keeps im2col
-    (exact summation order is its point). GRAPHC_WINOGRAD=0 turns it off."""
-    if os.environ.get("GRAPHC_WINOGRAD", "1").strip().lower() in ("0", "off", "false"):
+    sides of at least WINOGRAD_MIN_OUT: Winograd instead of im2col. float64 keeps im2col
+    (exact summation order is its point)."""
+    if not winograd_setting():
         return False
     return (CONV_ROLES.get(node.op) == "forward" and g.kernel == (3, 3) and g.stride == (1, 1)
             and g.dilate == (1, 1) and g.groups == 1 and g.dtype == "float32"
@@ -245,21 +261,24 @@ def uses_winograd(node: Node, g: ConvGeometry) -> bool:
 
 
 def winograd_plane(elems: int) -> int:
-    """The distance between two of the 16 planes of a transformed operand: past a multiple of
-    1024 floats by one cache line, so the transforms' 16 streams fall into 16 different L1 sets
-    (at a multiple of 4 KiB, as 64 x 64 or 64 channels x 28 x 28 tiles are, they all share one
-    set and the 12-way L1 thrashes: the transforms ran 5-8x slower)."""
+    """The distance between two of the planes (one per point) of a transformed operand: past a
+    multiple of 1024 floats by one cache line, so the transforms' 16 or 36 streams fall into
+    different L1 sets (at a multiple of 4 KiB, as 64 x 64 or 64 channels x 28 x 28 tiles are,
+    they all share one set and the 12-way L1 thrashes: the transforms ran 5-8x slower)."""
     return -(-elems // 1024) * 1024 + 16
 
 
 def winograd_scratch(g: ConvGeometry, images: int) -> dict:
-    """Elements of the transformed inputs (v), the 16 products (m), both for `images` images,
-    and the transformed weights (u, shared by all images): 16 planes each (winograd_plane);
-    and the weights' staging copy (staged)."""
+    """Elements of the transformed inputs (v), the products (m), both for `images` images,
+    and the transformed weights (u, shared by all images): a plane per point each
+    (winograd_plane); and the weights' staging copy (staged) and a row of output tiles (rows),
+    both shared by all images."""
     t = math.prod(winograd_tiles(g)) * images
-    sizes = {k: WINOGRAD_POINTS * winograd_plane(e) for k, e in
+    sizes = {k: winograd_points(g) * winograd_plane(e) for k, e in
              (("v", g.channels * t), ("m", g.filters * t), ("u", g.filters * g.channels))}
     sizes["staged"] = g.filters * g.channels * 9       # the weights, staged block by block
+    sizes["rows"] = g.filters * winograd_tile(g) ** 2 * winograd_tiles(g)[1]   # a row of output tiles
+    sizes["phases"] = g.channels * (winograd_tile(g) + 2) * winograd_tile(g) * (winograd_tiles(g)[1] + 1)
     return sizes
 
 
@@ -270,12 +289,8 @@ def conv_scratch(node: Node, g: ConvGeometry):
     Images are done in chunks whose scratch fits SCRATCH_BUDGET (all at once when they fit;
     depthwise works on all images)."""
     if uses_winograd(node, g):
-        # the images are copied channels last (padded or not) before their transform
         per = winograd_scratch(g, 1)
         cols = per["v"] + per["m"]
-        padded = g.channels * math.prod(i + 2 * p for i, p in zip(g.in_size, g.pad))
-        per_image = (cols + padded) * 4
-        return max(1, min(g.batch, SCRATCH_BUDGET // per_image)), cols, padded
     else:
         cols = g.col_elems if uses_im2col(node, g) else 0
     padded = g.padded_elems if (cols or (CONV_ROLES[node.op] == "forward" and g.depthwise)) else 0
@@ -301,8 +316,8 @@ def scratch_bytes(node: Node) -> int:
     if g is None:
         return 0
     chunk, cols, padded = conv_scratch(conv, g)
-    fixed = winograd_scratch(g, 0) if uses_winograd(conv, g) else {"u": 0, "staged": 0}
-    weights = fixed["u"] + fixed["staged"]
+    fixed = winograd_scratch(g, 0) if uses_winograd(conv, g) else {}
+    weights = sum(fixed.get(k, 0) for k in ("u", "staged", "rows", "phases"))
     return (chunk * (cols + padded) + weights) * (4 if g.dtype == "float32" else 8)
 
 
@@ -333,4 +348,4 @@ def format_fused(graph: Graph) -> str:
 __all__ = ["FUSED_ELEMENTWISE", "FUSED_REDUCE", "FUSED_GEMM", "FUSED_CONV", "NATIVE_DTYPES", "FusedBody",
            "is_elementwise", "is_reduction", "is_gemm", "is_conv", "body_of", "format_fused", "CONV_ROLES",
            "ConvGeometry", "conv_geometry", "uses_im2col", "conv_scratch", "uses_winograd", "winograd_scratch", "winograd_plane",
-           "winograd_tiles", "WINOGRAD_POINTS", "conv_node_of", "scratch_bytes"]
+           "winograd_tiles", "winograd_tile", "winograd_points", "conv_node_of", "scratch_bytes"]

@@ -41,7 +41,7 @@ import math
 
 from graphc.ops import scalar as S
 from graphc.ops.fused import (CONV_ROLES, ConvGeometry, conv_geometry, conv_scratch, uses_winograd, winograd_plane,
-                              winograd_scratch)
+                              winograd_points, winograd_scratch)
 from graphc.ops.graph import Node
 
 from . import winograd
@@ -316,50 +316,42 @@ def conv_calls(node: Node, names) -> list:
 
 
 def _winograd_calls(g: ConvGeometry, kernel, pad_call, chunk, cols, pad_at, padded, names, base) -> list:
-    """F(2x2, 3x3) (runtime/winograd.py) per chunk of images: pad, transform the inputs, the
-    16 products as one batched GEMM, transform back into the result. The weights are
+    """Winograd F(m x m, 3x3) (runtime/winograd.py) per chunk of images: pad, transform the
+    inputs, the products as one batched GEMM, transform back into the result. The weights are
     transformed once per call, before the first chunk. Scratch: [v | m] per chunk, the padded
-    images, then u and the weights' staging copy. The images are transformed channels first,
-    or channels last where their rows are short (winograd.channels_last)."""
+    images, then (shared by the chunks) u, the weights' staging copy, the output transform's
+    row of tiles and the input transform's column phases."""
     dt = g.dtype
     fixed = winograd_scratch(g, 0)
-    u_at = chunk * (cols + padded)
+    at = {}
+    offset = chunk * (cols + padded)
+    for key in ("u", "staged", "rows", "phases"):
+        at[key] = ("scratch", offset)
+        offset += fixed[key]
     calls = [ConvCall(kernel("wgw", 1, lambda nm, gg, _n, *b: winograd.weight_transform_kernel(nm, gg, *b),
-                             "w", "u", "staged"),
-                      {"w": ("weight", 0), "u": ("scratch", u_at), "staged": ("scratch", u_at + fixed["u"])})]
+                             "w", "u", "staged"), {"w": ("weight", 0), "u": at["u"], "staged": at["staged"]})]
     img_elems, res_elems = g.channels * math.prod(g.in_size), g.filters * math.prod(g.out_size)
-    last = winograd.channels_last(g)
     gemms = {}
     for n0 in range(0, g.batch, chunk):
         count = min(chunk, g.batch - n0)
         sizes = winograd_scratch(g, count)
         m_at = sizes["v"]
-        if last:
-            if any(g.pad):
-                calls.append(ConvCall(kernel("wgzero", count, lambda nm, gg, n, *b: winograd.zero_kernel(
-                    nm, n * padded, dt, *b), "padded"), {"padded": ("scratch", pad_at)}))
-            calls.append(ConvCall(kernel("wgpad", count, winograd.pad_channels_last_kernel, "x", "padded"),
-                                  {"x": ("image", n0 * img_elems), "padded": ("scratch", pad_at)}))
-            calls.append(ConvCall(kernel("wgin", count, winograd.input_transform_channels_last_kernel, "x", "v"),
-                                  {"x": ("scratch", pad_at), "v": ("scratch", 0)}))
-        else:
-            src = ("scratch", pad_at) if any(g.pad) else ("image", n0 * img_elems)
-            if any(g.pad):
-                calls.append(pad_call(n0, count))
-            calls.append(ConvCall(kernel("wgin", count, winograd.input_transform_kernel, "x", "v"),
-                                  {"x": src, "v": ("scratch", 0)}))
+        if padded:
+            calls.append(pad_call(n0, count))
+        calls.append(ConvCall(kernel("wgin", count, winograd.input_transform_kernel, "x", "v", "phases"), {
+            "x": ("scratch", pad_at) if padded else ("image", n0 * img_elems), "v": ("scratch", 0),
+            "phases": at["phases"]}))
         t = math.prod(winograd.tiles(g)) * count
         if count not in gemms:
-            # M[ξ] (filters x tiles) = U[ξ] (filters x channels) @ V[ξ] (channels x tiles, or
-            # its transpose when the inputs are channels last)
-            st = Gemm("u", "v", "m", g.filters, t, g.channels, False, last, g.channels, g.channels if last else t,
-                      t, dt, batch=winograd.POINTS, stride_a=winograd_plane(g.filters * g.channels),
+            # M[ξ] (filters x tiles) = U[ξ] (filters x channels) @ V[ξ] (channels x tiles)
+            st = Gemm("u", "v", "m", g.filters, t, g.channels, False, False, g.channels, t, t, dt,
+                      batch=winograd_points(g), stride_a=winograd_plane(g.filters * g.channels),
                       stride_b=winograd_plane(g.channels * t), stride_c=winograd_plane(g.filters * t))
             gemms[count] = _gemm_kernel(names(f"k_{base}_gemm"), st, [
                 Buf("m", dt, sizes["m"]), Buf("u", dt, fixed["u"]), Buf("v", dt, sizes["v"])])
-        calls.append(ConvCall(gemms[count], {"u": ("scratch", u_at), "v": ("scratch", 0), "m": ("scratch", m_at)}))
-        calls.append(ConvCall(kernel("wgout", count, winograd.output_transform_kernel, "m", "y"),
-                              {"m": ("scratch", m_at), "y": ("result", n0 * res_elems)}))
+        calls.append(ConvCall(gemms[count], {"u": at["u"], "v": ("scratch", 0), "m": ("scratch", m_at)}))
+        calls.append(ConvCall(kernel("wgout", count, winograd.output_transform_kernel, "m", "y", "rows"),
+                              {"m": ("scratch", m_at), "y": ("result", n0 * res_elems), "rows": at["rows"]}))
     return calls
 
 

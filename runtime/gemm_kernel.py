@@ -525,7 +525,7 @@ def _claim_loop(b, counter, count, body):
 # number of GEMMs (ResNet-18: 31 of them; per-GEMM code cost +0.4 s of compile time).
 PARAMS = ("m", "n", "k", "kp", "a_so", "a_sk", "b_so", "b_sk", "ldc", "a_tasks", "b_panels", "nr_last",
           "mc", "nc", "tn", "ntiles", "mode0", "a_floats", "alpha", "beta", "b_in_tile", "b_slot", "n_main",
-          "n_dot")
+          "n_dot", "matrices", "stride_a", "stride_b", "stride_c")
 _P = {name: i for i, name in enumerate(PARAMS)}
 # local argument block of both phases: a, b, c, the claim counter, the parameters, pack-A flag
 _NARGS = 6
@@ -541,7 +541,8 @@ def _params(p: Plan) -> list:
              a_tasks=p.a_tasks, b_panels=p.b_panels, nr_last=p.nr_last, mc=p.mc, nc=p.nc, tn=tn,
              ntiles=-(-g.m // p.mc) * tn, mode0=MODE_SET if g.beta == 0 else MODE_ACC,
              a_floats=p.a_floats, alpha=bits(g.alpha), beta=bits(g.beta), b_in_tile=int(p.b_in_tile), b_slot=p.b_slot,
-             n_main=p.n_main, n_dot=p.n_dot)
+             n_main=p.n_main, n_dot=p.n_dot, matrices=g.batch if p.one_dispatch else 1,
+             stride_a=g.stride_a, stride_b=g.stride_b, stride_c=g.stride_c)
     return [v[name] for name in PARAMS]
 
 
@@ -631,9 +632,10 @@ def _tiles_fn(module, geo: Geometry, nv_last: int, trans_b: bool, direct_a: bool
     fn, b = _phase_fn(module, name + (".dt" if dot else ""))
     if b is None:
         return fn
-    (a, bm, c), counter, get, _ = _phase_args(b, fn)
+    (a0, bm0, c0), counter, get, _ = _phase_args(b, fn)
     lda = get("a_so")
     m, n, kp, ldc, mc, nc, tn = (get(x) for x in ("m", "n", "kp", "ldc", "mc", "nc", "tn"))
+    ntiles = get("ntiles")
     n_main, n_dot = get("n_main"), get("n_dot")
     K, b_so, b_sk, b_panels = get("k"), get("b_so"), get("b_sk"), get("b_panels")
     b_in_tile = b.icmp_signed("!=", get("b_in_tile"), _i(0))
@@ -660,7 +662,14 @@ def _tiles_fn(module, geo: Geometry, nv_last: int, trans_b: bool, direct_a: bool
     # this call's slot (the pool runs call i as [i, i+1); run serially, [0, nthreads): slot 0)
     slot = _at(b, bp, b.mul(fn.args[1], get("b_slot")))
 
-    def tile(t):
+    def task(tk):
+        """Task tk: tile tk % ntiles of matrix tk / ntiles (Plan.one_dispatch runs a whole batch
+        as one claim loop; otherwise there is one matrix and its pointers are the args')."""
+        mat = b.udiv(tk, ntiles)
+        ptrs = [_at(b, p0, b.mul(mat, get(f"stride_{x}"))) for p0, x in ((a0, "a"), (bm0, "b"), (c0, "c"))]
+        tile(b.urem(tk, ntiles), *ptrs)
+
+    def tile(t, a, bm, c):
         i0 = b.mul(b.udiv(t, tn), mc)
         j0 = b.mul(b.urem(t, tn), nc)
         i1 = _min(b, b.add(i0, mc), m)
@@ -726,7 +735,7 @@ def _tiles_fn(module, geo: Geometry, nv_last: int, trans_b: bool, direct_a: bool
                                                        mode, mr])
             _loop(b, i0, i1, mr_, rows, "ir")
         _loop(b, 0, kp, geo.kc, slice_k, "pc")
-    _claim_loop(b, counter, get("ntiles"), tile)
+    _claim_loop(b, counter, b.mul(ntiles, get("matrices")), task)
     b.ret_void()
     return fn
 
@@ -761,6 +770,16 @@ def emit_driver(module, kernel_name: str, p: Plan, ptrs_of, pool_run, nthreads: 
             b.store(b.bitcast(params, I8P), _at(b, args, 4))
             nt = _i(max(1, nthreads))
 
+            if p.one_dispatch:
+                # nothing to pack and tiles that pack their own B: the batch's tiles are claimed
+                # from one counter in one pool dispatch (a Winograd convolution's 16-36 small
+                # products would otherwise wait for each other)
+                for j, ptr in enumerate((a, bm, c)):
+                    b.store(b.bitcast(ptr, I8P), _at(b, args, j))
+                b.store(b.bitcast(counter, I8P), _at(b, args, 5))
+                b.store_atomic(_i(0), counter, "monotonic", 8)
+                b.call(pool_run, [tiles, args, nt, nt])
+
             def one(i):
                 for j, (ptr, stride) in enumerate(((a, g.stride_a), (bm, g.stride_b), (c, g.stride_c))):
                     q = _at(b, ptr, b.mul(i, _i(stride))) if g.batch > 1 else ptr
@@ -780,7 +799,8 @@ def emit_driver(module, kernel_name: str, p: Plan, ptrs_of, pool_run, nthreads: 
                     b.call(pool_run, [pack, args, nt, nt])
                 b.store_atomic(_i(0), counter, "monotonic", 8)
                 b.call(pool_run, [tiles, args, nt, nt])
-            _loop(b, 0, g.batch, 1, one, "mat")
+            if not p.one_dispatch:
+                _loop(b, 0, g.batch, 1, one, "mat")
             b.store_atomic(_c(I32, 0), lock, "release", 4)
         with otherwise:
             fallback(b, bufs)

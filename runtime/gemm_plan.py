@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .kernel_ir import Gemm
 
-VERSION = "gemm9"          # bump with any change to the generated code or to auto_takes: part of the cache key
+VERSION = "gemm10"          # bump with any change to the generated code or to auto_takes: part of the cache key
 KU = 4                      # k-loop unroll of the microkernel; packed K is a multiple of it
 MAX_PACK_FLOATS = 1 << 24   # 64 MiB of packed panels per GEMM at most; larger ones use OpenBLAS
 
@@ -115,6 +115,12 @@ class Plan:
         time, into its thread's slot of the scratch (stays in that core's L2: no round trip
         through L3, no packing phase for B)."""
         return self.mc >= self.g.m
+
+    @property
+    def one_dispatch(self) -> bool:
+        """A batch with nothing to pack up front (A read in place, each tile packing its B):
+        all matrices' tiles run as one pool dispatch."""
+        return self.a_direct and self.b_in_tile and self.g.batch > 1
 
     @property
     def b_slot(self):

@@ -61,16 +61,16 @@ def _assert_close(got, ref, k):
     ((1, 4, 16, 18), 4, (0, 0)),          # no padding: the image is read in place
     ((1, 6, 14, 16), 8, (2, 1)),          # more padding on one axis (output grows)
     ((3, 16, 20, 20), 24, (1, 1)),
-    ((2, 3, 32, 34), 4, (1, 1)),          # rows of 17 tiles: transformed channels first
-    ((1, 5, 34, 32), 3, (0, 1)),          # ... also without padding on one axis
+    ((2, 3, 32, 34), 4, (1, 1)),          # F(2x2), rows of 17 tiles
+    ((1, 5, 34, 32), 3, (0, 1)),          # ... without padding on one axis
+    ((1, 3, 16, 64), 5, (1, 1)),          # F(4x4), rows of 16 tiles
+    ((2, 4, 18, 66), 3, (0, 0)),          # ... without padding
 ])
 def test_matches_the_reference(x_shape, filters, pad):
     prog, got, ref = _run(x_shape, filters, pad=pad)
     kinds = _kernel_kinds(prog)
     assert {"wgin", "wgw", "wgout"} <= kinds and "im2col" not in kinds
-    # short rows go channels last through a transposing copy; long ones are read in place
-    # (or through the usual padded copy)
-    assert ("wgpad" in kinds) == (x_shape[3] + 2 * pad[1] - 2 < 32)
+    assert ("pad" in kinds) == any(pad)         # no padding: the images are read in place
     _assert_close(got, ref, 9 * x_shape[1])
 
 
@@ -127,19 +127,35 @@ def test_switched_off_by_the_environment(monkeypatch):
 
 def test_transform_planes_avoid_4k_aliasing():
     """64 x 64 pairs and 64 channels x 784 tiles are multiples of 4 KiB: the planes are spaced
-    one cache line past a multiple of 1024 floats."""
+    one cache line past a multiple of 1024 floats (36 planes: 36 different L1 sets)."""
     for elems in (64 * 64, 64 * 784, 1, 1023, 1024):
         p = fused.winograd_plane(elems)
         assert p >= elems and (p * 4) % 4096 == 64
 
 
-def test_transform_matrices_compute_the_correlation():
-    """Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A is the 2x2 valid correlation of a 4x4 patch with a 3x3 filter."""
-    bt, g_, at = (np.array(m, dtype=np.float64) for m in (winograd.BT, winograd.G, winograd.AT))
-    d, k = RNG.standard_normal((4, 4)), RNG.standard_normal((3, 3))
+@pytest.mark.parametrize("variant", [winograd.F2, winograd.F4])
+def test_transform_matrices_compute_the_correlation(variant):
+    """Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A is the m x m valid correlation of an (m+2)-square patch with a
+    3x3 filter."""
+    bt, g_, at = (np.array(m, dtype=np.float64) for m in (variant.bt, variant.g, variant.at))
+    m, a = variant.m, variant.alpha
+    d, k = RNG.standard_normal((a, a)), RNG.standard_normal((3, 3))
     y = at @ ((g_ @ k @ g_.T) * (bt @ d @ bt.T)) @ at.T
-    direct = np.array([[np.sum(d[i:i + 3, j:j + 3] * k) for j in range(2)] for i in range(2)])
+    direct = np.array([[np.sum(d[i:i + 3, j:j + 3] * k) for j in range(m)] for i in range(m)])
     np.testing.assert_allclose(y, direct, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("setting,tile", [("4", 4), ("2", 2)])
+def test_the_tile_follows_the_setting_and_the_output(monkeypatch, setting, tile):
+    """F(4x4) where the output sides divide by 4 (unless GRAPHC_WINOGRAD=2), else F(2x2)."""
+    monkeypatch.setenv("GRAPHC_WINOGRAD", setting)
+    for shape, want in (((1, 4, 16, 16), tile), ((1, 4, 14, 16), 2)):
+        node = next(n for n in _graph(shape, 4).nodes if n.op == "Convolution")
+        assert fused.winograd_tile(fused.conv_geometry(node)) == want
+    prog, got, ref = _run((1, 8, 16, 16), 8)
+    gemm = next(k for k in prog.kernels() if "gemm" in k.name)
+    assert gemm.body[0].batch == (tile + 2) ** 2
+    _assert_close(got, ref, 72)
 
 
 @settings(max_examples=8, deadline=None)
