@@ -223,8 +223,10 @@ def uses_im2col(node: Node, g: ConvGeometry) -> bool:
 # stage would make them 16 columns wide (worse than one im2col GEMM)
 WINOGRAD_MIN_OUT = 14
 # most filters x channels: the weight transform runs per call (weights are program inputs
-# that may change) and writes 16 or 36 floats per pair, 4 MB at 256 x 256 for F(2x2)
-WINOGRAD_MAX_PAIRS = 128 * 128
+# that may change) and writes 16 or 36 floats per pair, 4 MB at 256 x 256 for F(2x2). ResNet-18's
+# 256 x 256 stage at 14x14 gained (W4 8.5 -> 7.8 ms, medians of 50 alternating rounds; its
+# weight transform costs 0.18 ms of the 0.47); 512 x 512 at 7x7 is below WINOGRAD_MIN_OUT.
+WINOGRAD_MAX_PAIRS = 256 * 256
 
 
 def winograd_setting() -> int:

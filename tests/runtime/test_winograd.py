@@ -75,8 +75,9 @@ def test_matches_the_reference(x_shape, filters, pad):
 
 
 def test_resnet_stage_sizes():
-    """ResNet's first stages at batch 1: 64 channels at 56x56, 128 at 28x28."""
-    for shape, f in (((1, 64, 56, 56), 64), ((1, 128, 28, 28), 128)):
+    """ResNet's stages at batch 1: 64 channels at 56x56, 128 at 28x28 (F(4x4)), 256 at 14x14
+    (F(2x2))."""
+    for shape, f in (((1, 64, 56, 56), 64), ((1, 128, 28, 28), 128), ((1, 256, 14, 14), 256)):
         prog, got, ref = _run(shape, f)
         assert "wgin" in _kernel_kinds(prog)
         _assert_close(got, ref, 9 * shape[1])
@@ -105,7 +106,7 @@ def test_large_values_keep_their_relative_accuracy():
 
 @pytest.mark.parametrize("change", [
     dict(stride=(2, 2)), dict(dilate=(2, 2), pad=(2, 2)), dict(num_group=2), dict(shape=(1, 4, 15, 15)),
-    dict(shape=(1, 4, 12, 12)), dict(dtype="float64"), dict(shape=(1, 256, 14, 14), filters=256),
+    dict(shape=(1, 4, 12, 12)), dict(dtype="float64"), dict(shape=(1, 257, 14, 14), filters=256),
 ])
 def test_what_keeps_im2col(change):
     """Odd outputs (partial tiles), stride, dilation, groups, small outputs, float64 and weight
