@@ -273,13 +273,13 @@ def winograd_plane(elems: int) -> int:
 def winograd_scratch(g: ConvGeometry, images: int) -> dict:
     """Elements of the transformed inputs (v), the products (m), both for `images` images,
     and the transformed weights (u, shared by all images): a plane per point each
-    (winograd_plane); and the weights' staging copy (staged) and a row of output tiles (rows),
-    both shared by all images."""
+    (winograd_plane); and the weights' staging copy (staged), one image's outputs tile by tile
+    (tiled) and the input transform's column phases (phases), shared by all images."""
     t = math.prod(winograd_tiles(g)) * images
     sizes = {k: winograd_points(g) * winograd_plane(e) for k, e in
              (("v", g.channels * t), ("m", g.filters * t), ("u", g.filters * g.channels))}
     sizes["staged"] = g.filters * g.channels * 9       # the weights, staged block by block
-    sizes["rows"] = g.filters * winograd_tile(g) ** 2 * winograd_tiles(g)[1]   # a row of output tiles
+    sizes["tiled"] = g.filters * math.prod(g.out_size)      # one image's outputs, by tile
     sizes["phases"] = g.channels * (winograd_tile(g) + 2) * winograd_tile(g) * (winograd_tiles(g)[1] + 1)
     return sizes
 
@@ -319,7 +319,7 @@ def scratch_bytes(node: Node) -> int:
         return 0
     chunk, cols, padded = conv_scratch(conv, g)
     fixed = winograd_scratch(g, 0) if uses_winograd(conv, g) else {}
-    weights = sum(fixed.get(k, 0) for k in ("u", "staged", "rows", "phases"))
+    weights = sum(fixed.get(k, 0) for k in ("u", "staged", "tiled", "phases"))
     return (chunk * (cols + padded) + weights) * (4 if g.dtype == "float32" else 8)
 
 

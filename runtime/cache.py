@@ -20,7 +20,7 @@ import llvmlite.binding as llvm
 
 from . import llvm_jit, threads
 
-VERSION = "graphc-0.1.0-rt4"
+VERSION = "graphc-0.1.0-rt5"
 _lock = threading.Lock()
 _memory: dict = {}        # key -> (engine, {name: address})
 

@@ -320,12 +320,12 @@ def _winograd_calls(g: ConvGeometry, kernel, pad_call, chunk, cols, pad_at, padd
     inputs, the products as one batched GEMM, transform back into the result. The weights are
     transformed once per call, before the first chunk. Scratch: [v | m] per chunk, the padded
     images, then (shared by the chunks) u, the weights' staging copy, the output transform's
-    row of tiles and the input transform's column phases."""
+    tiles and the input transform's column phases."""
     dt = g.dtype
     fixed = winograd_scratch(g, 0)
     at = {}
     offset = chunk * (cols + padded)
-    for key in ("u", "staged", "rows", "phases"):
+    for key in ("u", "staged", "tiled", "phases"):
         at[key] = ("scratch", offset)
         offset += fixed[key]
     calls = [ConvCall(kernel("wgw", 1, lambda nm, gg, _n, *b: winograd.weight_transform_kernel(nm, gg, *b),
@@ -350,8 +350,8 @@ def _winograd_calls(g: ConvGeometry, kernel, pad_call, chunk, cols, pad_at, padd
             gemms[count] = _gemm_kernel(names(f"k_{base}_gemm"), st, [
                 Buf("m", dt, sizes["m"]), Buf("u", dt, fixed["u"]), Buf("v", dt, sizes["v"])])
         calls.append(ConvCall(gemms[count], {"u": at["u"], "v": ("scratch", 0), "m": ("scratch", m_at)}))
-        calls.append(ConvCall(kernel("wgout", count, winograd.output_transform_kernel, "m", "y", "rows"),
-                              {"m": ("scratch", m_at), "y": ("result", n0 * res_elems), "rows": at["rows"]}))
+        calls.append(ConvCall(kernel("wgout", count, winograd.output_transform_kernel, "m", "y", "tiled"),
+                              {"m": ("scratch", m_at), "y": ("result", n0 * res_elems), "tiled": at["tiled"]}))
     return calls
 
 

@@ -41,6 +41,8 @@ from __future__ import annotations
 import llvmlite.ir as ir
 import numpy as np
 
+from .loop_metadata import no_unroll as _no_unroll
+
 from .gemm_plan import (AVX2, AVX512, DOT_MAX_COLS, KU, MAX_PACK_FLOATS, VERSION, Geometry, Plan,  # noqa: F401
                         auto_takes, cache_tag, gemm_mode, host_geometry, native_plan, _round)
 
@@ -87,7 +89,10 @@ def _loop(b, lo, hi, step, body, name="l"):
     body(i)
     nxt = b.add(i, _i(step), flags=["nsw"])
     i.add_incoming(nxt, b.block)
-    b.cbranch(b.icmp_signed("<", nxt, hi), head, done)
+    latch = b.cbranch(b.icmp_signed("<", nxt, hi), head, done)
+    # the work is in the (hand-unrolled) microkernels and vector pack helpers: unrolling these
+    # loops around them only cost compile time
+    latch.set_metadata("llvm.loop", _no_unroll(b.module))
     b.position_at_end(done)
 
 

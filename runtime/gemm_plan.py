@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .kernel_ir import Gemm
 
-VERSION = "gemm10"          # bump with any change to the generated code or to auto_takes: part of the cache key
+VERSION = "gemm11"          # bump with any change to the generated code or to auto_takes: part of the cache key
 KU = 4                      # k-loop unroll of the microkernel; packed K is a multiple of it
 MAX_PACK_FLOATS = 1 << 24   # 64 MiB of packed panels per GEMM at most; larger ones use OpenBLAS
 

@@ -22,6 +22,7 @@ import llvmlite.ir as ir
 from graphc.ops import scalar as S
 
 from . import gemm_kernel
+from .loop_metadata import no_unroll as _no_unroll
 from .threads import POOL_RUN, POOL_RUN_FN
 from .kernel_ir import (Kernel, Loop, Store, DeclareAcc, Accumulate, AccRef, Load, LoopVar, Gemm, MemCopy,
                         WRAP_LIMIT)
@@ -326,6 +327,26 @@ class _KernelEmitter:
         self.entry = fn.append_basic_block("entry")
         self.b = ir.IRBuilder(self.entry)
         self.dtypes = {bf.name: bf.dtype for bf in kernel.bufs}
+        # statements of one block with the same loads share them and their subexpressions
+        # (a Winograd transform's 36 outputs of one patch: 36x less IR for LLVM to optimise)
+        self._shared, self._shared_block = {}, None
+
+    def _args_of(self, s):
+        """(argument values, expression memo) of a Store: shared with earlier statements of the
+        current block that had the same loads, unless a store since wrote a buffer they read."""
+        if not all(isinstance(a, Load) for a in s.args):
+            return [self.value(a) for a in s.args], None
+        if self.b.block is not self._shared_block:
+            self._shared, self._shared_block = {}, self.b.block
+        key = tuple(s.args)
+        if key not in self._shared:
+            self._shared[key] = ([self.value(a) for a in s.args], {}, {a.buf for a in s.args})
+        vals, memo, _ = self._shared[key]
+        return vals, memo
+
+    def _wrote(self, buf):
+        """A store to `buf`: shared loads of it are stale."""
+        self._shared = {k: v for k, v in self._shared.items() if buf not in v[2]}
 
     def index(self, idx):
         b = self.b
@@ -386,10 +407,12 @@ class _KernelEmitter:
             lo, hi = (self.start, self.end) if (outermost and s.parallel) else (_c(I64, 0), _c(I64, s.extent))
             self.loop(s.var, lo, hi, s.body)
         elif isinstance(s, Store):
-            v = emit_expr(b, s.expr, [self.value(a) for a in s.args])
+            vals, memo = self._args_of(s)
+            v = emit_expr(b, s.expr, vals, memo=memo)
             if self.dtypes[s.buf] == "bool":
                 v = b.zext(v, I8)
             b.store(v, b.gep(self.ptrs[s.buf], [self.index(s.index)], inbounds=True))
+            self._wrote(s.buf)
         elif isinstance(s, DeclareAcc):
             if s.name not in self.accs:
                 with b.goto_block(self.entry):
@@ -403,7 +426,9 @@ class _KernelEmitter:
             b.store(_combine(b, s.kind, acc, v, dtype), self.accs[s.name])
         elif isinstance(s, Gemm):
             emit_gemm(b, s, self.ptrs)
+            self._shared = {}
         elif isinstance(s, MemCopy):
+            self._shared = {}
             memcpy = _declare(b.module, "memcpy", ir.FunctionType(I8P, [I8P, I8P, I64]))
             b.call(memcpy, [b.bitcast(self.ptrs[s.dst], I8P), b.bitcast(self.ptrs[s.src], I8P), _c(I64, s.nbytes)])
         else:
@@ -423,7 +448,9 @@ class _KernelEmitter:
             self.stmt(s)
         nxt = b.add(phi, _c(I64, 1), flags=["nuw", "nsw"])
         phi.add_incoming(nxt, b.block)
-        b.cbranch(b.icmp_signed("<", nxt, hi), header, exit_)
+        latch = b.cbranch(b.icmp_signed("<", nxt, hi), header, exit_)
+        if any(isinstance(s, Loop) for s in body):
+            latch.set_metadata("llvm.loop", _no_unroll(b.module))
         b.position_at_end(exit_)
 
 

@@ -128,15 +128,15 @@ def input_transform_kernel(name, g: ConvGeometry, images, xp="padded", v="v", ph
     reach = alpha - m_out                          # phases read at tx + 1: r < reach
     row0 = (("b", c * ph * pw), ("c", ph * pw), ("ty", m_out * pw))
 
-    def split(i, x0, rs):
-        return [Store(phases, Index((("c", per_c), ("x", 1)), (i * m_out + r) * run + x0), S.arg(0, dt),
-                      (Load(xp, Index(row0 + (("x", m_out),), i * pw + m_out * x0 + r)),)) for r in rs]
-    # per row (one interleaved group per loop: LLVM shuffles it at any length, while a loop of
-    # all alpha rows' groups stayed scalar or gathered below ~16 tiles) columns 0..tw-1 of every
-    # phase, then column tw of the phases read one tile on (the last tile's patch ends there;
-    # the other phases' column tw would lie past the image's row)
-    body = [Loop("x", tw, split(i, 0, range(m_out))) for i in range(alpha)]
-    body.append(Loop("x", 1, [st for i in range(alpha) for st in split(i, tw, range(reach))]))
+    def split(x0, rs):
+        return [Store(phases, Index((("c", per_c), ("i", m_out * run), ("x", 1)), r * run + x0), S.arg(0, dt),
+                      (Load(xp, Index(row0 + (("i", pw), ("x", m_out)), m_out * x0 + r)),)) for r in rs]
+    # per row i (one interleaved group per inner loop: LLVM shuffles it at any length, while a
+    # loop of all alpha rows' groups stayed scalar or gathered below ~16 tiles, and unrolled by
+    # hand over the rows it took LLVM 0.6 s to optimise) columns 0..tw-1 of every phase, then
+    # column tw of the phases read one tile on (the last tile's patch ends there; the other
+    # phases' column tw would lie past the image's row)
+    body = [Loop("i", alpha, [Loop("x", tw, split(0, range(m_out))), Loop("x", 1, split(tw, range(reach)))])]
     d = [[S.arg(i * alpha + j, dt) for j in range(alpha)] for i in range(alpha)]
     vv = _sandwich(wv.bt, wv.bt, d, dt)
     loads = tuple(Load(phases, Index((("c", per_c), ("tx", 1)), (i * m_out + j % m_out) * run + j // m_out))
@@ -178,12 +178,13 @@ def weight_transform_kernel(name, g: ConvGeometry, w="w", u="u", staged="staged"
                          Buf(staged, dt, pairs * taps)], [loop], work)
 
 
-def output_transform_kernel(name, g: ConvGeometry, images, m="m", y="y", rows="rows") -> Kernel:
-    """y[b, f, m*ty+i, m*tx+j] = (Aᵀ M A)[i, j] with M[ξ] = m[ξ, f, (b, ty, tx)], a row of tiles
-    at a time: first into `rows` (per filter, [i, j, tx]: every load and store along the tiles),
-    then interleaved into the result's m rows. Stored straight into the result, the stores of
-    a row of tiles are m apart, which LLVM vectorised into scatters (0.15 ms for ResNet's
-    64 x 56 x 56 with F(4x4)); the interleaving copy alone becomes shuffles."""
+def output_transform_kernel(name, g: ConvGeometry, images, m="m", y="y", tiled="tiled") -> Kernel:
+    """y[b, f, m*ty+i, m*tx+j] = (Aᵀ M A)[i, j] with M[ξ] = m[ξ, f, (b, ty, tx)], per filter and
+    image in two loops: the transform over all its tiles into `tiled` ([i, j, tile]: every load
+    and store along the tiles, one long loop), then interleaved into the result, an output row
+    per inner loop. Stored straight into the result, a row of tiles' stores are m apart, which
+    LLVM vectorised into scatters (0.15 ms for ResNet's 64 x 56 x 56 with F(4x4)); per row of
+    tiles, the transform's loops of 7 or 14 were unrolled and took LLVM 0.2 s to compile."""
     wv = variant(g)
     m_out, alpha, pts = wv.m, wv.alpha, wv.points
     dt = g.dtype
@@ -194,29 +195,20 @@ def output_transform_kernel(name, g: ConvGeometry, images, m="m", y="y", rows="r
     f = g.filters
     mm = [[S.arg(a * alpha + e, dt) for e in range(alpha)] for a in range(alpha)]
     yy = _sandwich(wv.at, wv.at, mm, dt)
-    row = m_out * m_out * tw                      # one filter's row of tiles in `rows`
-
-    def transform(tx0):
-        loads = tuple(Load(m, Index((("b", t_img), ("f", t_all), ("ty", tw), ("tx", 1)),
-                                    (a * alpha + e) * plane(f * t_all) + tx0))
-                      for a in range(alpha) for e in range(alpha))
-        return [Store(rows, Index((("f", row), ("tx", 1)), (i * m_out + j) * tw + tx0), yy[i][j], loads)
-                for i in range(m_out) for j in range(m_out)]
-
-    def interleave(tx0):
-        return [Store(y, Index((("b", f * oh * ow), ("f", oh * ow), ("ty", m_out * ow), ("tx", m_out)),
-                               i * ow + m_out * tx0 + j), S.arg(0, dt),
-                      (Load(rows, Index((("f", row), ("tx", 1)), (i * m_out + j) * tw + tx0)),))
-                for i in range(m_out) for j in range(m_out)]
-    lanes = 16 if tw > 17 else 8
-    spans = vector_spans(tw, lanes)
-    body = [Loop("tx", count, transform(start)) for start, count in spans] + \
-        [Loop("tx", count, interleave(start)) for start, count in spans]
+    per_f = m_out * m_out * t_img                  # one filter's tiles of one image in `tiled`
+    loads = tuple(Load(m, Index((("b", t_img), ("f", t_all), ("t", 1)), (a * alpha + e) * plane(f * t_all)))
+                  for a in range(alpha) for e in range(alpha))
+    transform = Loop("t", t_img, [Store(tiled, Index((("f", per_f), ("t", 1)), (i * m_out + j) * t_img), yy[i][j],
+                                        loads) for i in range(m_out) for j in range(m_out)])
+    interleave = [Store(y, Index((("b", f * oh * ow), ("f", oh * ow), ("ty", m_out * ow), ("i", ow), ("tx", m_out)),
+                                 j), S.arg(0, dt),
+                        (Load(tiled, Index((("f", per_f), ("i", m_out * t_img), ("ty", tw), ("tx", 1)), j * t_img)),))
+                  for j in range(m_out)]
+    body = [transform, Loop("ty", th, [Loop("i", m_out, [Loop("tx", tw, interleave)])])]
     work = images * f * t_img * pts * 4
-    loop = Loop("f", f, [Loop("b", images, [Loop("ty", th, body)])],
-                parallel=work >= _parallel_work() and f > 1, independent=True)
+    loop = Loop("f", f, [Loop("b", images, body)], parallel=work >= _parallel_work() and f > 1, independent=True)
     return Kernel(name, [Buf(y, dt, images * f * oh * ow), Buf(m, dt, pts * plane(f * t_all)),
-                         Buf(rows, dt, f * row)], [loop], work)
+                         Buf(tiled, dt, f * per_f)], [loop], work)
 
 
 def _parallel_work():
@@ -224,9 +216,6 @@ def _parallel_work():
     return PARALLEL_WORK
 
 
-def vector_spans(n, lanes):
-    from .conv import vector_spans as spans
-    return spans(n, lanes)
 
 
 __all__ = ["F2", "F4", "Variant", "variant", "input_transform_kernel", "weight_transform_kernel",
