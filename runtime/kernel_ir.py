@@ -214,6 +214,13 @@ class Kernel:
     work: int = 0
     inplace: frozenset = field(default_factory=frozenset)  # buffer names that may alias each other
 
+    def __post_init__(self):
+        # one namespace in the CUDA source: a loop variable named like a buffer shadows it
+        names = {b.name for b in self.bufs}
+        clash = sorted(names & _loop_vars(self.body))
+        if clash:
+            raise ValueError(f"kernel {self.name}: loop variables named like its buffers: {clash}")
+
     def buf(self, name) -> Buf:
         for b in self.bufs:
             if b.name == name:
@@ -232,6 +239,15 @@ class Kernel:
         for s in self.body:
             lines.extend(s.lines("  "))
         return "\n".join(lines)
+
+
+def _loop_vars(body) -> set:
+    out = set()
+    for s in body:
+        if isinstance(s, Loop):
+            out.add(s.var)
+            out |= _loop_vars(s.body)
+    return out
 
 
 def loads_of(stmt) -> list:

@@ -111,7 +111,7 @@ def _sandwich(left, right, x, dtype):
 def input_transform_kernel(name, g: ConvGeometry, images, xp="padded", v="v", phases="phases") -> Kernel:
     """v[ξ, c, (b, ty, tx)] = (Bᵀ d B)[ξ] with d = xp[b, c, m*ty:m*ty+alpha, m*tx:m*tx+alpha],
     a row of tiles at a time: its alpha image rows are first split by column phase into
-    `phases` (per channel: [row i, phase r, x] = xp[.., m*ty+i, m*x+r], a de-interleaving copy
+    `phases` (per channel: [row i, phase r, col] = xp[.., m*ty+i, m*col+r], a de-interleaving copy
     that LLVM turns into shuffles), from which every patch column is a contiguous run (column
     q*m + r of tile tx is phase r at tx + q). Read straight from the image, the patch loads are
     m apart and vectorised into gathers on rows of fewer than ~16 tiles."""
@@ -129,14 +129,14 @@ def input_transform_kernel(name, g: ConvGeometry, images, xp="padded", v="v", ph
     row0 = (("b", c * ph * pw), ("c", ph * pw), ("ty", m_out * pw))
 
     def split(x0, rs):
-        return [Store(phases, Index((("c", per_c), ("i", m_out * run), ("x", 1)), r * run + x0), S.arg(0, dt),
-                      (Load(xp, Index(row0 + (("i", pw), ("x", m_out)), m_out * x0 + r)),)) for r in rs]
+        return [Store(phases, Index((("c", per_c), ("i", m_out * run), ("col", 1)), r * run + x0), S.arg(0, dt),
+                      (Load(xp, Index(row0 + (("i", pw), ("col", m_out)), m_out * x0 + r)),)) for r in rs]
     # per row i (one interleaved group per inner loop: LLVM shuffles it at any length, while a
     # loop of all alpha rows' groups stayed scalar or gathered below ~16 tiles, and unrolled by
     # hand over the rows it took LLVM 0.6 s to optimise) columns 0..tw-1 of every phase, then
     # column tw of the phases read one tile on (the last tile's patch ends there; the other
     # phases' column tw would lie past the image's row)
-    body = [Loop("i", alpha, [Loop("x", tw, split(0, range(m_out))), Loop("x", 1, split(tw, range(reach)))])]
+    body = [Loop("i", alpha, [Loop("col", tw, split(0, range(m_out))), Loop("col", 1, split(tw, range(reach)))])]
     d = [[S.arg(i * alpha + j, dt) for j in range(alpha)] for i in range(alpha)]
     vv = _sandwich(wv.bt, wv.bt, d, dt)
     loads = tuple(Load(phases, Index((("c", per_c), ("tx", 1)), (i * m_out + j % m_out) * run + j // m_out))
@@ -196,9 +196,9 @@ def output_transform_kernel(name, g: ConvGeometry, images, m="m", y="y", tiled="
     mm = [[S.arg(a * alpha + e, dt) for e in range(alpha)] for a in range(alpha)]
     yy = _sandwich(wv.at, wv.at, mm, dt)
     per_f = m_out * m_out * t_img                  # one filter's tiles of one image in `tiled`
-    loads = tuple(Load(m, Index((("b", t_img), ("f", t_all), ("t", 1)), (a * alpha + e) * plane(f * t_all)))
+    loads = tuple(Load(m, Index((("b", t_img), ("f", t_all), ("tile", 1)), (a * alpha + e) * plane(f * t_all)))
                   for a in range(alpha) for e in range(alpha))
-    transform = Loop("t", t_img, [Store(tiled, Index((("f", per_f), ("t", 1)), (i * m_out + j) * t_img), yy[i][j],
+    transform = Loop("tile", t_img, [Store(tiled, Index((("f", per_f), ("tile", 1)), (i * m_out + j) * t_img), yy[i][j],
                                         loads) for i in range(m_out) for j in range(m_out)])
     interleave = [Store(y, Index((("b", f * oh * ow), ("f", oh * ow), ("ty", m_out * ow), ("i", ow), ("tx", m_out)),
                                  j), S.arg(0, dt),

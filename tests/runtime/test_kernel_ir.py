@@ -94,3 +94,12 @@ def test_statements_with_the_same_loads_share_them_until_their_buffer_is_written
     e = np.exp(x.astype(np.float64)) + y0
     np.testing.assert_allclose(y, e + 1, rtol=1e-5)
     np.testing.assert_allclose(z, 2 * e + e + 1, rtol=1e-5)
+
+
+def test_a_loop_variable_named_like_a_buffer_is_refused():
+    """CUDA C has one namespace for both: the buffer would be shadowed by the counter."""
+    import pytest
+    from graphc.runtime.kernel_ir import Buf, Index, Kernel, Load, Loop, Store
+    with pytest.raises(ValueError, match=r"k_bad.*\['x'\]"):
+        Kernel("k_bad", [Buf("y", "float32", 8), Buf("x", "float32", 8)],
+               [Loop("x", 8, [Store("y", Index((("x", 1),)), S.arg(0), (Load("x", Index((("x", 1),))),))])], 8)

@@ -1,5 +1,6 @@
 """The CUDA renderer takes the convolution and pooling kernels (im2col, col2im, depthwise,
-GEMMs with offsets, pooling windows); the source compiles with nvcc for sm_90 and sm_75."""
+Winograd transforms, GEMMs with offsets, pooling windows); the source compiles with nvcc for
+sm_90 and sm_75."""
 import subprocess
 
 import pytest
@@ -29,7 +30,12 @@ def _kernels():
     q = F.Pooling(F.Convolution(x, w1, kernel=(1, 1), num_filter=8, no_bias=True), global_pool=True,
                   pool_type="avg")
     d = F.Deconvolution(y, w, kernel=(3, 3), stride=(2, 2), pad=(1, 1), num_filter=4)
-    g = gb.build([F.sum(y) + F.sum(p) + F.sum(q) + F.sum(d)])
+    # Winograd F(4x4) (16x16 output) and F(2x2) (14x14)
+    xw = gb.var("xw", TensorType((1, 4, 16, 16)))
+    xv = gb.var("xv", TensorType((1, 4, 14, 14)))
+    wg = F.sum(F.Convolution(xw, w, kernel=(3, 3), pad=(1, 1), num_filter=8, no_bias=True)) + \
+        F.sum(F.Convolution(xv, w, kernel=(3, 3), pad=(1, 1), num_filter=8, no_bias=True))
+    g = gb.build([F.sum(y) + F.sum(p) + F.sum(q) + F.sum(d) + wg])
     joint = differentiate(g, [g.input_by_name("x"), g.input_by_name("w")]).graph
     fused = fuse_elementwise(joint)
     steps = lower_graph(fused, plan_memory(fused))
@@ -43,7 +49,7 @@ def _kernels():
 def test_every_convolution_kernel_renders():
     ks = _kernels()
     names = " ".join(k.name for k in ks)
-    for part in ("pad", "crop", "im2col", "col2im", "depthwise", "gemm", "pool"):
+    for part in ("pad", "crop", "im2col", "col2im", "depthwise", "gemm", "pool", "wgin", "wgw", "wgout"):
         assert part in names
     src = render_cuda_module(ks)
     assert src.count("__global__") == len(ks)
