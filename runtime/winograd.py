@@ -159,7 +159,7 @@ def weight_transform_kernel(name, g: ConvGeometry, w="w", u="u", staged="staged"
     at ~5 GB/s, 98 us for 128 x 128 pairs and 471 us for 256 x 256 (warm: 26 and 89); the
     staged block is in L1 when its gathers run."""
     wv = variant(g)
-    m_out, alpha, pts = wv.m, wv.alpha, wv.points
+    alpha, pts = wv.alpha, wv.points
     dt = g.dtype
     pairs = g.filters * g.channels
     block = math.gcd(pairs, STAGE_PAIRS)
