@@ -50,6 +50,8 @@ from .kernel_ir import Buf, Gemm, Index, Kernel, Load, Loop, Store, unique_bufs
 # below this many scalar operations an im2col/col2im/direct kernel runs on one thread (see
 # lower.PARALLEL_WORK; GRAPHC_CONV_PARALLEL_WORK overrides)
 PARALLEL_WORK = int(os.environ.get("GRAPHC_CONV_PARALLEL_WORK", 1 << 17))
+# fewer (image, channel) planes than this: im2col runs its output rows in parallel instead
+FEW_PLANES = 8
 
 
 def contiguous(shape) -> tuple:
@@ -114,11 +116,12 @@ def crop_kernel(name, g: ConvGeometry, images, xp="padded", x="x") -> Kernel:
     return Kernel(name, [Buf(x, g.dtype, n * inp), Buf(xp, g.dtype, n * pp)], [loop], n * inp)
 
 
-def _window_nest(g: ConvGeometry, stmt_of, spans: bool = False):
+def _window_nest(g: ConvGeometry, stmt_of, spans: bool = False, first_out_outside: bool = False):
     """Loops over kernel taps (outer) and output positions (inner, so the innermost loop runs
     along a row and vectorises): stmt_of(column index, image index, (column offset, image
     offset)) -> the statement, indices relative to the current (image, channel) plane `bc`.
-    spans: a strided innermost axis runs in vector_spans pieces (statements that may run twice)."""
+    spans: a strided innermost axis runs in vector_spans pieces (statements that may run twice).
+    first_out_outside: no loop over the first output axis (`o0`: the caller's)."""
     nd = len(g.kernel)
     kvars, ovars = [f"k{d}" for d in range(nd)], [f"o{d}" for d in range(nd)]
     psz = _padded_size(g)
@@ -128,6 +131,8 @@ def _window_nest(g: ConvGeometry, stmt_of, spans: bool = False):
     img = tuple((o, s * st) for o, s, st in zip(ovars, g.stride, pst)) + \
         tuple((k, d * st) for k, d, st in zip(kvars, g.dilate, pst))
     sizes, names = tuple(g.kernel) + tuple(g.out_size), kvars + ovars
+    if first_out_outside:
+        sizes, names = sizes[:nd] + sizes[nd + 1:], names[:nd] + names[nd + 1:]
     if not (spans and g.stride[-1] > 1):
         return _plane_loops(sizes, names, [stmt_of(col, img, (0, 0))])
     inner = [Loop(ovars[-1], count, [stmt_of(col, img, (start, start * g.stride[-1]))])
@@ -145,8 +150,13 @@ def im2col_kernel(name, g: ConvGeometry, images, x="padded", col="columns") -> K
                      (Load(x, Index((("bc", pp),) + ii, off[1])),))
     n = images * g.channels
     work = n * g.taps * outp
-    loop = Loop("bc", n, _window_nest(g, stmt, spans=True), parallel=work >= PARALLEL_WORK and n > 1,
-                independent=True)
+    if n < FEW_PLANES and len(g.out_size) > 1 and g.out_size[0] >= FEW_PLANES:
+        # few planes (an RGB stem's 3 split 2 + 1 over two threads): output rows in parallel
+        inner = Loop("bc", n, _window_nest(g, stmt, spans=True, first_out_outside=True), independent=True)
+        loop = Loop("o0", g.out_size[0], [inner], parallel=work >= PARALLEL_WORK, independent=True)
+    else:
+        loop = Loop("bc", n, _window_nest(g, stmt, spans=True), parallel=work >= PARALLEL_WORK and n > 1,
+                    independent=True)
     return Kernel(name, [Buf(col, g.dtype, images * g.col_elems), Buf(x, g.dtype, n * pp)], [loop], work)
 
 

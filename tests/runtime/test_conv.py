@@ -55,6 +55,8 @@ CONV_CASES = [
     ((2, 3, 13, 11), (5, 3, 7, 7), dict(kernel=(7, 7), stride=(2, 2), pad=(3, 3), num_filter=5)),
     # rows of 40 outputs at stride 2: im2col's inner loop runs in two overlapping vector spans
     ((1, 3, 5, 80), (4, 3, 3, 3), dict(kernel=(3, 3), stride=(2, 2), pad=(1, 1), num_filter=4)),
+    # three planes, ten output rows: im2col runs the rows in parallel (an RGB stem)
+    ((1, 3, 20, 24), (4, 3, 5, 5), dict(kernel=(5, 5), stride=(2, 2), pad=(2, 2), num_filter=4)),
     ((3, 4, 7, 8), (8, 2, 3, 3), dict(kernel=(3, 3), pad=(2, 1), dilate=(2, 1), num_group=2, num_filter=8)),
     ((2, 6, 7, 8), (6, 1, 3, 3), dict(kernel=(3, 3), pad=(1, 1), num_group=6, num_filter=6)),        # depthwise
     ((1, 6, 9, 9), (6, 1, 3, 3), dict(kernel=(3, 3), stride=(2, 2), pad=(1, 1), num_group=6, num_filter=6)),
