@@ -497,6 +497,9 @@ def render(results: list[dict], meta: dict, envs: dict) -> str:
             f"at barriers (PyTorch above all) lose far more to other load than the rest: on this "
             f"machine with ~1 core busy elsewhere, torch eager W4 took ~35 ms with 1 thread but "
             f"0.5–0.9 s with 2.",
+            "- Warm-up: every timed workload (W1-W5) runs warm-up blocks for at least 2 s before "
+            "its samples, whatever the system (a process's first second here ran slower: "
+            "graphc's W4 measured 11-12 ms instead of 8 with one 0.1 s warm-up block).",
             "- W4: samples are means over blocks of 10 images (batch 1). All systems run the same "
             "seeded weights (He-normal convolutions, BatchNorm statistics near 0/1), BatchNorm "
             "in inference mode; graphc and MXNet use their model zoo's `resnet18_v1`, torch a "

@@ -46,6 +46,7 @@ REPEATS = {
     "W5": ((1, 8), (1, 3)),       # blocks of W5_BLOCK steps
     "W6": ((0, 3), (0, 1)),       # fresh processes (cold, then warm) per system
 }
+WARM_S = 2.0                   # warm-up time before every timed workload (time_blocks)
 W2_BLOCK = 1000
 W3_BLOCK = 20
 W4_BLOCK = 10
@@ -297,10 +298,16 @@ def time_calls(fn, warmup: int, repeats: int) -> list[float]:
 
 
 def time_blocks(fn, block: int, warmup_blocks: int, repeats: int) -> list[float]:
-    """Seconds per call, each sample the mean over a block of `block` calls."""
-    for _ in range(warmup_blocks):
+    """Seconds per call, each sample the mean over a block of `block` calls, after warm-up
+    blocks for at least WARM_S seconds: a process's first second ran slower on this machine
+    (ResNet-18 batch 1 after its imperative shape-inference pass: 12-13 ms per image for the
+    first ~0.5-1.5 s, then 8), and one warm-up block of 0.1 s measured that instead."""
+    t0 = time.perf_counter()
+    done = 0
+    while done < warmup_blocks or time.perf_counter() - t0 < WARM_S:
         for _ in range(block):
             fn()
+        done += 1
     out = []
     for _ in range(repeats):
         t0 = time.perf_counter()
