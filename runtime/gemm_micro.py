@@ -9,6 +9,29 @@ from .gemm_ir import (F32, F32P, I1, I8P, I32, I64, VOID, _at, _c, _declare, _fm
                       _shuffle, _splat, _vptr)
 from .gemm_plan import Geometry, KU
 
+def _close_acc_loop(b, k, step, bound, accs, cur, zero, entry, body, after):
+    """Close a one-block k loop over a grid of vector accumulators (phis `accs`, updated to
+    `cur`): the latch (k += step while k < bound), then, in `after`, the accumulators' values
+    (zero when the loop never ran: `entry` branched there directly)."""
+    nxt = b.add(k, _i(step), flags=["nsw"])
+    k.add_incoming(nxt, b.block)
+    for row_phi, row in zip(accs, cur):
+        for phi, v in zip(row_phi, row):
+            phi.add_incoming(v, b.block)
+    b.cbranch(b.icmp_signed("<", nxt, bound), body, after)
+    b.position_at_end(after)
+    res = []
+    for row in cur:
+        out = []
+        for v in row:
+            phi = b.phi(v.type)
+            phi.add_incoming(zero, entry)
+            phi.add_incoming(v, body)
+            out.append(phi)
+        res.append(out)
+    return res
+
+
 # -- the microkernel -----------------------------------------------------------------------------
 
 # C = alpha*AB (C never read: it may hold nan) | C = alpha*AB + beta*C (beta = 1 after the first
@@ -64,19 +87,7 @@ def microkernel(module, geo: Geometry, nv: int, direct_a: bool = False) -> ir.Fu
             av = _splat(b, b.load(a_at, align=4), w)
             for v in range(nv):
                 cur[r][v] = _fma(b, av, bv[v], cur[r][v])
-    nxt = b.add(k, _i(KU), flags=["nsw"])
-    k.add_incoming(nxt, b.block)
-    for r in range(mr_):
-        for v in range(nv):
-            accs[r][v].add_incoming(cur[r][v], b.block)
-    b.cbranch(b.icmp_signed("<", nxt, kc), body, after)
-
-    b.position_at_end(after)
-    res = [[b.phi(vt) for _ in range(nv)] for _ in range(mr_)]
-    for r in range(mr_):
-        for v in range(nv):
-            res[r][v].add_incoming(zero, entry)
-            res[r][v].add_incoming(cur[r][v], body)
+    res = _close_acc_loop(b, k, KU, kc, accs, cur, zero, entry, body, after)
     av = _splat(b, alpha, w)
     bv = _splat(b, beta, w)
     scaled = [[b.fmul(res[r][v], av) for v in range(nv)] for r in range(mr_)]
@@ -182,19 +193,7 @@ def dot_kernel(module, geo: Geometry, cols: int) -> ir.Function:
     for r in range(mr_):
         av = b.load(_vptr(b, _at(b, a_rows[r], k), w), align=4)
         cur.append([_fma(b, av, bv[j], accs[r][j]) for j in range(cols)])
-    nxt = b.add(k, _i(w), flags=["nsw"])
-    k.add_incoming(nxt, b.block)
-    for r in range(mr_):
-        for j in range(cols):
-            accs[r][j].add_incoming(cur[r][j], b.block)
-    b.cbranch(b.icmp_signed("<", nxt, k_vec), body, after)
-
-    b.position_at_end(after)
-    res = [[b.phi(vt) for _ in range(cols)] for _ in range(mr_)]
-    for r in range(mr_):
-        for j in range(cols):
-            res[r][j].add_incoming(zero, entry)
-            res[r][j].add_incoming(cur[r][j], body)
+    res = _close_acc_loop(b, k, w, k_vec, accs, cur, zero, entry, body, after)
     # k in [k_vec, kc): one masked step (an empty mask reads nothing and adds zeros)
     lanes = ir.Constant(ir.VectorType(I64, w), list(range(w)))
     rest = b.sub(kc, k_vec)

@@ -177,17 +177,21 @@ def _window_max(vals):
     return S.select(nan, S.const(float("nan"), vals[0].dtype), level[0])
 
 
+def _planes(x, y):
+    """(planes, input and output spatial sizes, their element counts, their contiguous strides,
+    spatial rank) of a pooling between images x and y (TensorTypes, N x C x spatial)."""
+    insz, outsz = x.shape[2:], y.shape[2:]
+    return (x.shape[0] * x.shape[1], insz, outsz, math.prod(insz), math.prod(outsz),
+            contiguous(insz), contiguous(outsz), len(insz))
+
+
 def _window_kernel(name, ptype, kernel, stride, pad, cip, per_axis, xt, yt, x="in0", out="out") -> Kernel:
     """One kernel over windows along each axis as `segments` describes them. Per image, the
     loops follow the segments axis by axis (a 2-D pool sweeps its rows once, each row's border
     and interior segments one after the other); the innermost segments are cut into
     `_vector_pieces`."""
     dt = xt.dtype
-    nc = xt.shape[0] * xt.shape[1]
-    insz, outsz = xt.shape[2:], yt.shape[2:]
-    inp, outp = math.prod(insz), math.prod(outsz)
-    ist, ost = contiguous(insz), contiguous(outsz)
-    nd = len(insz)
+    nc, insz, outsz, inp, outp, ist, ost, nd = _planes(xt, yt)
     ovars = [f"o{d}" for d in range(nd)]
     tvars = [f"t{d}" for d in range(nd)]
     kind = "max" if ptype == "max" else "sum"
@@ -339,11 +343,7 @@ def _gather_grad_kernel(name, ptype, cip, kernel, stride, per_axis, x, y) -> Ker
     i, of in0 at the window: divided by its count (avg), or where i is its first maximum of
     in1 (max)."""
     dt = x.dtype
-    nc = x.shape[0] * x.shape[1]
-    insz, outsz = x.shape[2:], y.shape[2:]
-    inp, outp = math.prod(insz), math.prod(outsz)
-    ist, ost = contiguous(insz), contiguous(outsz)
-    nd = len(insz)
+    nc, insz, outsz, inp, outp, ist, ost, nd = _planes(x, y)
     jvars = [f"j{d}" for d in range(nd)]
     body, nests = [], {}
     for combo in itertools.product(*per_axis):
