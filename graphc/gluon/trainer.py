@@ -1,25 +1,25 @@
 """Trainer: applies an optimizer to a set of Parameters (MXNet 1.x `gluon.Trainer`).
 
 `step(batch_size)` = sum the gradients over devices (allreduce_grads), then update every
-device's copy of every parameter with rescale_grad = 1/batch_size. With one device nothing is
-copied. 'dist_*' kvstores go through graphc.kvstore's pushpull; local kinds ('device', 'local')
-sum in process. Optimizer states save to one MXNet-format .params file: the arrays plus a JSON
-description (no pickle).
+device's copy of every parameter with rescale_grad = 1/batch_size. As in MXNet, the sum goes
+through a KVStore (graphc.kvstore) only when there is one: `kvstore=None`, or a kind name with a
+single device and no 'dist', means no store and no sum. With a store, `update_on_kvstore`
+(default: True where the store can run an optimizer) makes the store own the optimizer: it
+updates its copy of each weight with the summed gradient and the devices pull the result.
+Optimizer states save to one MXNet-format .params file (gluon/updater_states.py, no pickle).
 """
 from __future__ import annotations
 
-import json
-import warnings
+import os
 
 import numpy as np
 
 from ..ndarray import NDArray
 from . import optimizer as opt
 from .parameter import Parameter, ParameterDict
+from .updater_states import load_updater_states, save_updater_states
 
 __all__ = ["Trainer"]
-
-_META = "__graphc_trainer_states__"
 
 
 class Trainer:
@@ -44,9 +44,10 @@ class Trainer:
             param._set_trainer(self)
         self._compression_params = compression_params
         self._contexts = None
-        self._kvstore_kind = kvstore
+        self._kvstore_params = {"kvstore": kvstore, "update_on_kvstore": update_on_kvstore}
         self._kvstore = None
-        self._update_on_kvstore = bool(update_on_kvstore)
+        self._update_on_kvstore = None
+        self._distributed = None
         self._kv_initialized = False
         optimizer_params = optimizer_params if optimizer_params else {}
         self._init_optimizer(optimizer, optimizer_params)
@@ -76,22 +77,51 @@ class Trainer:
         return list(contexts or [])
 
     def _init_kvstore(self):
+        """Choose the store and where updates happen, as MXNet's Trainer._init_kvstore and
+        model._create_kvstore do, and put every parameter's first copy into the store."""
+        from .. import kvstore as kvs
         self._contexts = self._check_contexts()
         self._updaters = [opt.get_updater(self._optimizer) for _ in self._contexts]
-        kind = self._kvstore_kind
-        if kind is not None and not isinstance(kind, str):
-            self._kvstore = kind  # a KVStore object
-        elif isinstance(kind, str) and kind.startswith("dist"):
-            from .. import kvstore as kvs
-            self._kvstore = kvs.create(kind)
-        if self._kvstore is not None:
-            for i, param in enumerate(self._params):
-                if param.grad_req != "null":
-                    self._kvstore.init(i, param.list_data()[0])
-            if self._update_on_kvstore:
-                warnings.warn("update_on_kvstore=True: graphc updates on the workers after the allreduce, "
-                              "with the same result")
-                self._update_on_kvstore = False
+        kind, wanted = self._kvstore_params["kvstore"], self._kvstore_params["update_on_kvstore"]
+        update_on_kvstore = bool(int(os.getenv("MXNET_UPDATE_ON_KVSTORE", "1")))
+        if kind is None:
+            kv = None
+        elif isinstance(kind, kvs.KVStoreBase):
+            kv = kind
+        elif isinstance(kind, str):
+            if len(self._contexts) == 1 and "dist" not in kind:
+                kv = None       # one device, one process: nothing to sum
+            else:
+                kv = kvs.create(kind)
+                if kind == "local" and max(int(np.prod(p.shape)) for p in self._params) > 1024 * 1024 * 16:
+                    update_on_kvstore = False
+        else:
+            raise TypeError(f"kvstore must be KVStore, str or None, got {type(kind).__name__}")
+        if kv is None:
+            if wanted:      # MXNet fails here too, with an AttributeError from deep inside
+                raise ValueError(f"update_on_kvstore=True needs a kvstore, but kvstore={kind!r} with "
+                                 f"{len(self._contexts)} device(s) gives none; leave update_on_kvstore=None")
+            self._kvstore, self._update_on_kvstore, self._distributed = None, None, False
+            self._kv_initialized = True
+            return
+        update_on_kvstore = update_on_kvstore and kv.is_capable(kvs.KVStoreBase.OPTIMIZER)
+        self._distributed = "dist" in kv.type
+        if self._distributed and "async" in kv.type:
+            if wanted is False:
+                raise ValueError("Please set update_on_kvstore=True when training in async mode.")
+            update_on_kvstore = True
+        if wanted is not None:
+            update_on_kvstore = bool(wanted)
+        if update_on_kvstore and not kv.is_capable(kvs.KVStoreBase.OPTIMIZER):
+            raise ValueError(f"Please set update_on_kvstore=False when training with {type(kv)}")
+        if self._compression_params:
+            kv.set_gradient_compression(self._compression_params)
+        if update_on_kvstore:
+            kv.set_optimizer(self._optimizer)
+        for i, param in enumerate(self._params):
+            arrays = param.list_data()
+            kv.broadcast(i, arrays[0], arrays)
+        self._kvstore, self._update_on_kvstore = kv, update_on_kvstore
         self._kv_initialized = True
 
     # -- learning rate ---------------------------------------------------------------------------
@@ -125,28 +155,34 @@ class Trainer:
         """Sum gradients over devices (for `update` after gradient processing, e.g. clipping)."""
         if not self._kv_initialized:
             self._init_kvstore()
+        self._check_not_on_kvstore("allreduce_grads")
         self._allreduce_grads()
+
+    def _check_not_on_kvstore(self, what):
+        if self._kvstore is not None and self._update_on_kvstore:
+            raise AssertionError(f"{what}() when parameters are updated on kvstore is not supported. Try setting "
+                                 "`update_on_kvstore` to False when creating trainer.")
 
     def update(self, batch_size, ignore_stale_grad=False):
         """The update half of step(), after allreduce_grads()."""
         if not self._kv_initialized:
             self._init_kvstore()
+        self._check_not_on_kvstore("update")
         self._optimizer.rescale_grad = self._scale / batch_size
         self._update(ignore_stale_grad)
 
     def _allreduce_grads(self):
+        if self._kvstore is None:
+            return          # MXNet: without a store each device keeps its own gradient
         for i, param in enumerate(self._params):
             if param.grad_req == "null":
                 continue
             grads = param.list_grad()
-            if self._kvstore is not None:
-                self._kvstore.pushpull(i, grads, out=grads)
-            elif len(grads) > 1:
-                total = grads[0]._data.copy()
-                for g in grads[1:]:
-                    total += g._data
-                for g in grads:
-                    g._data[...] = total
+            if self._update_on_kvstore:
+                # push the gradients, the store updates its weight, every device pulls it
+                self._kvstore.pushpull(i, grads, out=param.list_data(), priority=-i)
+            else:
+                self._kvstore.pushpull(i, grads, priority=-i)
 
     def _update(self, ignore_stale_grad=False):
         updates = [[] for _ in self._updaters]
@@ -163,6 +199,10 @@ class Trainer:
                             "use a subset of the Parameters (Blocks) for this iteration. If you are intentionally "
                             "only using a subset, call step with ignore_stale_grad=True to suppress this warning "
                             "and skip updating of Parameters with stale gradient")
+            if self._kvstore is not None and self._update_on_kvstore:
+                for arr in datas:
+                    _mark_stale(arr)
+                continue        # the store updated the weights during allreduce
             for upd, arr, grad in zip(updates, datas, param.list_grad()):
                 if not ignore_stale_grad or _fresh(arr, True):
                     upd.append((i, grad, arr))
@@ -175,64 +215,21 @@ class Trainer:
     # -- states ----------------------------------------------------------------------------------
     def save_states(self, fname):
         """Write the optimizer states (and update counts) to `fname` in MXNet's .params format."""
-        from ..io.mxnet_params import save_params
         if not self._kv_initialized:
             self._init_kvstore()
-        arrays = {}
-
-        def encode(state, key):
-            if state is None:
-                return None
-            if isinstance(state, NDArray):
-                arrays[key] = state.asnumpy()
-                return key
-            if isinstance(state, (tuple, list)):
-                return [encode(s, f"{key}.{j}") for j, s in enumerate(state)]
-            raise TypeError(f"cannot save optimizer state of type {type(state).__name__}")
-
-        updaters = []
-        for u, updater in enumerate(self._updaters):
-            updaters.append({str(idx): encode(st, f"u{u}:{idx}") for idx, st in updater.states.items()})
-        o = self._optimizer
-        meta = {"optimizer": type(o).__name__.lower(), "num_update": o.num_update,
-                "counts": {str(k): {str(i): c for i, c in v.items()} for k, v in o._all_index_update_counts.items()},
-                "lr": o.lr, "wd": o.wd, "updaters": updaters}
-        if hasattr(o, "m_schedule"):
-            meta["m_schedule"] = o.m_schedule
-        arrays[_META] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8).copy()
-        save_params(fname, arrays)
+        if self._kvstore is not None and self._update_on_kvstore:
+            self._kvstore.save_optimizer_states(fname, dump_optimizer=True)
+        else:
+            save_updater_states(fname, self._optimizer, self._updaters, dump_optimizer=True)
 
     def load_states(self, fname):
         """Restore what save_states wrote (the Trainer's parameters must be the same)."""
-        from ..io.mxnet_params import load_params
         if not self._kv_initialized:
             self._init_kvstore()
-        arrays = load_params(fname)
-        if _META not in arrays:
-            raise ValueError(f"{fname}: not a graphc trainer-states file (no {_META} entry)")
-        meta = json.loads(bytes(arrays[_META]).decode())
-        o = self._optimizer
-        if meta["optimizer"] != type(o).__name__.lower():
-            raise ValueError(f"{fname}: states of optimizer {meta['optimizer']!r}, this Trainer uses "
-                             f"{type(o).__name__.lower()!r}")
-        o.num_update = meta["num_update"]
-        o._all_index_update_counts = {int(k): {int(i): c for i, c in v.items()} for k, v in meta["counts"].items()}
-        o._index_update_count = o._all_index_update_counts.setdefault(0, {})
-        if "m_schedule" in meta:
-            o.m_schedule = meta["m_schedule"]
-
-        def decode(tree, ctx):
-            if tree is None:
-                return None
-            if isinstance(tree, str):
-                return NDArray(arrays[tree].copy(), ctx)
-            return tuple(decode(t, ctx) for t in tree)
-
-        for u, updater in enumerate(self._updaters):
-            saved = meta["updaters"][u] if u < len(meta["updaters"]) else meta["updaters"][0]
-            ctx = self._contexts[u]
-            updater.states = {int(idx): decode(tree, ctx) for idx, tree in saved.items()}
-            updater.states_synced = {idx: True for idx in updater.states}
+        if self._kvstore is not None and self._update_on_kvstore:
+            self._kvstore.load_optimizer_states(fname)
+        else:
+            load_updater_states(fname, self._optimizer, self._updaters, self._contexts)
 
 
 def _tracks_fresh_grad():
