@@ -13,7 +13,7 @@ from ..ops.errors import GraphcError
 from ..ops.namespace import OpNamespace
 from ..ops.registry import get_op
 from ..ops.types import TensorType
-from ..device import Context, as_context, current_context
+from ..device import Context, as_context, current_context, require_device
 from .. import autograd, random as _random
 
 
@@ -24,8 +24,11 @@ class NDArray(ArithmeticMixin):
     __slots__ = ("_data", "_ctx", "_entry", "_grad", "_grad_req", "_fresh_grad")
 
     def __init__(self, data: np.ndarray, ctx: Context | None = None):
+        ctx = ctx or current_context()
+        if ctx.device_type == "gpu":
+            require_device(ctx)     # MXNet refuses to allocate on a GPU the machine lacks
         self._data = data
-        self._ctx = ctx or current_context()
+        self._ctx = ctx
         self._entry = None
         self._grad = None
         self._grad_req = "null"
@@ -180,6 +183,35 @@ class NDArray(ArithmeticMixin):
             key = key._data.astype(np.int64)
         v = value._data if isinstance(value, NDArray) else value
         self._data[key] = v
+
+    # -- in-place arithmetic (MXNet's `a += b` writes into a's memory: views and the kvstore's
+    # stored weights see it; without these Python would rebind the name to a new array) ---------
+    def _inplace(self, kind, other):
+        source = self
+        if autograd.is_recording() and (self._entry is not None or self._grad_req != "null"):
+            if self._entry is None:
+                raise ValueError(f"in-place {kind} on an array with attach_grad() while recording: its "
+                                 "gradient would be lost; write `x = x + y` instead")
+            # the tape keeps the old value (a copy, since it is overwritten below) and its history
+            source = NDArray(self._data.copy(), self._ctx)
+            source._entry = self._entry
+        result = source._binary(kind, other)
+        if result.shape != self.shape:
+            from ..ops.errors import ShapeError
+            raise ShapeError(f"in-place {kind}: the result has shape {result.shape} but the array being "
+                             f"updated has shape {self.shape} (broadcasting may not grow the left operand)")
+        if not self._data.flags.writeable:
+            raise ValueError(f"in-place {kind}: the array is read-only")
+        self._data[...] = result._data
+        self._entry = result._entry      # while recording, gradients flow through the new value
+        return self
+
+    def __iadd__(self, o): return self._inplace("add", o)
+    def __isub__(self, o): return self._inplace("sub", o)
+    def __imul__(self, o): return self._inplace("mul", o)
+    def __itruediv__(self, o): return self._inplace("truediv", o)
+    def __imod__(self, o): return self._inplace("mod", o)
+    def __ipow__(self, o): return self._inplace("pow", o)
 
     # -- MXNet-style fluent methods ---------------------------------------------------------
     def reshape(self, *shape, **kwargs):

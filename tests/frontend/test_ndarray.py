@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import graphc as mx
-from graphc import nd
+from graphc import autograd, nd
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "int32", "int64", "uint8", "bool"])
@@ -108,3 +108,44 @@ def test_save_and_load_lists_and_dicts(tmp_path):
     np.testing.assert_array_equal(got[1].asnumpy(), b.asnumpy())
     nd.save(str(tmp_path / "d.params"), {"w": a})
     assert list(nd.load(str(tmp_path / "d.params"))) == ["w"]
+
+
+# -- in-place arithmetic ---------------------------------------------------------------------
+
+def test_inplace_add_writes_into_the_same_memory_so_aliases_see_it():
+    a = nd.ones((2, 3))
+    alias = a
+    view_source = a.asnumpy()  # a copy, unchanged
+    a += 2
+    a *= nd.array([1.0, 2.0, 3.0])
+    a -= 1
+    a /= 2
+    assert alias is a
+    np.testing.assert_allclose(alias.asnumpy(), (view_source + 2) * [1, 2, 3] / 1 / 1 * 0.5 - 0.5)
+
+
+def test_inplace_op_refuses_to_grow_the_left_operand():
+    b = nd.ones((3,))
+    with pytest.raises(Exception, match=r"in-place add.*\(2, 3\).*\(3,\)"):
+        b += nd.ones((2, 3))
+    np.testing.assert_array_equal(b.asnumpy(), np.ones(3))
+
+
+def test_inplace_ops_while_recording_keep_the_gradient_history():
+    x = nd.array([1.0, 2.0, 3.0])
+    x.attach_grad()
+    with autograd.record():
+        y = x * 2
+        y += x          # y = 3x
+        y *= x          # y = 3x^2
+        z = y.sum()
+    z.backward()
+    np.testing.assert_allclose(x.grad.asnumpy(), 6 * x.asnumpy())
+
+
+def test_inplace_op_on_a_leaf_that_needs_its_gradient_is_refused_while_recording():
+    x = nd.ones((2,))
+    x.attach_grad()
+    with autograd.record():
+        with pytest.raises(ValueError, match="attach_grad"):
+            x += 1
