@@ -1,28 +1,111 @@
 """Native code for compiled programs: LLVM IR text -> object code (through the shared target
 machine and -O3 pipeline of llvm_jit), cached in memory and on disk, loaded into an MCJIT
-engine. The disk cache lives in $GRAPHC_CACHE_DIR (default ~/.cache/graphc), one file per key.
+engine.
 
 A key covers everything the object code depends on: the caller's description of the program
-(printed graph, attributes, constant bytes), the CPU name and features, the thread count and
-graphc's version. Files are written atomically (temp file + rename), so concurrent processes
-never read half an object.
+(printed graph, attributes, constant bytes, code-generation settings), the target triple, the
+CPU name and features, the graphc, llvmlite and LLVM versions (host_signature) and the cache's
+own VERSION. The disk cache ($GRAPHC_CACHE_DIR, default ~/.cache/graphc; runtime/cache_store.py)
+holds one entry per key whose header is checked against all of that before a byte reaches the
+JIT (runtime/cache_entry.py); a refused entry is recompiled and replaced, with a CacheWarning.
+
+Both caches are bounded. On disk: GRAPHC_CACHE_MAX_BYTES, least recently used entries first.
+In memory: the GRAPHC_CACHE_MAX_PROGRAMS (default 64) most recently loaded programs stay
+loaded; an older one stays only while some Program still uses it (each Program holds its
+LoadedCode), and its engine and machine code are freed with the last such Program.
 """
 from __future__ import annotations
 
+import collections
 import ctypes
 import functools
 import hashlib
 import os
-import tempfile
 import threading
+import weakref
 
+import llvmlite
 import llvmlite.binding as llvm
 
 from . import llvm_jit, threads
+from .cache_entry import BadEntry, TARGET_FIELDS, encode_entry
+from .cache_store import (CacheWarning, MAX_ENTRY_BYTES, cache_dir, entry_path, load_entry, max_bytes,
+                          prepare_dir, trim, warn, write_entry)
 
-VERSION = "graphc-0.1.0-rt5"
+# bump when generated code or the way keys are made changes in a way descriptions do not show
+VERSION = "graphc-0.1.0-rt6"
+DEFAULT_MAX_PROGRAMS = 64
 _lock = threading.Lock()
-_memory: dict = {}        # key -> (engine, {name: address})
+_write_failed: set = set()      # directories whose failed write was reported (once per process)
+
+
+class LoadedCode:
+    """One program's machine code in its own MCJIT engine, with its functions' addresses.
+    Whoever calls the addresses holds this object; the engine is freed with it."""
+
+    __slots__ = ("engine", "addrs", "key", "__weakref__")
+
+    def __init__(self, engine, addrs: dict, key: str):
+        self.engine, self.addrs, self.key = engine, addrs, key
+
+
+_alive: "weakref.WeakSet[LoadedCode]" = weakref.WeakSet()
+
+
+def live_engines() -> int:
+    """How many programs' machine code is loaded in this process right now."""
+    with _lock:
+        return len(_alive)
+
+
+class EngineCache:
+    """key -> LoadedCode. The `limit` most recently used stay loaded; beyond that an entry is
+    only found while something else still holds it (so two Programs of one key share code)."""
+
+    def __init__(self):
+        self._recent: collections.OrderedDict = collections.OrderedDict()
+        self._in_use = weakref.WeakValueDictionary()
+
+    def get(self, key: str, limit: int):
+        code = self._recent.get(key)
+        if code is not None:
+            self._recent.move_to_end(key)
+            return code
+        code = self._in_use.get(key)
+        if code is not None:
+            self.put(key, code, limit)
+        return code
+
+    def put(self, key: str, code: LoadedCode, limit: int) -> None:
+        self._in_use[key] = code
+        self._recent[key] = code
+        self._recent.move_to_end(key)
+        while len(self._recent) > limit:
+            self._recent.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every program (a fresh process, for tests); Programs keep their own code."""
+        self._recent.clear()
+        self._in_use.clear()
+
+    def __contains__(self, key) -> bool:
+        return key in self._recent or key in self._in_use
+
+    def __len__(self) -> int:
+        return len(self._recent)
+
+
+_memory = EngineCache()
+
+
+def max_programs() -> int:
+    """GRAPHC_CACHE_MAX_PROGRAMS: programs kept loaded after their last user lets go."""
+    text = os.environ.get("GRAPHC_CACHE_MAX_PROGRAMS", "").strip()
+    if text.isdigit():
+        return int(text)
+    if text:
+        warn(f"GRAPHC_CACHE_MAX_PROGRAMS={text!r} is not a whole number; using {DEFAULT_MAX_PROGRAMS}")
+    return DEFAULT_MAX_PROGRAMS
 
 
 @functools.cache
@@ -30,13 +113,30 @@ def target_machine():
     return llvm_jit.create_target_machine(opt=3)
 
 
+def _graphc_version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("graphc")
+    except Exception:       # not installed (a bare source tree): VERSION still separates releases
+        return "unknown"
+
+
 @functools.cache
-def host_signature() -> str:
+def host_target() -> dict:
+    """What object code built in this process is specific to (cache_entry.TARGET_FIELDS)."""
     try:
         feats = llvm.get_host_cpu_features().flatten()
     except RuntimeError:
         feats = ""
-    return f"{llvm.get_host_cpu_name()}|{feats}|llvm{llvm.llvm_version_info}"
+    return {"graphc": _graphc_version(), "llvmlite": llvmlite.__version__,
+            "llvm": ".".join(str(v) for v in llvm.llvm_version_info), "triple": target_machine().triple,
+            "cpu": llvm.get_host_cpu_name(), "features": feats}
+
+
+@functools.cache
+def host_signature() -> str:
+    target = host_target()
+    return "|".join(f"{name}={target[name]}" for name in TARGET_FIELDS)
 
 
 @functools.cache
@@ -60,14 +160,14 @@ def load_blas() -> str:
     raise OSError(f"OpenBLAS library lib{name}.so not found in {lib_dir}")
 
 
-def cache_dir() -> str:
-    return os.environ.get("GRAPHC_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "graphc")
-
-
 def make_key(description: str) -> str:
+    """The cache key of a program: its description plus everything about this host and
+    toolchain that changes the object code."""
     h = hashlib.sha256()
     h.update(VERSION.encode())
+    h.update(b"\0")
     h.update(host_signature().encode())
+    h.update(b"\0")
     h.update(description.encode())
     return h.hexdigest()[:40]
 
@@ -88,37 +188,7 @@ def optimized_ir(ir_text: str) -> str:
     return str(mod)
 
 
-def load(key: str, build_ir, symbols, use_cache: bool = True):
-    """Addresses of `symbols` for the program under `key`. build_ir() gives LLVM IR text and is
-    called only when neither the memory nor the disk cache holds the object code.
-    Returns (addresses dict, where it came from: 'memory' | 'disk' | 'compiled', engine). The
-    caller keeps the engine alive as long as it calls the addresses."""
-    load_blas()
-    threads.ensure_pool()     # generated code calls graphc_pool_run
-    with _lock:
-        if use_cache and key in _memory:
-            engine, addrs = _memory[key]
-            return addrs, "memory", engine
-    path = os.path.join(cache_dir(), key + ".o")
-    obj, source = None, "compiled"
-    if use_cache and os.path.exists(path):
-        try:
-            with open(path, "rb") as f:
-                obj = f.read()
-            source = "disk"
-        except OSError:
-            obj = None
-    if obj is None:
-        obj = compile_object(build_ir())
-        if use_cache:
-            try:
-                os.makedirs(cache_dir(), exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=cache_dir(), suffix=".tmp")
-                with os.fdopen(fd, "wb") as f:
-                    f.write(obj)
-                os.replace(tmp, path)
-            except OSError:
-                pass   # a read-only cache directory only costs recompilation
+def _jit(obj: bytes, symbols, key: str) -> LoadedCode:
     # the engine takes ownership of its target machine (and frees it with itself): give it its own
     engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), llvm_jit.create_target_machine(opt=3))
     engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
@@ -127,10 +197,71 @@ def load(key: str, build_ir, symbols, use_cache: bool = True):
     missing = [s for s, a in addrs.items() if not a]
     if missing:
         raise RuntimeError(f"compiled program lacks functions {missing}")
+    code = LoadedCode(engine, addrs, key)
+    with _lock:
+        _alive.add(code)
+    return code
+
+
+def _usable_dir(limit: int) -> str | None:
+    """The disk cache directory when it may be used (created 0700 if missing), else None."""
+    if limit <= 0:
+        return None
+    directory = cache_dir()
+    problem = prepare_dir(directory)
+    if problem:
+        warn(f"not using the cache directory {directory}: {problem}; compiling in memory "
+             f"(chmod 700 it, or point GRAPHC_CACHE_DIR elsewhere)")
+        return None
+    return directory
+
+
+def _store(directory: str, key: str, obj: bytes, limit: int) -> None:
+    try:
+        write_entry(directory, key, encode_entry(key, obj, host_target()))
+    except OSError as exc:
+        if directory not in _write_failed:
+            _write_failed.add(directory)
+            warn(f"could not write {entry_path(directory, key)} ({exc.strerror or exc}); programs "
+                 f"still run, compiled in every process")
+        return
+    trim(directory, limit)
+
+
+def load(key: str, build_ir, symbols, use_cache: bool = True):
+    """The loaded code of the program under `key`. build_ir() gives LLVM IR text and is called
+    only when neither the memory nor the disk cache holds intact object code for the key.
+    Returns (addresses dict, where it came from: 'memory' | 'disk' | 'compiled', LoadedCode).
+    The caller keeps the LoadedCode alive as long as it calls the addresses."""
+    load_blas()
+    threads.ensure_pool()     # generated code calls graphc_pool_run
     if use_cache:
         with _lock:
-            _memory[key] = (engine, addrs)
-    return addrs, source, engine
+            code = _memory.get(key, max_programs())
+        if code is not None:
+            return code.addrs, "memory", code
+    limit = max_bytes() if use_cache else 0
+    directory = _usable_dir(limit)
+    code = None
+    if directory is not None:
+        path = entry_path(directory, key)
+        try:
+            obj = load_entry(directory, key, host_target(), min(limit, MAX_ENTRY_BYTES))
+            if obj is not None:
+                code = _jit(obj, symbols, key)
+        except (BadEntry, RuntimeError) as exc:
+            warn(f"refused {path}: {exc}; recompiling and replacing it")
+    source = "disk" if code is not None else "compiled"
+    if code is None:
+        obj = compile_object(build_ir())
+        if directory is not None:
+            _store(directory, key, obj, limit)
+        code = _jit(obj, symbols, key)
+    if use_cache:
+        with _lock:
+            _memory.put(key, code, max_programs())
+    return code.addrs, source, code
 
 
-__all__ = ["load", "make_key", "compile_object", "optimized_ir", "cache_dir", "load_blas", "target_machine"]
+__all__ = ["load", "make_key", "compile_object", "optimized_ir", "cache_dir", "load_blas", "target_machine",
+           "host_target", "host_signature", "live_engines", "LoadedCode", "CacheWarning", "VERSION"]
