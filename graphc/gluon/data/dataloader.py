@@ -1,27 +1,21 @@
 """DataLoader: turns a Dataset into an iterator of batches, in this process or in workers.
 
-Worker processes never pickle an NDArray (NDArray refuses on purpose): a worker converts every
-NDArray of its batch to an `_ArrayPayload` (the numpy array and the device), the pool sends that
-through its pipe, and the parent turns it back into an NDArray. Everything else a batchify_fn
-returns travels as it is.
-
 Batches are the same with and without workers, random augmentations included: each pass draws
 one seed from `graphc.random.generator()` when it starts, and batch k is loaded with the global
 generator temporarily set to one derived from (that seed, k), whichever process loads it. So
 `mx.random.seed(n)` repeats shuffling and augmentation, and forked workers do not repeat each
 other's random draws. (With thread_pool=True the threads share the process's one generator, so
 random transforms there are not repeatable.)
+
+The workers themselves live in process_workers.py and thread_workers.py; this module only decides
+which batches to ask for, in what order, and how far ahead.
 """
 from __future__ import annotations
 
 import collections
+import itertools
 import multiprocessing
-import multiprocessing.pool
-import os
 import pickle
-import signal
-import traceback
-import warnings
 import weakref
 
 import numpy as np
@@ -30,8 +24,11 @@ from ... import random as _random
 from ...device import as_context
 from ...ndarray import NDArray
 from . import sampler as _sampler
+from .batch_loading import load_seeded
+from .process_workers import DataLoaderWorkerError, ProcessWorkers
+from .thread_workers import ThreadWorkers
 
-__all__ = ["DataLoader", "default_batchify_fn", "default_mp_batchify_fn"]
+__all__ = ["DataLoader", "DataLoaderWorkerError", "default_batchify_fn", "default_mp_batchify_fn"]
 
 
 def default_batchify_fn(data):
@@ -63,118 +60,8 @@ def _check_same_shape(shapes):
 default_mp_batchify_fn = default_batchify_fn
 
 
-# -- loading one batch (in this process, a worker process or a thread) --------------------------
-def _batch_rng(epoch_seed, batch_no):
-    return np.random.default_rng([epoch_seed, batch_no])
-
-
-def _load_seeded(dataset, batchify_fn, indices, epoch_seed, batch_no):
-    """batchify_fn([dataset[i] ...]) with graphc's global generator set to this batch's own."""
-    state = _random._state      # the module's one slot; restored below
-    saved = state["rng"]
-    state["rng"] = _batch_rng(epoch_seed, batch_no)
-    try:
-        return batchify_fn([dataset[i] for i in indices])
-    finally:
-        state["rng"] = saved
-
-
-class _ArrayPayload:
-    """An NDArray on its way out of a worker: its numpy data and device name."""
-
-    __slots__ = ("data", "ctx")
-
-    def __init__(self, data, ctx):
-        self.data, self.ctx = data, ctx
-
-    def __getstate__(self):
-        return (self.data, self.ctx)
-
-    def __setstate__(self, state):
-        self.data, self.ctx = state
-
-
-def _to_payload(obj):
-    if isinstance(obj, NDArray):
-        return _ArrayPayload(obj._data, str(obj.context))
-    if isinstance(obj, list):
-        return [_to_payload(x) for x in obj]
-    if isinstance(obj, tuple):
-        items = [_to_payload(x) for x in obj]
-        return type(obj)(*items) if hasattr(obj, "_fields") else tuple(items)
-    if isinstance(obj, dict):
-        return type(obj)((k, _to_payload(v)) for k, v in obj.items())
-    return obj
-
-
-def _from_payload(obj):
-    if isinstance(obj, _ArrayPayload):
-        return NDArray(obj.data, as_context(obj.ctx))
-    if isinstance(obj, list):
-        return [_from_payload(x) for x in obj]
-    if isinstance(obj, tuple):
-        items = [_from_payload(x) for x in obj]
-        return type(obj)(*items) if hasattr(obj, "_fields") else tuple(items)
-    if isinstance(obj, dict):
-        return type(obj)((k, _from_payload(v)) for k, v in obj.items())
-    return obj
-
-
-class _WorkerFailure:
-    """What a worker sends back instead of a batch when loading raised."""
-
-    def __init__(self, pid, indices, exc, tb_text):
-        self.pid, self.indices, self.tb_text = pid, indices, tb_text
-        try:
-            pickle.dumps(exc)
-            self.exc = exc
-        except Exception:       # an exception that cannot cross the pipe: keep its text only
-            self.exc = None
-
-    def reraise(self):
-        where = f"DataLoader worker process (pid {self.pid}) raised while loading samples {self.indices}"
-        if self.exc is None:
-            raise RuntimeError(f"{where}:\n{self.tb_text}")
-        if hasattr(self.exc, "add_note"):
-            self.exc.add_note(f"({where}; its traceback is shown above)")
-        raise self.exc from _RemoteTraceback(f"{where}. Traceback in the worker:\n\n{self.tb_text}")
-
-
-class _RemoteTraceback(Exception):
-    """Carries a worker's formatted traceback as the __cause__ of the re-raised exception."""
-
-    def __str__(self):
-        return self.args[0]
-
-
-_worker_state = {}
-
-
-def _worker_initializer(dataset, batchify_fn):
-    signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is the parent's to handle
-    _worker_state["dataset"] = dataset
-    _worker_state["batchify_fn"] = batchify_fn
-
-
-def _worker_load(indices, epoch_seed, batch_no):
-    try:
-        batch = _load_seeded(_worker_state["dataset"], _worker_state["batchify_fn"],
-                             indices, epoch_seed, batch_no)
-        return _to_payload(batch)
-    except Exception as exc:
-        return _WorkerFailure(os.getpid(), indices, exc, traceback.format_exc())
-
-
-def _thread_load(dataset, batchify_fn, indices):
-    return batchify_fn([dataset[i] for i in indices])
-
-
 def _start_method():
     return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-
-
-def _shutdown_pool(pool):
-    pool.terminate()
 
 
 # -- the loader -------------------------------------------------------------------------------
@@ -185,12 +72,15 @@ class DataLoader:
     last_batch 'keep' | 'discard' | 'rollover') or a batch_sampler. num_workers > 0 loads batches
     in worker processes (forked where the platform can; elsewhere the dataset and batchify_fn
     must pickle), thread_pool=True in threads instead. prefetch (default 2 * num_workers) is how
-    many batches are requested ahead. timeout is how long to wait for one batch from a worker.
+    many batches are requested ahead. timeout (seconds, default 120, as MXNet) is how long to
+    wait for one batch; past it, multiprocessing.TimeoutError is raised and that batch skipped.
 
-    The worker pool starts on the first pass and lives as long as the loader (workers see the
-    dataset as it was then); it is shut down when the loader, and every iterator over it, is
-    garbage collected, or at exit. pin_memory is accepted and has no effect: graphc's CPU arrays
-    already live in host memory that the GPU backend copies from.
+    The workers start on the first pass and live as long as the loader (they see the dataset as
+    it was then); they are stopped, in bounded time, when the loader and every iterator over it
+    are garbage collected, or at exit. A worker process that dies is reported at once as a
+    DataLoaderWorkerError naming the worker, its pid and its exit code or signal; the next pass
+    starts new workers. pin_memory is accepted and has no effect: graphc's CPU arrays already
+    live in host memory that the GPU backend copies from.
     """
 
     def __init__(self, dataset, batch_size=None, shuffle=False, sampler=None,
@@ -238,28 +128,26 @@ class DataLoader:
 
     def _same_process_iter(self, batches, epoch_seed):
         for batch_no, indices in enumerate(batches):
-            yield _load_seeded(self._dataset, self._batchify_fn, indices, epoch_seed, batch_no)
+            yield load_seeded(self._dataset, self._batchify_fn, indices, epoch_seed, batch_no)
 
-    def _pool(self):
-        if self._worker_pool is None:
+    def _workers(self):
+        """The live worker pool, started on first use and started afresh after a worker died."""
+        pool = self._worker_pool
+        if pool is None or pool.broken is not None or pool.closed:
+            if self._finalizer is not None:
+                self._finalizer()           # closes the dead pool's remains, once
             if self._thread_pool:
-                pool = multiprocessing.pool.ThreadPool(self._num_workers)
+                pool = ThreadWorkers(self._num_workers, self._dataset, self._batchify_fn)
             else:
                 pool = self._start_processes()
             self._worker_pool = pool
-            self._finalizer = weakref.finalize(self, _shutdown_pool, pool)
-        return self._worker_pool
+            self._finalizer = weakref.finalize(self, pool.close)
+        return pool
 
     def _start_processes(self):
         method = _start_method()
-        ctx = multiprocessing.get_context(method)
         try:
-            with warnings.catch_warnings():
-                # Python 3.12+ warns about forking a process that runs threads; the workers
-                # only index the dataset and never touch the parent's threads' state
-                warnings.simplefilter("ignore", DeprecationWarning)
-                return ctx.Pool(self._num_workers, initializer=_worker_initializer,
-                                initargs=(self._dataset, self._batchify_fn))
+            return ProcessWorkers(self._num_workers, self._dataset, self._batchify_fn, method)
         except (TypeError, pickle.PicklingError, AttributeError) as exc:
             raise RuntimeError(
                 f"DataLoader(num_workers={self._num_workers}): this platform starts workers with "
@@ -268,18 +156,29 @@ class DataLoader:
                 "use a module-level batchify_fn, or pass thread_pool=True.") from exc
 
 
+_pass_ids = itertools.count()
+
+
 class _MultiWorkerIter:
     """One pass over a DataLoader with workers: keeps `prefetch` batches requested ahead and
-    hands them out in sampler order."""
+    hands them out in sampler order.
+
+    A batch whose loading raised re-raises here and the pass goes on with the next one (as in
+    PyTorch); a batch that timed out is skipped the same way. A worker that died ends the pass:
+    every later call raises the same DataLoaderWorkerError, and the loader's next pass starts
+    new workers. Dropping the iterator mid-pass costs nothing: its outstanding batches are
+    forgotten and their results dropped when they arrive."""
 
     def __init__(self, loader, batches, epoch_seed):
-        self._loader = loader               # keeps the loader, and so its pool, alive
-        self._pool = loader._pool()
-        self._threads = loader._thread_pool
+        self._loader = loader               # keeps the loader, and so its workers, alive
+        self._timeout = loader._timeout
+        self._pool = loader._workers()
+        self._pass = next(_pass_ids)
         self._batches = batches
         self._epoch_seed = epoch_seed
         self._batch_no = 0
-        self._pending = collections.deque()
+        self._pending = collections.deque()     # keys of requested batches, in sampler order
+        self._error = None
         for _ in range(loader._prefetch):
             self._push_next()
 
@@ -287,13 +186,9 @@ class _MultiWorkerIter:
         indices = next(self._batches, None)
         if indices is None:
             return
-        indices = list(indices)
-        if self._threads:
-            args = (self._loader._dataset, self._loader._batchify_fn, indices)
-            self._pending.append(self._pool.apply_async(_thread_load, args))
-        else:
-            args = (indices, self._epoch_seed, self._batch_no)
-            self._pending.append(self._pool.apply_async(_worker_load, args))
+        key = (self._pass, self._batch_no)
+        self._pending.append(key)
+        self._pool.submit(key, list(indices), self._epoch_seed, self._batch_no)
         self._batch_no += 1
 
     def __iter__(self):
@@ -303,25 +198,24 @@ class _MultiWorkerIter:
         return len(self._loader._batch_sampler)
 
     def __next__(self):
-        self._push_next()
-        if not self._pending:
-            raise StopIteration
-        result = self._pending.popleft()
-        timeout = self._loader._timeout
+        if self._error is not None:
+            raise DataLoaderWorkerError(self._error)     # kept as text: see ProcessWorkers.broken
         try:
-            batch = result.get(timeout)
-        except multiprocessing.TimeoutError:
-            msg = (f"DataLoader worker timed out after {timeout} seconds. This might be caused by a "
-                   "slow transform (increase `timeout` to allow slower data loading in each worker)")
-            if not self._threads:
-                msg += (", a worker that died (out of memory?), or insufficient shared memory "
-                        "(reduce `num_workers`)")
-            raise multiprocessing.TimeoutError(msg + ".") from None
-        if self._threads:
-            return batch
-        if isinstance(batch, _WorkerFailure):
+            self._push_next()
+            if not self._pending:
+                raise StopIteration
+            return self._pool.result(self._pending.popleft(), self._timeout)
+        except DataLoaderWorkerError as err:
+            self._error = str(err)
             self._pending.clear()
-            batch.reraise()
-        return _from_payload(batch)
+            raise
 
     next = __next__
+
+    def __del__(self):
+        pending = getattr(self, "_pending", None)
+        if pending:
+            try:
+                self._pool.forget(pending)
+            except Exception:       # at interpreter exit the pool may already be gone
+                pass

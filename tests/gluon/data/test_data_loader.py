@@ -195,7 +195,7 @@ def test_workers_shut_down_when_loader_and_iterator_are_collected():
     loader = DataLoader(_dataset(), batch_size=2, num_workers=2)
     it = iter(loader)
     next(it)
-    processes = list(loader._worker_pool._pool)
+    processes = list(loader._worker_pool.processes)
     assert all(p.is_alive() for p in processes)
     del loader, it
     gc.collect()
