@@ -118,9 +118,15 @@ class Trainer:
             kv.set_gradient_compression(self._compression_params)
         if update_on_kvstore:
             kv.set_optimizer(self._optimizer)
-        for i, param in enumerate(self._params):
-            arrays = param.list_data()
-            kv.broadcast(i, arrays[0], arrays)
+        if isinstance(kv, kvs.KVStore):
+            # one call for every parameter: a distributed store checks that all workers agree on
+            # the keys, shapes and dtypes before anything is sent
+            keys = list(range(len(self._params)))
+            kv.broadcast(keys, [p.list_data()[0] for p in self._params], [p.list_data() for p in self._params])
+        else:
+            for i, param in enumerate(self._params):
+                arrays = param.list_data()
+                kv.broadcast(i, arrays[0], arrays)
         self._kvstore, self._update_on_kvstore = kv, update_on_kvstore
         self._kv_initialized = True
 
@@ -143,9 +149,23 @@ class Trainer:
         self._optimizer.set_learning_rate(lr)
 
     # -- stepping --------------------------------------------------------------------------------
+    def _check_and_rescale_grad(self, scale):
+        """rescale_grad = scale; as in MXNet, a distributed store that runs the optimizer
+        received it with the first step's scale, so a later batch size may not change it."""
+        if self._update_on_kvstore and self._distributed and self._kv_initialized:
+            if self._optimizer.rescale_grad != scale:
+                raise UserWarning("Possible change in the `batch_size` from previous `step` detected. Optimizer "
+                                  "gradient normalizing factor will not change w.r.t new batch_size when "
+                                  "update_on_kvstore=True and when distributed kvstore is used.")
+        self._optimizer.rescale_grad = scale
+
     def step(self, batch_size, ignore_stale_grad=False):
-        """One optimization step: gradients are divided by `batch_size` (rescale_grad)."""
-        self._optimizer.rescale_grad = self._scale / batch_size
+        """One optimization step: gradients are divided by `batch_size` (rescale_grad).
+
+        With a 'dist_sync' store the gradients are summed over all workers (MXNet's semantics),
+        so `batch_size` is the per-worker batch: n workers each stepping with batch b move the
+        weights exactly as one process stepping with b on the n batches concatenated."""
+        self._check_and_rescale_grad(self._scale / batch_size)
         if not self._kv_initialized:
             self._init_kvstore()
         self._allreduce_grads()
@@ -168,12 +188,25 @@ class Trainer:
         if not self._kv_initialized:
             self._init_kvstore()
         self._check_not_on_kvstore("update")
-        self._optimizer.rescale_grad = self._scale / batch_size
+        self._check_and_rescale_grad(self._scale / batch_size)
         self._update(ignore_stale_grad)
 
     def _allreduce_grads(self):
         if self._kvstore is None:
             return          # MXNet: without a store each device keeps its own gradient
+        from ..kvstore import KVStore
+        if isinstance(self._kvstore, KVStore):
+            # every gradient in one call, so a distributed store buckets them and overlaps their
+            # transfer with the per-device sums and the updates (kvstore/mpi_transport.py)
+            live = [i for i, p in enumerate(self._params) if p.grad_req != "null"]
+            if not live:
+                return
+            grads = [self._params[i].list_grad() for i in live]
+            if self._update_on_kvstore:
+                self._kvstore.pushpull(live, grads, out=[self._params[i].list_data() for i in live])
+            else:
+                self._kvstore.pushpull(live, grads)
+            return
         for i, param in enumerate(self._params):
             if param.grad_req == "null":
                 continue

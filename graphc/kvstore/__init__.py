@@ -9,8 +9,11 @@ an optimizer (MXNet 1.9.1's API, store.py). The layers, top down:
     compression         2-bit quantisation with error feedback
     transport.Transport     the sum over processes: the seam for distributed stores
 
-Distributed stores ('dist_sync', 'dist_device_sync', 'dist_async') need a Transport over MPI
-(mpi4py, launched under mpiexec); until one exists, create() refuses them clearly.
+Distributed stores run one worker per MPI rank (launched by `graphc-launch -n 4 python
+train.py` or `mpiexec -n 4 python train.py`; graphc.dist holds the MPI layer):
+'dist_sync', 'dist_device_sync', 'dist_sync_device' sum over workers with mpi_transport's
+bucketed all-reduce, so every worker applies the same update; 'dist_async' sends gradients to
+parameter-server ranks that update the weights (dist_async.py).
 """
 from __future__ import annotations
 
@@ -38,10 +41,53 @@ def create(name="local"):
     if name in KVStoreBase.kv_registry:
         return KVStoreBase.kv_registry[name]()
     if "dist" in name:
-        raise GraphcError(f"kvstore {name!r}: distributed stores run over MPI (mpi4py, launched under mpiexec), "
-                          "and that transport is not built yet; use 'local' or 'device' within one process")
+        return _create_dist(name)
     order = _LOCAL_KINDS.get(name)
     if order is None:
         known = sorted(set(_LOCAL_KINDS) | set(KVStoreBase.kv_registry))
         raise GraphcError(f"unknown kvstore type {name!r}; expected one of {known} (or a 'dist_*' kind)")
     return KVStore(name, SingleProcessTransport(), DeviceReduction(order))
+
+
+_WORKER_COMMS: dict = {}
+
+
+def _workers_comm(w, r, server):
+    """The communicator of the worker ranks (made once: server ranks take part only once)."""
+    if not r.num_servers:
+        return w.comm
+    if id(w) not in _WORKER_COMMS:
+        _WORKER_COMMS[id(w)] = w.split(1 if server else 0, "splitting workers from servers")
+    return _WORKER_COMMS[id(w)]
+
+
+_DIST_KINDS = {"dist_sync": "cpu", "dist_device_sync": "device", "dist_sync_device": "device",
+               "dist_async": "cpu", "dist": "cpu"}
+
+
+def _create_dist(name):
+    """A distributed store, joining the MPI job (graphc.dist) on first use. A server rank never
+    returns from here: it serves (dist_async) or waits (synchronous kinds) until the workers
+    finish, then exits."""
+    order = _DIST_KINDS.get(name)
+    if order is None:
+        raise GraphcError(f"unknown distributed kvstore type {name!r}; expected one of {sorted(_DIST_KINDS)}")
+    from ..dist import roles as dist_roles, world
+    from .mpi_transport import MPITransport
+    w = world()
+    r = dist_roles(w.size)
+    server = r.is_server(w.rank)
+    workers = _workers_comm(w, r, server)
+    if server:
+        from .dist_async import serve
+        serve(w, r)         # a synchronous job sends its servers no requests, only 'done'
+    transport = MPITransport(w, workers)
+    if "async" in name:
+        from .dist_async import AsyncKVStore
+        return AsyncKVStore(name, w, r, transport, DeviceReduction(order))
+    if r.num_servers:
+        # the servers of a synchronous job only wait for each worker's 'done'
+        from .dist_async import _TAG_REQUEST
+        w.at_finish(lambda: [w.wait([w.comm.isend(("bye",), dest=s, tag=_TAG_REQUEST)], "telling servers 'done'")
+                             for s in r.server_ranks()])
+    return KVStore(name, transport, DeviceReduction(order))

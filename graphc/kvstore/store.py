@@ -109,6 +109,8 @@ class KVStore(KVStoreBase):
                 raise GraphcError(f"kvstore.init: duplicate init of key {k!r}; call kv.init or kv.broadcast once "
                                   "per key")
             seen.add(k)
+        self._transport.agree("kvstore.init", [(k, f"shape {tuple(v.shape)} {np.dtype(v._data.dtype).name}")
+                                               for k, v in pairs])
         for k, v in pairs:
             data = self._transport.broadcast(k, np.array(v._data, copy=True), 0)
             self._store[k] = NDArray(data, v.context)
@@ -124,25 +126,44 @@ class KVStore(KVStoreBase):
     # -- push / pull ------------------------------------------------------------------------
     def push(self, key, value, priority=0):
         """Sum each key's values over devices and workers; update the stored value with the sum
-        (updater or optimizer set) or replace it by the sum (none set)."""
+        (updater or optimizer set) or replace it by the sum (none set).
+
+        The keys of one call go to the transport as a stream: a distributed transport buckets
+        them and starts each bucket's transfer while the next keys are still being summed over
+        devices, and the update of a key runs as soon as its sum arrives. Distributed stores
+        stream the keys last-first (the order backward produces gradients); every store
+        updates each key exactly as MXNet does."""
         pairs, _ = self._pairs("push", key, value)
-        for k, values in self._grouped("push", pairs):
+        groups = self._grouped("push", pairs)
+        for k, values in groups:        # refuse a bad shape before anything is sent
             stored = self._stored("push", k)
-            dtype = stored._data.dtype
-            arrays = []
             for slot, v in enumerate(values):
                 self._check_shape("push", k, stored, v, f"the value pushed from {v.context} (#{slot})")
-                arrays.append(np.asarray(v._data, dtype=dtype))
-            merged = self._reduction.reduce(k, arrays, lambda s, k=k, vs=values: f"key {k!r} from {vs[s].context}")
-            dist_compression = self._compression if "dist" in self._type else None
-            merged = self._transport.allreduce(k, merged, dist_compression)
+        if self.num_workers > 1:
+            groups = groups[::-1]
+        dist_compression = self._compression if "dist" in self._type else None
+        for k, merged in self._transport.allreduce_stream(self._device_sums(groups), dist_compression):
+            stored = self._store[k]
             if self._updater is None:
-                stored._data = merged
+                # a copy: a distributed transport's sum lives in a buffer its next call reuses
+                np.copyto(stored._data, merged)
                 continue
             self._updater(k.encode() if isinstance(k, str) else k, NDArray(merged, stored.context), stored)
             if tuple(stored.shape) != tuple(merged.shape):
                 raise ShapeError(f"kvstore.push: the updater changed the shape of key {k!r} from "
                                  f"{tuple(merged.shape)} to {tuple(stored.shape)}")
+
+    def _device_sums(self, groups):
+        """(key, sum over this process's devices) for each group, produced lazily."""
+        for k, values in groups:
+            dtype = self._store[k]._data.dtype
+            arrays = [np.asarray(v._data, dtype=dtype) for v in values]
+            if len(arrays) == 1 and self.num_workers > 1:
+                # nothing to sum here, and the distributed transport packs (copies) the array
+                # into its bucket before it yields anything: no copy of every gradient
+                yield k, arrays[0]
+                continue
+            yield k, self._reduction.reduce(k, arrays, lambda s, k=k, vs=values: f"key {k!r} from {vs[s].context}")
 
     def pull(self, key, out=None, priority=0, ignore_sparse=True):
         """Copy each key's stored value into its output array(s), casting to their dtype."""

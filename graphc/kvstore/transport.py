@@ -17,6 +17,11 @@ order; every blocking wait must have a deadline so a dead rank is an error, not 
 * `broadcast(key, array, root)`: rank `root`'s array on every worker (init uses root 0, so
   all workers start from the same weights, MXNet's "only the value of rank 0 is used").
 * `barrier()`: return once every worker has reached it.
+
+Two members have defaults that suit one process: `allreduce_stream(items, compression)` (many
+keys at once, so a transport can bucket them and overlap their transfer with the caller's work;
+the default sums key by key) and `agree(op, entries)` (fail on every worker when workers
+describe a collective call differently; nothing to compare in one process).
 """
 from __future__ import annotations
 
@@ -51,3 +56,13 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def barrier(self) -> None:
         ...
+
+    def allreduce_stream(self, items, compression=None):
+        """Yield (key, sum over workers) for each (key, array) of the iterable `items`, in any
+        order; a transport may start a key's transfer before the next item is produced."""
+        for key, array in items:
+            yield key, self.allreduce(key, array, compression)
+
+    def agree(self, op, entries) -> None:
+        """Raise on every worker unless all pass equal `entries` ((key, description) pairs)."""
+        return None

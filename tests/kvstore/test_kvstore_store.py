@@ -20,12 +20,12 @@ def test_push_sums_and_pull_broadcasts():
         np.testing.assert_array_equal(o.asnumpy(), [3, 3])
 
 
-def test_unknown_and_distributed_kinds_are_refused_clearly():
+def test_unknown_kinds_are_refused_clearly():
+    # the real distributed kinds run under MPI: tests/kvstore/test_dist.py launches them
     with pytest.raises(mx.GraphcError, match="unknown kvstore type 'bogus'"):
         mx.kv.create("bogus")
-    for name in ("dist_sync", "dist_device_sync", "dist_async"):
-        with pytest.raises(mx.GraphcError, match="mpi4py.*mpiexec"):
-            mx.kv.create(name)
+    with pytest.raises(mx.GraphcError, match="unknown distributed kvstore type 'dist_bogus'"):
+        mx.kv.create("dist_bogus")
     with pytest.raises(TypeError, match="must be a string"):
         mx.kv.create(None)
 

@@ -6,7 +6,7 @@ import importlib
 
 from .dataset import Dataset, SimpleDataset, ArrayDataset  # noqa: F401
 from .sampler import (Sampler, SequentialSampler, RandomSampler, FilterSampler,  # noqa: F401
-                      BatchSampler, IntervalSampler)
+                      BatchSampler, IntervalSampler, SplitSampler)
 from .dataloader import DataLoader, default_batchify_fn, default_mp_batchify_fn  # noqa: F401
 from . import dataset, sampler, dataloader  # noqa: F401
 

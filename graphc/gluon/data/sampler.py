@@ -8,7 +8,7 @@ from __future__ import annotations
 from ... import random as _random
 
 __all__ = ["Sampler", "SequentialSampler", "RandomSampler", "FilterSampler", "BatchSampler",
-           "IntervalSampler"]
+           "IntervalSampler", "SplitSampler"]
 
 _LAST_BATCH_MODES = ("keep", "discard", "rollover")
 
@@ -86,6 +86,34 @@ class IntervalSampler(Sampler):
         if self._rollover:
             return self._length
         return len(range(0, self._length, self._interval))
+
+
+class SplitSampler(Sampler):
+    """The part `part_index` of `num_parts` equal, contiguous parts of range(length): the data
+    shard of one worker in distributed training, as in MXNet's distributed-training example
+    (`SplitSampler(len(data), kv.num_workers, kv.rank)`). Each part has length // num_parts
+    indices (the remainder is never sampled), so every worker runs the same number of batches,
+    which synchronous training needs. `shuffle` (the example's behaviour) draws a new order of
+    the part's indices on every pass from graphc.random."""
+
+    def __init__(self, length, num_parts=1, part_index=0, shuffle=True):
+        length, num_parts, part_index = int(length), int(num_parts), int(part_index)
+        if num_parts < 1:
+            raise ValueError(f"SplitSampler: num_parts must be at least 1, got {num_parts}")
+        if not 0 <= part_index < num_parts:
+            raise ValueError(f"SplitSampler: part_index must be in [0, {num_parts}), got {part_index}")
+        self._part_len = length // num_parts
+        self._start = self._part_len * part_index
+        self._shuffle = shuffle
+
+    def __iter__(self):
+        if not self._shuffle:
+            return iter(range(self._start, self._start + self._part_len))
+        order = _random.generator().permutation(self._part_len)
+        return iter((order + self._start).tolist())
+
+    def __len__(self):
+        return self._part_len
 
 
 class BatchSampler(Sampler):

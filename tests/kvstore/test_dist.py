@@ -1,0 +1,156 @@
+"""Distributed data parallelism over MPI (graphc.dist, kvstore 'dist_*'): each test launches
+dist_worker.py on 2-4 local ranks under MPICH (gforker, through graphc-launch, or directly) with
+a subprocess timeout, so a hang fails the test instead of stalling the suite."""
+import os
+import re
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+mpi4py = pytest.importorskip("mpi4py")
+
+import graphc as mx  # noqa: E402
+from graphc import autograd, gluon, nd  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKER = os.path.join(HERE, "dist_worker.py")
+BIN = os.path.dirname(sys.executable)
+GFORKER = os.path.join(BIN, "mpiexec.gforker")
+sys.path.insert(0, HERE)
+import dist_worker as dw  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not os.access(GFORKER, os.X_OK), reason="MPICH's mpiexec.gforker is not installed")
+
+
+def _run(ranks, scenario, out, *args, timeout_s=5, launcher=False, servers=0, limit=60):
+    env = dict(os.environ, GRAPHC_DIST_TIMEOUT=str(timeout_s), PYTHONUNBUFFERED="1")
+    env.pop("GRAPHC_NUM_SERVERS", None)
+    program = [sys.executable, WORKER, scenario, str(out), *args]
+    if launcher:
+        cmd = [sys.executable, "-m", "graphc.dist.launch", "-n", str(ranks), "-s", str(servers)] + program
+    else:
+        cmd = [GFORKER, "-n", str(ranks)] + program
+    start = time.monotonic()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=limit)
+    return proc, time.monotonic() - start
+
+
+def _ok(proc):
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+
+
+def _reference_weights(num_workers, update_on_kvstore):
+    """One process, no store, stepping with the per-worker batch size on the workers' batches
+    concatenated: what MXNet's dist_sync gives (the gradients are summed over workers)."""
+    net = dw.build(seed=100)
+    x, y = dw.data(num_workers)
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.5, "momentum": 0.9}, kvstore=None)
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    part = len(x) // num_workers
+    for step in range(dw.STEPS):
+        rows = np.concatenate([np.arange(w * part + step * dw.LOCAL_BATCH, w * part + (step + 1) * dw.LOCAL_BATCH)
+                               for w in range(num_workers)])
+        with autograd.record():
+            loss = loss_fn(net(nd.array(x[rows])), nd.array(y[rows]))
+        loss.backward()
+        trainer.step(dw.LOCAL_BATCH)
+    return dw.weights(net)
+
+
+@pytest.mark.parametrize("ranks,update_on_kvstore,mode", [(3, "none", "plain"), (2, "false", "hybrid")])
+def test_dist_sync_training_equals_one_process_on_the_concatenated_batch(tmp_path, ranks, update_on_kvstore, mode):
+    proc, _ = _run(ranks, "sync", tmp_path, update_on_kvstore, mode)
+    _ok(proc)
+    expected = _reference_weights(ranks, update_on_kvstore)
+    got = [dict(np.load(tmp_path / f"rank{r}.npz")) for r in range(ranks)]
+    for name, want in expected.items():
+        for r in range(ranks):
+            np.testing.assert_allclose(got[r][name], want, rtol=1e-5, atol=1e-5, err_msg=f"rank {r} {name}")
+            assert np.array_equal(got[r][name], got[0][name]), f"{name} differs between rank {r} and rank 0"
+        assert not np.allclose(want, dw.weights(dw.build(seed=100))[name]), f"{name} never moved"
+
+
+def test_two_bit_dist_sync_sums_every_workers_quantised_gradient(tmp_path):
+    ranks, t = 3, np.float32(0.3)
+    proc, _ = _run(ranks, "compressed", tmp_path)
+    _ok(proc)
+    runs = [np.load(tmp_path / f"rank{r}.npz") for r in range(ranks)]
+    residuals = [np.zeros_like(runs[0]["pushed"][0]) for _ in range(ranks)]
+    for step in range(runs[0]["pushed"].shape[0]):
+        total = np.zeros_like(residuals[0])
+        for r in range(ranks):      # the numpy model of MXNet's 2-bit scheme with error feedback
+            res = residuals[r]
+            res += runs[r]["pushed"][step]
+            pos, neg = res >= t, res <= -t
+            res[pos] -= t
+            res[neg] += t
+            total += np.where(pos, t, np.where(neg, -t, np.float32(0)))
+        assert np.abs(total).max() > 0
+        for r in range(ranks):
+            np.testing.assert_array_equal(runs[r]["sums"][step], total, err_msg=f"rank {r} step {step}")
+
+
+def test_dist_async_training_converges_with_a_server_rank(tmp_path):
+    proc, _ = _run(2, "async", tmp_path, launcher=True, servers=1)
+    _ok(proc)
+    for r in range(2):          # ranks 0, 1 are the workers; rank 2 served
+        losses = np.load(tmp_path / f"rank{r}.npy")
+        assert losses[-5:].mean() < 0.9 * losses[:5].mean(), f"worker {r}'s loss did not drop: {losses}"
+    assert not (tmp_path / "rank2.npy").exists()
+
+
+def test_a_killed_rank_ends_the_job_and_every_survivor_names_it(tmp_path):
+    proc, elapsed = _run(3, "kill", tmp_path, launcher=True, timeout_s=20)
+    assert proc.returncode != 0
+    for survivor in (0, 2):
+        assert re.search(rf"rank {survivor} \(pid \d+ on host [^)]*\)\S*: rank 1 \(pid \d+ on host [^)]*\) died",
+                         proc.stderr), proc.stderr
+    assert "graphc-launch: the job failed" in proc.stderr and "ranks [1] were killed" in proc.stderr
+    assert elapsed < 20, f"the job took {elapsed:.1f} s to end after rank 1 died"
+
+
+def test_mismatched_init_fails_on_every_rank_naming_key_and_shapes(tmp_path):
+    proc, _ = _run(3, "mismatch", tmp_path)
+    for r in range(3):
+        assert (f"rank {r} (pid" in proc.stderr and "kvstore.init: the workers disagree about key 1: worker 0 has "
+                "shape (4, 5) float32; worker 1 has shape (3, 5) float32; worker 2 has shape (4, 5) float32"
+                in proc.stderr), proc.stderr
+    assert proc.stderr.count("the workers disagree about key 1") == 3, proc.stderr
+
+
+def test_a_rank_that_never_joins_times_out_naming_it(tmp_path):
+    proc, elapsed = _run(3, "nojoin", tmp_path, timeout_s=3, limit=40)
+    for r in (0, 2):
+        assert re.search(rf"rank {r} of 3 .*joining the job timed out after 3 s \(GRAPHC_DIST_TIMEOUT\): ranks \[1\] "
+                         "never started", proc.stderr), proc.stderr
+    assert elapsed < 30
+
+
+# -- pieces that need no MPI job ---------------------------------------------------------------------
+def test_split_sampler_gives_each_worker_an_equal_disjoint_part():
+    parts = [list(gluon.data.SplitSampler(10, 3, i, shuffle=False)) for i in range(3)]
+    assert parts == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    shuffled = list(gluon.data.SplitSampler(10, 3, 1))
+    assert sorted(shuffled) == [3, 4, 5] and len(gluon.data.SplitSampler(10, 3, 1)) == 3
+    with pytest.raises(ValueError, match="part_index"):
+        gluon.data.SplitSampler(10, 3, 3)
+
+
+def test_an_optimizer_travels_to_a_server_as_plain_data():
+    from graphc.kvstore import optimizer_wire
+    sched = mx.lr_scheduler.FactorScheduler(step=2, factor=0.5, base_lr=0.1)
+    params = {0: gluon.Parameter("w", shape=(3,), lr_mult=2.0)}
+    opt = mx.optimizer.create("sgd", momentum=0.9, wd=0.01, lr_scheduler=sched, rescale_grad=0.25, param_dict=params)
+    copy = optimizer_wire.loads(optimizer_wire.dumps(opt))
+    assert type(copy) is type(opt) and copy.lr_scheduler is not sched
+    w1, w2 = nd.array(np.ones(3, np.float32)), nd.array(np.ones(3, np.float32))
+    up1, up2 = mx.optimizer.get_updater(opt), mx.optimizer.get_updater(copy)
+    for step in range(4):
+        g = nd.array(np.full(3, step + 1.0, np.float32))
+        up1(0, g, w1)
+        up2(0, g, w2)
+    np.testing.assert_array_equal(w1.asnumpy(), w2.asnumpy())
