@@ -342,9 +342,8 @@ def load_json(json_str):
 
 
 def load(fname):
-    from .io.mxnet_json import load_symbol_json
-    with open(fname, "r", encoding="utf-8") as fh:
-        return _from_graph(load_symbol_json(fh.read(), str(fname)))
+    from .io.mxnet_json import load_symbol_json, read_symbol_file
+    return _from_graph(load_symbol_json(read_symbol_file(fname), str(fname)))
 
 
 def _from_graph(graph: Graph) -> Symbol:

@@ -38,18 +38,28 @@ class ScalarExpr:
         return self._hash
 
     def __eq__(self, other):
-        return (isinstance(other, ScalarExpr) and self._hash == other._hash and self.kind == other.kind
-                and self.op == other.op and self.args == other.args and self.value == other.value
-                and self.dtype == other.dtype)
+        # Iterative, not a recursive tuple comparison: two equal formulas fused from thousands
+        # of operators are thousands of levels deep. Pairs already compared are not compared
+        # again, so shared subexpressions cost once (a recursive walk is exponential on them).
+        if self is other:
+            return True
+        if not isinstance(other, ScalarExpr):
+            return False
+        stack, done = [(self, other)], set()
+        while stack:
+            a, b = stack.pop()
+            if a is b or (id(a), id(b)) in done:
+                continue
+            if (a._hash != b._hash or a.kind != b.kind or a.op != b.op or a.value != b.value
+                    or a.dtype != b.dtype or len(a.args) != len(b.args)):
+                return False
+            done.add((id(a), id(b)))
+            stack.extend(zip(a.args, b.args))
+        return True
 
     def __repr__(self):
-        if self.kind == "arg":
-            return f"x{self.value}"
-        if self.kind == "const":
-            return repr(self.value)
-        if self.kind == "cast":
-            return f"{self.dtype}({self.args[0]!r})"
-        return f"{self.op}({', '.join(map(repr, self.args))})"
+        lets, text = format_formula(self, lambda i: f"x{i}")
+        return "".join(f"{name} = {value}; " for name, value in lets) + text
 
     # operator sugar, so formulas read like math
     def _lift(self, other):
@@ -70,6 +80,72 @@ class ScalarExpr:
     def __le__(self, o): return call("le", self, self._lift(o))
     def __gt__(self, o): return call("gt", self, self._lift(o))
     def __ge__(self, o): return call("ge", self, self._lift(o))
+
+
+def postorder(expr: ScalarExpr) -> list:
+    """Each distinct subexpression of `expr` once, every operand before its users, `expr` last.
+
+    Every walk over a formula (evaluation, the renderers, printing) goes through this instead of
+    recursing: a formula is as deep as the chain of operators fused into it, and Python's
+    recursion limit (1000 frames) must not bound that."""
+    order, seen = [], set()
+    stack = [(expr, False)]
+    while stack:
+        e, expanded = stack.pop()
+        if expanded:
+            order.append(e)
+            continue
+        if e in seen:
+            continue
+        seen.add(e)
+        stack.append((e, True))
+        stack.extend((a, False) for a in reversed(e.args) if a not in seen)
+    return order
+
+
+def format_formula(expr: ScalarExpr, arg_text, dtype_text=str, prefix="t") -> tuple:
+    """(lets, text): `expr` as text, with every call used more than once written once as a
+    named temporary (lets = [(name, text)], operands first) and referred to by name.
+
+    Written inline, a formula in which y feeds two users at each of k steps (y + a*tanh(y),
+    repeated) would print 2**k copies of y: a 100-operator kernel's text would not fit in
+    memory. The text is assembled from tokens in one pass, so a formula n levels deep costs
+    O(n), not the O(n**2) of building each level's string from its operands' strings.
+    arg_text(i) spells argument i; dtype_text(dtype) the name a cast prints."""
+    uses: dict = {}
+    order = postorder(expr)
+    for e in order:
+        for a in e.args:
+            uses[a] = uses.get(a, 0) + 1
+    names: dict = {}
+
+    def spell(root) -> str:
+        out, stack = [], [root]
+        while stack:
+            e = stack.pop()
+            if isinstance(e, str):
+                out.append(e)
+            elif e is not root and e in names:
+                out.append(names[e])
+            elif e.kind == "arg":
+                out.append(arg_text(e.value))
+            elif e.kind == "const":
+                out.append(repr(e.value))
+            else:
+                out.append(f"{dtype_text(e.dtype)}(" if e.kind == "cast" else f"{e.op}(")
+                stack.append(")")
+                for k in reversed(range(len(e.args))):
+                    stack.append(e.args[k])
+                    if k:
+                        stack.append(", ")
+        return "".join(out)
+
+    lets = []
+    for e in order:
+        if e.kind in ("call", "cast") and uses.get(e, 0) > 1 and e is not expr:
+            lets.append((f"{prefix}{len(lets)}", spell(e)))
+            names[e] = lets[-1][0]
+    return lets, spell(expr)
 
 
 def arg(index: int, dtype="float32") -> ScalarExpr:
@@ -142,21 +218,16 @@ _NUMPY = {
 
 def evaluate(expr: ScalarExpr, inputs: list) -> np.ndarray:
     """Run a formula on numpy arrays (broadcasting), in the formula's own dtypes."""
-    memo = {}
-
-    def go(e):
-        if e in memo:
-            return memo[e]
+    values = {}
+    for e in postorder(expr):
         if e.kind == "arg":
             r = np.asarray(inputs[e.value])
         elif e.kind == "const":
             r = np.asarray(e.value, dtype=e.dtype)
         elif e.kind == "cast":
-            r = go(e.args[0]).astype(e.dtype)
+            r = values[e.args[0]].astype(e.dtype)
         else:
             with np.errstate(all="ignore"):
-                r = np.asarray(_NUMPY[e.op](*[go(a) for a in e.args]))
-        memo[e] = r
-        return r
-
-    return go(expr)
+                r = np.asarray(_NUMPY[e.op](*[values[a] for a in e.args]))
+        values[e] = r
+    return values[expr]

@@ -17,6 +17,11 @@ A node joins its consumer's group only when every use of it is inside that group
 a graph output, so nothing is computed twice and nothing the caller sees disappears. Scalar
 constants (size 1) are copied into the bodies that use them, so renderers see immediates.
 
+A group holds at most MAX_FUSED_OPS operators: a chain of 100k elementwise operators becomes
+many kernels of bounded size, not one kernel whose formula is 100k levels deep (LLVM's compile
+time grows faster than linearly in a function's size, and a bounded formula keeps every walk
+over it shallow). The extra stores cost one memory round trip per MAX_FUSED_OPS operators.
+
 This pass decides grouping only; it never generates code. What a fused node is (its op names,
 `FusedBody`, the predicates that say which nodes may join a group, `format_fused`) lives in
 `graphc.ops.fused`, which the backends read without importing this pass.
@@ -26,6 +31,11 @@ from __future__ import annotations
 from graphc.ops.fused import (FUSED_ELEMENTWISE, FUSED_REDUCE, FUSED_GEMM, FUSED_CONV, FusedBody,
                               is_elementwise, is_reduction, is_gemm, is_conv)
 from graphc.ops.graph import Graph, Node, Value, variable
+
+
+# Operators per fused group. Real elementwise groups (an LSTM cell, GELU, a layer norm's
+# epilogue) take 5-40; past ~100 a kernel is memory-bound on nothing and only compiles slower.
+MAX_FUSED_OPS = 128
 
 
 def _is_scalar_const(node: Node) -> bool:
@@ -60,7 +70,7 @@ def fuse_elementwise(graph: Graph) -> Graph:
         kind[gid] = k
         # grow upward: producers whose every use lies in this group
         frontier = [v.node for v in node.inputs]
-        while frontier:
+        while frontier and len(members[gid]) < MAX_FUSED_OPS:
             p = frontier.pop()
             if id(p) in group_of or not joinable(p, gid):
                 continue

@@ -29,8 +29,13 @@ def hinted_type(node: Node):
         try:
             value = ast.literal_eval(text)
             shape = (value,) if isinstance(value, int) else tuple(int(d) for d in value)
-        except (ValueError, SyntaxError, TypeError):
-            raise FormatError(f"variable {node.name!r}: __shape__ {text!r} is not a shape") from None
+        except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError):
+            # (the literal parser overflows its stack, as RecursionError or MemoryError, on a
+            # value nested thousands deep)
+            raise FormatError(f"variable {node.name!r}: __shape__ {text!r:.80} is not a shape") from None
+        if any(d < 0 for d in shape):
+            raise FormatError(f"variable {node.name!r}: __shape__ {text!r:.80} has a negative dimension "
+                              "(0 means unknown)")
     elif isinstance(text, tuple):
         shape = text
     dtype = None

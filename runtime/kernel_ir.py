@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from graphc.ops.declarations.slicing import WRAP_LIMIT  # noqa: F401  (Indirect's float rule)
-from graphc.ops.scalar import ScalarExpr
+from graphc.ops.scalar import ScalarExpr, format_formula
 from graphc.ops.dtypes import SHORT
 
 
@@ -90,14 +90,11 @@ class LoopVar:
         return self.name
 
 
-def _formula_text(expr: ScalarExpr, args) -> str:
-    if expr.kind == "arg":
-        return str(args[expr.value])
-    if expr.kind == "const":
-        return repr(expr.value)
-    if expr.kind == "cast":
-        return f"{SHORT[expr.dtype]}({_formula_text(expr.args[0], args)})"
-    return f"{expr.op}({', '.join(_formula_text(a, args) for a in expr.args)})"
+def _formula_lines(indent: str, target: str, expr: ScalarExpr, args) -> list:
+    """`target expr`, after one `let tN = ...` line per subexpression the formula uses twice
+    (printed inline they would double at every reuse)."""
+    lets, text = format_formula(expr, lambda i: str(args[i]), lambda dt: SHORT[dt])
+    return [f"{indent}let {name} = {value}" for name, value in lets] + [f"{indent}{target}{text}"]
 
 
 @dataclass
@@ -109,7 +106,7 @@ class Store:
     args: tuple
 
     def lines(self, indent):
-        return [f"{indent}{self.buf}[{self.index}] = {_formula_text(self.expr, self.args)}"]
+        return _formula_lines(indent, f"{self.buf}[{self.index}] = ", self.expr, self.args)
 
 
 @dataclass
@@ -132,7 +129,7 @@ class Accumulate:
     args: tuple
 
     def lines(self, indent):
-        return [f"{indent}{self.name} {self.kind}= {_formula_text(self.expr, self.args)}"]
+        return _formula_lines(indent, f"{self.name} {self.kind}= ", self.expr, self.args)
 
 
 @dataclass

@@ -273,7 +273,8 @@ def gemm_statement(node: Node, a, b, c):
     if node.op == "FullyConnected":
         k = bt.shape[1]
         n = attrs["num_hidden"]
-        m = at.size // k if k else 0
+        # rows from the shape, not size // k: with k = 0 (no features) the rows still exist
+        m = at.shape[0] if attrs["flatten"] else math.prod(at.shape[:-1])
         return Gemm(a, b, c, m, n, k, False, True, k, k, n, dtype)
     if node.op == "dot":
         ta, tb = attrs.get("transpose_a", False), attrs.get("transpose_b", False)
@@ -287,12 +288,12 @@ def gemm_statement(node: Node, a, b, c):
             k, m = at.shape
         else:
             k = at.shape[-1]
-            m = at.size // k if k else 0
+            m = math.prod(at.shape[:-1])
         if tb:
             n, k2 = bt.shape
         else:
             k2 = bt.shape[0]
-            n = bt.size // k2 if k2 else 0
+            n = math.prod(bt.shape[1:])
         lda = m if ta else k
         ldb = k if tb else n
         return Gemm(a, b, c, m, n, k, ta, tb, lda, ldb, n, dtype)
@@ -398,21 +399,17 @@ def copy_kernel(name, type_, src="in0", dst="out") -> Kernel:
 def remap_args(expr, mapping: dict):
     """The same formula with `arg i` renumbered to `arg mapping[i]`."""
     memo = {}
-
-    def go(e):
-        if e in memo:
-            return memo[e]
+    for e in S.postorder(expr):   # operands first, without recursion (formulas may be deep)
         if e.kind == "arg":
             r = S.arg(mapping[e.value], e.dtype)
         elif e.kind == "const":
             r = e
         elif e.kind == "cast":
-            r = S.cast(go(e.args[0]), e.dtype)
+            r = S.cast(memo[e.args[0]], e.dtype)
         else:
-            r = S.ScalarExpr("call", op=e.op, args=tuple(go(a) for a in e.args), dtype=e.dtype)
+            r = S.ScalarExpr("call", op=e.op, args=tuple(memo[a] for a in e.args), dtype=e.dtype)
         memo[e] = r
-        return r
-    return go(expr)
+    return memo[expr]
 
 
 def used_args(expr) -> list:

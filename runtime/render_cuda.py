@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-from graphc.ops.scalar import ScalarExpr
+from graphc.ops.scalar import ScalarExpr, postorder
 
 from .kernel_ir import (Kernel, Loop, Store, DeclareAcc, Accumulate, AccRef, Load, LoopVar, Gemm, MemCopy,
                         WRAP_LIMIT)
@@ -80,26 +80,22 @@ class _Expr:
 
     def emit(self, expr: ScalarExpr, args):
         memo = {}
-
-        def go(e):
-            if e in memo:
-                return memo[e]
+        for e in postorder(expr):   # operands first, without recursion (formulas may be deep)
             if e.kind == "arg":
                 r = args[e.value]
             elif e.kind == "const":
                 r = _lit(e.value, e.dtype)
             elif e.kind == "cast":
                 src = e.args[0].dtype
-                inner = go(e.args[0])
+                inner = memo[e.args[0]]
                 if e.dtype == "bool":
                     r = self.tmp("bool", f"({inner} != 0)")
                 else:
                     r = self.tmp(e.dtype, f"({RTYPE[e.dtype]})({inner})" if src != "bool" else f"({RTYPE[e.dtype]})({inner} ? 1 : 0)")
             else:
-                r = self.tmp(e.dtype, self.call(e, [go(a) for a in e.args]))
+                r = self.tmp(e.dtype, self.call(e, [memo[a] for a in e.args]))
             memo[e] = r
-            return r
-        return go(expr)
+        return memo[expr]
 
     def call(self, e, a):
         op = e.op

@@ -33,6 +33,9 @@ VOID = ir.VoidType()
 I8P = I8.as_pointer()
 I8PP = I8P.as_pointer()
 MEM_TYPE = {"float32": F32, "float64": F64, "int32": I32, "int64": I64, "bool": I8}
+# storage-only dtypes: kernels that move their bytes (a view's copy into an output) name them;
+# no kernel computes on them (ops.fused.NATIVE_DTYPES keeps their arithmetic on the host)
+MEM_TYPE.update({"float16": ir.HalfType(), "int8": I8, "uint8": I8})
 REG_TYPE = {"float32": F32, "float64": F64, "int32": I32, "int64": I64, "bool": I1}
 FLOATS = ("float32", "float64")
 KERNEL_FN = ir.FunctionType(VOID, [I8PP, I64, I64])
@@ -271,22 +274,19 @@ def emit_call(b, op, args, arg_dtypes, out_dtype, flags):
 def emit_expr(b, expr, argvals, flags=ELEMENTWISE_FLAGS, memo=None):
     """Generate `expr` with `arg i` bound to argvals[i] (register-typed ir values)."""
     memo = {} if memo is None else memo
-
-    def go(e):
-        r = memo.get(e)
-        if r is not None:
-            return r
+    for e in S.postorder(expr):   # operands first, without recursion (formulas may be deep)
+        if e in memo:
+            continue
         if e.kind == "arg":
             r = argvals[e.value]
         elif e.kind == "const":
             r = _c(REG_TYPE[e.dtype], e.value)
         elif e.kind == "cast":
-            r = emit_cast(b, go(e.args[0]), e.args[0].dtype, e.dtype)
+            r = emit_cast(b, memo[e.args[0]], e.args[0].dtype, e.dtype)
         else:
-            r = emit_call(b, e.op, [go(a) for a in e.args], [a.dtype for a in e.args], e.dtype, flags)
+            r = emit_call(b, e.op, [memo[a] for a in e.args], [a.dtype for a in e.args], e.dtype, flags)
         memo[e] = r
-        return r
-    return go(expr)
+    return memo[expr]
 
 
 # -- kernels ----------------------------------------------------------------------------------
@@ -549,8 +549,10 @@ class ModuleBuilder:
     """Accumulates kernels and entry functions into one llvmlite module."""
 
     def __init__(self, name: str, nthreads: int = 1, triple: str = "", data_layout: str = "",
-                 gemm_split_work=None):
+                 gemm_split_work=None, pool_symbol: str = POOL_RUN):
         self.module = ir.Module(name=name)
+        # the worker pool of the program's device (threads.pool_symbol): cpu(k)'s programs run on cpu(k)'s cores
+        self.pool_symbol = pool_symbol
         if triple:
             self.module.triple = triple
         if data_layout:
@@ -667,10 +669,11 @@ class ModuleBuilder:
         return fn
 
     def parallel_runner(self) -> ir.Function:
-        """`void @graphc_pool_run(kernel*, i8** bufs, i64 n, i64 nthreads)`: the process-wide
-        worker pool (runtime/threads.py) splits [0, n) across nthreads; resolved at load time."""
+        """`void @graphc_pool_run(kernel*, i8** bufs, i64 n, i64 nthreads)` (or the device's
+        `graphc_pool_run_d{k}`): the device's worker pool (runtime/threads.py) splits [0, n)
+        across nthreads; resolved at load time."""
         if self._parallel is None:
-            self._parallel = _declare(self.module, POOL_RUN, POOL_RUN_FN)
+            self._parallel = _declare(self.module, self.pool_symbol, POOL_RUN_FN)
         return self._parallel
 
     def add_entry(self, name: str, calls) -> ir.Function:

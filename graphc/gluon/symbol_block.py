@@ -6,18 +6,16 @@ any hybridized block, can sit inside another block, and can be fine-tuned (its p
 ordinary Parameters)."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
-from ..ops.errors import GraphcError
+from ..ops.errors import FormatError, GraphcError
 from ..ops.graph import Graph
 from ..ops.attrs import _as_shape
 from ..ndarray import NDArray
 from ..passes.infer import Retyper
 from ..symbol import Symbol, current_trace, Trace
 from .block import HybridBlock
-from .cached_op import unflatten, flatten, tree_from_json
+from .cached_op import unflatten, flatten
 
 
 class SymbolBlock(HybridBlock):
@@ -46,6 +44,10 @@ class SymbolBlock(HybridBlock):
         self._output_tree = output_tree
         variables = [n for n in graph.nodes if n.is_var]
         known = {n.name for n in variables}
+        if len(known) != len(variables):   # arrays bind by name (MXNet: "Find duplicated argument name")
+            twice = sorted({n.name for n in variables if sum(m.name == n.name for m in variables) > 1})
+            raise GraphcError(f"SymbolBlock {graph.name}: variables {twice} appear more than once; arrays are "
+                              "bound to variables by name, so names must be unique")
         missing = [nm for nm in self._input_names if nm not in known]
         if missing:
             raise GraphcError(f"SymbolBlock: inputs {missing} are not variables of the graph; it has {sorted(known)}")
@@ -69,22 +71,13 @@ class SymbolBlock(HybridBlock):
     def imports(symbol_file, input_names, param_file=None, ctx=None, allow_missing=False,
                 ignore_extra=False):
         """Load `-symbol.json` (+ `.params`), as written by MXNet 1.x or graphc's export."""
-        from ..io.mxnet_json import load_symbol_json
+        from ..io.mxnet_json import load_symbol_json, read_symbol_file
         if isinstance(input_names, str):
             input_names = [input_names]
-        with open(symbol_file, "r", encoding="utf-8") as fh:
-            text = fh.read()
-        graph = load_symbol_json(text, str(symbol_file), data_names=input_names)
-        tree = None
-        try:
-            attrs = json.loads(text).get("attrs", {})
-            if "graphc_output_tree" in attrs:
-                tree = tree_from_json(json.loads(attrs["graphc_output_tree"][1]))
-        except (ValueError, TypeError, KeyError, IndexError):
-            tree = None
+        graph = load_symbol_json(read_symbol_file(symbol_file), str(symbol_file), data_names=input_names)
         block = SymbolBlock.__new__(SymbolBlock)
         HybridBlock.__init__(block, prefix="", params=None)
-        block._setup(graph, input_names, tree)
+        block._setup(graph, input_names, graph.output_tree)  # the file's output nesting, checked
         if param_file is not None:
             block.load_params_file(param_file, ctx, allow_missing, ignore_extra)
         return block
@@ -100,7 +93,10 @@ class SymbolBlock(HybridBlock):
             by_name[name] = value
         for name, p in self._params_by_var.items():
             if name in by_name:
-                p._load_init(by_name[name], ctx, cast_dtype=cast_dtype)
+                try:
+                    p._load_init(by_name[name], ctx, cast_dtype=cast_dtype)
+                except ValueError as exc:   # the symbol file's __shape__ disagrees with the array
+                    raise FormatError(f"{param_file}: {exc}") from None
             elif not allow_missing:
                 raise GraphcError(f"{param_file}: no value for parameter {name!r} (set allow_missing=True "
                                   f"to initialise it later); the file has {sorted(by_name)[:8]}...")

@@ -6,7 +6,8 @@ through `graphc.ops` only; it must never import a backend.
 """
 from .atomic import atomic_write
 from .mxnet_params import load_params, save_params, split_arg_aux
-from .mxnet_json import load_symbol_json, dump_symbol_json, constants_of, bind_types, read_symbol_json
+from .mxnet_json import (load_symbol_json, dump_symbol_json, constants_of, bind_types, read_symbol_json,
+                         read_symbol_file)
 
 __all__ = ["atomic_write", "load_params", "save_params", "split_arg_aux", "load_symbol_json",
-           "dump_symbol_json", "constants_of", "bind_types", "read_symbol_json"]
+           "dump_symbol_json", "constants_of", "bind_types", "read_symbol_json", "read_symbol_file"]

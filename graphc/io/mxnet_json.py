@@ -12,13 +12,18 @@ unknown operator does would run a different model than the one in the file. Outp
 from the operator declarations, never from `node_row_ptr`, which depends on the MXNet build
 that wrote the file (an MKLDNN build gives max-Pooling a hidden workspace output).
 
+Depth is never bounded by Python's recursion limit in a way a file can reach: the graph is
+walked iteratively, and where a nested value must be parsed by a recursive parser (the JSON
+text itself, Python-literal attributes), a file nested beyond what that parser takes is refused
+with a FormatError naming the file, not a bare RecursionError.
+
 This module parses text and builds graphs through `graphc.ops`; it must never import a backend.
 """
 from __future__ import annotations
 
-import ast
 import json
 import os
+import sys
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
@@ -31,6 +36,11 @@ from graphc.ops.registry import get_op, has_op
 from graphc.ops.types import TensorType
 
 MXNET_VERSION = 10901  # what dump_symbol_json claims to be: MXNet 1.9.1's format
+# Nesting of graphc's output tree (the lists/tuples a hybridized block returned). Real blocks
+# nest a few levels; the front end rebuilds the nesting recursively, so the file may not
+# ask for more than a recursion-safe depth.
+MAX_OUTPUT_TREE_DEPTH = 100
+OUTPUT_TREE_ATTR = "graphc_output_tree"
 
 
 @dataclass(frozen=True)
@@ -81,12 +91,23 @@ def _attr_dict(source, node: dict, index: int, name: str) -> dict:
     return merged
 
 
+def _parse_json(text: str, source: str, what: str = "the file"):
+    """json.loads, with its failures as FormatErrors naming the file. Python's JSON parser is
+    recursive: a document nested deeper than the recursion limit allows is refused as such."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"{source}: {what} is not valid JSON: {exc.msg} at line {exc.lineno} "
+                          f"column {exc.colno}") from None
+    except RecursionError:
+        raise FormatError(f"{source}: {what} nests JSON arrays/objects deeper than the parser takes "
+                          f"(about {sys.getrecursionlimit()} levels); no symbol file needs that, so the "
+                          "file is corrupt or hostile") from None
+
+
 def read_symbol_json(text: str, source: str = "<string>") -> SymbolFile:
     """Parse and check the structure of a symbol file; operators are not looked up."""
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise FormatError(f"{source}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    doc = _parse_json(text, source)
     if not isinstance(doc, dict):
         raise _fail(source, f"expected a JSON object with 'nodes' and 'heads', found {type(doc).__name__}")
     for key in ("nodes", "heads"):
@@ -133,6 +154,18 @@ def read_symbol_json(text: str, source: str = "<string>") -> SymbolFile:
     return SymbolFile(source, tuple(nodes), tuple(heads), attrs if isinstance(attrs, dict) else {})
 
 
+def read_symbol_file(path) -> str:
+    """The text of a symbol file; one that is not UTF-8 is refused naming the file and byte."""
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{path}: byte {exc.start}: not UTF-8 text ({exc.reason}); a symbol file is "
+                          "JSON text") from None
+
+
 # -- reading: the graph --------------------------------------------------------------------------
 def _graph_name(source: str) -> str:
     base = os.path.basename(source)
@@ -167,6 +200,11 @@ def load_symbol_json(text: str, source: str = "<string>", data_names: Iterable[s
             expected = op.input_names(attrs)
         except (OpAttributeError, ShapeError, ValueError, TypeError, KeyError) as exc:
             raise _fail(source, f"{raw.op}: {exc}", raw.index, raw.name) from None
+        except (RecursionError, MemoryError):
+            # Python's literal parser gives these for an attribute nested thousands deep
+            # ("((((...", "----1"): its own stack overflowed, not the machine's memory
+            raise _fail(source, f"{raw.op}: an attribute value is nested too deeply to parse "
+                                f"({_longest_attr(raw.attrs)})", raw.index, raw.name) from None
         if len(raw.inputs) != len(expected):
             raise _fail(source, f"{raw.op} takes {len(expected)} inputs {list(expected)}, the file gives "
                                 f"{len(raw.inputs)}", raw.index, raw.name)
@@ -191,13 +229,84 @@ def load_symbol_json(text: str, source: str = "<string>", data_names: Iterable[s
                               f"(variables: {sorted(known)})")
     for n in variables:
         n.hints["kind"] = "aux" if id(n) in aux else "input" if n.name in data_names else "param"
+        _check_variable_hints(source, n)
     outputs = []
     for k, (src, out, _version) in enumerate(sf.heads):
         if out >= len(built[src].types):
             raise _fail(source, f"head {k} uses output {out} of {built[src].name!r} ({built[src].op}), "
                                 f"which has {len(built[src].types)}")
         outputs.append(Value(built[src], out))
-    return Graph(built, variables, outputs, name or _graph_name(source))
+    return Graph(built, variables, outputs, name or _graph_name(source),
+                 output_tree_of(sf.attrs, len(outputs), source))
+
+
+def _longest_attr(attrs: dict) -> str:
+    key = max(attrs, key=lambda k: len(attrs[k]))
+    return f"attribute {key!r} is {len(attrs[key])} characters long"
+
+
+def _check_variable_hints(source: str, node: Node) -> None:
+    """A variable's __shape__/__dtype__ must parse: SymbolBlock and bind_types read them later,
+    where the file is no longer named."""
+    from ..passes.infer import hinted_type
+    try:
+        hinted_type(node)
+    except FormatError as exc:
+        raise FormatError(f"{source}: {exc}") from None
+
+
+# -- the output tree graphc's export adds ----------------------------------------------------------
+def output_tree_of(file_attrs: dict, n_outputs: int, source: str = "<string>"):
+    """The nesting of the outputs as the exported block returned them (leaf k = output k; an
+    inner node is ('list' | 'tuple', [subtrees])), from the file's `graphc_output_tree`
+    attribute; None when the file has none (MXNet's own files). Parsed iteratively and
+    checked whole: every leaf a head of the file, at most MAX_OUTPUT_TREE_DEPTH levels."""
+    entry = file_attrs.get(OUTPUT_TREE_ATTR)
+    if entry is None:
+        return None
+    what = f"attribute {OUTPUT_TREE_ATTR!r}"
+    if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], str)):
+        raise _fail(source, f"{what} must be [\"str\", \"<JSON tree>\"], found {entry!r:.200}")
+    doc = _parse_json(entry[1], source, what)
+
+    def bad(why):
+        return _fail(source, f"{what}: {why}")
+
+    # Depth-first, with an explicit stack of (JSON node, depth, list that receives the result).
+    root: list = []
+    stack = [(doc, 1, root)]
+    while stack:
+        obj, depth, into = stack.pop()
+        if depth > MAX_OUTPUT_TREE_DEPTH:
+            raise bad(f"outputs nested more than {MAX_OUTPUT_TREE_DEPTH} levels deep")
+        if isinstance(obj, int) and not isinstance(obj, bool):
+            if not 0 <= obj < n_outputs:
+                raise bad(f"leaf {obj} is not an output index (the file has {n_outputs} heads)")
+            into.append(obj)
+            continue
+        if not (isinstance(obj, list) and len(obj) == 2 and obj[0] in ("list", "tuple")
+                and isinstance(obj[1], list)):
+            raise bad(f"expected an output index or [\"list\"|\"tuple\", [...]], found {obj!r:.200}")
+        items: list = []
+        into.append((obj[0], items))
+        # children are appended to `items` in order: push them reversed
+        stack.extend((child, depth + 1, items) for child in reversed(obj[1]))
+    tree = root[0]
+    leaves = sorted(_leaves(tree))
+    if leaves != list(range(n_outputs)):
+        raise bad(f"expected each of the {n_outputs} outputs exactly once, found leaves {leaves[:20]}")
+    return tree
+
+
+def _leaves(tree) -> list:
+    out, stack = [], [tree]
+    while stack:
+        t = stack.pop()
+        if isinstance(t, int):
+            out.append(t)
+        else:
+            stack.extend(t[1])
+    return out
 
 
 # -- types ---------------------------------------------------------------------------------------
