@@ -14,6 +14,10 @@ class DTypeError(GraphcError, TypeError):
     """An operator got inputs of a dtype it does not accept."""
 
 
+class IndexRangeError(GraphcError, IndexError):
+    """An index array holds a value outside the range an operator accepts (mode='raise')."""
+
+
 class OpAttributeError(GraphcError, ValueError):
     """An operator attribute is missing, unknown or of the wrong kind."""
 

@@ -167,7 +167,7 @@ def _attr_text(node: Node) -> list:
     from .registry import has_op, get_op
     if node.is_const:
         arr = node.attrs["value"]
-        return [f"value={np.array2string(arr, threshold=4, edgeitems=2)}" if arr.size > 1 else f"value={arr.reshape(()).item()!r}"]
+        return [f"value={np.array2string(arr, threshold=4, edgeitems=2)}" if arr.size != 1 else f"value={arr.reshape(()).item()!r}"]
     defaults = {}
     if has_op(node.op):
         defaults = {k: a.default for k, a in get_op(node.op).attrs.items()}

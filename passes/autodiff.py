@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from graphc.ops.builder import GraphBuilder, Handle
-from graphc.ops.errors import GraphcError
+from graphc.ops.errors import DTypeError, GraphcError, ShapeError
 from graphc.ops.graph import Graph, Node, Value, variable
 from graphc.ops.registry import Elementwise, View, get_op
 
@@ -65,7 +65,12 @@ def differentiate(graph: Graph, wrt: list | None = None, num_heads: int | None =
         ograds = [F.zeros_like(builder.wrap(node.out(i))) if g is None else g for i, g in enumerate(ograds)]
         ins = [builder.wrap(u) for u in node.inputs]
         outs = [builder.wrap(node.out(i)) for i in range(len(node.types))]
-        in_grads = op.gradient(F, ins, outs, ograds, node.attrs)
+        try:
+            in_grads = op.gradient(F, ins, outs, ograds, node.attrs)
+        except (ShapeError, DTypeError) as exc:
+            # the operators a gradient rule builds are graphc's, not the user's: name the layer
+            raise type(exc)(f"autodiff: the gradient of {node.op} {node.name!r} ({', '.join(str(t) for t in node.types)}) "
+                            f"could not be built: {exc}") from None
         if len(in_grads) != len(node.inputs):
             raise GraphcError(f"autodiff: gradient rule of {node.op} returned {len(in_grads)} gradients "
                               f"for {len(node.inputs)} inputs")
@@ -75,6 +80,9 @@ def differentiate(graph: Graph, wrt: list | None = None, num_heads: int | None =
             if tuple(g.shape) != u.type.shape:
                 raise GraphcError(f"autodiff: gradient rule of {node.op} (node {node.name!r}) gave shape "
                                   f"{tuple(g.shape)} for an input of shape {u.type.shape}")
+            if g.type.dtype != u.type.dtype:
+                raise DTypeError(f"autodiff: gradient rule of {node.op} (node {node.name!r}) gave "
+                                 f"{g.type.dtype} for an input of dtype {u.type.dtype}")
             add(u, g)
     outputs = list(graph.outputs)
     for w in wrt:

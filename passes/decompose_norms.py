@@ -124,7 +124,7 @@ def _instancenorm(F, node, ins):
 def _groupnorm(F, node, ins):
     x, gamma, beta = ins
     g = node.attrs["num_groups"]
-    xr = F.Reshape(x, shape=(x.shape[0], g, -1))
+    xr = F.Reshape(x, shape=(x.shape[0], g, int(np.prod(x.shape[1:])) // g))
     out, mean, std = _normalise(F, xr, gamma, beta, (2,), node.attrs["eps"], (1, g, 1), True)
     stat = (x.shape[0], g)
     return [F.Reshape(out, shape=x.shape), F.Reshape(mean, shape=stat), F.Reshape(std, shape=stat)]

@@ -18,7 +18,8 @@ Per-gate GEMMs instead of one (N, G*H) GEMM per step avoid slicing the gates apa
 step: a slice would be a host step in the middle of the recurrence, a gate's GEMM is not.
 
 A node is left fused when dropout between layers may apply (training and p > 0 with more than
-one layer): the fused op draws its masks and keeps them for its gradient. This pass never
+one layer): the fused op draws its masks and keeps them for its gradient; and in float16,
+which the backends do not compute in, so that it stays one host step instead of hundreds. This pass never
 touches a backend; it builds nodes through `GraphBuilder`, so every new node is typed.
 """
 from __future__ import annotations
@@ -32,6 +33,8 @@ from graphc.ops.graph import Graph, Node
 
 from .rewrite import rebuild
 
+_COMPILED_DTYPES = ("float32", "float64")     # what the backends compile GEMMs and gate arithmetic in
+
 
 def expand_rnn(graph: Graph, training: bool = False) -> Graph:
     """Replace every RNN node by its unrolled equivalent (see the module docstring); `training`
@@ -40,6 +43,8 @@ def expand_rnn(graph: Graph, training: bool = False) -> Graph:
     def rule(node: Node):
         if node.op != "RNN" or (training and has_mask(node.attrs)):
             return None
+        if node.types[0].dtype not in _COMPILED_DTYPES:
+            return None     # float16: the primitives would each be a host step; the fused op is one
         if any(v.type is None for v in node.inputs):
             raise GraphcError(f"expand_rnn: RNN node {node.name!r} has untyped inputs; infer types first")
         builder = GraphBuilder(node.name)

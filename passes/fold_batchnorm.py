@@ -21,13 +21,14 @@ bias and activation), so it costs only O(channels) work per call. With constant 
 Only when the BatchNorm's batch statistics (outputs 1 and 2) are unused and it does not run in
 training with batch statistics; its new moving statistics (outputs 3 and 4, which a hybridized
 block writes back) are then the old ones, so their uses read the inputs instead. The
-convolution must feed nothing else. Channel axis 1 only (graphc convolutions are channels-first).
+convolution must feed nothing else. Channel axis 1 only, channels-first convolutions only.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from graphc.ops.builder import GraphBuilder
+from graphc.ops.fused import CONV_LAYOUTS
 from graphc.ops.graph import Graph, Node
 from graphc.ops.registry import get_op
 
@@ -39,6 +40,8 @@ def _foldable(bn: Node, users, outputs, training: bool) -> bool:
         return False
     conv = bn.inputs[0].node
     if conv.op != "Convolution" or bn.inputs[0].index != 0 or bn.attrs["axis"] % bn.types[0].ndim != 1:
+        return False
+    if conv.attrs.get("layout") not in CONV_LAYOUTS:     # channels last: the filters are not on axis 1
         return False
     if len(users.get(id(conv), [])) != 1 or (id(conv), 0) in outputs:
         return False
@@ -52,19 +55,15 @@ def _foldable(bn: Node, users, outputs, training: bool) -> bool:
 def _evaluate(value):
     """The array `value` holds when everything it depends on is constant (the references run)."""
     env = {}
-
-    def go(node):
-        if id(node) in env:
-            return env[id(node)]
+    # the constant subgraph in topological order, walked without recursion (it may be a long chain)
+    for node in Graph.from_outputs([], [value]).nodes:
         if node.is_const:
-            outs = (node.attrs["value"],)
-        else:
-            args = [go(v.node)[v.index] for v in node.inputs]
-            outs = tuple(np.asarray(o).astype(t.dtype, copy=False)
-                         for o, t in zip(get_op(node.op).run(args, node.attrs), node.types))
-        env[id(node)] = outs
-        return outs
-    return go(value.node)[value.index]
+            env[id(node)] = (node.attrs["value"],)
+            continue
+        args = [env[id(v.node)][v.index] for v in node.inputs]
+        env[id(node)] = tuple(np.asarray(o).astype(t.dtype, copy=False)
+                              for o, t in zip(get_op(node.op).run(args, node.attrs), node.types))
+    return env[id(value.node)][value.index]
 
 
 def fold_batchnorm(graph: Graph, training: bool = False, fold_weights: bool | None = None) -> Graph:

@@ -18,6 +18,7 @@ from typing import Callable
 
 from graphc.ops.graph import Graph, verify
 
+from .channels_last import lower_channels_last
 from .fold_batchnorm import fold_batchnorm_inference
 from .decompose import decompose_softmax
 from .decompose_norms import decompose_norms, specialize_training
@@ -76,8 +77,9 @@ def bind(graph_pass, **kwargs) -> Callable[[Graph], Graph]:
 def _lower(training: bool) -> Pipeline:
     # the decompositions after CSE: they build `x - mean` / `x - max` once per consumer on
     # purpose (so that each copy fuses into its consumer instead of being stored); CSE would
-    # merge them again
-    return Pipeline([bind(specialize_training, training=training), merge_summed_gemms,
+    # merge them again. lower_channels_last before CSE: the forward and the gradient transpose
+    # the same data to channels first, and CSE keeps one of the two copies
+    return Pipeline([bind(specialize_training, training=training), lower_channels_last, merge_summed_gemms,
                      eliminate_common_subexpressions, bind(decompose_norms, training=training),
                      decompose_softmax, fuse_elementwise], "lower")
 

@@ -324,6 +324,14 @@ def conv_calls(node: Node, names) -> list:
                 col_base = b * col_stride if im2col else (n0 + b) * img_elems
                 calls.append(ConvCall(gemm_cache[beta], {"w": ("weight", 0), "dy": ("result", (n0 + b) * res_elems),
                                                          "columns": (col_op, col_base)}))
+    if role not in ("forward", "transposed") and g.batch == 0:
+        # an empty batch: dW is a sum over no images; a product over k = 0 with beta = 0 writes
+        # its zeros (the loop above wrote nothing, and the buffer holds whatever it held)
+        st = Gemm("dy", "columns", "w", og, kg, 0, False, True, 1, 1, kg, dt, batch=gr,
+                  stride_a=0, stride_b=0, stride_c=og * kg, beta=0.0)
+        k = _gemm_kernel(names(f"k_{base}_gemm"), st, [Buf("w", dt, g.filters * kg), Buf("dy", dt, 0),
+                                                       Buf("columns", dt, 0)])
+        calls.append(ConvCall(k, {"w": ("weight", 0), "dy": ("result", 0), "columns": ("result", 0)}))
     return calls
 
 

@@ -27,9 +27,9 @@ until none is left; the same function run once serially (pool busy, one thread) 
 
 Scratch: one module-level global per program (`graphc.gemm.pack`, the largest packed A + B, or
 A + one KC x NC slot per thread, of its native GEMMs, at most MAX_PACK_FLOATS per GEMM)
-guarded by a try-lock (`graphc.gemm.lock`). A program is not re-entrant (one arena), but two
-Program objects built from the same graph share one engine and so this global: a caller that
-finds the lock taken runs the OpenBLAS path instead.
+guarded by a try-lock (`graphc.gemm.lock`). Concurrent calls of one program (each on its own
+arena, executor.py) and Program objects built from the same graph share one engine and so this
+global: a caller that finds the lock taken runs the OpenBLAS path instead.
 The claim counter lives on the caller's stack (it waits in graphc_pool_run until the phase ends).
 
 This module emits the packing, the phases and the driver; gemm_micro.py the microkernel and

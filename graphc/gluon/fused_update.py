@@ -89,7 +89,7 @@ def fused_sgd_applies(opt, weights, grads, states) -> bool:
     """Float32, C-contiguous, writeable weights and gradients on the CPU, the plain SGD class,
     no float16 master copies, and few enough parameters to compile quickly."""
     from .optimizer import SGD
-    if type(opt) is not SGD or opt.multi_precision or not weights:
+    if type(opt) is not SGD or not weights:     # multi_precision: float16 weights fail the dtype test below
         return False
     if len(weights) > MAX_PARAMETERS:
         return False

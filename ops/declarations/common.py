@@ -16,10 +16,14 @@ def broadcast_shape(a: tuple, b: tuple, op="broadcast") -> tuple:
     return tuple(reversed(out))
 
 
-def same_dtype(op, *types):
+def same_dtype(op, *types, names=None):
+    """The one dtype of `types`; else a DTypeError that lists each input's dtype (by its
+    name when `names` gives them)."""
     dts = {t.dtype for t in types}
     if len(dts) > 1:
-        raise DTypeError(f"{op}: inputs have different dtypes {[t.dtype for t in types]}; use Cast/astype first")
+        listed = ", ".join(f"{n} {t.dtype}" for n, t in zip(names, types)) if names else \
+            str([t.dtype for t in types])
+        raise DTypeError(f"{op}: inputs have different dtypes ({listed}); use Cast/astype first")
     return types[0].dtype
 
 

@@ -1,4 +1,5 @@
-"""Convolution and Deconvolution (1-D, 2-D, 3-D, channels first), and the two internal operators
+"""Convolution and Deconvolution (1-D, 2-D, 3-D; channels first, or channels last for 2-D/3-D as
+MXNet's layout='NHWC'/'NDHWC'), and the two internal operators
 their gradients are made of: `_conv_data_grad` (the transpose of a convolution: what flows back
 to the data, and Deconvolution's forward) and `_conv_weight_grad` (what flows back to the
 weight). Each of the three is linear in each input, so the gradient of each is built from the
@@ -7,6 +8,12 @@ other two: gradients of any order close over this family.
 The numpy references use a strided window view (im2col without the copy) and one tensordot per
 group. All four lower to the backend's convolution routines (`Library('conv')` etc.); a backend
 without them runs these references on the host.
+
+Channels-last layouts (weight (filters, *kernel, channels/groups), MXNet's) are defined by the
+channels-first computation on transposed operands: the references transpose in and out, the
+gradients are the channels-first gradient operators between transposes, and before a backend
+sees the graph `passes/channels_last.py` rewrites each channels-last node into that sandwich.
+The gradient operators themselves are channels first only.
 """
 from __future__ import annotations
 
@@ -19,7 +26,54 @@ from ..errors import OpAttributeError, ShapeError
 from ..registry import OpDef, Library, register
 from .common import same_dtype, like
 
-_LAYOUTS = {1: "NCW", 2: "NCHW", 3: "NCDHW"}
+CHANNELS_FIRST = {1: "NCW", 2: "NCHW", 3: "NCDHW"}
+CHANNELS_LAST = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
+# MXNet 1.9's Convolution/Deconvolution layout enum has no 'NWC': 1-D convolutions are channels first
+_CONV_LAST_RANKS = (2, 3)
+
+
+# -- layouts ---------------------------------------------------------------------------------------
+
+def to_channels_first(nd: int) -> tuple:
+    """The transpose axes that turn channels-last data of nd spatial dims into channels first."""
+    return (0, nd + 1) + tuple(range(1, nd + 1))
+
+
+def to_channels_last(nd: int) -> tuple:
+    """The inverse of to_channels_first."""
+    return (0,) + tuple(range(2, nd + 2)) + (1,)
+
+
+def channels_first_shape(shape, last: bool) -> tuple:
+    """`shape` in channels-first order (unchanged when it already is)."""
+    shape = tuple(shape)
+    return tuple(shape[i] for i in to_channels_first(len(shape) - 2)) if last else shape
+
+
+def from_channels_first(shape, last: bool) -> tuple:
+    """A channels-first `shape` in the layout's order."""
+    shape = tuple(shape)
+    return tuple(shape[i] for i in to_channels_last(len(shape) - 2)) if last else shape
+
+
+def is_channels_last(op, layout, nd, last_ranks=(1, 2, 3)) -> bool:
+    """False for nd-D's channels-first layout (or none given), True for its channels-last one
+    where `last_ranks` allows it; any other layout (another rank's, another order) is refused."""
+    if layout is None or layout == CHANNELS_FIRST.get(nd):
+        return False
+    if layout == CHANNELS_LAST.get(nd) and nd in last_ranks:
+        return True
+    accepted = [CHANNELS_FIRST[nd]] + ([CHANNELS_LAST[nd]] if nd in last_ranks else [])
+    if layout in CHANNELS_LAST.values() and len(layout) == nd + 2:
+        raise OpAttributeError(f"{op}: layout={layout!r} is not supported for {nd}-D data (MXNet 1.9 accepts only "
+                               f"{' or '.join(map(repr, accepted))} here): transpose the data to "
+                               f"{CHANNELS_FIRST[nd]!r} first")
+    raise OpAttributeError(f"{op}: layout={layout!r} does not fit {nd}-D data ({nd + 2} dimensions); "
+                           f"expected {' or '.join(map(repr, accepted))}")
+
+
+def transposed(x: np.ndarray, axes) -> np.ndarray:
+    return np.ascontiguousarray(np.transpose(x, axes))
 
 
 # -- geometry ---------------------------------------------------------------------------------------
@@ -39,12 +93,6 @@ def geometry(op, kernel, stride, dilate, pad):
         raise OpAttributeError(f"{op}: kernel {kernel}, stride {stride}, dilate {dilate} must be positive "
                                f"and pad {pad} non-negative")
     return tuple(kernel), stride, dilate, pad
-
-
-def check_layout(op, layout, nd):
-    if layout is not None and layout != _LAYOUTS[nd]:
-        raise OpAttributeError(f"{op}: layout={layout!r} is not supported; graphc computes {nd}-D "
-                               f"convolutions in {_LAYOUTS[nd]} (channels first) only: transpose the data first")
 
 
 def conv_out_size(n, k, s, d, p):
@@ -132,64 +180,88 @@ def _geo(attrs):
                 num_group=attrs["num_group"])
 
 
-def _check_data(op, x, w, kernel, num_group):
+def _check_data(op, x, w, kernel, num_group, last=False):
     nd = len(kernel)
     if x.ndim != nd + 2:
         raise ShapeError(f"{op}: data {x.shape} must have {nd + 2} dimensions (batch, channel and "
                          f"{nd} spatial) for kernel {kernel}")
-    if num_group < 1 or x.shape[1] % num_group:
-        raise ShapeError(f"{op}: data {x.shape} has {x.shape[1]} channels, not divisible by num_group={num_group}")
+    channels = x.shape[-1 if last else 1]
+    if num_group < 1 or channels % num_group:
+        raise ShapeError(f"{op}: data {x.shape} has {channels} channels, not divisible by num_group={num_group}")
 
 
 def _conv_infer(x, w, b=None, *, kernel, stride, dilate, pad, num_filter, num_group, no_bias, layout=None, **_):
     kernel, stride, dilate, pad = geometry("Convolution", kernel, stride, dilate, pad)
-    check_layout("Convolution", layout, len(kernel))
-    _check_data("Convolution", x, w, kernel, num_group)
+    last = is_channels_last("Convolution", layout, len(kernel), _CONV_LAST_RANKS)
+    _check_data("Convolution", x, w, kernel, num_group, last)
     if num_filter % num_group:
         raise ShapeError(f"Convolution: num_filter={num_filter} is not divisible by num_group={num_group} "
                          f"(data {x.shape}, weight {w.shape})")
-    want = (num_filter, x.shape[1] // num_group) + kernel
+    xs = channels_first_shape(x.shape, last)
+    want = from_channels_first((num_filter, xs[1] // num_group) + kernel, last)
     if w.shape != want:
         raise ShapeError(f"Convolution: weight has shape {w.shape}, expected {want} for data {x.shape}, "
-                         f"num_filter={num_filter}, num_group={num_group}, kernel={kernel}")
+                         f"num_filter={num_filter}, num_group={num_group}, kernel={kernel}"
+                         + (f", layout={layout!r}" if last else ""))
     if b is not None and b.shape != (num_filter,):
         raise ShapeError(f"Convolution: bias has shape {b.shape}, expected ({num_filter},) "
                          f"(data {x.shape}, weight {w.shape})")
     same_dtype("Convolution", *[t for t in (x, w, b) if t is not None])
-    out = tuple(conv_out_size(x.shape[2 + i], kernel[i], stride[i], dilate[i], pad[i]) for i in range(len(kernel)))
+    out = tuple(conv_out_size(xs[2 + i], kernel[i], stride[i], dilate[i], pad[i]) for i in range(len(kernel)))
     if min(out) < 1:
         raise ShapeError(f"Convolution: data {x.shape} padded by {pad} is smaller than the dilated kernel "
                          f"{kernel} (dilate {dilate}): weight {w.shape}")
-    return like(x, (x.shape[0], num_filter) + out)
+    return like(x, from_channels_first((xs[0], num_filter) + out, last))
 
 
 def _bias_shape(nd, c):
     return (1, c) + (1,) * nd
 
 
-def _conv_np(x, w, b=None, *, kernel, stride, dilate, pad, num_filter, num_group, no_bias, **_):
+def _conv_np(x, w, b=None, *, kernel, stride, dilate, pad, num_filter, num_group, no_bias, layout=None, **_):
+    nd = len(kernel)
+    last = is_channels_last("Convolution", layout, nd, _CONV_LAST_RANKS)
+    if last:
+        x, w = transposed(x, to_channels_first(nd)), transposed(w, to_channels_first(nd))
     y = conv_forward(x, w, kernel, stride, dilate, pad, num_group)
     if b is not None and not no_bias:
-        y = y + b.reshape(_bias_shape(len(kernel), num_filter))
-    return y
+        y = y + b.reshape(_bias_shape(nd, num_filter))
+    return transposed(y, to_channels_last(nd)) if last else y
+
+
+def _first_operands(F, nd, last, *values):
+    """The values transposed to channels first (as they are when `last` is False)."""
+    return [F.transpose(v, axes=to_channels_first(nd)) if last else v for v in values]
+
+
+def _back_to_layout(F, nd, last, *values):
+    return [F.transpose(v, axes=to_channels_last(nd)) if last else v for v in values]
+
+
+def _bias_grad(F, g, last):
+    """The output gradient summed over everything but the channels."""
+    channel = g.ndim - 1 if last else 1
+    return F.sum(g, axis=tuple(i for i in range(g.ndim) if i != channel))
 
 
 def _conv_grad(F, ins, outs, gs, attrs):
-    x, w = ins[0], ins[1]
-    g = gs[0]
+    nd = len(attrs["kernel"])
+    last = is_channels_last("Convolution", attrs["layout"], nd, _CONV_LAST_RANKS)
+    x, w, g = _first_operands(F, nd, last, ins[0], ins[1], gs[0])
     geo = _geo(attrs)
     dx = F._conv_data_grad(g, w, in_spatial=x.shape[2:], **geo)
     dw = F._conv_weight_grad(g, x, **geo)
-    grads = [dx, dw]
+    grads = _back_to_layout(F, nd, last, dx, dw)
     if len(ins) == 3:
-        grads.append(F.sum(g, axis=(0,) + tuple(range(2, g.ndim))))
+        grads.append(_bias_grad(F, gs[0], last))
     return grads
 
 
 register(OpDef("Convolution", infer=_conv_infer, compute=_conv_np, attrs=_CONV_ATTRS,
                inputs=lambda a: ("data", "weight") if a["no_bias"] else ("data", "weight", "bias"),
                gradient=_conv_grad, lowering=Library("conv"),
-               doc="N-D convolution, channels first: out[n, f] = sum_c w[f, c] * x[n, c] (windowed), + bias."))
+               doc="N-D convolution: out[n, f] = sum_c w[f, c] * x[n, c] (windowed), + bias; channels first, "
+                   "or last for layout='NHWC'/'NDHWC' (weight (F, *kernel, C/group))."))
 
 
 # -- the gradient operators --------------------------------------------------------------------------
@@ -289,24 +361,26 @@ def deconv_geometry(in_spatial, kernel, stride, dilate, pad, adj, target_shape):
 
 def _deconv_infer(x, w, b=None, *, kernel, stride, dilate, pad, adj, target_shape, num_filter, num_group,
                   no_bias, layout=None, **_):
-    kernel, stride, dilate, pad, adj, out = deconv_geometry(x.shape[2:] if x.ndim == len(kernel) + 2 else (1,) * len(kernel),
-                                                            kernel, stride, dilate, pad, adj, target_shape)
-    check_layout("Deconvolution", layout, len(kernel))
-    _check_data("Deconvolution", x, w, kernel, num_group)
+    nd = len(geometry("Deconvolution", kernel, stride, dilate, pad)[0])
+    last = is_channels_last("Deconvolution", layout, nd, _CONV_LAST_RANKS)
+    _check_data("Deconvolution", x, w, tuple(kernel), num_group, last)
+    xs = channels_first_shape(x.shape, last)
+    kernel, stride, dilate, pad, adj, out = deconv_geometry(xs[2:], kernel, stride, dilate, pad, adj, target_shape)
     if num_filter % num_group:
         raise ShapeError(f"Deconvolution: num_filter={num_filter} is not divisible by num_group={num_group} "
                          f"(data {x.shape}, weight {w.shape})")
-    want = (x.shape[1], num_filter // num_group) + kernel
+    want = from_channels_first((xs[1], num_filter // num_group) + kernel, last)
     if w.shape != want:
         raise ShapeError(f"Deconvolution: weight has shape {w.shape}, expected {want} for data {x.shape}, "
-                         f"num_filter={num_filter}, num_group={num_group}, kernel={kernel}")
+                         f"num_filter={num_filter}, num_group={num_group}, kernel={kernel}"
+                         + (f", layout={layout!r}" if last else ""))
     if b is not None and b.shape != (num_filter,):
         raise ShapeError(f"Deconvolution: bias has shape {b.shape}, expected ({num_filter},) "
                          f"(data {x.shape}, weight {w.shape})")
     same_dtype("Deconvolution", *[t for t in (x, w, b) if t is not None])
     if min(out) < 1:
         raise ShapeError(f"Deconvolution: pad {pad} removes the whole output for data {x.shape} and weight {w.shape}")
-    return like(x, (x.shape[0], num_filter) + out)
+    return like(x, from_channels_first((xs[0], num_filter) + out, last))
 
 
 def _deconv_conv_attrs(x_spatial, attrs):
@@ -317,25 +391,31 @@ def _deconv_conv_attrs(x_spatial, attrs):
 
 
 def _deconv_np(x, w, b=None, **attrs):
+    nd = len(attrs["kernel"])
+    last = is_channels_last("Deconvolution", attrs.get("layout"), nd, _CONV_LAST_RANKS)
+    if last:
+        x, w = transposed(x, to_channels_first(nd)), transposed(w, to_channels_first(nd))
     geo, out = _deconv_conv_attrs(x.shape[2:], attrs)
     y = conv_data_grad(x, w, in_spatial=out, **geo)
     if b is not None and not attrs["no_bias"]:
         y = y + b.reshape(_bias_shape(len(out), attrs["num_filter"]))
-    return y
+    return transposed(y, to_channels_last(nd)) if last else y
 
 
 def _deconv_grad(F, ins, outs, gs, attrs):
-    x, w = ins[0], ins[1]
-    g = gs[0]
+    nd = len(attrs["kernel"])
+    last = is_channels_last("Deconvolution", attrs["layout"], nd, _CONV_LAST_RANKS)
+    x, w, g = _first_operands(F, nd, last, ins[0], ins[1], gs[0])
     geo, _ = _deconv_conv_attrs(x.shape[2:], attrs)
-    grads = [F.Convolution(g, w, num_filter=x.shape[1], no_bias=True, **geo),
-             F._conv_weight_grad(x, g, **geo)]
+    grads = _back_to_layout(F, nd, last, F.Convolution(g, w, num_filter=x.shape[1], no_bias=True, **geo),
+                            F._conv_weight_grad(x, g, **geo))
     if len(ins) == 3:
-        grads.append(F.sum(g, axis=(0,) + tuple(range(2, g.ndim))))
+        grads.append(_bias_grad(F, gs[0], last))
     return grads
 
 
 register(OpDef("Deconvolution", infer=_deconv_infer, compute=_deconv_np, attrs=_DECONV_ATTRS,
                inputs=lambda a: ("data", "weight") if a["no_bias"] else ("data", "weight", "bias"),
                gradient=_deconv_grad, lowering=Library("conv"),
-               doc="Transposed convolution: the data gradient of a Convolution with the same geometry."))
+               doc="Transposed convolution: the data gradient of a Convolution with the same geometry; channels "
+                   "first, or last for layout='NHWC'/'NDHWC' (weight (C, *kernel, F/group))."))

@@ -31,6 +31,91 @@ def _round_np(x):
     return np.where(x >= 0, np.floor(x + 0.5), np.ceil(x - 0.5)).astype(x.dtype)
 
 
+# Formulas that stay finite where the textbook one overflows (found by compiling every op over
+# extreme inputs, tests/ops/test_op_compiled.py): for |x| >= 2**28, sqrt(x*x + 1) is |x| to the
+# last bit of a double, so asinh/acosh are log(2|x|) there, and x*x (which overflows from 1.8e19
+# in float32) is never formed.
+_LOG_BIG = 2.0 ** 28
+_LN2 = math.log(2.0)
+
+
+def _finfo(dtype):
+    """numpy's limits of a float dtype; None for dtypes it does not know as floats (the
+    formulas below then keep their textbook form)."""
+    try:
+        return np.finfo(dtype) if np.dtype(dtype).kind == "f" else None
+    except TypeError:
+        return None
+
+
+def _exp_edge(x):
+    """Above this |x|, exp(|x|) overflows though cosh/sinh (half of it) do not."""
+    info = _finfo(x.dtype)
+    return math.floor(math.log(float(info.max))) - 1.0 if info is not None else float("inf")
+
+
+def _arcsinh_formula(x):
+    # odd symmetry avoids the cancellation of log(x + sqrt(x*x + 1)) for negative x
+    a = S.abs_(x)
+    mid = S.log1p(a + x * x / (S.sqrt(x * x + 1.0) + 1.0))
+    return S.sign(x) * S.select(a >= _LOG_BIG, S.log(a) + _LN2, mid)
+
+
+def _arccosh_formula(x):
+    # log1p(t + sqrt(t (t + 2))), t = x - 1: no cancellation of x*x - 1 near 1; sqrt(t) is NaN
+    # for every x < 1 (also where t (t + 2) would be positive or overflow)
+    t = x - 1.0
+    return S.select(x >= _LOG_BIG, S.log(x) + _LN2, S.log1p(t + S.sqrt(t) * S.sqrt(t + 2.0)))
+
+
+def _arctanh_formula(x):
+    # on |x|: 1 - |x| is exact near 1, where log1p(2x / (1 - x)) for x near -1 loses digits
+    a = S.abs_(x)
+    return S.sign(x) * S.log1p(a * 2.0 / (1.0 - a)) * 0.5
+
+
+def _cbrt_formula(x):
+    # pow's exponent is 1/3 rounded, which is off by ln|x| * 2**-55 relatively (58 ulp at 1e300
+    # in float64): one Newton step, written so that nothing overflows, brings it to about 1 ulp.
+    # Zeros pass through with their sign, so that rcbrt(+-0) = 1 / cbrt(+-0) = +-inf.
+    a = S.abs_(x)
+    y = a ** (1.0 / 3.0)
+    y = S.select(a < float("inf"), y + (a / (y * y) - y) * (1.0 / 3.0), y)
+    return S.select(S.call("eq", x, S.const(0, x.dtype)), x, S.sign(x) * y)
+
+
+def _cosh_formula(x):
+    a = S.abs_(x)
+    h = S.exp(a * 0.5)
+    return S.select(a > _exp_edge(x), h * 0.5 * h, (S.exp(x) + S.exp(-x)) * 0.5)
+
+
+def _sinh_formula(x):
+    # expm1 keeps sinh accurate near zero, where exp(x) - exp(-x) cancels
+    a = S.abs_(x)
+    h = S.exp(a * 0.5)
+    return S.select(a > _exp_edge(x), S.sign(x) * (h * 0.5 * h), (S.expm1(x) - S.expm1(-x)) * 0.5)
+
+
+def _hypot_formula(a, b):
+    """sqrt(a*a + b*b), rescaled by the larger magnitude where the squares overflow or fall
+    into the subnormals (hypot's point is to avoid exactly that); an infinite side gives inf
+    even beside a NaN (IEEE 754 and numpy)."""
+    naive = S.sqrt(a * a + b * b)
+    info = _finfo(a.dtype)
+    if info is None:
+        return naive
+    inf = float("inf")
+    m = S.maximum(S.abs_(a), S.abs_(b))
+    r = S.minimum(S.abs_(a), S.abs_(b)) / m
+    scaled = m * S.sqrt(r * r + 1.0)
+    out_of_range = S.call("or", naive > float(info.max), naive < float(np.sqrt(info.tiny)) * 2.0 ** 26)
+    rescale = S.call("and", out_of_range, S.call("and", m > 0.0, m < inf))
+    either_inf = S.call("or", S.call("eq", S.abs_(a), S.const(inf, a.dtype)),
+                        S.call("eq", S.abs_(b), S.const(inf, b.dtype)))
+    return S.select(either_inf, inf, S.select(rescale, scaled, naive))
+
+
 def _unary_infer(x, **_):
     return x
 
@@ -79,20 +164,15 @@ UNARY = {
     "arcsin": (np.arcsin, None, lambda F, x, y, g: g * F.rsqrt(1.0 - x * x)),
     "arccos": (np.arccos, None, lambda F, x, y, g: -(g * F.rsqrt(1.0 - x * x))),
     "arctan": (np.arctan, None, lambda F, x, y, g: g / (x * x + 1.0)),
-    # expm1 keeps sinh accurate near zero, where exp(x) - exp(-x) cancels
-    "sinh": (np.sinh, lambda x: (S.expm1(x) - S.expm1(-x)) * 0.5, lambda F, x, y, g: g * F.cosh(x)),
-    "cosh": (np.cosh, lambda x: (S.exp(x) + S.exp(-x)) * 0.5, lambda F, x, y, g: g * F.sinh(x)),
-    # odd symmetry avoids the cancellation of log(x + sqrt(x*x + 1)) for negative x
-    "arcsinh": (np.arcsinh,
-                lambda x: S.sign(x) * S.log1p(S.abs_(x) + x * x / (S.sqrt(x * x + 1.0) + 1.0)),
-                lambda F, x, y, g: g * F.rsqrt(x * x + 1.0)),
-    "arccosh": (np.arccosh, lambda x: S.log(x + S.sqrt(x * x - 1.0)),
-                lambda F, x, y, g: g * F.rsqrt(x * x - 1.0)),
-    "arctanh": (np.arctanh, lambda x: S.log1p(x * 2.0 / (1.0 - x)) * 0.5, lambda F, x, y, g: g / (1.0 - x * x)),
+    "sinh": (np.sinh, _sinh_formula, lambda F, x, y, g: g * F.cosh(x)),
+    "cosh": (np.cosh, _cosh_formula, lambda F, x, y, g: g * F.sinh(x)),
+    "arcsinh": (np.arcsinh, _arcsinh_formula, lambda F, x, y, g: g * F.rsqrt(x * x + 1.0)),
+    "arccosh": (np.arccosh, _arccosh_formula, lambda F, x, y, g: g * F.rsqrt(x * x - 1.0)),
+    "arctanh": (np.arctanh, _arctanh_formula, lambda F, x, y, g: g / (1.0 - x * x)),
     "degrees": (np.degrees, lambda x: x * (180.0 / math.pi), lambda F, x, y, g: g * (180.0 / math.pi)),
     "radians": (np.radians, lambda x: x * (math.pi / 180.0), lambda F, x, y, g: g * (math.pi / 180.0)),
-    "cbrt": (np.cbrt, lambda x: S.sign(x) * S.abs_(x) ** (1.0 / 3.0), lambda F, x, y, g: g / (y * y * 3.0)),
-    "rcbrt": (lambda x: 1.0 / np.cbrt(x), lambda x: S.sign(x) / S.abs_(x) ** (1.0 / 3.0),
+    "cbrt": (np.cbrt, _cbrt_formula, lambda F, x, y, g: g / (y * y * 3.0)),
+    "rcbrt": (lambda x: 1.0 / np.cbrt(x), lambda x: 1.0 / _cbrt_formula(x),
               lambda F, x, y, g: -(g * y / (x * 3.0))),
     "logical_not": (lambda x: (x == 0).astype(x.dtype), lambda x: S.cast(S.logical_not(S.call("ne", x, S.const(0, x.dtype))), x.dtype), None),
     # special functions: host only; their derivatives need digamma/trigamma, declared below
@@ -186,7 +266,7 @@ BINARY = {
                           lambda F, a, b, y, g: (g * F.broadcast_greater_equal(a, b), g * F.broadcast_lesser(a, b)), ()),
     "broadcast_minimum": (np.minimum, S.minimum,
                           lambda F, a, b, y, g: (g * F.broadcast_lesser_equal(a, b), g * F.broadcast_greater(a, b)), ()),
-    "broadcast_hypot": (np.hypot, lambda a, b: S.sqrt(a * a + b * b),
+    "broadcast_hypot": (np.hypot, _hypot_formula,
                         lambda F, a, b, y, g: (g * a / y, g * b / y), ()),
 }
 COMPARE = {

@@ -121,7 +121,9 @@ def _fc_infer(x, w, *bias, num_hidden, no_bias, flatten):
 
 
 def _fc_np(x, w, *bias, num_hidden, no_bias, flatten):
-    x2 = x.reshape(x.shape[0], -1) if flatten else x.reshape(-1, x.shape[-1])
+    # sizes spelled out: numpy cannot infer a -1 beside a zero-size batch
+    x2 = x.reshape(x.shape[0], int(np.prod(x.shape[1:]))) if flatten else \
+        x.reshape(int(np.prod(x.shape[:-1])), x.shape[-1])
     y = x2 @ w.T
     if bias:
         y = y + bias[0]

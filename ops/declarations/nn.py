@@ -106,7 +106,10 @@ def _one_hot_infer(idx, depth, on_value, off_value, dtype):
 
 
 def _one_hot_np(idx, depth, on_value, off_value, dtype):
-    i = idx.astype(np.int64)
+    # an index outside [0, depth) gives a row of off_value (MXNet); so does NaN, which names
+    # no class (converting it to an integer first would be undefined)
+    finite = np.isfinite(idx) if idx.dtype.kind == "f" else np.ones(idx.shape, bool)
+    i = np.where(finite, idx, -1).astype(np.int64)
     out = np.full(i.shape + (depth,), off_value, dtype)
     valid = (i >= 0) & (i < depth)
     np.put_along_axis(out, np.where(valid, i, 0)[..., None], np.where(valid, on_value, off_value)[..., None].astype(dtype), axis=-1)

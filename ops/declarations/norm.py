@@ -19,9 +19,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..attrs import Attr
-from ..errors import ShapeError
+from ..dtypes import is_float
+from ..errors import DTypeError, ShapeError
 from ..registry import OpDef, register
-from .common import normalize_axes, like
+from .common import normalize_axes, like, same_dtype
 
 
 def _is_training_np(x, training=False):
@@ -45,15 +46,29 @@ _BN_ATTRS = {"eps": Attr("float", 1e-3), "momentum": Attr("float", 0.9), "fix_ga
              "max_calib_range": Attr("float", None, optional=True)}
 
 
+def param_dtype(data_dtype: str) -> str:
+    """The dtype of BatchNorm's gamma, beta and moving statistics for data of `data_dtype`:
+    MXNet's accumulation type (float16 data keeps them in float32, where a running variance
+    and its updates keep their precision), else the data's own dtype."""
+    return "float32" if data_dtype in ("float16", "bfloat16") else data_dtype
+
+
 def _bn_infer(x, gamma, beta, mm, mv, axis, **_):
     if x.ndim < 1:
         raise ShapeError(f"BatchNorm: data {x.shape} has no channel axis")
+    if not is_float(x.dtype):
+        raise DTypeError(f"BatchNorm: data is {x.dtype}; it must be a floating-point type")
     a = normalize_axes(axis, x.ndim, "BatchNorm")[0]
     c = x.shape[a]
+    want = param_dtype(x.dtype)
     for name, t in (("gamma", gamma), ("beta", beta), ("moving_mean", mm), ("moving_var", mv)):
         if t.shape != (c,):
             raise ShapeError(f"BatchNorm: {name} has shape {t.shape}, expected ({c},) for data {x.shape} "
                              f"with channel axis {a}")
+        if t.dtype != want:
+            raise DTypeError(f"BatchNorm: {name} is {t.dtype} but {x.dtype} data needs {want} gamma, beta and "
+                             f"moving statistics (as in MXNet: float16 data keeps them in float32); "
+                             f"net.cast('{x.dtype}') casts a network's layers to match")
     stat = like(mm, (c,))
     return [like(x), stat, stat, like(mm), like(mv)]
 
@@ -63,16 +78,21 @@ def _bn_np(x, gamma, beta, mm, mv, eps, momentum, fix_gamma, use_global_stats, a
     red = tuple(i for i in range(x.ndim) if i != a)
     bs = _bshape(x.ndim, a, x.shape[a])
     batch = training and not use_global_stats
+    out_dtype = x.dtype
+    x = x.astype(mm.dtype, copy=False)       # float16 data: statistics and arithmetic in float32
     if batch:
-        mean = x.mean(axis=red)
-        var = np.square(x - mean.reshape(bs)).mean(axis=red)
+        # an empty batch has no statistics: NaN mean and variance, which (as in MXNet) the
+        # moving statistics take on; numpy's "mean of empty slice" warning says nothing new
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = x.mean(axis=red) if x.size else np.full(x.shape[a], np.nan, x.dtype)
+            var = np.square(x - mean.reshape(bs)).mean(axis=red) if x.size else mean.copy()
     else:
         mean, var = mm, mv
     invstd = 1.0 / np.sqrt(var + eps)
     out = (x - mean.reshape(bs)) * invstd.reshape(bs)
     if not fix_gamma:
         out = out * gamma.reshape(bs)
-    out = (out + beta.reshape(bs)).astype(x.dtype, copy=False)
+    out = (out + beta.reshape(bs)).astype(out_dtype, copy=False)
     sd = mm.dtype
     if batch:
         new_mm = (mm * momentum + mean * (1 - momentum)).astype(sd)
@@ -84,7 +104,12 @@ def _bn_np(x, gamma, beta, mm, mv, eps, momentum, fix_gamma, use_global_stats, a
 
 def _bn_grad(F, ins, outs, gs, attrs):
     x, gamma, beta, mm, mv = ins
-    g = gs[0]
+    # float16 data: the gradient is computed in the statistics' float32 (as MXNet's AccReal),
+    # and only dx goes back to float16; every operator below sees one dtype
+    data_dtype, stat_dtype = np.dtype(x.dtype).name, np.dtype(mm.dtype).name
+    if data_dtype != stat_dtype:
+        x = F.Cast(x, dtype=stat_dtype)
+    g = gs[0] if np.dtype(gs[0].dtype).name == stat_dtype else F.Cast(gs[0], dtype=stat_dtype)
     a = attrs["axis"] % x.ndim
     red = tuple(i for i in range(x.ndim) if i != a)
     bs = _bshape(x.ndim, a, x.shape[a])
@@ -106,6 +131,8 @@ def _bn_grad(F, ins, outs, gs, attrs):
         corr = F.mean(gw, axis=red, keepdims=True) + xhat * F.mean(gw * xhat, axis=red, keepdims=True)
         dx = (gw - flag * corr) * invstd
     dgamma = F.zeros_like(gamma) if attrs["fix_gamma"] else F.sum(g * xhat, axis=red)
+    if data_dtype != stat_dtype:
+        dx = F.Cast(dx, dtype=data_dtype)
     return [dx, dgamma, F.sum(g, axis=red), None, None]
 
 
@@ -140,6 +167,7 @@ _LN_ATTRS = {"axis": Attr("int", -1), "eps": Attr("float", 1e-5), "output_mean_v
 
 
 def _ln_infer(x, gamma, beta, axis, eps, output_mean_var):
+    same_dtype("LayerNorm", x, gamma, beta, names=("data", "gamma", "beta"))
     a = normalize_axes(axis, x.ndim, "LayerNorm")[0]
     for name, t in (("gamma", gamma), ("beta", beta)):
         if t.shape != (x.shape[a],):
@@ -173,6 +201,7 @@ register(OpDef("LayerNorm", infer=_ln_infer, compute=_ln_np, attrs=_LN_ATTRS, in
 
 
 def _in_infer(x, gamma, beta, eps):
+    same_dtype("InstanceNorm", x, gamma, beta, names=("data", "gamma", "beta"))
     if x.ndim < 3:
         raise ShapeError(f"InstanceNorm: data {x.shape} must have at least 3 dimensions (batch, channel, spatial...)")
     for name, t in (("gamma", gamma), ("beta", beta)):
@@ -208,6 +237,7 @@ _GN_ATTRS = {"num_groups": Attr("int", 1), "eps": Attr("float", 1e-5), "output_m
 
 
 def _gn_infer(x, gamma, beta, num_groups, eps, output_mean_var):
+    same_dtype("GroupNorm", x, gamma, beta, names=("data", "gamma", "beta"))
     if x.ndim < 2 or num_groups < 1 or x.shape[1] % num_groups:
         raise ShapeError(f"GroupNorm: data {x.shape} needs a channel axis divisible by num_groups={num_groups}")
     for name, t in (("gamma", gamma), ("beta", beta)):
@@ -220,7 +250,7 @@ def _gn_infer(x, gamma, beta, num_groups, eps, output_mean_var):
 
 
 def _gn_np(x, gamma, beta, num_groups, eps, output_mean_var):
-    xr = x.reshape(x.shape[0], num_groups, -1)
+    xr = x.reshape(x.shape[0], num_groups, int(np.prod(x.shape[1:])) // num_groups)
     mean, var = _moments(xr, (2,))
     std = np.sqrt(var + eps)
     out = (xr - mean) / std * gamma.reshape(1, -1, 1) + beta.reshape(1, -1, 1)
@@ -230,7 +260,7 @@ def _gn_np(x, gamma, beta, num_groups, eps, output_mean_var):
 def _gn_grad(F, ins, outs, gs, attrs):
     x, gamma, beta = ins
     G = attrs["num_groups"]
-    shape = (x.shape[0], G, -1)
+    shape = (x.shape[0], G, int(np.prod(x.shape[1:])) // G)
     xr, gr = F.Reshape(x, shape=shape), F.Reshape(gs[0], shape=shape)
     dx, xhat = _norm_grad_core(F, xr, gr, (2,), attrs["eps"], F.Reshape(gamma, shape=(1, G, 1)))
     return [F.Reshape(dx, shape=x.shape), F.sum(gr * xhat, axis=(0, 2)), F.sum(gr, axis=(0, 2))]
@@ -309,7 +339,7 @@ def _so_np(x, label, multi_output, preserve_shape, **_):
     elif multi_output:
         axis, z = 1, x
     else:
-        axis, z = 1, x.reshape(x.shape[0], -1)
+        axis, z = 1, x.reshape(x.shape[0], int(np.prod(x.shape[1:])))
     z = z - z.max(axis=axis, keepdims=True)
     e = np.exp(z)
     return (e / e.sum(axis=axis, keepdims=True)).reshape(x.shape).astype(x.dtype, copy=False)

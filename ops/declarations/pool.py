@@ -1,4 +1,5 @@
-"""Pooling (max, avg, sum, lp over 1-D, 2-D, 3-D windows, channels first) with MXNet 1.x's
+"""Pooling (max, avg, sum, lp over 1-D, 2-D, 3-D windows; channels first, or channels last for
+layout='NWC'/'NHWC'/'NDHWC') with MXNet 1.x's
 conventions, and its gradient operators: `_pooling_grad` (scatter the output gradient back over
 the windows: to the first maximum for max, divided by the window's count for avg) and
 `_max_pool_gather` (read a tensor at the positions max pooling chose: the gradient of
@@ -9,6 +10,10 @@ Window geometry (MXNet 1.9 pooling.cc / pool.h): output size floor((x + 2p - k) 
 'valid', ceil(...) + 1 for 'full', ceil((x + 2p) / s) for 'same'. A window that runs past the
 padded input is clipped; avg divides by the clipped window's size, counting the padding unless
 count_include_pad=False. Max never picks a padding position.
+
+Channels-last Pooling is channels-first pooling between transposes (the reference transposes in
+and out, the gradient wraps `_pooling_grad` in transposes, `passes/channels_last.py` rewrites
+it so for a backend); the two gradient operators are channels first only.
 """
 from __future__ import annotations
 
@@ -21,7 +26,8 @@ from ..attrs import Attr
 from ..errors import OpAttributeError, ShapeError
 from ..registry import OpDef, Library, register
 from .common import like
-from .conv import check_layout
+from .conv import (channels_first_shape, from_channels_first, is_channels_last, to_channels_first,
+                   to_channels_last, transposed)
 
 _POOL_ATTRS = {"kernel": Attr("shape", ()), "pool_type": Attr("str", "max", choices=("max", "avg", "sum", "lp")),
                "global_pool": Attr("bool", False), "cudnn_off": Attr("bool", False),
@@ -31,11 +37,10 @@ _POOL_ATTRS = {"kernel": Attr("shape", ()), "pool_type": Attr("str", "max", choi
 
 
 def pool_geometry(op, shape, attrs):
-    """(kernel, stride, pad, out spatial) for data of `shape`."""
+    """(kernel, stride, pad, out spatial) for channels-first data of `shape`."""
     nd = len(shape) - 2
     if not 1 <= nd <= 3:
         raise ShapeError(f"{op}: data {tuple(shape)} must have 3, 4 or 5 dimensions (batch, channel, spatial...)")
-    check_layout(op, attrs["layout"], nd)
     if attrs["global_pool"]:
         return tuple(shape[2:]), (1,) * nd, (0,) * nd, (1,) * nd
     kernel = tuple(attrs["kernel"])
@@ -65,10 +70,33 @@ def _check_p(attrs):
         raise OpAttributeError("Pooling: pool_type='lp' needs p_value")
 
 
+def pooling_layout(op, shape, layout) -> bool:
+    """Whether Pooling's data of `shape` is channels last (MXNet accepts both orders at every
+    rank); refuses a layout of another rank."""
+    nd = len(shape) - 2
+    if not 1 <= nd <= 3:
+        raise ShapeError(f"{op}: data {tuple(shape)} must have 3, 4 or 5 dimensions (batch, channel, spatial...)")
+    return is_channels_last(op, layout, nd)
+
+
+def _channels_first_only(op, shape, attrs):
+    """The gradient operators work on channels-first data (Pooling's gradient transposes first)."""
+    if pooling_layout(op, shape, attrs["layout"]):
+        raise OpAttributeError(f"{op}: layout={attrs['layout']!r}: this internal operator takes channels-first "
+                               f"data; Pooling's gradient transposes channels-last data before calling it")
+
+
 def _pool_infer(x, **attrs):
     _check_p(attrs)
-    _, _, _, out = pool_geometry("Pooling", x.shape, attrs)
-    return like(x, x.shape[:2] + out)
+    last = pooling_layout("Pooling", x.shape, attrs["layout"])
+    xs = channels_first_shape(x.shape, last)
+    try:
+        _, _, _, out = pool_geometry("Pooling", xs, attrs)
+    except ShapeError as exc:
+        if not last:
+            raise
+        raise ShapeError(f"{exc} (data {x.shape} in layout {attrs['layout']!r})") from None
+    return like(x, from_channels_first(xs[:2] + out, last))
 
 
 class _Windows:
@@ -113,7 +141,7 @@ class _Windows:
     def argmax(self):
         """Flat index (row-major over the kernel) of each window's first maximum."""
         n, c = self.cols.shape[:2]
-        flat = self.cols.reshape((n, c, -1) + self.out)
+        flat = self.cols.reshape((n, c, math.prod(self.kernel)) + self.out)    # no -1: n may be 0
         return np.argmax(flat, axis=2)
 
     def scatter(self, contrib_of):
@@ -133,6 +161,14 @@ def _lp_root(s, p):
 
 
 def _pool_np(x, **attrs):
+    nd = x.ndim - 2
+    if pooling_layout("Pooling", x.shape, attrs["layout"]):
+        y = _pool_first_np(transposed(x, to_channels_first(nd)), **attrs)
+        return transposed(y, to_channels_last(nd))
+    return _pool_first_np(x, **attrs)
+
+
+def _pool_first_np(x, **attrs):
     _check_p(attrs)
     kind = attrs["pool_type"]
     if kind == "max":
@@ -150,18 +186,26 @@ def _pool_np(x, **attrs):
 
 
 def _pool_grad(F, ins, outs, gs, attrs):
-    return [F._pooling_grad(gs[0], ins[0], outs[0], **attrs)]
+    x = ins[0]
+    nd = x.ndim - 2
+    if not pooling_layout("Pooling", x.shape, attrs["layout"]):
+        return [F._pooling_grad(gs[0], x, outs[0], **attrs)]
+    g, x, y = (F.transpose(v, axes=to_channels_first(nd)) for v in (gs[0], x, outs[0]))
+    dx = F._pooling_grad(g, x, y, **{**attrs, "layout": None})
+    return [F.transpose(dx, axes=to_channels_last(nd))]
 
 
 register(OpDef("Pooling", infer=_pool_infer, compute=_pool_np, attrs=_POOL_ATTRS, gradient=_pool_grad,
                lowering=Library("pool"),
-               doc="Max/avg/sum/lp pooling over 1-3 spatial dimensions with MXNet's window conventions."))
+               doc="Max/avg/sum/lp pooling over 1-3 spatial dimensions with MXNet's window conventions; "
+                   "channels first, or last for layout='NWC'/'NHWC'/'NDHWC'."))
 
 
 # -- gradient operators ----------------------------------------------------------------------------
 
 def _pooling_grad_infer(g, x, y, **attrs):
     _check_p(attrs)
+    _channels_first_only("_pooling_grad", x.shape, attrs)
     _, _, _, out = pool_geometry("_pooling_grad", x.shape, attrs)
     want = x.shape[:2] + out
     if g.shape != want or y.shape != want:
@@ -212,6 +256,7 @@ register(OpDef("_pooling_grad", infer=_pooling_grad_infer, compute=_pooling_grad
 def _gather_infer(h, x, **attrs):
     if h.shape != x.shape:
         raise ShapeError(f"_max_pool_gather: values {h.shape} must have the data's shape {x.shape}")
+    _channels_first_only("_max_pool_gather", x.shape, attrs)
     _, _, _, out = pool_geometry("_max_pool_gather", x.shape, attrs)
     return like(h, x.shape[:2] + out)
 
@@ -220,7 +265,7 @@ def _gather_np(h, x, **attrs):
     w = _Windows(x, attrs, -np.inf)
     arg = w.argmax()
     hw = _Windows(h, attrs, 0)
-    flat = hw.cols.reshape(hw.cols.shape[:2] + (-1,) + hw.out)
+    flat = hw.cols.reshape(hw.cols.shape[:2] + (math.prod(hw.kernel),) + hw.out)
     return np.ascontiguousarray(np.take_along_axis(flat, arg[:, :, None], axis=2)[:, :, 0])
 
 

@@ -186,7 +186,7 @@ def _direction_forward(mode, x, w, h0, c0, reverse, attrs):
     """x (T, N, I) -> y (T, N, H), h_T, c_T, and per-step caches (in processing order)."""
     t_len, n, i = x.shape
     h_size = w["wh"].shape[1]
-    xw = (x.reshape(t_len * n, i) @ w["wx"].T + w["bx"]).reshape(t_len, n, -1)
+    xw = (x.reshape(t_len * n, i) @ w["wx"].T + w["bx"]).reshape(t_len, n, w["wx"].shape[0])
     y = np.empty((t_len, n, h_size), x.dtype)
     h, c = h0, c0
     steps = []
@@ -295,6 +295,20 @@ def _draw_masks(data, attrs, rng, training):
     return ((rng.random(shape) >= p).astype(data.dtype) / data.dtype.type(1.0 - p)).astype(data.dtype)
 
 
+def _widened(fn):
+    """Run a float16 RNN in float32 and round the results back to float16, as cuDNN's float16
+    RNN accumulates in float32: rounding every step's state to 11 bits would let the error grow
+    along the sequence."""
+    def run(*arrays, **kw):
+        if not any(a.dtype == np.float16 for a in arrays):
+            return fn(*arrays, **kw)
+        outs = fn(*[a.astype(np.float32) if a.dtype == np.float16 else a for a in arrays], **kw)
+        return tuple(o.astype(np.float16) for o in outs)
+    run.__doc__, run.__name__ = fn.__doc__, fn.__name__
+    return run
+
+
+@_widened
 def _rnn_np(data, params, state, *rest, rng=None, training=False, **attrs):
     _check_attrs("RNN", attrs)
     cell = rest[0] if attrs["mode"] == "lstm" else None
@@ -369,6 +383,7 @@ def _backward_infer(*types, **attrs):
     return outs
 
 
+@_widened
 def _backward_np(*arrays, **attrs):
     a = _unpack_backward(arrays, attrs)
     data, params, state = a["data"], a["parameters"], a["state"]

@@ -31,7 +31,8 @@ def mxnet_reshape(src: tuple, spec: tuple, reverse: bool = False) -> tuple:
         elif s == -1:
             if infer_at is not None:
                 raise ShapeError(f"Reshape: shape {spec} has more than one -1")
-            infer_at = len(out); out.append(-1); i += 1
+            infer_at, infer_src = len(out), i
+            out.append(-1); i += 1
         elif s == -2:
             out.extend(src[i:]); i = len(src)
         elif s == -3:
@@ -58,10 +59,21 @@ def mxnet_reshape(src: tuple, spec: tuple, reverse: bool = False) -> tuple:
     total = math.prod(src)
     if infer_at is not None:
         known = math.prod(d for k, d in enumerate(out) if k != infer_at)
-        if known == 0 or total % known:
+        if known == 0 and total == 0:
+            # an empty input beside a zero in the spec: no division says what -1 is, so it
+            # stands for the source dimensions the other codes leave over ((0, -1) on (0, 3, 4)
+            # -> (0, 12), as on a batch of one)
+            span = max(1, len(src) - (len(out) - 1))
+            out[infer_at] = math.prod(src[infer_src:infer_src + span])
+        elif known == 0 or total % known:
             raise ShapeError(f"Reshape: cannot infer -1 in {spec} for input {src} ({total} elements)")
-        out[infer_at] = total // known
+        else:
+            out[infer_at] = total // known
     if math.prod(out) != total:
+        if total == 0 and all(s >= 0 for s in spec) and math.prod(spec) == 0:
+            # sizes spelled out by a pass or a gradient (Reshape(g, shape=x.shape)) where a
+            # dimension is empty: MXNet's code 0 ("copy") would misread that 0; read it literally
+            return spec
         raise ShapeError(f"Reshape: input {src} has {total} elements but shape {spec} gives {tuple(out)} "
                          f"with {math.prod(out)}")
     return tuple(out)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..attrs import Attr
-from ..errors import OpAttributeError, ShapeError
+from ..errors import IndexRangeError, OpAttributeError, ShapeError
 from .. import layout as L
 from ..registry import Movement, OpDef, Take, register
 from .common import normalize_axes, same_dtype, like
@@ -218,29 +218,44 @@ def _take_infer(a, idx, axis, mode):
 WRAP_LIMIT = float(2 ** 62)     # float indices beyond this clamp before they convert to integers
 
 
-def fix_indices(idx, n, mode="clip"):
+def fix_indices(idx, n, mode="clip", op="take", axis=0):
     """Integer indices in [0, n) from an index array of any dtype, the way every backend does
     it: a float index is NaN -> 0, then clamped (to [0, n-1] for clip, to +-2^62 for wrap, so
-    that the conversion is defined), then truncated; then clip clamps, wrap takes it mod n."""
+    that the conversion is defined), then truncated; then clip clamps, wrap takes it mod n.
+    mode='raise' first checks every index (`check_in_range`) and converts only valid ones."""
     idx = np.asarray(idx)
+    if mode == "raise":
+        check_in_range(idx, n, op, axis)
+        return idx.astype(np.int64)
     if idx.dtype.kind == "f":
         lo, hi = (0, n - 1) if mode == "clip" else (-WRAP_LIMIT, WRAP_LIMIT)
         idx = np.clip(np.nan_to_num(idx, nan=0.0, posinf=hi, neginf=lo), lo, hi)
-    return _fix_indices(idx, n, mode)
+    i = idx.astype(np.int64)
+    return np.mod(i, n) if mode == "wrap" else np.clip(i, 0, n - 1)
 
 
-def _fix_indices(idx, n, mode):
-    i = np.asarray(idx).astype(np.int64)
-    if mode == "wrap":
-        return np.mod(i, n)
-    if mode == "raise" and i.size and (i.min() < 0 or i.max() >= n):
-        raise IndexError(f"take: index out of range [0, {n}) with mode='raise'")
-    return np.clip(i, 0, n - 1)
+def check_in_range(idx, n, op="take", axis=0):
+    """mode='raise': every index must lie in [0, n-1] (a float one is compared before it is
+    truncated, as MXNet's CPU kernel compares: 1.7 takes row 1, -0.5 and n-0.5 are refused);
+    NaN is never valid (MXNet reads whatever row its integer conversion lands on)."""
+    idx = np.asarray(idx)
+    if idx.size == 0:
+        return
+    with np.errstate(invalid="ignore"):
+        bad = ~((idx >= 0) & (idx <= n - 1))
+    if bad.any():
+        where = tuple(int(k) for k in np.argwhere(bad)[0])
+        value = idx[where].item()
+        others = int(bad.sum()) - 1
+        valid = f"0 to {n - 1}" if n else "none: the axis is empty"
+        raise IndexRangeError(f"{op}: index {value!r} at position {where} of the indices {tuple(idx.shape)} is "
+                              f"out of range for axis {axis} of size {n} (valid: {valid}; mode='raise')"
+                              + (f"; {others} more indices are out of range" if others else ""))
 
 
 def _take_np(a, idx, axis, mode):
     ax = axis % a.ndim
-    return np.take(a, fix_indices(idx, a.shape[ax], mode), axis=ax)
+    return np.take(a, fix_indices(idx, a.shape[ax], mode, "take", ax), axis=ax)
 
 
 def _take_grad(F, ins, outs, gs, attrs):
@@ -268,7 +283,7 @@ def _backward_take_infer(g, idx, axis, mode, shape):
 
 def _backward_take_np(g, idx, axis, mode, shape):
     ax = axis % len(shape)
-    i = fix_indices(idx, shape[ax], mode).reshape(-1)
+    i = fix_indices(idx, shape[ax], mode, "take (gradient)", ax).reshape(-1)
     pre, post = tuple(shape[:ax]), tuple(shape[ax + 1:])
     gm = np.moveaxis(g.reshape(pre + (i.size,) + post), ax, 0)
     out = np.zeros((shape[ax],) + pre + post, dtype=g.dtype)

@@ -17,15 +17,16 @@ from graphc.ops.interpret import interpret
 from graphc.ops.types import TensorType
 from graphc.runtime import cache as _cache
 from graphc.runtime import gemm_kernel, gemm_plan
-from graphc.runtime.gemm_kernel import AVX2, DOT_MAX_COLS, Geometry, native_plan
+from graphc.runtime.gemm_kernel import AVX2, DOT_MAX_COLS, native_plan
 from graphc.runtime.kernel_ir import Buf, Gemm, Kernel
 from graphc.runtime.render_llvm import ModuleBuilder
+from graphc.runtime import llvm_jit
+
+from gemm_isas import ISAS, geometry_params, use_geometry
 
 HOST = gemm_kernel.host_geometry()
 needs_vectors = pytest.mark.skipif(HOST is None, reason="no FMA vector unit: OpenBLAS only")
 RNG = np.random.default_rng(11)
-# a blocking with tiny cache blocks: several K slices and many tiles even for small matrices
-TINY = Geometry(lanes=16, mr=8, nv=3, kc=8, mc=16, nc=48)
 
 
 def _operand(rows, cols, ld, batch, stride, off):
@@ -54,22 +55,29 @@ def _reference(g: Gemm, c_fill):
     return a, b, c, ref.astype(np.float32)
 
 
+def module_ir(gemms, sizes, nthreads, tm) -> str:
+    """One module whose entry calls a kernel per Gemm, each on its own (c, a, b) argument slots;
+    sizes: the (c, a, b) buffer sizes of each."""
+    calls = []
+    for i, (g, (nc, na, nb)) in enumerate(zip(gemms, sizes)):
+        kernel = Kernel(f"k_test{i}", [Buf("c", "float32", nc), Buf("a", "float32", na),
+                                       Buf("b", "float32", nb)], [g], work=2 * g.m * g.n * g.k * g.batch)
+        calls.append((kernel, [(3 * i, 0), (3 * i + 1, 0), (3 * i + 2, 0)]))
+    mb = ModuleBuilder("t", nthreads, tm.triple, str(tm.target_data), gemm_split_work=1 << 18)
+    mb.add_entry("entry", calls)
+    return str(mb)
+
+
 def run_gemms(gemms, nthreads=2, c_fill=None):
     """Run Gemm kernels (one module, one entry calling each in turn on its own buffers) through
     ModuleBuilder, which reads GRAPHC_GEMM; returns [(C after, numpy reference)] and the IR."""
     data = [_reference(g, c_fill) for g in gemms]
-    calls, args = [], []
-    for i, (g, (a, b, c, _)) in enumerate(zip(gemms, data)):
-        kernel = Kernel(f"k_test{i}", [Buf("c", "float32", c.size), Buf("a", "float32", a.size),
-                                       Buf("b", "float32", b.size)], [g], work=2 * g.m * g.n * g.k * g.batch)
-        calls.append((kernel, [(3 * i, 0), (3 * i + 1, 0), (3 * i + 2, 0)]))
-        args += [c.ctypes.data, a.ctypes.data, b.ctypes.data]
+    args = [p for a, b, c, _ in data for p in (c.ctypes.data, a.ctypes.data, b.ctypes.data)]
+    sizes = [(c.size, a.size, b.size) for a, b, c, _ in data]
     tm = _cache.target_machine()
 
     def build_ir():
-        mb = ModuleBuilder("t", nthreads, tm.triple, str(tm.target_data), gemm_split_work=1 << 18)
-        mb.add_entry("entry", calls)
-        return str(mb)
+        return module_ir(gemms, sizes, nthreads, tm)
     text = build_ir()
     addrs, _, engine = _cache.load("unused", build_ir, ["entry"], use_cache=False)
     ctypes.CFUNCTYPE(None, ctypes.c_void_p)(addrs["entry"])((ctypes.c_void_p * len(args))(*args))
@@ -108,17 +116,13 @@ def native(monkeypatch):
     monkeypatch.setenv("GRAPHC_GEMM", "native")
 
 
-@pytest.fixture(params=["host", "tiny", "avx2"])
+@pytest.fixture(params=geometry_params())
 def geometry(request, monkeypatch, native):
-    """Each test runs with the host's blocking, with tiny cache blocks (many K slices and tiles)
-    and with the AVX2 blocking (6 x 16 tiles, 8-lane vectors: correct on any AVX-512 host)."""
-    geo = {"host": HOST, "tiny": TINY, "avx2": AVX2}[request.param]
-    if HOST is None or (request.param == "tiny" and HOST.lanes != 16):
-        pytest.skip("needs an AVX-512 host")
-    # native_plan reads gemm_plan's host_geometry (gemm_kernel's is the same function re-exported)
-    monkeypatch.setattr(gemm_plan, "host_geometry", lambda: geo)
-    monkeypatch.setattr(gemm_kernel, "host_geometry", lambda: geo)
-    return geo
+    """Each test runs with every ISA's blocking the host can execute (AVX-512's 8 x 48 tiles of
+    16-lane vectors, AVX2's 6 x 16 of 8 lanes: an AVX-512 host runs both), each also with tiny
+    cache blocks (many K slices and tiles); an ISA the host lacks is skipped, naming it."""
+    use_geometry(monkeypatch, request.param)
+    return request.param
 
 
 # -- the kernel itself -------------------------------------------------------------------------
@@ -246,6 +250,61 @@ def test_one_thread_runs_every_phase_itself(native):
     offs=st.tuples(st.integers(0, 5), st.integers(0, 5), st.integers(0, 5))), min_size=1, max_size=6))
 def test_random_gemms_match_numpy(native, gemms):
     assert_gemms_right(gemms)
+
+
+# -- every ISA's code, whatever the host ---------------------------------------------------------
+
+def test_every_blocking_the_code_generates_for_is_tested():
+    """A new vector ISA in gemm_plan (a Geometry it may pick) must join tests/runtime/gemm_isas.py,
+    so that the tests above run it where the host can."""
+    declared = {v for v in vars(gemm_plan).values() if isinstance(v, gemm_plan.Geometry)}
+    assert declared == {isa.geometry for isa in ISAS.values()}
+    assert HOST is None or any(HOST.lanes == isa.geometry.lanes and HOST.mr == isa.geometry.mr
+                               for isa in ISAS.values())
+
+
+def test_an_isa_the_host_lacks_is_skipped_naming_it_and_what_the_host_has(monkeypatch):
+    import gemm_isas
+    monkeypatch.setattr(gemm_isas, "host_features", lambda: {"sse4.2", "avx", "avx2", "fma", "popcnt"})
+    assert gemm_isas.missing(ISAS["avx2"]) is None
+    assert gemm_isas.missing(ISAS["avx512"]) == "needs AVX-512F and FMA (host has: sse4.2, avx, avx2, fma)"
+    params = gemm_isas.geometry_params()
+    skipped = {p.id: [m.kwargs["reason"] for m in p.marks] for p in params}
+    assert skipped["avx2"] == skipped["avx2-tiny"] == []
+    assert skipped["avx512"] == skipped["avx512-tiny"] == [gemm_isas.missing(ISAS["avx512"])]
+
+
+def _cross_target(cpu):
+    import llvmlite.binding as llvm
+    llvm_jit._initialise_native_target()
+    target = llvm.Target.from_default_triple()
+    if not target.triple.startswith(("x86_64", "i686", "i386")):
+        pytest.skip(f"the x86 ISAs compile with an x86 LLVM target, this one is {target.triple}")
+    return target.create_target_machine(cpu=cpu, opt=3, codemodel="jitdefault")
+
+
+@pytest.mark.parametrize("key", sorted(ISAS))
+def test_each_isa_compiles_for_a_cpu_that_has_it(key, monkeypatch, native):
+    """Code for every ISA is built, verified, optimised and turned into machine code for a CPU
+    that has it, on any x86 host (an AVX2 host cannot run AVX-512 code, but LLVM can emit it): the
+    microkernel lives in that ISA's registers and no wider ones."""
+    import llvmlite.binding as llvm
+    isa = ISAS[key]
+    tm = _cross_target(isa.cpu)
+    for geo in (isa.geometry, isa.tiny):
+        use_geometry(monkeypatch, geo)
+        gemms = [make_gemm(37, 61, 53, False, True), make_gemm(19, 49, 36, pad=(5, 2, 0), batch=3),
+                 make_gemm(21, geo.lanes + 3, 36)]          # microkernel tiles, batches, a dot tail
+        text = module_ir(gemms, [(1 << 16,) * 3] * len(gemms), 2, tm)
+        assert len(re.findall(r'define void @"[^"]*\.native"', text)) == len(gemms)
+        mod = llvm.parse_assembly(text)
+        mod.verify()
+        llvm_jit.optimize(mod, tm)
+        asm = tm.emit_assembly(mod)
+        assert "vfmadd" in asm, f"{isa.name} ({geo}): no FMA instructions in the microkernel"
+        assert f"%{isa.register}" in asm, f"{isa.name} ({geo}): no {isa.register} registers used"
+        if isa.register == "ymm":
+            assert "%zmm" not in asm, f"{isa.name} ({geo}): code uses AVX-512 registers"
 
 
 # -- when it is used -----------------------------------------------------------------------------

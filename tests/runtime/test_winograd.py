@@ -14,6 +14,8 @@ from graphc.passes.memory import check_plan
 from graphc.runtime import winograd
 from graphc.runtime.executor import HostStep
 
+from gemm_isas import geometry_params, use_geometry
+
 RNG = np.random.default_rng(5)
 
 
@@ -71,6 +73,25 @@ def test_matches_the_reference(x_shape, filters, pad):
     kinds = _kernel_kinds(prog)
     assert {"wgin", "wgw", "wgout"} <= kinds and "im2col" not in kinds
     assert ("pad" in kinds) == any(pad)         # no padding: the images are read in place
+    _assert_close(got, ref, 9 * x_shape[1])
+
+
+@pytest.mark.parametrize("geometry", geometry_params())
+@pytest.mark.parametrize("x_shape,filters,pad", [
+    ((2, 7, 16, 14), 9, (1, 1)),          # F(2x2): 16 GEMMs of 9 x 7 x 56 per image pair
+    ((1, 5, 16, 16), 19, (1, 1)),         # F(4x4): 36 GEMMs, filters past one AVX2 tile's rows
+    ((1, 3, 16, 64), 5, (1, 1)),          # F(4x4), 64 tiles: several column vectors per row
+])
+def test_matches_the_reference_with_each_isas_gemm(monkeypatch, geometry, x_shape, filters, pad):
+    """The batched point-wise GEMMs run on graphc's own kernel (GRAPHC_GEMM=native) with every
+    ISA's blocking this host executes, and with tiny cache blocks (K slices, edge tiles)."""
+    monkeypatch.setenv("GRAPHC_GEMM", "native")
+    use_geometry(monkeypatch, geometry)
+    prog, got, ref = _run(x_shape, filters, pad=pad)
+    assert {"wgin", "wgw", "wgout"} <= _kernel_kinds(prog)
+    ir = prog.llvm_ir()
+    assert ".native" in ir, "the Winograd GEMMs did not run on graphc's kernel"
+    assert f"graphc.gemm.tiles.w{geometry.lanes}." in ir, f"not planned with {geometry}"
     _assert_close(got, ref, 9 * x_shape[1])
 
 

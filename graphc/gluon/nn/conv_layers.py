@@ -5,6 +5,11 @@ Conv1D/2D/3D call the `Convolution` operator, the transposed versions `Deconvolu
 num_filter, num_group, no_bias, layout, adj), so an exported graph reads like MXNet's. Weights
 are `conv0_weight`/`conv0_bias` (transposed convolutions are `conv` too, as in MXNet). With
 in_channels=0 the weight's input-channel dimension waits for the first input (`infer_shape`).
+
+Layouts are MXNet 1.9's: channels first by default; 'NHWC'/'NDHWC' for the 2-D/3-D convolutions
+(weight (channels, *kernel, in_channels/groups)) and 'NWC'/'NHWC'/'NDHWC' for every pool. The
+operators carry the layout; the compiler turns channels-last nodes into channels-first ones
+between transposes (passes/channels_last.py).
 """
 from __future__ import annotations
 
@@ -119,13 +124,17 @@ class _Conv(HybridBlock):
         return n or None
 
 
-def _conv_class(name, ndim, layout, transpose, doc):
+def _conv_class(name, ndim, layouts, transpose, doc):
+    """MXNet 1.9's layouts: channels first everywhere, channels last ('NHWC', 'NDHWC') for 2-D
+    and 3-D only (its Convolution operator has no 'NWC')."""
     defaults = {"strides": (1,) * ndim, "padding": (0,) * ndim, "dilation": (1,) * ndim}
+    layout = layouts[0]
 
     if not transpose:
         def __init__(self, channels, kernel_size, strides=defaults["strides"], padding=defaults["padding"],
                      dilation=defaults["dilation"], groups=1, layout=layout, activation=None, use_bias=True,
                      weight_initializer=None, bias_initializer="zeros", in_channels=0, **kwargs):
+            _check_layout(name, layout, layouts)
             _Conv.__init__(self, channels, kernel_size, strides, padding, dilation, groups, layout,
                            in_channels, activation, use_bias, weight_initializer, bias_initializer, **kwargs)
     else:
@@ -133,6 +142,7 @@ def _conv_class(name, ndim, layout, transpose, doc):
                      output_padding=(0,) * ndim, dilation=defaults["dilation"], groups=1, layout=layout,
                      activation=None, use_bias=True, weight_initializer=None, bias_initializer="zeros",
                      in_channels=0, **kwargs):
+            _check_layout(name, layout, layouts)
             _Conv.__init__(self, channels, kernel_size, strides, padding, dilation, groups, layout,
                            in_channels, activation, use_bias, weight_initializer, bias_initializer,
                            op_name="Deconvolution", adj=output_padding, **kwargs)
@@ -143,16 +153,17 @@ _CONV_DOC = """{n}D convolution (operator `{op}`), MXNet 1.x signature: channels
 strides, padding, {extra}dilation, groups, layout ({layout}), activation, use_bias,
 weight_initializer, bias_initializer, in_channels (0 = infer from the first input)."""
 
-Conv1D = _conv_class("Conv1D", 1, "NCW", False, _CONV_DOC.format(n=1, op="Convolution", extra="", layout="'NCW'"))
-Conv2D = _conv_class("Conv2D", 2, "NCHW", False,
+Conv1D = _conv_class("Conv1D", 1, ("NCW",), False,
+                     _CONV_DOC.format(n=1, op="Convolution", extra="", layout="'NCW' only, as in MXNet"))
+Conv2D = _conv_class("Conv2D", 2, ("NCHW", "NHWC"), False,
                      _CONV_DOC.format(n=2, op="Convolution", extra="", layout="'NCHW' or 'NHWC'"))
-Conv3D = _conv_class("Conv3D", 3, "NCDHW", False,
+Conv3D = _conv_class("Conv3D", 3, ("NCDHW", "NDHWC"), False,
                      _CONV_DOC.format(n=3, op="Convolution", extra="", layout="'NCDHW' or 'NDHWC'"))
-Conv1DTranspose = _conv_class("Conv1DTranspose", 1, "NCW", True, _CONV_DOC.format(
-    n=1, op="Deconvolution", extra="output_padding, ", layout="'NCW'"))
-Conv2DTranspose = _conv_class("Conv2DTranspose", 2, "NCHW", True, _CONV_DOC.format(
+Conv1DTranspose = _conv_class("Conv1DTranspose", 1, ("NCW",), True, _CONV_DOC.format(
+    n=1, op="Deconvolution", extra="output_padding, ", layout="'NCW' only, as in MXNet"))
+Conv2DTranspose = _conv_class("Conv2DTranspose", 2, ("NCHW", "NHWC"), True, _CONV_DOC.format(
     n=2, op="Deconvolution", extra="output_padding, ", layout="'NCHW' or 'NHWC'"))
-Conv3DTranspose = _conv_class("Conv3DTranspose", 3, "NCDHW", True, _CONV_DOC.format(
+Conv3DTranspose = _conv_class("Conv3DTranspose", 3, ("NCDHW", "NDHWC"), True, _CONV_DOC.format(
     n=3, op="Deconvolution", extra="output_padding, ", layout="'NCDHW' or 'NDHWC'"))
 
 
@@ -187,7 +198,8 @@ class _Pooling(HybridBlock):
 
 def _check_layout(cls, layout, allowed):
     if layout not in allowed:
-        raise ValueError(f"{cls}: layout must be one of {allowed}, got {layout!r}")
+        raise ValueError(f"{cls}: layout={layout!r} is not supported; MXNet 1.x's {cls} accepts "
+                         f"{' or '.join(map(repr, allowed))}")
 
 
 class MaxPool1D(_Pooling):

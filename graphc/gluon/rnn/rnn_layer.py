@@ -12,6 +12,8 @@ signatures, so a hybridized layer compiles (and exports) each one separately.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..block import HybridBlock
 from ..parameter import tensor_types
 
@@ -80,6 +82,11 @@ class _RNNLayer(HybridBlock):
     def state_info(self, batch_size=0):
         raise NotImplementedError
 
+    def cast(self, dtype):
+        """Cast the weights, and make the states begin_state creates of `dtype` too (MXNet)."""
+        super().cast(dtype)
+        self._dtype = np.dtype(dtype).name
+
     def begin_state(self, batch_size=0, func=None, **kwargs):
         """Initial states, one array per entry of state_info (all zeros by default):
         `func(name=..., shape=..., dtype=..., **kwargs)` makes each."""
@@ -115,7 +122,10 @@ class _RNNLayer(HybridBlock):
         batch_size = inputs.shape[self._layout.find("N")]
         if F.__name__.endswith("ndarray"):
             return self.begin_state(batch_size, ctx=inputs.context, dtype=inputs.dtype)
-        return [F.zeros(info["shape"], dtype=info.get("dtype", "float32"), name=f"{self.prefix}h0_{i}")
+        # the states take the data's dtype, traced or eager alike (a float16 sequence runs on
+        # float16 states whatever dtype the layer was built with; the weights must match it)
+        dtype = np.dtype(inputs.dtype).name
+        return [F.zeros(info["shape"], dtype=dtype, name=f"{self.prefix}h0_{i}")
                 for i, info in enumerate(self.state_info(batch_size))]
 
     def hybrid_forward(self, F, inputs, states=None, sequence_length=None, **params):
