@@ -205,12 +205,36 @@ def _install_exit_hook():
     def hook(kind, value, tb):
         # an unhandled exception: the others will see this rank die; finalising would wait on them
         _exit_state["failed"] = True
+        if isinstance(value, DistributedError):
+            _log_line(str(value))
         previous(kind, value, tb)
 
     sys.excepthook = hook
 
 
 STATUS_ENV = "GRAPHC_LAUNCH_STATUS_DIR"     # set by graphc-launch: each rank leaves its exit status
+LOG_ENV = "GRAPHC_DIST_LOG_DIR"
+
+
+def _log_line(message: str) -> None:
+    """Append a failure message to $GRAPHC_DIST_LOG_DIR/rank<r>.log. A process manager relays the
+    ranks' stderr through its own reads (MPICH's gforker splits lines mid-way when several ranks
+    write at once), so a rank's own file is the one place its message is never interleaved."""
+    folder, rank = os.environ.get(LOG_ENV), os.environ.get("PMI_RANK")
+    if not folder or rank is None:
+        return
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, f"rank{rank}.log"), "a") as f:
+            f.write(message.rstrip("\n") + "\n")
+    except OSError:
+        pass
+
+
+def report(message: str) -> None:
+    """A failure message: to stderr at once, and to this rank's log file when one is asked for."""
+    print(message, file=sys.stderr, flush=True)
+    _log_line(message)
 
 
 def _leave_status(code):
@@ -234,7 +258,7 @@ def _at_exit():
             _leave_status(0)
             return
         except DistributedError as e:
-            print(f"{e}", file=sys.stderr)
+            report(f"{e}")
     _leave_status(1)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -348,8 +372,8 @@ class World:
             if self._scan():
                 # the main thread raises at its next wait; if it never gets there, end here
                 if not self._failure_seen.wait(self.timeout):
-                    print(f"graphc.dist: {self.me}: the main thread did not reach graphc within {self.timeout:g} s "
-                          "of the failure; exiting", file=sys.stderr, flush=True)
+                    report(f"graphc.dist: {self.me}: the main thread did not reach graphc within {self.timeout:g} s "
+                           "of the failure; exiting")
                     sys.stderr.flush()
                     os._exit(1)
                 return
@@ -368,7 +392,7 @@ class World:
                 self._failure = DistributedError(f"graphc.dist: {self.me}: {names} died")
                 _exit_state["failed"] = True
         if first:
-            print(f"graphc.dist: {self.me}: {names} died; this rank stops", file=sys.stderr, flush=True)
+            report(f"graphc.dist: {self.me}: {names} died; this rank stops")
         return True
 
     def _record(self, error):
