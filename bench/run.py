@@ -1,7 +1,7 @@
 """graphc benchmark suite: `make bench` runs this.
 
 Sets up one virtualenv per other system (bench/setup_envs.py), runs every system on the
-workloads of ../shared/bench/WORKLOADS.md (W0-W6), each (system, workload) as
+workloads of ../shared/bench/WORKLOADS.md (W0-W6, W10), each (system, workload) as
 its own subprocess in its system's environment, all pinned to 2 threads, and writes
 BENCHMARKS.md at the repository root plus the raw JSON to bench/.work/results.json.
 
@@ -33,20 +33,21 @@ sys.path.insert(0, str(BENCH))
 import setup_envs  # noqa: E402
 
 THREADS = 2
-WORKLOADS = ["W0", "W1", "W1b", "W2", "W3", "W4", "W5", "W6"]
+WORKLOADS = ["W0", "W1", "W1b", "W2", "W3", "W4", "W5", "W6", "W10"]
 # System -> workloads its script measures.
 SYSTEMS = {
     "numpy": ["W0", "W1", "W1b", "W2"],
-    "torch": ["W0", "W1", "W1b", "W2", "W3", "W4", "W5", "W6"],
+    "torch": ["W0", "W1", "W1b", "W2", "W3", "W4", "W5", "W6", "W10"],
     "jax": ["W1", "W1b", "W2", "W3"],
     "mxnet": ["W1", "W1b", "W2", "W3", "W4", "W5", "W6"],
     "onnxruntime": ["W4", "W6"],
-    "graphc": ["W1", "W1b", "W2", "W3", "W4", "W5", "W6"],
+    "graphc": ["W1", "W1b", "W2", "W3", "W4", "W5", "W6", "W10"],
 }
 OWN_VENV = {"numpy", "graphc"}          # run in graphc's own .venv (this interpreter)
 NEEDS_VENV = {"onnxruntime": ["torch"]}  # its ONNX file is exported in the torch venv
 PROC_TIMEOUT = 420                      # seconds per (system, workload) subprocess
-PROC_TIMEOUT_WL = {"W6": 1200}          # W6 starts several fresh processes that each compile
+PROC_TIMEOUT_WL = {"W6": 1200,          # W6 starts several fresh processes that each compile
+                   "W10": 2400}         # W10: a child (or 2 ranks) per configuration, torch.compile
 
 LABELS = {
     ("triad", "C gcc -O3 -march=native -fopenmp"): "STREAM triad (C, gcc -O3 -march=native -fopenmp)",
@@ -80,6 +81,7 @@ TITLES = {
     "W4": "W4: ResNet-18 v1 (MXNet model-zoo structure), batch 1, 3×224×224 float32, inference (ms per image; GFLOP/s at 1.82 GFLOP)",
     "W5": "W5: 2-layer LSTM LM (vocab 10000, embed 200, hidden 200, seq 35, batch 20), one step: forward, softmax CE over all 700 positions, backward, global-norm clip 0.25 (per-token mean gradient), SGD lr 20",
     "W6": "W6: first call of W4's model in a fresh process (trace + compile + run)",
+    "W10": "W10: data-parallel training, 2 ranks × 1 thread against 1 process × 2 threads (same global batch): graphc kvstore dist_sync over MPI beside PyTorch DDP (gloo); all-reduce GB/s against raw mpi4py",
 }
 
 
@@ -379,6 +381,10 @@ def render(results: list[dict], meta: dict, envs: dict) -> str:
         if not recs:
             out += ["(not run)", ""]
             continue
+        if wl == "W10":
+            import report_w10
+            out += report_w10.section(recs, _fmt, spread, _load)
+            continue
         if wl == "W0":
             out += ["| what | median | best | spread | other load | notes |",
                     "|---|---|---|---|---|---|"]
@@ -520,6 +526,49 @@ def render(results: list[dict], meta: dict, envs: dict) -> str:
     return "\n".join(out)
 
 
+def _sections(text: str) -> list[tuple[str, list[str]]]:
+    """(heading, lines) per '## ' section of a report; the text before the first is ('', ...)."""
+    out = [("", [])]
+    for line in text.splitlines():
+        if line.startswith("## "):
+            out.append((line, [line]))
+        else:
+            out[-1][1].append(line)
+    return out
+
+
+def _workload_of(heading: str) -> str | None:
+    head = heading[3:].split(":", 1)[0].strip()
+    return head if head in WORKLOADS else None
+
+
+def splice(old: str, new: str, workloads: list[str], meta: dict) -> str:
+    """`old` report with the sections of `workloads` replaced by (or, when missing, inserted
+    before "## Notes" as) those of `new`; each spliced section says when and how it was run."""
+    fresh = {_workload_of(h): lines for h, lines in _sections(new) if _workload_of(h) in workloads}
+    stamp = (f"*Measured {meta['date']} by `{meta['command']}` (a partial run; load average "
+             f"{meta.get('loadavg_start')} before, {meta.get('loadavg_end')} after).*")
+    for lines in fresh.values():
+        lines[1:1] = ["", stamp]
+    out, done = [], set()
+    for heading, lines in _sections(old):
+        wl = _workload_of(heading)
+        if heading.startswith("## Notes"):
+            for w in workloads:
+                if w in fresh and w not in done:
+                    out += fresh[w]
+                    done.add(w)
+        if wl in fresh:
+            out += fresh[wl]
+            done.add(wl)
+        else:
+            out += lines
+    for w in workloads:
+        if w in fresh and w not in done:
+            out += fresh[w]
+    return "\n".join(out) + "\n"
+
+
 # ------------------------------------------------------------------ main
 def graphc_status(env: dict) -> str:
     p = subprocess.run([sys.executable, "-c", "import graphc; from graphc import nd, autograd, "
@@ -638,7 +687,11 @@ def main() -> int:
     meta["total_s"] = time.time() - t_start
     (WORK / "results.json").write_text(json.dumps({"meta": meta, "envs": envs,
                                                    "results": results}, indent=1))
-    Path(a.output).write_text(render(results, meta, envs))
+    text = render(results, meta, envs)
+    if set(workloads) != set(WORKLOADS) and Path(a.output).exists():
+        # a partial run (--only) replaces its own sections of the existing report, keeping the rest
+        text = splice(Path(a.output).read_text(), text, workloads, meta)
+    Path(a.output).write_text(text)
     print(f"== wrote {a.output} and {WORK / 'results.json'} in {meta['total_s']:.0f} s",
           flush=True)
     return 0

@@ -4,6 +4,13 @@ Each recorded op keeps its inputs, outputs and a backward function. The backward
 of ordinary ops are the operators' own gradient rules (ops/declarations), run with F = graphc.nd,
 so the eager tape and the compiler's autodiff pass share one definition of every derivative.
 With create_graph=True the backward pass itself is recorded, giving gradients of gradients.
+
+Threads, as in MXNet: whether operations are recorded and whether layers run in training mode
+are per thread (`record()` in one thread does not record in another, and a new thread starts
+with both off). The tape lives on the arrays themselves (each output points at the node that
+made it), so threads that record separate computations never share a node. The one shared
+thing is a leaf's `.grad`: backward() writes it under a lock, so two threads' gradients of one
+parameter both land with grad_req='add' and one of them, whole, with 'write'.
 """
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ import numpy as np
 from .ops.errors import GraphcError
 
 _state = threading.local()
+_grad_lock = threading.Lock()     # held while backward() writes leaves' .grad
 
 
 def _get(name, default):
@@ -178,16 +186,17 @@ def backward(heads, head_grads=None, retain_graph=False, train_mode=True, create
         heads = [heads]
         head_grads = [head_grads] if isinstance(head_grads, NDArray) else head_grads
     leaf = _run_backward(heads, head_grads, None, retain_graph, create_graph, train_mode)
-    for x, g in leaf.values():
-        if x._grad_req == "null" or x._grad is None:
-            continue
-        if x._grad_req == "add":
-            x._grad._data += g._data
-        else:
-            x._grad._data[...] = g._data
-        x._fresh_grad = True
-        if create_graph:
-            x._grad._entry = g._entry
+    # numpy releases the GIL inside `+=` and copies: without the lock two threads' 'add' could
+    # each read the old gradient and one sum would be lost
+    with _grad_lock:
+        for x, g in leaf.values():
+            if x._grad_req == "null" or x._grad is None:
+                continue
+            # (queued on the device when the gradient is still being computed there: engine.py)
+            x._grad._store_grad(g, x._grad_req)
+            x._fresh_grad = True
+            if create_graph:
+                x._grad._entry = g._entry
 
 
 def grad(heads, variables, head_grads=None, retain_graph=None, create_graph=False, train_mode=True):

@@ -22,7 +22,7 @@ from .passes.pipeline import INFERENCE, dump_wanted, lower_pipeline
 from .runtime import build_program
 
 
-def compile_graph(graph: Graph, *, training: bool = False, cache: bool = True, check=None):
+def compile_graph(graph: Graph, *, training: bool = False, cache: bool = True, check=None, device: int = 0):
     """Compile `graph` for the CPU and return a `runtime.Program`.
 
     training selects the mode the program runs in: BatchNorm's batch or moving statistics
@@ -32,7 +32,8 @@ def compile_graph(graph: Graph, *, training: bool = False, cache: bool = True, c
     passes under GRAPHC_VERIFY=1 and always proves the plan: a wrong plan corrupts results
     silently, and check_plan is cheap (measured on MLPs of 15-800 nodes: under 0.3% of a
     compile, under 2% of a load from the disk cache, 4-6% of an in-memory cache hit that itself
-    takes 1-30 ms; hybridized blocks reach this function once per input signature)."""
+    takes 1-30 ms; hybridized blocks reach this function once per input signature). device:
+    the CPU device k whose worker pool runs the program (cpu(k); runtime/cpu_devices.py)."""
     verify(graph, check_inference=False)
     lower = lower_pipeline(training)
     fused = lower(graph if training else INFERENCE(graph, check=check), check=check)
@@ -41,7 +42,7 @@ def compile_graph(graph: Graph, *, training: bool = False, cache: bool = True, c
         check_plan(fused, plan)
     if dump_wanted("plan_memory"):
         print(f"-- after plan_memory --\n{plan.format(fused)}", file=sys.stderr)
-    return build_program(graph, fused, plan, training=training, cache=cache)
+    return build_program(graph, fused, plan, training=training, cache=cache, device=device)
 
 
 __all__ = ["compile_graph"]

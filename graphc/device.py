@@ -1,7 +1,21 @@
-"""Devices (MXNet calls them contexts): cpu(i), gpu(i), and the current default."""
+"""Devices (MXNet calls them contexts): cpu(i), gpu(i), and the current default.
+
+A Context is only a name: `mx.gpu(0)` exists on any machine (MXNet allows it). Placing data on
+one is what needs the device, so array creation calls `require_device`, which refuses a GPU
+that the CUDA runtime (pycuda) does not report, as MXNet refuses one its build or machine lacks.
+
+CPU devices are real: cpu(k) owns a share of the cores (runtime/cpu_devices.py) with its own
+worker pool and dispatcher thread. `require_device` also records that cpu(k) holds data; once a
+second device does (MULTI), work runs asynchronously per device (graphc/engine.py) and eager
+operators check that their inputs share a device type. Array creation on cpu(0) skips all of
+this (one attribute test), so a single-device process pays nothing.
+"""
 from __future__ import annotations
 
+import functools
 import threading
+
+from .ops.errors import GraphcError
 
 
 class Context:
@@ -63,12 +77,71 @@ def current_context() -> Context:
 
 
 def num_gpus() -> int:
+    """The number of CUDA GPUs the CUDA runtime (pycuda) sees; 0 without pycuda, a driver or a GPU."""
+    return _cuda_device_count()
+
+
+@functools.lru_cache(maxsize=1)
+def _cuda_device_count() -> int:
+    # asked once per process: array creation checks every GPU placement against it
     try:
-        import pycuda.driver as drv  # noqa: F401
+        import pycuda.driver as drv
         drv.init()
-        return drv.Device.count()
+        return int(drv.Device.count())
     except Exception:
         return 0
+
+
+# more than one device (a cpu(k > 0) or a GPU) has held data in this process: arrays carry
+# pending work (graphc/engine.py) and eager operators check their inputs' devices. Only grows.
+MULTI = False
+_placed = {("cpu", 0)}
+
+
+def require_device(ctx: Context) -> Context:
+    """`ctx` when data can be placed on it; a GPU context needs that GPU to exist, a cpu(k) needs
+    GRAPHC_CPU_DEVICES (when set) to define it. Records that the device now holds data."""
+    if (ctx.device_type, ctx.device_id) not in _placed:
+        _place(ctx)
+    return ctx
+
+
+def _place(ctx: Context) -> None:
+    global MULTI
+    if ctx.device_type == "gpu":
+        _check_gpu(ctx)
+    elif ctx.device_type == "cpu":
+        from .runtime import cpu_devices
+        cpu_devices.use(ctx.device_id)      # grows the core split, or refuses a device it lacks
+    else:               # cpu_pinned / cpu_shared: host memory of cpu(0)'s kind, not devices
+        _placed.add((ctx.device_type, ctx.device_id))
+        return
+    _placed.add((ctx.device_type, ctx.device_id))
+    MULTI = True
+
+
+def release_devices() -> None:
+    """Wait for every device's queued work, then forget which devices held data: the process is
+    single-device again (no queued work, cpu(0) on every core, unless GRAPHC_CPU_DEVICES fixes
+    the split) until data is next placed on a second device. For notebooks and test suites that
+    are done with a multi-device part; arrays already on cpu(k) stay usable."""
+    global MULTI
+    from . import engine
+    from .runtime import cpu_devices
+    engine.waitall_quiet()
+    MULTI = False
+    _placed.intersection_update({("cpu", 0)})
+    cpu_devices.reset()
+
+
+def _check_gpu(ctx: Context) -> None:
+    n = num_gpus()
+    if n == 0:
+        raise GraphcError(f"cannot place an array on {ctx}: no CUDA GPU is available "
+                          f"(num_gpus() = 0); use mx.cpu()")
+    if ctx.device_id >= n:
+        raise GraphcError(f"cannot place an array on {ctx}: only {n} CUDA GPU(s) are available "
+                          f"(gpu(0) .. gpu({n - 1}))")
 
 
 def as_context(ctx) -> Context:

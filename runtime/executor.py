@@ -13,12 +13,19 @@ such nodes is one ctypes call per forward.
 The argument vector is laid out once: [inputs..., outputs..., constants..., arena per device].
 `Program.__call__` fills the input and output pointers into a preallocated ctypes array and
 calls; nothing else is allocated per call when the caller passes `outputs`.
+
+Threads: that array and the arena are one call's working state (a `_Frame`). A program owns one
+frame behind a lock; a caller that finds it taken (another Python thread is inside the program:
+the native call releases the GIL) runs on a spare frame of its own, made on first need and kept
+for the next such caller, so concurrent calls run in parallel and each gets its own result. The
+single-threaded path pays one uncontended non-blocking lock acquire and nothing else.
 """
 from __future__ import annotations
 
 import ctypes
 import hashlib
 import os
+import threading
 import time
 import weakref
 
@@ -31,6 +38,7 @@ from graphc.ops.memory_plan import MemoryPlan
 from graphc.ops.registry import get_op
 
 from . import cache as _cache
+from . import cpu_devices as _cpu_devices
 from . import threads as _threads
 from .kernel_ir import Gemm
 from .lower import KernelStep, HostStep, lower_graph
@@ -66,6 +74,24 @@ def graph_description(graph: Graph, training: bool, nthreads: int) -> str:
     return f"{format_graph(graph)}\nconsts={h.hexdigest()}\ntraining={training}\nthreads={nthreads}"
 
 
+class _Frame:
+    """One call's working state: the ctypes argument vector (caller's pointers, constants, arena
+    addresses), the arenas, and weak references to the arrays whose pointers args[] holds (a
+    program must not keep its caller's buffers alive: a static_alloc pool would see them as
+    still in use). Two calls running at once each need their own."""
+    __slots__ = ("args", "arenas", "last_in", "last_out")
+
+    def __init__(self, args, arenas, n_in, n_out):
+        self.args, self.arenas = args, arenas
+        self.last_in = [_DEAD] * n_in
+        self.last_out = [_DEAD] * n_out
+
+
+# spare frames a program makes for concurrent callers, at most (each holds a whole arena); a
+# caller beyond this waits for the program's own frame
+MAX_FRAMES = max(8, 2 * num_threads())
+
+
 class Program:
     """A compiled graph. Call with input arrays (graph.inputs order); optional `outputs` receive
     the results in place; returns the output arrays."""
@@ -80,23 +106,17 @@ class Program:
         self._out_dtypes = [np.dtype(t.dtype) for t in self.out_types]
         self._in_shapes = [t.shape for t in self.in_types]
         self._out_shapes = [t.shape for t in self.out_types]
-        # weak references to the arrays whose pointers args[] holds: a program must not keep its
-        # caller's buffers alive (a static_alloc pool would see them as still in use)
-        self._last_in = [_DEAD] * len(self.in_types)
-        self._last_out = [_DEAD] * len(self.out_types)
-        n_in, n_out, n_c = len(self.in_types), len(self.out_types), len(plan.consts)
-        self._devices = sorted(plan.arena_size)
-        self._args = (ctypes.c_void_p * (n_in + n_out + n_c + max(1, len(self._devices))))()
         self._consts = [np.ascontiguousarray(c.attrs["value"]) for c in plan.consts]
-        for i, c in enumerate(self._consts):
-            self._args[n_in + n_out + i] = c.ctypes.data
-        self._arenas = {}
-        for j, dev in enumerate(self._devices):
-            raw = np.zeros(plan.arena_size[dev] + 64, dtype=np.uint8)
-            off = (-raw.ctypes.data) % 64
-            self._arenas[dev] = raw[off:off + plan.arena_size[dev]]
-            self._args[n_in + n_out + n_c + j] = self._arenas[dev].ctypes.data
+        self._devices = sorted(plan.arena_size)
+        n_in, n_out, n_c = len(self.in_types), len(self.out_types), len(plan.consts)
         self._arena_slot = {dev: n_in + n_out + n_c + j for j, dev in enumerate(self._devices)}
+        # the program's own frame, used under _lock; concurrent callers take spares
+        self._frame = self._new_frame()
+        self._arenas = self._frame.arenas
+        self._lock = threading.Lock()
+        self._spares = []              # idle spare frames (list.pop/append are atomic)
+        self._frames_made = 1
+        self._frames_lock = threading.Lock()
         # the run: native segment functions and host steps, in order
         self._run = []
         for seg in segments:
@@ -107,12 +127,58 @@ class Program:
         self._pure_native = len(self._run) == 1 and not isinstance(self._run[0], HostStep)
         self._entry0 = self._run[0] if self._pure_native else None
 
+    # -- frames ------------------------------------------------------------------------------
+    def _new_frame(self) -> _Frame:
+        """A fresh argument vector (constants and arena addresses filled in) with its arenas."""
+        n_in, n_out, n_c = len(self.in_types), len(self.out_types), len(self._consts)
+        args = (ctypes.c_void_p * (n_in + n_out + n_c + max(1, len(self._devices))))()
+        for i, c in enumerate(self._consts):
+            args[n_in + n_out + i] = c.ctypes.data
+        arenas = {}
+        for dev in self._devices:
+            size = self.plan.arena_size[dev]
+            raw = np.zeros(size + 64, dtype=np.uint8)
+            off = (-raw.ctypes.data) % 64
+            arenas[dev] = raw[off:off + size]
+            args[self._arena_slot[dev]] = arenas[dev].ctypes.data
+        return _Frame(args, arenas, n_in, n_out)
+
+    def _take_spare(self) -> _Frame | None:
+        """An idle spare frame, a new one while fewer than MAX_FRAMES exist, else None."""
+        try:
+            return self._spares.pop()
+        except IndexError:
+            pass
+        with self._frames_lock:
+            if self._frames_made >= MAX_FRAMES:
+                return None
+            self._frames_made += 1
+        return self._new_frame()
+
     # -- calling -----------------------------------------------------------------------------
-    def _check_inputs(self, inputs):
+    def __call__(self, inputs, outputs=None, rng=None):
+        lock = self._lock
+        if lock.acquire(False):
+            try:
+                return self._call_on(self._frame, inputs, outputs, rng)
+            finally:
+                lock.release()
+        # another thread is inside this program: run beside it on a frame of our own (a
+        # profiled program's timings are per program, so those calls take turns instead)
+        frame = self._take_spare() if self._timings is None else None
+        if frame is None:
+            with lock:
+                return self._call_on(self._frame, inputs, outputs, rng)
+        try:
+            return self._call_on(frame, inputs, outputs, rng)
+        finally:
+            self._spares.append(frame)
+
+    def _check_inputs(self, frame, inputs):
         if len(inputs) != len(self.in_types):
             raise GraphcError(f"graph {self.graph.name}: expects {len(self.in_types)} inputs "
                               f"{[n.name for n in self.graph.inputs]}, got {len(inputs)}")
-        args, last = self._args, self._last_in
+        args, last = frame.args, frame.last_in
         shapes, dtypes = self._in_shapes, self._in_dtypes
         for i, a in enumerate(inputs):
             if a is last[i]():
@@ -143,20 +209,21 @@ class Program:
             what.append("non-contiguous memory (pass np.ascontiguousarray)")
         raise GraphcError(f"graph {self.graph.name}: input {i} '{n.name}' has {', '.join(what)}")
 
-    def __call__(self, inputs, outputs=None, rng=None):
-        self._check_inputs(inputs)
+    def _call_on(self, frame, inputs, outputs, rng):
+        """One call on `frame`, which the caller holds for the call's duration."""
+        self._check_inputs(frame, inputs)
         n_in = len(self.in_types)
-        args = self._args
+        args = frame.args
         if outputs is None:
             outputs = [np.empty(t.shape, dt) for t, dt in zip(self.out_types, self._out_dtypes)]
             for j, o in enumerate(outputs):
                 args[n_in + j] = o.ctypes.data
-                self._last_out[j] = _DEAD
+                frame.last_out[j] = _DEAD
         else:
             if len(outputs) != len(self.out_types):
                 raise GraphcError(f"graph {self.graph.name}: returns {len(self.out_types)} outputs, "
                                   f"{len(outputs)} output arrays given")
-            last = self._last_out
+            last = frame.last_out
             for j, o in enumerate(outputs):
                 if o is last[j]() and o.shape == self._out_shapes[j] and o.dtype == self._out_dtypes[j]:
                     continue
@@ -172,24 +239,24 @@ class Program:
             return outputs
         rng = rng if rng is not None else np.random.default_rng()
         if self._timings is not None:
-            return self._timed_run(args, inputs, outputs, rng)
+            return self._timed_run(frame, inputs, outputs, rng)
         for item in self._run:
             if isinstance(item, HostStep):
-                self._host(item, inputs, outputs, rng)
+                self._host(item, frame.arenas, inputs, outputs, rng)
             else:
                 item(args)
         return outputs
 
     _timings = None     # per item of _run: seconds summed over calls (profiled programs only)
 
-    def _timed_run(self, args, inputs, outputs, rng):
+    def _timed_run(self, frame, inputs, outputs, rng):
         clock, times = time.perf_counter, self._timings
         for j, item in enumerate(self._run):
             t0 = clock()
             if isinstance(item, HostStep):
-                self._host(item, inputs, outputs, rng)
+                self._host(item, frame.arenas, inputs, outputs, rng)
             else:
-                item(args)
+                item(frame.args)
             times[j] += clock() - t0
         self._calls += 1
         return outputs
@@ -207,7 +274,7 @@ class Program:
             rows.append((t / calls,) + what)
         return sorted(rows, key=lambda r: -r[0])
 
-    def _view(self, placement, type_, inputs, outputs):
+    def _view(self, placement, type_, arenas, inputs, outputs):
         dt = np.dtype(type_.dtype)
         if placement.kind == "input":
             return inputs[placement.index].reshape(type_.shape)
@@ -215,18 +282,19 @@ class Program:
             return outputs[placement.index].reshape(-1).view(np.uint8)[:placement.nbytes].view(dt).reshape(type_.shape)
         if placement.kind == "const":
             return self._consts[placement.index].reshape(type_.shape)
-        arena = self._arenas[placement.device]
+        arena = arenas[placement.device]
         return arena[placement.offset:placement.offset + placement.nbytes].view(dt).reshape(type_.shape)
 
-    def _host(self, step: HostStep, inputs, outputs, rng):
+    def _host(self, step: HostStep, arenas, inputs, outputs, rng):
         node = step.node
-        args = [self._view(p, v.type, inputs, outputs) for p, v in zip(step.inputs, node.inputs)]
+        args = [self._view(p, v.type, arenas, inputs, outputs) for p, v in zip(step.inputs, node.inputs)]
         res = get_op(node.op).run(args, node.attrs, rng=rng, training=self.training)
         for p, t, r in zip(step.outputs, node.types, res):
-            dst = self._view(p, t, inputs, outputs)
+            dst = self._view(p, t, arenas, inputs, outputs)
             np.copyto(dst, np.asarray(r).reshape(t.shape), casting="unsafe")
 
     training = False
+    device = 0          # the CPU device (cpu(k)) whose pool runs the program
 
     def __str__(self):
         return format_fused(self.fused)
@@ -286,15 +354,20 @@ def profiling_wanted() -> bool:
 
 
 def build_program(graph: Graph, fused: Graph, plan: MemoryPlan, *, training: bool = False,
-                  cache: bool = True, profile: bool | None = None) -> Program:
+                  cache: bool = True, profile: bool | None = None, device: int = 0) -> Program:
     """Compile `fused` (the fused form of `graph`) with its memory `plan` for the CPU. `graph`
     gives the program its signature and cache key. training selects the training behaviour of
     host-run ops (Dropout); cache=False skips the memory and disk caches (always compiles).
     profile=True (default: GRAPHC_PROFILE=1) gives every kernel its own entry and times each
-    step (Program.profile())."""
+    step (Program.profile()). device: the CPU device k (cpu(k)) whose worker pool and thread
+    count the code is built for; it calls that pool's entry (threads.pool_symbol), so the
+    device is part of the cache key (cpu(0)'s key is unchanged from before devices existed)."""
     profile = profiling_wanted() if profile is None else profile
     _check_graphs_agree(graph, fused, plan)
-    nthreads = num_threads()
+    nthreads = _cpu_devices.threads(device)
+    pool_symbol = _threads.pool_symbol(device)
+    _threads.ensure_pool(device)
+    _threads.refresh_limit(device)
     split_work = _threads.gemm_split_work()
     steps = lower_graph(fused, plan)
     n_in, n_out, n_c = len(graph.inputs), len(graph.outputs), len(plan.consts)
@@ -322,16 +395,18 @@ def build_program(graph: Graph, fused: Graph, plan: MemoryPlan, *, training: boo
 
     def build_ir():
         tm = _cache.target_machine()
-        mb = ModuleBuilder(graph.name, nthreads, tm.triple, str(tm.target_data), gemm_split_work=split_work)
+        mb = ModuleBuilder(graph.name, nthreads, tm.triple, str(tm.target_data), gemm_split_work=split_work,
+                           pool_symbol=pool_symbol)
         for name, calls in zip(names, seg_calls):
             mb.add_entry(name, calls)
         return str(mb)
 
     key = _cache.make_key(graph_description(graph, training, nthreads) + f"\ngemm_split={split_work}\n{ModuleBuilder.cache_tag()}\n" +
-                          ("profile\n" if profile else "") +
+                          ("profile\n" if profile else "") + (f"pool={pool_symbol}\n" if device else "") +
                           "\n".join(str(s.kernel) for s in steps if isinstance(s, KernelStep)))
     addrs, source, engine = _cache.load(key, build_ir, names, use_cache=cache)
     prog = Program(graph, fused, plan, steps, segments, addrs, source, nthreads)
+    prog.device = device
     prog._engine = engine      # the machine code lives as long as the program
     if profile:
         prog._pure_native = False

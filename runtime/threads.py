@@ -18,8 +18,11 @@ and generated programs call it for every parallel kernel. A call:
 
 Workers (nt_max - 1 threads, started on first use and only ever grown, never one per program)
 spin briefly (`pause`) on the futex word after each dispatch, then park in FUTEX_WAIT. A caller
-that finds the pool busy (a second Python thread running another program at the same moment)
-runs its kernel serially instead of waiting. After os.fork() the child forgets the parent's
+that finds the pool busy (a second Python thread running a program, or the same program on
+another arena, at the same moment; or a kernel already running on the pool) runs its kernel
+serially instead of waiting: the busy flag is taken by compare-and-swap before anything is
+published, so one dispatch's kernel, buffers and chunking are never mixed with another's, and a
+caller never waits on a pool that waits on it. After os.fork() the child forgets the parent's
 workers and starts its own on first use.
 
 One owner for the cores: graphc's own OpenBLAS (scipy-openblas32; numpy bundles a separate
@@ -31,10 +34,21 @@ call and fight the pool's workers (ResNet-18 batch 1: 60-330 ms medians with Ope
 threads vs 41-44 ms this way; an MLP batch-256 train step 45-170 ms vs 9-10 ms), and on a quiet
 machine the split is as fast (12.3-12.8 ms vs 13.7-14.2 ms, 3.0-3.2 ms vs 3.0-3.2 ms).
 
+Devices: one pool per CPU device (runtime/cpu_devices.py splits the cores). The module is built
+once per device, each a separate MCJIT module with its own (internal) globals, exporting
+`graphc_pool_run` for cpu(0) and `graphc_pool_run_d{k}` for cpu(k); a program compiled for cpu(k)
+calls its device's symbol (the symbol is part of its cache key), so programs of different devices
+never share workers, a busy flag or chunk counters, and run at the same time. When the layout
+has more than one device, each pool's workers pin themselves to their device's cores
+(sched_setaffinity on the calling thread; a worker re-checks a mask generation each time it
+wakes, so a layout that grows re-pins them) and the pool caps a dispatch's thread count at the
+device's size (a program compiled before the split asks for more). With one device nothing is
+pinned and the cap is MAX_THREADS: the single-device pool is the pool as it always was.
+
 Settings (environment, read when a program is built): GRAPHC_NUM_THREADS (threads per
 program), GRAPHC_BLAS_THREADS (0 leaves OpenBLAS's default), GRAPHC_GEMM_SPLIT_WORK (flops;
 'none' lets OpenBLAS thread GEMMs itself), GRAPHC_POOL_SPIN (pause iterations before parking),
-GRAPHC_POOL_CHUNKS (pieces per thread), GRAPHC_POOL_JOIN_SPIN.
+GRAPHC_POOL_CHUNKS (pieces per thread), GRAPHC_POOL_JOIN_SPIN, GRAPHC_CPU_DEVICES (the core split).
 """
 from __future__ import annotations
 
@@ -45,7 +59,7 @@ import threading
 import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
-from . import llvm_jit
+from . import cpu_devices, llvm_jit
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 VOID = ir.VoidType()
@@ -55,6 +69,7 @@ KERNEL_FN = ir.FunctionType(VOID, [I8PP, I64, I64])
 POOL_RUN_FN = ir.FunctionType(VOID, [KERNEL_FN.as_pointer(), I8PP, I64, I64])
 POOL_RUN = "graphc_pool_run"
 MAX_THREADS = 64
+MASK_WORDS = 16          # cpu_set_t of 1024 cores, as glibc's
 SYS_FUTEX = {"x86_64": 202, "aarch64": 98}
 FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 128, 129
 # pause iterations a worker spins on the futex word before parking (about 30-100 µs on current
@@ -67,7 +82,13 @@ CHUNKS_PER_THREAD = int(os.environ.get("GRAPHC_POOL_CHUNKS", 4))
 GEMM_SPLIT_WORK = 1 << 18   # W2's 784x512 and 512x512 GEMVs split: 50/40 -> 42/29 us (2 alternating runs)
 BLAS_THREADS = 1
 _lock = threading.Lock()
-_state = {}
+_state = {}              # cpu(0)'s pool (the process-wide pool of single-device programs)
+_pools = {0: _state}     # device index -> its pool's state
+
+
+def pool_symbol(device: int = 0) -> str:
+    """The exported entry of cpu(device)'s pool, which that device's programs call."""
+    return POOL_RUN if device == 0 else f"{POOL_RUN}_d{device}"
 
 
 def _c(t, v):
@@ -82,8 +103,9 @@ def _gvar(m, name, ty, init=0):
     return g
 
 
-def _build_module(triple: str, data_layout: str) -> str:
-    m = ir.Module(name="graphc_pool")
+def _build_module(triple: str, data_layout: str, suffix: str = "") -> str:
+    """The pool's LLVM IR; every exported name ends in `suffix` (one module per device)."""
+    m = ir.Module(name="graphc_pool" + suffix)
     m.triple, m.data_layout = triple, data_layout
     x86 = triple.startswith("x86_64")
     arch = "x86_64" if x86 else "aarch64"
@@ -100,6 +122,13 @@ def _build_module(triple: str, data_layout: str) -> str:
     g_n = _gvar(m, "pool.n", I64)
     g_chunk = _gvar(m, "pool.chunk", I64)
     g_nchunks = _gvar(m, "pool.nchunks", I64)
+    limit = _gvar(m, "pool.limit", I32, MAX_THREADS)     # the device's thread count (dispatches cap nt)
+    mask_ty = ir.ArrayType(I64, MASK_WORDS)
+    mask = ir.GlobalVariable(m, mask_ty, "pool.mask")    # the device's cores (a cpu_set_t)
+    mask.linkage = "internal"
+    mask.initializer = ir.Constant(mask_ty, [0] * MASK_WORDS)
+    mask.align = 64
+    maskgen = _gvar(m, "pool.maskgen", I32)              # 0: unpinned; bumped by each new mask
 
     syscall = ir.Function(m, ir.FunctionType(I64, [I64], var_arg=True), "syscall")
     thread_ty = ir.FunctionType(I8P, [I8P])
@@ -107,6 +136,7 @@ def _build_module(triple: str, data_layout: str) -> str:
                           "pthread_create")
     pdetach = ir.Function(m, ir.FunctionType(I32, [I64]), "pthread_detach")
     yield_ = ir.Function(m, ir.FunctionType(I32, []), "sched_yield")
+    setaff = ir.Function(m, ir.FunctionType(I32, [I32, I64, I8P]), "sched_setaffinity")
     if x86:
         pause_fn = ir.Function(m, ir.FunctionType(VOID, []), "llvm.x86.sse2.pause")
     else:
@@ -166,7 +196,17 @@ def _build_module(triple: str, data_layout: str) -> str:
     b = ir.IRBuilder(entry)
     mine = b.alloca(I32)
     count = b.alloca(I32)
+    pinned_gen = b.alloca(I32)
+    b.store(_c(I32, 0), pinned_gen)
     b.store(load(b, seq), mine)
+
+    def repin(b):
+        # the device's mask changed since this worker last pinned itself: pin again
+        gen = load(b, maskgen)
+        with b.if_then(b.icmp_unsigned("!=", gen, b.load(pinned_gen)), likely=False):
+            b.call(setaff, [_c(I32, 0), _c(I64, MASK_WORDS * 8), b.bitcast(mask, I8P)])
+            b.store(gen, pinned_gen)
+    repin(b)
     b.branch(wait)
     b.position_at_end(wait)
     b.store(_c(I32, 0), count)
@@ -201,6 +241,7 @@ def _build_module(triple: str, data_layout: str) -> str:
     b.branch(wait)
     b.position_at_end(work)
     b.store(load(b, seq), mine)
+    repin(b)
     b.call(claim, [])
     b.branch(wait)
 
@@ -228,9 +269,11 @@ def _build_module(triple: str, data_layout: str) -> str:
     b.ret_void()
 
     # -- graphc_pool_run ---------------------------------------------------------------------------
-    fn = ir.Function(m, POOL_RUN_FN, POOL_RUN)
+    fn = ir.Function(m, POOL_RUN_FN, POOL_RUN + suffix)
     kfn, bufs, n, nt = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
+    cap = b.zext(load(b, limit, "monotonic"), I64)
+    nt = b.select(b.icmp_signed(">", nt, cap), cap, nt)
     serial = fn.append_basic_block("serial")
     tryp = fn.append_basic_block("try")
     go = fn.append_basic_block("go")
@@ -292,14 +335,26 @@ def _build_module(triple: str, data_layout: str) -> str:
     b.ret_void()
 
     # -- control from Python: worker count, spin, fork reset ---------------------------------------
-    f = ir.Function(m, ir.FunctionType(I32, []), "graphc_pool_workers")
+    f = ir.Function(m, ir.FunctionType(I32, []), "graphc_pool_workers" + suffix)
     b = ir.IRBuilder(f.append_basic_block("entry"))
     b.ret(load(b, workers))
-    f = ir.Function(m, ir.FunctionType(VOID, [I32]), "graphc_pool_set_spin")
+    f = ir.Function(m, ir.FunctionType(VOID, [I32]), "graphc_pool_set_spin" + suffix)
     b = ir.IRBuilder(f.append_basic_block("entry"))
     store(b, f.args[0], spin)
     b.ret_void()
-    f = ir.Function(m, ir.FunctionType(VOID, []), "graphc_pool_after_fork")
+    f = ir.Function(m, ir.FunctionType(VOID, [I32]), "graphc_pool_set_limit" + suffix)
+    b = ir.IRBuilder(f.append_basic_block("entry"))
+    store(b, f.args[0], limit)
+    b.ret_void()
+    # the new mask, then a new generation: a worker that sees the generation pins to the mask
+    f = ir.Function(m, ir.FunctionType(VOID, [I64.as_pointer()]), "graphc_pool_set_mask" + suffix)
+    b = ir.IRBuilder(f.append_basic_block("entry"))
+    for w in range(MASK_WORDS):
+        src = b.gep(f.args[0], [_c(I64, w)])
+        b.store(b.load(src), b.gep(mask, [_c(I32, 0), _c(I32, w)]))
+    b.atomic_rmw("add", maskgen, _c(I32, 1), "seq_cst")
+    b.ret_void()
+    f = ir.Function(m, ir.FunctionType(VOID, []), "graphc_pool_after_fork" + suffix)
     b = ir.IRBuilder(f.append_basic_block("entry"))
     for g in (workers, sleepers, busy):
         store(b, _c(I32, 0), g)
@@ -307,37 +362,96 @@ def _build_module(triple: str, data_layout: str) -> str:
     return str(m)
 
 
-def ensure_pool() -> int:
-    """Build the pool once per process and register graphc_pool_run; returns its address."""
-    st = _state
-    if "run" in st:
+def ensure_pool(device: int = 0) -> int:
+    """Build cpu(device)'s pool once per process and register its entry (pool_symbol(device))
+    with LLVM's symbol table; returns the entry's address."""
+    st = _pools.get(device)
+    if st is not None and "run" in st:
         return st["run"]
     with _lock:
+        st = _pools.setdefault(device, {})
         if "run" in st:
             return st["run"]
+        suffix = "" if device == 0 else f"_d{device}"
         tm = llvm_jit.create_target_machine(opt=3)
-        mod = llvm.parse_assembly(_build_module(tm.triple, str(tm.target_data)))
+        mod = llvm.parse_assembly(_build_module(tm.triple, str(tm.target_data), suffix))
         mod.verify()
         llvm_jit.optimize(mod, tm, speed_level=2)
         engine = llvm.create_mcjit_compiler(mod, tm)
         engine.finalize_object()
-        addr = {s: engine.get_function_address(s) for s in
-                (POOL_RUN, "graphc_pool_workers", "graphc_pool_set_spin", "graphc_pool_after_fork")}
+        names = {k: k + suffix for k in (POOL_RUN, "graphc_pool_workers", "graphc_pool_set_spin",
+                                          "graphc_pool_after_fork", "graphc_pool_set_limit", "graphc_pool_set_mask")}
+        addr = {k: engine.get_function_address(v) for k, v in names.items()}
         # the workers run this code until the process ends: never free it, even at interpreter exit
         ctypes.pythonapi.Py_IncRef(ctypes.py_object(engine))
         st["engine"] = engine
         st["workers"] = ctypes.CFUNCTYPE(ctypes.c_int32)(addr["graphc_pool_workers"])
         st["set_spin"] = ctypes.CFUNCTYPE(None, ctypes.c_int32)(addr["graphc_pool_set_spin"])
         st["after_fork"] = ctypes.CFUNCTYPE(None)(addr["graphc_pool_after_fork"])
+        st["set_limit"] = ctypes.CFUNCTYPE(None, ctypes.c_int32)(addr["graphc_pool_set_limit"])
+        st["set_mask"] = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(addr["graphc_pool_set_mask"])
         st["call"] = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
                                       ctypes.c_int64)(addr[POOL_RUN])
         spin = os.environ.get("GRAPHC_POOL_SPIN")
         if spin and spin.isdigit():
             st["set_spin"](int(spin))
         os.register_at_fork(after_in_child=st["after_fork"])
-        llvm.add_symbol(POOL_RUN, addr[POOL_RUN])
+        _configure(device, st, cpu_devices.current())
+        llvm.add_symbol(names[POOL_RUN], addr[POOL_RUN])
         st["run"] = addr[POOL_RUN]
+        global _hooked
+        if not _hooked:
+            cpu_devices.on_change(_on_layout_change)
+            _hooked = True
     return st["run"]
+
+
+_hooked = False          # _on_layout_change registered with cpu_devices
+
+
+def _configure(device: int, st: dict, layout) -> None:
+    """Give a pool its device's cores and thread cap. With one device: no cap, and a pool that
+    was pinned (the layout was reset) is unpinned to every core."""
+    if not layout.pinned or device >= layout.count:
+        st["set_limit"](MAX_THREADS)
+        if st.pop("cores", None) is not None:
+            st["set_mask"](ctypes.addressof(_mask_words(sorted({c for g in layout.devices for c in g}))))
+        return
+    st["set_limit"](max(1, min(MAX_THREADS, cpu_devices.threads(device))))
+    if layout.pin:
+        st["set_mask"](ctypes.addressof(_mask_words(layout.cores(device))))
+        st["cores"] = layout.cores(device)
+
+
+def _mask_words(cores):
+    """A cpu_set_t for `cores`."""
+    words = (ctypes.c_uint64 * MASK_WORDS)()
+    for core in cores:
+        if core < 64 * MASK_WORDS:
+            words[core // 64] |= 1 << (core % 64)
+    return words
+
+
+def refresh_limit(device: int) -> None:
+    """Re-read cpu(device)'s thread count (GRAPHC_NUM_THREADS may have changed since the pool
+    was configured); build_program calls it, so the cap never cuts a program built just now."""
+    st = _pools.get(device)
+    layout = cpu_devices.current()
+    if st is not None and "run" in st and layout.pinned and device < layout.count:
+        st["set_limit"](max(1, min(MAX_THREADS, cpu_devices.threads(device))))
+
+
+def _on_layout_change(layout) -> None:
+    with _lock:
+        for device, st in _pools.items():
+            if "run" in st:
+                _configure(device, st, layout)
+
+
+def pool_cores(device: int = 0):
+    """The cores cpu(device)'s workers are pinned to (None: not pinned, one device)."""
+    ensure_pool(device)
+    return _pools[device].get("cores")
 
 
 def gemm_split_work():
@@ -354,15 +468,16 @@ def blas_threads():
     return int(v) if v and v.isdigit() else BLAS_THREADS
 
 
-def pool_workers() -> int:
-    """Worker threads the pool has started in this process (the caller is not counted)."""
-    ensure_pool()
-    return _state["workers"]()
+def pool_workers(device: int = 0) -> int:
+    """Worker threads cpu(device)'s pool has started in this process (the caller is not counted)."""
+    ensure_pool(device)
+    return _pools[device]["workers"]()
 
 
-def set_spin(iterations: int) -> None:
-    ensure_pool()
-    _state["set_spin"](int(iterations))
+def set_spin(iterations: int, device: int = 0) -> None:
+    ensure_pool(device)
+    _pools[device]["set_spin"](int(iterations))
 
 
-__all__ = ["ensure_pool", "pool_workers", "set_spin", "POOL_RUN", "POOL_RUN_FN", "MAX_THREADS"]
+__all__ = ["ensure_pool", "pool_symbol", "pool_workers", "pool_cores", "set_spin", "POOL_RUN", "POOL_RUN_FN",
+           "MAX_THREADS"]

@@ -1,12 +1,23 @@
 """Test-wide settings: the verifier runs between passes, and compiled programs are cached in a
-per-session temporary directory (never the user's cache)."""
+per-session temporary directory (never the user's cache). A test that put data on a second
+device leaves the process single-device again (graphc.device.release_devices), so that later
+tests do not run asynchronously because of test order."""
 import os
 import tempfile
 
 os.environ.setdefault("GRAPHC_VERIFY", "1")
 os.environ.setdefault("GRAPHC_CACHE_DIR", tempfile.mkdtemp(prefix="graphc-test-cache-"))
 
+import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
 settings.register_profile("ci", max_examples=40, deadline=None)
 settings.load_profile("ci")
+
+
+@pytest.fixture(autouse=True)
+def _single_device_after_each_test():
+    yield
+    from graphc import device
+    if device.MULTI:
+        device.release_devices()

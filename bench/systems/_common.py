@@ -17,7 +17,8 @@ import sys
 import time
 import traceback
 
-THREADS = 2
+# a W10 child runs with its configuration's thread count (bench/systems/_w10.py sets this)
+THREADS = int(os.environ.get("BENCH_CHILD_THREADS") or 2)
 T_START = time.perf_counter()   # W6: import time of the framework = first call's start - this
 
 for _k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
@@ -343,8 +344,10 @@ def record(system: str, variant: str, workload: str, samples_s: list[float], **e
     return rec
 
 
-def run_variant(system: str, variant: str, workload: str, body) -> None:
-    """Run body() -> record dict; on any exception emit an error record instead."""
+def run_variant(system: str, variant: str, workload: str, body, emit_fn=None, fields=None) -> None:
+    """Run body() -> record dict; on any exception emit an error record instead. emit_fn
+    replaces emit (W10: only rank 0 prints); fields are added to an error record."""
+    emit = emit_fn or globals()["emit"]
     t0 = time.perf_counter()
     try:
         rec = body()
@@ -366,7 +369,7 @@ def run_variant(system: str, variant: str, workload: str, body) -> None:
         tb = traceback.format_exc(limit=12)
         print(tb, file=sys.stderr, flush=True)
         emit({"system": system, "variant": variant, "workload": workload,
-              "error": msg[:500], "wall_s": time.perf_counter() - t0})
+              "error": msg[:500], "wall_s": time.perf_counter() - t0, **(fields or {})})
 
 
 def wanted(args, variant: str) -> bool:

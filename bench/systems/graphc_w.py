@@ -306,6 +306,15 @@ def w6_parent(quick):
 def main():
     a = C.parse_args()
     wl = a.workload
+    if wl == "W10":
+        import graphc_w10
+        if IMPORT_ERROR is not None:
+            C.emit({"system": SYSTEM, "variant": "-", "workload": wl, "error": IMPORT_ERROR[:500]})
+        elif a.child:
+            graphc_w10.child(a.variants, a.quick)
+        else:
+            graphc_w10.parent(a.quick)
+        return
     if wl == "W6":
         if IMPORT_ERROR is not None:
             for v in ("hybrid-cold", "hybrid-warm"):

@@ -318,6 +318,13 @@ def main():
         return
     a = C.parse_args()
     wl = a.workload
+    if wl == "W10":
+        import torch_w10
+        if a.child:
+            torch_w10.child(a.variants, a.quick)
+        else:
+            torch_w10.parent(a.quick)
+        return
     if wl == "W6":
         if a.child:
             v = a.variants

@@ -6,14 +6,30 @@ autodiff pass builds the backward graph, which is split from the forward and com
 block then joins the autograd tape as ONE node whose backward runs the compiled backward
 program. Programs are cached by signature: shapes, dtypes, training flag, which inputs need
 gradients.
+
+Threads: one block may be called from several threads at once. Tracing and compiling a new
+signature happen under a per-CachedOp lock (a second thread waits for the first's program rather
+than compiling its own); programs run their concurrent calls on separate working memory
+(runtime/executor.py); static_alloc's reusable output sets are handed out under a lock held until
+the caller's NDArrays own them, and a caller that finds it taken gets fresh outputs instead of
+waiting (two sets would otherwise look free to two threads at once and both write one).
+
+Devices: programs are compiled per device (the cache key holds the input's context; the program
+calls that device's worker pool). With one device in use a call runs on the caller's thread.
+Once several devices are in use (graphc.device.MULTI), a call on cpu(k) is queued to cpu(k)'s
+dispatcher (graphc/engine.py) and returns pending outputs at once, and its backward is queued
+behind it: `[loss(net(x), y) for x, y in zip(xs, ys)]` then runs every device's work at the same
+time. Queued calls always get fresh outputs (static_alloc's reuse test reads reference counts,
+which a pending array's queued work would skew).
 """
 from __future__ import annotations
 
 import sys
+import threading
 
 import numpy as np
 
-from .. import autograd
+from .. import autograd, device as _device
 from ..ops.errors import GraphcError
 from ..ops.graph import Graph
 from ..ops.types import TensorType
@@ -22,6 +38,7 @@ from ..passes.expand_rnn import expand_rnn
 from ..passes.pipeline import SIMPLIFY
 from ..symbol import Trace, Symbol
 from ..ndarray import NDArray
+from ..ndarray import pending as _pending
 from .. import random as _random
 
 
@@ -91,12 +108,18 @@ class InterpretedProgram:
         return [np.array(r, copy=True) if not r.flags.writeable or r.base is not None else r for r in res]
 
 
-def compile_program(graph: Graph, training=False, backend="llvm"):
-    """Hand a simplified graph to the backend; the numpy interpreter when backend='numpy'."""
+def compile_program(graph: Graph, training=False, backend="llvm", device=0):
+    """Hand a simplified graph to the backend; the numpy interpreter when backend='numpy'.
+    device: the CPU device k whose worker pool runs the program."""
     if backend == "numpy":
         return InterpretedProgram(graph, training)
     from ..compiler import compile_graph
-    return compile_graph(graph, training=training)
+    return compile_graph(graph, training=training, device=device)
+
+
+def _device_index(ctx) -> int:
+    """The CPU device whose pool runs a program for ctx (cpu(k) -> k; anything else -> 0)."""
+    return ctx.device_id if ctx is not None and ctx.device_type == "cpu" else 0
 
 
 def prepare(graph: Graph, training: bool) -> Graph:
@@ -138,6 +161,8 @@ class CachedOp:
         self.flags = flags
         self._cache = {}
         self.last = None   # the most recent _Compiled (export uses its graph)
+        self._compile_lock = threading.RLock()   # tracing and compiling (slow path only)
+        self._outputs_lock = threading.Lock()    # static_alloc's output pools (see _output_buffers)
 
     # -- tracing ---------------------------------------------------------------------------
     def _data_names(self, n):
@@ -184,11 +209,12 @@ class CachedOp:
             leaves, _ = flatten(list(args))
         training = autograd.is_training()
         ctx = leaves[0]._ctx if leaves else None
+        if _device.MULTI and ctx is not None and ctx.device_type == "cpu":
+            return self._call_queued(args, leaves, training, ctx)
         key = (tuple((x._data.shape, x._data.dtype) for x in leaves), training, ctx)
         entry = self._cache.get(key)
         if entry is None:
-            entry = self.trace(args)
-            self._cache[key] = entry
+            entry = self._trace_once(key, args)
         self.last = entry
         # p.data() without its checks (the hot path); parameters are always C-contiguous
         inputs = list(leaves)
@@ -206,14 +232,37 @@ class CachedOp:
                 return unflatten(outs, entry.out_tree)
         forward = entry.forward
         if forward is None or forward[0] != training:
-            forward = entry.forward = (training, compile_program(prepare(entry.graph, training), training,
-                                                                  self.backend))
-        results = forward[1](arrays, self._output_buffers(entry, entry.graph, "forward", forward[1]), rng=rng)
-        if entry.aux_updates:
-            results = self._write_back(entry, results, ctx)
-        if entry.out_tree == 0:
-            return NDArray(results[0], ctx)
-        return unflatten([NDArray(r, ctx) for r in results], entry.out_tree)
+            forward = self._compile_forward(entry, training, _device_index(ctx))
+        # static_alloc: the pool's lock is held until the returned NDArrays own the buffers
+        pooled = self.static_alloc and self._outputs_lock.acquire(False)
+        try:
+            results = forward[1](arrays, self._output_buffers(entry, entry.graph, "forward") if pooled else None,
+                                 rng=rng)
+            if entry.aux_updates:
+                results = self._write_back(entry, results, ctx)
+            if entry.out_tree == 0:
+                return NDArray(results[0], ctx)
+            return unflatten([NDArray(r, ctx) for r in results], entry.out_tree)
+        finally:
+            if pooled:
+                self._outputs_lock.release()
+
+    def _trace_once(self, key, args):
+        """Trace a new signature; a thread arriving meanwhile waits and uses the same entry."""
+        with self._compile_lock:
+            entry = self._cache.get(key)
+            if entry is None:
+                entry = self.trace(args)
+                self._cache[key] = entry
+            return entry
+
+    def _compile_forward(self, entry, training, device=0):
+        with self._compile_lock:
+            forward = entry.forward
+            if forward is None or forward[0] != training:
+                forward = entry.forward = (training, compile_program(prepare(entry.graph, training), training,
+                                                                      self.backend, device))
+            return forward
 
     def _write_back(self, entry, results, ctx):
         """Copy auxiliary-state updates into their parameters; return the visible outputs."""
@@ -224,11 +273,10 @@ class CachedOp:
 
     def _output_buffers(self, entry, graph, pool_key="forward", program=None):
         """static_alloc: reuse an output set that nobody holds any more (no page faults on a
-        fresh output every call); otherwise let the program allocate. A set is free when only
-        the pool (and the program's own last-call cache) refers to its arrays; two sets cover
-        `y = net(x)` rebinding y each call."""
-        if not self.static_alloc:
-            return None
+        fresh output every call). A set is free when only the pool (and the program's own
+        last-call cache, a weak one) refers to its arrays; two sets cover `y = net(x)` rebinding
+        y each call. The caller holds _outputs_lock from here until its NDArrays hold the
+        arrays: between the two a set in use would look free to another thread."""
         pool = entry.out_pool.setdefault(pool_key, [])
         for bufs in pool:
             # getrefcount sees: the pool's list, the loop variable, its own argument (programs
@@ -246,24 +294,21 @@ class CachedOp:
     def _run_training(self, entry, inputs, arrays, mask, training, rng):
         compiled = entry.train.get((mask, training))
         if compiled is None:
-            graph = prepare(entry.graph, training)
-            wrt = [n for n, m in zip(graph.inputs, mask) if m]
-            gg = differentiate(graph, wrt, num_heads=entry.n_visible)
-            split = split_forward_backward(gg, graph.inputs)
-            fwd = SIMPLIFY(split.forward)
-            bwd = SIMPLIFY(split.backward)
-            compiled = (compile_program(fwd, training, self.backend),
-                        compile_program(bwd, training, self.backend), split, fwd, bwd)
-            entry.train[(mask, training)] = compiled
+            compiled = self._compile_training(entry, mask, training, _device_index(inputs[0].context))
         fwd_prog, bwd_prog, split, fwd_graph, bwd_graph = compiled
-        results = fwd_prog(arrays, self._output_buffers(entry, fwd_graph, ("train_fwd", mask, training), fwd_prog),
-                           rng=rng)
-        n_out = split.num_outputs
-        ctx = inputs[0].context
-        if entry.aux_updates:
-            self._write_back(entry, results[:n_out], ctx)
-        outputs = [NDArray(r, ctx) for r in results[:entry.n_visible]]
-        saved = results[n_out:]
+        pooled = self.static_alloc and self._outputs_lock.acquire(False)
+        try:
+            results = fwd_prog(arrays, self._output_buffers(entry, fwd_graph, ("train_fwd", mask, training))
+                               if pooled else None, rng=rng)
+            n_out = split.num_outputs
+            ctx = inputs[0].context
+            if entry.aux_updates:
+                self._write_back(entry, results[:n_out], ctx)
+            outputs = [NDArray(r, ctx) for r in results[:entry.n_visible]]
+            saved = results[n_out:]
+        finally:
+            if pooled:
+                self._outputs_lock.release()
         positions = [i for i, m in enumerate(mask) if m]
         kept_inputs = arrays
 
@@ -281,14 +326,128 @@ class CachedOp:
                                           "block are not compiled; call it without hybridize() for create_graph")
                     # (np.require keeps 0-d arrays 0-d; ascontiguousarray would make them (1,))
                     feed.append(np.require(g._data, requirements="C"))
-            grads = bwd_prog(feed, self._output_buffers(entry, bwd_graph, ("train_bwd", mask, training), bwd_prog))
+            pooled = self.static_alloc and self._outputs_lock.acquire(False)
+            try:
+                grads = bwd_prog(feed, self._output_buffers(entry, bwd_graph, ("train_bwd", mask, training))
+                                 if pooled else None)
+                out = [None] * len(ins)
+                for pos, g in zip(positions, grads):
+                    out[pos] = NDArray(g, ctx)
+                return out
+            finally:
+                if pooled:
+                    self._outputs_lock.release()
+
+        autograd.record_custom(inputs, outputs, backward, self.block.name)
+        return outputs
+
+    # -- queued calls (several devices in use) ---------------------------------------------------
+    def _call_queued(self, args, leaves, training, ctx):
+        """__call__ on ctx's dispatcher: compile here (errors at the call, as MXNet's shape
+        checks), run there; outputs are pending until the program has run."""
+        key = (tuple((x.shape, np.dtype(x.dtype)) for x in leaves), training, ctx)
+        entry = self._cache.get(key)
+        if entry is None:
+            entry = self._trace_once(key, args)
+        self.last = entry
+        device = ctx.device_id
+        inputs = list(leaves) + [p.data(ctx) for p in entry.param_list]
+        local = [_pending.local_value(x, ctx) for x in inputs]
+        rng = _random.generator()
+        aux = [entry.param_list[k].data(ctx) for k in entry.aux_updates]
+        if autograd.is_recording():
+            mask = tuple(autograd.needs_grad(x) and np.dtype(x.dtype).kind == "f" for x in inputs)
+            if any(mask):
+                outs = self._train_queued(entry, inputs, local, aux, mask, training, rng, ctx)
+                return unflatten(outs, entry.out_tree)
+        forward = entry.forward
+        if forward is None or forward[0] != training:
+            forward = self._compile_forward(entry, training, device)
+        program = forward[1]
+        outputs = [_pending.new_output(v.type.shape, v.type.dtype, ctx) for v in entry.graph.outputs[:entry.n_visible]]
+
+        def run():
+            results = program(_contiguous(local), None, rng=rng)
+            return self._write_back(entry, results, ctx) if entry.aux_updates else results
+        _pending.run_async(ctx, run, reads=local, writes=aux, outputs=outputs, name=self.block.name)
+        return outputs[0] if entry.out_tree == 0 else unflatten(outputs, entry.out_tree)
+
+    def _train_queued(self, entry, inputs, local, aux, mask, training, rng, ctx):
+        """_run_training queued: the forward now, the backward when autograd reaches this node,
+        both on ctx's dispatcher; the forward's saved values pass between them in `state`."""
+        compiled = entry.train.get((mask, training))
+        if compiled is None:
+            compiled = self._compile_training(entry, mask, training, ctx.device_id)
+        fwd_prog, bwd_prog, split, fwd_graph, bwd_graph = compiled
+        n_out = split.num_outputs
+        outputs = [_pending.new_output(v.type.shape, v.type.dtype, ctx) for v in fwd_graph.outputs[:entry.n_visible]]
+        state = {}
+
+        def forward():
+            arrays = _contiguous(local)
+            results = fwd_prog(arrays, None, rng=rng)
+            if entry.aux_updates:
+                self._write_back(entry, results[:n_out], ctx)
+            state["saved"], state["inputs"] = results[n_out:], arrays
+            return results[:entry.n_visible]
+        fwd_job = _pending.run_async(ctx, forward, reads=local, writes=aux, outputs=outputs,
+                                     name=self.block.name + ".forward")
+        positions = [i for i, m in enumerate(mask) if m]
+        grad_types = [v.type for v in bwd_graph.outputs]
+
+        def backward(F, ins, outs, ograds):
+            for g in ograds:
+                if g._entry is not None and autograd.is_recording():
+                    raise GraphcError(f"{self.block.name}: gradients of gradients through a hybridized "
+                                      "block are not compiled; call it without hybridize() for create_graph")
+            heads = [_pending.local_value(g, ctx) for g in ograds]
+            grads = [_pending.new_output(t.shape, t.dtype, ctx) for t in grad_types]
+
+            def run():
+                feed = []
+                for kind, k in split.backward_inputs:
+                    if kind == "saved":
+                        feed.append(state["saved"][k])
+                    elif kind == "input":
+                        feed.append(state["inputs"][k])
+                    else:
+                        feed.append(np.require(heads[k]._data, requirements="C"))
+                return bwd_prog(feed, None)
+            _pending.run_async(ctx, run, reads=heads, outputs=grads, name=self.block.name + ".backward",
+                               after=[fwd_job])
             out = [None] * len(ins)
             for pos, g in zip(positions, grads):
-                out[pos] = NDArray(g, ctx)
+                out[pos] = g
             return out
 
         autograd.record_custom(inputs, outputs, backward, self.block.name)
         return outputs
+
+    def _compile_training(self, entry, mask, training, device=0):
+        """The forward and backward programs for one grad mask, compiled once across threads."""
+        with self._compile_lock:
+            compiled = entry.train.get((mask, training))
+            if compiled is not None:
+                return compiled
+            graph = prepare(entry.graph, training)
+            wrt = [n for n, m in zip(graph.inputs, mask) if m]
+            gg = differentiate(graph, wrt, num_heads=entry.n_visible)
+            split = split_forward_backward(gg, graph.inputs)
+            fwd = SIMPLIFY(split.forward)
+            bwd = SIMPLIFY(split.backward)
+            compiled = (compile_program(fwd, training, self.backend, device),
+                        compile_program(bwd, training, self.backend, device), split, fwd, bwd)
+            entry.train[(mask, training)] = compiled
+            return compiled
+
+
+def _contiguous(arrays):
+    """The numpy data of NDArrays, C-contiguous (a program binds raw pointers)."""
+    out = []
+    for x in arrays:
+        a = x._data
+        out.append(a if a.flags.c_contiguous else np.require(a, requirements="C"))
+    return out
 
 
 def export_block(block, path, epoch=0, remove_amp_cast=True):

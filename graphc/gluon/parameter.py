@@ -297,6 +297,8 @@ class Parameter:
                 raise ValueError(f"Failed loading Parameter '{self.name}' from saved params: shape incompatible "
                                  f"expected {self.shape} vs saved {data.shape}")
             self.shape = tuple(s if s != 0 else d for s, d in zip(self.shape, data.shape))
+        else:   # no shape known (a -symbol.json without __shape__ hints): the saved array has it
+            self.shape = data.shape
         if self.dtype:
             want = np.dtype(canonical(self.dtype))
             if want != data.dtype:

@@ -57,7 +57,10 @@ def stack(*arrays, axis=0, **kw):
 
 
 def waitall():
-    """Eager CPU work is synchronous; kept for MXNet compatibility."""
+    """Wait for the queued work of every device and raise the first failure since the last
+    waitall (MXNet's). With one device in use nothing is ever queued and this returns at once."""
+    from .. import engine
+    engine.waitall()
 
 
 def save(fname, data):

@@ -1,5 +1,10 @@
 """NDArray: the eager array. Data lives in a numpy array on the CPU; every operator runs its
-numpy reference through `invoke`, which also records onto the autograd tape."""
+numpy reference through `invoke`, which also records onto the autograd tape.
+
+With more than one device in use (graphc.device.MULTI), an array may have work queued on its
+device (it is then a pending.PendingNDArray until that work is done) and `invoke` goes through
+pending.invoke_multi: inputs on several devices, queued operators. With one device none of that
+code runs: invoke's extra cost is one module-attribute test."""
 from __future__ import annotations
 
 import numbers
@@ -14,19 +19,21 @@ from ..ops.namespace import OpNamespace
 from ..ops.registry import get_op
 from ..ops.types import TensorType
 from ..device import Context, as_context, current_context, require_device
-from .. import autograd, random as _random
+from .. import autograd, device as _device, random as _random
 
 
 class NDArray(ArithmeticMixin):
     """An n-dimensional array on a device. `_entry` links it to the autograd tape when it was
     computed while recording; `_grad`/`_grad_req` are set by attach_grad()."""
 
-    __slots__ = ("_data", "_ctx", "_entry", "_grad", "_grad_req", "_fresh_grad")
+    # _job: the last queued work touching the array while it is pending (pending.py)
+    __slots__ = ("_data", "_ctx", "_entry", "_grad", "_grad_req", "_fresh_grad", "_job")
 
     def __init__(self, data: np.ndarray, ctx: Context | None = None):
         ctx = ctx or current_context()
-        if ctx.device_type == "gpu":
-            require_device(ctx)     # MXNet refuses to allocate on a GPU the machine lacks
+        if ctx.device_id or ctx.device_type != "cpu":
+            # a GPU the machine lacks is refused (as MXNet does); cpu(k) joins the core split
+            require_device(ctx)
         self._data = data
         self._ctx = ctx
         self._entry = None
@@ -104,6 +111,8 @@ class NDArray(ArithmeticMixin):
         return invoke("_copy", [self], {}) if _has("_copy") else NDArray(self._data.copy(), self._ctx)
 
     def copyto(self, other):
+        """Copy into the NDArray `other`, or onto the device `other` (a new array there). On one
+        machine a copy between devices is a memory copy, after the source's pending work."""
         if isinstance(other, NDArray):
             if other.shape != self.shape:
                 raise GraphcError(f"copyto: target shape {other.shape} differs from source {self.shape}")
@@ -118,9 +127,12 @@ class NDArray(ArithmeticMixin):
     as_in_ctx = as_in_context
 
     def detach(self):
+        if _device.MULTI and type(self) is not NDArray:
+            return _pending.detach(self)
         return NDArray(self._data, self._ctx)
 
     def wait_to_read(self):
+        """Wait until the array's pending work is done (raising its failure); see pending.py."""
         return self
 
     def tostype(self, stype):
@@ -162,6 +174,15 @@ class NDArray(ArithmeticMixin):
         raise TypeError("NDArray is not pickled: save with graphc.nd.save (MXNet's binary format)")
 
     # -- autograd ---------------------------------------------------------------------------
+    def _store_grad(self, g, req):
+        """backward()'s write of gradient `g` into this .grad buffer: added ('add') or copied."""
+        if _device.MULTI and (type(self) is not NDArray or type(g) is not NDArray):
+            return _pending.store_grad(self, g, req)
+        if req == "add":
+            self._data += g._data
+        else:
+            self._data[...] = g._data
+
     def attach_grad(self, grad_req="write", stype=None):
         if grad_req not in ("write", "add", "null"):
             raise ValueError(f"attach_grad: grad_req must be 'write', 'add' or 'null', got {grad_req!r}")
@@ -200,9 +221,12 @@ class NDArray(ArithmeticMixin):
             from ..ops.errors import ShapeError
             raise ShapeError(f"in-place {kind}: the result has shape {result.shape} but the array being "
                              f"updated has shape {self.shape} (broadcasting may not grow the left operand)")
-        if not self._data.flags.writeable:
-            raise ValueError(f"in-place {kind}: the array is read-only")
-        self._data[...] = result._data
+        if _device.MULTI and (type(self) is not NDArray or type(result) is not NDArray):
+            _pending.assign(self, result, f"in-place {kind}")     # queued behind the result
+        else:
+            if not self._data.flags.writeable:
+                raise ValueError(f"in-place {kind}: the array is read-only")
+            self._data[...] = result._data
         self._entry = result._entry      # while recording, gradients flow through the new value
         return self
 
@@ -265,6 +289,8 @@ def invoke(op_name, inputs, attrs, name=None):
     op = get_op(op_name)
     parsed = op.parse(attrs)
     inputs = [x if isinstance(x, NDArray) else array(x) for x in inputs]
+    if _device.MULTI and inputs:
+        return _pending.invoke_multi(op, parsed, inputs, name)
     in_types = [x._type() for x in inputs]
     op.infer_types(in_types, parsed, f"'{name}'" if name else "")
     outs = op.run([x._data for x in inputs], parsed, rng=_random.generator(), training=autograd.is_training())
@@ -273,6 +299,11 @@ def invoke(op_name, inputs, attrs, name=None):
     for out_index, in_index in op.mutates:
         # auxiliary state (BatchNorm's moving mean/var): the op returns its new value
         inputs[in_index]._data[...] = results[out_index]._data
+    return finish_invoke(op, parsed, inputs, results)
+
+
+def finish_invoke(op, parsed, inputs, results):
+    """Record the application onto the tape (when recording) and return the visible outputs."""
     if autograd.is_recording() and op.gradient is not None and any(autograd.needs_grad(x) for x in inputs):
         autograd.record_op(op, parsed, inputs, results)
     n = op.n_visible(parsed)
@@ -291,3 +322,6 @@ def array(source, ctx=None, dtype=None) -> NDArray:
 
 _NAMESPACE = OpNamespace(lambda op, ins, attrs, name: invoke(op, ins, attrs, name),
                          lambda a: isinstance(a, (NDArray, Handle)))
+
+
+from . import pending as _pending  # noqa: E402  (it subclasses NDArray)

@@ -86,6 +86,10 @@ class FrameWriter:
         self._pending += payload
         self.flush()
 
+    def discard(self):
+        """Drop what was not written: the reader has exited."""
+        self._pending.clear()
+
     def flush(self):
         """Write what the pipe accepts now; BrokenPipeError when the reader has exited."""
         while self._pending:

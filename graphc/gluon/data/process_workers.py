@@ -143,7 +143,9 @@ class ProcessWorkers:
         try:
             worker.writer.send(pickle.dumps((key, indices, epoch_seed, batch_no), pickle.HIGHEST_PROTOCOL))
         except BrokenPipeError:
-            self._worker_exited(worker)
+            # the worker is gone; its exit sentinel reports it (with this batch among the lost
+            # ones) at the next wait for a result, so creating an iterator never raises
+            worker.writer.discard()
         self._watch_writes(worker)
 
     def _pick_worker(self):
