@@ -257,6 +257,8 @@ DEEP = 100_000
 
 
 def fixture_doc():
+    if not os.path.isdir(FIXTURES):
+        pytest.skip(f"MXNet's fixture files are not beside this checkout ({os.path.normpath(FIXTURES)})")
     with open(os.path.join(FIXTURES, "mlp-symbol.json")) as f:
         return json.load(f)
 

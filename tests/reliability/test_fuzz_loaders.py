@@ -7,6 +7,9 @@ import sys
 import pytest
 
 FUZZER = os.path.join(os.path.dirname(__file__), "..", "fuzz", "fuzz_loaders.py")
+FIXTURES = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "fixtures", "mxnet"))
+pytestmark = pytest.mark.skipif(not os.path.isdir(FIXTURES),
+                                reason=f"the fuzzer's seeds, MXNet's fixture files, are not at {FIXTURES}")
 
 
 def test_a_short_fuzz_run_executes_cases_and_finds_no_failure(tmp_path):
