@@ -146,6 +146,11 @@ def allreduce(mx, comm, quick):
     except Exception as e:  # noqa: BLE001
         out.append({"system": SYSTEM, "variant": "kvstore dist_sync pushpull", "workload": "W10",
                     "case": "allreduce", "config": "2x1", "error": f"{type(e).__name__}: {e}"[:500]})
+    try:
+        out.append(trainer_allreduce(mx, bufs, nbytes, quick))
+    except Exception as e:  # noqa: BLE001
+        out.append({"system": SYSTEM, "variant": "Trainer.allreduce_grads (in place)", "workload": "W10",
+                    "case": "allreduce", "config": "2x1", "error": f"{type(e).__name__}: {e}"[:500]})
     routs = [np.empty_like(b) for b in bufs]
 
     def raw_call():
@@ -161,3 +166,27 @@ def allreduce(mx, comm, quick):
         samples = W.time_fixed(fn, W.ALLREDUCE_BLOCK, quick)
         out.append(W.allreduce_record("mpi4py", name, samples, nbytes, buffers=len(bufs)))
     return out
+
+
+def trainer_allreduce(mx, bufs, nbytes, quick):
+    """GB/s of Trainer.allreduce_grads (kvstore 'dist_sync', update_on_kvstore=False: what a
+    training step sums) with the MLP's parameter buffers as gradients: the store sums each big
+    gradient in its own memory and keeps no copy (kvstore/mpi_transport.py). The gradients
+    double on every call (they are summed in place); the timing does not depend on the values."""
+    from graphc import gluon
+    params = []
+    for i, b in enumerate(bufs):
+        p = gluon.Parameter(f"w10_allreduce_{i}", shape=b.shape)
+        p.initialize(mx.init.Zero())
+        params.append(p)
+    trainer = gluon.Trainer(params, "sgd", {"learning_rate": 0.0}, kvstore="dist_sync", update_on_kvstore=False)
+    for p, b in zip(params, bufs):
+        p.grad()[:] = mx.nd.array(b)
+    trainer.allreduce_grads()
+    for p, b in zip(params, bufs):
+        if not np.array_equal(p.grad().asnumpy(), b * 2):
+            raise AssertionError("Trainer.allreduce_grads did not return the sum over the 2 ranks")
+    for p in params:
+        p.grad()[:] = 0.0       # the timed calls sum zeros (no overflow to inf, same work)
+    samples = W.time_fixed(trainer.allreduce_grads, W.ALLREDUCE_BLOCK, quick)
+    return W.allreduce_record(SYSTEM, "Trainer.allreduce_grads (in place)", samples, nbytes, buffers=len(bufs))

@@ -182,6 +182,11 @@ class AsyncKVStore(KVStore):
         for k, merged in self._device_sums(groups[::-1]):
             self._send(self._server_of(k), ("push", k, merged), f"push of key {k!r}")
 
+    def pushpull(self, key, value, out=None, priority=0):
+        """push then pull: the servers own the values, so nothing is summed in place here."""
+        self.push(key, value, priority)
+        self.pull(key, out=value if out is None else out, priority=priority)
+
     def pull(self, key, out=None, priority=0, ignore_sparse=True):
         if out is None:
             raise GraphcError("kvstore.pull: out= is required (the NDArray or list of NDArrays to fill)")

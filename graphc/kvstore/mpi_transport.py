@@ -4,18 +4,35 @@
 Every wait goes through graphc.dist's World (a deadline, and a dead rank named), so a store
 never hangs on a lost worker.
 
-* `allreduce_stream` sums many keys in buckets of about GRAPHC_DIST_BUCKET_MB megabytes
-  (default 25, PyTorch DDP's size), packing keys in the order the store gives them (the
-  reverse of the parameters' order, the order backward produces gradients) and starting a
-  nonblocking MPI_Iallreduce the moment a bucket is full. What overlaps: bucket k's transfer
-  with packing bucket k+1 (the store's per-device sum and the copy into the bucket) and with
-  the optimizer update of the keys of buckets that already arrived. What does not: the
-  backward pass itself. A compiled training program hands over all gradients when its one
-  native call returns, so the first bucket starts after backward ends. The bucket buffers are
-  kept from one call to the next (bucket i of a call reuses bucket i's buffer): a fresh 2.7 MB
-  buffer per call cost its page faults and ran the all-reduce at less than half the speed of
-  MPI_Allreduce on a reused one; so the sums a call yields are views that the next call
-  overwrites, and the store copies what it keeps.
+* `allreduce_stream` sums many keys with nonblocking MPI_Iallreduce calls, keys in the order
+  the store gives them (the reverse of the parameters' order, the order backward produces
+  gradients), each call started the moment its data is ready:
+  - A key of at least GRAPHC_DIST_DIRECT_KB kilobytes (default 256) whose array is a
+    C-contiguous float32/float64 buffer is summed in its own memory, never packed: in place
+    (MPI_IN_PLACE) when the caller names that same array as the destination (a pushpull whose
+    out is the gradient, what Trainer.allreduce_grads does), from the array straight into the
+    destination when the caller names another one (the store's own copy), else into a buffer
+    kept for the key. PyTorch DDP's bucket_cap idea, the other way round: packing a big key
+    costs a copy of it and saves nothing, packing small keys saves a call (and its latency)
+    per key.
+  - Smaller keys (and float16 ones, which travel as float32) are packed into buckets of about
+    GRAPHC_DIST_BUCKET_MB megabytes (default 25, DDP's size), each bucket's all-reduce
+    starting when it is full. Bucket buffers are kept from one call to the next (bucket i of a
+    call reuses bucket i's buffer): a fresh 2.7 MB buffer per call cost its page faults and ran
+    the all-reduce at less than half the speed of MPI_Allreduce on a reused one; so the sums
+    of packed keys are views that the next call overwrites, and the store copies what it keeps.
+  Which keys go direct depends only on their sizes and dtypes (which kvstore.init made every
+  worker agree on), never on the destinations a worker passes, so every worker starts the
+  same collectives in the same order. The sum of an element is MPI's either way (a packed
+  and a direct all-reduce of the same values give the same bits on 2 workers; on more, MPI
+  may associate a three-way sum differently for different message sizes, on every worker
+  alike). What overlaps: each transfer with packing the next bucket and with the store's
+  per-device sums and optimizer updates of keys that already arrived. What does not: the
+  backward pass itself. graphc's eager backward writes every parameter's gradient together
+  when the tape walk ends, and a compiled (hybridized) training program hands them all over
+  when its one native call returns, so the first all-reduce starts after backward ends and
+  communication overlaps only the optimizer update of earlier keys (DDP and Horovod start a
+  bucket from an autograd hook while backward still runs; graphc has no such hook yet).
 * With 2-bit compression (MXNet's dist stores compress what a worker sends), each worker
   quantises its sum against its own residual, the packed words are exchanged (MPI_Iallgather:
   16 values per 32-bit word, a sixteenth of the traffic) and every worker dequantises all
@@ -35,9 +52,10 @@ import numpy as np
 from ..dist.errors import DistributedError
 from .transport import Transport
 
-__all__ = ["MPITransport", "BUCKET_ENV"]
+__all__ = ["MPITransport", "BUCKET_ENV", "DIRECT_ENV"]
 
 BUCKET_ENV = "GRAPHC_DIST_BUCKET_MB"
+DIRECT_ENV = "GRAPHC_DIST_DIRECT_KB"
 
 
 def bucket_bytes() -> int:
@@ -51,9 +69,47 @@ def bucket_bytes() -> int:
     return max(1, int(mb * 1024 * 1024))
 
 
+def direct_bytes() -> int:
+    """GRAPHC_DIST_DIRECT_KB (default 256): keys of at least this many bytes skip the buckets.
+    Below it, a key's own MPI call (some tens of microseconds of latency) costs more than
+    copying it into a bucket does."""
+    raw = os.environ.get(DIRECT_ENV, "256")
+    try:
+        kb = float(raw)
+    except ValueError:
+        raise DistributedError(f"{DIRECT_ENV}={raw!r}: expected a size in kilobytes") from None
+    if not kb >= 0:
+        raise DistributedError(f"{DIRECT_ENV}={raw!r}: the size must be 0 or more")
+    return int(kb * 1024)
+
+
 def _wire_dtype(dtype):
     """The dtype a value travels in: MPI has no 16-bit float, so float16 sums in float32."""
     return np.dtype(np.float32) if dtype == np.float16 else np.dtype(dtype)
+
+
+def _summable_in_place(array, wire):
+    """Whether MPI can read (and write) `array`'s own memory as a buffer of `wire` values."""
+    return array.dtype == wire and array.flags.c_contiguous and array.flags.writeable
+
+
+class _Direct:
+    """One big key summed in its own memory (see the module docstring): `dest` is the array
+    itself (MPI_IN_PLACE), another array of its shape and dtype, or a buffer kept for the key."""
+
+    def __init__(self, key, array, dest):
+        self.key, self.array, self.dest = key, array, dest
+        self.request = None
+
+    def keys(self):
+        return [self.key]
+
+    def start(self, comm, MPI):
+        send = MPI.IN_PLACE if self.dest is self.array else self.array
+        self.request = comm.Iallreduce(send, self.dest, op=MPI.SUM)
+
+    def results(self):
+        yield self.key, self.dest
 
 
 class _Bucket:
@@ -94,8 +150,10 @@ class MPITransport(Transport):
         self._comm = comm
         self._MPI = world.MPI
         self._bucket_bytes = bucket_bytes()
+        self._direct_bytes = direct_bytes()
         self._residuals: dict = {}
         self._buffers: dict = {}        # (bucket index in a call, dtype) -> buffer kept between calls
+        self._key_buffers: dict = {}    # key -> buffer a big key without a destination is summed into
 
     def _buffer(self, index, dtype, nbytes):
         buffer = self._buffers.get((index, dtype))
@@ -121,12 +179,42 @@ class MPITransport(Transport):
         for _, result in self.allreduce_stream([(key, array)]):
             return result.copy()        # the stream's result lives in a buffer the next call reuses
 
+    def _direct(self, key, array, dest):
+        """The _Direct job of a big key, or None when the key is packed. Decided by size and
+        dtype alone, so that all workers start the same collectives."""
+        wire = _wire_dtype(array.dtype)
+        if array.nbytes < self._direct_bytes or array.dtype != wire or array.dtype.kind != "f":
+            return None
+        if not array.flags.c_contiguous:
+            # still direct (the decision may not depend on layout, which workers need not share):
+            # one copy into the key's buffer, summed there
+            dest = None
+        elif dest is not None:
+            if dest is array:
+                if not _summable_in_place(array, wire):
+                    dest = None
+            elif (dest.shape != array.shape or not _summable_in_place(dest, wire)
+                  or np.shares_memory(dest, array)):
+                dest = None
+        if dest is None:
+            dest = self._key_buffers.get(key)
+            if dest is None or dest.shape != array.shape or dest.dtype != wire:
+                dest = self._key_buffers[key] = np.empty(array.shape, wire)
+            if not array.flags.c_contiguous:
+                np.copyto(dest, array)
+                array = dest
+        return _Direct(key, array, dest)
+
     def allreduce_stream(self, items, compression=None):
-        """Yield (key, sum over workers) for each (key, array) of `items` (which may be a lazy
-        iterable), bucketed and overlapped as the module docstring says. Each sum is a view of a
-        buffer that the next call overwrites: copy what must outlive it."""
+        """Yield (key, sum over workers) for each item of `items` (which may be a lazy
+        iterable), bucketed and overlapped as the module docstring says. An item is
+        (key, array) or (key, array, dest): `dest` (None or an array of the key's shape) is
+        where the caller would like the sum; `dest is array` asks for it in the array's own
+        memory. A yielded sum is `dest` itself when the transport could write it there (the
+        caller checks with `is`), else a view of a buffer the next call overwrites: copy what
+        must outlive it."""
         if compression is not None:
-            for key, array in items:
+            for key, array, *_ in items:
                 yield key, self._compressed_allreduce(key, array, compression)
             return
         MPI = self._MPI
@@ -141,7 +229,14 @@ class MPITransport(Transport):
             inflight.append(bucket)
 
         try:
-            for key, array in items:
+            for key, array, *dest in items:
+                job = self._direct(key, array, dest[0] if dest else None)
+                if job is not None:
+                    job.start(self._comm, MPI)
+                    inflight.append(job)
+                    while inflight and inflight[0].request.Test():
+                        yield from inflight.popleft().results()
+                    continue
                 wire = _wire_dtype(array.dtype)
                 if current is not None and (current.dtype != wire or current.nbytes >= self._bucket_bytes):
                     launch(current)

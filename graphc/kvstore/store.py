@@ -16,6 +16,9 @@ Where graphc departs from MXNet, on purpose:
 * graphc has no sparse storage, so `row_sparse_pull` writes a dense `out` whose selected rows
   hold the stored rows and whose other rows are zero: the values MXNet's row_sparse `out`
   holds. `pull`'s `ignore_sparse` has nothing to ignore.
+* A distributed store that a gluon.Trainer creates for itself with update_on_kvstore=False
+  keeps no copy of the summed gradients (they are summed in the gradients' own memory, and
+  nobody else holds the store); a pull from it raises instead of returning a stale value.
 """
 from __future__ import annotations
 
@@ -42,6 +45,11 @@ class KVStore(KVStoreBase):
         self._key_type = None           # 'int' or 'str': MXNet allows one kind of key per store
         self._updater = None
         self._compression = None
+        # False only on a store a Trainer created for itself with update_on_kvstore=False: the
+        # sums pushpull writes into the gradients are then not copied into the store, whose
+        # value nobody can pull (see _check_unkept)
+        self._keeps_sums = True
+        self._unkept: set = set()       # keys whose stored value is not their last sum
 
     def __repr__(self):
         return f"<KVStore {self._type!r}: {len(self._store)} keys, rank {self.rank}/{self.num_workers}>"
@@ -92,6 +100,12 @@ class KVStore(KVStoreBase):
             groups.setdefault(k, []).append(v)
         return sorted(groups.items(), key=lambda kv: self._order[kv[0]])
 
+    def _check_unkept(self, op, key):
+        if key in self._unkept:
+            raise GraphcError(f"kvstore.{op}: key {key!r} holds no value: this store belongs to a Trainer with "
+                              "update_on_kvstore=False, which keeps the summed gradients in the parameters' "
+                              "gradients only; pass your own store (kvstore=kv.create(...)) to pull from it")
+
     @staticmethod
     def _check_shape(op, key, stored, array, what):
         if tuple(array.shape) != tuple(stored.shape):
@@ -132,53 +146,128 @@ class KVStore(KVStoreBase):
         them and starts each bucket's transfer while the next keys are still being summed over
         devices, and the update of a key runs as soon as its sum arrives. Distributed stores
         stream the keys last-first (the order backward produces gradients); every store
-        updates each key exactly as MXNet does."""
-        pairs, _ = self._pairs("push", key, value)
-        groups = self._grouped("push", pairs)
+        updates each key exactly as MXNet does. With no updater, a distributed transport sums a
+        big key straight into the stored value (no copy)."""
+        self._push("push", key, value, None)
+
+    def _push(self, op, key, value, out):
+        """push(key, value); with `out` (pushpull's outputs), write the sums of the keys whose
+        single output is the pushed array itself into that array's own memory, and return those
+        keys: their outputs need no pull."""
+        pairs, _ = self._pairs(op, key, value)
+        groups = self._grouped(op, pairs)
         for k, values in groups:        # refuse a bad shape before anything is sent
-            stored = self._stored("push", k)
+            stored = self._stored(op, k)
             for slot, v in enumerate(values):
-                self._check_shape("push", k, stored, v, f"the value pushed from {v.context} (#{slot})")
+                self._check_shape(op, k, stored, v, f"the value pushed from {v.context} (#{slot})")
         if self.num_workers > 1:
             groups = groups[::-1]
+        in_place = self._in_place_keys(op, key, pairs, out) if self.num_workers > 1 else {}
         dist_compression = self._compression if "dist" in self._type else None
-        for k, merged in self._transport.allreduce_stream(self._device_sums(groups), dist_compression):
+        written = set()
+        for k, merged in self._transport.allreduce_stream(self._device_sums_to(groups, in_place),
+                                                             dist_compression):
             stored = self._store[k]
             if self._updater is None:
-                # a copy: a distributed transport's sum lives in a buffer its next call reuses
-                np.copyto(stored._data, merged)
+                target = in_place.get(k)
+                if target is not None:
+                    if merged is not target:
+                        np.copyto(target, merged)
+                    written.add(k)
+                    if self._keeps_sums:
+                        np.copyto(stored._data, target)
+                    else:
+                        self._unkept.add(k)
+                    continue
+                self._unkept.discard(k)
+                if merged is not stored._data:
+                    # a copy: a distributed transport's packed sums live in a buffer its next call reuses
+                    np.copyto(stored._data, merged)
                 continue
             self._updater(k.encode() if isinstance(k, str) else k, NDArray(merged, stored.context), stored)
             if tuple(stored.shape) != tuple(merged.shape):
-                raise ShapeError(f"kvstore.push: the updater changed the shape of key {k!r} from "
+                raise ShapeError(f"kvstore.{op}: the updater changed the shape of key {k!r} from "
                                  f"{tuple(merged.shape)} to {tuple(stored.shape)}")
+        return written
+
+    def _in_place_keys(self, op, key, pairs, out):
+        """key -> the numpy buffer of the one array pushed for it, for each key whose pushpull
+        output is that same array (Trainer.allreduce_grads' pushpull(keys, grads)) and whose
+        buffer no other key's pushed array overlaps; only when no updater runs (an updater
+        needs the sum, and the output gets the updated weight, not the sum)."""
+        if out is None or self._updater is not None:
+            return {}
+        out_pairs, _ = self._pairs(op, key, out, "output")
+        pushed, outs = {}, {}
+        for k, v in pairs:
+            pushed.setdefault(k, []).append(v)
+        for k, o in out_pairs:
+            outs.setdefault(k, []).append(o)
+        chosen = {}
+        for k, vs in pushed.items():
+            os_ = outs.get(k, [])
+            if len(vs) == 1 and len(os_) == 1 and os_[0] is vs[0]:
+                data = vs[0]._data
+                if isinstance(data, np.ndarray) and data.dtype == self._store[k]._data.dtype:
+                    chosen[k] = data
+        # two keys pushing overlapping memory would each be summed into it: neither goes in place
+        arrays = [(k, v._data) for k, v in pairs if isinstance(v._data, np.ndarray)]
+        for k, data in list(chosen.items()):
+            if any(j != k and np.shares_memory(data, other) for j, other in arrays):
+                del chosen[k]
+        return chosen
 
     def _device_sums(self, groups):
         """(key, sum over this process's devices) for each group, produced lazily."""
+        for k, merged, _ in self._device_sums_to(groups, {}):
+            yield k, merged
+
+    def _device_sums_to(self, groups, in_place):
+        """(key, sum over this process's devices, where the sum should go) for each group,
+        produced lazily. The destination (None: anywhere) is the pushed array itself for the
+        keys of `in_place`, else the stored value when no updater runs: a distributed transport
+        sums a big key straight into it, skipping a copy."""
         for k, values in groups:
-            dtype = self._store[k]._data.dtype
+            stored = self._store[k]._data
+            dtype = stored.dtype
             arrays = [np.asarray(v._data, dtype=dtype) for v in values]
+            dest = in_place.get(k)
+            if dest is None and self._updater is None:
+                dest = stored
             if len(arrays) == 1 and self.num_workers > 1:
                 # nothing to sum here, and the distributed transport packs (copies) the array
-                # into its bucket before it yields anything: no copy of every gradient
-                yield k, arrays[0]
+                # into its bucket or sums it where `dest` says: no copy of every gradient
+                yield k, arrays[0], dest
                 continue
-            yield k, self._reduction.reduce(k, arrays, lambda s, k=k, vs=values: f"key {k!r} from {vs[s].context}")
+            merged = self._reduction.reduce(k, arrays, lambda s, k=k, vs=values: f"key {k!r} from {vs[s].context}")
+            yield k, merged, (stored if dest is stored else None)
 
     def pull(self, key, out=None, priority=0, ignore_sparse=True):
         """Copy each key's stored value into its output array(s), casting to their dtype."""
         if out is None:
             raise GraphcError("kvstore.pull: out= is required (the NDArray or list of NDArrays to fill)")
         pairs, _ = self._pairs("pull", key, out, "output")
+        self._pull(pairs, ())
+
+    def _pull(self, pairs, skip):
         for k, o in pairs:
             stored = self._stored("pull", k)
+            if k in skip:
+                self._check_shape("pull", k, stored, o, f"the output on {o.context}")
+                continue
+            self._check_unkept("pull", k)
             self._check_shape("pull", k, stored, o, f"the output on {o.context}")
             o._data[...] = stored._data
 
     def pushpull(self, key, value, out=None, priority=0):
-        """push(key, value) then pull(key, out), into `value` itself when `out` is None."""
-        self.push(key, value, priority)
-        self.pull(key, out=value if out is None else out, priority=priority)
+        """push(key, value) then pull(key, out), into `value` itself when `out` is None.
+
+        With no updater on a distributed store, a big key whose output is the pushed array
+        itself is summed in that array's memory (MPI_IN_PLACE): no bucket copy and no pull."""
+        out = value if out is None else out
+        written = self._push("pushpull", key, value, out)
+        pairs, _ = self._pairs("pull", key, out, "output")
+        self._pull(pairs, written)
 
     def row_sparse_pull(self, key, out=None, priority=0, row_ids=None):
         """Pull only the rows `row_ids` (1-D, any order, repeats allowed) of each key's value;
@@ -200,6 +289,7 @@ class KVStore(KVStoreBase):
                               f"number of outputs ({len(pairs)})")
         for (k, o), (_, ids) in zip(pairs, id_pairs):
             stored = self._stored("row_sparse_pull", k)
+            self._check_unkept("row_sparse_pull", k)
             self._check_shape("row_sparse_pull", k, stored, o, f"the output on {o.context}")
             o._data[...] = _selected_rows(k, stored._data, ids)
         if single:

@@ -58,9 +58,12 @@ class Transport(abc.ABC):
         ...
 
     def allreduce_stream(self, items, compression=None):
-        """Yield (key, sum over workers) for each (key, array) of the iterable `items`, in any
-        order; a transport may start a key's transfer before the next item is produced."""
-        for key, array in items:
+        """Yield (key, sum over workers) for each (key, array) or (key, array, dest) of the
+        iterable `items`, in any order; a transport may start a key's transfer before the next
+        item is produced. `dest` (None, or an array of the key's shape and dtype) is where the
+        caller would like the sum (`dest is array`: in the array's own memory); a transport may
+        write it there and yield `dest` itself, or ignore it (the caller checks with `is`)."""
+        for key, array, *_ in items:
             yield key, self.allreduce(key, array, compression)
 
     def agree(self, op, entries) -> None:

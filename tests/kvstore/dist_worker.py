@@ -53,7 +53,7 @@ def train(net, trainer, x, y, num_parts, part, hybridize=False):
             loss = loss_fn(net(xb), yb)
         loss.backward()
         trainer.step(LOCAL_BATCH)
-        losses.append(float(loss.mean().asnumpy()))
+        losses.append(float(loss.mean().asscalar()))
     return losses
 
 
