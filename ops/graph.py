@@ -185,7 +185,8 @@ def format_node(node: Node, names: dict) -> str:
     tys = ", ".join("?" if t is None else str(t) for t in node.types)
     args = [names.get((id(v.node), v.index), f"?{v.node.name}") for v in node.inputs] + _attr_text(node)
     dev = ""
-    if node.types and node.types[0] is not None and node.types[0].device != "cpu(0)":
+    # (cpu(0) is the default and unmarked, except in a device-partitioned graph: passes/partition.py)
+    if node.types and node.types[0] is not None and (node.types[0].device != "cpu(0)" or "device" in node.hints):
         dev = f"  @{node.types[0].device}"
     return f"{lhs}: {tys} = {node.op}({', '.join(args)}){dev}  # {node.name}"
 
@@ -205,7 +206,8 @@ def value_names(graph: Graph) -> dict:
 
 def format_graph(graph: Graph) -> str:
     names = value_names(graph)
-    params = ", ".join(f"{n.name}: {'?' if n.types[0] is None else n.types[0]}" for n in graph.inputs)
+    params = ", ".join(f"{n.name}: {'?' if n.types[0] is None else n.types[0]}"
+                       + (f"@{n.hints['device']}" if "device" in n.hints else "") for n in graph.inputs)
     lines = [f"graph {graph.name}({params}):"]
     for n in graph.nodes:
         if n.is_var:

@@ -39,6 +39,7 @@ def differentiate(graph: Graph, wrt: list | None = None, num_heads: int | None =
     heads = graph.outputs if num_heads is None else graph.outputs[:num_heads]
     for i, v in enumerate(heads):
         node = variable(f"_head_grad{i}", v.type, "ograd")
+        _place_like([node], v.node)
         builder.nodes.append(node)
         builder.inputs.append(node)
         head_grads.append(node)
@@ -59,6 +60,7 @@ def differentiate(graph: Graph, wrt: list | None = None, num_heads: int | None =
         ograds = [grads.pop((id(node), i), None) for i in range(len(node.types))]
         if all(g is None for g in ograds):
             continue
+        first_new = len(builder.nodes)
         op = get_op(node.op)
         if op.gradient is None:
             raise GraphcError(f"autodiff: operator {node.op} (node {node.name!r}) has no gradient rule")
@@ -84,12 +86,31 @@ def differentiate(graph: Graph, wrt: list | None = None, num_heads: int | None =
                 raise DTypeError(f"autodiff: gradient rule of {node.op} (node {node.name!r}) gave "
                                  f"{g.type.dtype} for an input of dtype {u.type.dtype}")
             add(u, g)
+        _place_like(builder.nodes[first_new:], node)
     outputs = list(graph.outputs)
     for w in wrt:
         g = grads.get((id(w), 0))
+        first_new = len(builder.nodes)
         outputs.append(g.value if g is not None else F.zeros_like(builder.wrap(w.out())).value)
+        _place_like(builder.nodes[first_new:], w)
     joint = Graph.from_outputs(builder.inputs, outputs, builder.name)
     return GradientGraph(joint, len(graph.outputs), head_grads, list(wrt))
+
+
+def _place_like(new_nodes, forward_node: Node) -> None:
+    """Device-partitioned graphs (passes/partition.py): the gradient of a node runs where the
+    node ran, so each node built for it gets its device hint (a copy's gradient, itself a copy,
+    says where it goes by its attribute; the rest of a copy's gradient, such as the sum with
+    the source's other gradients, sits on the source's device). Unplaced graphs are left as
+    they are."""
+    if forward_node.op == "_CrossDeviceCopy":
+        forward_node = forward_node.inputs[0].node
+    device = forward_node.hints.get("device")
+    if device is None:
+        return
+    for n in new_nodes:
+        if n.op != "_CrossDeviceCopy" and "device" not in n.hints:
+            n.hints["device"] = device
 
 
 def _nodes_between(graph: Graph, wrt) -> set:

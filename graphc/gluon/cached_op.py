@@ -163,6 +163,8 @@ class CachedOp:
         self.last = None   # the most recent _Compiled (export uses its graph)
         self._compile_lock = threading.RLock()   # tracing and compiling (slow path only)
         self._outputs_lock = threading.Lock()    # static_alloc's output pools (see _output_buffers)
+        self._model_parallel = {}                # ctx -> whether calls there are partitioned
+        self._group2ctx = bool(flags.get("group2ctx"))
 
     # -- tracing ---------------------------------------------------------------------------
     def _data_names(self, n):
@@ -209,6 +211,15 @@ class CachedOp:
             leaves, _ = flatten(list(args))
         training = autograd.is_training()
         ctx = leaves[0]._ctx if leaves else None
+        if _device.MULTI or self._group2ctx:
+            # model parallelism (graphc/gluon/model_parallel.py): a graph spanning devices
+            partitioned = self._model_parallel.get(ctx)
+            if partitioned is None:
+                from . import model_parallel
+                partitioned = self._model_parallel[ctx] = model_parallel.wanted(self, ctx)
+            if partitioned:
+                from . import model_parallel
+                return model_parallel.call(self, args, leaves, training, ctx)
         if _device.MULTI and ctx is not None and ctx.device_type == "cpu":
             return self._call_queued(args, leaves, training, ctx)
         key = (tuple((x._data.shape, x._data.dtype) for x in leaves), training, ctx)

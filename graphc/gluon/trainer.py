@@ -66,6 +66,13 @@ class Trainer:
         self._updaters = None
 
     def _check_contexts(self):
+        held = [param.list_ctx() for param in self._params]
+        if held and all(len(c) == 1 for c in held) and len({c[0] for c in held}) > 1 \
+                and all(getattr(p, "_model_parallel", False) for p in self._params):
+            # model parallelism (gluon/model_parallel.py marks the parameters of a partitioned
+            # block): each lives on its stage's one device, so there is one copy to update and
+            # nothing to sum across devices; any other mix is refused, as MXNet does
+            return [held[0][0]]
         contexts = None
         for param in self._params:
             ctx = param.list_ctx()
@@ -118,6 +125,10 @@ class Trainer:
             kv.set_gradient_compression(self._compression_params)
         if update_on_kvstore:
             kv.set_optimizer(self._optimizer)
+        elif isinstance(kind, str) and isinstance(kv, kvs.KVStore):
+            # a store only this Trainer can reach, never pulled from: the sums go straight into
+            # the gradients (in place over MPI) without a copy into the store
+            kv._keeps_sums = False
         if isinstance(kv, kvs.KVStore):
             # one call for every parameter: a distributed store checks that all workers agree on
             # the keys, shapes and dtypes before anything is sent
@@ -197,7 +208,10 @@ class Trainer:
         from ..kvstore import KVStore
         if isinstance(self._kvstore, KVStore):
             # every gradient in one call, so a distributed store buckets them and overlaps their
-            # transfer with the per-device sums and the updates (kvstore/mpi_transport.py)
+            # transfer with the per-device sums and the updates (kvstore/mpi_transport.py); with
+            # update_on_kvstore=False a big gradient is summed over workers in its own memory.
+            # The all-reduces start once backward has written every gradient (eager or compiled:
+            # both hand them over together), so they overlap the updates, not backward itself
             live = [i for i, p in enumerate(self._params) if p.grad_req != "null"]
             if not live:
                 return
