@@ -10,7 +10,7 @@ import importlib
 
 from .ops.errors import GraphcError, ShapeError, DTypeError, OpAttributeError, FormatError, CompileError  # noqa: F401
 from .device import Context, cpu, gpu, cpu_pinned, current_context, num_gpus  # noqa: F401
-from . import device as context  # noqa: F401  (mx.context.current_context())
+from . import base, context, util  # noqa: F401  (MXNet's module names)
 from . import autograd, random  # noqa: F401
 from . import ndarray  # noqa: F401
 from . import ndarray as nd  # noqa: F401
@@ -19,13 +19,16 @@ from .ndarray import NDArray  # noqa: F401
 __version__ = "0.1.0"
 MXNetError = GraphcError  # code that catches mx.base.MXNetError keeps working
 
-_LAZY = {"sym": ".symbol", "symbol": ".symbol", "gluon": ".gluon", "init": ".gluon.init",
-         "initializer": ".gluon.init", "metric": ".gluon.metric", "kv": ".kvstore",
-         "kvstore": ".kvstore", "io": ".io", "lr_scheduler": ".gluon.lr_scheduler",
-         "optimizer": ".gluon.optimizer", "test_utils": ".test_utils", "name": ".name"}
+_LAZY = {"sym": ".symbol", "symbol": ".symbol", "gluon": ".gluon", "init": ".initializer",
+         "initializer": ".initializer", "metric": ".metric", "kv": ".kvstore",
+         "kvstore": ".kvstore", "io": ".io", "lr_scheduler": ".lr_scheduler",
+         "optimizer": ".optimizer", "operator": ".operator", "test_utils": ".test_utils", "name": ".name"}
 
 
 def __getattr__(name):
+    if name == "AttrScope":
+        from .symbol import AttrScope
+        return AttrScope
     if name in _LAZY:
         module = importlib.import_module(_LAZY[name], __name__)
         globals()[name] = module

@@ -21,6 +21,11 @@ import numpy as np
 
 from .ops.errors import GraphcError
 
+# what `from mxnet.autograd import *` gives (MXNet's public API, not this module's helpers)
+__all__ = ["record", "pause", "train_mode", "predict_mode", "is_recording", "is_training",
+           "set_recording", "set_training", "backward", "grad", "mark_variables", "get_symbol",
+           "Function"]
+
 _state = threading.local()
 _grad_lock = threading.Lock()     # held while backward() writes leaves' .grad
 

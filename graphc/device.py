@@ -18,7 +18,19 @@ import threading
 from .ops.errors import GraphcError
 
 
-class Context:
+class _DefaultContext(type):
+    """Gives the class a settable `Context.default_ctx` (MXNet's, a per-thread default)."""
+
+    @property
+    def default_ctx(cls):
+        return current_context()
+
+    @default_ctx.setter
+    def default_ctx(cls, ctx):
+        cls._local.ctx = ctx
+
+
+class Context(metaclass=_DefaultContext):
     """A device: type ('cpu' or 'gpu') and id. `with mx.gpu(0):` makes it the default."""
 
     _local = threading.local()

@@ -1,9 +1,13 @@
-"""The global random state: `mx.random.seed(n)` makes eager and compiled sampling repeatable."""
+"""The global random state: `mx.random.seed(n)` makes eager and compiled sampling repeatable.
+
+mx.random.uniform, normal, randint, ... are nd.random's samplers (MXNet exposes both paths)."""
 from __future__ import annotations
 
 import numpy as np
 
 _state = {"rng": np.random.default_rng(0)}
+_SAMPLERS = ("uniform", "normal", "randn", "randint", "exponential", "gamma", "poisson",
+             "negative_binomial", "generalized_negative_binomial", "multinomial", "shuffle")
 
 
 def seed(seed_state=0, ctx="all"):
@@ -14,11 +18,9 @@ def generator() -> np.random.Generator:
     return _state["rng"]
 
 
-def uniform(low=0.0, high=1.0, shape=(1,), dtype="float32", ctx=None, out=None, **kw):
-    from .ndarray import random as ndrandom
-    return ndrandom.uniform(low, high, shape, dtype, ctx, out, **kw)
-
-
-def normal(loc=0.0, scale=1.0, shape=(1,), dtype="float32", ctx=None, out=None, **kw):
-    from .ndarray import random as ndrandom
-    return ndrandom.normal(loc, scale, shape, dtype, ctx, out, **kw)
+def __getattr__(name):
+    # resolved lazily: nd.random imports this module for the generator
+    if name in _SAMPLERS:
+        from .ndarray import random as ndrandom
+        return getattr(ndrandom, name)
+    raise AttributeError(f"module 'graphc.random' has no attribute {name!r}")

@@ -15,10 +15,63 @@ from .ops.builder import GraphBuilder, Handle, given_attrs_hint
 from .ops.errors import GraphcError
 from .ops.graph import Graph, Node, Value, variable, format_node, value_names
 from .ops.namespace import OpNamespace
+from .op_functions import SYMBOL_BINARY, ElementwiseFunctions, PrefixNamespace, RandomFunctions
 from .ops.registry import get_op
 from .ops.types import TensorType
 
 _local = threading.local()
+
+# MXNet's hidden attribute keys: AttrScope(ctx_group='a') and attr={'ctx_group': 'a'} store them
+# as '__ctx_group__' (what -symbol.json files and the partitioning pass read)
+_HIDDEN_KEYS = ("ctx_group", "lr_mult", "wd_mult", "force_mirroring", "mirror_stage", "profiler_scope")
+
+
+def _hidden_key(key: str) -> str:
+    return f"__{key}__" if key in _HIDDEN_KEYS else key
+
+
+class AttrScope:
+    """`with mx.AttrScope(ctx_group='stage1'):` every symbol created inside (operators and
+    variables, traced or built by hand) carries the attributes, as in MXNet 1.x; scopes nest,
+    the inner value winning. ctx_group is how a graph is placed on devices (`group2ctx`)."""
+
+    def __init__(self, **kwargs):
+        for key, value in kwargs.items():
+            if not isinstance(value, str):
+                raise ValueError(f"AttrScope: attribute {key}={value!r} is a {type(value).__name__}; "
+                                 "attributes need to be strings")
+        self._attr = {_hidden_key(k): v for k, v in kwargs.items()}
+        self._saved = None
+
+    @staticmethod
+    def current() -> dict:
+        return getattr(_local, "attr_scope", None) or {}
+
+    def get(self, attr=None) -> dict:
+        """The scope's attributes updated with `attr` (the explicit ones win)."""
+        merged = dict(self._attr)
+        merged.update({_hidden_key(k): v for k, v in (attr or {}).items()})
+        return merged
+
+    def __enter__(self):
+        self._saved = getattr(_local, "attr_scope", None)
+        merged = dict(self._saved or {})
+        merged.update(self._attr)
+        _local.attr_scope = merged
+        return self
+
+    def __exit__(self, *exc):
+        _local.attr_scope = self._saved
+
+
+def _scoped_hints(hints) -> dict:
+    """hints with the active AttrScope's attributes under them (explicit hints win)."""
+    scope = AttrScope.current()
+    if not scope:
+        return hints
+    merged = dict(scope)
+    merged.update(hints or {})
+    return merged
 
 
 class SymbolBuilder(GraphBuilder):
@@ -36,11 +89,11 @@ class SymbolBuilder(GraphBuilder):
         inputs = list(inputs)
         if len(inputs) < len(names) and "num_args" not in op.attrs:
             for missing in names[len(inputs):]:
-                node = variable(f"{name}_{missing}", None, "param")
+                node = variable(f"{name}_{missing}", None, "param", _scoped_hints({}))
                 node.types = (None,)
                 self.inputs.append(node)
                 inputs.append(node.out())
-        hints = given_attrs_hint(hints, attrs)
+        hints = _scoped_hints(given_attrs_hint(hints, attrs))
         if any(v.type is None for v in inputs):
             node = Node(op.name, inputs, parsed, name, (None,) * op.n_outputs(parsed), hints)
         else:
@@ -111,7 +164,7 @@ class Symbol(Handle):
 
     def attr(self, key):
         node = self.value.node
-        v = node.hints.get(key, node.attrs.get(key))
+        v = node.hints.get(key, node.hints.get(_hidden_key(key), node.attrs.get(key)))
         return None if v is None else str(v)
 
     def list_attr(self):
@@ -307,12 +360,17 @@ def _symbol_invoke(op, inputs, attrs, name):
 
 _NAMESPACE = OpNamespace(_symbol_invoke, lambda a: isinstance(a, Handle))
 
+# MXNet's sym.maximum/minimum, sym.random.*, sym.linalg.*: the same functions as graphc.nd's
+random = RandomFunctions(_NAMESPACE, lambda a: isinstance(a, Handle))
+linalg = PrefixNamespace(_NAMESPACE, "_linalg_")
+globals().update(ElementwiseFunctions(_NAMESPACE, lambda a: isinstance(a, Handle)).functions(SYMBOL_BINARY))
+
 
 def var(name, attr=None, shape=None, lr_mult=None, wd_mult=None, dtype=None, init=None, stype=None, **kwargs):
     """A named input. With a shape it is typed at once; without, it waits for infer_shape."""
     trace = current_trace()
     builder = trace.builder if trace else _GLOBAL
-    hints = dict(attr or {})
+    hints = _scoped_hints({_hidden_key(k): v for k, v in (attr or {}).items()})
     if lr_mult is not None:
         hints["__lr_mult__"] = lr_mult
     if wd_mult is not None:
@@ -364,3 +422,9 @@ def __getattr__(name):
     if fn is None:
         raise AttributeError(f"module 'graphc.symbol' has no attribute {name!r}")
     return fn
+
+
+# MXNet's Symbol class lives in mxnet.symbol.symbol; graphc keeps one module, so that path names
+# this same module (`import graphc.symbol.symbol`, `from graphc.symbol.symbol import Symbol`).
+import sys as _sys  # noqa: E402
+symbol = _sys.modules.setdefault(__name__ + ".symbol", _sys.modules[__name__])

@@ -139,6 +139,10 @@ def parse_attrs(op: str, schema: dict, given: dict) -> FrozenAttrs:
     for key, value in given.items():
         if key.startswith("__") or key == "name":
             continue
+        if not schema:
+            # MXNet keeps and ignores any attribute on an operator declared without a parameter
+            # struct (broadcast_maximum(a, b, axis=1), exp(x, foo=1)); files written so must load
+            continue
         if key not in schema:
             raise OpAttributeError(
                 f"{op}: unknown attribute {key!r}; it accepts {sorted(schema) or 'none'}")

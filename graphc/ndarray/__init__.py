@@ -7,6 +7,11 @@ from ..ops.dtypes import canonical
 from ..device import as_context
 from .ndarray import NDArray, array, invoke, _NAMESPACE
 from . import random  # noqa: F401
+from ..op_functions import ElementwiseFunctions, PrefixNamespace
+
+linalg = PrefixNamespace(_NAMESPACE, "_linalg_")
+# nd.add, nd.subtract, ..., nd.maximum, nd.minimum: dispatch on arrays and numbers as MXNet's
+globals().update(ElementwiseFunctions(_NAMESPACE, lambda a: isinstance(a, NDArray)).functions())
 
 
 def _ctx_str(ctx):
@@ -38,6 +43,22 @@ def arange(start, stop=None, step=1.0, repeat=1, infer_range=False, ctx=None, dt
         start, stop = 0, start
     data = np.repeat(np.arange(start, stop, step), repeat).astype(canonical(dtype))
     return NDArray(data, as_context(ctx))
+
+
+def eye(N, M=0, k=0, ctx=None, dtype="float32", **kw):
+    """N x M (M=0: N x N) with ones on diagonal k, as MXNet's nd.eye."""
+    return NDArray(np.eye(int(N), int(M) or None, int(k), dtype=canonical(dtype)), as_context(ctx))
+
+
+def linspace(start, stop, num, endpoint=True, ctx=None, dtype="float32"):
+    return NDArray(np.linspace(start, stop, int(num), endpoint=endpoint).astype(canonical(dtype)),
+                   as_context(ctx))
+
+
+def Custom(*inputs, op_type=None, **kwargs):
+    """Run a Python operator registered with graphc.operator.register (MXNet's nd.Custom)."""
+    from ..operator import invoke_custom
+    return invoke_custom(*inputs, op_type=op_type, **kwargs)
 
 
 def zeros_like(x, **kw):

@@ -165,13 +165,18 @@ class NDArray(ArithmeticMixin):
         return int(self.asscalar())
 
     def __repr__(self):
-        return f"\n{self._data!r}\n<NDArray {'x'.join(map(str, self.shape))} @{self._ctx}>"
+        # MXNet's format: numpy's str() of the values, then the shape and device
+        return f"\n{self._data}\n<NDArray {'x'.join(map(str, self.shape))} @{self._ctx}>"
 
     def __str__(self):
         return repr(self)
 
-    def __getstate__(self):
-        raise TypeError("NDArray is not pickled: save with graphc.nd.save (MXNet's binary format)")
+    def __reduce__(self):
+        """Pickle as (values, device), for multiprocessing and DataLoader workers. Like MXNet,
+        the gradient and tape history stay behind, and a CPU array comes back on cpu(0)."""
+        ctx = self._ctx
+        place = "cpu(0)" if ctx.device_type.startswith("cpu") else str(ctx)
+        return (_unpickle, (self.asnumpy(), place))
 
     # -- autograd ---------------------------------------------------------------------------
     def _store_grad(self, g, req):
@@ -255,6 +260,10 @@ class NDArray(ArithmeticMixin):
         return lambda *args, **kwargs: fn(self, *args, **kwargs)
 
 
+def _unpickle(data, ctx):
+    return NDArray(np.asarray(data), as_context(ctx))
+
+
 def _has(name):
     from ..ops.registry import has_op
     return has_op(name)
@@ -287,6 +296,8 @@ def invoke(op_name, inputs, attrs, name=None):
         builder = next(x for x in inputs if isinstance(x, Handle)).builder
         return builder.invoke(op_name, inputs, attrs, name)
     op = get_op(op_name)
+    if isinstance(attrs.get("ctx"), Context):   # MXNet takes ctx=mx.cpu() or 'cpu(0)'
+        attrs = {**attrs, "ctx": str(attrs["ctx"])}
     parsed = op.parse(attrs)
     inputs = [x if isinstance(x, NDArray) else array(x) for x in inputs]
     if _device.MULTI and inputs:

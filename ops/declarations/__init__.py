@@ -2,3 +2,5 @@
 from . import elementwise, reduce, matrix, shape, nn, creation, random, indexing  # noqa: F401
 from . import slicing, join, loss, rnn  # noqa: F401
 from . import conv, pool, norm, sequence, sorting, resample  # noqa: F401
+from . import indexing_nd, linalg, sampling  # noqa: F401
+from . import placement  # noqa: F401

@@ -1,6 +1,8 @@
 """Basic indexing (x[1:3, None, ..., 2]) as an operator, so that it records onto the tape and
 traces into graphs like any other op. The key is an encoded tuple: ('i', n) an integer,
-('s', start, stop, step) a slice, ('n',) a new axis, ('e',) an ellipsis."""
+('s', start, stop, step) a slice, ('n',) a new axis, ('e',) an ellipsis.
+
+As in MXNet 1.x, an index that picks a single element (x[0, 1]) gives shape (1,), not 0-d."""
 from __future__ import annotations
 
 import numpy as np
@@ -25,11 +27,12 @@ def _infer(x, key):
         shape = probe[decode_index(key)].shape
     except IndexError as exc:
         raise ShapeError(f"_basic_index: index {decode_index(key)} does not fit shape {x.shape} ({exc})") from None
-    return TensorType(shape, x.dtype, x.device)
+    return TensorType(shape or (1,), x.dtype, x.device)
 
 
 def _compute(x, key):
-    return np.array(x[decode_index(key)], copy=True)
+    out = np.array(x[decode_index(key)], copy=True)
+    return out.reshape(1) if out.ndim == 0 else out
 
 
 def _grad(F, ins, outs, gs, attrs):
@@ -42,7 +45,8 @@ register(OpDef("_basic_index", infer=_infer, compute=_compute, attrs={"key": Att
 
 def _scatter(g, like, key):
     out = np.zeros(like.shape, g.dtype)
-    out[decode_index(key)] += g
+    index = decode_index(key)
+    out[index] += g.reshape(out[index].shape)   # g is (1,) where the index picked one element
     return out
 
 

@@ -23,7 +23,7 @@ def _dot_infer(a, b, transpose_a, transpose_b, forward_stype=None):
     if ash[-1] != bsh[0]:
         raise ShapeError(f"dot: lhs {a.shape}{' (transposed)' if transpose_a else ''} has {ash[-1]} columns "
                          f"but rhs {b.shape}{' (transposed)' if transpose_b else ''} has {bsh[0]} rows")
-    return like(a, ash[:-1] + bsh[1:])
+    return like(a, ash[:-1] + bsh[1:] or (1,))    # vector . vector: shape (1,), as MXNet 1.x
 
 
 def _dot_np(a, b, transpose_a, transpose_b, forward_stype=None):
@@ -31,7 +31,8 @@ def _dot_np(a, b, transpose_a, transpose_b, forward_stype=None):
     b = b.T if transpose_b else b
     if a.ndim > 2 or b.ndim > 2:
         return np.tensordot(a, b, axes=1).astype(a.dtype, copy=False)
-    return np.dot(a, b)
+    out = np.dot(a, b)
+    return np.reshape(out, (1,)) if np.ndim(out) == 0 else out
 
 
 def _dot_grad(F, ins, outs, gs, attrs):

@@ -60,7 +60,7 @@ _PICK_ATTRS = {"axis": Attr("int", -1, optional=True), "keepdims": Attr("bool", 
 
 def _pick_infer(x, idx, axis, keepdims, mode):
     a = normalize_axes(axis, x.ndim, "pick")[0]
-    out = x.shape[:a] + ((1,) if keepdims else ()) + x.shape[a + 1:]
+    out = x.shape[:a] + ((1,) if keepdims else ()) + x.shape[a + 1:] or (1,)   # never 0-d (MXNet 1.x)
     if tuple(idx.shape) not in (out, x.shape[:a] + x.shape[a + 1:], x.shape[:a] + (1,) + x.shape[a + 1:]):
         raise ShapeError(f"pick: index has shape {idx.shape}, expected {x.shape[:a] + x.shape[a + 1:]} for data {x.shape} along axis {a}")
     return like(x, out)
@@ -75,13 +75,13 @@ def _pick_index(x, idx, axis, mode):
 def _pick_np(x, idx, axis, keepdims, mode):
     a, i = _pick_index(x, idx, axis, mode)
     out = np.take_along_axis(x, i, axis=a)
-    return out if keepdims else out.squeeze(a)
+    return out if keepdims or x.ndim == 1 else out.squeeze(a)
 
 
 def _pick_grad(F, ins, outs, gs, attrs):
     x, idx = ins
     a = attrs["axis"] % x.ndim
-    g = gs[0] if attrs["keepdims"] else F.expand_dims(gs[0], axis=a)
+    g = gs[0] if attrs["keepdims"] or x.ndim == 1 else F.expand_dims(gs[0], axis=a)
     n = x.shape[a]
     # the forward clipped or wrapped out-of-range indices: the gradient goes where it read
     idx = F.clip(idx, a_min=0.0, a_max=float(n - 1)) if attrs["mode"] == "clip" else F._mod_scalar(idx, scalar=float(n))

@@ -58,7 +58,8 @@ register(OpDef("_random_randint", inputs=(), infer=_randint_infer, random=True,
 def _multinomial_infer(p, shape, get_prob, dtype):
     if p.ndim < 1:
         raise ShapeError(f"_sample_multinomial: data must have at least one dimension (probabilities), got {p.shape}")
-    out = TensorType(p.shape[:-1] + tuple(shape), dtype, p.device)
+    # one distribution drawn once: MXNet 1.x writes the lone draw's shape as (1,)
+    out = TensorType(p.shape[:-1] + tuple(shape) or (1,), dtype, p.device)
     return [out, out.with_(dtype=p.dtype)] if get_prob else out
 
 
@@ -69,7 +70,7 @@ def _multinomial_np(p, shape, get_prob, dtype, rng=None):
     cdf = np.cumsum(flat, axis=1)
     u = rng.random((flat.shape[0], n)) * cdf[:, -1:]
     idx = np.minimum(np.stack([np.searchsorted(c, row, side="right") for c, row in zip(cdf, u)]), k - 1)
-    out = idx.reshape(p.shape[:-1] + tuple(shape)).astype(dtype)
+    out = idx.reshape(p.shape[:-1] + tuple(shape) or (1,)).astype(dtype)
     if not get_prob:
         return out
     logp = np.log(np.take_along_axis(flat, idx, axis=1)).reshape(out.shape).astype(p.dtype)
@@ -88,7 +89,7 @@ def _multinomial_grad(F, ins, outs, gs, attrs):
     g = F.expand_dims(gs[1], axis=-1) * hot
     if extra:
         g = F.sum(F.Reshape(g, shape=p.shape[:-1] + (-1, k)), axis=-2)
-    return [g / p]
+    return [F.Reshape(g, shape=p.shape) / p]
 
 
 register(OpDef("_sample_multinomial", infer=_multinomial_infer, compute=_multinomial_np, random=True,

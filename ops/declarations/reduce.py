@@ -1,5 +1,8 @@
 """Reductions: sum, mean, prod, max, min, norm, argmax, argmin, and _sum_to (the reverse of a
-broadcast, used by gradients)."""
+broadcast, used by gradients).
+
+MXNet 1.x semantics: a reduction over every axis (keepdims=False) gives shape (1,), never a 0-d
+array (outside numpy mode, MXNet's shape () means "unknown"), eagerly and in graphs alike."""
 from __future__ import annotations
 
 import numpy as np
@@ -20,7 +23,7 @@ def reduced_axes(x, axis=None, exclude=False, **_):
 def _reduced_shape(shape, axes, keepdims):
     if keepdims:
         return tuple(1 if i in axes else d for i, d in enumerate(shape))
-    return tuple(d for i, d in enumerate(shape) if i not in axes)
+    return tuple(d for i, d in enumerate(shape) if i not in axes) or (1,)
 
 
 def _reduce_infer(x, axis, keepdims, exclude, **_):
@@ -31,7 +34,8 @@ def _reduce_infer(x, axis, keepdims, exclude, **_):
 def _np_reduce(fn):
     def compute(x, axis, keepdims, exclude, **_):
         axes = normalize_axes(axis, x.ndim, "reduce", exclude)
-        return np.asarray(fn(x, axis=axes, keepdims=keepdims)).astype(x.dtype, copy=False)
+        r = np.asarray(fn(x, axis=axes, keepdims=keepdims)).astype(x.dtype, copy=False)
+        return r.reshape(_reduced_shape(x.shape, axes, keepdims))
     return compute
 
 
@@ -132,7 +136,7 @@ def _norm_np(x, ord, axis, keepdims, out_dtype=None):
         r = np.sum(np.abs(x), axis=axes, keepdims=keepdims)
     else:
         r = np.sqrt(np.sum(np.square(x), axis=axes, keepdims=keepdims))
-    return np.asarray(r).astype(out_dtype or x.dtype, copy=False)
+    return np.asarray(r).astype(out_dtype or x.dtype, copy=False).reshape(_reduced_shape(x.shape, axes, keepdims))
 
 
 def _norm_grad(F, ins, outs, gs, attrs):
@@ -161,7 +165,7 @@ _ARG_ATTRS = {"axis": Attr("int", None, optional=True), "keepdims": Attr("bool",
 def _arg_infer(name):
     def infer(x, axis, keepdims):
         if axis is None:
-            return like(x, (1,) * x.ndim if keepdims else ())
+            return like(x, (1,) * x.ndim if keepdims else (1,))
         a = normalize_axes(axis, x.ndim, name)
         return like(x, _reduced_shape(x.shape, a, keepdims))
     return infer
@@ -171,8 +175,10 @@ def _arg_np(fn):
     def compute(x, axis, keepdims):
         if axis is None:
             r = fn(x.reshape(-1))
-            return np.full((1,) * x.ndim if keepdims else (), r, dtype=x.dtype)
-        return np.asarray(fn(x, axis=axis, keepdims=keepdims)).astype(x.dtype)
+            return np.full((1,) * x.ndim if keepdims else (1,), r, dtype=x.dtype)
+        a = normalize_axes(axis, x.ndim, "argmax")
+        return np.asarray(fn(x, axis=axis, keepdims=keepdims)).astype(x.dtype).reshape(
+            _reduced_shape(x.shape, a, keepdims))
     return compute
 
 

@@ -193,13 +193,14 @@ register(OpDef("broadcast_to", infer=lambda x, shape: like(x, _broadcast_to_targ
 # -- squeeze, SwapAxis -------------------------------------------------------------------------
 
 def _squeeze_shape(x, axis):
+    # squeezing every axis leaves shape (1,), not 0-d (MXNet 1.x)
     if axis is None:
-        return tuple(d for d in x.shape if d != 1)
+        return tuple(d for d in x.shape if d != 1) or (1,)
     axes = normalize_axes(axis, x.ndim, "squeeze")
     for a in axes:
         if x.shape[a] != 1:
             raise ShapeError(f"squeeze: axis {a} of input {x.shape} has size {x.shape[a]}, not 1")
-    return tuple(d for i, d in enumerate(x.shape) if i not in axes)
+    return tuple(d for i, d in enumerate(x.shape) if i not in axes) or (1,)
 
 
 register(OpDef("squeeze", infer=lambda x, axis: like(x, _squeeze_shape(x, axis)),

@@ -152,8 +152,8 @@ class DataLoader:
             raise RuntimeError(
                 f"DataLoader(num_workers={self._num_workers}): this platform starts workers with "
                 f"{method!r}, which pickles the dataset and batchify_fn, and that failed ({exc}). "
-                "Keep NDArrays out of the dataset (store numpy arrays and wrap them in __getitem__), "
-                "use a module-level batchify_fn, or pass thread_pool=True.") from exc
+                "Use module-level functions and classes (no lambdas or closures), or pass "
+                "thread_pool=True.") from exc
 
 
 _pass_ids = itertools.count()

@@ -217,13 +217,16 @@ def test_worker_timeout_raises_with_advice():
         next(iter(loader))
 
 
-def test_spawn_start_method_loads_picklable_datasets_and_explains_ndarray_ones(monkeypatch):
+def test_spawn_start_method_loads_picklable_datasets_and_explains_unpicklable_ones(monkeypatch):
     monkeypatch.setattr(dl_module, "_start_method", lambda: "spawn")
     ds = ArrayDataset(np.arange(8, dtype=np.float32).reshape(4, 2), np.arange(4))
     got = [_numpy(b) for b in DataLoader(ds, batch_size=2, num_workers=1)]
     assert [b[1].tolist() for b in got] == [[0, 1], [2, 3]]
+    # NDArrays pickle (as in MXNet), so a dataset holding them reaches spawned workers too
+    got = [_numpy(b) for b in DataLoader(_dataset(4), batch_size=2, num_workers=1)]
+    assert [b[1].tolist() for b in got] == [[0, 1], [2, 3]]
     with pytest.raises(RuntimeError, match="pickles the dataset"):
-        next(iter(DataLoader(_dataset(), batch_size=2, num_workers=1)))
+        next(iter(DataLoader(ds, batch_size=2, num_workers=1, batchify_fn=lambda b: b)))
 
 
 def test_len_of_loader():
