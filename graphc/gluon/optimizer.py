@@ -20,6 +20,14 @@ __all__ = ["Optimizer", "SGD", "NAG", "Adam", "AdamW", "RMSProp", "AdaGrad", "Ad
            "Signum", "Updater", "get_updater", "create", "register"]
 
 
+def _one_minus(x, like):
+    """1 - x as MXNet's kernels compute it for weights like `like`: in the weight's precision
+    (1.f - beta for float32), not rounded from a double. For beta2 = 0.999 the two differ by
+    5e-5 relatively in float32, which shows after a few steps."""
+    one = like.dtype.type(1.0)
+    return one - like.dtype.type(x)
+
+
 def _zeros_like(weight, dtype=None):
     return NDArray(np.zeros(weight.shape, dtype or weight._data.dtype), weight.context)
 
@@ -241,10 +249,13 @@ class SGD(Optimizer):
 
 @register
 class NAG(Optimizer):
-    """Nesterov momentum:
+    """Nesterov momentum, as MXNet 1.9.1's nag_mom_update (called with out=weight):
         g = clip(rescale_grad * grad) + wd * weight
-        mom = momentum * mom + g;  weight -= lr * (g + momentum * mom)
-    (momentum == 0: plain SGD)."""
+        weight = weight + momentum^2 * mom - (1 + momentum) * lr * g
+        mom = momentum * mom - lr * (clip(rescale_grad * grad) + wd * weight)
+    The kernel writes the weight before the momentum and MXNet aliases the output with the
+    weight, so the momentum's decay term sees the *updated* weight; that is kept here, since
+    it is what MXNet computes. (momentum == 0: plain SGD.)"""
 
     def __init__(self, momentum=0.0, **kwargs):
         super().__init__(**kwargs)
@@ -258,18 +269,19 @@ class NAG(Optimizer):
             return SGD.update(self, index, weight, grad, None)
         lr, wd, _ = self._begin(index)
         w, m = weight._data, state._data
+        momentum = self.momentum
         g = self._rescaled(grad._data, self._scratch(w))
-        if wd != 0:
-            tmp = self._scratch(w, 1)
-            np.multiply(w, wd, out=tmp)
-            g += tmp
-        m *= self.momentum
-        m += g
         tmp = self._scratch(w, 1)
-        np.multiply(m, self.momentum, out=tmp)
+        np.multiply(w, wd, out=tmp)
+        tmp += g
+        tmp *= (1.0 + momentum) * lr
+        w += (momentum * momentum) * m
+        w -= tmp
+        np.multiply(w, wd, out=tmp)
         tmp += g
         tmp *= lr
-        w -= tmp
+        m *= momentum
+        m -= tmp
 
 
 @register
@@ -303,10 +315,10 @@ def _adam_direction(g, mean, var, beta1, beta2, epsilon):
     """Update Adam's moments with gradient g, then overwrite g with mean / (sqrt(var) + eps):
     the step direction Adam and AdamW share (they differ in where weight decay enters)."""
     mean *= beta1
-    mean += (1.0 - beta1) * g
+    mean += _one_minus(beta1, g) * g
     var *= beta2
     np.square(g, out=g)
-    g *= 1.0 - beta2
+    g *= _one_minus(beta2, g)
     var += g
     np.sqrt(var, out=g)
     g += epsilon
@@ -375,7 +387,7 @@ class RMSProp(Optimizer):
         n = state[0]._data
         tmp = self._scratch(w, 1)
         np.square(g, out=tmp)
-        tmp *= 1.0 - self.gamma1
+        tmp *= _one_minus(self.gamma1, w)
         n *= self.gamma1
         n += tmp
         if not self.centered:
@@ -387,7 +399,7 @@ class RMSProp(Optimizer):
         else:
             m, delta = state[1]._data, state[2]._data
             m *= self.gamma1
-            m += (1.0 - self.gamma1) * g
+            m += _one_minus(self.gamma1, w) * g
             np.square(m, out=tmp)
             np.subtract(n, tmp, out=tmp)
             tmp += self.epsilon
@@ -433,11 +445,11 @@ class AdaGrad(Optimizer):
 
 @register
 class AdaDelta(Optimizer):
-    """AdaDelta (Zeiler):
-        g = clip(rescale_grad * grad + wd * weight)
+    """AdaDelta (Zeiler), as MXNet 1.9.1's AdaDelta.update (weight decay outside the ratio):
+        g = clip(rescale_grad * grad)
         acc_g = rho * acc_g + (1 - rho) * g^2
         delta = sqrt(acc_delta + epsilon) / sqrt(acc_g + epsilon) * g
-        acc_delta = rho * acc_delta + (1 - rho) * delta^2;  weight -= delta"""
+        acc_delta = rho * acc_delta + (1 - rho) * delta^2;  weight -= delta + wd * weight"""
 
     def __init__(self, rho=0.90, epsilon=1e-5, **kwargs):
         super().__init__(**kwargs)
@@ -451,15 +463,15 @@ class AdaDelta(Optimizer):
         wd = self._get_wd(index)
         w = weight._data
         acc_g, acc_delta = state[0]._data, state[1]._data
-        g = grad._data * self.rescale_grad + wd * w
-        if self._clipping():
+        g = grad._data * np.float32(self.rescale_grad)
+        if self.clip_gradient is not None:      # MXNet clips here whenever it is given
             np.clip(g, -self.clip_gradient, self.clip_gradient, out=g)
         acc_g *= self.rho
         acc_g += (1.0 - self.rho) * g * g
         delta = np.sqrt(acc_delta + self.epsilon) / np.sqrt(acc_g + self.epsilon) * g
         acc_delta *= self.rho
         acc_delta += (1.0 - self.rho) * delta * delta
-        w -= delta
+        w -= delta + np.float32(wd) * w
 
 
 @register
@@ -530,7 +542,8 @@ class Nadam(Optimizer):
 @register
 class Signum(Optimizer):
     """signSGD with momentum (Bernstein et al.):
-        momentum == 0: weight = (1 - lr * wd_lh) * weight - lr * sign(clip(rescale_grad * grad) + wd * weight)
+        momentum == 0 (MXNet's signsgd_update, decoupled decay):
+              weight = (1 - lr * wd) * (1 - lr * wd_lh) * weight - lr * sign(rescale_grad * grad)
         else: mom = momentum * mom - (1 - momentum) * (clip(rescale_grad * grad) + wd * weight)
               weight = (1 - lr * wd_lh) * weight + lr * sign(mom)"""
 
@@ -545,10 +558,12 @@ class Signum(Optimizer):
     def update(self, index, weight, grad, state):
         lr, wd, _ = self._begin(index)
         w = weight._data
-        g = self._rescaled(grad._data, self._scratch(w)) + wd * w
         if state is None:
-            step = -lr * np.sign(g)
+            step = -lr * np.sign(grad._data * self.rescale_grad)
+            if wd != 0:
+                w *= 1.0 - lr * wd
         else:
+            g = self._rescaled(grad._data, self._scratch(w)) + wd * w
             m = state._data
             m *= self.momentum
             m -= (1.0 - self.momentum) * g
@@ -605,3 +620,10 @@ class Updater:
 
 def get_updater(optimizer):
     return Updater(optimizer)
+
+
+# -- the other MXNet 1.9.1 optimizers, registered on import (their modules import this one) ---------
+from .optimizers_layerwise import LAMB, LARS  # noqa: E402
+from .optimizers_online import FTML, Ftrl, GroupAdaGrad, DCASGD, SGLD, ccSGD  # noqa: E402
+
+__all__ += ["LAMB", "LARS", "FTML", "Ftrl", "GroupAdaGrad", "DCASGD", "SGLD", "ccSGD"]

@@ -31,11 +31,15 @@ def ref_sgd(w, grads, lr, wd, rescale, clip, momentum=0.0, **_):
 
 
 def ref_nag(w, grads, lr, wd, rescale, clip, momentum=0.0, **_):
+    """MXNet 1.9.1's nag_mom_update with out=weight: the momentum's decay term reads the
+    already-updated weight (checked against MXNet in tests/compat/test_optimizers_mxnet.py)."""
+    if momentum == 0:
+        return ref_sgd(w, grads, lr, wd, rescale, clip)
     mom = np.zeros_like(w)
     for g in grads:
-        g = _clip(rescale * g, clip) + wd * w
-        mom = momentum * mom + g
-        w = w - lr * (g + momentum * mom)
+        g = _clip(rescale * g, clip)
+        w = w + momentum * momentum * mom - (1 + momentum) * lr * (g + wd * w)
+        mom = momentum * mom - lr * (g + wd * w)
     return w
 
 
