@@ -16,7 +16,7 @@ from .ops.errors import GraphcError
 from .ops.graph import Graph, Node, Value, variable, format_node, value_names
 from .ops.namespace import OpNamespace
 from .op_functions import SYMBOL_BINARY, ElementwiseFunctions, PrefixNamespace, RandomFunctions
-from .ops.registry import get_op
+from .ops.registry import Elementwise, get_op
 from .ops.types import TensorType
 
 _local = threading.local()
@@ -88,8 +88,9 @@ class SymbolBuilder(GraphBuilder):
         names = op.input_names(parsed)
         inputs = list(inputs)
         if len(inputs) < len(names) and "num_args" not in op.attrs:
-            for missing in names[len(inputs):]:
-                node = variable(f"{name}_{missing}", None, "param", _scoped_hints({}))
+            for i, missing in enumerate(names[len(inputs):], len(inputs)):
+                kind = "aux" if i in op.aux_inputs else "param"   # BatchNorm's moving stats
+                node = variable(f"{name}_{missing}", None, kind, _scoped_hints({}))
                 node.types = (None,)
                 self.inputs.append(node)
                 inputs.append(node.out())
@@ -250,28 +251,76 @@ class Symbol(Handle):
         return Symbol(ins[0], self.builder, list(ins)) if ins else None
 
     # -- inference ------------------------------------------------------------------------
-    def _bind(self, shapes=None, dtypes=None) -> Graph:
-        from .passes.infer import infer_types
+    def _var_types(self, shapes=None, dtypes=None, partial=False) -> dict:
+        """name -> TensorType (None when unknown) for every variable, after MXNet-style inference:
+        given shapes, then the variables' own types/__shape__ hints, then what each operator
+        needs of an untyped variable it consumes (OpDef.infer_missing: FullyConnected's weight
+        from the data). Raises, unless `partial`, when a variable stays unknown."""
+        from .ops.attrs import _as_shape
+        shapes, dtypes = shapes or {}, dtypes or {}
         g = self._graph()
-        types = {}
-        for n in g.inputs:
-            shape = (shapes or {}).get(n.name)
-            dtype = (dtypes or {}).get(n.name)
-            known = n.types[0]
-            if shape is None and known is not None:
-                shape = known.shape
-            if shape is None and n.hints.get("__shape__"):
-                from .ops.attrs import _as_shape
-                s = _as_shape(n.hints["__shape__"])
-                shape = s if 0 not in s else None
-            if shape is None:
+        names = {n.name for n in g.inputs}
+        unknown = sorted(set(shapes) - names)
+        if unknown:
+            raise GraphcError(f"infer_shape: {unknown} are not inputs of the symbol; its inputs are {sorted(names)}")
+        types = {}      # (id(node), index) -> TensorType | None
+        var_types = {}  # variable name -> TensorType | None
+        var_nodes = {}
+        for n in g.nodes:
+            if n.is_var:
+                known = n.types[0]
+                shape = shapes.get(n.name)
+                if shape is None and known is not None:
+                    shape = known.shape
+                if shape is None and n.hints.get("__shape__"):
+                    hinted = _as_shape(n.hints["__shape__"])
+                    shape = hinted if 0 not in hinted else None
+                t = None
+                if shape is not None:
+                    dt = dtypes.get(n.name) or (known.dtype if known is not None else "float32")
+                    t = TensorType(tuple(int(d) for d in shape), dt)
+                var_types[n.name], var_nodes[id(n)] = t, n
+                types[(id(n), 0)] = t
                 continue
-            dt = dtype or (known.dtype if known is not None else n.hints.get("__dtype___name", "float32"))
-            types[n.name] = TensorType(tuple(shape), dt)
-        return infer_types(g, types)
+            if n.is_const:
+                types[(id(n), 0)] = n.types[0]
+                continue
+            op = get_op(n.op)
+            ins = [types.get((id(v.node), v.index)) for v in n.inputs]
+            if any(t is None for t in ins) and op.infer_missing is not None:
+                wanted = op.infer_missing(list(ins), n.attrs)
+                for i, (v, want) in enumerate(zip(n.inputs, wanted)):
+                    if ins[i] is None and want is not None and id(v.node) in var_nodes:
+                        want = want.with_(dtype=dtypes.get(v.node.name, want.dtype))
+                        ins[i] = types[(id(v.node), 0)] = var_types[v.node.name] = want
+            if any(t is None for t in ins) and isinstance(op.lowering, Elementwise):
+                # x + y with only x's shape given: y is x's shape (MXNet's elemwise_add rule)
+                known = {t for t in ins if t is not None}
+                if len(known) == 1:
+                    like = known.pop()
+                    for i, v in enumerate(n.inputs):
+                        if ins[i] is None and id(v.node) in var_nodes:
+                            want = like.with_(dtype=dtypes.get(v.node.name, like.dtype))
+                            ins[i] = types[(id(v.node), 0)] = var_types[v.node.name] = want
+            if any(t is None for t in ins):
+                outs = [None] * len(n.types)
+            else:
+                outs = op.infer_types(ins, n.attrs, f"'{n.name}'")
+            for i, t in enumerate(outs):
+                types[(id(n), i)] = t
+        missing = [k for k, t in var_types.items() if t is None]
+        if missing and not partial:
+            raise GraphcError(f"infer_shape: cannot infer the shapes of {missing} from the given "
+                              f"{sorted(shapes)}; give their shapes too")
+        return var_types
+
+    def _bind(self, shapes=None, dtypes=None) -> Graph:
+        """The symbol's graph typed from input shapes/dtypes (parameters' shapes inferred)."""
+        from .passes.infer import infer_types
+        return infer_types(self._graph(), self._var_types(shapes, dtypes))
 
     def infer_shape(self, *args, **kwargs):
-        """(arg_shapes, out_shapes, aux_shapes), like MXNet; raises if an input is unknown."""
+        """(arg_shapes, out_shapes, aux_shapes), like MXNet: weights' shapes follow from the data's."""
         if args:
             kwargs.update(zip(self.list_arguments(), args))
         g = self._bind(kwargs)
@@ -280,19 +329,73 @@ class Symbol(Handle):
                 [by[n] for n in self.list_auxiliary_states()])
 
     def infer_shape_partial(self, *args, **kwargs):
-        try:
-            return self.infer_shape(*args, **kwargs)
-        except GraphcError:
-            return None, None, None
+        """As infer_shape, but what cannot be inferred is () (MXNet 1.x's partial answer)."""
+        if args:
+            kwargs.update(zip(self.list_arguments(), args))
+        var_types = self._var_types(kwargs, partial=True)
+        if all(t is not None for t in var_types.values()):
+            return self.infer_shape(**kwargs)
+        by = {k: (t.shape if t is not None else ()) for k, t in var_types.items()}
+        return ([by[n] for n in self.list_arguments()], [() for _ in self._values],
+                [by[n] for n in self.list_auxiliary_states()])
 
     def infer_type(self, *args, **kwargs):
         if args:
             kwargs.update(zip(self.list_arguments(), args))
         dtypes = {k: np.dtype(v).name for k, v in kwargs.items()}
-        g = self._bind(None, dtypes)
-        by = {n.name: np.dtype(n.types[0].dtype).type for n in g.inputs}
-        return ([by[n] for n in self.list_arguments()], [np.dtype(v.type.dtype).type for v in g.outputs],
-                [by[n] for n in self.list_auxiliary_states()])
+        var_types = self._var_types(None, dtypes, partial=True)
+        if all(t is not None for t in var_types.values()):   # shapes known: exact inference
+            g = self._bind(None, dtypes)
+            by = {n.name: np.dtype(n.types[0].dtype).type for n in g.inputs}
+            outs = [np.dtype(v.type.dtype).type for v in g.outputs]
+        else:
+            by, outs = self._dtype_walk(dtypes)
+        return ([by[n] for n in self.list_arguments()], outs, [by[n] for n in self.list_auxiliary_states()])
+
+    def _dtype_walk(self, dtypes):
+        """dtypes without shapes (MXNet infers them separately): an untyped variable takes the
+        dtype of its operator's first typed input (float32 parameters under float16 BatchNorm
+        data), an output takes its operator's `dtype` attribute or its first input's dtype --
+        MXNet 1.x's rule for nearly every operator."""
+        from .ops.declarations.norm import param_dtype
+        g = self._graph()
+        dt = {}
+        for n in g.nodes:
+            if n.is_var:
+                known = n.types[0]
+                dt[(id(n), 0)] = dtypes.get(n.name) or (known.dtype if known is not None else None)
+                continue
+            if n.is_const:
+                dt[(id(n), 0)] = n.types[0].dtype
+                continue
+            ins = [dt.get((id(v.node), v.index)) for v in n.inputs]
+            first = next((d for d in ins if d is not None), None)
+            for i, (v, d) in enumerate(zip(n.inputs, ins)):
+                if d is None and v.node.is_var and first is not None:
+                    dt[(id(v.node), 0)] = param_dtype(first) if n.op == "BatchNorm" and i > 0 else first
+            out = n.attrs.get("dtype") or first
+            for i in range(len(n.types)):
+                dt[(id(n), i)] = out
+        by = {}
+        for n in g.inputs:
+            d = dt.get((id(n), 0))
+            if d is None:
+                raise GraphcError(f"infer_type: cannot infer the dtype of {n.name!r}; give it (infer_type({n.name}=...))")
+            by[n.name] = np.dtype(d).type
+        return by, [np.dtype(dt[(id(v.node), v.index)]).type for v in self._values]
+
+    # -- executors (MXNet 1.x's symbolic training API) ------------------------------------
+    def simple_bind(self, ctx=None, grad_req="write", type_dict=None, **shapes):
+        """An Executor with zero-filled arguments, gradients and auxiliary states of the shapes
+        inferred from `shapes` (usually just the data's)."""
+        from .executor import Executor
+        return Executor.simple(self, ctx, grad_req, type_dict, shapes)
+
+    def bind(self, ctx=None, args=None, args_grad=None, grad_req="write", aux_states=None, **_):
+        """An Executor over the given arrays (lists in list_arguments() order, or dicts by name);
+        they are used in place: forward reads them, backward writes `args_grad`."""
+        from .executor import Executor
+        return Executor(self, ctx, args, args_grad, grad_req, aux_states)
 
     # -- evaluation and files -------------------------------------------------------------
     def eval(self, ctx=None, **kwargs):

@@ -257,7 +257,20 @@ def _conv_grad(F, ins, outs, gs, attrs):
     return grads
 
 
-register(OpDef("Convolution", infer=_conv_infer, compute=_conv_np, attrs=_CONV_ATTRS,
+def _conv_infer_missing(in_types, attrs):
+    """Weight (F, C/group, *kernel) (channels last: (F, *kernel, C/group)) and bias (F,) from the data."""
+    x = in_types[0]
+    if x is None:
+        return in_types
+    kernel = tuple(attrs["kernel"])
+    last = is_channels_last("Convolution", attrs.get("layout"), len(kernel), _CONV_LAST_RANKS)
+    xs = channels_first_shape(x.shape, last)
+    f, g = attrs["num_filter"], attrs["num_group"]
+    want = [x, like(x, from_channels_first((f, xs[1] // g) + kernel, last)), like(x, (f,))]
+    return [t if t is not None else want[i] for i, t in enumerate(in_types)]
+
+
+register(OpDef("Convolution", infer=_conv_infer, compute=_conv_np, attrs=_CONV_ATTRS, infer_missing=_conv_infer_missing,
                inputs=lambda a: ("data", "weight") if a["no_bias"] else ("data", "weight", "bias"),
                gradient=_conv_grad, lowering=Library("conv"),
                doc="N-D convolution: out[n, f] = sum_c w[f, c] * x[n, c] (windowed), + bias; channels first, "

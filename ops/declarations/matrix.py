@@ -147,5 +147,16 @@ def _fc_grad(F, ins, outs, gs, attrs):
     return grads
 
 
+def _fc_infer_missing(in_types, attrs):
+    """Weight (num_hidden, features) and bias (num_hidden,) from the data alone (sym.infer_shape)."""
+    x = in_types[0]
+    if x is None:
+        return in_types
+    n = attrs["num_hidden"]
+    features = int(np.prod(x.shape[1:])) if attrs["flatten"] else x.shape[-1]
+    want = [x, like(x, (n, features)), like(x, (n,))]
+    return [t if t is not None else want[i] for i, t in enumerate(in_types)]
+
+
 register(OpDef("FullyConnected", infer=_fc_infer, compute=_fc_np, inputs=_fc_inputs, attrs=_FC_ATTRS,
-               gradient=_fc_grad, lowering=Library("gemm")))
+               gradient=_fc_grad, infer_missing=_fc_infer_missing, lowering=Library("gemm")))

@@ -136,10 +136,20 @@ def _bn_grad(F, ins, outs, gs, attrs):
     return [dx, dgamma, F.sum(g, axis=red), None, None]
 
 
+def _bn_infer_missing(in_types, attrs):
+    """gamma, beta and the moving statistics: one value per channel of the data (`axis`)."""
+    x = in_types[0]
+    if x is None:
+        return in_types
+    c = x.shape[normalize_axes(attrs["axis"], x.ndim, "BatchNorm")[0]]
+    want = like(x, (c,)).with_(dtype=param_dtype(x.dtype))
+    return [t if t is not None or i == 0 else want for i, t in enumerate(in_types)]
+
+
 register(OpDef("BatchNorm", infer=_bn_infer, compute=_bn_np, attrs=_BN_ATTRS,
                inputs=("data", "gamma", "beta", "moving_mean", "moving_var"), gradient=_bn_grad,
                num_outputs=5, num_visible_outputs=lambda a: 3 if a["output_mean_var"] else 1,
-               uses_training=True, aux_inputs=(3, 4), mutates=((3, 3), (4, 4)),
+               uses_training=True, aux_inputs=(3, 4), mutates=((3, 3), (4, 4)), infer_missing=_bn_infer_missing,
                doc="Batch normalisation over every axis but `axis`; outputs (out, mean, inverse std, "
                    "new moving_mean, new moving_var), the first one (three with output_mean_var) visible."))
 

@@ -33,7 +33,16 @@ def _emb_grad(F, ins, outs, gs, attrs):
     return [None, F._backward_take(gs[0], idx, axis=0, mode="clip", shape=w.shape)]
 
 
+def _emb_infer_missing(in_types, attrs):
+    """The weight is (input_dim, output_dim) in the op's dtype, whatever the indices' shape."""
+    idx, w = in_types
+    if w is None and idx is not None:
+        w = like(idx, (attrs["input_dim"], attrs["output_dim"])).with_(dtype=attrs["dtype"])
+    return [idx, w]
+
+
 register(OpDef("Embedding", infer=_emb_infer, compute=_emb_np, inputs=("data", "weight"), attrs=_EMB_ATTRS,
+               infer_missing=_emb_infer_missing,
                gradient=_emb_grad, lowering=Take(data=1, index=0, axis=lambda attrs, ndim: 0, mode=lambda attrs: "clip"),
                doc="weight[data] (indices clipped to [0, input_dim)); the weight gradient is a dense scatter-add."))
 

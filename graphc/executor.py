@@ -1,0 +1,190 @@
+"""Executor: MXNet 1.x's bound symbol (`sym.simple_bind`, `sym.bind`).
+
+It holds one array per argument, gradient and auxiliary state, named as the symbol lists them,
+and runs the symbol through a SymbolBlock, so it is compiled and differentiated exactly like a
+hybridized Gluon block (no second execution path to keep correct). The arrays are the
+executor's own buffers, as in MXNet: forward reads arg_arrays, backward writes grad_arrays
+(or adds to them for grad_req='add'), training forward updates aux_arrays (BatchNorm's moving
+statistics).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import autograd
+from .ops.errors import GraphcError
+
+_GRAD_REQS = ("write", "add", "null")
+
+
+def _as_dict(kind, names, arrays) -> dict:
+    """Arrays given as a list (in `names` order) or a dict by name -> dict by name."""
+    if arrays is None:
+        return {}
+    if isinstance(arrays, dict):
+        extra = sorted(set(arrays) - set(names))
+        if extra:
+            raise GraphcError(f"bind: {kind} {extra} are not in the symbol's {names}")
+        return dict(arrays)
+    arrays = list(arrays)
+    if len(arrays) != len(names):
+        raise GraphcError(f"bind: {len(arrays)} {kind} given, the symbol has {len(names)}: {names}")
+    return dict(zip(names, arrays))
+
+
+class Executor:
+    """A symbol bound to arrays; see the module docstring."""
+
+    def __init__(self, symbol, ctx, args, args_grad=None, grad_req="write", aux_states=None):
+        from .gluon.symbol_block import SymbolBlock
+        from .symbol import Symbol
+        self._symbol = symbol
+        self._ctx = ctx
+        arg_names, aux_names = symbol.list_arguments(), symbol.list_auxiliary_states()
+        self.arg_dict = _as_dict("arguments", arg_names, args)
+        missing = [n for n in arg_names if n not in self.arg_dict]
+        if missing:
+            raise GraphcError(f"bind: no array for arguments {missing}")
+        self.aux_dict = _as_dict("auxiliary states", aux_names, aux_states)
+        missing = [n for n in aux_names if n not in self.aux_dict]
+        if missing:
+            raise GraphcError(f"bind: no array for auxiliary states {missing}")
+        if isinstance(grad_req, str):
+            grad_req = {n: grad_req for n in arg_names}
+        elif not isinstance(grad_req, dict):
+            grad_req = dict(zip(arg_names, grad_req))
+        self._grad_req = {n: grad_req.get(n, "null") for n in arg_names}
+        bad = {n: r for n, r in self._grad_req.items() if r not in _GRAD_REQS}
+        if bad:
+            raise GraphcError(f"bind: grad_req {bad} must be one of {_GRAD_REQS}")
+        grads = _as_dict("gradients", arg_names, args_grad)
+        self.grad_dict = {}
+        for n in arg_names:
+            if self._grad_req[n] == "null":
+                continue
+            if grads.get(n) is None:
+                if args_grad is not None and not isinstance(args_grad, dict):
+                    raise GraphcError(f"bind: argument {n!r} has grad_req {self._grad_req[n]!r} but no gradient array")
+                if args_grad is None:
+                    raise GraphcError(f"bind: args_grad is None but grad_req is {self._grad_req[n]!r} for {n!r}; "
+                                      "give gradient arrays or grad_req='null'")
+                self._grad_req[n] = "null"
+                continue
+            self.grad_dict[n] = grads[n]
+        nodes = {n.name: n for n in symbol._graph().nodes if n.is_var}
+        inputs = [Symbol(nodes[n].out(), symbol.builder) for n in arg_names]
+        self._block = SymbolBlock(symbol, inputs)
+        self._aux_params = {n: self._block._params_by_var[n] for n in aux_names}
+        self._outputs = None
+
+    @classmethod
+    def simple(cls, symbol, ctx, grad_req, type_dict, shapes):
+        """Zero-filled arrays of the inferred shapes (Symbol.simple_bind)."""
+        from .ndarray import zeros
+        var_types = symbol._var_types(shapes, {k: np.dtype(v).name for k, v in (type_dict or {}).items()})
+        arrays = {n: zeros(t.shape, ctx=ctx, dtype=t.dtype) for n, t in var_types.items()}
+        arg_names = symbol.list_arguments()
+        reqs = {n: grad_req for n in arg_names} if isinstance(grad_req, str) else \
+            (dict(grad_req) if isinstance(grad_req, dict) else dict(zip(arg_names, grad_req)))
+        grads = {n: zeros(arrays[n].shape, ctx=ctx, dtype=arrays[n].dtype)
+                 for n in arg_names if reqs.get(n, "null") != "null"}
+        return cls(symbol, ctx, {n: arrays[n] for n in arg_names}, grads, reqs,
+                   {n: arrays[n] for n in symbol.list_auxiliary_states()})
+
+    # -- MXNet's list views -------------------------------------------------------------
+    @property
+    def arg_arrays(self):
+        return [self.arg_dict[n] for n in self._symbol.list_arguments()]
+
+    @property
+    def grad_arrays(self):
+        return [self.grad_dict.get(n) for n in self._symbol.list_arguments()]
+
+    @property
+    def aux_arrays(self):
+        return [self.aux_dict[n] for n in self._symbol.list_auxiliary_states()]
+
+    @property
+    def outputs(self):
+        return list(self._outputs) if self._outputs is not None else []
+
+    @property
+    def output_dict(self):
+        return dict(zip(self._symbol.list_outputs(), self.outputs))
+
+    # -- running ------------------------------------------------------------------------
+    def forward(self, is_train=False, **kwargs):
+        """Run the symbol; keyword arrays are copied into arg_dict first (as MXNet does)."""
+        for name, value in kwargs.items():
+            if name not in self.arg_dict:
+                raise GraphcError(f"forward: {name!r} is not an argument of the symbol; "
+                                  f"arguments are {self._symbol.list_arguments()}")
+            self.arg_dict[name][:] = value
+        for name, p in self._aux_params.items():
+            if p._data is None:
+                p._load_init(self.aux_dict[name], self._ctx)
+            else:
+                p.set_data(self.aux_dict[name])
+        args = []
+        for name in self._symbol.list_arguments():
+            x = self.arg_dict[name].copy()
+            if is_train and self._grad_req[name] != "null":
+                x.attach_grad()
+            args.append(x)
+        self._args = args
+        if is_train:
+            with autograd.record(train_mode=True):
+                out = self._block(*args)
+        else:
+            with autograd.pause(train_mode=False):
+                out = self._block(*args)
+        outs = list(out) if isinstance(out, (list, tuple)) else [out]
+        self._outputs = outs
+        self._trained = is_train
+        for name, p in self._aux_params.items():
+            self.aux_dict[name][:] = p.data()
+        return self.outputs
+
+    def backward(self, out_grads=None, is_train=True):
+        """Gradients of the last training forward into grad_dict (written or added)."""
+        if self._outputs is None or not self._trained:
+            raise GraphcError("backward: call forward(is_train=True) first")
+        if out_grads is not None and not isinstance(out_grads, (list, tuple)):
+            out_grads = [out_grads]
+        if out_grads is not None and len(out_grads) != len(self._outputs):
+            raise GraphcError(f"backward: {len(out_grads)} out_grads for {len(self._outputs)} outputs")
+        autograd.backward(self._outputs, out_grads)
+        for name, x in zip(self._symbol.list_arguments(), self._args):
+            req = self._grad_req[name]
+            if req == "null":
+                continue
+            g = x.grad
+            if req == "write":
+                self.grad_dict[name][:] = g
+            else:
+                self.grad_dict[name][:] = self.grad_dict[name] + g
+
+    # -- parameters and shapes ----------------------------------------------------------
+    def copy_params_from(self, arg_params, aux_params=None, allow_extra_params=False):
+        """Copy arrays by name into arg_dict/aux_dict (MXNet's Executor.copy_params_from)."""
+        for kind, given, target in (("argument", arg_params, self.arg_dict),
+                                    ("auxiliary state", aux_params or {}, self.aux_dict)):
+            for name, value in given.items():
+                if name not in target:
+                    if allow_extra_params:
+                        continue
+                    raise GraphcError(f"copy_params_from: {kind} {name!r} is not in the symbol "
+                                      f"(allow_extra_params=True skips it)")
+                target[name][:] = value
+
+    def reshape(self, partial_shaping=False, allow_up_sizing=False, **shapes):
+        """A new Executor for new input shapes, sharing the arrays whose shapes stay the same."""
+        from .ndarray import zeros
+        var_types = self._symbol._var_types(shapes)
+        def keep(name, arr):
+            t = var_types[name]
+            return arr if arr.shape == t.shape else zeros(t.shape, ctx=self._ctx, dtype=t.dtype)
+        args = {n: keep(n, a) for n, a in self.arg_dict.items()}
+        grads = {n: keep(n, a) for n, a in self.grad_dict.items()}
+        aux = {n: keep(n, a) for n, a in self.aux_dict.items()}
+        return Executor(self._symbol, self._ctx, args, grads, dict(self._grad_req), aux)
