@@ -43,6 +43,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import DistributedError
+from .settings import number_setting
 
 __all__ = ["World", "Peer", "world", "timeout_seconds", "TIMEOUT_ENV"]
 
@@ -67,14 +68,7 @@ _SPIN_S = 0.05
 
 def timeout_seconds() -> float:
     """GRAPHC_DIST_TIMEOUT (seconds, default 60): how long any wait on other ranks may take."""
-    raw = os.environ.get(TIMEOUT_ENV, "60")
-    try:
-        value = float(raw)
-    except ValueError:
-        raise DistributedError(f"{TIMEOUT_ENV}={raw!r}: expected a number of seconds") from None
-    if not value > 0:
-        raise DistributedError(f"{TIMEOUT_ENV}={raw!r}: the timeout must be greater than 0")
-    return value
+    return number_setting(TIMEOUT_ENV, "60", "seconds")
 
 
 class Peer(NamedTuple):

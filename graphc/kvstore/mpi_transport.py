@@ -44,12 +44,12 @@ never hangs on a lost worker.
 from __future__ import annotations
 
 import json
-import os
 from collections import deque
 
 import numpy as np
 
 from ..dist.errors import DistributedError
+from ..dist.settings import number_setting
 from .transport import Transport
 
 __all__ = ["MPITransport", "BUCKET_ENV", "DIRECT_ENV"]
@@ -59,28 +59,15 @@ DIRECT_ENV = "GRAPHC_DIST_DIRECT_KB"
 
 
 def bucket_bytes() -> int:
-    raw = os.environ.get(BUCKET_ENV, "25")
-    try:
-        mb = float(raw)
-    except ValueError:
-        raise DistributedError(f"{BUCKET_ENV}={raw!r}: expected a size in megabytes") from None
-    if not mb > 0:
-        raise DistributedError(f"{BUCKET_ENV}={raw!r}: the bucket size must be greater than 0")
-    return max(1, int(mb * 1024 * 1024))
+    """GRAPHC_DIST_BUCKET_MB (default 25): the size of the buckets small keys are packed into."""
+    return max(1, int(number_setting(BUCKET_ENV, "25", "megabytes") * 1024 * 1024))
 
 
 def direct_bytes() -> int:
     """GRAPHC_DIST_DIRECT_KB (default 256): keys of at least this many bytes skip the buckets.
     Below it, a key's own MPI call (some tens of microseconds of latency) costs more than
     copying it into a bucket does."""
-    raw = os.environ.get(DIRECT_ENV, "256")
-    try:
-        kb = float(raw)
-    except ValueError:
-        raise DistributedError(f"{DIRECT_ENV}={raw!r}: expected a size in kilobytes") from None
-    if not kb >= 0:
-        raise DistributedError(f"{DIRECT_ENV}={raw!r}: the size must be 0 or more")
-    return int(kb * 1024)
+    return int(number_setting(DIRECT_ENV, "256", "kilobytes", allow_zero=True) * 1024)
 
 
 def _wire_dtype(dtype):
