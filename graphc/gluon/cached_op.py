@@ -92,6 +92,27 @@ def _aux_updates(nodes, param_nodes):
 
 
 # -- programs --------------------------------------------------------------------------------------
+
+def backward_feed(split, saved, inputs, ograds, what: str) -> list:
+    """The backward program's inputs in its order: values the forward saved, the forward's
+    inputs, and the output gradients (as C-contiguous arrays). `what` names the block in the
+    error for a gradient that is itself being recorded (gradients of gradients are not compiled)."""
+    feed = []
+    for kind, k in split.backward_inputs:
+        if kind == "saved":
+            feed.append(saved[k])
+        elif kind == "input":
+            feed.append(inputs[k])
+        else:
+            g = ograds[k]
+            if g._entry is not None and autograd.is_recording():
+                raise GraphcError(f"{what}: gradients of gradients through it are not compiled; call it "
+                                  "without hybridize() for create_graph")
+            # (np.require keeps 0-d arrays 0-d; ascontiguousarray would make them (1,))
+            feed.append(np.require(g._data, requirements="C"))
+    return feed
+
+
 class InterpretedProgram:
     """Runs a graph on the numpy references: used when no compiler applies (and in tests as the oracle)."""
 
@@ -324,19 +345,7 @@ class CachedOp:
         kept_inputs = arrays
 
         def backward(F, ins, outs, ograds):
-            feed = []
-            for kind, k in split.backward_inputs:
-                if kind == "saved":
-                    feed.append(saved[k])
-                elif kind == "input":
-                    feed.append(kept_inputs[k])
-                else:
-                    g = ograds[k]
-                    if g._entry is not None and autograd.is_recording():
-                        raise GraphcError(f"{self.block.name}: gradients of gradients through a hybridized "
-                                          "block are not compiled; call it without hybridize() for create_graph")
-                    # (np.require keeps 0-d arrays 0-d; ascontiguousarray would make them (1,))
-                    feed.append(np.require(g._data, requirements="C"))
+            feed = backward_feed(split, saved, kept_inputs, ograds, f"{self.block.name}: a hybridized block")
             pooled = self.static_alloc and self._outputs_lock.acquire(False)
             try:
                 grads = bwd_prog(feed, self._output_buffers(entry, bwd_graph, ("train_bwd", mask, training))

@@ -132,6 +132,7 @@ def _write_back(entry, results):
 
 def _run_training(cached_op, entry, placed, graph, inputs, arrays, mask, training, rng, group2ctx,
                   var_devices, default, out_devices, compile_stage):
+    from .cached_op import backward_feed     # cached_op imports this module
     compiled = placed.train.get((mask, training))
     if compiled is None:
         with cached_op._compile_lock:
@@ -149,18 +150,7 @@ def _run_training(cached_op, entry, placed, graph, inputs, arrays, mask, trainin
     name = cached_op.block.name
 
     def backward(F, ins, outs, ograds):
-        feed = []
-        for kind, k in split.backward_inputs:
-            if kind == "saved":
-                feed.append(saved[k])
-            elif kind == "input":
-                feed.append(arrays[k])
-            else:
-                g = ograds[k]
-                if g._entry is not None and autograd.is_recording():
-                    raise GraphcError(f"{name}: gradients of gradients through a partitioned block are not "
-                                      "compiled; call it without hybridize() for create_graph")
-                feed.append(np.require(g._data, requirements="C"))
+        feed = backward_feed(split, saved, arrays, ograds, f"{name}: a partitioned block")
         grads = bwd_prog(feed, None, rng=rng)
         out = [None] * len(ins)
         for pos, g, dev in zip(positions, grads, grad_devices):
