@@ -20,7 +20,6 @@ import numpy as np
 from .. import autograd, device as _device
 from .. import random as _random
 from ..ndarray import NDArray
-from ..ops.errors import GraphcError
 from ..partitioned import PartitionedProgram
 from ..passes.autodiff import GradientGraph, differentiate, split_forward_backward
 from ..passes.partition import COPY, device_name, devices_of, node_device, partition_devices
