@@ -225,26 +225,31 @@ class SGD(Optimizer):
 
     def update(self, index, weight, grad, state):
         lr, wd, _ = self._begin(index)
-        w = weight._data
-        if self._clipping():
-            g = self._rescaled(grad._data, self._scratch(w))
-            g *= lr
-        else:
-            # lr * rescale_grad * grad in one pass (a pass over every weight is what this costs)
-            g = np.multiply(grad._data, lr * self.rescale_grad, out=self._scratch(w))
-        if state is None:
-            if wd != 0:
-                w *= 1.0 - lr * wd
-            w -= g
-            return
-        m = state._data
-        m *= self.momentum
+        sgd_step(self, weight._data, grad._data, state, lr, wd, self.momentum)
+
+
+def sgd_step(opt, w, grad, state, lr, wd, momentum):
+    """MXNet's sgd_update / sgd_mom_update on numpy arrays with an explicit rate and momentum
+    (SGD, and LARS with its layer-wise rate): in place on `w` and the momentum `state`."""
+    if opt._clipping():
+        g = opt._rescaled(grad, opt._scratch(w))
+        g *= lr
+    else:
+        # lr * rescale_grad * grad in one pass (a pass over every weight is what this costs)
+        g = np.multiply(grad, lr * opt.rescale_grad, out=opt._scratch(w))
+    if state is None:
         if wd != 0:
-            tmp = self._scratch(w, 1)
-            np.multiply(w, lr * wd, out=tmp)
-            m -= tmp
-        m -= g
-        w += m
+            w *= 1.0 - lr * wd
+        w -= g
+        return
+    m = state._data
+    m *= momentum
+    if wd != 0:
+        tmp = opt._scratch(w, 1)
+        np.multiply(w, lr * wd, out=tmp)
+        m -= tmp
+    m -= g
+    w += m
 
 
 @register

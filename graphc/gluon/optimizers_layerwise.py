@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ndarray import NDArray
-from .optimizer import Optimizer, _one_minus, _zeros_like, register
+from .optimizer import Optimizer, _one_minus, _zeros_like, register, sgd_step
 
 __all__ = ["LAMB", "LARS"]
 
@@ -114,7 +114,7 @@ class LARS(Optimizer):
         lr, wd = self._get_lr(index), self._get_wd(index)
         # MXNet takes the trust ratio's norms on the float16 weight and gradient
         lr = self._layer_lr(index, weight._data, grad._data, lr, wd)
-        _sgd_step(self, master._data, grad._data.astype(np.float32), mom, lr, wd, self._momentum())
+        sgd_step(self, master._data, grad._data.astype(np.float32), mom, lr, wd, self._momentum())
         weight._data[...] = master._data
 
     def _momentum(self):
@@ -148,25 +148,6 @@ class LARS(Optimizer):
         self._track_lr()
         lr, wd = self._get_lr(index), self._get_wd(index)
         lr = self._layer_lr(index, weight._data, grad._data, lr, wd)
-        _sgd_step(self, weight._data, grad._data, state, lr, wd, self._momentum())
+        sgd_step(self, weight._data, grad._data, state, lr, wd, self._momentum())
 
-
-def _sgd_step(opt, w, grad, state, lr, wd, momentum):
-    """MXNet's sgd_update / sgd_mom_update with an explicit rate and momentum:
-        g = clip(rescale_grad * grad)
-        no state: weight = (1 - lr * wd) * weight - lr * g
-        else:     mom = momentum * mom - lr * wd * weight - lr * g;  weight += mom"""
-    g = opt._rescaled(grad, opt._scratch(w))
-    g *= lr
-    if state is None:
-        if wd != 0:
-            w *= 1.0 - lr * wd
-        w -= g
-        return
-    m = state._data
-    m *= momentum
-    if wd != 0:
-        m -= (lr * wd) * w
-    m -= g
-    w += m
 
