@@ -13,6 +13,7 @@ import time
 import numpy as np
 import torch
 import torch.nn as tnn
+from _torch_seed import assign_seeded
 
 torch.set_num_threads(C.THREADS)
 try:
@@ -86,21 +87,7 @@ class ResNet18V1(tnn.Module):
 def make_resnet(seeded=True):
     net = ResNet18V1().eval()
     if seeded:
-        targets = []
-        for m in net.modules():
-            if isinstance(m, tnn.Conv2d):
-                targets.append(m.weight)
-            elif isinstance(m, tnn.BatchNorm2d):
-                targets += [m.weight, m.bias, m.running_mean, m.running_var]
-            elif isinstance(m, tnn.Linear):
-                targets += [m.weight, m.bias]
-
-        def put(t, a, i):
-            if tuple(t.shape) != a.shape:
-                raise ValueError(f"parameter {i}: shape {tuple(t.shape)} vs seeded {a.shape}")
-            with torch.no_grad():
-                t.copy_(torch.from_numpy(a))
-        C.assign_flat(targets, C.resnet18_params(), put, "ResNet-18 parameters")
+        assign_seeded(net, C.resnet18_params(), "ResNet-18 parameters")
     return net
 
 

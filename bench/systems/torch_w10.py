@@ -16,6 +16,7 @@ import torch
 import torch.nn as tnn
 
 import _w10 as W
+from _torch_seed import assign_seeded
 
 SYSTEM = "torch"
 VARIANTS = ("eager", "compile")
@@ -55,22 +56,7 @@ def make_cnn():
         cin = ch
     layers += [tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Linear(cin, W.CNN_CLASSES)]
     net = tnn.Sequential(*layers)
-    # the seeded parameters, in the order the modules were registered (= MXNet's order)
-    targets = []
-    for m in net.modules():
-        if isinstance(m, tnn.Conv2d):
-            targets.append(m.weight)
-        elif isinstance(m, tnn.BatchNorm2d):
-            targets += [m.weight, m.bias, m.running_mean, m.running_var]
-        elif isinstance(m, tnn.Linear):
-            targets += [m.weight, m.bias]
-
-    def put(t, a, i):
-        if tuple(t.shape) != a.shape:
-            raise ValueError(f"parameter {i}: shape {tuple(t.shape)} vs seeded {a.shape}")
-        with torch.no_grad():
-            t.copy_(torch.from_numpy(a))
-    C.assign_flat(targets, W.cnn_params(), put, "CNN parameters")
+    assign_seeded(net, W.cnn_params(), "CNN parameters")
     return net
 
 
