@@ -21,7 +21,7 @@ MXNetError = GraphcError  # code that catches mx.base.MXNetError keeps working
 
 _LAZY = {"sym": ".symbol", "symbol": ".symbol", "gluon": ".gluon", "init": ".initializer",
          "initializer": ".initializer", "metric": ".metric", "kv": ".kvstore",
-         "kvstore": ".kvstore", "io": ".io", "lr_scheduler": ".lr_scheduler",
+         "kvstore": ".kvstore", "formats": ".formats", "lr_scheduler": ".lr_scheduler",
          "optimizer": ".optimizer", "operator": ".operator", "test_utils": ".test_utils", "name": ".name"}
 
 

@@ -63,8 +63,8 @@ def _read_symbol_text(path: str) -> str:
 
 
 def inspect(args) -> int:
-    from .io.mxnet_json import load_symbol_json
-    from .io.mxnet_params import load_params
+    from .formats.mxnet_json import load_symbol_json
+    from .formats.mxnet_params import load_params
     from .passes.infer import infer_types
     from .passes.pipeline import SIMPLIFY
     shapes = _parse_shapes(args.shape)

@@ -409,11 +409,11 @@ class Symbol(Handle):
         return [array(o, dtype=o.dtype) for o in interpret(g, arrays)]
 
     def tojson(self):
-        from .io.mxnet_json import dump_symbol_json
+        from .formats.mxnet_json import dump_symbol_json
         return dump_symbol_json(self._graph())
 
     def save(self, fname, remove_amp_cast=True):
-        from .io.atomic import atomic_write
+        from .formats.atomic import atomic_write
         atomic_write(fname, self.tojson().encode())
 
     # -- fluent methods, as on NDArray: x.sum(axis=1), x.reshape((0, -1)), x.exp() -----------
@@ -498,12 +498,12 @@ def Group(symbols):
 
 
 def load_json(json_str):
-    from .io.mxnet_json import load_symbol_json
+    from .formats.mxnet_json import load_symbol_json
     return _from_graph(load_symbol_json(json_str, "<json string>"))
 
 
 def load(fname):
-    from .io.mxnet_json import load_symbol_json, read_symbol_file
+    from .formats.mxnet_json import load_symbol_json, read_symbol_file
     return _from_graph(load_symbol_json(read_symbol_file(fname), str(fname)))
 
 

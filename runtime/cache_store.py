@@ -175,7 +175,7 @@ def load_entry(directory: str, key: str, target: dict, limit: int) -> bytes | No
 
 def write_entry(directory: str, key: str, data: bytes) -> None:
     """Atomically make `data` the entry for `key`: temporary file, fsync, rename, fsync of the
-    directory. Raises OSError; the temporary file never outlives a failure. (Not graphc.io's
+    directory. Raises OSError; the temporary file never outlives a failure. (Not graphc.formats'
     atomic_write: the runtime never imports the front end, and an entry must be 0600 from its
     first byte, which mkstemp gives, rather than take the umask or an old file's mode.)"""
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)

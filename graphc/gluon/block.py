@@ -275,7 +275,7 @@ class Block:
 
     def save_parameters(self, filename, deduplicate=False):
         """Write parameters in MXNet's .params format under structural names (`0.weight`)."""
-        from ..io.mxnet_params import save_params
+        from ..formats.mxnet_params import save_params
         params = self._collect_params_with_prefix()
         if deduplicate:  # a shared parameter is saved once, under its first name
             reverse = {}
@@ -288,7 +288,7 @@ class Block:
                         cast_dtype=False, dtype_source="current"):
         """Load what save_parameters wrote. A file without structural names (the older
         `save_params`, or prefixed names) loads through collect_params().load(), as MXNet."""
-        from ..io.mxnet_params import load_params
+        from ..formats.mxnet_params import load_params
         loaded = load_params(filename)
         params = self._collect_params_with_prefix()
         if not loaded and not params:

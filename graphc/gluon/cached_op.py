@@ -473,9 +473,9 @@ def _contiguous(arrays):
 def export_block(block, path, epoch=0, remove_amp_cast=True):
     """Write `path-symbol.json` and `path-%04d.params` in MXNet 1.x's formats."""
     import json
-    from ..io.mxnet_json import dump_symbol_json
-    from ..io.mxnet_params import save_params
-    from ..io.atomic import atomic_write
+    from ..formats.mxnet_json import dump_symbol_json
+    from ..formats.mxnet_params import save_params
+    from ..formats.atomic import atomic_write
     cached = getattr(block, "_cached_op", None)
     if cached is None or cached.last is None:
         raise GraphcError(f"{block.name}: export needs a traced graph; call hybridize() and run the "
@@ -492,7 +492,7 @@ def export_block(block, path, epoch=0, remove_amp_cast=True):
         kind = names[p.name].hints.get("kind", "param") if p.name in names else "param"
         arrays[("aux:" if kind == "aux" else "arg:") + p.name] = p.data().asnumpy()
     try:
-        from ..io.mxnet_json import constants_of
+        from ..formats.mxnet_json import constants_of
         for name, value in constants_of(graph).items():
             arrays["arg:" + name] = np.asarray(value)
     except ImportError:

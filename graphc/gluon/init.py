@@ -335,7 +335,7 @@ class Load:
 
     def __init__(self, param, default_init=None, verbose=False):
         if isinstance(param, str):
-            from ..io.mxnet_params import load_params
+            from ..formats.mxnet_params import load_params
             param = load_params(param)
         self.param = {}
         for name, arr in param.items():

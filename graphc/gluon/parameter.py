@@ -554,7 +554,7 @@ class ParameterDict:
 
     def save(self, filename, strip_prefix=""):
         """Write all parameters to an MXNet .params file, names without `strip_prefix`."""
-        from ..io.mxnet_params import save_params
+        from ..formats.mxnet_params import save_params
         arrays = {}
         for param in self.values():
             if not param.name.startswith(strip_prefix):
@@ -567,7 +567,7 @@ class ParameterDict:
 
     def load(self, filename, ctx=None, allow_missing=False, ignore_extra=False, restore_prefix="",
              cast_dtype=False, dtype_source="current"):
-        from ..io.mxnet_params import load_params
+        from ..formats.mxnet_params import load_params
         if restore_prefix:
             for name in self.keys():
                 if not name.startswith(restore_prefix):

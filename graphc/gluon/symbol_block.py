@@ -71,7 +71,7 @@ class SymbolBlock(HybridBlock):
     def imports(symbol_file, input_names, param_file=None, ctx=None, allow_missing=False,
                 ignore_extra=False):
         """Load `-symbol.json` (+ `.params`), as written by MXNet 1.x or graphc's export."""
-        from ..io.mxnet_json import load_symbol_json, read_symbol_file
+        from ..formats.mxnet_json import load_symbol_json, read_symbol_file
         if isinstance(input_names, str):
             input_names = [input_names]
         graph = load_symbol_json(read_symbol_file(symbol_file), str(symbol_file), data_names=input_names)
@@ -85,7 +85,7 @@ class SymbolBlock(HybridBlock):
     def load_params_file(self, param_file, ctx=None, allow_missing=False, ignore_extra=False,
                          cast_dtype=False):
         """Load an MXNet `.params` file whose names are `arg:NAME`/`aux:NAME` (or bare names)."""
-        from ..io.mxnet_params import load_params
+        from ..formats.mxnet_params import load_params
         arrays = load_params(param_file)
         by_name = {}
         for key, value in arrays.items():

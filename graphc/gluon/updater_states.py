@@ -1,7 +1,7 @@
 """The optimizer-states file: what `Trainer.save_states` and `KVStore.save_optimizer_states`
 write, and what their `load_*` counterparts read.
 
-One MXNet-format .params file (graphc.io.mxnet_params): every state array (momentum, Adam's
+One MXNet-format .params file (graphc.formats.mxnet_params): every state array (momentum, Adam's
 moments, a float16 weight's master copy...) under a name of its own, plus one uint8 entry
 holding a JSON description: the optimizer's name, for each Updater the nesting of its states
 per key and, when the optimizer is dumped, its counters (num_update, per-key update counts,
@@ -42,7 +42,7 @@ def _decode_key(s, kind):
 
 def save_updater_states(fname, optimizer, updaters, dump_optimizer=True):
     """Write the states of `updaters` (graphc.gluon.optimizer.Updater) of `optimizer` to `fname`."""
-    from ..io.mxnet_params import save_params
+    from ..formats.mxnet_params import save_params
     arrays = {}
 
     def encode(state, name):
@@ -74,7 +74,7 @@ def save_updater_states(fname, optimizer, updaters, dump_optimizer=True):
 def load_updater_states(fname, optimizer, updaters, contexts):
     """Restore what save_updater_states wrote into `updaters` (states placed on contexts[u]) and,
     when the file holds them, `optimizer`'s counters. The optimizer must be of the saved kind."""
-    from ..io.mxnet_params import load_params
+    from ..formats.mxnet_params import load_params
     arrays = load_params(fname)
     if META not in arrays:
         raise ValueError(f"{fname}: not a graphc optimizer-states file (no {META} entry)")

@@ -86,7 +86,7 @@ def waitall():
 
 def save(fname, data):
     """Save NDArrays in MXNet's .params format (a list, or a dict of names)."""
-    from ..io.mxnet_params import save_params
+    from ..formats.mxnet_params import save_params
     if isinstance(data, NDArray):
         data = [data]
     if isinstance(data, dict):
@@ -97,7 +97,7 @@ def save(fname, data):
 
 
 def load(fname):
-    from ..io.mxnet_params import load_params
+    from ..formats.mxnet_params import load_params
     loaded = load_params(fname)
     if all(k.isdigit() for k in loaded) and loaded:
         return [array(v, dtype=v.dtype) for v in loaded.values()]

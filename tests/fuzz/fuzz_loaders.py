@@ -101,7 +101,7 @@ class Seeds:
                 self.symbols[name] = f.read()
             with np.load(prefix + "-io.npz") as z:
                 self.io[name] = {k: z[k] for k in z.files}
-        from graphc.io.mxnet_params import load_params
+        from graphc.formats.mxnet_params import load_params
         self.arrays = {name: load_params(prefix + "-0000.params") for name, prefix in self.models.items()}
         self.data_regions = {name: _data_regions(raw) for name, raw in self.params.items()}
 
@@ -315,8 +315,8 @@ class Wrong(Exception):
 
 def run_case(case, seeds, workdir):
     import graphc as mx
-    from graphc.io.mxnet_params import load_params, save_params
-    from graphc.io.mxnet_json import load_symbol_json, dump_symbol_json, read_symbol_file
+    from graphc.formats.mxnet_params import load_params, save_params
+    from graphc.formats.mxnet_json import load_symbol_json, dump_symbol_json, read_symbol_file
 
     name = case["model"]
     if case["target"] == "params":

@@ -7,7 +7,7 @@ import graphc as mx
 from graphc import autograd, gluon, nd
 from graphc.gluon import nn
 from graphc.gluon.block import NameManager
-from graphc.io.mxnet_params import load_params
+from graphc.formats.mxnet_params import load_params
 
 
 def test_top_level_blocks_count_per_class_name():

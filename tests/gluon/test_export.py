@@ -110,7 +110,7 @@ def test_failed_export_leaves_old_files_intact(tmp_path, monkeypatch):
     net = trained_mlp()
     sym_file, params_file = net.export(str(tmp_path / "keep"))
     before = open(params_file, "rb").read()
-    import graphc.io.mxnet_params as mp
+    import graphc.formats.mxnet_params as mp
     real = mp._encode_array
 
     def boom(*a, **k):

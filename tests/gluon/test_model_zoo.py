@@ -170,7 +170,7 @@ def test_compiled_network_matches_eager(name, tmp_path):
         # export -> SymbolBlock.imports gives the same outputs, with MXNet's prefixed names
         path = str(tmp_path / "resnet18_v1")
         net.export(path)
-        from graphc.io.mxnet_params import load_params
+        from graphc.formats.mxnet_params import load_params
         saved = load_params(path + "-0000.params")
         assert f"arg:{net.prefix}conv0_weight" in saved
         assert f"aux:{net.prefix}batchnorm0_running_mean" in saved
@@ -187,7 +187,7 @@ def test_save_and_load_parameters_round_trip(tmp_path):
     want = net(x).asnumpy()
     path = str(tmp_path / "m.params")
     net.save_parameters(path)
-    from graphc.io.mxnet_params import load_params
+    from graphc.formats.mxnet_params import load_params
     keys = list(load_params(path))
     assert keys[0] == "features.0.weight" and "output.0.weight" in keys
     other = vision.mobilenet_v2_0_25(classes=10)

@@ -6,7 +6,7 @@ import pytest
 
 import graphc as mx
 from graphc import nd
-from graphc.io.mxnet_params import load_params
+from graphc.formats.mxnet_params import load_params
 from graphc.kvstore import DeviceReduction, KVStore, KVStoreBase, Transport
 
 

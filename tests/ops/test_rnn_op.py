@@ -218,7 +218,7 @@ def test_rnn_param_concat_gradient_splits_the_head_back():
 
 @pytest.mark.skipif(not os.path.exists(FIXTURE), reason=f"fixture {FIXTURE} is missing")
 def test_mxnet_lstm_fixture_attributes_parse():
-    from graphc.io.mxnet_json import load_symbol_json, read_symbol_json
+    from graphc.formats.mxnet_json import load_symbol_json, read_symbol_json
     with open(FIXTURE) as f:
         text = f.read()
     sf = read_symbol_json(text, FIXTURE)

@@ -151,8 +151,8 @@ def _mxnet_lstm_fixture():
     begin-state `_zeros` nodes say shape (2, 0, 24): 0 is the batch, which MXNet's shape
     inference fills in from RNN's data; graphc's loader does not infer backwards (yet), so the
     batch is written in here."""
-    from graphc.io.mxnet_json import bind_types, load_symbol_json, read_symbol_json
-    from graphc.io.mxnet_params import load_params, split_arg_aux
+    from graphc.formats.mxnet_json import bind_types, load_symbol_json, read_symbol_json
+    from graphc.formats.mxnet_params import load_params, split_arg_aux
     base = os.path.dirname(LSTM_FIXTURE)
     if not os.path.exists(os.path.join(base, "lstm-io.npz")):
         pytest.skip("lstm fixture is missing")

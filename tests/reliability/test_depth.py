@@ -295,7 +295,7 @@ def test_an_output_tree_nested_100k_deep_is_refused_naming_the_file(tmp_path):
 
 
 def test_an_output_tree_deeper_than_the_limit_is_refused_naming_the_limit(tmp_path):
-    from graphc.io.mxnet_json import MAX_OUTPUT_TREE_DEPTH
+    from graphc.formats.mxnet_json import MAX_OUTPUT_TREE_DEPTH
     doc = fixture_doc()
     depth = MAX_OUTPUT_TREE_DEPTH + 1
     doc["attrs"]["graphc_output_tree"] = ["str", '["list", [' * depth + "0" + "]]" * depth]

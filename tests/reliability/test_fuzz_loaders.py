@@ -27,7 +27,7 @@ def test_the_fuzzer_reports_a_loader_that_accepts_trailing_bytes(tmp_path, monke
         import fuzz_loaders
     finally:
         sys.path.pop(0)
-    from graphc.io import mxnet_params
+    from graphc.formats import mxnet_params
     seeds = fuzz_loaders.Seeds(str(tmp_path))
     case = {"target": "params", "model": "mlp", "kind": "append", "bytes": seeds.params["mlp"] + b"\0" * 8,
             "expect": None}

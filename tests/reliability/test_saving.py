@@ -17,8 +17,8 @@ import pytest
 
 import graphc as mx
 from graphc import nd, gluon
-from graphc.io import atomic
-from graphc.io.atomic import atomic_write
+from graphc.formats import atomic
+from graphc.formats.atomic import atomic_write
 from graphc.gluon import nn
 
 BIG_ELEMS = 16 << 20        # 64 MB of float32: a save takes long enough to be caught mid-write
@@ -102,7 +102,7 @@ def test_orphans_of_other_files_are_left_alone(tmp_path):
 def test_a_concurrent_save_in_progress_keeps_its_temporary_file(tmp_path):
     path = str(tmp_path / "shared.params")
     code = ("import sys\n"
-            "from graphc.io.atomic import atomic_write\n"
+            "from graphc.formats.atomic import atomic_write\n"
             "def write(f):\n"
             "    f.write(b'from the other process')\n"
             "    print('writing', flush=True)\n"
@@ -170,9 +170,9 @@ def test_an_unsavable_value_leaves_the_old_file(tmp_path):
     path = str(tmp_path / "x.params")
     nd.save(path, {"w": nd.array([1.0, 2.0])})
     with pytest.raises(mx.GraphcError, match="names must be strings"):
-        mx.io.save_params(path, {"w": np.ones(3, np.float32), 7: np.ones(2, np.float32)})
+        mx.formats.save_params(path, {"w": np.ones(3, np.float32), 7: np.ones(2, np.float32)})
     with pytest.raises(mx.GraphcError, match="complex64"):
-        mx.io.save_params(path, {"w": np.ones(3, np.complex64)})
+        mx.formats.save_params(path, {"w": np.ones(3, np.complex64)})
     np.testing.assert_array_equal(nd.load(path)["w"].asnumpy(), [1.0, 2.0])
     assert temps(tmp_path) == []
 

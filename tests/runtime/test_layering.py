@@ -16,7 +16,7 @@ import graphc.passes
 import graphc.runtime
 
 FRONT_END = ("graphc.gluon", "graphc.ndarray", "graphc.autograd", "graphc.symbol", "graphc.nd",
-             "graphc.compiler", "graphc.kvstore", "graphc.io", "graphc.cli")
+             "graphc.compiler", "graphc.kvstore", "graphc.formats", "graphc.cli")
 FORBIDDEN = {
     "graphc.ops": ("graphc.passes", "graphc.runtime") + FRONT_END,
     "graphc.runtime": ("graphc.passes",) + FRONT_END,

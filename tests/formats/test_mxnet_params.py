@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
 
 from graphc.ops.errors import FormatError
-from graphc.io.atomic import atomic_write
-from graphc.io.mxnet_params import load_params, save_params, split_arg_aux, V2_MAGIC, V3_MAGIC
+from graphc.formats.atomic import atomic_write
+from graphc.formats.mxnet_params import load_params, save_params, split_arg_aux, V2_MAGIC, V3_MAGIC
 
 FIXTURES = Path("/work/shared/fixtures/mxnet")
 NAMES = ["mlp", "cnn", "lstm"]

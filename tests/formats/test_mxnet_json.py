@@ -16,9 +16,9 @@ from graphc.ops.graph import verify
 from graphc.ops.interpret import interpret
 from graphc.ops.registry import OpDef
 from graphc.ops.types import TensorType
-from graphc.io.mxnet_json import (bind_types, constants_of, dump_symbol_json, load_symbol_json,
+from graphc.formats.mxnet_json import (bind_types, constants_of, dump_symbol_json, load_symbol_json,
                                   read_symbol_json)
-from graphc.io.mxnet_params import load_params, split_arg_aux
+from graphc.formats.mxnet_params import load_params, split_arg_aux
 
 FIXTURES = Path("/work/shared/fixtures/mxnet")
 NAMES = ["mlp", "cnn", "lstm"]
