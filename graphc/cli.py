@@ -1,7 +1,14 @@
 """The `graphc` command line.
 
     graphc inspect MODEL-symbol.json [--shape data=1,784] [--params F] [--passes]
-        prints a model file's graph, typed when input shapes are given, after each pass with --passes
+        prints a model file's summary (parameters, bytes, FLOPs, operator histogram), then its
+        graph, typed when input shapes are given, after each pass with --passes
+    graphc viz MODEL-symbol.json [--shape data=1,3,224,224] [-o out.svg] [--after-passes]
+               [--partition GROUP=cpu(1) ...]
+        draws the graph as SVG (graphc draws it; no Graphviz needed) or DOT text (-o x.dot);
+        --after-passes draws what the backend compiles (fused kernels as one box); --partition
+        places ctx_groups on devices, colours boxes by device, marks the cut edges and prints
+        the per-device FLOPs, memory and bytes crossing
     graphc cache info | verify [--remove] | clear
         the compile cache: where it is and how full; check every entry as the loader would; empty it
 
@@ -62,16 +69,16 @@ def _read_symbol_text(path: str) -> str:
                            "inspect expects an MXNet -symbol.json file") from None
 
 
-def inspect(args) -> int:
+def _load_model(args):
+    """(graph, input shapes): the file's graph, typed when --shape was given (parameter shapes
+    inferred, or read from --params)."""
     from .formats.mxnet_json import load_symbol_json
     from .formats.mxnet_params import load_params
     from .passes.infer import infer_types
-    from .passes.pipeline import SIMPLIFY
     shapes = _parse_shapes(args.shape)
     graph = load_symbol_json(_read_symbol_text(args.symbol), args.symbol, data_names=list(shapes))
     if not shapes:
-        print(graph)
-        return 0
+        return graph, shapes
     try:
         types = {name: TensorType(shape, args.dtype) for name, shape in shapes.items()}
     except GraphcError as exc:
@@ -80,8 +87,106 @@ def inspect(args) -> int:
         for key, value in load_params(args.params).items():
             name = key.split(":", 1)[-1]
             types.setdefault(name, TensorType(value.shape, value.dtype))
-    typed = infer_types(graph, types)
-    print(SIMPLIFY(typed, dump="all" if args.passes else "") if args.passes else typed)
+    else:   # parameter shapes from the data's, as MXNet's infer_shape finds them
+        from .symbol import _from_graph
+        inferred = _from_graph(graph)._var_types(shapes, {k: args.dtype for k in shapes}, partial=True)
+        for name, t in inferred.items():
+            if t is not None:
+                types.setdefault(name, t)
+    return infer_types(graph, types), shapes
+
+
+def inspect(args) -> int:
+    from .passes.pipeline import SIMPLIFY
+    graph, shapes = _load_model(args)
+    print(model_summary(graph, args.symbol, typed=bool(shapes)))
+    print()
+    print(SIMPLIFY(graph, dump="all") if args.passes and shapes else graph)
+    return 0
+
+
+def model_summary(graph, path: str, typed: bool) -> str:
+    """The lines `graphc inspect` starts with: what the model holds and costs, before its listing."""
+    from collections import Counter
+    from .passes.cost_model import node_flops
+    from .passes.partition_report import format_bytes, format_count
+    ops = graph.op_nodes()
+    variables = [n for n in graph.nodes if n.is_var]
+    lines = [f"model: {graph.name} ({path}): {len(ops)} operators, {len(variables)} variables, "
+             f"{len(graph.outputs)} output{'s' if len(graph.outputs) != 1 else ''}"]
+    if typed:
+        data = [n for n in variables if n.hints.get("kind") == "input"]
+        params = [n for n in variables if n.hints.get("kind") in ("param", "aux")]
+        lines.append("inputs: " + ", ".join(f"{n.name} {n.types[0]}" for n in data))
+        values = sum(n.types[0].size for n in params)
+        nbytes = sum(n.types[0].nbytes for n in params)
+        lines.append(f"parameters: {len(params)} arrays, {values:,} values, {format_bytes(nbytes)}")
+        act = sum(t.nbytes for n in ops for t in n.types if t is not None)
+        lines.append(f"activations: {format_bytes(act)} (every operator output of one forward run)")
+        lines.append(f"FLOPs: {format_count(sum(node_flops(n) for n in ops))} per forward run")
+        lines.append("outputs: " + ", ".join(str(v.type) for v in graph.outputs))
+    else:
+        lines.append(f"parameters: sizes unknown (give the input shapes, --shape NAME=D1,D2,...)")
+    histogram = Counter(n.op for n in ops).most_common()
+    lines.append("operators: " + ", ".join(f"{op} x{k}" for op, k in histogram))
+    return "\n".join(lines)
+
+
+# -- graphc viz ------------------------------------------------------------------------------------
+def _parse_partition(items) -> dict:
+    import re
+    group2ctx = {}
+    for item in items or []:
+        group, _, device = item.partition("=")
+        if not group or not re.fullmatch(r"(cpu|gpu)\(\d+\)", device.strip()):
+            raise CommandError(f"--partition expects GROUP=DEVICE with DEVICE like cpu(1) or gpu(0), got {item!r}", 2)
+        group2ctx[group] = device.strip()
+    return group2ctx
+
+
+def viz(args) -> int:
+    from . import viz as mxviz
+    from .passes.partition import partition_devices
+    from .passes.partition_report import partition_report
+    from .passes.pipeline import INFERENCE, SIMPLIFY, lower_pipeline
+    from .symbol import _from_graph
+    group2ctx = _parse_partition(args.partition)
+    graph, shapes = _load_model(args)
+    output = args.output or f"{graph.name}.svg"
+    ext = os.path.splitext(output)[1].lower().lstrip(".")
+    if ext not in ("svg", "dot", "gv", "pdf", "png"):
+        raise CommandError(f"-o {output}: the picture's file name must end in .svg, .dot, .gv, .pdf or .png", 2)
+    if args.after_passes:
+        if not shapes:
+            raise CommandError("--after-passes needs the input shapes (--shape NAME=D1,D2,...): the passes "
+                               "work on typed graphs", 2)
+        graph = lower_pipeline(False)(INFERENCE(SIMPLIFY(graph)))
+    if group2ctx:
+        groups = {n.hints.get("__ctx_group__") for n in graph.nodes} - {None}
+        unknown = sorted(set(group2ctx) - groups)
+        if unknown:
+            raise CommandError(f"--partition: {args.symbol} has no ctx_group {unknown}; its groups are "
+                               f"{sorted(groups) or 'none (no node carries __ctx_group__)'}")
+        graph = partition_devices(graph, group2ctx)
+    hide = not args.show_weights
+    if args.after_passes or group2ctx:
+        plot = mxviz.plot_network(graph, title=graph.name, hide_weights=hide)
+    else:   # the file as MXNet's plot_network draws it
+        plot = mxviz.plot_network(_from_graph(graph), title=graph.name, hide_weights=hide,
+                                  shape={n.name: n.types[0].shape for n in graph.inputs} if shapes else None)
+    if ext == "svg":
+        data = plot.svg().encode()
+    elif ext in ("dot", "gv"):
+        data = plot.source.encode()
+    else:
+        data = plot.pipe(ext)
+    from .formats.atomic import atomic_write
+    atomic_write(output, data)
+    cuts = sum(1 for e in plot.scene.edges if e.cut is not None)
+    print(f"wrote {output}: {len(plot.scene.boxes)} boxes, {len(plot.scene.edges)} edges"
+          + (f", {cuts} cut between devices" if group2ctx else ""))
+    if group2ctx:
+        print(partition_report(graph))
     return 0
 
 
@@ -138,15 +243,30 @@ def cache_clear(args) -> int:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="graphc", description="graphc: inspect model files and manage the compile cache.")
+    parser = _Parser(prog="graphc", description="graphc: inspect and draw model files, manage the compile cache.")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("inspect", help="print the graph of a -symbol.json file")
+    p = sub.add_parser("inspect", help="print the summary and the graph of a -symbol.json file")
     p.add_argument("symbol")
     p.add_argument("--shape", action="append", help="input shape, NAME=D1,D2,... (repeatable)")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--params", help="a .params file giving the parameter shapes")
     p.add_argument("--passes", action="store_true", help="print the graph after each simplification pass")
     p.set_defaults(run=inspect)
+    z = sub.add_parser("viz", help="draw the graph of a -symbol.json file as SVG (or DOT text)",
+                       description="Draw a model's graph. SVG is drawn by graphc (no Graphviz needed); "
+                                   "-o NAME.dot writes DOT text; .pdf/.png need Graphviz's dot program.")
+    z.add_argument("symbol")
+    z.add_argument("--shape", action="append", help="input shape, NAME=D1,D2,... (repeatable): labels edges with shapes")
+    z.add_argument("--dtype", default="float32")
+    z.add_argument("--params", help="a .params file giving the parameter shapes")
+    z.add_argument("-o", "--output", help="the picture (default GRAPH.svg); .svg, .dot/.gv, .pdf or .png")
+    z.add_argument("--after-passes", action="store_true",
+                   help="draw the graph the backend compiles (fused kernels as one box); needs --shape")
+    z.add_argument("--partition", action="append", metavar="GROUP=DEVICE",
+                   help="place ctx_group GROUP on DEVICE, e.g. stage2=cpu(1) (repeatable): boxes coloured by "
+                        "device, cut edges marked, per-device FLOPs/memory and bytes crossing printed")
+    z.add_argument("--show-weights", action="store_true", help="draw parameters too (hidden by default, as in MXNet)")
+    z.set_defaults(run=viz)
     c = sub.add_parser("cache", help="the compile cache ($GRAPHC_CACHE_DIR, default ~/.cache/graphc)")
     actions = c.add_subparsers(dest="action", required=True)
     actions.add_parser("info", help="directory, entry count, size and limit").set_defaults(run=cache_info)
@@ -171,6 +291,11 @@ def main(argv=None) -> int:
         return args.run(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (`graphc inspect f | head`): as cat does, stop quietly; stdout is
+        # pointed at /dev/null so that the interpreter's final flush does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except CommandError as exc:
         message, status = str(exc), exc.status
     except GraphcError as exc:
