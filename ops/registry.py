@@ -107,6 +107,10 @@ class OpDef:
     # what this op needs of inputs whose shape is not known yet (MXNet's files leave 0 in the
     # begin-state shape of an RNN, to be filled from the data's batch size). Optional.
     infer_missing: Callable | None = None
+    # flops(in_types, out_types, attrs) -> float: arithmetic of one forward run, for the cost
+    # model that places nodes on devices (passes/cost_model.py). None: one per output element,
+    # right for elementwise ops and movements; heavy ops (gemms, convolutions, norms) declare it.
+    flops: Callable | None = None
     doc: str = ""
 
     def input_names(self, attrs) -> tuple:

@@ -273,6 +273,8 @@ def _conv_infer_missing(in_types, attrs):
 register(OpDef("Convolution", infer=_conv_infer, compute=_conv_np, attrs=_CONV_ATTRS, infer_missing=_conv_infer_missing,
                inputs=lambda a: ("data", "weight") if a["no_bias"] else ("data", "weight", "bias"),
                gradient=_conv_grad, lowering=Library("conv"),
+               # a multiply-add per weight element of one filter (C/group * kernel) per output
+               flops=lambda ins, outs, a: 2.0 * outs[0].size * float(np.prod(ins[1].shape[1:])),
                doc="N-D convolution: out[n, f] = sum_c w[f, c] * x[n, c] (windowed), + bias; channels first, "
                    "or last for layout='NHWC'/'NDHWC' (weight (F, *kernel, C/group))."))
 
@@ -310,6 +312,7 @@ def _data_grad_grad(F, ins, outs, gs, attrs):
 register(OpDef("_conv_data_grad", infer=_data_grad_infer, compute=conv_data_grad, inputs=("ograd", "weight"),
                attrs={**_GEO_ATTRS, "in_spatial": Attr("shape")}, gradient=_data_grad_grad,
                lowering=Library("conv_data_grad"),
+               flops=lambda ins, outs, a: 2.0 * ins[0].size * float(np.prod(ins[1].shape[1:])),
                doc="The data gradient of Convolution (a transposed convolution) for data of spatial size in_spatial."))
 
 
@@ -335,6 +338,7 @@ def _weight_grad_grad(F, ins, outs, gs, attrs):
 
 register(OpDef("_conv_weight_grad", infer=_weight_grad_infer, compute=conv_weight_grad, inputs=("ograd", "data"),
                attrs=_GEO_ATTRS, gradient=_weight_grad_grad, lowering=Library("conv_weight_grad"),
+               flops=lambda ins, outs, a: 2.0 * ins[0].size * float(np.prod(outs[0].shape[1:])),
                doc="The weight gradient of Convolution: correlate the data windows with the output gradient."))
 
 
@@ -430,5 +434,7 @@ def _deconv_grad(F, ins, outs, gs, attrs):
 register(OpDef("Deconvolution", infer=_deconv_infer, compute=_deconv_np, attrs=_DECONV_ATTRS,
                inputs=lambda a: ("data", "weight") if a["no_bias"] else ("data", "weight", "bias"),
                gradient=_deconv_grad, lowering=Library("conv"),
+               # each input element scatters into F/group * kernel outputs
+               flops=lambda ins, outs, a: 2.0 * ins[0].size * float(np.prod(ins[1].shape[1:])),
                doc="Transposed convolution: the data gradient of a Convolution with the same geometry; channels "
                    "first, or last for layout='NHWC'/'NDHWC' (weight (C, *kernel, F/group))."))

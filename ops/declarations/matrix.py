@@ -59,8 +59,15 @@ def _dot_grad(F, ins, outs, gs, attrs):
 
 _DOT_ATTRS = {"transpose_a": Attr("bool", False), "transpose_b": Attr("bool", False),
               "forward_stype": Attr("str", None, optional=True)}
+def _dot_flops(ins, outs, attrs) -> float:
+    """2*M*N*K: out has M*N elements and the inputs M*K and K*N (whatever is transposed)."""
+    a, b, out = ins[0].size, ins[1].size, outs[0].size
+    k = (a * b / out) ** 0.5 if out else 0.0
+    return 2.0 * out * k
+
+
 register(OpDef("dot", infer=_dot_infer, compute=_dot_np, inputs=("lhs", "rhs"), attrs=_DOT_ATTRS,
-               gradient=_dot_grad, lowering=Library("gemm")))
+               gradient=_dot_grad, lowering=Library("gemm"), flops=_dot_flops))
 
 
 def _batch_dot_infer(a, b, transpose_a, transpose_b, forward_stype=None):
@@ -95,7 +102,8 @@ def _batch_dot_grad(F, ins, outs, gs, attrs):
 
 
 register(OpDef("batch_dot", infer=_batch_dot_infer, compute=_batch_dot_np, inputs=("lhs", "rhs"),
-               attrs=_DOT_ATTRS, gradient=_batch_dot_grad, lowering=Library("gemm")))
+               attrs=_DOT_ATTRS, gradient=_batch_dot_grad, lowering=Library("gemm"),
+               flops=lambda ins, outs, a: 2.0 * outs[0].size * ins[0].shape[1 if a["transpose_a"] else 2]))
 
 
 # -- FullyConnected ---------------------------------------------------------------------------
@@ -159,4 +167,6 @@ def _fc_infer_missing(in_types, attrs):
 
 
 register(OpDef("FullyConnected", infer=_fc_infer, compute=_fc_np, inputs=_fc_inputs, attrs=_FC_ATTRS,
-               gradient=_fc_grad, infer_missing=_fc_infer_missing, lowering=Library("gemm")))
+               gradient=_fc_grad, infer_missing=_fc_infer_missing, lowering=Library("gemm"),
+               # a multiply-add per weight column per output, plus the bias
+               flops=lambda ins, outs, a: outs[0].size * (2.0 * ins[1].shape[1] + (len(ins) > 2))))

@@ -47,10 +47,11 @@ def _log_softmax_grad(F, ins, outs, gs, attrs):
     return [dx / t if t != 1.0 else dx]
 
 
+# max, subtract, exp, sum, divide: five passes over the data
 register(OpDef("softmax", infer=_softmax_infer, compute=_softmax_np, attrs=_SOFTMAX_ATTRS,
-               gradient=_softmax_grad))
+               gradient=_softmax_grad, flops=lambda ins, outs, a: 5.0 * ins[0].size))
 register(OpDef("log_softmax", infer=_softmax_infer, compute=_log_softmax_np, attrs=_SOFTMAX_ATTRS,
-               gradient=_log_softmax_grad))
+               gradient=_log_softmax_grad, flops=lambda ins, outs, a: 5.0 * ins[0].size))
 
 
 # -- pick: out[i] = data[i, index[i]] along an axis ----------------------------------------------

@@ -146,10 +146,15 @@ def _bn_infer_missing(in_types, attrs):
     return [t if t is not None or i == 0 else want for i, t in enumerate(in_types)]
 
 
+# per element: mean, variance (two passes), then scale and shift (the cost model's estimate)
+_NORM_FLOPS = 8.0
+
+
 register(OpDef("BatchNorm", infer=_bn_infer, compute=_bn_np, attrs=_BN_ATTRS,
                inputs=("data", "gamma", "beta", "moving_mean", "moving_var"), gradient=_bn_grad,
                num_outputs=5, num_visible_outputs=lambda a: 3 if a["output_mean_var"] else 1,
                uses_training=True, aux_inputs=(3, 4), mutates=((3, 3), (4, 4)), infer_missing=_bn_infer_missing,
+               flops=lambda ins, outs, a: _NORM_FLOPS * ins[0].size,
                doc="Batch normalisation over every axis but `axis`; outputs (out, mean, inverse std, "
                    "new moving_mean, new moving_var), the first one (three with output_mean_var) visible."))
 
@@ -207,6 +212,7 @@ def _ln_grad(F, ins, outs, gs, attrs):
 
 register(OpDef("LayerNorm", infer=_ln_infer, compute=_ln_np, attrs=_LN_ATTRS, inputs=("data", "gamma", "beta"),
                gradient=_ln_grad, num_outputs=3, num_visible_outputs=lambda a: 3 if a["output_mean_var"] else 1,
+               flops=lambda ins, outs, a: _NORM_FLOPS * ins[0].size,
                doc="Normalise along `axis` per position; outputs (out, mean, std)."))
 
 
@@ -240,6 +246,7 @@ def _in_grad(F, ins, outs, gs, attrs):
 
 register(OpDef("InstanceNorm", infer=_in_infer, compute=_in_np, attrs={"eps": Attr("float", 1e-3)},
                inputs=("data", "gamma", "beta"), gradient=_in_grad, num_outputs=3, num_visible_outputs=1,
+               flops=lambda ins, outs, a: _NORM_FLOPS * ins[0].size,
                doc="Normalise each (sample, channel) over its spatial positions, then scale and shift per channel."))
 
 
@@ -278,6 +285,7 @@ def _gn_grad(F, ins, outs, gs, attrs):
 
 register(OpDef("GroupNorm", infer=_gn_infer, compute=_gn_np, attrs=_GN_ATTRS, inputs=("data", "gamma", "beta"),
                gradient=_gn_grad, num_outputs=3, num_visible_outputs=lambda a: 3 if a["output_mean_var"] else 1,
+               flops=lambda ins, outs, a: _NORM_FLOPS * ins[0].size,
                doc="Normalise each group of num_groups channel groups per sample; gamma/beta per group (MXNet 1.x)."))
 
 
@@ -314,7 +322,7 @@ def _l2_grad(F, ins, outs, gs, attrs):
 
 
 register(OpDef("L2Normalization", infer=_l2_infer, compute=_l2_np, attrs=_L2_ATTRS, gradient=_l2_grad,
-               num_outputs=2, num_visible_outputs=1,
+               num_outputs=2, num_visible_outputs=1, flops=lambda ins, outs, a: 3.0 * ins[0].size,
                doc="x / sqrt(sum(x^2) + eps) over each instance, channel column, or spatial map; hidden output: the norm."))
 
 
@@ -395,6 +403,6 @@ def _so_grad(F, ins, outs, gs, attrs):
 
 
 register(OpDef("SoftmaxOutput", infer=_so_infer, compute=_so_np, attrs=_SO_ATTRS, inputs=("data", "label"),
-               gradient=_so_grad, aliases=("Softmax",),
+               gradient=_so_grad, aliases=("Softmax",), flops=lambda ins, outs, a: 5.0 * ins[0].size,
                doc="Forward: softmax. Backward: (softmax - one_hot(label)) * grad_scale, ignoring the head "
                    "gradient (MXNet's legacy loss layer)."))

@@ -185,6 +185,13 @@ def _pool_first_np(x, **attrs):
     return np.ascontiguousarray(s).astype(x.dtype, copy=False)
 
 
+def _pool_flops(x, y, attrs) -> float:
+    """One operation per window element per output (a global pool reads every input once)."""
+    if attrs["global_pool"] or not attrs["kernel"]:
+        return float(x.size)
+    return float(y.size) * math.prod(attrs["kernel"])
+
+
 def _pool_grad(F, ins, outs, gs, attrs):
     x = ins[0]
     nd = x.ndim - 2
@@ -196,7 +203,7 @@ def _pool_grad(F, ins, outs, gs, attrs):
 
 
 register(OpDef("Pooling", infer=_pool_infer, compute=_pool_np, attrs=_POOL_ATTRS, gradient=_pool_grad,
-               lowering=Library("pool"),
+               lowering=Library("pool"), flops=lambda ins, outs, a: _pool_flops(ins[0], outs[0], a),
                doc="Max/avg/sum/lp pooling over 1-3 spatial dimensions with MXNet's window conventions; "
                    "channels first, or last for layout='NWC'/'NHWC'/'NDHWC'."))
 
@@ -249,7 +256,7 @@ def _pooling_grad_grad(F, ins, outs, gs, attrs):
 
 register(OpDef("_pooling_grad", infer=_pooling_grad_infer, compute=_pooling_grad_np,
                inputs=("ograd", "data", "output"), attrs=_POOL_ATTRS, gradient=_pooling_grad_grad,
-               lowering=Library("pool_grad"),
+               lowering=Library("pool_grad"), flops=lambda ins, outs, a: _pool_flops(ins[1], ins[0], a),
                doc="Pooling's data gradient: the output gradient scattered back over the windows."))
 
 

@@ -343,6 +343,8 @@ def _rnn_infer_missing(in_types, attrs):
 register(OpDef("RNN", infer=_rnn_infer, compute=_rnn_np, inputs=_rnn_inputs, attrs=_RNN_ATTRS,
                gradient=_rnn_grad, infer_missing=_rnn_infer_missing, num_outputs=lambda a: num_visible(a) + int(has_mask(a)),
                num_visible_outputs=num_visible, random=True, uses_training=True,
+               # every step of every sequence multiplies-adds each weight of the packed parameters once
+               flops=lambda ins, outs, a: 2.0 * ins[0].shape[0] * ins[0].shape[1] * ins[1].size,
                doc="MXNet's fused RNN: stacked (bi)directional vanilla RNN, LSTM or GRU over (T, N, C) data."))
 
 
