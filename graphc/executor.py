@@ -6,6 +6,14 @@ hybridized Gluon block (no second execution path to keep correct). The arrays ar
 executor's own buffers, as in MXNet: forward reads arg_arrays, backward writes grad_arrays
 (or adds to them for grad_req='add'), training forward updates aux_arrays (BatchNorm's moving
 statistics).
+
+Model parallelism (`group2ctx`, MXNet's bind/simple_bind argument): the SymbolBlock is
+hybridized with the same group2ctx, so the symbol's `__ctx_group__` attributes (mx.AttrScope)
+place its operators and it runs as one program per device stage (gluon/model_parallel.py).
+Where the arrays live follows MXNet 1.9: simple_bind allocates each argument, gradient and
+auxiliary state on the device of the operator that reads it; bind takes the arguments wherever
+they are, but refuses a gradient array that is not on the device computing that gradient (as
+MXNet does); outputs live on the device of the operator making them.
 """
 from __future__ import annotations
 
@@ -35,11 +43,12 @@ def _as_dict(kind, names, arrays) -> dict:
 class Executor:
     """A symbol bound to arrays; see the module docstring."""
 
-    def __init__(self, symbol, ctx, args, args_grad=None, grad_req="write", aux_states=None):
+    def __init__(self, symbol, ctx, args, args_grad=None, grad_req="write", aux_states=None, group2ctx=None):
         from .gluon.symbol_block import SymbolBlock
         from .symbol import Symbol
         self._symbol = symbol
         self._ctx = ctx
+        self._group2ctx = dict(group2ctx) if group2ctx else None
         arg_names, aux_names = symbol.list_arguments(), symbol.list_auxiliary_states()
         self.arg_dict = _as_dict("arguments", arg_names, args)
         missing = [n for n in arg_names if n not in self.arg_dict]
@@ -74,22 +83,40 @@ class Executor:
         nodes = {n.name: n for n in symbol._graph().nodes if n.is_var}
         inputs = [Symbol(nodes[n].out(), symbol.builder) for n in arg_names]
         self._block = SymbolBlock(symbol, inputs)
+        if self._group2ctx:
+            self._check_grad_devices()
+            self._block.hybridize(group2ctx=self._group2ctx)
         self._aux_params = {n: self._block._params_by_var[n] for n in aux_names}
         self._outputs = None
 
     @classmethod
-    def simple(cls, symbol, ctx, grad_req, type_dict, shapes):
-        """Zero-filled arrays of the inferred shapes (Symbol.simple_bind)."""
+    def simple(cls, symbol, ctx, grad_req, type_dict, shapes, group2ctx=None):
+        """Zero-filled arrays of the inferred shapes (Symbol.simple_bind); with group2ctx each
+        on the device of the operator reading it."""
         from .ndarray import zeros
-        var_types = symbol._var_types(shapes, {k: np.dtype(v).name for k, v in (type_dict or {}).items()})
-        arrays = {n: zeros(t.shape, ctx=ctx, dtype=t.dtype) for n, t in var_types.items()}
+        dtypes = {k: np.dtype(v).name for k, v in (type_dict or {}).items()}
+        var_types = symbol._var_types(shapes, dtypes)
+        where = placement(symbol, group2ctx, ctx, shapes, dtypes) if group2ctx else {}
+        arrays = {n: zeros(t.shape, ctx=where.get(n, ctx), dtype=t.dtype) for n, t in var_types.items()}
         arg_names = symbol.list_arguments()
         reqs = {n: grad_req for n in arg_names} if isinstance(grad_req, str) else \
             (dict(grad_req) if isinstance(grad_req, dict) else dict(zip(arg_names, grad_req)))
-        grads = {n: zeros(arrays[n].shape, ctx=ctx, dtype=arrays[n].dtype)
+        grads = {n: zeros(arrays[n].shape, ctx=arrays[n].context, dtype=arrays[n].dtype)
                  for n in arg_names if reqs.get(n, "null") != "null"}
         return cls(symbol, ctx, {n: arrays[n] for n in arg_names}, grads, reqs,
-                   {n: arrays[n] for n in symbol.list_auxiliary_states()})
+                   {n: arrays[n] for n in symbol.list_auxiliary_states()}, group2ctx)
+
+    def _check_grad_devices(self):
+        """MXNet's bind refuses a gradient array on another device than the one computing it
+        ("Trying to save gradient to cpu(0) while its source node ... computes it on cpu(1)")."""
+        shapes = {n: a.shape for n, a in {**self.arg_dict, **self.aux_dict}.items()}
+        dtypes = {n: np.dtype(a.dtype).name for n, a in {**self.arg_dict, **self.aux_dict}.items()}
+        where = placement(self._symbol, self._group2ctx, self._ctx, shapes, dtypes)
+        for name, g in self.grad_dict.items():
+            if g.context != where[name]:
+                raise GraphcError(f"bind: the gradient of {name!r} is computed on {where[name]} (group2ctx "
+                                  f"places the operator reading it there) but its array is on {g.context}; "
+                                  f"allocate it on {where[name]} (MXNet refuses this too)")
 
     # -- MXNet's list views -------------------------------------------------------------
     @property
@@ -121,8 +148,8 @@ class Executor:
                                   f"arguments are {self._symbol.list_arguments()}")
             self.arg_dict[name][:] = value
         for name, p in self._aux_params.items():
-            if p._data is None:
-                p._load_init(self.aux_dict[name], self._ctx)
+            if p._data is None:      # (with group2ctx where its stage reads it: no copy per call)
+                p._load_init(self.aux_dict[name], self.aux_dict[name].context if self._group2ctx else self._ctx)
             else:
                 p.set_data(self.aux_dict[name])
         args = []
@@ -142,7 +169,7 @@ class Executor:
         self._outputs = outs
         self._trained = is_train
         for name, p in self._aux_params.items():
-            self.aux_dict[name][:] = p.data()
+            self.aux_dict[name][:] = p.data(p.list_ctx()[0])   # (group2ctx may have moved it)
         return self.outputs
 
     def backward(self, out_grads=None, is_train=True):
@@ -183,8 +210,28 @@ class Executor:
         var_types = self._symbol._var_types(shapes)
         def keep(name, arr):
             t = var_types[name]
-            return arr if arr.shape == t.shape else zeros(t.shape, ctx=self._ctx, dtype=t.dtype)
+            return arr if arr.shape == t.shape else zeros(t.shape, ctx=arr.context, dtype=t.dtype)
         args = {n: keep(n, a) for n, a in self.arg_dict.items()}
         grads = {n: keep(n, a) for n, a in self.grad_dict.items()}
         aux = {n: keep(n, a) for n, a in self.aux_dict.items()}
-        return Executor(self._symbol, self._ctx, args, grads, dict(self._grad_req), aux)
+        return Executor(self._symbol, self._ctx, args, grads, dict(self._grad_req), aux, self._group2ctx)
+
+
+def placement(symbol, group2ctx, ctx, shapes, dtypes=None) -> dict:
+    """variable name -> the Context MXNet gives it under group2ctx: its own ctx_group's device,
+    else the device of the operator reading it (passes/partition.py places the operators;
+    reader_devices reads it off)."""
+    from .device import Context, current_context
+    from .passes.partition import device_name, partition_devices, reader_devices
+    default = device_name(ctx if ctx is not None else current_context())
+    placed = partition_devices(symbol._bind(shapes, dtypes), group2ctx, default=default)
+    devices = reader_devices(placed)
+    for node in placed.inputs:
+        group = node.hints.get("__ctx_group__")
+        if group in group2ctx:
+            devices[node.name] = device_name(group2ctx[group])
+    out = {}
+    for name, dev in devices.items():
+        kind, index = dev.rstrip(")").split("(")
+        out[name] = Context(kind, int(index))
+    return out

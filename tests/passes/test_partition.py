@@ -71,6 +71,17 @@ def test_listing_shows_each_nodes_device():
     assert "= FullyConnected(data, fc0_weight, fc0_bias, num_hidden=8)  @cpu(0)" in text
 
 
+def test_graphc_dump_prints_the_placed_graph(monkeypatch, capsys):
+    monkeypatch.setenv("GRAPHC_DUMP", "partition_devices")
+    placed = partition_devices(_two_stage_mlp(), TWO)
+    err = capsys.readouterr().err
+    assert err == f"-- after partition_devices --\n{placed}\n"
+    assert "= FullyConnected(%2, fc1_weight, fc1_bias, num_hidden=3)  @cpu(1)" in err
+    monkeypatch.setenv("GRAPHC_DUMP", "fuse_elementwise")
+    partition_devices(_two_stage_mlp(), TWO)
+    assert capsys.readouterr().err == ""
+
+
 def test_one_device_needs_no_copy_and_unknown_groups_fall_back_to_the_default():
     graph = _two_stage_mlp()
     assert not _copies(partition_devices(graph, {"a": mx.cpu(1), "b": mx.cpu(1)}, default=mx.cpu(1)))
@@ -100,10 +111,41 @@ def test_a_value_read_on_two_devices_is_copied_once_to_each():
 
 def test_operators_follow_their_parameters_device():
     graph = _two_stage_mlp()
-    placed = partition_devices(graph, None, var_devices={"fc1_weight": mx.cpu(1), "fc1_bias": (mx.cpu(1),)})
+    placed = partition_devices(graph, None, var_devices={"fc0_weight": mx.cpu(0), "fc1_weight": mx.cpu(1),
+                                                         "fc1_bias": (mx.cpu(1),)})
     devices = {n.name: node_device(n) for n in placed.nodes}
     assert devices["fc0"] == "cpu(0)" and devices["fc1"] == "cpu(1)"
     assert len(_copies(placed)) == 1
+
+
+def test_values_computed_from_parameters_alone_count_as_parameters():
+    """An unrolled LSTM reads slices of its packed weights, not the weights: the product of an
+    activation from cpu(0) and such a slice runs where the weights are (one copy, of the
+    activation), not where the activation comes from (a copy per slice)."""
+    x = mx.sym.var("x", shape=(4, 6))
+    w = mx.sym.var("w", shape=(2, 6, 6))
+    with mx.AttrScope(ctx_group="a"):
+        h = mx.sym.tanh(x)
+    pieces = mx.sym.split(mx.sym.Reshape(w, shape=(12, 6)), num_outputs=2, axis=0)
+    out = mx.sym.dot(h, pieces[0], transpose_b=True) + mx.sym.dot(h, pieces[1], transpose_b=True)
+    placed = check_partition(partition_devices(out._graph(), TWO, var_devices={"w": mx.cpu(1)}))
+    assert [c.inputs[0].node.name for c in _copies(placed)] == [h.name]
+    assert {node_device(n) for n in placed.nodes if n.op in ("dot", "split", "Reshape")} == {"cpu(1)"}
+
+
+def test_operators_of_data_alone_run_where_their_reader_runs():
+    """MXNet's PlaceDevice places an ungrouped node from its consumers: splitting an input
+    state for a stage on cpu(1) happens on cpu(1), so the state is copied once, not per piece;
+    an operator that no placed node reads falls back to the default device."""
+    state = mx.sym.var("state", shape=(2, 3, 4))
+    h0, h1 = mx.sym.split(state, num_outputs=2, axis=0, squeeze_axis=True)
+    with mx.AttrScope(ctx_group="b"):
+        out = mx.sym.tanh(h0) * mx.sym.exp(h1)
+    lone = mx.sym.sin(state)
+    placed = check_partition(partition_devices(mx.sym.Group([out, lone])._graph(), TWO))
+    assert [c.inputs[0].node.name for c in _copies(placed)] == ["state"]
+    devices = {n.op: node_device(n) for n in placed.nodes if not n.is_var}
+    assert devices["split"] == "cpu(1)" and devices["sin"] == node_device(placed.inputs[0]) == "cpu(0)"
 
 
 def test_partitioning_twice_adds_nothing():
