@@ -22,7 +22,9 @@ MXNetError = GraphcError  # code that catches mx.base.MXNetError keeps working
 _LAZY = {"sym": ".symbol", "symbol": ".symbol", "gluon": ".gluon", "init": ".initializer",
          "initializer": ".initializer", "metric": ".metric", "kv": ".kvstore",
          "kvstore": ".kvstore", "formats": ".formats", "lr_scheduler": ".lr_scheduler",
-         "optimizer": ".optimizer", "operator": ".operator", "test_utils": ".test_utils", "name": ".name"}
+         "optimizer": ".optimizer", "operator": ".operator", "test_utils": ".test_utils", "name": ".name",
+         "viz": ".viz", "io": ".io", "mod": ".module", "module": ".module", "callback": ".callback",
+         "model": ".model"}
 
 
 def __getattr__(name):

@@ -591,6 +591,9 @@ class Updater:
     def __call__(self, index, grad, weight):
         if not isinstance(index, (list, tuple)):
             index, grad, weight = [index], [grad], [weight]
+        # a store hands a str key over as bytes (as MXNet's C API does); MXNet's Updater turns it
+        # back into the str, so lr_mult/wd_mult and the states are found by the parameter's name
+        index = [i.decode() if isinstance(i, bytes) else i for i in index]
         if weight:
             self.optimizer._set_current_context(weight[0].context.device_id)
         for idx, w in zip(index, weight):

@@ -8,8 +8,9 @@ per key and, when the optimizer is dumped, its counters (num_update, per-key upd
 lr, wd, Nadam's m_schedule). No pickle: loading a file never runs code from it. An lr_scheduler
 is code, so it is not saved; the one the loading optimizer already has stays.
 
-Keys are ints for the Trainer, and ints or strings for a KVStore (whose updater sees a str key
-as bytes, like MXNet's): the description records which, so they come back as they were.
+Keys are ints for the Trainer, and ints or strings for a KVStore (whose updater receives a str
+key as bytes and, like MXNet's, files its state under the str): the description records which.
+A 'bytes' key of a file written before the Updater decoded them comes back as the str.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def _encode_key(k):
 
 
 def _decode_key(s, kind):
-    return int(s) if kind == "int" else s.encode() if kind == "bytes" else s
+    return int(s) if kind == "int" else s
 
 
 def save_updater_states(fname, optimizer, updaters, dump_optimizer=True):

@@ -351,6 +351,15 @@ def _so_infer(x, label, multi_output, preserve_shape, **_):
     return like(x)
 
 
+def _so_infer_missing(in_types, attrs):
+    """The label's shape from the data's, so a module bound without label shapes (prediction)
+    still binds, as MXNet's backward shape inference allows."""
+    x, label = in_types
+    if x is None or label is not None:
+        return in_types
+    return [x, like(x, _so_label_shape(x, attrs["multi_output"], attrs["preserve_shape"]))]
+
+
 def _so_np(x, label, multi_output, preserve_shape, **_):
     if preserve_shape:
         axis, z = -1, x
@@ -403,6 +412,7 @@ def _so_grad(F, ins, outs, gs, attrs):
 
 
 register(OpDef("SoftmaxOutput", infer=_so_infer, compute=_so_np, attrs=_SO_ATTRS, inputs=("data", "label"),
-               gradient=_so_grad, aliases=("Softmax",), flops=lambda ins, outs, a: 5.0 * ins[0].size,
+               gradient=_so_grad, infer_missing=_so_infer_missing, aliases=("Softmax",),
+               flops=lambda ins, outs, a: 5.0 * ins[0].size,
                doc="Forward: softmax. Backward: (softmax - one_hot(label)) * grad_scale, ignoring the head "
                    "gradient (MXNet's legacy loss layer)."))
