@@ -16,6 +16,8 @@ from .ops.errors import GraphcError
 from .ops.graph import Graph, Node, Value, variable, format_node, value_names
 from .ops.namespace import OpNamespace
 from .op_functions import SYMBOL_BINARY, ElementwiseFunctions, PrefixNamespace, RandomFunctions
+from .contrib_functions import ContribFunctions
+from .creation_functions import CreationFunctions
 from .ops.registry import Elementwise, get_op
 from .ops.types import TensorType
 
@@ -385,17 +387,19 @@ class Symbol(Handle):
         return by, [np.dtype(dt[(id(v.node), v.index)]).type for v in self._values]
 
     # -- executors (MXNet 1.x's symbolic training API) ------------------------------------
-    def simple_bind(self, ctx=None, grad_req="write", type_dict=None, **shapes):
+    def simple_bind(self, ctx=None, grad_req="write", type_dict=None, group2ctx=None, **shapes):
         """An Executor with zero-filled arguments, gradients and auxiliary states of the shapes
-        inferred from `shapes` (usually just the data's)."""
+        inferred from `shapes` (usually just the data's). group2ctx ({'stage1': mx.cpu(1)}):
+        operators run on their `ctx_group`'s device, each array on its reader's device."""
         from .executor import Executor
-        return Executor.simple(self, ctx, grad_req, type_dict, shapes)
+        return Executor.simple(self, ctx, grad_req, type_dict, shapes, group2ctx)
 
-    def bind(self, ctx=None, args=None, args_grad=None, grad_req="write", aux_states=None, **_):
+    def bind(self, ctx=None, args=None, args_grad=None, grad_req="write", aux_states=None, group2ctx=None, **_):
         """An Executor over the given arrays (lists in list_arguments() order, or dicts by name);
-        they are used in place: forward reads them, backward writes `args_grad`."""
+        they are used in place: forward reads them, backward writes `args_grad`. group2ctx as
+        in simple_bind (each gradient array must be on the device computing it)."""
         from .executor import Executor
-        return Executor(self, ctx, args, args_grad, grad_req, aux_states)
+        return Executor(self, ctx, args, args_grad, grad_req, aux_states, group2ctx)
 
     # -- evaluation and files -------------------------------------------------------------
     def eval(self, ctx=None, **kwargs):
@@ -466,6 +470,8 @@ _NAMESPACE = OpNamespace(_symbol_invoke, lambda a: isinstance(a, Handle))
 # MXNet's sym.maximum/minimum, sym.random.*, sym.linalg.*: the same functions as graphc.nd's
 random = RandomFunctions(_NAMESPACE, lambda a: isinstance(a, Handle))
 linalg = PrefixNamespace(_NAMESPACE, "_linalg_")
+contrib = ContribFunctions(_NAMESPACE)   # sym.contrib: _contrib_* operators and control flow
+globals().update(CreationFunctions(_NAMESPACE).functions())   # sym.arange/full/eye/linspace
 globals().update(ElementwiseFunctions(_NAMESPACE, lambda a: isinstance(a, Handle)).functions(SYMBOL_BINARY))
 
 

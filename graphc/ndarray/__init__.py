@@ -7,6 +7,7 @@ from ..ops.dtypes import canonical
 from ..device import as_context
 from .ndarray import NDArray, array, invoke, _NAMESPACE
 from . import random  # noqa: F401
+from . import contrib  # noqa: F401
 from ..op_functions import ElementwiseFunctions, PrefixNamespace
 
 linalg = PrefixNamespace(_NAMESPACE, "_linalg_")

@@ -4,3 +4,4 @@ from . import slicing, join, loss, rnn  # noqa: F401
 from . import conv, pool, norm, sequence, sorting, resample  # noqa: F401
 from . import indexing_nd, linalg, sampling  # noqa: F401
 from . import placement  # noqa: F401
+from . import contrib, control_flow, detection, ranges, ctc  # noqa: F401

@@ -802,3 +802,4 @@ case("_adaptive_avg_pool_grad", [U(1, 2, 3, 2)], {"in_size": (5, 7)},
 # MXNet 1.x compatibility round 2 (indexing by coordinates, linalg, array-parameter samplers):
 # their cases live beside this file and append themselves to CASES and FD_EXEMPT
 import op_cases_round2  # noqa: E402,F401
+import op_cases_contrib  # noqa: E402,F401  (contrib operators and traced control flow's pieces)
