@@ -1,23 +1,32 @@
-"""Weight initializers (`mx.init`): MXNet 1.x's Initializer protocol and its standard family.
+"""Weight initializers (`mx.init`): MXNet 1.9.1's Initializer protocol and its family (Zero,
+One, Constant, Uniform, Normal, Orthogonal, Xavier, MSRAPrelu, Bilinear, LSTMBias, FusedRNN,
+and the combinators Mixed and Load).
 
 An initializer is called as `init(desc, arr)` where `desc` is an InitDesc (a str: the parameter
 name, plus attrs). Gluon parameters pass `attrs={'__init__': <their own initializer>}`, and
 then that initializer's `_init_weight` fills the array whatever the name; without `__init__`
-the name's suffix picks the rule (weight / bias / gamma / beta / ...), as in MXNet's module API.
+the name's suffix picks the rule (weight / bias / gamma / beta / min / max), as in MXNet's
+module API. One addition: MXNet's BatchNorm gives its moving_mean/moving_var variables an
+`__init__` attribute, graphc's symbols do not, so here the names moving_* / running_* pick
+zero / one themselves. A plain str instead of an InitDesc takes MXNet's older name rules
+(`_legacy_init`: upsampling* is bilinear, stn_loc* an identity transform), as MXNet does.
 Random draws come from graphc.random's generator, so `mx.random.seed(n)` makes them repeatable.
 Arrays are filled in place (`arr._data`), never replaced: a Parameter's data keeps its identity.
 """
 from __future__ import annotations
 
 import json
+import logging
 import re
+import warnings
 
 import numpy as np
 
 from .. import random as _random
 
 __all__ = ["InitDesc", "Initializer", "register", "alias", "create", "Zero", "One", "Constant",
-           "Uniform", "Normal", "Orthogonal", "Xavier", "MSRAPrelu", "Bilinear", "LSTMBias", "Mixed", "Load"]
+           "Uniform", "Normal", "Orthogonal", "Xavier", "MSRAPrelu", "Bilinear", "LSTMBias", "FusedRNN", "Mixed",
+           "Load"]
 
 _REGISTRY: dict[str, type] = {}
 
@@ -36,21 +45,34 @@ def alias(*aliases):
     return reg
 
 
-def create(init, **kwargs):
-    """An Initializer from an instance, a registered name ('xavier'), or its JSON dump."""
+def create(*args, **kwargs):
+    """An Initializer from an instance (returned as is), a registered name ('xavier'), a dict
+    {'initializer': name, **kwargs}, or JSON: its dumps() '[name, kwargs]' or that dict.
+    The first argument is positional only: FusedRNN has a keyword argument named `init`."""
+    if args:
+        init, args = args[0], args[1:]
+    else:
+        init = kwargs.pop("initializer")
     if isinstance(init, Initializer):
+        if args or kwargs:
+            raise ValueError(f"initializer.create: {init!r} is already an Initializer; extra arguments "
+                             f"{args or ''}{kwargs or ''} cannot apply to it")
         return init
     if isinstance(init, type) and issubclass(init, Initializer):
-        return init(**kwargs)
+        return init(*args, **kwargs)
+    if isinstance(init, dict):
+        return create(**init)
     if isinstance(init, str):
         text = init.strip()
         if text.startswith("["):
             name, kw = json.loads(text)
             return create(name, **kw)
+        if text.startswith("{"):
+            return create(**json.loads(text))
         klass = _REGISTRY.get(text.lower())
         if klass is None:
             raise ValueError(f"unknown initializer {init!r}; registered: {sorted(_REGISTRY)}")
-        return klass(**kwargs)
+        return klass(*args, **kwargs)
     raise TypeError(f"cannot make an initializer from {init!r}")
 
 
@@ -88,13 +110,13 @@ class Initializer:
         self._print_func = None
 
     def set_verbosity(self, verbose=False, print_func=None):
+        """Log each initialized array with print_func(arr) (default: its root mean square)."""
         self._verbose = verbose
-        self._print_func = print_func or (lambda x: f"{x._data.std() if hasattr(x, '_data') else np.std(x):.4g}")
+        self._print_func = print_func or _root_mean_square
         return self
 
     def _verbose_print(self, desc, init, arr):
         if self._verbose and self._print_func:
-            import logging
             logging.info("Initialized %s as %s: %s", desc, init, self._print_func(arr))
 
     def dumps(self):
@@ -105,9 +127,17 @@ class Initializer:
         kw = ", ".join(f"{k}={v!r}" for k, v in self._kwargs.items())
         return f"{self.__class__.__name__}({kw})"
 
+    def __eq__(self, other):
+        if not isinstance(other, Initializer):
+            return NotImplemented
+        return type(self) is type(other) and self._kwargs == other._kwargs
+
+    __hash__ = object.__hash__
+
     def __call__(self, desc, arr):
         if not isinstance(desc, InitDesc):
-            desc = InitDesc(str(desc))
+            self._legacy_init(desc, arr)
+            return
         if desc.global_init is None:
             desc.global_init = self
         init = desc.attrs.get("__init__", "")
@@ -129,8 +159,42 @@ class Initializer:
             self._init_zero(desc, arr)
         elif desc.endswith(("running_var", "moving_var", "max")):
             self._init_one(desc, arr)
+        elif desc.endswith("weight_quantize"):
+            self._init_quantized_weight(desc, arr)
+        elif desc.endswith("bias_quantize"):
+            self._init_zero(desc, arr)
         else:
             self._init_default(desc, arr)
+
+    def _legacy_init(self, name, arr):
+        """MXNet's rules for a bare name (deprecated there too): checked in this order."""
+        warnings.warn("Calling initializer with init(str, NDArray) has been deprecated. Please use "
+                      "init(mx.init.InitDesc(...), NDArray) instead.", DeprecationWarning, stacklevel=3)
+        if not isinstance(name, str):
+            raise TypeError(f"initializer: name must be a str or InitDesc, got {type(name).__name__}")
+        if name.startswith("upsampling"):
+            _fill(arr, _bilinear_kernel(_shape(arr)))
+        elif name.startswith("stn_loc") and name.endswith("weight"):
+            self._init_zero(name, arr)
+        elif name.startswith("stn_loc") and name.endswith("bias"):
+            if _shape(arr) != (6,):
+                raise ValueError(f"initializer: {name} is a spatial transformer's affine bias and must have shape "
+                                 f"(6,), got {_shape(arr)}")
+            _fill(arr, np.array([1.0, 0, 0, 0, 1.0, 0]))
+        elif name.endswith("bias"):
+            self._init_bias(name, arr)
+        elif name.endswith("gamma"):
+            self._init_gamma(name, arr)
+        elif name.endswith("beta"):
+            self._init_beta(name, arr)
+        elif name.endswith("weight"):
+            self._init_weight(name, arr)
+        elif name.endswith(("moving_mean", "moving_inv_var", "moving_avg", "min")):
+            self._init_zero(name, arr)
+        elif name.endswith(("moving_var", "max")):
+            self._init_one(name, arr)
+        else:
+            self._init_default(name, arr)
 
     # -- the rules ------------------------------------------------------------------------
     def _init_zero(self, _, arr):
@@ -147,6 +211,9 @@ class Initializer:
 
     def _init_beta(self, _, arr):
         _fill(arr, 0.0)
+
+    def _init_quantized_weight(self, _, arr):
+        _fill(arr, _random.generator().integers(-127, 127, _shape(arr)).astype(np.int8))
 
     def _init_weight(self, name, arr):
         raise NotImplementedError(f"{type(self).__name__} must implement _init_weight")
@@ -178,11 +245,13 @@ class One(Initializer):
 
 @register
 class Constant(Initializer):
-    """Fills with `value` (a scalar, or an array broadcast to the parameter's shape)."""
+    """Fills with `value` (a scalar, or an array broadcast to the parameter's shape); dumps()
+    writes an array value as nested lists."""
 
     def __init__(self, value):
+        value = value.asnumpy() if hasattr(value, "asnumpy") else value
         super().__init__(value=value.tolist() if isinstance(value, np.ndarray) else value)
-        self.value = value.asnumpy() if hasattr(value, "asnumpy") else value
+        self.value = value
 
     def _init_weight(self, _, arr):
         _fill(arr, self.value)
@@ -282,20 +351,29 @@ class MSRAPrelu(Xavier):
         self._kwargs = {"factor_type": factor_type, "slope": slope}
 
 
+def _bilinear_kernel(shape):
+    """The (out, in, kh, kw) Deconvolution weight that upsamples by bilinear interpolation:
+    every (out, in) pair gets the same separable tent of radius ceil(kw / 2)."""
+    if len(shape) != 4:
+        raise ValueError(f"Bilinear initializer needs a 4-D (out, in, height, width) weight, got shape {shape}")
+    f = np.ceil(shape[3] / 2.0)
+    c = (2 * f - 1 - f % 2) / (2.0 * f)
+    tent_x = 1 - np.abs(np.arange(shape[3]) / f - c)
+    tent_y = 1 - np.abs(np.arange(shape[2]) / f - c)
+    return np.broadcast_to(np.outer(tent_y, tent_x), shape).astype(np.float32)
+
+
+def _root_mean_square(arr):
+    data = arr._data if hasattr(arr, "_data") else np.asarray(arr)
+    return str(float(np.linalg.norm(data.ravel()) / np.sqrt(max(data.size, 1))))
+
+
 @register
 class Bilinear(Initializer):
     """Bilinear upsampling kernels (for Deconvolution)."""
 
     def _init_weight(self, _, arr):
-        shape = _shape(arr)
-        weight = np.zeros(int(np.prod(shape)), dtype="float32")
-        f = np.ceil(shape[3] / 2.0)
-        c = (2 * f - 1 - f % 2) / (2.0 * f)
-        for i in range(weight.size):
-            x = i % shape[3]
-            y = (i // shape[3]) % shape[2]
-            weight[i] = (1 - abs(x / f - c)) * (1 - abs(y / f - c))
-        _fill(arr, weight.reshape(shape))
+        _fill(arr, _bilinear_kernel(_shape(arr)))
 
 
 @register
@@ -311,6 +389,81 @@ class LSTMBias(Initializer):
         data[...] = 0.0
         n = data.shape[0] // 4
         data[n:2 * n] = self.forget_bias
+
+
+_GATES = {"rnn_relu": ("",), "rnn_tanh": ("",), "lstm": ("_i", "_f", "_c", "_o"), "gru": ("_r", "_z", "_o")}
+
+
+def fused_rnn_pieces(flat, num_hidden, num_layers, mode, bidirectional):
+    """name -> view of `flat` (MXNet's fused RNN parameter vector) for every gate's weight and
+    bias: all weights first (layer by layer, direction l then r, i2h gates then h2h gates),
+    then all biases in the same order. The input size is whatever makes the sizes add up."""
+    if mode not in _GATES:
+        raise ValueError(f"FusedRNN: mode must be one of {sorted(_GATES)}, got {mode!r}")
+    gates, directions, h = _GATES[mode], ("l", "r") if bidirectional else ("l",), num_hidden
+    b, m = len(directions), len(_GATES[mode])
+    deeper = (num_layers - 1) * (h + b * h + 2)
+    num_input, rest = divmod(flat.size, b * h * m)
+    num_input -= deeper + h + 2
+    if rest or num_input <= 0:
+        raise ValueError(f"FusedRNN: a parameter vector of {flat.size} values does not fit {num_layers} "
+                         f"{'bidirectional ' if bidirectional else ''}{mode} layer(s) of {h} hidden units")
+    pieces, p = {}, 0
+
+    def take(name, shape):
+        nonlocal p
+        size = int(np.prod(shape))
+        pieces[name] = flat[p:p + size].reshape(shape)
+        p += size
+
+    for layer in range(num_layers):
+        for d in directions:
+            for g in gates:
+                take(f"{d}{layer}_i2h{g}_weight", (h, b * h if layer else num_input))
+            for g in gates:
+                take(f"{d}{layer}_h2h{g}_weight", (h, h))
+    for layer in range(num_layers):
+        for d in directions:
+            for group in ("i2h", "h2h"):
+                for g in gates:
+                    take(f"{d}{layer}_{group}{g}_bias", (h,))
+    return pieces
+
+
+@register
+class FusedRNN(Initializer):
+    """Initializes the single parameter vector of a fused RNN layer (the RNN operator) gate by
+    gate, as if each gate's weight and bias were a parameter of its own: `init` (or, when None,
+    the global initializer) fills each piece by its name's rule, and LSTM forget-gate biases
+    (i2h and h2h both) get `forget_bias`."""
+
+    def __init__(self, init, num_hidden, num_layers, mode, bidirectional=False, forget_bias=1.0):
+        if isinstance(init, str):
+            init = create(init)
+        super().__init__(init=init.dumps() if init is not None else None, num_hidden=num_hidden,
+                         num_layers=num_layers, mode=mode, bidirectional=bidirectional, forget_bias=forget_bias)
+        self._init = init
+        self._num_hidden = num_hidden
+        self._num_layers = num_layers
+        self._mode = mode
+        self._bidirectional = bidirectional
+        self._forget_bias = forget_bias
+
+    def _init_weight(self, desc, arr):
+        data = arr._data if hasattr(arr, "_data") else arr
+        flat = np.zeros(data.size, dtype=data.dtype)
+        global_init = getattr(desc, "global_init", None)
+        for name, piece in fused_rnn_pieces(flat, self._num_hidden, self._num_layers, self._mode,
+                                            self._bidirectional).items():
+            if self._mode == "lstm" and name.endswith("_f_bias"):
+                piece[...] = self._forget_bias
+                continue
+            init = self._init if self._init is not None else global_init
+            if init is None:
+                raise ValueError(f"FusedRNN for {desc}: no initializer for the pieces (init=None and no global "
+                                 "initializer in the InitDesc)")
+            init(InitDesc(name, global_init=global_init), piece)
+        _fill(arr, flat.reshape(data.shape))
 
 
 class Mixed:
@@ -351,8 +504,12 @@ class Load:
                 raise ValueError(f"Load: parameter {name} cannot be initialized from loading: shape "
                                  f"{arr.shape} vs loaded {self.param[name].shape}")
             _fill(arr, self.param[name])
+            if self.verbose:
+                logging.info("Initialized %s by loading", name)
         else:
             if self.default_init is None:
                 raise ValueError(f"Cannot Initialize {name}. Not found in loaded param and no default "
                                  "Initializer is provided.")
             self.default_init(name, arr)
+            if self.verbose:
+                logging.info("Initialized %s by default", name)

@@ -1,6 +1,8 @@
-"""Losses (`gluon.loss`), MXNet 1.x formulas: each returns one value per sample, the mean over
-all non-batch axes, optionally scaled by a global `weight` and a per-sample `sample_weight`.
-Losses are HybridBlocks, so they trace and compile like any other block."""
+"""Losses (`gluon.loss`), MXNet 1.9.1 formulas: each returns one value per sample (the mean over
+all non-batch axes for most, the sum for KLDivLoss and TripletLoss, one scalar for
+PoissonNLLLoss), optionally scaled by a global `weight` and a per-sample `sample_weight`.
+Losses are HybridBlocks, so they trace and compile like any other block; they must never read
+array values on the host, or a hybridized loss would stop being one graph."""
 from __future__ import annotations
 
 import numbers
@@ -11,7 +13,8 @@ from .block import HybridBlock
 
 __all__ = ["Loss", "L2Loss", "L1Loss", "SigmoidBinaryCrossEntropyLoss", "SigmoidBCELoss",
            "SoftmaxCrossEntropyLoss", "SoftmaxCELoss", "KLDivLoss", "HuberLoss", "HingeLoss",
-           "SquaredHingeLoss", "LogisticLoss", "TripletLoss", "CosineEmbeddingLoss", "PoissonNLLLoss"]
+           "SquaredHingeLoss", "LogisticLoss", "TripletLoss", "CosineEmbeddingLoss", "PoissonNLLLoss", "CTCLoss",
+           "SDMLLoss"]
 
 
 def _apply_weighting(F, loss, weight=None, sample_weight=None):
@@ -131,7 +134,8 @@ SoftmaxCELoss = SoftmaxCrossEntropyLoss
 
 
 class KLDivLoss(Loss):
-    """label * (log(label) - pred), pred being log-probabilities (from_logits=True) or logits."""
+    """label * (log(label) - pred) summed over the non-batch axes (MXNet 1.9.1 sums; 1.x before
+    1.6 took the mean), pred being log-probabilities (from_logits=True) or logits."""
 
     def __init__(self, from_logits=True, axis=-1, weight=None, batch_axis=0, **kwargs):
         super().__init__(weight, batch_axis, **kwargs)
@@ -143,7 +147,7 @@ class KLDivLoss(Loss):
             pred = F.log_softmax(pred, axis=self._axis)
         loss = label * (F.log(label + 1e-12) - pred)
         loss = _apply_weighting(F, loss, self._weight, sample_weight)
-        return self._mean(F, loss)
+        return F.sum(loss, axis=self._batch_axis, exclude=True)
 
 
 class HuberLoss(Loss):
@@ -190,7 +194,9 @@ class SquaredHingeLoss(Loss):
 
 
 class LogisticLoss(Loss):
-    """log(1 + exp(-pred * label)); label_format 'signed' ({-1, 1}) or 'binary' ({0, 1})."""
+    """Binary cross-entropy on logits, relu(pred) - pred * z + log(1 + exp(-|pred|)), where
+    z = (label + 1) / 2 for label_format 'signed' and z = label for 'binary': log(1 + exp(-pred * y))
+    for labels y in {-1, 1}, and MXNet's value for soft labels too."""
 
     def __init__(self, weight=None, batch_axis=0, label_format="signed", **kwargs):
         super().__init__(weight, batch_axis, **kwargs)
@@ -200,10 +206,9 @@ class LogisticLoss(Loss):
 
     def hybrid_forward(self, F, pred, label, sample_weight=None):
         label = _reshape_like(F, label, pred)
-        if self._label_format == "binary":
-            label = 2 * label - 1
-        z = pred * label
-        loss = F.relu(-z) + F.Activation(-F.abs(z), act_type="softrelu")
+        if self._label_format == "signed":
+            label = (label + 1.0) / 2.0
+        loss = F.relu(pred) - pred * label + F.Activation(-F.abs(pred), act_type="softrelu")
         loss = _apply_weighting(F, loss, self._weight, sample_weight)
         return self._mean(F, loss)
 
@@ -264,3 +269,54 @@ class CosineEmbeddingLoss(Loss):
         cos_sim_b = F.relu(y_minus_1 * (cos_sim - self._margin))
         loss = cos_sim_a + cos_sim_b
         return _apply_weighting(F, loss, self._weight, sample_weight)
+
+
+class CTCLoss(Loss):
+    """Connectionist temporal classification loss (the CTCLoss operator, blank class last):
+    pred (N, T, C) for layout 'NTC' or (T, N, C) for 'TNC', label (N, L) for label_layout 'NT'
+    or (L, N) for 'TN', padded with -1 unless label_lengths is given; pred_lengths masks each
+    sequence's tail. One loss per sequence, shape (N,)."""
+
+    def __init__(self, layout="NTC", label_layout="NT", weight=None, **kwargs):
+        if layout not in ("NTC", "TNC"):
+            raise ValueError(f"CTCLoss: only 'NTC' and 'TNC' layouts for pred are supported, got {layout!r}")
+        if label_layout not in ("NT", "TN"):
+            raise ValueError(f"CTCLoss: only 'NT' and 'TN' layouts for label are supported, got {label_layout!r}")
+        self._layout = layout
+        self._label_layout = label_layout
+        super().__init__(weight, label_layout.find("N"), **kwargs)
+
+    def hybrid_forward(self, F, pred, label, pred_lengths=None, label_lengths=None, sample_weight=None):
+        if self._layout == "NTC":
+            pred = F.swapaxes(pred, 0, 1)
+        if self._batch_axis == 1:
+            label = F.swapaxes(label, 0, 1)
+        lengths = [x for x in (pred_lengths, label_lengths) if x is not None]
+        loss = F.CTCLoss(pred, label, *lengths, use_data_lengths=pred_lengths is not None,
+                         use_label_lengths=label_lengths is not None, blank_label="last")
+        return _apply_weighting(F, loss, self._weight, sample_weight)
+
+
+class SDMLLoss(Loss):
+    """Smoothed deep metric learning loss (Bonadiman et al., 2019) for a batch of aligned pairs
+    (x1[i], x2[i]): the KL divergence between softmax(-squared distances) of every x1 row to every
+    x2 row and the smoothed identity (1 - smoothing on the diagonal, smoothing / (N - 1) off it).
+    The other rows of the batch serve as negatives, so the batch size is part of the loss."""
+
+    def __init__(self, smoothing_parameter=0.3, weight=1.0, batch_axis=0, **kwargs):
+        super().__init__(weight, batch_axis, **kwargs)
+        self.kl_loss = KLDivLoss(from_logits=True)
+        self.smoothing_parameter = smoothing_parameter
+
+    def _labels(self, F, batch_size, dtype):
+        gold = F.eye(batch_size, dtype=dtype)
+        return gold * (1 - self.smoothing_parameter) + (1 - gold) * self.smoothing_parameter / (batch_size - 1)
+
+    def hybrid_forward(self, F, x1, x2):
+        if len(x1.shape) != 2 or tuple(x1.shape) != tuple(x2.shape):
+            raise ValueError(f"SDMLLoss: x1 and x2 must both be (batch, dim), got {tuple(x1.shape)} and "
+                             f"{tuple(x2.shape)}")
+        diffs = F.broadcast_sub(F.expand_dims(x1, axis=1), F.expand_dims(x2, axis=0))
+        distances = F.sum(F.square(diffs), axis=2)
+        log_probabilities = F.log_softmax(-distances, axis=1)
+        return self.kl_loss(log_probabilities, self._labels(F, x1.shape[0], x1.dtype))

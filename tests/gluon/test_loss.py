@@ -47,9 +47,9 @@ CASES = {
     "logistic_binary": (gloss.LogisticLoss(label_format="binary"), PRED, BINARY,
                         lambda p, t: np.log1p(np.exp(-p * (2 * t - 1))).mean(1)),
     "kldiv": (gloss.KLDivLoss(), _log_softmax(PRED), PROB / PROB.sum(1, keepdims=True),
-              lambda p, t: (t * (np.log(t + 1e-12) - p)).mean(1)),
+              lambda p, t: (t * (np.log(t + 1e-12) - p)).sum(1)),
     "kldiv_logits": (gloss.KLDivLoss(from_logits=False), PRED, PROB / PROB.sum(1, keepdims=True),
-                     lambda p, t: (t * (np.log(t + 1e-12) - _log_softmax(p))).mean(1)),
+                     lambda p, t: (t * (np.log(t + 1e-12) - _log_softmax(p))).sum(1)),
 }
 
 
