@@ -19,7 +19,8 @@ step: a slice would be a host step in the middle of the recurrence, a gate's GEM
 
 A node is left fused when dropout between layers may apply (training and p > 0 with more than
 one layer): the fused op draws its masks and keeps them for its gradient; and in float16,
-which the backends do not compute in, so that it stays one host step instead of hundreds. This pass never
+which the backends do not compute in, so that it stays one host step instead of hundreds; and with
+a projection (LSTMP) or per-sequence lengths, which the expansion does not write out. This pass never
 touches a backend; it builds nodes through `GraphBuilder`, so every new node is typed.
 """
 from __future__ import annotations
@@ -43,6 +44,8 @@ def expand_rnn(graph: Graph, training: bool = False) -> Graph:
     def rule(node: Node):
         if node.op != "RNN" or (training and has_mask(node.attrs)):
             return None
+        if node.attrs["projection_size"] is not None or node.attrs["use_sequence_length"]:
+            return None     # LSTMP and variable lengths stay fused: one host step, its own BPTT
         if node.types[0].dtype not in _COMPILED_DTYPES:
             return None     # float16: the primitives would each be a host step; the fused op is one
         if any(v.type is None for v in node.inputs):

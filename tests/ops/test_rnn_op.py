@@ -168,14 +168,12 @@ def test_state_shape_error_names_the_expected_shape():
 
 @pytest.mark.parametrize("attrs, words", [
     ({"projection_size": 3}, "projection_size=3"),
-    ({"use_sequence_length": True}, "use_sequence_length=True"),
+    ({"projection_size": 1, "mode": "gru"}, "only supported for LSTM"),
     ({"lstm_state_clip_min": -1.0}, "give both bounds or neither"),
     ({"p": 1.0}, "must be in [0, 1)"),
 ])
 def test_unsupported_or_inconsistent_attributes_are_refused_clearly(attrs, words):
     ins = _inputs("lstm", 1, False)
-    if attrs.get("use_sequence_length"):
-        ins.append(np.full((2,), 3.0))
     with pytest.raises(OpAttributeError) as err:
         run_forward("RNN", ins, {"mode": "lstm", "state_size": 2, "num_layers": 1, **attrs})
     assert words in str(err.value)

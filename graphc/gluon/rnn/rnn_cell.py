@@ -7,6 +7,13 @@ elementwise operators, exactly as MXNet builds them, with parameters `i2h_weight
 same rows the fused `RNN` operator uses), so a cell unrolled with a layer's weights computes
 what the layer computes. Containers and modifiers: SequentialRNNCell, HybridSequentialRNNCell,
 BidirectionalCell, DropoutCell, ResidualCell, ZoneoutCell.
+
+`unroll` takes NDArrays or Symbols; a `sym.Variable` without a shape builds a graph whose shapes
+come with `infer_shape`/`simple_bind`, as in MXNet. graphc infers shapes forwards only, so the
+begin states it makes for such an input are zeros broadcast to the input's batch size rather
+than `sym.zeros((0, H))`. With `valid_length` each sequence's outputs past its length are zeros
+and its states are those at its last valid step (SequenceMask/SequenceLast), and a
+BidirectionalCell reverses only the valid part of each sequence (SequenceReverse).
 """
 from __future__ import annotations
 
@@ -15,77 +22,12 @@ import numpy as np
 from ..block import Block, HybridBlock
 from ..parameter import tensor_types
 from ..utils import _indent
+from .unroll import (cells_begin_state, cells_state_info, format_sequence, get_begin_state, is_symbolic,
+                     known_shape, mask_sequence_variable_length, reverse_sequences)
 
 __all__ = ["RecurrentCell", "HybridRecurrentCell", "RNNCell", "LSTMCell", "GRUCell", "SequentialRNNCell",
            "HybridSequentialRNNCell", "DropoutCell", "ModifierCell", "ZoneoutCell", "ResidualCell",
            "BidirectionalCell"]
-
-
-def _is_symbolic(x):
-    from ...ops.builder import Handle
-    return isinstance(x, Handle)
-
-
-def _namespace(x):
-    if _is_symbolic(x):
-        from ... import symbol
-        return symbol
-    from ... import ndarray
-    return ndarray
-
-
-def _cells_state_info(cells, batch_size):
-    return sum([c.state_info(batch_size) for c in cells], [])
-
-
-def _cells_begin_state(cells, **kwargs):
-    return sum([c.begin_state(**kwargs) for c in cells], [])
-
-
-def _split_steps(F, inputs, axis, length):
-    steps = F.split(inputs, axis=axis, num_outputs=length, squeeze_axis=1)
-    return list(steps) if isinstance(steps, (list, tuple)) else [steps]
-
-
-def _format_sequence(length, inputs, layout, merge, in_layout=None):
-    """Bring `inputs` (one tensor with a time axis, or a list of per-step (N, C) tensors) into
-    the form asked for: merge=False -> list of steps, True -> one tensor laid out as `layout`,
-    None -> leave as is. Returns (inputs, time axis, F, batch size)."""
-    if layout not in ("TNC", "NTC"):
-        raise ValueError(f"unroll: layout must be 'TNC' or 'NTC', got {layout!r}")
-    axis = layout.find("T")
-    batch_axis = layout.find("N")
-    in_axis = in_layout.find("T") if in_layout else axis
-    if isinstance(inputs, tensor_types()):
-        F = _namespace(inputs)
-        batch_size = int(inputs.shape[batch_axis])
-        if merge is False:
-            steps = int(inputs.shape[in_axis])
-            if length is not None and length != steps:
-                raise ValueError(f"unroll: length={length} but the inputs have {steps} steps along axis "
-                                 f"{in_axis} (shape {tuple(inputs.shape)})")
-            inputs = _split_steps(F, inputs, in_axis, steps)
-    else:
-        inputs = list(inputs)
-        if length is not None and len(inputs) != length:
-            raise ValueError(f"unroll: length={length} but {len(inputs)} input steps were given")
-        F = _namespace(inputs[0])
-        batch_size = int(inputs[0].shape[0])
-        if merge is True:
-            inputs = F.stack(*inputs, axis=axis)
-            in_axis = axis
-    if isinstance(inputs, tensor_types()) and axis != in_axis:
-        inputs = F.swapaxes(inputs, dim1=axis, dim2=in_axis)
-    return inputs, axis, F, batch_size
-
-
-def _get_begin_state(cell, F, begin_state, inputs, batch_size):
-    if begin_state is not None:
-        return begin_state
-    if F.__name__.endswith("ndarray"):
-        first = inputs if isinstance(inputs, tensor_types()) else inputs[0]
-        return cell.begin_state(batch_size=batch_size, func=F.zeros, ctx=first.context)
-    return cell.begin_state(batch_size=batch_size, func=F.zeros)
 
 
 class RecurrentCell(Block):
@@ -128,21 +70,32 @@ class RecurrentCell(Block):
         return states
 
     def unroll(self, length, inputs, begin_state=None, layout="NTC", merge_outputs=None, valid_length=None):
-        """Run `length` steps. inputs: a tensor laid out as `layout`, or a list of (N, C) steps.
-        Returns (outputs, last states); outputs merged into one tensor when merge_outputs is
-        True, a list when False, as the inputs came when None."""
+        """Run `length` steps. inputs: a tensor laid out as `layout`, or a list of (N, C) steps,
+        NDArrays or Symbols. Returns (outputs, last states); outputs merged into one tensor when
+        merge_outputs is True, a list when False, as the inputs came when None. valid_length
+        (N,): outputs past each sequence's length are zeros, its states those of its last step."""
         self.reset()
-        if valid_length is not None:
-            raise NotImplementedError("unroll(valid_length=...) needs SequenceLast/SequenceMask, which graphc "
-                                      "does not have yet")
-        inputs, _, F, batch_size = _format_sequence(length, inputs, layout, False)
-        states = _get_begin_state(self, F, begin_state, inputs, batch_size)
-        outputs = []
+        inputs, axis, F, batch_size = format_sequence(length, inputs, layout, False)
+        states = get_begin_state(self, F, begin_state, inputs, batch_size, layout)
+        outputs, all_states = [], []
         for i in range(length):
             output, states = self(inputs[i], states)
             outputs.append(output)
-        outputs, _, _, _ = _format_sequence(length, outputs, layout, merge_outputs)
+            if valid_length is not None:
+                all_states.append(states)
+        if valid_length is not None:
+            states = [F.SequenceLast(F.stack(*steps, axis=0), sequence_length=valid_length,
+                                     use_sequence_length=True, axis=0)
+                      for steps in zip(*all_states)]
+            outputs = mask_sequence_variable_length(F, outputs, length, valid_length, axis, True)
+        outputs, _, _, _ = format_sequence(length, outputs, layout, merge_outputs)
         return outputs, states
+
+    def _step_prefix(self, F):
+        """Names of this step's nodes: t0_, t1_...; symbols carry the cell's prefix too, as
+        MXNet's name scope gives them (lstm0_t2_out)."""
+        step = f"t{self._counter}_"
+        return self._prefix + step if F.__name__.endswith("symbol") else step
 
     @staticmethod
     def _get_activation(F, inputs, activation, **kwargs):
@@ -163,6 +116,16 @@ class HybridRecurrentCell(RecurrentCell, HybridBlock):
 
     def hybrid_forward(self, F, x, *args, **kwargs):
         raise NotImplementedError
+
+    def _ensure_params(self, *args):
+        # symbols of unknown shape (sym.Variable) cannot finish deferred initialization, and need
+        # not: as in MXNet, the parameters' shapes come with the graph's infer_shape
+        def untyped(a):
+            if isinstance(a, (list, tuple)):
+                return any(untyped(b) for b in a)
+            return is_symbolic(a) and known_shape(a) is None
+        if not untyped(args):
+            super()._ensure_params(*args)
 
 
 class _GatedCell(HybridRecurrentCell):
@@ -222,7 +185,7 @@ class RNNCell(_GatedCell):
         return "rnn"
 
     def hybrid_forward(self, F, inputs, states, i2h_weight, h2h_weight, i2h_bias, h2h_bias):
-        prefix = f"t{self._counter}_"
+        prefix = self._step_prefix(F)
         i2h, h2h = self._projections(F, inputs, states[0], i2h_weight, h2h_weight, i2h_bias, h2h_bias, prefix)
         output = self._get_activation(F, F.elemwise_add(i2h, h2h, name=prefix + "plus0"), self._activation,
                                       name=prefix + "out")
@@ -249,7 +212,7 @@ class LSTMCell(_GatedCell):
         return "lstm"
 
     def hybrid_forward(self, F, inputs, states, i2h_weight, h2h_weight, i2h_bias, h2h_bias):
-        prefix = f"t{self._counter}_"
+        prefix = self._step_prefix(F)
         i2h, h2h = self._projections(F, inputs, states[0], i2h_weight, h2h_weight, i2h_bias, h2h_bias, prefix)
         gates = F.elemwise_add(i2h, h2h, name=prefix + "plus0")
         slices = F.SliceChannel(gates, num_outputs=4, name=prefix + "slice")
@@ -285,7 +248,7 @@ class GRUCell(_GatedCell):
         return "gru"
 
     def hybrid_forward(self, F, inputs, states, i2h_weight, h2h_weight, i2h_bias, h2h_bias):
-        prefix = f"t{self._counter}_"
+        prefix = self._step_prefix(F)
         prev_h = states[0]
         i2h, h2h = self._projections(F, inputs, prev_h, i2h_weight, h2h_weight, i2h_bias, h2h_bias, prefix)
         i2h_r, i2h_z, i2h = F.SliceChannel(i2h, num_outputs=3, name=prefix + "i2h_slice")
@@ -311,13 +274,13 @@ class _SequentialCellMixin:
         self.register_child(cell)
 
     def state_info(self, batch_size=0):
-        return _cells_state_info(self._children.values(), batch_size)
+        return cells_state_info(self._children.values(), batch_size)
 
     def begin_state(self, **kwargs):
         if self._modified:
             raise RuntimeError("After applying modifier cells (e.g. ZoneoutCell) the base cell cannot be "
                                "called directly. Call the modifier cell instead.")
-        return _cells_begin_state(self._children.values(), **kwargs)
+        return cells_begin_state(self._children.values(), **kwargs)
 
     def __repr__(self):
         body = "\n".join(f"({i}): {_indent(repr(m), 2)}" for i, m in self._children.items())
@@ -342,9 +305,9 @@ class _SequentialCellMixin:
 
     def unroll(self, length, inputs, begin_state=None, layout="NTC", merge_outputs=None, valid_length=None):
         self.reset()
-        inputs, _, F, batch_size = _format_sequence(length, inputs, layout, None)
+        inputs, _, F, batch_size = format_sequence(length, inputs, layout, None)
         num_cells = len(self._children)
-        begin_state = _get_begin_state(self, F, begin_state, inputs, batch_size)
+        begin_state = get_begin_state(self, F, begin_state, inputs, batch_size, layout)
         p = 0
         next_states = []
         for i, cell in enumerate(self._children.values()):
@@ -402,16 +365,17 @@ class DropoutCell(HybridRecurrentCell):
 
     def hybrid_forward(self, F, inputs, states):
         if self._rate > 0:
-            inputs = F.Dropout(inputs, p=self._rate, axes=self._axes, name=f"t{self._counter}_fwd")
+            inputs = F.Dropout(inputs, p=self._rate, axes=self._axes, name=self._step_prefix(F) + "fwd")
         return inputs, states
 
     def unroll(self, length, inputs, begin_state=None, layout="NTC", merge_outputs=None, valid_length=None):
         self.reset()
-        inputs, _, F, _ = _format_sequence(length, inputs, layout, merge_outputs)
+        inputs, _, F, _ = format_sequence(length, inputs, layout, merge_outputs)
         if isinstance(inputs, tensor_types()):
             return self.hybrid_forward(F, inputs, begin_state if begin_state else [])
+        # MXNet: dropout has no state to stop, and its padded outputs are masked by the caller
         return super().unroll(length, inputs, begin_state=begin_state, layout=layout,
-                              merge_outputs=merge_outputs, valid_length=valid_length)
+                              merge_outputs=merge_outputs, valid_length=None)
 
 
 class ModifierCell(HybridRecurrentCell):
@@ -496,7 +460,7 @@ class ResidualCell(ModifierCell):
 
     def hybrid_forward(self, F, inputs, states):
         output, states = self.base_cell(inputs, states)
-        output = F.elemwise_add(output, inputs, name=f"t{self._counter}_fwd")
+        output = F.elemwise_add(output, inputs, name=self._step_prefix(F) + "fwd")
         return output, states
 
     def unroll(self, length, inputs, begin_state=None, layout="NTC", merge_outputs=None, valid_length=None):
@@ -509,7 +473,9 @@ class ResidualCell(ModifierCell):
         finally:
             self.base_cell._modified = True
         merge_outputs = isinstance(outputs, tensor_types()) if merge_outputs is None else merge_outputs
-        inputs, _, F, _ = _format_sequence(length, inputs, layout, merge_outputs)
+        inputs, axis, F, _ = format_sequence(length, inputs, layout, merge_outputs)
+        if valid_length is not None:   # the padded inputs must not leak into the padded outputs
+            inputs = mask_sequence_variable_length(F, inputs, length, valid_length, axis, merge_outputs)
         if merge_outputs:
             outputs = F.elemwise_add(outputs, inputs)
         else:
@@ -535,36 +501,35 @@ class BidirectionalCell(HybridRecurrentCell):
                 f"backward={self._children['r_cell']})")
 
     def state_info(self, batch_size=0):
-        return _cells_state_info(self._children.values(), batch_size)
+        return cells_state_info(self._children.values(), batch_size)
 
     def begin_state(self, **kwargs):
         if self._modified:
             raise RuntimeError("After applying modifier cells (e.g. ZoneoutCell) the base cell cannot be "
                                "called directly. Call the modifier cell instead.")
-        return _cells_begin_state(self._children.values(), **kwargs)
+        return cells_begin_state(self._children.values(), **kwargs)
 
     def unroll(self, length, inputs, begin_state=None, layout="NTC", merge_outputs=None, valid_length=None):
         self.reset()
-        if valid_length is not None:
-            raise NotImplementedError("BidirectionalCell.unroll(valid_length=...) needs SequenceReverse, which "
-                                      "graphc does not have yet")
-        inputs, axis, F, batch_size = _format_sequence(length, inputs, layout, False)
-        reversed_inputs = list(reversed(inputs))
-        begin_state = _get_begin_state(self, F, begin_state, inputs, batch_size)
+        inputs, axis, F, batch_size = format_sequence(length, inputs, layout, False)
+        reversed_inputs = reverse_sequences(inputs, length, valid_length)
+        begin_state = get_begin_state(self, F, begin_state, inputs, batch_size, layout)
         l_cell, r_cell = self._children["l_cell"], self._children["r_cell"]
         n_left = len(l_cell.state_info(batch_size))
         l_outputs, l_states = l_cell.unroll(length, inputs=inputs, begin_state=begin_state[:n_left],
-                                            layout=layout, merge_outputs=merge_outputs)
+                                            layout=layout, merge_outputs=merge_outputs, valid_length=valid_length)
         r_outputs, r_states = r_cell.unroll(length, inputs=reversed_inputs, begin_state=begin_state[n_left:],
-                                            layout=layout, merge_outputs=False)
-        reversed_r_outputs = list(reversed(r_outputs))
+                                            layout=layout, merge_outputs=False, valid_length=valid_length)
+        reversed_r_outputs = reverse_sequences(r_outputs, length, valid_length)
         if merge_outputs is None:
             merge_outputs = isinstance(l_outputs, tensor_types())
-        l_outputs, _, _, _ = _format_sequence(None, l_outputs, layout, merge_outputs)
+        l_outputs, _, _, _ = format_sequence(None, l_outputs, layout, merge_outputs)
         if merge_outputs:
             reversed_r_outputs = F.stack(*reversed_r_outputs, axis=axis)
             outputs = F.concat(l_outputs, reversed_r_outputs, dim=2, name=f"{self._output_prefix}out")
         else:
             outputs = [F.concat(l_o, r_o, dim=1, name=f"{self._output_prefix}t{i}")
                        for i, (l_o, r_o) in enumerate(zip(l_outputs, reversed_r_outputs))]
+        if valid_length is not None:
+            outputs = mask_sequence_variable_length(F, outputs, length, valid_length, axis, merge_outputs)
         return outputs, l_states + r_states
