@@ -169,11 +169,15 @@ def parse(argv):
     parser.add_argument("--parts", type=int, default=2,
                         help="--mode single: the parts each global batch is cut into (as many workers' worth)")
     parser.add_argument("--train-size", type=int, default=None, help="use only the first N training images")
-    parser.add_argument("--quick", action="store_true", help="a narrow network (as image_classification --quick)")
+    parser.add_argument("--quick", action="store_true",
+                        help="seconds: a narrow network, at most 2 epochs (as image_classification --quick)")
     parser.add_argument("--no-hybridize", action="store_true")
     parser.add_argument("--save-params", default=None, help="write the trained parameters here (rank 0)")
     parser.add_argument("--result-json", default=None, help="write rank 0's result here as JSON")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs = min(args.epochs, 2)
+    return args
 
 
 def main(argv=None):

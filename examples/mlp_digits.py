@@ -9,16 +9,21 @@ and checks the predictions are identical.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 
 import numpy as np
 from sklearn.datasets import load_digits
-from tqdm import tqdm
 
 import graphc as mx
 from graphc import nd, autograd, gluon
 from graphc.gluon import nn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:        # loaded from its file (the tests): the sibling module is beside it
+    sys.path.insert(0, HERE)
+from progress import progress  # noqa: E402
 
 BATCH = 64
 EPOCHS = 8
@@ -59,7 +64,7 @@ def train(hybridize: bool, train_set, label: str):
     rng = np.random.default_rng(1)
     losses, step_times = [], []
     steps = EPOCHS * (len(train_set[0]) // BATCH)
-    with tqdm(total=steps, desc=label, unit="step", leave=True) as bar:
+    with progress(total=steps, desc=label, unit="step", leave=True) as bar:
         for _ in range(EPOCHS):
             for x, y in batches(*train_set, rng):
                 t0 = time.perf_counter()
@@ -92,11 +97,12 @@ def main():
           f"compiled {compiled_step * 1e3:.2f} ms -> {eager_step / compiled_step:.1f}x faster")
     print(f"largest loss difference eager vs compiled over {len(losses)} steps: {drift:.2e}")
 
-    out_dir = tempfile.mkdtemp(prefix="graphc-demo-")
-    prefix = os.path.join(out_dir, "mlp")
-    sym_file, param_file = net.export(prefix, epoch=0)
-    print(f"\nexported {os.path.basename(sym_file)} and {os.path.basename(param_file)} (MXNet 1.x format) to {out_dir}")
-    reloaded = gluon.SymbolBlock.imports(sym_file, ["data"], param_file)
+    with tempfile.TemporaryDirectory(prefix="graphc-demo-") as out_dir:     # removed on the way out
+        prefix = os.path.join(out_dir, "mlp")
+        sym_file, param_file = net.export(prefix, epoch=0)
+        print(f"\nexported {os.path.basename(sym_file)} and {os.path.basename(param_file)} "
+              f"(MXNet 1.x format) to {out_dir} (a temporary folder)")
+        reloaded = gluon.SymbolBlock.imports(sym_file, ["data"], param_file)
     x = nd.array(test_set[0][:16])
     before, after = net(x).asnumpy(), reloaded(x).asnumpy()
     print(f"reloaded predictions: {after.argmax(axis=1).tolist()}")

@@ -31,16 +31,21 @@ import collections
 import math
 import os
 import re
+import sys
 import tempfile
 import time
 
 import numpy as np
 import pydoc_data.topics
-from tqdm import tqdm
 
 import graphc as mx
 from graphc import nd, autograd, gluon
 from graphc.gluon import nn, rnn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:        # loaded from its file (the tests): the sibling module is beside it
+    sys.path.insert(0, HERE)
+from progress import progress  # noqa: E402
 
 TOKEN = re.compile(r"[a-z_][a-z0-9_]*(?:'[a-z]+)?|[0-9]+|([^\sa-z0-9_])\1*")
 
@@ -137,26 +142,27 @@ def compare_step_times(model, make_trainer, loss_fn, batch, states, steps, clip)
     """Fastest time of a training step eager and hybridized, on the same model and batch (the
     fastest of `steps` is the one least disturbed by other processes). The parameters are put
     back afterwards, so the timing steps do not count as training."""
-    saved = os.path.join(tempfile.mkdtemp(prefix="graphc-lm-"), "init.params")
-    model.save_parameters(saved)
-    trainer = make_trainer()
-    params = [p for p in model.collect_params().values() if p.grad_req != "null"]
+    with tempfile.TemporaryDirectory(prefix="graphc-lm-") as scratch:   # removed on the way out, errors too
+        saved = os.path.join(scratch, "init.params")
+        model.save_parameters(saved)
+        trainer = make_trainer()
+        params = [p for p in model.collect_params().values() if p.grad_req != "null"]
 
-    def timed(n):
-        times = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            loss, _, _ = train_step(model, trainer, loss_fn, params, *batch, *states, clip)
-            loss.wait_to_read()
-            times.append(time.perf_counter() - t0)
-        return times
+        def timed(n):
+            times = []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                loss, _, _ = train_step(model, trainer, loss_fn, params, *batch, *states, clip)
+                loss.wait_to_read()
+                times.append(time.perf_counter() - t0)
+            return times
 
-    timed(1)                                          # warm-up: eager allocation paths
-    eager = min(timed(steps))
-    model.hybridize(static_alloc=True, static_shape=True)
-    compile_s = timed(1)[0]                           # first call traces and compiles
-    compiled = min(timed(steps))
-    model.load_parameters(saved)
+        timed(1)                                          # warm-up: eager allocation paths
+        eager = min(timed(steps))
+        model.hybridize(static_alloc=True, static_shape=True)
+        compile_s = timed(1)[0]                           # first call traces and compiles
+        compiled = min(timed(steps))
+        model.load_parameters(saved)
     return eager, compiled, compile_s
 
 
@@ -225,8 +231,8 @@ def main(argv=None):
         h, c = model.begin_state(args.batch_size)
         total, count = 0.0, 0
         t0 = time.perf_counter()
-        with tqdm(segments(train_cols, args.bptt), total=steps_per_epoch, desc=f"epoch {epoch}/{epochs}",
-                  unit="step", leave=False) as bar:
+        with progress(segments(train_cols, args.bptt), total=steps_per_epoch, desc=f"epoch {epoch}/{epochs}",
+                      unit="step", leave=False) as bar:
             for x, y in bar:
                 loss, h, c = train_step(model, trainer, loss_fn, params, x, y, h, c, args.clip)
                 total += float(loss.sum().asscalar())
@@ -246,11 +252,13 @@ def main(argv=None):
     x = nd.array(valid_cols[:args.bptt])
     h, c = model.begin_state(valid_cols.shape[1])
     before = [a.asnumpy() for a in model(x, h, c)]
-    out_dir = args.out_dir or tempfile.mkdtemp(prefix="graphc-lm-")
-    os.makedirs(out_dir, exist_ok=True)
-    sym_file, param_file = model.export(os.path.join(out_dir, "lstm_lm"), epoch=epochs)
-    print(f"\nexported {os.path.basename(sym_file)} and {os.path.basename(param_file)} to {out_dir}")
-    reloaded = gluon.SymbolBlock.imports(sym_file, ["data0", "data1", "data2"], param_file)
+    with tempfile.TemporaryDirectory(prefix="graphc-lm-") as scratch:   # removed on the way out
+        out_dir = args.out_dir or scratch
+        os.makedirs(out_dir, exist_ok=True)
+        sym_file, param_file = model.export(os.path.join(out_dir, "lstm_lm"), epoch=epochs)
+        print(f"\nexported {os.path.basename(sym_file)} and {os.path.basename(param_file)} to {out_dir}"
+              + ("" if args.out_dir else " (a temporary folder; --out-dir keeps them)"))
+        reloaded = gluon.SymbolBlock.imports(sym_file, ["data0", "data1", "data2"], param_file)
     after = [a.asnumpy() for a in reloaded(x, h, c)]
     identical = all(np.array_equal(a, b) for a, b in zip(before, after))
     print(f"reloaded model's next-word guesses: "

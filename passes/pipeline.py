@@ -1,7 +1,8 @@
 """The pass pipeline: an ordered list of passes that can print the graph after each one.
 
-GRAPHC_DUMP=1 (or =all) prints the graph after every pass; GRAPHC_DUMP=fold_constants,fuse_elementwise
-prints after the named ones. Under GRAPHC_VERIFY=1 (the tests set it) the verifier runs
+GRAPHC_DUMP=1 (or =all) prints the graph after every pass that changed it (one line saying
+"unchanged" for a pass that did not); GRAPHC_DUMP=fold_constants,fuse_elementwise prints after
+the named ones. Under GRAPHC_VERIFY=1 (the tests set it) the verifier runs
 between passes, so a pass that breaks an invariant is caught where it happens.
 
 Three pipelines: SIMPLIFY (the front end runs it on every traced graph), INFERENCE (rewrites
@@ -36,6 +37,9 @@ def dump_wanted(name: str, dump=None) -> bool:
     return bool(wanted & {"1", "all", "true"}) or name in wanted
 
 
+_last_dump = None   # the listing a pipeline's dump ended with
+
+
 class Pipeline:
     def __init__(self, passes: list[Callable[[Graph], Graph]], name="pipeline"):
         self.passes = list(passes)
@@ -44,14 +48,32 @@ class Pipeline:
     def __call__(self, graph: Graph, dump=None, check=None) -> Graph:
         dump = os.environ.get("GRAPHC_DUMP", "") if dump is None else dump
         check = os.environ.get("GRAPHC_VERIFY") == "1" if check is None else check
+        global _last_dump
+        text = None     # the listing of `graph`, once a dump has made it
         if dump_wanted("input", dump):
-            print(f"-- {self.name}: input --\n{graph}", file=sys.stderr)
+            text = str(graph)
+            # the graph the previous pipeline ended with (simplify -> inference -> lower) is
+            # not printed twice
+            if text == _last_dump:
+                print(f"-- {self.name}: input: unchanged --", file=sys.stderr)
+            else:
+                print(f"-- {self.name}: input --\n{text}", file=sys.stderr)
         for p in self.passes:
+            wanted = dump_wanted(p.__name__, dump)
+            before = (text if text is not None else str(graph)) if wanted else None
             graph = p(graph)
+            text = None
             if check:
                 verify(graph)
-            if dump_wanted(p.__name__, dump):
-                print(f"-- after {p.__name__} --\n{graph}", file=sys.stderr)
+            if wanted:
+                text = str(graph)
+                # a pass that found nothing to do says so in one line instead of repeating the graph
+                if text == before:
+                    print(f"-- after {p.__name__}: unchanged --", file=sys.stderr)
+                else:
+                    print(f"-- after {p.__name__} --\n{text}", file=sys.stderr)
+        if text is not None or dump_wanted("input", dump):
+            _last_dump = text if text is not None else str(graph)
         return graph
 
     def __repr__(self):

@@ -19,6 +19,11 @@ frame behind a lock; a caller that finds it taken (another Python thread is insi
 the native call releases the GIL) runs on a spare frame of its own, made on first need and kept
 for the next such caller, so concurrent calls run in parallel and each gets its own result. The
 single-threaded path pays one uncontended non-blocking lock acquire and nothing else.
+
+Profiling: a program built with profile=True (GRAPHC_PROFILE=1) times each step into
+Program.profile(). While mx.profiler runs (runtime/trace.py's flag, read once per call), any
+program runs on such a profiled twin of itself, built on first need, and records each step as
+a trace event; the unprofiled call path is unchanged apart from that one flag test.
 """
 from __future__ import annotations
 
@@ -38,10 +43,11 @@ from graphc.ops.memory_plan import MemoryPlan
 from graphc.ops.registry import get_op
 
 from . import cache as _cache
+from . import trace as _trace
 from . import cpu_devices as _cpu_devices
 from . import threads as _threads
-from .kernel_ir import Gemm
 from .lower import KernelStep, HostStep, lower_graph
+from .step_labels import kernel_owners, step_label
 from .render_llvm import ModuleBuilder
 
 _ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
@@ -157,6 +163,8 @@ class Program:
 
     # -- calling -----------------------------------------------------------------------------
     def __call__(self, inputs, outputs=None, rng=None):
+        if _trace.symbolic:     # mx.profiler is running: the one test the unprofiled call pays
+            return self._traced_call(inputs, outputs, rng)
         lock = self._lock
         if lock.acquire(False):
             try:
@@ -248,18 +256,57 @@ class Program:
         return outputs
 
     _timings = None     # per item of _run: seconds summed over calls (profiled programs only)
+    _twin = None        # this graph built with profile=True, made when mx.profiler first sees a call
 
     def _timed_run(self, frame, inputs, outputs, rng):
-        clock, times = time.perf_counter, self._timings
+        clock, times = time.perf_counter_ns, self._timings
+        record = _trace.symbolic
         for j, item in enumerate(self._run):
             t0 = clock()
             if isinstance(item, HostStep):
                 self._host(item, frame.arenas, inputs, outputs, rng)
             else:
                 item(frame.args)
-            times[j] += clock() - t0
+            t1 = clock()
+            times[j] += (t1 - t0) * 1e-9
+            if record:
+                kind, name, what = self._profile_labels[j]
+                _trace.span(name, "kernel" if kind == "native" else "host", t0, t1, self.device,
+                            {"graph": self.graph.name, "what": what})
         self._calls += 1
         return outputs
+
+    def _traced_call(self, inputs, outputs, rng):
+        """A call while mx.profiler records compiled programs: it runs on the profiling twin (one
+        native call per kernel, each step timed and recorded) inside a span for the whole call.
+        The twin, not this program, because a program built without profile=True runs its
+        kernels fused into one native call that cannot be timed apart; building it here (cached
+        like any program, recorded as a 'compile' span) profiles programs compiled before the
+        profiler started. Calls on one program take turns while profiling: its timings are
+        per program."""
+        twin = self._profiling_twin()
+        t0 = _trace.now()
+        with twin._lock:
+            result = twin._call_on(twin._frame, inputs, outputs, rng)
+        _trace.span(self.graph.name, "program", t0, _trace.now(), self.device,
+                    {"steps": len(twin._run), "training": self.training})
+        if _trace.memory:
+            _trace.counter(f"Memory: cpu/{self.device}", "Device Storage",
+                           sum(self.plan.arena_size.values()), self.device)
+        return result
+
+    def _profiling_twin(self) -> "Program":
+        if self._timings is not None:
+            return self
+        twin = self._twin
+        if twin is None:
+            t0 = _trace.now()
+            twin = build_program(self.graph, self.fused, self.plan, training=self.training, profile=True,
+                                 device=self.device)
+            _trace.span(f"compile {self.graph.name} (profiled)", "compile", t0, _trace.now(), self.device,
+                        {"source": twin.source})
+            self._twin = twin
+        return twin
 
     def profile(self) -> list:
         """Per step of a program built with profile=True (GRAPHC_PROFILE=1): rows of
@@ -301,23 +348,6 @@ class Program:
 
     def kernels(self):
         return [s.kernel for s in self.steps if isinstance(s, KernelStep)]
-
-
-def _profile_label(item, seg_calls, names) -> tuple:
-    if isinstance(item, HostStep):
-        n = item.node
-        return ("host", n.op, f"{n.name}: {', '.join(str(t) for t in n.types)}")
-    kernels = [k for k, _ in seg_calls[names.index(item)]]
-    if not kernels:
-        return ("native", "(empty)", "")
-    k = kernels[0]
-    gemms = [g for g in k.body if isinstance(g, Gemm)]
-    if gemms:
-        g = gemms[0]
-        what = f"gemm {g.batch}x{g.m}x{g.n}x{g.k}{' tA' if g.trans_a else ''}{' tB' if g.trans_b else ''}"
-    else:
-        what = f"work {k.work}, " + ", ".join(f"{b.name}: {b.dtype}[{b.size}]" for b in k.bufs)
-    return ("native", k.name, what)
 
 
 def _slot_of(placement, n_in, n_out, n_c, arena_slot):
@@ -411,7 +441,9 @@ def build_program(graph: Graph, fused: Graph, plan: MemoryPlan, *, training: boo
     if profile:
         prog._pure_native = False
         prog._timings, prog._calls = [0.0] * len(prog._run), 0
-        prog._profile_labels = [_profile_label(item, seg_calls, names) for item in segments]
+        owners = kernel_owners(steps, plan)
+        prog._profile_labels = [step_label(item, seg_calls[names.index(item)] if isinstance(item, str) else None,
+                                           owners) for item in segments]
     prog.training = training
     prog.llvm_ir = build_ir    # callable: the module's IR text, for inspection
     return prog

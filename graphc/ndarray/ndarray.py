@@ -20,6 +20,7 @@ from ..ops.registry import get_op
 from ..ops.types import TensorType
 from ..device import Context, as_context, current_context, require_device
 from .. import autograd, device as _device, random as _random
+from ..runtime import trace as _trace
 
 
 class NDArray(ArithmeticMixin):
@@ -304,7 +305,10 @@ def invoke(op_name, inputs, attrs, name=None):
         return _pending.invoke_multi(op, parsed, inputs, name)
     in_types = [x._type() for x in inputs]
     op.infer_types(in_types, parsed, f"'{name}'" if name else "")
+    t0 = _trace.now() if _trace.imperative else 0     # mx.profiler records eager operators
     outs = op.run([x._data for x in inputs], parsed, rng=_random.generator(), training=autograd.is_training())
+    if t0:
+        _trace.span(op.name, "operator", t0, _trace.now())
     ctx = inputs[0]._ctx if inputs else as_context(parsed.get("ctx") if isinstance(parsed.get("ctx"), str) else None)
     results = [NDArray(np.asarray(o), ctx) for o in outs]
     for out_index, in_index in op.mutates:
