@@ -11,6 +11,8 @@ CASE_LABEL = {"mlp": "MLP 784-512-512-10, global batch 256", "cnn": "image examp
 GRAPHC_ALLREDUCE_LABEL = {
     "kvstore dist_sync pushpull": "**graphc** kvstore dist_sync `pushpull` into separate `out`",
     "Trainer.allreduce_grads (in place)": "**graphc** `Trainer.allreduce_grads` (in place, big keys unpacked)",
+    "Trainer.allreduce_grads (overlap reducer's flush)":
+        "**graphc** `Trainer.allreduce_grads` through the overlapped reducer (kvstore/overlap.py), no backward",
 }
 
 

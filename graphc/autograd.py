@@ -11,6 +11,17 @@ with both off). The tape lives on the arrays themselves (each output points at t
 made it), so threads that record separate computations never share a node. The one shared
 thing is a leaf's `.grad`: backward() writes it under a lock, so two threads' gradients of one
 parameter both land with grad_req='add' and one of them, whole, with 'write'.
+
+Gradient-ready hooks (what a distributed Trainer uses to start all-reduces while backward still
+runs, as PyTorch DDP's autograd hooks): a leaf's gradient is final once every tape node that
+reads it has been visited, so while any hook is registered backward() writes that leaf's .grad
+at that moment, not at the end, and then calls the hooks registered for it
+(`_add_grad_ready_hook`); with none registered it walks and writes exactly as before. A node's
+backward may hand its gradients over one at a time, by returning an iterator of (input
+position, gradient) pairs instead of a list (a segmented compiled backward yields each
+segment's gradients when its program returns), so a leaf read only by that node is ready
+before the node finishes.
+`grad()` writes no .grad and calls no hook.
 """
 from __future__ import annotations
 
@@ -28,6 +39,10 @@ __all__ = ["record", "pause", "train_mode", "predict_mode", "is_recording", "is_
 
 _state = threading.local()
 _grad_lock = threading.Lock()     # held while backward() writes leaves' .grad
+# id(leaf NDArray) -> (the leaf, [hooks]): NDArray has __slots__ without __weakref__, and the
+# arrays hooked are a Trainer's parameters, which outlive their hooks anyway
+_ready_hooks: dict = {}
+_before_write_hooks: dict = {}      # the same, for hooks called just before backward writes .grad
 
 
 def _get(name, default):
@@ -112,6 +127,45 @@ def record_op(op, attrs, inputs, outputs):
     record_custom(inputs, outputs, backward, op.name)
 
 
+def _add_grad_ready_hook(array, fn, before_write=None):
+    """Call fn(array) each time backward() has written array's final .grad of that pass
+    (array: a leaf with attach_grad), and before_write(array), when given, just before that
+    write (a reader of the old .grad, such as an all-reduce still summing it in place, must be
+    done with it first). Hooks run on the thread that runs backward."""
+    _add(_ready_hooks, array, fn)
+    if before_write is not None:
+        _add(_before_write_hooks, array, before_write)
+
+
+def _remove_grad_ready_hook(array, fn, before_write=None):
+    _remove(_ready_hooks, array, fn)
+    if before_write is not None:
+        _remove(_before_write_hooks, array, before_write)
+
+
+def _add(table, array, fn):
+    entry = table.get(id(array))
+    if entry is None or entry[0] is not array:
+        entry = table[id(array)] = (array, [])
+    entry[1].append(fn)
+
+
+def _remove(table, array, fn):
+    entry = table.get(id(array))
+    if entry is None or entry[0] is not array:
+        return
+    entry[1][:] = [f for f in entry[1] if f is not fn]
+    if not entry[1]:
+        del table[id(array)]
+
+
+def _grad_ready_hooks(array, table=_ready_hooks):
+    """The hooks registered for `array` (empty when none): compiled blocks segment their
+    backward only when one of their parameters has some."""
+    entry = table.get(id(array))
+    return entry[1] if entry is not None and entry[0] is array else ()
+
+
 def _topo_order(heads):
     order, seen = [], set()
     stack = [(h._entry[0], False) for h in heads if h._entry is not None]
@@ -135,7 +189,10 @@ def _accumulate(store, key, g):
     store[key] = g if old is None else old + g
 
 
-def _run_backward(heads, head_grads, variables, retain_graph, create_graph, train_mode):
+def _run_backward(heads, head_grads, variables, retain_graph, create_graph, train_mode, on_ready=None):
+    """Walk the tape from `heads`; return {id(leaf): (leaf, gradient)} for the leaves not yet
+    handed to on_ready. on_ready(leaf, gradient), when given, is called for each leaf the
+    moment its gradient is final (every node reading it visited); those leaves are left out."""
     from . import ndarray as nd
     from .ndarray.ndarray import NDArray
     heads = list(heads)
@@ -159,24 +216,59 @@ def _run_backward(heads, head_grads, variables, retain_graph, create_graph, trai
             prev = leaf.get(id(h))
             leaf[id(h)] = (h, g if prev is None else prev[1] + g)
     order = _topo_order(heads)
+    readers = _leaf_readers(order) if on_ready is not None else None
+
+    def give(x, g):
+        if g is None:
+            return
+        if not create_graph:
+            g = g.detach()
+        if x._entry is not None:
+            _accumulate(grads, (id(x._entry[0]), x._entry[1]), g)
+        elif x._grad_req != "null" or (variables is not None and any(v is x for v in variables)):
+            prev = leaf.get(id(x))
+            leaf[id(x)] = (x, g if prev is None else prev[1] + g)
+
+    def visited(x):
+        """One more reader of leaf x is done; hand x over once none is left."""
+        if readers is None or x._entry is not None:
+            return      # (nobody waits, or not a leaf)
+        left = readers[id(x)] - 1
+        readers[id(x)] = left
+        if left == 0:
+            hit = leaf.pop(id(x), None)
+            if hit is not None:
+                on_ready(*hit)
+
     with _scope(create_graph, train_mode):
         for node in reversed(order):
             ograds = [grads.pop((id(node), i), None) for i in range(len(node.outputs))]
             if all(g is None for g in ograds):
+                if readers is not None:
+                    for x in node.inputs:
+                        visited(x)
                 continue
             if any(g is None for g in ograds):
                 ograds = [nd.zeros_like(o) if g is None else g for o, g in zip(node.outputs, ograds)]
             in_grads = node.backward(nd, node.inputs, node.outputs, ograds)
-            for x, g in zip(node.inputs, in_grads):
-                if g is None:
-                    continue
-                if not create_graph:
-                    g = g.detach()
-                if x._entry is not None:
-                    _accumulate(grads, (id(x._entry[0]), x._entry[1]), g)
-                elif x._grad_req != "null" or (variables is not None and any(v is x for v in variables)):
-                    prev = leaf.get(id(x))
-                    leaf[id(x)] = (x, g if prev is None else prev[1] + g)
+            if isinstance(in_grads, (list, tuple)):
+                for x, g in zip(node.inputs, in_grads):
+                    give(x, g)
+                if readers is not None:
+                    for x in node.inputs:
+                        visited(x)
+                continue
+            # an iterator of (input position, gradient): each leaf as soon as it is handed over
+            pending = set(range(len(node.inputs)))
+            for pos, g in in_grads:
+                if pos not in pending:
+                    raise GraphcError(f"backward of {node.name}: input position {pos} handed over twice or out "
+                                      f"of range (the node has {len(node.inputs)} inputs)")
+                pending.discard(pos)
+                give(node.inputs[pos], g)
+                visited(node.inputs[pos])
+            for pos in sorted(pending):
+                visited(node.inputs[pos])
     if not retain_graph:
         for node in order:
             for o in node.outputs:
@@ -184,24 +276,57 @@ def _run_backward(heads, head_grads, variables, retain_graph, create_graph, trai
     return leaf
 
 
+def _leaf_readers(order):
+    """id(leaf) -> how many (node, input position) pairs of the tape read it."""
+    counts = {}
+    for node in order:
+        for x in node.inputs:
+            if x._entry is None:
+                counts[id(x)] = counts.get(id(x), 0) + 1
+    return counts
+
+
 def backward(heads, head_grads=None, retain_graph=False, train_mode=True, create_graph=False):
-    """Accumulate d(heads)/d(x) into x.grad for every x with attach_grad()."""
+    """Accumulate d(heads)/d(x) into x.grad for every x with attach_grad(). While any
+    gradient-ready hook is registered, each leaf's .grad is written (and its hooks called) as
+    soon as its gradient is final; otherwise all are written when the tape walk ends."""
     from .ndarray.ndarray import NDArray
     if isinstance(heads, NDArray):
         heads = [heads]
         head_grads = [head_grads] if isinstance(head_grads, NDArray) else head_grads
-    leaf = _run_backward(heads, head_grads, None, retain_graph, create_graph, train_mode)
-    # numpy releases the GIL inside `+=` and copies: without the lock two threads' 'add' could
-    # each read the old gradient and one sum would be lost
-    with _grad_lock:
-        for x, g in leaf.values():
-            if x._grad_req == "null" or x._grad is None:
-                continue
-            # (queued on the device when the gradient is still being computed there: engine.py)
-            x._grad._store_grad(g, x._grad_req)
-            x._fresh_grad = True
-            if create_graph:
-                x._grad._entry = g._entry
+
+    def store(x, g):
+        if x._grad_req == "null" or x._grad is None:
+            return False
+        # (queued on the device when the gradient is still being computed there: engine.py)
+        x._grad._store_grad(g, x._grad_req)
+        x._fresh_grad = True
+        if create_graph:
+            x._grad._entry = g._entry
+        return True
+
+    if not _ready_hooks:
+        leaf = _run_backward(heads, head_grads, None, retain_graph, create_graph, train_mode)
+        # numpy releases the GIL inside `+=` and copies: without the lock two threads' 'add' could
+        # each read the old gradient and one sum would be lost
+        with _grad_lock:
+            for x, g in leaf.values():
+                store(x, g)
+        return
+
+    def write(x, g):
+        if x._grad_req == "null" or x._grad is None:
+            return
+        for fn in tuple(_grad_ready_hooks(x, _before_write_hooks)):
+            fn(x)
+        with _grad_lock:
+            store(x, g)
+        for fn in tuple(_grad_ready_hooks(x)):
+            fn(x)
+
+    leaf = _run_backward(heads, head_grads, None, retain_graph, create_graph, train_mode, on_ready=write)
+    for x, g in leaf.values():      # leaves no tape node reads (heads themselves)
+        write(x, g)
 
 
 def grad(heads, variables, head_grads=None, retain_graph=None, create_graph=False, train_mode=True):

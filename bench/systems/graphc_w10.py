@@ -3,7 +3,10 @@ kvstore's all-reduce against raw mpi4py Allreduce on the same buffers.
 
 graphc_w.py --workload W10 (the parent) starts one child per configuration (_w10.py): 1x1 and 1x2
 as plain processes, 2x1 under MPICH's mpiexec -n 2, where each rank trains on its half of the
-global batch with a Trainer over kvstore 'dist_sync'. Only rank 0 prints records.
+global batch with a Trainer over kvstore 'dist_sync'. Only rank 0 prints records. Each 2x1 run
+goes twice, with the all-reduce overlapped with backward (kvstore/overlap.py,
+GRAPHC_DIST_OVERLAP=1) and without (0), one after the other; graphc_w10_overlap_ab.py pairs
+them in one job, which a loaded machine needs for a fair ratio.
 """
 import _common as C  # first: pins thread counts (to the configuration's, in a child)
 
@@ -21,6 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # update_on_kvstore for dist_sync: False (the Trainer's fused update after the all-reduce) was
 # faster here than the store's per-key optimizer (MXNet's default, True); both are recorded
 UPDATE_ON_KVSTORE_ENV = "BENCH_W10_UPDATE_ON_KVSTORE"
+# graphc's own switch (kvstore/overlap.py); its default (auto) is off for 2 ranks x 1 thread on 2
+# cores, so both settings are named explicitly here
+OVERLAP_ENV = "GRAPHC_DIST_OVERLAP"
 
 
 def parent(quick):
@@ -34,8 +40,9 @@ def parent(quick):
     env.setdefault("GRAPHC_DIST_TIMEOUT", "300")     # the ranks compile before their first all-reduce
     if os.access(mpiexec, os.X_OK):
         for uok in ("0", "1"):
-            runs.append(("2x1", [str(mpiexec), "-n", "2"] + base + ["--variants", "2x1"],
-                         dict(env, **{UPDATE_ON_KVSTORE_ENV: uok})))
+            for overlap in ("1", "0"):
+                runs.append(("2x1", [str(mpiexec), "-n", "2"] + base + ["--variants", "2x1"],
+                             dict(env, **{UPDATE_ON_KVSTORE_ENV: uok, OVERLAP_ENV: overlap})))
     else:
         C.emit({"system": SYSTEM, "variant": "dist_sync", "workload": "W10", "case": "-", "config": "2x1",
                 "error": f"not available: no MPICH mpiexec next to {sys.executable} (pip install 'graphc[dist]')"})
@@ -52,7 +59,8 @@ def child(config, quick):
         rank = comm.Get_rank()
     emit = C.emit if rank == 0 else (lambda rec: None)
     uok = os.environ.get(UPDATE_ON_KVSTORE_ENV, "0") == "1"
-    variant = (f"dist_sync, update_on_kvstore={uok}" if ranks > 1 else "hybrid")
+    overlap = {"1": "on", "0": "off"}.get(os.environ.get(OVERLAP_ENV, "auto"), "auto")
+    variant = (f"dist_sync, update_on_kvstore={uok}, overlap {overlap}" if ranks > 1 else "hybrid")
     for case in ("mlp", "cnn"):
         # a store per model: a store's keys are the parameters of the one Trainer that uses it
         C.run_variant(SYSTEM, variant, "W10",
@@ -60,7 +68,7 @@ def child(config, quick):
                                               rank, ranks, comm, uok, variant, quick),
                       emit_fn=emit, fields={"case": case, "config": config})
     if ranks > 1 and not uok:
-        for rec in allreduce(mx, comm, quick):
+        for rec in allreduce(mx, comm, quick, overlap):
             emit(rec)
 
 
@@ -119,9 +127,10 @@ def train(case, config, kv, rank, ranks, comm, uok, variant, quick):
                              threads=W.CONFIGS[config][1], ranks=ranks)
 
 
-def allreduce(mx, comm, quick):
+def allreduce(mx, comm, quick, overlap):
     """GB/s (bytes of the buffers / seconds per all-reduce) of kv.pushpull over the MLP's
-    parameter buffers, of mpi4py Allreduce on each of those buffers, and on one flat buffer."""
+    parameter buffers, of mpi4py Allreduce on each of those buffers, and on one flat buffer.
+    Trainer.allreduce_grads goes through the overlapped reducer's flush when overlap is on."""
     from graphc import nd
     from mpi4py import MPI
     bufs = W.allreduce_buffers()
@@ -146,10 +155,13 @@ def allreduce(mx, comm, quick):
     except Exception as e:  # noqa: BLE001
         out.append({"system": SYSTEM, "variant": "kvstore dist_sync pushpull", "workload": "W10",
                     "case": "allreduce", "config": "2x1", "error": f"{type(e).__name__}: {e}"[:500]})
+    trainer_variant = ("Trainer.allreduce_grads (overlap reducer's flush)" if overlap == "on"
+                       else "Trainer.allreduce_grads (in place)" if overlap == "off"
+                       else "Trainer.allreduce_grads (overlap auto)")
     try:
-        out.append(trainer_allreduce(mx, bufs, nbytes, quick))
+        out.append(trainer_allreduce(mx, bufs, nbytes, quick, trainer_variant))
     except Exception as e:  # noqa: BLE001
-        out.append({"system": SYSTEM, "variant": "Trainer.allreduce_grads (in place)", "workload": "W10",
+        out.append({"system": SYSTEM, "variant": trainer_variant, "workload": "W10",
                     "case": "allreduce", "config": "2x1", "error": f"{type(e).__name__}: {e}"[:500]})
     routs = [np.empty_like(b) for b in bufs]
 
@@ -168,7 +180,7 @@ def allreduce(mx, comm, quick):
     return out
 
 
-def trainer_allreduce(mx, bufs, nbytes, quick):
+def trainer_allreduce(mx, bufs, nbytes, quick, variant):
     """GB/s of Trainer.allreduce_grads (kvstore 'dist_sync', update_on_kvstore=False: what a
     training step sums) with the MLP's parameter buffers as gradients: the store sums each big
     gradient in its own memory and keeps no copy (kvstore/mpi_transport.py). The gradients
@@ -189,4 +201,4 @@ def trainer_allreduce(mx, bufs, nbytes, quick):
     for p in params:
         p.grad()[:] = 0.0       # the timed calls sum zeros (no overflow to inf, same work)
     samples = W.time_fixed(trainer.allreduce_grads, W.ALLREDUCE_BLOCK, quick)
-    return W.allreduce_record(SYSTEM, "Trainer.allreduce_grads (in place)", samples, nbytes, buffers=len(bufs))
+    return W.allreduce_record(SYSTEM, variant, samples, nbytes, buffers=len(bufs))

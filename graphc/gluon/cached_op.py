@@ -131,7 +131,10 @@ class InterpretedProgram:
 
 def compile_program(graph: Graph, training=False, backend="llvm", device=0):
     """Hand a simplified graph to the backend; the numpy interpreter when backend='numpy'.
-    device: the CPU device k whose worker pool runs the program."""
+    device: the CPU device k whose worker pool runs the program. A program over its device's
+    memory budget (GRAPHC_DEVICE_MEMORY) is refused here, before anything is built."""
+    from ..device_memory import check_program
+    check_program(graph, f"cpu({device})")
     if backend == "numpy":
         return InterpretedProgram(graph, training)
     from ..compiler import compile_graph
@@ -185,7 +188,7 @@ class CachedOp:
         self._compile_lock = threading.RLock()   # tracing and compiling (slow path only)
         self._outputs_lock = threading.Lock()    # static_alloc's output pools (see _output_buffers)
         self._model_parallel = {}                # ctx -> whether calls there are partitioned
-        self._group2ctx = bool(flags.get("group2ctx"))
+        self._group2ctx = bool(flags.get("group2ctx") or flags.get("devices"))
 
     # -- tracing ---------------------------------------------------------------------------
     def _data_names(self, n):
@@ -343,6 +346,15 @@ class CachedOp:
                 self._outputs_lock.release()
         positions = [i for i, m in enumerate(mask) if m]
         kept_inputs = arrays
+        segments = self._backward_segments(entry, mask, training, inputs, positions, bwd_graph)
+        if segments is not None:
+            # a gradient-ready hook watches a parameter (a distributed Trainer): the backward runs
+            # as several programs and hands each one's gradients over as it returns
+            def segmented(F, ins, outs, ograds):
+                feed = backward_feed(split, saved, kept_inputs, ograds, f"{self.block.name}: a hybridized block")
+                return self._run_segments(entry, segments, feed, positions, ctx, (mask, training))
+            autograd.record_custom(inputs, outputs, segmented, self.block.name)
+            return outputs
 
         def backward(F, ins, outs, ograds):
             feed = backward_feed(split, saved, kept_inputs, ograds, f"{self.block.name}: a hybridized block")
@@ -360,6 +372,56 @@ class CachedOp:
 
         autograd.record_custom(inputs, outputs, backward, self.block.name)
         return outputs
+
+    def _backward_segments(self, entry, mask, training, inputs, positions, bwd_graph):
+        """The segmented backward (segments, programs) to run instead of the one backward
+        program, or None: only when some parameter being differentiated has a gradient-ready
+        hook (autograd._add_grad_ready_hook) and the gradients are worth more than one
+        segment (kvstore/overlap.py backward_segments), so single-process training never
+        changes."""
+        if not any(autograd._grad_ready_hooks(inputs[i]) for i in positions):
+            return None
+        from ..kvstore.overlap import backward_segments
+        k = backward_segments([(v.type.size, v.type.dtype) for v in bwd_graph.outputs])
+        if k <= 1:
+            return None
+        compiled = entry.train.get(("segments", mask, training, k))
+        if compiled is None:
+            compiled = self._compile_segments(entry, ("segments", mask, training, k), bwd_graph, k, training,
+                                              _device_index(inputs[0].context))
+        return compiled
+
+    def _compile_segments(self, entry, key, bwd_graph, k, training, device):
+        """segment_backward's cut of the backward graph, each segment compiled; None when the
+        graph does not cut (one segment)."""
+        from ..passes.segment_backward import segment_backward
+        with self._compile_lock:
+            if key in entry.train:
+                return entry.train[key]
+            segments = segment_backward(bwd_graph, k)
+            compiled = None
+            if len(segments) > 1:
+                compiled = (segments, [compile_program(seg.graph, training, self.backend, device) for seg in segments])
+            entry.train[key] = compiled
+            return compiled
+
+    def _run_segments(self, entry, compiled, feed, positions, ctx, pool_key):
+        """Run the segments in order, yielding (input position, gradient) for each gradient as
+        soon as the segment computing it returns (autograd's iterator protocol)."""
+        segments, programs = compiled
+        results = []
+        for s, (seg, program) in enumerate(zip(segments, programs)):
+            args = [feed[src[1]] if src[0] == "input" else results[src[1]][src[2]] for src in seg.sources]
+            pooled = self.static_alloc and self._outputs_lock.acquire(False)
+            try:
+                out = program(args, self._output_buffers(entry, seg.graph, ("train_bwd_segment", s) + pool_key)
+                              if pooled else None)
+                grads = [(positions[o], NDArray(out[j], ctx)) for j, o in enumerate(seg.grads)]
+            finally:
+                if pooled:
+                    self._outputs_lock.release()
+            results.append(out)
+            yield from grads
 
     # -- queued calls (several devices in use) ---------------------------------------------------
     def _call_queued(self, args, leaves, training, ctx):

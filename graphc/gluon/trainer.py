@@ -7,6 +7,14 @@ single device and no 'dist', means no store and no sum. With a store, `update_on
 (default: True where the store can run an optimizer) makes the store own the optimizer: it
 updates its copy of each weight with the summed gradient and the devices pull the result.
 Optimizer states save to one MXNet-format .params file (gluon/updater_states.py, no pickle).
+
+With a synchronous distributed store ('dist_sync*', no compression, one device per parameter
+in each process) the sums over workers can start during backward: from the second step on,
+each parameter's gradient-ready hook hands it to an overlapped reducer (kvstore/overlap.py),
+whose buckets run while backward computes the rest, and step() only finishes them. The first
+step creates the store after its backward and so is not overlapped. GRAPHC_DIST_OVERLAP=1/0
+turns it on/off (by default on, except where all ranks share one host whose cores their
+compute threads fill); every worker's weights are the same bits either way.
 """
 from __future__ import annotations
 
@@ -46,6 +54,7 @@ class Trainer:
         self._contexts = None
         self._kvstore_params = {"kvstore": kvstore, "update_on_kvstore": update_on_kvstore}
         self._kvstore = None
+        self._overlap = None            # kvstore/overlap.py's reducer, when sums overlap backward
         self._update_on_kvstore = None
         self._distributed = None
         self._kv_initialized = False
@@ -140,6 +149,9 @@ class Trainer:
                 kv.broadcast(i, arrays[0], arrays)
         self._kvstore, self._update_on_kvstore = kv, update_on_kvstore
         self._kv_initialized = True
+        self._overlap = None
+        if self._distributed and isinstance(kv, kvs.KVStore):
+            self._overlap = self._overlap_reducer()
 
     # -- learning rate ---------------------------------------------------------------------------
     @property
@@ -210,10 +222,11 @@ class Trainer:
             # every gradient in one call, so a distributed store buckets them and overlaps their
             # transfer with the per-device sums and the updates (kvstore/mpi_transport.py); with
             # update_on_kvstore=False a big gradient is summed over workers in its own memory.
-            # The all-reduces start once backward has written every gradient (eager or compiled:
-            # both hand them over together), so they overlap the updates, not backward itself
-            live = [i for i, p in enumerate(self._params) if p.grad_req != "null"]
+            # With an overlapped reducer most sums started during backward: finish them here
+            live = [i for i, p in enumerate(self._params) if _trained_here(p)]
             if not live:
+                return
+            if self._overlap is not None and self._flush_overlap(live):
                 return
             grads = [self._params[i].list_grad() for i in live]
             if self._update_on_kvstore:
@@ -222,7 +235,7 @@ class Trainer:
                 self._kvstore.pushpull(live, grads)
             return
         for i, param in enumerate(self._params):
-            if param.grad_req == "null":
+            if not _trained_here(param):
                 continue
             grads = param.list_grad()
             if self._update_on_kvstore:
@@ -231,10 +244,26 @@ class Trainer:
             else:
                 self._kvstore.pushpull(i, grads, priority=-i)
 
+    def _overlap_reducer(self):
+        from ..kvstore.overlap import reducer_for
+        keys = [i for i, p in enumerate(self._params) if _trained_here(p)]
+        return reducer_for(self._kvstore, self._params, keys, self._update_on_kvstore, owner=self)
+
+    def _flush_overlap(self, live):
+        """Finish the overlapped reducer's round; False when the caller must sum the ordinary
+        way (the round was stale, or the trained parameters changed since the reducer was
+        planned, in which case it is planned again for the next step)."""
+        reducer = self._overlap
+        if tuple(live) != reducer.keys or any(self._params[i].grad_req != "write" for i in live):
+            reducer.close()         # (waits for what it started this round)
+            self._overlap = self._overlap_reducer()
+            return False
+        return reducer.flush(self._update_on_kvstore)
+
     def _update(self, ignore_stale_grad=False):
         updates = [[] for _ in self._updaters]
         for i, param in enumerate(self._params):
-            if param.grad_req == "null":
+            if not _trained_here(param):
                 continue
             datas = param.list_data()
             if not ignore_stale_grad:
@@ -277,6 +306,13 @@ class Trainer:
             self._kvstore.load_optimizer_states(fname)
         else:
             load_updater_states(fname, self._optimizer, self._updaters, self._contexts)
+
+
+def _trained_here(param):
+    """Whether this process sums and updates `param`: not grad_req 'null', and not the parameter
+    of a model-parallel stage that another MPI rank runs (gluon/model_parallel_ranks.py marks
+    those; only their owner gets a gradient, so they are neither stale nor updated here)."""
+    return param.grad_req != "null" and not getattr(param, "_stage_elsewhere", False)
 
 
 def _tracks_fresh_grad():

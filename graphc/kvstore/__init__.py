@@ -12,8 +12,9 @@ an optimizer (MXNet 1.9.1's API, store.py). The layers, top down:
 Distributed stores run one worker per MPI rank (launched by `graphc-launch -n 4 python
 train.py` or `mpiexec -n 4 python train.py`; graphc.dist holds the MPI layer):
 'dist_sync', 'dist_device_sync', 'dist_sync_device' sum over workers with mpi_transport's
-bucketed all-reduce, so every worker applies the same update; 'dist_async' sends gradients to
-parameter-server ranks that update the weights (dist_async.py).
+bucketed all-reduce, so every worker applies the same update (a Trainer's all-reduces overlap
+its backward: overlap.py); 'dist_async' sends gradients to parameter-server ranks that update
+the weights (dist_async.py).
 """
 from __future__ import annotations
 
@@ -32,17 +33,25 @@ _LOCAL_KINDS = {"local": "cpu", "local_update_cpu": "cpu", "local_allreduce_cpu"
                 "device": "device", "local_allreduce_device": "device", "nccl": "device"}
 
 
-def create(name="local"):
+def create(name="local", group=None):
     """A new store: 'local' (sums on the CPU), 'device' (sums where the arrays are; allows
-    gradient compression), their MXNet aliases, or a class registered with KVStoreBase.register."""
+    gradient compression), their MXNet aliases, or a class registered with KVStoreBase.register.
+    group (synchronous 'dist_*' kinds only): an mpi4py communicator of graphc.dist's World whose
+    ranks are the workers, e.g. graphc.dist.pipeline_groups(stages=2).replicas (the data-parallel
+    replicas of this rank's pipeline stage); default: every worker of the job."""
     if not isinstance(name, str):
         raise TypeError("name must be a string")
     name = name.lower()
     if name in KVStoreBase.kv_registry:
         return KVStoreBase.kv_registry[name]()
     if "dist" in name:
-        return _create_dist(name)
+        return _create_dist(name, group)
+    if group is not None:
+        raise GraphcError(f"kvstore {name!r}: group= is for distributed stores ('dist_sync'), not a local one")
     order = _LOCAL_KINDS.get(name)
+    if name in ("horovod", "byteps"):
+        raise GraphcError(f"kvstore {name!r} is not supported: graphc does not run on {name}; for training "
+                          "over processes use kv.create('dist_sync') (MPI) instead")
     if order is None:
         known = sorted(set(_LOCAL_KINDS) | set(KVStoreBase.kv_registry))
         raise GraphcError(f"unknown kvstore type {name!r}; expected one of {known} (or a 'dist_*' kind)")
@@ -65,7 +74,7 @@ _DIST_KINDS = {"dist_sync": "cpu", "dist_device_sync": "device", "dist_sync_devi
                "dist_async": "cpu", "dist": "cpu"}
 
 
-def _create_dist(name):
+def _create_dist(name, group=None):
     """A distributed store, joining the MPI job (graphc.dist) on first use. A server rank never
     returns from here: it serves (dist_async) or waits (synchronous kinds) until the workers
     finish, then exits."""
@@ -77,6 +86,11 @@ def _create_dist(name):
     w = world()
     r = dist_roles(w.size)
     server = r.is_server(w.rank)
+    if group is not None:
+        if "async" in name or r.num_servers:
+            raise GraphcError(f"kvstore {name!r}: group= works with synchronous stores in a job without "
+                              f"server ranks (this one: {r.num_servers} servers)")
+        return KVStore(name, MPITransport(w, group), DeviceReduction(order))
     workers = _workers_comm(w, r, server)
     if server:
         from .dist_async import serve

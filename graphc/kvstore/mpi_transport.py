@@ -26,13 +26,12 @@ never hangs on a lost worker.
   same collectives in the same order. The sum of an element is MPI's either way (a packed
   and a direct all-reduce of the same values give the same bits on 2 workers; on more, MPI
   may associate a three-way sum differently for different message sizes, on every worker
-  alike). What overlaps: each transfer with packing the next bucket and with the store's
-  per-device sums and optimizer updates of keys that already arrived. What does not: the
-  backward pass itself. graphc's eager backward writes every parameter's gradient together
-  when the tape walk ends, and a compiled (hybridized) training program hands them all over
-  when its one native call returns, so the first all-reduce starts after backward ends and
-  communication overlaps only the optimizer update of earlier keys (DDP and Horovod start a
-  bucket from an autograd hook while backward still runs; graphc has no such hook yet).
+  alike). What overlaps here: each transfer with packing the next bucket and with the store's
+  per-device sums and optimizer updates of keys that already arrived. Overlap with backward
+  itself is kvstore/overlap.py's: a Trainer over a synchronous store starts its buckets from
+  gradient-ready hooks while backward still runs (as DDP and Horovod do) and comes here only
+  where that does not apply (its first step, gradient compression, grad_req='add', several
+  devices per process, overlap off: GRAPHC_DIST_OVERLAP).
 * With 2-bit compression (MXNet's dist stores compress what a worker sends), each worker
   quantises its sum against its own residual, the packed words are exchanged (MPI_Iallgather:
   16 values per 32-bit word, a sixteenth of the traffic) and every worker dequantises all

@@ -2,7 +2,8 @@
 
     python dist_worker.py SCENARIO OUT_DIR [options]
 
-Scenarios: sync (Trainer over a dist_sync store; writes each rank's weights), compressed
+Scenarios: sync (Trainer over a dist_sync store; writes each rank's weights), overlap (sync with
+the overlapped reducer's events recorded too), compressed
 (2-bit dist_sync pushes; writes the sums and the pushed gradients), async (dist_async training;
 writes losses), kill (rank 1 is SIGKILLed mid-training), mismatch (rank 1 initialises a
 different shape), nojoin (rank 1 never joins).
@@ -73,6 +74,42 @@ def sync(out, update_on_kvstore, hybridize):
     np.savez(os.path.join(out, f"rank{kv.rank}.npz"), **weights(net))
 
 
+def overlap(out, update_on_kvstore, mode):
+    """sync's training with the Trainer's overlapped reducer's events recorded (which keys became
+    ready and which buckets started, in order) and whether it ran at all. mode 'twice': eager,
+    and each step first runs a backward pass on a wrong batch, whose gradients the right one's
+    backward then overwrites (the reducer must notice and sum the second pass's)."""
+    hybridize = mode == "hybrid"
+    kv = mx.kv.create("dist_sync")
+    net = build(seed=100)
+    x, y = data(kv.num_workers)
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.5, "momentum": 0.9}, kvstore=kv,
+                            update_on_kvstore=update_on_kvstore)
+    if hybridize:
+        net.hybridize()
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    events = []
+    for step, (xb, yb) in enumerate(batches(x, y, kv.num_workers, kv.rank)):
+        if mode == "twice":
+            with autograd.record():
+                loss = loss_fn(net(xb * 3 + 1), yb)
+            loss.backward()
+        with autograd.record():
+            loss = loss_fn(net(xb), yb)
+        loss.backward()
+        trainer.step(LOCAL_BATCH)
+        if step == 0 and trainer._overlap is not None:
+            trainer._overlap.trace = []
+    reducer = trainer._overlap
+    if reducer is not None:
+        events = [f"{event} {detail}" for _, event, detail in reducer.trace]
+        segments = [v for c in net._cached_op._cache.values() for k, v in c.train.items()
+                    if k[0] == "segments" and v is not None] if hybridize else []
+        events.append(f"segments {len(segments[0][0]) if segments else 0}")
+        events.append(f"plan {[b.keys for b in reducer.plan]}")
+    np.savez(os.path.join(out, f"rank{kv.rank}.npz"), events=np.array(events), **weights(net))
+
+
 def compressed(out):
     kv = mx.kv.create("dist_sync")
     kv.set_gradient_compression({"type": "2bit", "threshold": 0.3})
@@ -132,6 +169,8 @@ def main():
     scenario, out = sys.argv[1], sys.argv[2]
     if scenario == "sync":
         sync(out, {"none": None, "true": True, "false": False}[sys.argv[3]], sys.argv[4] == "hybrid")
+    elif scenario == "overlap":
+        overlap(out, {"none": None, "true": True, "false": False}[sys.argv[3]], sys.argv[4])
     elif scenario == "compressed":
         compressed(out)
     elif scenario == "async":

@@ -25,9 +25,9 @@ import dist_worker as dw  # noqa: E402
 pytestmark = pytest.mark.skipif(not os.access(GFORKER, os.X_OK), reason="MPICH's mpiexec.gforker is not installed")
 
 
-def _run(ranks, scenario, out, *args, timeout_s=5, launcher=False, servers=0, limit=60):
+def _run(ranks, scenario, out, *args, timeout_s=5, launcher=False, servers=0, limit=60, env_extra=None):
     env = dict(os.environ, GRAPHC_DIST_TIMEOUT=str(timeout_s), PYTHONUNBUFFERED="1",
-               GRAPHC_DIST_LOG_DIR=str(out / "logs"))
+               GRAPHC_DIST_LOG_DIR=str(out / "logs"), **(env_extra or {}))
     env.pop("GRAPHC_NUM_SERVERS", None)
     program = [sys.executable, WORKER, scenario, str(out), *args]
     if launcher:
@@ -81,6 +81,45 @@ def test_dist_sync_training_equals_one_process_on_the_concatenated_batch(tmp_pat
         assert not np.allclose(want, dw.weights(dw.build(seed=100))[name]), f"{name} never moved"
 
 
+@pytest.mark.parametrize("update_on_kvstore,mode", [("false", "plain"), ("true", "hybrid"), ("false", "hybrid"),
+                                                    ("false", "twice")])
+def test_allreduce_overlapped_with_backward_equals_not_overlapped_and_one_process(tmp_path, update_on_kvstore, mode):
+    """kvstore/overlap.py: the same bits with overlap on as off, on every rank, and one process's
+    weights; and the overlap happened: a bucket started before backward handed over the first
+    layer's gradients (for a hybridized block: before its last backward segment returned).
+    'twice': two backward passes per step, the first on a wrong batch: the second overwrites
+    gradients whose sums already started, and the step must sum the second's."""
+    runs = {}
+    for overlap in ("1", "0"):
+        out = tmp_path / f"overlap{overlap}"
+        out.mkdir()
+        # tiny buckets: the test model has a few hundred bytes of gradients
+        proc, _ = _run(2, "overlap", out, update_on_kvstore, mode, timeout_s=20,
+                       env_extra={"GRAPHC_DIST_OVERLAP": overlap, "GRAPHC_DIST_BUCKET_MB": "0.0001"})
+        _ok(proc)
+        runs[overlap] = [dict(np.load(out / f"rank{r}.npz")) for r in range(2)]
+    expected = _reference_weights(2, update_on_kvstore)
+    for name, want in expected.items():
+        for r in range(2):
+            assert np.array_equal(runs["1"][r][name], runs["0"][r][name]), f"rank {r} {name}: overlap changed the bits"
+            assert np.array_equal(runs["1"][r][name], runs["1"][0][name]), f"{name} differs between ranks"
+            np.testing.assert_allclose(runs["1"][r][name], want, rtol=1e-5, atol=1e-5, err_msg=f"rank {r} {name}")
+    assert runs["0"][0]["events"].size == 0, "GRAPHC_DIST_OVERLAP=0 still made an overlapped reducer"
+    events = [str(e) for e in runs["1"][0]["events"]]
+    plan = next(e for e in events if e.startswith("plan "))
+    assert plan == "plan [[3, 2], [1], [0]]", plan     # keys in reverse order, cut by size only
+    step = events[:events.index("flushed 3") + 1]       # the first overlapped step
+    first_layer = max(step.index("ready 0"), step.index("ready 1"))
+    assert step.index("start 0") < first_layer, step
+    ready = sorted(e for e in step if e.startswith("ready"))
+    assert ready == sorted(["ready 0", "ready 1", "ready 2", "ready 3"] * (2 if mode == "twice" else 1)), step
+    if mode == "hybrid":
+        assert "segments 2" in events, events[-2:]
+    if mode == "twice":
+        # the first pass's buckets had started when the second pass wrote their gradients
+        assert step.index("start 0") < step.index("ready 3", step.index("ready 3") + 1), step
+
+
 def test_two_bit_dist_sync_sums_every_workers_quantised_gradient(tmp_path):
     ranks, t = 3, np.float32(0.3)
     proc, _ = _run(ranks, "compressed", tmp_path)
@@ -110,8 +149,10 @@ def test_dist_async_training_converges_with_a_server_rank(tmp_path):
     assert not (tmp_path / "rank2.npy").exists()
 
 
-def test_a_killed_rank_ends_the_job_and_every_survivor_names_it(tmp_path):
-    proc, elapsed = _run(3, "kill", tmp_path, launcher=True, timeout_s=20)
+@pytest.mark.parametrize("overlap", ["0", "1"])
+def test_a_killed_rank_ends_the_job_and_every_survivor_names_it(tmp_path, overlap):
+    # (with overlap, the survivors wait in the overlapped reducer: kvstore/overlap.py)
+    proc, elapsed = _run(3, "kill", tmp_path, launcher=True, timeout_s=20, env_extra={"GRAPHC_DIST_OVERLAP": overlap})
     assert proc.returncode != 0
     for survivor in (0, 2):
         assert re.search(rf"rank {survivor} \(pid \d+ on host [^)]*\)\S*: rank 1 \(pid \d+ on host [^)]*\) died",
