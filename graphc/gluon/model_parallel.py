@@ -10,7 +10,8 @@ compiled program per device stage. Outputs live on the device of the node that m
 each parameter's gradient on the device of the parameter's data that was read.
 
 The call runs on the calling thread (its stages are queued on the devices' dispatchers and
-waited for); its backward likewise runs when autograd reaches it. This module is the glue
+waited for); its backward likewise runs when autograd reaches it. hybridize(pipeline_microbatches=M)
+hands the call to graphc/gluon/pipeline.py, which runs the same placement per micro-batch. This module is the glue
 between the CachedOp, the pass and the runner; it owns no compiler or pass logic.
 """
 from __future__ import annotations
@@ -21,13 +22,14 @@ from .. import autograd, device as _device
 from .. import random as _random
 from ..ndarray import NDArray
 from ..partitioned import PartitionedProgram
+from . import pipeline as _pipeline
 from ..passes.autodiff import GradientGraph, differentiate, split_forward_backward
 from ..passes.partition import COPY, device_name, devices_of, node_device, partition_devices
 
 
 def wanted(cached_op, ctx) -> bool:
     """Whether calls on `ctx` need the partitioned path (decided once per CachedOp and ctx)."""
-    if cached_op.flags.get("group2ctx"):
+    if cached_op.flags.get("group2ctx") or cached_op.flags.get("devices"):
         return True
     if ctx is None:
         return False
@@ -56,6 +58,9 @@ class _Placed:
 
 def call(cached_op, args, leaves, training, ctx):
     """CachedOp.__call__ for a partitioned block."""
+    from . import model_parallel_ranks
+    if model_parallel_ranks.wanted(cached_op):      # stages on MPI ranks (graphc.dist.rank(k))
+        return model_parallel_ranks.call(cached_op, args, leaves, training, ctx)
     from .cached_op import prepare, unflatten
     key = ("model_parallel", tuple((x.shape, np.dtype(x.dtype)) for x in leaves), training, ctx)
     entry = cached_op._cache.get(key)
@@ -68,6 +73,7 @@ def call(cached_op, args, leaves, training, ctx):
     group2ctx = cached_op.flags.get("group2ctx") or {}
     var_devices = {p.name: tuple(device_name(c) for c in p.list_ctx()) for p in entry.param_list}
     default = device_name(ctx)
+    inputs_at = {n.name: device_name(x.context) for n, x in zip(entry.graph.inputs, leaves)}   # (where they are)
 
     def compile_stage(graph, device):
         from .cached_op import compile_program
@@ -76,10 +82,14 @@ def call(cached_op, args, leaves, training, ctx):
     with cached_op._compile_lock:
         forward = placed.forward.get(training)
         if forward is None:
-            graph = partition_devices(prepare(entry.graph, training), group2ctx, var_devices, default)
-            if group2ctx and _move_to_users(graph, entry):
+            graph = prepare(entry.graph, training)
+            if cached_op.flags.get("devices"):       # hybridize(devices=[...]): the cost model places
+                graph = _auto_placed(cached_op, entry, placed, graph)
                 var_devices = {p.name: tuple(device_name(c) for c in p.list_ctx()) for p in entry.param_list}
-                graph = partition_devices(prepare(entry.graph, training), group2ctx, var_devices, default)
+            graph = partition_devices(graph, group2ctx, var_devices, default, inputs_at)
+            if group2ctx and not cached_op.flags.get("devices") and _move_to_users(graph, entry):
+                var_devices = {p.name: tuple(device_name(c) for c in p.list_ctx()) for p in entry.param_list}
+                graph = partition_devices(prepare(entry.graph, training), group2ctx, var_devices, default, inputs_at)
             for dev in devices_of(graph):
                 _device.require_device(_context(dev))
             for p in entry.param_list:
@@ -91,6 +101,9 @@ def call(cached_op, args, leaves, training, ctx):
     arrays = [np.require(x._data, requirements="C") for x in inputs]
     rng = _random.generator()
     out_devices = [_context(node_device(v.node) or default) for v in graph.outputs]
+    if _pipeline.wanted(cached_op):
+        return _pipelined(cached_op, args, entry, graph, inputs, arrays, out_devices, training, rng,
+                          group2ctx, var_devices, default, compile_stage)
     if autograd.is_recording():
         mask = tuple(autograd.needs_grad(x) and np.dtype(x.dtype).kind == "f" for x in inputs)
         if any(mask):
@@ -101,6 +114,24 @@ def call(cached_op, args, leaves, training, ctx):
     results = _write_back(entry, results)
     outs = [NDArray(r, c) for r, c in zip(results, out_devices)]
     return outs[0] if entry.out_tree == 0 else unflatten(outs, entry.out_tree)
+
+
+def _auto_placed(cached_op, entry, placed, graph):
+    """`graph` with the placement passes/auto_place.py chooses for hybridize(devices=[...]), chosen
+    once per signature (inference and training calls must agree on where parameters live), with
+    training's memory estimate when any parameter is trained; each parameter moves to the device
+    that first reads it."""
+    from ..passes.auto_place import auto_place, place
+    from .cached_op import prepare
+    auto = getattr(placed, "auto", None)
+    if auto is None:
+        trains = any(p.grad_req != "null" for p in entry.param_list)
+        auto = placed.auto = auto_place(prepare(entry.graph, trains), cached_op.flags["devices"], training=trains)
+        for node, p in zip(entry.graph.inputs[entry.n_data:], entry.param_list):
+            dev = auto.node_devices.get(node.name)
+            if dev is not None and [device_name(c) for c in p.list_ctx()] != [dev]:
+                p.reset_ctx(_context(dev))
+    return place(graph, auto)
 
 
 def _move_to_users(graph, entry) -> bool:
@@ -160,8 +191,28 @@ def _run_training(cached_op, entry, placed, graph, inputs, arrays, mask, trainin
     return outputs
 
 
+def _pipelined(cached_op, args, entry, graph, inputs, arrays, out_devices, training, rng, group2ctx, var_devices,
+               default, compile_stage):
+    """call() with pipeline_microbatches=M (graphc/gluon/pipeline.py), placing and compiling
+    each micro-batch's graph as this block's whole batch was."""
+    partitioning = _pipeline.Partitioning(
+        lambda g: partition_devices(g, group2ctx, var_devices, default), compile_stage,
+        lambda g, e, mask: _training_graphs(g, e, mask, group2ctx, var_devices, default))
+    return _pipeline.call(cached_op, args, entry, graph, inputs, arrays, out_devices, training, rng, partitioning)
+
+
 def _compile_training(graph, entry, mask, group2ctx, var_devices, default, compile_stage):
-    """Forward and backward partitioned programs: differentiate the placed graph (gradient
+    """Forward and backward partitioned programs of _training_graphs."""
+    split, grad_devices = _training_graphs(graph, entry, mask, group2ctx, var_devices, default)
+    fwd = PartitionedProgram(split.forward, compile_stage)
+    # each backward stage in two: the input gradient the previous stage waits for, then the
+    # weight gradients, which run while that stage works
+    bwd = PartitionedProgram(split.backward, compile_stage, split_handoff=True)
+    return fwd, bwd, split, grad_devices
+
+
+def _training_graphs(graph, entry, mask, group2ctx, var_devices, default):
+    """(forward/backward split, gradient devices): differentiate the placed graph (gradient
     nodes inherit their forward node's device), place the joint graph again (the backward's
     own cuts get copies), and split it as the single-device path does."""
     n_in = len(graph.inputs)
@@ -172,10 +223,7 @@ def _compile_training(graph, entry, mask, group2ctx, var_devices, default, compi
     placed_gg = GradientGraph(joint, gg.num_forward_outputs, [by_name[n.name] for n in gg.head_grads],
                               [by_name[n.name] for n in gg.wrt])
     split = split_forward_backward(placed_gg, joint.inputs[:n_in])
-    fwd = PartitionedProgram(split.forward, compile_stage)
-    bwd = PartitionedProgram(split.backward, compile_stage)
-    grad_devices = [_context(node_device(w)) for w in placed_gg.wrt]
-    return fwd, bwd, split, grad_devices
+    return split, [_context(node_device(w)) for w in placed_gg.wrt]
 
 
 __all__ = ["wanted", "call"]
