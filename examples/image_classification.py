@@ -13,21 +13,27 @@ MXNet 1.x's file format and reloads it with SymbolBlock.imports to check its pre
 
     .venv/bin/python examples/image_classification.py            # 12 epochs
     .venv/bin/python examples/image_classification.py --quick    # seconds, for the smoke test
+    .venv/bin/python examples/image_classification.py --rec      # from a .rec built from the digits
 """
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 
 import numpy as np
 from sklearn.datasets import load_digits
-from tqdm import tqdm
 
 import graphc as mx
 from graphc import nd, autograd, gluon
 from graphc.gluon import nn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:        # loaded from its file (the tests): the sibling module is beside it
+    sys.path.insert(0, HERE)
+from progress import progress  # noqa: E402
 
 SIZE = 16
 
@@ -68,6 +74,45 @@ def random_shift(image, label):
     dy, dx = np.random.randint(-1, 2, size=2)
     padded = np.pad(image, ((0, 0), (1, 1), (1, 1)), mode="edge")
     return padded[:, 1 + dy:1 + dy + SIZE, 1 + dx:1 + dx + SIZE], label
+
+
+# -- --rec: the same training set through a RecordIO file ----------------------------------------
+def build_digits_rec(folder, x_train, y_train):
+    """Write the training digits as 18x18 gray PNGs (16x16 plus the one-pixel edge padding that
+    random_shift uses) in one subfolder per class, then list and pack them as `graphc im2rec
+    --list --recursive` and `graphc im2rec --encoding .png --color 0` would. Pixels map the
+    normalised values linearly onto 0..255; returns the .rec path and the (mean, std) that map
+    them back, for ImageRecordIter's mean_r/std_r."""
+    from graphc.image import im2rec
+    lo, hi = float(x_train.min()), float(x_train.max())
+    root = os.path.join(folder, "digits")
+    for i, (image, label) in enumerate(zip(x_train, y_train)):
+        pixels = np.rint((np.pad(image[0], 1, mode="edge") - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+        os.makedirs(os.path.join(root, str(int(label))), exist_ok=True)
+        with open(os.path.join(root, str(int(label)), f"{i:05d}.png"), "wb") as fh:
+            fh.write(mx.image.imencode(pixels[:, :, None], ".png"))
+    items, _ = im2rec.list_images(root, recursive=True)     # folders 0..9 sort to labels 0..9
+    lst, = im2rec.make_lists(os.path.join(folder, "digits"), items)
+    written, skipped = im2rec.pack_list(lst, root, num_thread=2, encoding=".png", color=0)
+    assert skipped == 0, f"{skipped} digit images could not be packed"
+    return os.path.splitext(lst)[0] + ".rec", (-lo * 255.0 / (hi - lo), 255.0 / (hi - lo))
+
+
+class RecordBatches:
+    """An ImageRecordIter as the (data, label) iterable the training loop reads: one pass, one epoch."""
+
+    def __init__(self, it, count):
+        self.it, self.count = it, count
+
+    def __len__(self):
+        return -(-self.count // self.it.batch_size)
+
+    def __iter__(self):
+        # reset first, not last: a pass abandoned early (the first batch taken for timing) must
+        # not shorten the next epoch
+        self.it.reset()
+        for batch in self.it:
+            yield batch.data[0], batch.label[0]
 
 
 # -- the network ----------------------------------------------------------------------------------
@@ -115,24 +160,25 @@ def compare_step_times(net, make_trainer, loss_fn, batch, steps):
     fastest of `steps` is the one least disturbed by other processes). The parameters
     (BatchNorm's running statistics included) are put back afterwards, so the timing steps do
     not count as training."""
-    saved = os.path.join(tempfile.mkdtemp(prefix="graphc-resnet-"), "init.params")
-    net.save_parameters(saved)
-    trainer = make_trainer()
+    with tempfile.TemporaryDirectory(prefix="graphc-resnet-") as scratch:   # removed on the way out, errors too
+        saved = os.path.join(scratch, "init.params")
+        net.save_parameters(saved)
+        trainer = make_trainer()
 
-    def timed(n):
-        times = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            train_step(net, trainer, loss_fn, *batch).wait_to_read()
-            times.append(time.perf_counter() - t0)
-        return times
+        def timed(n):
+            times = []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                train_step(net, trainer, loss_fn, *batch).wait_to_read()
+                times.append(time.perf_counter() - t0)
+            return times
 
-    timed(1)                                          # warm-up: eager allocation paths
-    eager = min(timed(steps))
-    net.hybridize(static_alloc=True, static_shape=True)
-    compile_s = timed(1)[0]                           # first call traces and compiles
-    compiled = min(timed(steps))
-    net.load_parameters(saved)
+        timed(1)                                          # warm-up: eager allocation paths
+        eager = min(timed(steps))
+        net.hybridize(static_alloc=True, static_shape=True)
+        compile_s = timed(1)[0]                           # first call traces and compiles
+        compiled = min(timed(steps))
+        net.load_parameters(saved)
     return eager, compiled, compile_s
 
 
@@ -153,6 +199,9 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help="seconds: a narrow network, 2 epochs")
     parser.add_argument("--out-dir", default=None, help="where to export the model (default: a temp dir)")
+    parser.add_argument("--rec", action="store_true",
+                        help="train from a .rec file built from the digits (im2rec + ImageRecordIter, random "
+                             "crops for the shifts) in a temporary folder")
     args = parser.parse_args(argv)
     epochs = min(args.epochs, 2) if args.quick else args.epochs
 
@@ -160,6 +209,17 @@ def main(argv=None):
     print(f"digits: {len(x_train)} training and {len(x_test)} test images, 8x8 upsampled to {SIZE}x{SIZE}")
     train_set = gluon.data.ArrayDataset(x_train, y_train).transform(random_shift)
     loader = gluon.data.DataLoader(train_set, batch_size=args.batch_size, shuffle=True, last_batch="discard")
+    rec_dir = None
+    if args.rec:
+        # removed at the end of main, or by its finalizer if training fails
+        rec_dir = tempfile.TemporaryDirectory(prefix="graphc-digits-rec-")
+        t0 = time.perf_counter()
+        rec_path, (mean, std) = build_digits_rec(rec_dir.name, x_train, y_train)
+        print(f"built {os.path.basename(rec_path)} ({os.path.getsize(rec_path) // 1024} KiB, {len(x_train)} PNG "
+              f"records) in {time.perf_counter() - t0:.1f} s; training reads it through ImageRecordIter")
+        loader = RecordBatches(mx.io.ImageRecordIter(
+            path_imgrec=rec_path, data_shape=(1, SIZE, SIZE), batch_size=args.batch_size, shuffle=True,
+            rand_crop=True, mean_r=mean, std_r=std, seed=7, preprocess_threads=2), len(x_train))
 
     mx.random.seed(7)
     np.random.seed(7)
@@ -189,7 +249,7 @@ def main(argv=None):
     for epoch in range(1, epochs + 1):
         total, correct, count = 0.0, 0, 0
         t0 = time.perf_counter()
-        with tqdm(loader, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False) as bar:
+        with progress(loader, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False) as bar:
             for x, y in bar:
                 with autograd.record():
                     out = net(x)
@@ -210,15 +270,19 @@ def main(argv=None):
     if args.no_hybridize:          # export needs a traced graph
         net.hybridize()
         net(nd.array(x_test[:8]))
-    out_dir = args.out_dir or tempfile.mkdtemp(prefix="graphc-resnet-")
-    os.makedirs(out_dir, exist_ok=True)
-    sym_file, param_file = net.export(os.path.join(out_dir, "resnet_digits"), epoch=epochs)
-    print(f"\nexported {os.path.basename(sym_file)} and {os.path.basename(param_file)} to {out_dir}")
-    reloaded = gluon.SymbolBlock.imports(sym_file, ["data"], param_file)
+    with tempfile.TemporaryDirectory(prefix="graphc-resnet-") as scratch:   # removed on the way out
+        out_dir = args.out_dir or scratch
+        os.makedirs(out_dir, exist_ok=True)
+        sym_file, param_file = net.export(os.path.join(out_dir, "resnet_digits"), epoch=epochs)
+        print(f"\nexported {os.path.basename(sym_file)} and {os.path.basename(param_file)} to {out_dir}"
+              + ("" if args.out_dir else " (a temporary folder; --out-dir keeps them)"))
+        reloaded = gluon.SymbolBlock.imports(sym_file, ["data"], param_file)
     x = nd.array(x_test[:32])
     before, after = net(x).asnumpy(), reloaded(x).asnumpy()
     print(f"reloaded predictions: {after.argmax(axis=1).tolist()}")
     print(f"identical to the trained network: {np.array_equal(before, after)}")
+    if rec_dir is not None:
+        rec_dir.cleanup()
     return {"test_accuracy": accuracy, "identical": bool(np.array_equal(before, after))}
 
 

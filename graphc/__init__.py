@@ -24,7 +24,8 @@ _LAZY = {"sym": ".symbol", "symbol": ".symbol", "gluon": ".gluon", "init": ".ini
          "kvstore": ".kvstore", "formats": ".formats", "lr_scheduler": ".lr_scheduler",
          "optimizer": ".optimizer", "operator": ".operator", "test_utils": ".test_utils", "name": ".name",
          "viz": ".viz", "io": ".io", "mod": ".module", "module": ".module", "callback": ".callback",
-         "model": ".model"}
+         "model": ".model", "profiler": ".profiler", "recordio": ".recordio", "image": ".image",
+         "onnx": ".onnx"}
 
 
 def __getattr__(name):

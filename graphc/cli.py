@@ -9,8 +9,20 @@
         --after-passes draws what the backend compiles (fused kernels as one box); --partition
         places ctx_groups on devices, colours boxes by device, marks the cut edges and prints
         the per-device FLOPs, memory and bytes crossing
+    graphc profile MODEL-symbol.json --shape data=1,3,224,224 [--params F] [--runs N] [--top N] [--json OUT]
+        compiles the model, runs it N times and prints the time per kernel, slowest first, with
+        the totals (profiled and unprofiled); --json writes the runs' Chrome trace
     graphc cache info | verify [--remove] | clear
         the compile cache: where it is and how full; check every entry as the loader would; empty it
+    graphc im2rec PREFIX ROOT [--list] [--recursive] [--resize N] [--quality Q] [--pass-through]
+                  [--num-thread N] [--encoding .jpg|.png] [--no-shuffle] ...
+        MXNet's tools/im2rec.py: --list writes PREFIX.lst for the images under ROOT (with
+        --recursive, one label per folder); without it, packs the images PREFIX.lst (or every
+        PREFIX*.lst) names into .rec/.idx files
+    graphc convert IN OUT [--shape data=1,3,224,224] [--params F] [--dynamic-batch]
+        MXNet <-> ONNX: IN -symbol.json (its .params found beside it, or --params) to OUT .onnx,
+        --shape for every data input; or IN .onnx to OUT PREFIX[-symbol.json], writing
+        PREFIX-symbol.json and PREFIX-0000.params (--shape fixes symbolic input dimensions)
 
 Every failure is one line on stderr, `graphc: error: ...`, with exit status 2 for a wrong
 command line and 1 for anything else (a missing or malformed file, a damaged cache); never a
@@ -190,6 +202,98 @@ def viz(args) -> int:
     return 0
 
 
+# -- graphc profile --------------------------------------------------------------------------------
+def _model_inputs(graph, args, rng):
+    """An array per graph input: the --params values where the file has them, else random
+    values (timings do not depend on the values of dense operators)."""
+    import numpy as np
+    from .formats.mxnet_params import load_params
+    given = {}
+    if args.params:
+        given = {key.split(":", 1)[-1]: value for key, value in load_params(args.params).items()}
+    arrays = []
+    for n in graph.inputs:
+        t = n.types[0]
+        if n.name in given:
+            arrays.append(np.ascontiguousarray(given[n.name], dtype=t.dtype).reshape(t.shape))
+        elif np.issubdtype(np.dtype(t.dtype), np.floating):
+            arrays.append((rng.standard_normal(t.shape) * 0.1).astype(t.dtype))
+        else:
+            arrays.append(np.zeros(t.shape, t.dtype))
+    return arrays
+
+
+def profile(args) -> int:
+    import time
+    import numpy as np
+    from . import profiler
+    from .compiler import compile_graph
+    from .passes.pipeline import SIMPLIFY
+    if args.runs < 1 or args.top < 0:
+        raise CommandError(f"--runs must be at least 1 and --top at least 0, got --runs {args.runs} "
+                           f"--top {args.top}", 2)
+    graph, shapes = _load_model(args)
+    if not shapes:
+        raise CommandError("profile needs the input shapes (--shape NAME=D1,D2,...): programs are compiled "
+                           "for fixed shapes", 2)
+    graph = SIMPLIFY(graph)
+    program = compile_graph(graph)
+    inputs = _model_inputs(graph, args, np.random.default_rng(0))
+    # sessions of its own: a profiler the caller has running records none of this
+    config = dict(profile_symbolic=True, profile_imperative=False, profile_memory=False)
+    with profiler.isolated(**config):
+        outputs = program(inputs)              # warm-up: first-touch of the arena and outputs
+        start = time.perf_counter()
+        for _ in range(args.runs):
+            program(inputs, outputs)
+        plain = (time.perf_counter() - start) / args.runs
+        profiler.set_state("run")
+        program(inputs, outputs)               # builds the profiled twin (one call per kernel)
+    with profiler.isolated(**config):
+        profiler.set_state("run")
+        for _ in range(args.runs):
+            program(inputs, outputs)
+        profiler.set_state("stop")
+        trace = profiler.chrome_trace()
+    if args.json:
+        from .formats.atomic import atomic_write
+        import json
+        atomic_write(args.json, json.dumps(trace).encode())
+    print(kernel_table(trace, graph.name, args.runs, plain, args.top))
+    if args.json:
+        print(f"wrote {args.json}: a Chrome trace (open in chrome://tracing or https://ui.perfetto.dev)")
+    return 0
+
+
+def kernel_table(trace: dict, name: str, runs: int, plain_seconds: float, top: int = 0) -> str:
+    """The per-kernel rows of a Chrome trace of `runs` program calls, slowest total first."""
+    rows, calls = {}, []
+    for e in trace["traceEvents"]:
+        if e.get("cat") in ("kernel", "host"):
+            r = rows.setdefault(e["name"], [e["cat"], 0, 0.0, e.get("args", {}).get("what", "")])
+            r[1] += 1
+            r[2] += e["dur"]
+        elif e.get("cat") == "program":
+            calls.append(e["dur"])
+    ordered = sorted(rows.items(), key=lambda kv: -kv[1][2])
+    steps_us = sum(r[2] for r in rows.values())
+    width = max([len("kernel")] + [len(k) for k in rows])
+    lines = [f"profile: {name}: {len(rows)} steps per run, {runs} run{'s' if runs != 1 else ''}",
+             f"{'kernel':<{width}}  {'kind':<6}  {'calls':>6}  {'total ms':>10}  {'avg ms':>9}  {'share':>6}  what"]
+    shown = ordered[:top] if top else ordered
+    for k, (cat, n, total, what) in shown:
+        lines.append(f"{k:<{width}}  {cat:<6}  {n:>6}  {total / 1e3:>10.4f}  {total / 1e3 / n:>9.4f}  "
+                     f"{total / (steps_us or 1):>6.1%}  {what}")
+    if len(shown) < len(ordered):
+        rest = ordered[len(shown):]
+        lines.append(f"... {len(rest)} more steps, {sum(r[2] for _, r in rest) / 1e3:.4f} ms in all")
+    per_call = sum(calls) / len(calls) / 1e3 if calls else 0.0
+    lines.append(f"total: {steps_us / 1e3 / runs:.4f} ms per run in steps; {per_call:.4f} ms per profiled call "
+                 f"(min {min(calls, default=0) / 1e3:.4f}); {plain_seconds * 1e3:.4f} ms per run unprofiled "
+                 "(kernels fused into one native call)")
+    return "\n".join(lines)
+
+
 # -- graphc cache ... ----------------------------------------------------------------------------
 def cache_info(args) -> int:
     from .runtime import cache, cache_store
@@ -242,8 +346,63 @@ def cache_clear(args) -> int:
     return 0
 
 
+# -- graphc im2rec ---------------------------------------------------------------------------------
+def im2rec(args) -> int:
+    from .image import im2rec as tool
+    if not os.path.isdir(args.root):
+        raise CommandError(f"im2rec: image folder {args.root!r} does not exist")
+    if args.list:
+        items, classes = tool.list_images(args.root, args.recursive, tuple(e.lower() for e in args.exts))
+        for folder, label in sorted(classes.items(), key=lambda kv: kv[1]):
+            print(folder, label)
+        paths = tool.make_lists(args.prefix, items, not args.no_shuffle, args.chunks, args.train_ratio,
+                                args.test_ratio)
+        print(f"im2rec: listed {len(items)} images into {', '.join(paths)}")
+        return 0
+    if os.path.isfile(args.prefix) and args.prefix.endswith(".lst"):
+        lists = [args.prefix]
+    else:
+        folder, stem = os.path.split(args.prefix)
+        folder = folder or "."
+        lists = sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                       if f.startswith(stem) and f.endswith(".lst")) if os.path.isdir(folder) else []
+    if not lists:
+        raise CommandError(f"im2rec: no .lst file matches {args.prefix!r}; make one first with --list")
+    options = dict(resize=args.resize, quality=args.quality, encoding=args.encoding, color=args.color,
+                   center_crop=args.center_crop, pass_through=args.pass_through, pack_label=args.pack_label)
+    for lst in lists:
+        written, skipped = tool.pack_list(lst, args.root, args.num_thread, **options)
+        stem = os.path.splitext(lst)[0]
+        print(f"im2rec: wrote {written} records to {stem}.rec/.idx" + (f" ({skipped} skipped)" if skipped else ""))
+    return 0
+
+
+def _add_im2rec_parser(sub) -> None:
+    r = sub.add_parser("im2rec", help="make an image list (.lst) or a RecordIO file (.rec/.idx), as MXNet's im2rec",
+                       description="MXNet's tools/im2rec.py: --list writes PREFIX.lst; otherwise the images "
+                                   "listed in PREFIX.lst (or every PREFIX*.lst) are packed into .rec/.idx.")
+    r.add_argument("prefix", help="PREFIX of the .lst/.rec/.idx files (or a .lst file)")
+    r.add_argument("root", help="the folder the image paths are relative to")
+    r.add_argument("--list", action="store_true", help="write the image list instead of packing")
+    r.add_argument("--recursive", action="store_true", help="walk subfolders; each folder of images is one label")
+    r.add_argument("--exts", nargs="+", default=[".jpeg", ".jpg", ".png"], help="image extensions to list")
+    r.add_argument("--no-shuffle", action="store_true", help="keep the walk order in the list")
+    r.add_argument("--chunks", type=int, default=1, help="split the list into this many files")
+    r.add_argument("--train-ratio", type=float, default=1.0, help="fraction of each chunk for _train.lst")
+    r.add_argument("--test-ratio", type=float, default=0.0, help="fraction of each chunk for _test.lst")
+    r.add_argument("--resize", type=int, default=0, help="resize the shorter edge to this many pixels")
+    r.add_argument("--center-crop", action="store_true", help="crop the centre square first")
+    r.add_argument("--quality", type=int, default=95, help="JPEG quality, or PNG compression level 0-9")
+    r.add_argument("--encoding", default=".jpg", choices=[".jpg", ".jpeg", ".png"])
+    r.add_argument("--color", type=int, default=1, choices=[0, 1], help="1 colour (RGB), 0 gray")
+    r.add_argument("--pass-through", action="store_true", help="store the image files' bytes unchanged")
+    r.add_argument("--pack-label", action="store_true", help="store every label column of the .lst")
+    r.add_argument("--num-thread", type=int, default=1, help="encoding threads")
+    r.set_defaults(run=im2rec)
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="graphc", description="graphc: inspect and draw model files, manage the compile cache.")
+    parser = _Parser(prog="graphc", description="graphc: inspect, draw and profile model files, manage the compile cache.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("inspect", help="print the summary and the graph of a -symbol.json file")
     p.add_argument("symbol")
@@ -267,6 +426,18 @@ def _build_parser() -> argparse.ArgumentParser:
                         "device, cut edges marked, per-device FLOPs/memory and bytes crossing printed")
     z.add_argument("--show-weights", action="store_true", help="draw parameters too (hidden by default, as in MXNet)")
     z.set_defaults(run=viz)
+    f = sub.add_parser("profile", help="compile a -symbol.json model, run it and print the time per kernel",
+                       description="Compile a model for the given input shapes, run it --runs times and print "
+                                   "each kernel's time (slowest first) and the totals; --json writes the "
+                                   "Chrome trace (chrome://tracing, Perfetto).")
+    f.add_argument("symbol")
+    f.add_argument("--shape", action="append", help="input shape, NAME=D1,D2,... (repeatable; required)")
+    f.add_argument("--dtype", default="float32")
+    f.add_argument("--params", help="a .params file: parameter shapes and values")
+    f.add_argument("--runs", type=int, default=10, help="timed runs (default 10), after one warm-up")
+    f.add_argument("--top", type=int, default=0, help="print only the N slowest kernels")
+    f.add_argument("--json", metavar="OUT", help="write the Chrome trace of the timed runs to OUT")
+    f.set_defaults(run=profile)
     c = sub.add_parser("cache", help="the compile cache ($GRAPHC_CACHE_DIR, default ~/.cache/graphc)")
     actions = c.add_subparsers(dest="action", required=True)
     actions.add_parser("info", help="directory, entry count, size and limit").set_defaults(run=cache_info)
@@ -274,6 +445,8 @@ def _build_parser() -> argparse.ArgumentParser:
     v.add_argument("--remove", action="store_true", help="remove the entries that would be refused")
     v.set_defaults(run=cache_verify)
     actions.add_parser("clear", help="remove every entry").set_defaults(run=cache_clear)
+    _add_im2rec_parser(sub)
+    _add_convert_parser(sub)
     return parser
 
 
@@ -283,6 +456,39 @@ def _entries(n: int) -> str:
 
 def _one_line(text: str) -> str:
     return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def convert(args) -> int:
+    """MXNet files to ONNX or back, by IN's suffix."""
+    from .onnx.convert import mxnet_to_onnx, onnx_to_mxnet
+    shapes = _parse_shapes(args.shape)
+    if args.input.endswith(".onnx"):
+        if args.params or args.dynamic_batch:
+            raise CommandError("--params and --dynamic-batch apply to MXNet -> ONNX only", 2)
+        for path in onnx_to_mxnet(args.input, args.output, shapes):
+            print(f"wrote {path}")
+        return 0
+    if not args.input.endswith(".json"):
+        raise CommandError(f"{args.input}: convert reads an MXNet -symbol.json or an .onnx file", 2)
+    if not args.output.endswith(".onnx"):
+        raise CommandError(f"{args.output}: an MXNet model converts to an .onnx file", 2)
+    _read_symbol_text(args.input)   # a .params file passed as the graph gets its own message
+    print(f"wrote {mxnet_to_onnx(args.input, args.params, shapes, args.output, args.dynamic_batch, args.dtype)}")
+    return 0
+
+
+def _add_convert_parser(sub) -> None:
+    v = sub.add_parser("convert", help="convert an MXNet model (-symbol.json + .params) to ONNX, or ONNX to MXNet",
+                       description="MXNet -> ONNX (opset 13): IN is PREFIX-symbol.json, OUT ends in .onnx. "
+                                   "ONNX -> MXNet: IN ends in .onnx, OUT is PREFIX or PREFIX-symbol.json; "
+                                   "PREFIX-symbol.json and PREFIX-0000.params are written.")
+    v.add_argument("input", metavar="IN")
+    v.add_argument("output", metavar="OUT")
+    v.add_argument("--shape", action="append", help="input shape, NAME=D1,D2,... (repeatable)")
+    v.add_argument("--params", help="the .params file (default: the one PREFIX-NNNN.params beside IN)")
+    v.add_argument("--dtype", default="float32", help="data input dtype (MXNet -> ONNX)")
+    v.add_argument("--dynamic-batch", action="store_true", help="make the first dimension of every input symbolic")
+    v.set_defaults(run=convert)
 
 
 def main(argv=None) -> int:

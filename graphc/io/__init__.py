@@ -12,6 +12,7 @@ from .base import DataBatch, DataDesc, DataIter
 from .file_iters import CSVIter, MNISTIter
 from .ndarray_iter import NDArrayIter
 from .wrappers import PrefetchingIter, ResizeIter
+from .image_record_iter import ImageRecordIter  # noqa: F401 - Pillow loads only when a record is decoded
 
 __all__ = ["DataBatch", "DataDesc", "DataIter", "NDArrayIter", "CSVIter", "MNISTIter", "ResizeIter",
            "PrefetchingIter"]

@@ -8,6 +8,7 @@ from .dataset import Dataset, SimpleDataset, ArrayDataset  # noqa: F401
 from .sampler import (Sampler, SequentialSampler, RandomSampler, FilterSampler,  # noqa: F401
                       BatchSampler, IntervalSampler, SplitSampler)
 from .dataloader import DataLoader, default_batchify_fn, default_mp_batchify_fn  # noqa: F401
+from .record_dataset import RecordFileDataset  # noqa: F401
 from . import dataset, sampler, dataloader  # noqa: F401
 
 
