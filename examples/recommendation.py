@@ -29,21 +29,34 @@ Both train with L2 loss plus an L2 penalty on the embeddings of each rating's pa
     .venv/bin/python examples/recommendation.py              # MF, 15 epochs
     .venv/bin/python examples/recommendation.py --model ncf
     .venv/bin/python examples/recommendation.py --quick      # seconds, for the smoke test
+    .venv/bin/python examples/recommendation.py --sparse     # row_sparse gradients, lazy Adam
+
+--sparse trains with Embedding(sparse_grad=True): each step's embedding gradients are row_sparse
+(only the rows of the batch's users and items) and Adam updates lazily (only those rows and
+their moments), so a step costs what the batch touches, not what the tables hold. That path runs
+eagerly (a hybridized block's gradients are dense), so the program times it against the dense
+eager and dense hybridized steps, at this catalogue's size and at one 100 times larger (same
+batch), where the dense steps pay for whole tables and the sparse one does not.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 
 import numpy as np
 from scipy.special import ndtr
-from tqdm import tqdm
 
 import graphc as mx
 from graphc import nd, autograd, gluon
 from graphc.gluon import nn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:        # loaded from its file (the tests): the sibling module is beside it
+    sys.path.insert(0, HERE)
+from progress import progress  # noqa: E402
 
 N_USERS, N_ITEMS, DIM, N_PAIRS = 2000, 1000, 8, 100_000
 GLOBAL_MEAN, USER_BIAS_SD, ITEM_BIAS_SD, FACTOR_SD, NOISE_SD = 3.4, 0.3, 0.5, 0.6, 0.5
@@ -106,15 +119,15 @@ class Recommender(nn.HybridBlock):
     """rating = global bias + user bias + item bias + interaction(user embedding, item embedding);
     the interaction is a dot product (`mf`) or an MLP over the concatenation (`ncf`)."""
 
-    def __init__(self, kind, dim, global_mean, **kwargs):
+    def __init__(self, kind, dim, global_mean, sparse_grad=False, n_users=N_USERS, n_items=N_ITEMS, **kwargs):
         super().__init__(**kwargs)
         self._kind = kind
         with self.name_scope():
             normal = mx.init.Normal(0.05)
-            self.user_embed = nn.Embedding(N_USERS, dim, weight_initializer=normal)
-            self.item_embed = nn.Embedding(N_ITEMS, dim, weight_initializer=normal)
-            self.user_bias = nn.Embedding(N_USERS, 1, weight_initializer="zeros")
-            self.item_bias = nn.Embedding(N_ITEMS, 1, weight_initializer="zeros")
+            self.user_embed = nn.Embedding(n_users, dim, weight_initializer=normal, sparse_grad=sparse_grad)
+            self.item_embed = nn.Embedding(n_items, dim, weight_initializer=normal, sparse_grad=sparse_grad)
+            self.user_bias = nn.Embedding(n_users, 1, weight_initializer="zeros", sparse_grad=sparse_grad)
+            self.item_bias = nn.Embedding(n_items, 1, weight_initializer="zeros", sparse_grad=sparse_grad)
             self.global_bias = self.params.get("global_bias", shape=(1,), init=mx.init.Constant(global_mean))
             if kind == "ncf":
                 self.mlp = nn.HybridSequential()
@@ -165,25 +178,61 @@ def compare_step_times(objective, make_trainer, batch, steps):
     """Fastest time of a training step eager and hybridized, on the same network and batch (the
     fastest of `steps` is the one least disturbed by other processes). The parameters are put
     back afterwards, so the timing steps do not count as training."""
-    saved = os.path.join(tempfile.mkdtemp(prefix="graphc-rec-"), "init.params")
-    objective.save_parameters(saved)
-    trainer = make_trainer()
+    with tempfile.TemporaryDirectory(prefix="graphc-rec-") as scratch:   # removed on the way out, errors too
+        saved = os.path.join(scratch, "init.params")
+        objective.save_parameters(saved)
+        trainer = make_trainer()
 
-    def timed(n):
-        times = []
-        for _ in range(n):
+        def timed(n):
+            times = []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                train_step(objective, trainer, *batch).wait_to_read()
+                times.append(time.perf_counter() - t0)
+            return times
+
+        timed(2)                                          # warm-up: eager allocation paths
+        eager = min(timed(steps))
+        objective.hybridize(static_alloc=True, static_shape=True)
+        compile_s = timed(1)[0]                           # first call traces and compiles
+        compiled = min(timed(steps))
+        objective.load_parameters(saved)
+    return eager, compiled, compile_s
+
+
+def sparse_step_times(args, batch, scale, steps):
+    """Fastest training step (ms) of the dense eager, dense hybridized and sparse eager (row_sparse
+    gradients + lazy Adam) paths, on fresh networks whose tables are `scale` times this catalogue,
+    fed the same batch (its ids are valid at any scale >= 1)."""
+    times = {}
+    for label, sparse, hybridize in (("dense eager", False, False), ("dense hybridized", False, True),
+                                     ("sparse eager", True, False)):
+        mx.random.seed(7)
+        net = Recommender(args.model, args.dim, 3.4, sparse_grad=sparse, n_users=N_USERS * scale,
+                          n_items=N_ITEMS * scale, prefix=f"{args.model}_")
+        net.initialize(mx.init.Xavier())
+        objective = Objective(net, args.reg, prefix="objective_")
+        objective(*batch)
+        if hybridize:
+            objective.hybridize(static_alloc=True, static_shape=True)
+        trainer = gluon.Trainer(net.collect_params(), "adam", {"learning_rate": args.lr})
+        laps = []
+        for _ in range(steps + 2):          # (the first two: warm-up, and the trace when hybridized)
             t0 = time.perf_counter()
             train_step(objective, trainer, *batch).wait_to_read()
-            times.append(time.perf_counter() - t0)
-        return times
+            laps.append(time.perf_counter() - t0)
+        times[label] = min(laps[2:]) * 1e3
+    return times
 
-    timed(2)                                          # warm-up: eager allocation paths
-    eager = min(timed(steps))
-    objective.hybridize(static_alloc=True, static_shape=True)
-    compile_s = timed(1)[0]                           # first call traces and compiles
-    compiled = min(timed(steps))
-    objective.load_parameters(saved)
-    return eager, compiled, compile_s
+
+def print_sparse_speedups(args, batch, quick):
+    for scale in (1, 100):
+        t = sparse_step_times(args, batch, scale, steps=3 if quick else 10)
+        print(f"training step, tables of {N_USERS * scale} users x {N_ITEMS * scale} items (batch "
+              f"{args.batch_size}, fastest of several): sparse eager {t['sparse eager']:.2f} ms; dense eager "
+              f"{t['dense eager']:.2f} ms ({t['dense eager'] / t['sparse eager']:.1f}x the sparse time), dense "
+              f"hybridized {t['dense hybridized']:.2f} ms ({t['dense hybridized'] / t['sparse eager']:.1f}x)")
+    print()
 
 
 def predict(net, users, items, batch=4096):
@@ -202,6 +251,8 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--reg", type=float, default=0.03, help="L2 penalty per rating on its embeddings")
     parser.add_argument("--no-hybridize", action="store_true", help="train eagerly (no compiled program)")
+    parser.add_argument("--sparse", action="store_true",
+                        help="row_sparse embedding gradients and lazy Adam (eager); prints its speed-up")
     parser.add_argument("--quick", action="store_true", help="a few seconds: 3 epochs, short timing")
     parser.add_argument("--out-dir", default=None, help="where to export the model (default: a temp dir)")
     args = parser.parse_args(argv)
@@ -230,14 +281,17 @@ def main(argv=None):
     loader = gluon.data.DataLoader(train_set, batch_size=args.batch_size, shuffle=True, last_batch="rollover")
 
     mx.random.seed(7)
-    net = Recommender(args.model, args.dim, float(ratings[train].mean()), prefix=f"{args.model}_")
+    net = Recommender(args.model, args.dim, float(ratings[train].mean()), sparse_grad=args.sparse,
+                      prefix=f"{args.model}_")
     net.initialize(mx.init.Xavier())
     objective = Objective(net, args.reg, prefix="objective_")
     make_trainer = lambda: gluon.Trainer(net.collect_params(), "adam", {"learning_rate": args.lr})
     first_batch = next(iter(loader))
     objective(*first_batch)                     # finishes deferred initialisation
 
-    if not args.no_hybridize:
+    if args.sparse:
+        print_sparse_speedups(args, first_batch, args.quick)
+    elif not args.no_hybridize:
         eager, compiled, compile_s = compare_step_times(objective, make_trainer, first_batch,
                                                         steps=5 if args.quick else 20)
         print(f"training step (batch {args.batch_size}, fastest of several): eager {eager * 1e3:.2f} ms, "
@@ -248,7 +302,7 @@ def main(argv=None):
     for epoch in range(1, epochs + 1):
         total, count = 0.0, 0
         t0 = time.perf_counter()
-        with tqdm(loader, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False) as bar:
+        with progress(loader, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False) as bar:
             for user, item, rating in bar:
                 loss = train_step(objective, trainer, user, item, rating)
                 total += float(loss.sum().asscalar())
@@ -262,14 +316,16 @@ def main(argv=None):
     print(f"\ntest RMSE: {args.model} {rmse(test_pred, ratings[test]):.4f}, bias-only baseline "
           f"{bias_rmse:.4f}, noise floor {floor:.4f}")
 
-    if args.no_hybridize:          # export needs a traced graph
+    if args.no_hybridize or args.sparse:          # export needs a traced graph
         net.hybridize()
         predict(net, users[test][:8], items[test][:8])
-    out_dir = args.out_dir or tempfile.mkdtemp(prefix="graphc-rec-")
-    os.makedirs(out_dir, exist_ok=True)
-    sym_file, param_file = net.export(os.path.join(out_dir, args.model), epoch=epochs)
-    print(f"\nexported {os.path.basename(sym_file)} and {os.path.basename(param_file)} to {out_dir}")
-    reloaded = gluon.SymbolBlock.imports(sym_file, ["data0", "data1"], param_file)
+    with tempfile.TemporaryDirectory(prefix="graphc-rec-") as scratch:   # removed on the way out
+        out_dir = args.out_dir or scratch
+        os.makedirs(out_dir, exist_ok=True)
+        sym_file, param_file = net.export(os.path.join(out_dir, args.model), epoch=epochs)
+        print(f"\nexported {os.path.basename(sym_file)} and {os.path.basename(param_file)} to {out_dir}"
+              + ("" if args.out_dir else " (a temporary folder; --out-dir keeps them)"))
+        reloaded = gluon.SymbolBlock.imports(sym_file, ["data0", "data1"], param_file)
     u, i = nd.array(users[test][:512]), nd.array(items[test][:512])
     before, after = net(u, i).asnumpy(), reloaded(u, i).asnumpy()
     print(f"reloaded model's first predictions: {', '.join(f'{p:.2f}' for p in after[:6])} "

@@ -1,4 +1,5 @@
-"""MXNet 1.x `.params` files: a list of named dense arrays, read and written without pickle.
+"""MXNet 1.x `.params` files: a list of named arrays (dense, row_sparse or csr), read and written
+without pickle.
 
 Layout (little-endian; see shared/formats/MXNET.md):
 
@@ -24,8 +25,16 @@ Choices where MXNet leaves room:
 * bfloat16 (flag 12): numpy has no bfloat16, so the reader widens it to float32, which is
   exact (a bfloat16 is the top half of a float32). Pass `bfloat16="error"` to refuse instead.
   Writing float32 back is then not bit-identical in size; graphc never writes bfloat16.
-* Sparse storage (row_sparse, csr) is refused, as are the integer dtypes graphc does not have
-  (int16, uint16, uint32, uint64).
+* Sparse storage (row_sparse = 1, csr = 2) is MXNet's NDArray::Save layout: after the storage
+  type comes the storage shape (the shape of the stored values: (k, ...) rows, or (nnz,)), then
+  the shape, device and dtype as for dense, then per index array its dtype flag and shape
+  (row_sparse: indices; csr: indptr, then indices), then the values, then each index array's
+  data (the values' count comes from the index arrays, as in MXNet's loader: the storage-shape
+  field may be stale). Such a record loads as a `SparseArray` (numpy parts, no graphc import here), which
+  `graphc.nd.load` turns into a RowSparseNDArray / CSRNDArray; np.asarray() of it is the dense
+  array, so code that wants dense values gets them. The writer writes V2 for sparse records as
+  MXNet does (zero-length storage shapes, e.g. an all-zero row_sparse array, are legal there).
+* The integer dtypes graphc does not have (int16, uint16, uint32, uint64) are refused.
 * The legacy layout older than V2 is read too: magic 0xF993FAC8 (V1: i32 ndim, i64 dims) or no
   magic at all (the first u32 is ndim <= 32, then u32 dims); neither has a storage type.
 * Names must be unique: MXNet's own loader would silently keep the last of two equal names,
@@ -59,6 +68,35 @@ BFLOAT16_FLAG = 12
 _STORAGE = {0: "dense", 1: "row_sparse", 2: "csr"}
 _DEVICE_TYPES = {1: "cpu", 2: "gpu", 3: "cpu_pinned", 5: "cpu_shared"}
 _CPU, _DENSE = 1, 0
+_SPARSE_STYPES = {"row_sparse": 1, "csr": 2}
+_AUX_NAMES = {1: ("indices",), 2: ("indptr", "indices")}
+
+
+class SparseArray:
+    """A sparse record of a .params file: stype ('row_sparse' | 'csr'), the logical shape, the
+    stored values and the index arrays in MXNet's order (row_sparse: (indices,); csr: (indptr,
+    indices)). np.asarray(record) is its dense form."""
+
+    def __init__(self, stype: str, shape, data: np.ndarray, aux: tuple):
+        if stype not in _SPARSE_STYPES:
+            raise FormatError(f"SparseArray: stype must be 'row_sparse' or 'csr', got {stype!r}")
+        self.stype, self.shape, self.data, self.aux = stype, tuple(int(d) for d in shape), data, tuple(aux)
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    def __array__(self, dtype=None, copy=None):
+        out = np.zeros(self.shape, self.data.dtype)
+        if self.stype == "row_sparse":
+            out[self.aux[0]] = self.data
+        else:
+            indptr, indices = self.aux
+            out[np.repeat(np.arange(self.shape[0]), np.diff(indptr)), indices] = self.data
+        return out if dtype is None else out.astype(dtype)
+
+    def __repr__(self):
+        return f"SparseArray({self.stype}, shape={self.shape}, stored={self.data.shape}, dtype={self.data.dtype})"
 
 
 class _Reader:
@@ -134,16 +172,12 @@ def _read_array(r: _Reader, index: int, bfloat16: str) -> np.ndarray:
     if magic in (V2_MAGIC, V3_MAGIC):
         at = r.pos
         stype = r.unpack("<i", f"{label} storage type")
+        if stype not in _STORAGE:
+            raise r.fail(f"{label}: expected a storage type in {_STORAGE}, found unknown storage type {stype}", at)
         if stype != _DENSE:
-            kind = _STORAGE.get(stype)
-            found = f"{kind} storage" if kind else f"unknown storage type {stype}"
-            raise r.fail(f"{label}: expected dense storage (0), found {found}; graphc loads dense arrays only"
-                         + ("; convert it with .tostype('default') in MXNet" if kind else ""), at)
+            return _read_sparse(r, index, stype)
     shape = _read_shape(r, magic, index)
-    at = r.pos
-    dev_type, _dev_id = r.unpack("<ii", f"{label} device")
-    if dev_type not in _DEVICE_TYPES:
-        raise r.fail(f"{label}: expected a device type in {_DEVICE_TYPES}, found {dev_type}", at)
+    _read_device(r, label)
     at = r.pos
     flag = r.unpack("<i", f"{label} dtype flag")
     widen_bf16 = flag == BFLOAT16_FLAG
@@ -172,9 +206,101 @@ def _read_array(r: _Reader, index: int, bfloat16: str) -> np.ndarray:
     return data
 
 
+def _read_device(r: _Reader, label: str):
+    at = r.pos
+    dev_type, _dev_id = r.unpack("<ii", f"{label} device")
+    if dev_type not in _DEVICE_TYPES:
+        raise r.fail(f"{label}: expected a device type in {_DEVICE_TYPES}, found {dev_type}", at)
+
+
+def _read_sparse_shape(r: _Reader, what: str) -> tuple:
+    """A shape inside a sparse record: 1 to 32 dimensions, zero-length ones allowed."""
+    at = r.pos
+    ndim = r.unpack("<i", f"{what} ndim")
+    if not 1 <= ndim <= MAX_NDIM:
+        raise r.fail(f"{what}: expected ndim between 1 and {MAX_NDIM}, found {ndim}", at)
+    at = r.pos
+    shape = r.unpack(f"<{ndim}q", f"{what} dims")
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    if any(d < 0 for d in shape):
+        raise r.fail(f"{what}: expected non-negative dimensions, found {shape}", at)
+    return shape
+
+
+def _read_payload(r: _Reader, shape: tuple, dtype: np.dtype, what: str) -> np.ndarray:
+    if math.prod(shape) * dtype.itemsize > r.remaining:
+        raise r.fail(f"{what}: shape {shape} of {dtype.name} needs {math.prod(shape) * dtype.itemsize} bytes, "
+                     f"only {r.remaining} remain in the file (truncated file or corrupt shape)")
+    return r.read_array(shape, dtype, what)
+
+
+def _dtype_of_flag(r: _Reader, flag: int, what: str, at: int) -> np.dtype:
+    if flag in _FLAG_TO_DTYPE:
+        return _FLAG_TO_DTYPE[flag]
+    found = _UNSUPPORTED_FLAGS.get(flag, "bfloat16" if flag == BFLOAT16_FLAG else None)
+    raise r.fail(f"{what}: expected a dtype flag in {sorted(_FLAG_TO_DTYPE)}, found {flag}"
+                 + (f" ({found}, not supported in sparse records)" if found else ""), at)
+
+
+def _read_sparse(r: _Reader, index: int, stype: int) -> SparseArray:
+    """The rest of a row_sparse (1) or csr (2) record, after its storage type."""
+    label = f"array {index} ({_STORAGE[stype]})"
+    storage_shape = _read_sparse_shape(r, f"{label} storage shape")
+    at = r.pos
+    shape = _read_sparse_shape(r, f"{label} shape")
+    if stype == 2 and len(shape) != 2:
+        raise r.fail(f"{label}: csr arrays are 2-D, found shape {shape}", at)
+    _read_device(r, label)
+    at = r.pos
+    dtype = _dtype_of_flag(r, r.unpack("<i", f"{label} dtype flag"), f"{label} values", at)
+    aux_meta = []
+    for name in _AUX_NAMES[stype]:
+        at = r.pos
+        aux_dtype = _dtype_of_flag(r, r.unpack("<i", f"{label} {name} dtype flag"), f"{label} {name}", at)
+        if aux_dtype.kind not in "iu":
+            raise r.fail(f"{label}: {name} must have an integer dtype, found {aux_dtype.name}", at)
+        aux_meta.append((name, aux_dtype, _read_sparse_shape(r, f"{label} {name} shape")))
+    values_shape = _check_sparse_shapes(r, label, stype, storage_shape, shape, {n: s for n, _, s in aux_meta})
+    data = _read_payload(r, values_shape, dtype, f"{label} values")
+    aux = tuple(_read_payload(r, s, dt, f"{label} {n}").astype(np.int64) for n, dt, s in aux_meta)
+    _check_sparse_indices(r, label, stype, shape, aux)
+    return SparseArray(_STORAGE[stype], shape, data, aux)
+
+
+def _check_sparse_shapes(r, label, stype, storage_shape, shape, aux_shapes):
+    """The shape of the stored values. As MXNet's loader, it comes from the index arrays: the
+    storage-shape field can be stale (MXNet 1.9.1's SparseEmbedding.save_parameters writes
+    (0, 3) before 6 stored rows of 3), so only its trailing dimensions are checked."""
+    indices = aux_shapes["indices"]
+    if len(indices) != 1:
+        raise r.fail(f"{label}: indices must be 1-D, found shape {indices}")
+    if stype == 1:
+        if storage_shape[1:] != shape[1:]:
+            raise r.fail(f"{label}: stored rows {storage_shape} do not fit shape {shape} (rows of {shape[1:]})")
+        return indices + shape[1:]
+    if aux_shapes["indptr"] != (shape[0] + 1,) or len(storage_shape) != 1:
+        raise r.fail(f"{label}: expected indptr ({shape[0] + 1},) and 1-D values, found indptr "
+                     f"{aux_shapes['indptr']} and values {storage_shape}")
+    return indices
+
+
+def _check_sparse_indices(r, label, stype, shape, aux):
+    if stype == 1:
+        (indices,) = aux
+        if indices.size and (indices.min() < 0 or indices.max() >= shape[0] or np.any(np.diff(indices) <= 0)):
+            raise r.fail(f"{label}: row indices must be increasing and in [0, {shape[0]}), found {indices.tolist()}")
+        return
+    indptr, indices = aux
+    if indptr[0] != 0 or np.any(np.diff(indptr) < 0) or indptr[-1] != len(indices):
+        raise r.fail(f"{label}: indptr must rise from 0 to nnz = {len(indices)}, found {indptr.tolist()}")
+    if indices.size and (indices.min() < 0 or indices.max() >= shape[1]):
+        raise r.fail(f"{label}: column indices must lie in [0, {shape[1]}), found {indices.tolist()}")
+
+
 def load_params(path, *, bfloat16: str = "float32") -> dict[str, np.ndarray]:
     """Read an MXNet `.params` file: name -> array, in file order, names as written
-    ('arg:dense0_weight', '0.weight'). An unnamed list gives keys '0', '1', ...
+    ('arg:dense0_weight', '0.weight'). An unnamed list gives keys '0', '1', ... A sparse record
+    gives a SparseArray (see the module docstring).
 
     bfloat16: 'float32' widens bfloat16 arrays exactly to float32; 'error' refuses them."""
     if bfloat16 not in ("float32", "error"):
@@ -231,7 +357,31 @@ def split_arg_aux(arrays: Mapping[str, np.ndarray]) -> tuple[dict, dict]:
     return args, auxs
 
 
+def _encode_sparse(name: str, value) -> bytes:
+    data = np.asarray(value.data)
+    if data.dtype.name not in _DTYPE_TO_FLAG:
+        raise FormatError(f"cannot save {name!r}: dtype {data.dtype} has no MXNet equivalent; "
+                          f"supported: {sorted(_DTYPE_TO_FLAG)}")
+    aux = [np.ascontiguousarray(a, dtype="<i8") for a in value.aux]
+    if len(aux) != len(_AUX_NAMES[_SPARSE_STYPES[value.stype]]):
+        raise FormatError(f"cannot save {name!r}: a {value.stype} array has index arrays "
+                          f"{_AUX_NAMES[_SPARSE_STYPES[value.stype]]}, got {len(aux)}")
+
+    def shape_bytes(shape):
+        return struct.pack(f"<i{len(shape)}q", len(shape), *shape)
+
+    parts = [struct.pack("<Ii", V2_MAGIC, _SPARSE_STYPES[value.stype]), shape_bytes(data.shape),
+             shape_bytes(value.shape), struct.pack("<iii", _CPU, 0, _DTYPE_TO_FLAG[data.dtype.name])]
+    parts += [struct.pack("<i", _DTYPE_TO_FLAG["int64"]) + shape_bytes(a.shape) for a in aux]
+    little = data.dtype.newbyteorder("<") if data.dtype.itemsize > 1 else data.dtype
+    parts.append(np.ascontiguousarray(data, dtype=little).tobytes())
+    parts += [a.tobytes() for a in aux]
+    return b"".join(parts)
+
+
 def _encode_array(name: str, value) -> bytes:
+    if getattr(value, "stype", "default") in _SPARSE_STYPES:
+        return _encode_sparse(name, value)
     array = np.asarray(value)
     dtype = array.dtype
     if dtype.name not in _DTYPE_TO_FLAG:
@@ -252,7 +402,8 @@ def save_params(path, arrays: Union[Mapping[str, np.ndarray], Sequence[np.ndarra
     """Write arrays in MXNet's `.params` format, atomically (the old file survives a failure).
 
     arrays: name -> array (names as MXNet should see them, e.g. 'arg:fc1_weight'), or a list
-    for an unnamed file."""
+    for an unnamed file. A SparseArray (or anything with .stype 'row_sparse'/'csr', .shape,
+    .data and .aux as numpy) is written as MXNet's sparse record."""
     if isinstance(arrays, Mapping):
         names = list(arrays)
         for name in names:

@@ -65,6 +65,8 @@ class Optimizer:
         self.idx2name = dict(param_idx2name or {})
         self.param_dict = param_dict if param_dict else {}
         self._buffers = {}
+        # MXNet's sym_info: the variables' __lr_mult__/__wd_mult__ attributes scale them
+        self.sym_info = (sym.attr_dict(), sym.list_arguments()) if sym is not None else ()
         self.set_lr_mult({})
         self.set_wd_mult({})
 
@@ -82,7 +84,11 @@ class Optimizer:
     def create_optimizer(name, **kwargs):
         klass = Optimizer.opt_registry.get(name.lower())
         if klass is None:
-            raise ValueError(f"Cannot find optimizer {name}")
+            if name.lower() == "lbsgd":
+                raise ValueError("optimizer 'lbsgd' (MXNet's large-batch SGD) is not supported by graphc; "
+                                 "'lars' or 'lamb' serve large batches")
+            raise ValueError(f"Cannot find optimizer {name}: graphc supports "
+                             f"{', '.join(sorted(Optimizer.opt_registry))}")
         return klass(**kwargs)
 
     # -- learning rate and weight decay ------------------------------------------------------
@@ -98,11 +104,19 @@ class Optimizer:
         self.lr = lr
 
     def set_lr_mult(self, args_lr_mult):
-        self.lr_mult = dict(args_lr_mult)
+        self.lr_mult = self._symbol_mults("__lr_mult__")
+        self.lr_mult.update(args_lr_mult)
+
+    def _symbol_mults(self, key) -> dict:
+        if not getattr(self, "sym_info", ()):
+            return {}
+        attrs, names = self.sym_info
+        return {n: float(attrs[n][key]) for n in names if key in attrs.get(n, {})}
 
     def set_wd_mult(self, args_wd_mult):
         # by name (module API): only weights and gammas decay unless told otherwise
         self.wd_mult = {n: 0.0 for n in self.idx2name.values() if not (n.endswith("_weight") or n.endswith("_gamma"))}
+        self.wd_mult.update(self._symbol_mults("__wd_mult__"))
         self.wd_mult.update(args_wd_mult)
 
     def _set_current_context(self, device_id):
@@ -192,6 +206,8 @@ class Optimizer:
         raise NotImplementedError()
 
     def update_multi_precision(self, index, weight, grad, state):
+        if getattr(grad, "stype", "default") == "row_sparse" and _lazy.applies(self, weight, grad):
+            return _lazy.lazy_update(self, index, weight, grad, state)     # only the gradient's rows
         if self.multi_precision and weight._data.dtype == np.float16:
             master, inner = state
             grad32 = NDArray(grad._data.astype(np.float32), grad.context)
@@ -224,6 +240,8 @@ class SGD(Optimizer):
         return None if self.momentum == 0.0 else _zeros_like(weight)
 
     def update(self, index, weight, grad, state):
+        if grad.stype == "row_sparse" and _lazy.applies(self, weight, grad):
+            return _lazy.lazy_update(self, index, weight, grad, state)
         lr, wd, _ = self._begin(index)
         sgd_step(self, weight._data, grad._data, state, lr, wd, self.momentum)
 
@@ -306,6 +324,8 @@ class Adam(Optimizer):
         return (_zeros_like(weight), _zeros_like(weight))
 
     def update(self, index, weight, grad, state):
+        if grad.stype == "row_sparse" and _lazy.applies(self, weight, grad):
+            return _lazy.lazy_update(self, index, weight, grad, state)
         lr, wd, t = self._begin(index)
         lr *= math.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
         w = weight._data
@@ -432,6 +452,8 @@ class AdaGrad(Optimizer):
         return _zeros_like(weight)
 
     def update(self, index, weight, grad, state):
+        if grad.stype == "row_sparse" and _lazy.applies(self, weight, grad):
+            return _lazy.lazy_update(self, index, weight, grad, state)
         lr, wd, _ = self._begin(index)
         w, history = weight._data, state._data
         g = self._rescaled(grad._data, self._scratch(w))
@@ -600,7 +622,7 @@ class Updater:
             if idx not in self.states:
                 self.states[idx] = self.optimizer.create_state_multi_precision(idx, w)
                 self.states_synced[idx] = True
-        if len(index) > 1 and self._fused_step(index, grad, weight):
+        if len(index) > 1 and all(g.stype == "default" for g in grad) and self._fused_step(index, grad, weight):
             return
         for idx, g, w in zip(index, grad, weight):
             self.optimizer.update_multi_precision(idx, w, g, self.states[idx])
@@ -631,6 +653,7 @@ def get_updater(optimizer):
 
 
 # -- the other MXNet 1.9.1 optimizers, registered on import (their modules import this one) ---------
+from . import optimizer_lazy as _lazy  # noqa: E402  (row_sparse gradients: lazy updates)
 from .optimizers_layerwise import LAMB, LARS  # noqa: E402
 from .optimizers_online import FTML, Ftrl, GroupAdaGrad, DCASGD, SGLD, ccSGD  # noqa: E402
 

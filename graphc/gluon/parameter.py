@@ -81,9 +81,11 @@ class Parameter:
         for st in (stype, grad_stype):
             if st not in ("default", "row_sparse", "csr"):
                 raise ValueError(f"Parameter {name!r}: invalid storage type {st!r}")
-        if stype != "default" or grad_stype != "default":
-            raise GraphcError(f"Parameter {name!r}: sparse storage ({stype}/{grad_stype}) is not supported; "
-                              "graphc arrays are dense")
+        if grad_stype == "csr":
+            raise GraphcError(f"Parameter {name!r}: grad_stype='csr' is not supported (MXNet's Gluon produces "
+                              "row_sparse gradients only); use 'row_sparse' or 'default'")
+        # stype='row_sparse' weights are held dense (row_sparse_data gives the rows asked for);
+        # grad_stype='row_sparse' makes the gradient buffer a RowSparseNDArray
         self._stype = stype
         self._grad_stype = grad_stype
 
@@ -198,7 +200,19 @@ class Parameter:
         return self._ctx_list
 
     def row_sparse_data(self, row_id):
-        raise GraphcError(f"Parameter '{self.name}': row_sparse storage is not supported")
+        """The rows `row_id` of the weight on row_id's device, as a RowSparseNDArray (MXNet's;
+        graphc holds the weight itself dense, so no kvstore pull is needed)."""
+        if self._stype != "row_sparse":
+            raise RuntimeError(f"Cannot return copies of Parameter '{self.name}' on all contexts via "
+                               f"row_sparse_data() because its storage type is {self._stype}. Please use data() "
+                               "instead.")
+        from ..ndarray import sparse
+        weight = self.data(row_id.context)
+        rows = np.unique(row_id.asnumpy().astype(np.int64))
+        return sparse.row_sparse_array((weight.asnumpy()[rows], rows), shape=weight.shape, ctx=weight.context)
+
+    def list_row_sparse_data(self, row_id):
+        return [self.row_sparse_data(row_id.as_in_context(c)) for c in self.list_ctx()]
 
     def var(self):
         """The symbolic variable for this parameter: the current trace's while tracing, else a
@@ -274,7 +288,7 @@ class Parameter:
             self._grad = None
             return
         for d in self._data:
-            d.attach_grad(self.grad_req)
+            d.attach_grad(self.grad_req, stype=self._grad_stype)
         self._grad = [d._grad for d in self._data]
 
     def _reduce(self):
@@ -348,7 +362,10 @@ class Parameter:
         if self._grad is None:
             return
         for g in self._grad:
-            g._data[...] = 0
+            if g.stype != "default":
+                g[:] = 0        # a row_sparse gradient: no rows stored
+            else:
+                g._data[...] = 0
 
     def reset_ctx(self, ctx):
         """Move the data (and gradients) to other devices."""

@@ -13,9 +13,11 @@ Where graphc departs from MXNet, on purpose:
   changes the stored value); graphc stores a copy.
 * A pushed or pulled array whose shape differs from the stored one is refused at once naming the
   key and both shapes (MXNet accepts such a push and fails on a later pull).
-* graphc has no sparse storage, so `row_sparse_pull` writes a dense `out` whose selected rows
-  hold the stored rows and whose other rows are zero: the values MXNet's row_sparse `out`
-  holds. `pull`'s `ignore_sparse` has nothing to ignore.
+* The stored values are dense. `row_sparse_pull` into a RowSparseNDArray gives it the rows
+  asked for (MXNet's); into a dense `out`, those rows and zeros elsewhere. Row-sparse pushes
+  (Embedding(sparse_grad=True) gradients) in one process are summed as row_sparse and handed to
+  the updater as such, so lazy optimizers stay lazy (sparse_push.py); across workers they are
+  summed densely (the transport moves dense buffers), which gives the same values.
 * A distributed store that a gluon.Trainer creates for itself with update_on_kvstore=False
   keeps no copy of the summed gradients (they are summed in the gradients' own memory, and
   nobody else holds the store); a pull from it raises instead of returning a stale value.
@@ -29,6 +31,7 @@ from ..ops.errors import GraphcError, ShapeError
 from . import compression as gc
 from .base import KVStoreBase
 from .keys import flatten
+from .sparse_push import all_row_sparse, push_row_sparse, rows_into, write_out
 
 __all__ = ["KVStore"]
 
@@ -160,6 +163,8 @@ class KVStore(KVStoreBase):
             stored = self._stored(op, k)
             for slot, v in enumerate(values):
                 self._check_shape(op, k, stored, v, f"the value pushed from {v.context} (#{slot})")
+        if self.num_workers == 1 and all_row_sparse(groups):
+            return push_row_sparse(self, op, key, groups, out)
         if self.num_workers > 1:
             groups = groups[::-1]
         in_place = self._in_place_keys(op, key, pairs, out) if self.num_workers > 1 else {}
@@ -206,7 +211,7 @@ class KVStore(KVStoreBase):
         chosen = {}
         for k, vs in pushed.items():
             os_ = outs.get(k, [])
-            if len(vs) == 1 and len(os_) == 1 and os_[0] is vs[0]:
+            if len(vs) == 1 and len(os_) == 1 and os_[0] is vs[0] and vs[0].stype == "default":
                 data = vs[0]._data
                 if isinstance(data, np.ndarray) and data.dtype == self._store[k]._data.dtype:
                     chosen[k] = data
@@ -257,7 +262,7 @@ class KVStore(KVStoreBase):
                 continue
             self._check_unkept("pull", k)
             self._check_shape("pull", k, stored, o, f"the output on {o.context}")
-            o._data[...] = stored._data
+            write_out(o, stored._data)
 
     def pushpull(self, key, value, out=None, priority=0):
         """push(key, value) then pull(key, out), into `value` itself when `out` is None.
@@ -291,11 +296,14 @@ class KVStore(KVStoreBase):
             stored = self._stored("row_sparse_pull", k)
             self._check_unkept("row_sparse_pull", k)
             self._check_shape("row_sparse_pull", k, stored, o, f"the output on {o.context}")
-            o._data[...] = _selected_rows(k, stored._data, ids)
+            if o.stype == "row_sparse":
+                rows_into(o, stored._data, _row_ids(k, stored._data, ids))
+            else:
+                o._data[...] = _selected_rows(k, stored._data, ids)
         if single:
             for o in out[1:]:
                 self._check_shape("row_sparse_pull", key, out[0], o, f"the output on {o.context}")
-                o._data[...] = out[0]._data
+                out[0].copyto(o)
 
     # -- updates ----------------------------------------------------------------------------
     def set_optimizer(self, optimizer):
@@ -350,6 +358,14 @@ class KVStore(KVStoreBase):
 
 def _selected_rows(key, data, ids):
     """`data` with every row not named in `ids` set to zero."""
+    rows = _row_ids(key, data, ids)
+    result = np.zeros_like(data)
+    result[rows] = data[rows]
+    return result
+
+
+def _row_ids(key, data, ids):
+    """The row ids of `ids` as int64, checked against the rows of `data`."""
     if data.ndim == 0:
         raise ShapeError(f"kvstore.row_sparse_pull: key {key!r} holds a scalar, which has no rows")
     rows = np.asarray(ids._data).reshape(-1)
@@ -360,6 +376,4 @@ def _selected_rows(key, data, ids):
     if bad.size:
         raise GraphcError(f"kvstore.row_sparse_pull: row id {int(bad[0])} is out of range for key {key!r} with "
                           f"{data.shape[0]} rows")
-    result = np.zeros_like(data)
-    result[rows] = data[rows]
-    return result
+    return rows

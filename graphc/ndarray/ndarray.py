@@ -137,9 +137,14 @@ class NDArray(ArithmeticMixin):
         return self
 
     def tostype(self, stype):
-        if stype != "default":
-            raise GraphcError(f"tostype: sparse storage {stype!r} is not supported; arrays are dense")
-        return self
+        """This array in storage `stype`: itself for 'default', else a new row_sparse / csr array
+        of its nonzero rows / entries (see sparse_arrays.py)."""
+        if stype == "default":
+            return self
+        from .sparse_arrays import STYPES, from_dense
+        if stype not in STYPES:
+            raise GraphcError(f"tostype: storage type must be one of {STYPES}, got {stype!r}")
+        return from_dense(self.asnumpy(), stype, self._ctx)
 
     def __array__(self, dtype=None, copy=None):
         return self._data if dtype is None else self._data.astype(dtype)
@@ -192,7 +197,11 @@ class NDArray(ArithmeticMixin):
     def attach_grad(self, grad_req="write", stype=None):
         if grad_req not in ("write", "add", "null"):
             raise ValueError(f"attach_grad: grad_req must be 'write', 'add' or 'null', got {grad_req!r}")
-        self._grad = NDArray(np.zeros_like(self._data), self._ctx)
+        if stype not in (None, "default"):     # a sparse gradient buffer (MXNet's attach_grad(stype=))
+            from .sparse import zeros as sparse_zeros
+            self._grad = sparse_zeros(stype, self.shape, self._ctx, self._data.dtype)
+        else:
+            self._grad = NDArray(np.zeros_like(self._data), self._ctx)
         self._grad_req = grad_req
         self._entry = None
 

@@ -152,8 +152,14 @@ class GroupNorm(_Normalization):
 
 
 class Embedding(HybridBlock):
-    """Maps integer indices to rows of weight (input_dim, output_dim). sparse_grad is accepted
-    for MXNet compatibility; graphc's gradients are dense, so it changes nothing."""
+    """Maps integer indices to rows of weight (input_dim, output_dim).
+
+    sparse_grad=True makes the weight's gradient a RowSparseNDArray holding the rows looked up,
+    as MXNet's, so that lazy optimizers touch only those rows. That holds eagerly; a hybridized
+    block's compiled backward computes the gradient densely (the compiler has no sparse values)
+    and it is stored as the row_sparse array of its nonzero rows: equal values, a row whose
+    gradient sums to exactly zero is left out, and the speed of the sparse path is lost. A
+    warning says so when such a block is traced."""
 
     def __init__(self, input_dim, output_dim, dtype="float32", weight_initializer=None, sparse_grad=False,
                  **kwargs):
@@ -161,9 +167,20 @@ class Embedding(HybridBlock):
         self._kwargs = {"input_dim": input_dim, "output_dim": output_dim, "dtype": dtype,
                         "sparse_grad": sparse_grad}
         self.weight = self.params.get("weight", shape=(input_dim, output_dim), init=weight_initializer,
-                                      dtype=dtype, allow_deferred_init=True)
+                                      dtype=dtype, allow_deferred_init=True,
+                                      grad_stype="row_sparse" if sparse_grad else "default")
 
     def hybrid_forward(self, F, x, weight):
+        if self._kwargs["sparse_grad"]:
+            from ... import ndarray
+            if F is ndarray:
+                return ndarray.sparse.embedding(x, weight, name=self.prefix + "fwd", **self._kwargs)
+            import warnings
+            from ... import autograd
+            if autograd.is_recording():     # (a trace for inference computes no gradient)
+                warnings.warn(f"{self.name}: Embedding(sparse_grad=True) in a hybridized block computes its "
+                              "weight gradient densely (stored as row_sparse of the nonzero rows); call it "
+                              "unhybridized for the sparse gradient", stacklevel=2)
         return F.Embedding(x, weight, name=self.prefix + "fwd", **self._kwargs)
 
     def __repr__(self):
