@@ -2,10 +2,9 @@
 HybridConcurrent: Inception-style branches), Identity (the skip branch of such a block), and
 SparseEmbedding.
 
-SparseEmbedding is MXNet's embedding for huge vocabularies, whose weight and gradient are
-row_sparse there. graphc has no sparse storage yet, so here the weight and its gradient are
-dense (every row of the gradient exists, the rows not looked up are zero): the values the
-optimizer sees are the same as MXNet's, the memory is not. Row-sparse storage is another issue.
+SparseEmbedding is MXNet's embedding for huge vocabularies: its gradient is row_sparse (only
+the rows looked up exist), so a lazy optimizer touches only those rows. Its weight is declared
+row_sparse as in MXNet, and graphc holds it dense (parameter.py says why).
 """
 from __future__ import annotations
 
@@ -45,17 +44,17 @@ class HybridConcurrent(HybridSequential):
 
 class SparseEmbedding(Block):
     """Rows of weight (input_dim, output_dim) for the integer indices in x; a Block, as in MXNet
-    (its forward runs eagerly). The gradient is dense: see the module docstring."""
+    (its forward runs eagerly), with a row_sparse gradient."""
 
     def __init__(self, input_dim, output_dim, dtype="float32", weight_initializer=None, **kwargs):
         super().__init__(**kwargs)
         self._kwargs = {"input_dim": input_dim, "output_dim": output_dim, "dtype": dtype}
         self.weight = self.params.get("weight", shape=(input_dim, output_dim), init=weight_initializer,
-                                      dtype=dtype)
+                                      dtype=dtype, grad_stype="row_sparse", stype="row_sparse")
 
     def forward(self, x):
-        from .... import ndarray
-        return ndarray.Embedding(x, self.weight.data(x.context), name="fwd", **self._kwargs)
+        from ....ndarray import sparse
+        return sparse.embedding(x, self.weight.data(x.context), name="fwd", **self._kwargs)
 
     def __repr__(self):
         k = self._kwargs
