@@ -1,15 +1,23 @@
 """mxnet.operator for graphc: Python-defined operators (CustomOp / CustomOpProp, registered by
 name and called as `nd.Custom(x, op_type='name')`) and the operator-registry queries.
 
-A custom operator runs eagerly: its forward writes into output arrays that this module allocates
-from the Prop's infer_shape/infer_type, and while autograd records, its backward joins the tape.
-It has no graph form, so a hybridized block that calls one is refused when traced."""
+A custom operator runs eagerly on NDArrays: its forward writes into output arrays that this module
+allocates from the Prop's infer_shape/infer_type, and while autograd records, its backward joins
+the tape. Called on symbols (sym.Custom, or F.Custom in a hybridized block) it becomes a `Custom`
+node (ops/declarations/custom.py) that the compiled program runs as a host step calling back into
+this module (`_Host`), with its backward as a `_backward_Custom` host step.
+
+One CustomOp instance serves the forward and the backward of one node (its __site__) and input
+signature, as MXNet keeps one per node: an operator that saves state in forward for its backward
+works, also where one graph calls it twice."""
 from __future__ import annotations
 
 import numpy as np
 
 from . import autograd
 from .ndarray import NDArray
+from .ops.builder import Handle
+from .ops.declarations.custom import SITE, set_custom_host
 from .ops.errors import GraphcError
 from .ops.registry import all_names, get_op
 
@@ -101,22 +109,21 @@ def get_operator_arguments(op_name):
 def invoke_custom(*inputs, op_type=None, **kwargs):
     """nd.Custom: run registered custom operator `op_type` on NDArray inputs (arguments, then
     auxiliary states); keyword arguments reach the Prop's constructor as strings, as in MXNet."""
-    if op_type not in _CUSTOM:
-        known = ", ".join(sorted(_CUSTOM)) or "none"
-        raise GraphcError(f"Custom: no custom operator registered as {op_type!r} (registered: {known})")
+    if any(isinstance(x, Handle) for x in inputs):
+        from . import symbol
+        return symbol._NAMESPACE.Custom(*inputs, op_type=op_type, **kwargs)
     kwargs.pop("name", None)
-    prop = _CUSTOM[op_type](**{k: str(v) for k, v in kwargs.items()})
+    prop = _HOST.prop(op_type, {k: str(v) for k, v in kwargs.items() if not k.startswith("__")})
     n_args = len(prop.list_arguments())
     if len(inputs) != n_args + len(prop.list_auxiliary_states()):
         raise GraphcError(f"Custom {op_type!r}: expected {n_args} argument(s) {prop.list_arguments()} and "
                           f"auxiliary states {prop.list_auxiliary_states()}, got {len(inputs)} arrays")
     if not all(isinstance(x, NDArray) for x in inputs):
-        raise GraphcError(f"Custom {op_type!r}: runs on NDArrays only (it has no graph form, so it "
-                          "cannot be traced inside a hybridized block)")
+        kinds = sorted({type(x).__name__ for x in inputs if not isinstance(x, NDArray)})
+        raise GraphcError(f"Custom {op_type!r}: inputs must be NDArrays or Symbols, got {', '.join(kinds)}")
     args, aux = list(inputs[:n_args]), list(inputs[n_args:])
     ctx = args[0].context if args else None
-    in_shapes, out_shapes, _ = prop.infer_shape([list(x.shape) for x in args])
-    in_types, out_types, _ = prop.infer_type([np.dtype(x.dtype).type for x in args])
+    in_shapes, out_shapes, in_types, out_types = _inferred(prop, args)
     op = prop.create_operator(ctx, in_shapes, in_types)
     outs = [NDArray(np.zeros(tuple(s), np.dtype(t)), ctx) for s, t in zip(out_shapes, out_types)]
     is_train = autograd.is_training()
@@ -132,3 +139,84 @@ def invoke_custom(*inputs, op_type=None, **kwargs):
             return in_grad
         autograd.record_custom(args, outs, backward, f"Custom:{op_type}")
     return outs[0] if len(outs) == 1 else outs
+
+
+def _prop_kwargs(attrs) -> dict:
+    return {k: v for k, v in attrs.items() if k != "op_type" and not k.startswith("__")}
+
+
+def _inferred(prop, args) -> tuple:
+    """(in_shapes, out_shapes, in_types, out_types) from the Prop; MXNet lets infer_shape and
+    infer_type return their lists with or without the auxiliary states' third one."""
+    shapes = prop.infer_shape([list(x.shape) for x in args])
+    types = prop.infer_type([np.dtype(x.dtype).type for x in args])
+    return shapes[0], shapes[1], types[0], types[1]
+
+
+class _Host:
+    """What a compiled graph's Custom and _backward_Custom host steps call: the registered Prop
+    for a node's attributes, and the CustomOp's forward and backward on numpy arrays."""
+
+    def __init__(self):
+        self._props = {}
+        self._operators = {}
+
+    def prop(self, op_type, kwargs):
+        cls = _CUSTOM.get(op_type)
+        if cls is None:
+            known = ", ".join(sorted(_CUSTOM)) or "none"
+            raise GraphcError(f"Custom: no custom operator registered as {op_type!r} (registered: {known})")
+        key = (cls, tuple(sorted(kwargs.items())))
+        prop = self._props.get(key)
+        if prop is None:
+            try:
+                prop = cls(**kwargs)
+            except TypeError as exc:
+                raise GraphcError(f"Custom {op_type!r}: {cls.__name__}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) "
+                                  f"failed: {exc}") from None
+            self._props[key] = prop
+        return prop
+
+    def _operator(self, attrs, args):
+        """(prop, the CustomOp of this node (attrs' __site__) for these input shapes and dtypes,
+        its output shapes, its output dtypes)."""
+        prop = self.prop(attrs["op_type"], _prop_kwargs(attrs))
+        shapes = tuple(tuple(a.shape) for a in args)
+        dtypes = tuple(np.dtype(a.dtype).name for a in args)
+        key = (id(prop), attrs.get(SITE), shapes, dtypes)
+        entry = self._operators.get(key)
+        if entry is None or entry[0] is not prop:
+            in_shapes, out_shapes, in_types, out_types = _inferred(prop, args)
+            entry = self._operators[key] = (prop, prop.create_operator(None, in_shapes, in_types),
+                                            [tuple(s) for s in out_shapes], [np.dtype(t) for t in out_types])
+        return entry
+
+    def forward(self, attrs, arrays, training):
+        prop = self.prop(attrs["op_type"], _prop_kwargs(attrs))
+        n_args = len(prop.list_arguments())
+        args = [NDArray(np.array(a)) for a in arrays[:n_args]]
+        aux = [NDArray(np.array(a)) for a in arrays[n_args:]]
+        prop, op, out_shapes, out_types = self._operator(attrs, args)
+        outs = [NDArray(np.zeros(s, t)) for s, t in zip(out_shapes, out_types)]
+        with autograd.pause(train_mode=training):
+            op.forward(bool(training), ["write"] * len(outs), args, outs, aux)
+        for name, before, after in zip(prop.list_auxiliary_states(), arrays[n_args:], aux):
+            if not np.array_equal(np.asarray(before), after.asnumpy(), equal_nan=True):
+                # a compiled graph is functional: the write would be lost, so say so instead
+                raise GraphcError(f"Custom {attrs['op_type']!r}: forward wrote auxiliary state {name!r}; updating "
+                                  "auxiliary states inside a hybridized block or bound symbol is not supported "
+                                  "(call the operator eagerly, with nd.Custom, to keep such updates)")
+        return [o.asnumpy() for o in outs]
+
+    def backward(self, attrs, ograds, in_data, out_data, aux):
+        args = [NDArray(np.array(a)) for a in in_data]
+        op = self._operator(attrs, args)[1]
+        in_grad = [NDArray(np.zeros(a.shape, a.dtype)) for a in in_data]
+        wrap = lambda arrays: [NDArray(np.array(a)) for a in arrays]  # noqa: E731
+        with autograd.pause():
+            op.backward(["write"] * len(in_grad), wrap(ograds), args, wrap(out_data), in_grad, wrap(aux))
+        return [g.asnumpy() for g in in_grad]
+
+
+_HOST = _Host()
+set_custom_host(_HOST)

@@ -170,8 +170,22 @@ class Symbol(Handle):
         v = node.hints.get(key, node.hints.get(_hidden_key(key), node.attrs.get(key)))
         return None if v is None else str(v)
 
-    def list_attr(self):
-        return {k: str(v) for k, v in self.value.node.attrs.items()}
+    def list_attr(self, recursive=False):
+        """The attributes set on this symbol's node, as strings (MXNet's): an operator's given
+        attributes and hints; a variable's keywords (see var). recursive=True is attr_dict's
+        union, each key prefixed with its node's name as MXNet 0.x did."""
+        if recursive:
+            return {f"{node}${k}": v for node, attrs in self.attr_dict().items() for k, v in attrs.items()}
+        return _node_attrs(self.value.node)
+
+    def attr_dict(self):
+        """node name -> its list_attr(), for every node of the graph that has attributes."""
+        out = {}
+        for node in self._graph().nodes:
+            attrs = _node_attrs(node)
+            if attrs:
+                out[node.name] = attrs
+        return out
 
     @property
     def shape(self):
@@ -234,6 +248,8 @@ class Symbol(Handle):
             node = v.node
             if node.is_var:
                 out.append(node.name)
+            elif hasattr(get_op(node.op), "output_names"):     # Custom: the Prop's list_outputs()
+                out.append(f"{node.name}_{get_op(node.op).output_names(node.attrs)[v.index]}")
             elif len(node.types) == 1 or get_op(node.op).n_visible(node.attrs) == 1:
                 out.append(f"{node.name}_output")
             else:
@@ -279,7 +295,7 @@ class Symbol(Handle):
                     shape = hinted if 0 not in hinted else None
                 t = None
                 if shape is not None:
-                    dt = dtypes.get(n.name) or (known.dtype if known is not None else "float32")
+                    dt = dtypes.get(n.name) or (known.dtype if known is not None else _hinted_dtype(n))
                     t = TensorType(tuple(int(d) for d in shape), dt)
                 var_types[n.name], var_nodes[id(n)] = t, n
                 types[(id(n), 0)] = t
@@ -365,7 +381,8 @@ class Symbol(Handle):
         for n in g.nodes:
             if n.is_var:
                 known = n.types[0]
-                dt[(id(n), 0)] = dtypes.get(n.name) or (known.dtype if known is not None else None)
+                hinted = _hinted_dtype(n) if n.hints.get("__dtype__") is not None else None
+                dt[(id(n), 0)] = dtypes.get(n.name) or (known.dtype if known is not None else hinted)
                 continue
             if n.is_const:
                 dt[(id(n), 0)] = n.types[0].dtype
@@ -460,9 +477,51 @@ class Symbol(Handle):
 _GLOBAL = SymbolBuilder("symbol")
 
 
+def _hinted_dtype(node) -> str:
+    """The dtype a variable's __dtype__ attribute (MXNet's type flag) names, else float32."""
+    from .ops.dtypes import FROM_MXNET_FLAG
+    flag = node.hints.get("__dtype__")
+    try:
+        return FROM_MXNET_FLAG[int(flag)] if flag is not None else "float32"
+    except (ValueError, KeyError):
+        raise GraphcError(f"variable {node.name!r}: __dtype__={flag!r} is not one of MXNet's type flags "
+                          f"{sorted(FROM_MXNET_FLAG)}") from None
+
+
+# hints that are graphc's own bookkeeping, not attributes a user set
+_INTERNAL_HINTS = ("kind", "given_attrs", "device")
+
+
+def _node_attrs(node) -> dict:
+    from .ops.attrs import format_attr
+    out = {}
+    if not (node.is_var or node.is_const):
+        given = node.hints.get("given_attrs", ())
+        out.update({k: format_attr(v) for k, v in node.attrs.items() if k in given})
+    for key, value in node.hints.items():
+        if key in _INTERNAL_HINTS or (not node.is_var and not key.startswith("__")):
+            continue
+        out[key] = value if isinstance(value, str) else format_attr(value)
+        plain = key[2:-2] if key.startswith("__") and key.endswith("__") else None
+        if plain in _HIDDEN_KEYS:
+            out[plain] = out[key]   # MXNet lists ctx_group, lr_mult... under both spellings
+    return out
+
+
 def _symbol_invoke(op, inputs, attrs, name):
+    from .device import Context
+    attrs = dict(attrs)
+    extra = attrs.pop("attr", None)         # MXNet's attr={...}: node attributes, not op parameters
+    # a Context is written as its string, as MXNet's symbol functions do (sym.zeros(ctx=cpu()))
+    attrs = {k: str(v) if isinstance(v, Context) else v for k, v in attrs.items()}
     builder = _builder_for(inputs)
-    return builder.invoke(op, inputs, attrs, name)
+    out = builder.invoke(op, inputs, attrs, name)
+    if extra:
+        if not isinstance(extra, dict):
+            raise TypeError(f"sym.{op}: attr must be a dict of strings, got {type(extra).__name__}")
+        for handle in (out if isinstance(out, tuple) else (out,)):
+            handle.value.node.hints.update({_hidden_key(k): str(v) for k, v in extra.items()})
+    return out
 
 
 _NAMESPACE = OpNamespace(_symbol_invoke, lambda a: isinstance(a, Handle))
@@ -476,22 +535,52 @@ globals().update(ElementwiseFunctions(_NAMESPACE, lambda a: isinstance(a, Handle
 
 
 def var(name, attr=None, shape=None, lr_mult=None, wd_mult=None, dtype=None, init=None, stype=None, **kwargs):
-    """A named input. With a shape it is typed at once; without, it waits for infer_shape."""
+    """A named input. With a shape it is typed at once; without, it waits for infer_shape.
+    Every keyword is kept as MXNet keeps it, a string attribute (`__shape__`, `__dtype__` as
+    MXNet's type flag, `__lr_mult__`, `__init__` as the initializer's JSON...): Module reads
+    `__init__` when it initialises and the optimizer reads `__lr_mult__`/`__wd_mult__`."""
+    if not isinstance(name, str):
+        raise TypeError(f"sym.var: name must be a string, got {type(name).__name__}")
     trace = current_trace()
     builder = trace.builder if trace else _GLOBAL
-    hints = _scoped_hints({_hidden_key(k): v for k, v in (attr or {}).items()})
-    if lr_mult is not None:
-        hints["__lr_mult__"] = lr_mult
-    if wd_mult is not None:
-        hints["__wd_mult__"] = wd_mult
-    if shape is not None and all(d not in (0, None) for d in shape):
+    hints = _scoped_hints({_hidden_key(k): str(v) for k, v in (attr or {}).items()})
+    hints.update(_var_hints(shape, lr_mult, wd_mult, dtype, init, stype, kwargs))
+    known = shape is not None and all(d not in (0, None) for d in shape)
+    if known:
         return builder.var(name, TensorType(shape, dtype or "float32"), "input", hints)
     node = variable(name, None, "input", hints)
     node.types = (None,)
-    if shape is not None:
-        node.hints["__shape__"] = str(tuple(shape))
     builder.inputs.append(node)
     return builder.wrap(node.out())
+
+
+_STORAGE_FLAGS = {"default": 0, "row_sparse": 1, "csr": 2}
+
+
+def _var_hints(shape, lr_mult, wd_mult, dtype, init, stype, extra) -> dict:
+    """var()'s keywords as MXNet's variable attributes (mxnet/symbol/symbol.py var)."""
+    from .ops.dtypes import MXNET_FLAG, canonical
+    hints = {}
+    if shape is not None:
+        hints["__shape__"] = str(tuple(int(d) if d is not None else 0 for d in shape))
+    if lr_mult is not None:
+        hints["__lr_mult__"] = str(lr_mult)
+    if wd_mult is not None:
+        hints["__wd_mult__"] = str(wd_mult)
+    if dtype is not None:
+        hints["__dtype__"] = str(MXNET_FLAG[canonical(dtype)])
+    if init is not None:
+        hints["__init__"] = init if isinstance(init, str) else init.dumps()
+    if stype is not None:
+        if stype not in _STORAGE_FLAGS:
+            raise ValueError(f"sym.var: stype={stype!r} is not a storage type; expected one of {sorted(_STORAGE_FLAGS)}")
+        hints["__storage_type__"] = str(_STORAGE_FLAGS[stype])
+    for key, value in extra.items():
+        if not (key.startswith("__") and key.endswith("__")):
+            raise ValueError(f"sym.var: attribute name={key} is not supported. Additional attributes must "
+                             "start and end with double underscores, e.g. __yourattr__")
+        hints[key] = str(value)
+    return hints
 
 
 Variable = var
@@ -529,7 +618,8 @@ def ones(shape, dtype="float32", **kw):
 def __getattr__(name):
     fn = getattr(_NAMESPACE, name, None)
     if fn is None:
-        raise AttributeError(f"module 'graphc.symbol' has no attribute {name!r}")
+        raise AttributeError(f"module 'graphc.symbol' has no attribute {name!r}: not supported (graphc has no "
+                             "operator or function of that name; dir(graphc.symbol) lists those it has)")
     return fn
 
 

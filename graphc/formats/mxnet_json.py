@@ -359,6 +359,8 @@ def _op_attrs_json(node: Node, op) -> dict:
     attrs = {}
     given = node.hints.get("given_attrs", ())
     for key, value in node.attrs.items():
+        if key.startswith("__"):
+            continue        # graphc's own bookkeeping (a Custom node's __site__): parsing drops these
         spec = op.attrs.get(key)
         if key not in given and spec is not None and spec.default is not REQUIRED \
                 and spec.default == value and type(spec.default) is type(value):

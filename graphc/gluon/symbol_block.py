@@ -13,9 +13,10 @@ from ..ops.graph import Graph
 from ..ops.attrs import _as_shape
 from ..ndarray import NDArray
 from ..passes.infer import Retyper
-from ..symbol import Symbol, current_trace, Trace
+from ..symbol import Symbol, current_trace, Trace, _from_graph
 from .block import HybridBlock
 from .cached_op import unflatten, flatten
+from .utils import shape_is_known
 
 
 class SymbolBlock(HybridBlock):
@@ -110,6 +111,23 @@ class SymbolBlock(HybridBlock):
             return self._call_cached_op(*args)
         return self.forward(*args)
 
+    def _finish_deferred_params(self, inputs):
+        """Parameters made without a shape (a hand-built symbol's variables) take the shapes the
+        graph's inference gives from the inputs', as MXNet's SymbolBlock does on its first call."""
+        pending = [p for p in self._params_by_var.values() if p._deferred_init]
+        if not pending:
+            return
+        if any(not shape_is_known(p.shape) for p in pending):
+            shapes = {name: tuple(x.shape) for name, x in zip(self._input_names, inputs)}
+            dtypes = {name: np.dtype(x.dtype).name for name, x in zip(self._input_names, inputs)}
+            found = _from_graph(self._graph)._var_types(shapes, dtypes, partial=True)
+            for name, p in self._params_by_var.items():
+                t = found.get(name)
+                if t is not None and not shape_is_known(p.shape):
+                    p.shape = t.shape
+        for p in pending:
+            p._finish_deferred_init()
+
     def forward(self, *args):
         """Inline the graph into the active trace (inputs are Symbols here)."""
         trace = current_trace()
@@ -119,6 +137,7 @@ class SymbolBlock(HybridBlock):
         if len(leaves) != len(self._input_names):
             raise GraphcError(f"SymbolBlock: expects {len(self._input_names)} inputs {self._input_names}, "
                               f"got {len(leaves)}")
+        self._finish_deferred_params(leaves)
         builder = trace.builder
         retype = Retyper(builder)
         for name, sym in zip(self._input_names, leaves):

@@ -431,7 +431,21 @@ def _deconv_grad(F, ins, outs, gs, attrs):
     return grads
 
 
+def _deconv_infer_missing(in_types, attrs):
+    """Weight (C, F/group, *kernel) (channels last: (C, *kernel, F/group)) and bias (F,) from the data."""
+    x = in_types[0]
+    if x is None:
+        return in_types
+    kernel = tuple(attrs["kernel"])
+    last = is_channels_last("Deconvolution", attrs.get("layout"), len(kernel), _CONV_LAST_RANKS)
+    xs = channels_first_shape(x.shape, last)
+    f, g = attrs["num_filter"], attrs["num_group"]
+    want = [x, like(x, from_channels_first((xs[1], f // g) + kernel, last)), like(x, (f,))]
+    return [t if t is not None else want[i] for i, t in enumerate(in_types)]
+
+
 register(OpDef("Deconvolution", infer=_deconv_infer, compute=_deconv_np, attrs=_DECONV_ATTRS,
+               infer_missing=_deconv_infer_missing,
                inputs=lambda a: ("data", "weight") if a["no_bias"] else ("data", "weight", "bias"),
                gradient=_deconv_grad, lowering=Library("conv"),
                # each input element scatters into F/group * kernel outputs

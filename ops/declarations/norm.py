@@ -210,7 +210,19 @@ def _ln_grad(F, ins, outs, gs, attrs):
     return [dx, F.sum(g * xhat, axis=others), F.sum(g, axis=others)]
 
 
+def _scale_shift_missing(size_of):
+    """infer_missing for a norm whose gamma and beta are vectors of size_of(data shape, attrs)."""
+    def infer_missing(in_types, attrs):
+        x = in_types[0]
+        if x is None:
+            return in_types
+        want = like(x, (size_of(x.shape, attrs),))
+        return [x] + [t if t is not None else want for t in in_types[1:]]
+    return infer_missing
+
+
 register(OpDef("LayerNorm", infer=_ln_infer, compute=_ln_np, attrs=_LN_ATTRS, inputs=("data", "gamma", "beta"),
+               infer_missing=_scale_shift_missing(lambda shape, a: shape[a["axis"] % len(shape)]),
                gradient=_ln_grad, num_outputs=3, num_visible_outputs=lambda a: 3 if a["output_mean_var"] else 1,
                flops=lambda ins, outs, a: _NORM_FLOPS * ins[0].size,
                doc="Normalise along `axis` per position; outputs (out, mean, std)."))
@@ -246,6 +258,7 @@ def _in_grad(F, ins, outs, gs, attrs):
 
 register(OpDef("InstanceNorm", infer=_in_infer, compute=_in_np, attrs={"eps": Attr("float", 1e-3)},
                inputs=("data", "gamma", "beta"), gradient=_in_grad, num_outputs=3, num_visible_outputs=1,
+               infer_missing=_scale_shift_missing(lambda shape, a: shape[1]),
                flops=lambda ins, outs, a: _NORM_FLOPS * ins[0].size,
                doc="Normalise each (sample, channel) over its spatial positions, then scale and shift per channel."))
 
@@ -284,6 +297,7 @@ def _gn_grad(F, ins, outs, gs, attrs):
 
 
 register(OpDef("GroupNorm", infer=_gn_infer, compute=_gn_np, attrs=_GN_ATTRS, inputs=("data", "gamma", "beta"),
+               infer_missing=_scale_shift_missing(lambda shape, a: a["num_groups"]),
                gradient=_gn_grad, num_outputs=3, num_visible_outputs=lambda a: 3 if a["output_mean_var"] else 1,
                flops=lambda ins, outs, a: _NORM_FLOPS * ins[0].size,
                doc="Normalise each group of num_groups channel groups per sample; gamma/beta per group (MXNet 1.x)."))

@@ -81,12 +81,19 @@ class DataLoader:
     DataLoaderWorkerError naming the worker, its pid and its exit code or signal; the next pass
     starts new workers. pin_memory is accepted and has no effect: graphc's CPU arrays already
     live in host memory that the GPU backend copies from.
+
+    auto_reload=True (MXNet 1.9.1's) starts the next pass at once, at construction and again
+    whenever a pass has been read to its end, so its first batches load while the caller does
+    other work (evaluation between epochs); the next iter() takes that prefetched pass.
+    refresh() starts one by hand and clean() drops it. try_nopython (MXNet 2's: compile the
+    pipeline to C++ where it can, else run it in Python) is accepted; graphc always runs the
+    Python pipeline, which is MXNet's own fallback.
     """
 
     def __init__(self, dataset, batch_size=None, shuffle=False, sampler=None,
                  last_batch=None, batch_sampler=None, batchify_fn=None,
                  num_workers=0, pin_memory=False, pin_device_id=0,
-                 prefetch=None, thread_pool=False, timeout=120):
+                 prefetch=None, thread_pool=False, timeout=120, auto_reload=False, try_nopython=None):
         self._dataset = dataset
         self._pin_memory = pin_memory
         self._pin_device_id = pin_device_id
@@ -114,11 +121,39 @@ class DataLoader:
         self._batchify_fn = default_batchify_fn if batchify_fn is None else batchify_fn
         self._worker_pool = None
         self._finalizer = None
+        self._try_nopython = try_nopython
+        self.auto_reload = bool(auto_reload)
+        self._iter = None       # a pass started ahead (auto_reload, refresh), taken by the next iter()
+        if self.auto_reload:
+            self.refresh()
 
     def __len__(self):
         return len(self._batch_sampler)
 
+    def refresh(self):
+        """Start a pass now (its prefetching begins); the next iter() over the loader takes it."""
+        self._iter = self._new_pass()
+
+    def clean(self):
+        """Drop the pass started ahead; the next iter() starts a fresh one."""
+        self._iter = None
+
     def __iter__(self):
+        if self._iter is None and not self.auto_reload:
+            return self._new_pass()
+        return self._prefetched_pass()
+
+    def _prefetched_pass(self):
+        """As MXNet's: lazily take the pass started ahead (or start one), and once it has been
+        read to its end, start the next if auto_reload."""
+        if self._iter is None:
+            self.refresh()
+        taken, self._iter = self._iter, None
+        yield from taken
+        if self._iter is None and self.auto_reload:
+            self.refresh()
+
+    def _new_pass(self):
         # both modes draw the same thing from the global generator, at the same moment
         epoch_seed = int(_random.generator().integers(2 ** 63))
         batches = iter(self._batch_sampler)
