@@ -183,6 +183,13 @@ def waitall_quiet() -> None:
             last.wait()
 
 
+def reported(error) -> None:
+    """`error` (a failed job's) was raised where its result was read: waitall will not raise it
+    again, as MXNet's engine clears an exception once it has been rethrown."""
+    with _lock:
+        _failures[:] = [job for job in _failures if job.error is not error]
+
+
 def waitall() -> None:
     """Wait for every device's queued work; raise the first failure since the last waitall
     (MXNet's mx.nd.waitall)."""

@@ -58,6 +58,7 @@ class PendingNDArray(NDArray):
             job.wait()
             writer = _writer(self, job)
             if writer is not None and writer.error is not None:
+                _engine.reported(writer.error)
                 raise writer.error
         return _RAW.__get__(self)
 
