@@ -1,7 +1,7 @@
 """graphc benchmark suite: `make bench` runs this.
 
 Sets up one virtualenv per other system (bench/setup_envs.py), runs every system on the
-workloads of ../shared/bench/WORKLOADS.md (W0-W6, W10), each (system, workload) as
+workloads of ../shared/bench/WORKLOADS.md (W0-W11), each (system, workload) as
 its own subprocess in its system's environment, all pinned to 2 threads, and writes
 BENCHMARKS.md at the repository root plus the raw JSON to bench/.work/results.json.
 
@@ -30,24 +30,33 @@ WORK = BENCH / ".work"
 SYSTEMS_DIR = BENCH / "systems"
 sys.path.insert(0, str(BENCH))
 
+import bounds  # noqa: E402
+import env_variants  # noqa: E402
+import report_fair  # noqa: E402
 import setup_envs  # noqa: E402
 
 THREADS = 2
-WORKLOADS = ["W0", "W1", "W1b", "W2", "W3", "W4", "W5", "W6", "W10"]
+WORKLOADS = ["W0", "W1", "W1b", "W2", "W3", "W4", "W5", "W6", "W7", "W8a", "W8b", "W9", "W10",
+             "W11"]
 # System -> workloads its script measures.
 SYSTEMS = {
     "numpy": ["W0", "W1", "W1b", "W2"],
-    "torch": ["W0", "W1", "W1b", "W2", "W3", "W4", "W5", "W6", "W10"],
-    "jax": ["W1", "W1b", "W2", "W3"],
-    "mxnet": ["W1", "W1b", "W2", "W3", "W4", "W5", "W6"],
-    "onnxruntime": ["W4", "W6"],
-    "graphc": ["W1", "W1b", "W2", "W3", "W4", "W5", "W6", "W10"],
+    "torch": ["W0", "W1", "W1b", "W2", "W3", "W4", "W5", "W6", "W7", "W8a", "W8b", "W9", "W10"],
+    "jax": ["W1", "W1b", "W2", "W3", "W7", "W8b", "W9"],
+    "mxnet": ["W1", "W1b", "W2", "W3", "W4", "W5", "W6", "W7", "W8a", "W8b", "W9"],
+    "onnxruntime": ["W2", "W4", "W6", "W8a"],
+    "tinygrad": ["W1", "W1b", "W2", "W3", "W4"],
+    "graphc": ["W1", "W1b", "W2", "W3", "W4", "W5", "W6", "W7", "W8a", "W8b", "W9", "W10", "W11"],   # W11: no peer (torch has no CPU pipeline)
 }
 OWN_VENV = {"numpy", "graphc"}          # run in graphc's own .venv (this interpreter)
 NEEDS_VENV = {"onnxruntime": ["torch"]}  # its ONNX file is exported in the torch venv
 PROC_TIMEOUT = 420                      # seconds per (system, workload) subprocess
 PROC_TIMEOUT_WL = {"W6": 1200,          # W6 starts several fresh processes that each compile
-                   "W10": 2400}         # W10: a child (or 2 ranks) per configuration, torch.compile
+                   "W10": 2400,         # W10: a child (or 2 ranks) per configuration, torch.compile
+                   "W4": 1200,                 # torch: 5 variants, 3 of them compiled
+                   "W8a": 1500, "W8b": 1500,   # torch.compile of a BERT-base / an LM step
+                   "W9": 2400,                 # W9: a process per torch variant (peak RSS)
+                   "W11": 1800}         # W11: one child, three nets of 8 x 2048x2048 layers, alternated
 
 LABELS = {
     ("triad", "C gcc -O3 -march=native -fopenmp"): "STREAM triad (C, gcc -O3 -march=native -fopenmp)",
@@ -56,6 +65,7 @@ LABELS = {
     ("torch", "matmul2048"): "SGEMM 2048³, torch.matmul",
     ("torch", "matmul4096"): "SGEMM 4096³, torch.matmul",
     ("numpy", "hand-written"): "numpy (hand-written)",
+    ("numpy", "hand-written, out="): "numpy (hand-written, preallocated out=)",
     ("torch", "eager"): "PyTorch eager",
     ("torch", "compile"): "torch.compile",
     ("torch", "jit.trace"): "torch.jit.trace",
@@ -68,6 +78,17 @@ LABELS = {
     ("torch", "compile-warm"): "torch.compile, warm inductor cache (2nd process)",
     ("graphc", "hybrid-cold"): "**graphc** hybridize, cold (empty GRAPHC_CACHE_DIR)",
     ("graphc", "hybrid-warm"): "**graphc** hybridize, warm kernel cache (2nd process)",
+    ("fma", "C gcc -O3 -march=native -fopenmp"): "FMA peak (C, independent vector FMA chains)",
+    ("graphc", "imperative"): "**graphc** eager (not hybridized)",
+    ("mxnet", "imperative"): "MXNet 1.9.1 imperative (not hybridized)",
+    ("jax", "op-by-op"): "JAX op by op (no jit)",
+    ("mxnet", "hybrid+oneDNN"): "MXNet 1.9.1 hybridized + oneDNN subgraph (optimize_for MKLDNN)",
+    ("torch", "compile+freezing"): "torch.compile, inductor freezing",
+    ("torch", "compile max-autotune"): "torch.compile, mode max-autotune-no-cudagraphs",
+    ("torch", "compile+freezing+channels_last"): "torch.compile, freezing, channels_last",
+    ("torch", "jit.freeze"): "torch.jit.freeze(torch.jit.trace)",
+    ("torch", "eager+channels_last"): "PyTorch eager, channels_last",
+    ("torch", "compile+channels_last"): "torch.compile, channels_last",
 }
 UNIT_LABEL = {"ms": "ms", "us": "µs per call", "steps/s": "steps/s", "GB/s": "GB/s",
               "GFLOP/s": "GFLOP/s", "s": "s"}
@@ -78,9 +99,14 @@ TITLES = {
     "W1b": "W1b: y = relu(x*0.5 + 1) * x - 0.25, x: 2^24 float32 (memory-bound)",
     "W2": "W2: MLP 784-512-512-10 ReLU, batch 1, inference",
     "W3": "W3: MLP 784-512-512-10, batch 256, softmax CE, forward + backward + SGD (lr 0.1); Gluon systems hybridize the network and the loss",
-    "W4": "W4: ResNet-18 v1 (MXNet model-zoo structure), batch 1, 3×224×224 float32, inference (ms per image; GFLOP/s at 1.82 GFLOP)",
+    "W4": "W4: ResNet-18 v1 (MXNet model-zoo structure), batch 1, 3×224×224 float32, inference (ms per image; GFLOP/s at 3.63 GFLOP, the direct-convolution equivalent: graphc's Winograd executes about 2.0)",
+    "W7": "W7: imperative (not hybridized, not jitted) training step of W3's MLP, batch 64, softmax CE, SGD lr 0.1 momentum 0.9",
+    "W8a": "W8a: BERT-base-shaped encoder inference (12 post-LN layers, hidden 768, 12 heads, FFN 3072, erf GELU, eps 1e-12), sequence 128, batch 1, as ordinary Gluon HybridBlocks",
+    "W8b": "W8b: Transformer LM training step (2 layers, d_model 256, 4 heads, FFN 1024, vocab 10000, sequence 64, batch 32, causal mask), softmax CE, Adam lr 1e-3",
+    "W9": "W9: ResNet-18 v1 training step, batch 16, 3×224×224, BatchNorm in training mode, softmax CE, SGD lr 0.01 momentum 0.9 wd 1e-4 (steps/s; peak resident memory)",
     "W5": "W5: 2-layer LSTM LM (vocab 10000, embed 200, hidden 200, seq 35, batch 20), one step: forward, softmax CE over all 700 positions, backward, global-norm clip 0.25 (per-token mean gradient), SGD lr 20",
     "W6": "W6: first call of W4's model in a fresh process (trace + compile + run)",
+    "W11": "W11: pipeline-parallel training, MLP 8 × 2048 ReLU layers (input 2048, 10 classes), batch 256, 4 micro-batches, 2 devices × 1 core against 1 device × 1 core, softmax CE + SGD",
     "W10": "W10: data-parallel training, 2 ranks × 1 thread against 1 process × 2 threads (same global batch): graphc kvstore dist_sync over MPI beside PyTorch DDP (gloo); all-reduce GB/s against raw mpi4py",
 }
 
@@ -93,10 +119,12 @@ def bench_env() -> dict:
     for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "PYTHONPATH", "PYTHONHOME"):
         env.pop(k, None)
     for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-              "NUMEXPR_NUM_THREADS", "MXNET_CPU_WORKER_NTHREADS"):
+              "NUMEXPR_NUM_THREADS"):
         env[k] = str(THREADS)
-    env["XLA_FLAGS"] = (f"--xla_cpu_multi_thread_eigen=false "
-                        f"intra_op_parallelism_threads={THREADS}")
+    # MXNet: one engine worker running 2-thread operators (2 workers x 2 OpenMP threads
+    # oversubscribed the 2 cores); JAX: XLA's default flags (issue 14)
+    env["MXNET_CPU_WORKER_NTHREADS"] = "1"
+    env.pop("XLA_FLAGS", None)
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -234,13 +262,56 @@ def run_triad(quick: bool, env: dict) -> list[dict]:
                  "error": f"{type(e).__name__}: {e}"}]
 
 
-def run_script(system: str, workload: str, python: str, quick: bool, env: dict) -> list[dict]:
+def run_fma(quick: bool, env: dict) -> list[dict]:
+    """W0: the FMA peak (bench/fma_peak.c), the compute side of every workload's lower bound."""
+    variant = "C gcc -O3 -march=native -fopenmp"
+    exe, src = WORK / "fma_peak", BENCH / "fma_peak.c"
+    try:
+        if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
+            p = subprocess.run(["gcc", "-O3", "-march=native", "-fopenmp", str(src), "-o",
+                                str(exe)], capture_output=True, text=True, timeout=120)
+            if p.returncode != 0:
+                raise RuntimeError("gcc failed: " + _tail(p.stderr))
+        with OtherLoad() as ol:
+            p = subprocess.run([str(exe), "5" if quick else "15"], capture_output=True,
+                               text=True, timeout=300, env=env)
+        if p.returncode != 0:
+            raise RuntimeError(f"exit {p.returncode}: " + _tail(p.stdout + p.stderr))
+        r = json.loads(p.stdout.strip().splitlines()[-1])
+        return [{"system": "fma", "variant": variant, "workload": "W0", "unit": "GFLOP/s",
+                 "median": r["median_gflops"], "best": r["best_gflops"],
+                 "n_samples": r["repeats"], "spread": [r["worst_gflops"], r["best_gflops"]],
+                 "threads": r["threads"], "raw": r,
+                 "other_load": None if ol.value is None else round(ol.value, 2)}]
+    except Exception as e:  # noqa: BLE001
+        return [{"system": "fma", "variant": variant, "workload": "W0",
+                 "error": f"{type(e).__name__}: {e}"}]
+
+
+def run_env_variants(s: str, wl: str, py: str, quick: bool, env: dict, jemalloc) -> list:
+    """The peer's runs with a tuned environment (env_variants.py); unavailable ones recorded
+    with their reason."""
+    out = []
+    for name, updates, reason in env_variants.variants(s, wl, os.environ, jemalloc):
+        if updates is not None and quick and wl not in env_variants.QUICK_WORKLOADS:
+            updates, reason = None, "not run with --quick (a full run measures it)"
+        if updates is None:
+            out.append({"system": s, "variant": f"[{name}]", "workload": wl, "skip": reason})
+            continue
+        recs = run_script(s, wl, py, quick, env_variants.apply(env, updates),
+                          log_tag="_" + name.split("=")[0])
+        out += env_variants.tag(recs, name)
+    return out
+
+
+def run_script(system: str, workload: str, python: str, quick: bool, env: dict,
+               log_tag: str = "") -> list[dict]:
     script = SYSTEMS_DIR / f"{system}_w.py"
     cmd = [python, str(script), "--workload", workload] + (["--quick"] if quick else [])
     timeout = PROC_TIMEOUT_WL.get(workload, PROC_TIMEOUT)
     la = loadavg()
     t0 = time.time()
-    log = WORK / "logs" / f"{system}_{workload}.log"
+    log = WORK / "logs" / f"{system}_{workload}{log_tag}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     ol = OtherLoad().__enter__()
     try:
@@ -309,7 +380,9 @@ NOISY = 0.3     # cores of other work during a measurement above which it is fla
 
 
 def label(rec: dict) -> str:
-    return LABELS.get((rec["system"], rec.get("variant")), f"{rec['system']} {rec.get('variant', '')}")
+    v = rec.get("base_variant", rec.get("variant"))
+    text = LABELS.get((rec["system"], v), f"{rec['system']} {v or ''}")
+    return text + (f" [{rec['env_variant']}]" if rec.get("env_variant") else "")
 
 
 def speed(rec: dict) -> float:
@@ -353,8 +426,16 @@ def render(results: list[dict], meta: dict, envs: dict) -> str:
            f"- CPU: {m.get('cpu_model', '?')} ({m.get('cpu_family_model', '')}; ISA: {m.get('isa', '')}), "
            f"{m.get('cores')} cores, {m.get('mem_gib', '?')} GiB",
            f"- OS: {m.get('platform')}; Python {m.get('python')}; {m.get('gcc')}",
-           f"- threads per system: {THREADS}; OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset for the "
-           "benchmark processes",
+           f"- threads per system: {THREADS}; MXNet: one engine worker "
+           "(MXNET_CPU_WORKER_NTHREADS=1) of 2 OpenMP threads; JAX: XLA's default flags; "
+           "OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset for the base runs, and numpy and MXNet "
+           "measured again with the environment's values where it sets them (variant "
+           "[OPENBLAS_CORETYPE=...])",
+           f"- tuned allocators: every peer also runs with jemalloc (LD_PRELOAD, MALLOC_CONF="
+           f"{env_variants.MALLOC_CONF}) and PyTorch with THP_MEM_ALLOC_ENABLE=1, and its best "
+           f"variant counts; jemalloc here: {meta.get('jemalloc', '?')}",
+           "- verdicts: \"faster\"/\"slower\" only where graphc's sample range and the best "
+           "other's do not overlap; otherwise \"even\"",
            f"- load average before the run: {meta.get('loadavg_start')}; after: "
            f"{meta.get('loadavg_end')} (the machine may be shared; see per-record "
            "`loadavg_before` in bench/.work/results.json)",
@@ -385,6 +466,10 @@ def render(results: list[dict], meta: dict, envs: dict) -> str:
             import report_w10
             out += report_w10.section(recs, _fmt, spread, _load)
             continue
+        if wl == "W11":
+            import report_w11
+            out += report_w11.section(recs, _fmt, spread, _load)
+            continue
         if wl == "W0":
             out += ["| what | median | best | spread | other load | notes |",
                     "|---|---|---|---|---|---|"]
@@ -411,8 +496,11 @@ def render(results: list[dict], meta: dict, envs: dict) -> str:
         if wl in ("W1", "W1b"):
             head += " effective GB/s | of triad |"
             sep += "---|---|"
-        if wl == "W4":
+        if wl in ("W4", "W8a"):
             head += " GFLOP/s |"
+            sep += "---|"
+        if wl == "W9":
+            head += " peak RSS MiB |"
             sep += "---|"
         if wl == "W6":
             head += " fresh processes | framework import s |"
@@ -429,8 +517,11 @@ def render(results: list[dict], meta: dict, envs: dict) -> str:
             if wl in ("W1", "W1b"):
                 frac = f"{r['gbps'] / triad:.2f}" if triad else "n/a"
                 row += f" {_fmt(r['gbps'])} | {frac} |"
-            if wl == "W4":
-                row += f" {_fmt(r['gflops'])} |" if r.get("gflops") else " |"
+            if wl in ("W4", "W8a"):
+                row += f" {_fmt(bounds.WORK[wl][0] / 1e9 / bounds.seconds_of(r))} |"
+            if wl == "W9":
+                rss = r.get("peak_rss_mib")
+                row += f" {rss:.0f} |" if isinstance(rss, (int, float)) else " |"
             if wl == "W6":
                 imp = r.get("import_s")
                 row += f" {r.get('n_samples', '')} |"
@@ -442,7 +533,7 @@ def render(results: list[dict], meta: dict, envs: dict) -> str:
             out.append(row)
         ncols = head.count("|") - 1
         for r in recs:
-            if "median" not in r:
+            if "median" not in r and "skip" not in r:
                 msg = describe(r)
                 if r["system"] == "graphc":
                     msg = f"pending — {msg}"
@@ -454,7 +545,7 @@ def render(results: list[dict], meta: dict, envs: dict) -> str:
                 rel = speed(gr) / speed(best_other)
                 which = f" ({gr['variant']})" if len(g) > 1 else ""
                 out.append(f"graphc{which} vs best other ({label(best_other)}): {rel:.2f}× "
-                           f"({'faster' if rel >= 1 else 'slower'}).")
+                           f"(**{report_fair.verdict(gr, best_other)}**).")
             if wl == "W1b" and triad:
                 best_triad = triad_best(results)
                 out.append(f"W1b triad fraction: graphc {g[0]['gbps']:.2f} GB/s / triad "
@@ -474,7 +565,10 @@ def render(results: list[dict], meta: dict, envs: dict) -> str:
             kind = {"W3": "first-step loss", "W5": "first-step loss; gradient norm before "
                     "clipping (of the per-token mean loss)",
                     "W4": "output fingerprint Σ logit_i·cos(i) with the seeded weights; "
-                    "argmax"}.get(wl, "output fingerprint")
+                    "argmax", "W7": "first-step loss", "W8b": "first-step loss",
+                    "W9": "first-step loss",
+                    "W8a": "output fingerprint Σ y_i·cos(i) with the seeded weights"
+                    }.get(wl, "output fingerprint")
             parts = []
             for r in checked:
                 txt = f"{label(r).replace('**', '')} {r.get('first_loss', r.get('check')):.6g}"
@@ -485,6 +579,10 @@ def render(results: list[dict], meta: dict, envs: dict) -> str:
                 parts.append(txt)
             out.append("")
             out.append(f"Sanity ({kind}, should agree across systems): " + "; ".join(parts) + ".")
+        extra = (report_fair.loss_lines(ok) + bounds.lines(wl, results, g)
+                 + report_fair.unavailable_lines(recs))
+        for line in extra:
+            out += ["", line]
         out.append("")
     out += ["## Notes", "",
             "- W1/W1b effective GB/s = 8 bytes × 2^24 / time (one read, one write); the triad "
@@ -522,6 +620,20 @@ def render(results: list[dict], meta: dict, envs: dict) -> str:
             "+ the first call until its output is ready. \"warm\" = a second fresh process "
             "given the cache dir the cold one filled (GRAPHC_CACHE_DIR, "
             "TORCHINDUCTOR_CACHE_DIR).",
+            "- W7-W9: same seeded weights and data everywhere (bench/systems/_w7_9.py); every "
+            "step's loss is recorded and compared with graphc's step by step. W7: blocks of 10 "
+            "steps, nothing hybridized or jitted. W8a: the encoder's input is the (1, 128, 768) "
+            "embedding output; graphc and MXNet run the same Gluon source "
+            "(bench/systems/_transformer.py), PyTorch a twin with the same parameter order, "
+            "onnxruntime the twin's `torch.onnx.export`. W8b: learned positional embedding, "
+            "post-LN layers as W8a's with an additive causal mask, untied decoder, mean "
+            "per-token loss (Gluon: summed, `trainer.step(2048)`). MXNet's Adam puts ε outside "
+            "the bias correction, PyTorch's inside: their losses differ in the 4th digit after "
+            "a few steps. W9: the model zoo's `resnet18_v1` (torch: its hand-written twin), "
+            "peak RSS = the process's `ru_maxrss` (torch: one process per variant).",
+            "- Lower bounds: max(FLOP / FMA peak, bytes / triad), with W0's figures of this run "
+            "or of the last full run that measured W0 (bench/.work/limits.json); the FLOP "
+            "counts are in bench/bounds.py.",
             "- Raw records: bench/.work/results.json; per-process logs: bench/.work/logs/.", ""]
     return "\n".join(out)
 
@@ -594,6 +706,9 @@ def main() -> int:
                     help="cap on the total waiting over the run")
     ap.add_argument("--no-retry-noisy", dest="retry_noisy", action="store_false",
                     help="don't re-measure a system whose measurement saw other load")
+    ap.add_argument("--no-env-variants", dest="env_variants", action="store_false",
+                    help="run each peer once, without its jemalloc / THP / OPENBLAS_CORETYPE "
+                         "variants (faster; not a fair comparison)")
     ap.add_argument("--retry-until", type=float, default=420.0,
                     help="no re-measurements once the run has taken this many seconds")
     a = ap.parse_args()
@@ -624,7 +739,8 @@ def main() -> int:
         for s in venv_systems:
             py = setup_envs.venv_python(s)
             envs[s] = ({"ok": True, "version": "(setup skipped)", "python": str(py)}
-                       if py.exists() else {"ok": False, "reason": "no venv (setup skipped)"})
+                       if py.exists() else {"ok": False, "reason": setup_envs.precheck(s)
+                                           or "no venv (setup skipped)"})
     else:
         envs = setup_envs.setup_all(venv_systems)
     try:
@@ -637,14 +753,16 @@ def main() -> int:
         print(f"== graphc: {meta['graphc_status']}", flush=True)
 
     # 2. workloads
+    jemalloc = env_variants.find_jemalloc()
+    meta["jemalloc"] = jemalloc or env_variants.JEMALLOC_MISSING
     results: list[dict] = []
     wait_budget = {"left": a.idle_wait_total}
     for wl in workloads:
         print(f"== {wl}", flush=True)
         if wl == "W0":
             wait_idle(a.idle_wait, wait_budget)
-            for r in run_triad(a.quick, env):
-                print(f"   triad: {describe(r)}", flush=True)
+            for r in run_triad(a.quick, env) + run_fma(a.quick, env):
+                print(f"   {r['system']}: {describe(r)}", flush=True)
                 results.append(r)
         for s in systems:
             if wl not in SYSTEMS[s]:
@@ -679,11 +797,14 @@ def main() -> int:
                     for r in again:
                         r["retried"] = True
                     recs = again
+            if a.env_variants:
+                recs += run_env_variants(s, wl, py, a.quick, env, jemalloc)
             for r in recs:
                 print(f"   {s} {r.get('variant', '')}: {describe(r)}", flush=True)
                 results.append(r)
 
     meta["loadavg_end"] = loadavg()
+    bounds.save_limits(results, meta["date"], a.quick)
     meta["total_s"] = time.time() - t_start
     (WORK / "results.json").write_text(json.dumps({"meta": meta, "envs": envs,
                                                    "results": results}, indent=1))

@@ -37,6 +37,9 @@ ENVS: dict[str, tuple[list[str], str]] = {
             " 'numpy', numpy.__version__)"),
     "mxnet": (["mxnet==1.9.1", "numpy<1.24"],
               "import mxnet, numpy; print('mxnet', mxnet.__version__, 'numpy', numpy.__version__)"),
+    "tinygrad": (["tinygrad", "numpy"],
+                 "import tinygrad, numpy; print('tinygrad', getattr(tinygrad, '__version__', '?'),"
+                 " 'numpy', numpy.__version__)"),
     "onnxruntime": (["onnxruntime", "numpy"],
                     "import onnxruntime, numpy; print('onnxruntime', onnxruntime.__version__,"
                     " 'numpy', numpy.__version__)"),
@@ -73,7 +76,21 @@ def _run(cmd: list[str], log, timeout: float) -> subprocess.CompletedProcess:
     return p
 
 
+def precheck(name: str) -> str | None:
+    """Why a system cannot run here before anything is installed, or None."""
+    if name == "tinygrad":
+        if not shutil.which("clang"):
+            return ("tinygrad's CPU backend compiles its kernels with clang, which is not "
+                    "installed (Debian package clang; the harness installs no system packages)")
+        if not (BENCH / "systems" / "tinygrad_w.py").exists():
+            return "clang is present but bench/systems/tinygrad_w.py is not written yet"
+    return None
+
+
 def setup_one(name: str, force: bool = False, timeout: float = 1800) -> dict:
+    reason = precheck(name)
+    if reason:
+        return {"ok": False, "reason": reason}
     reqs, check = ENVS[name]
     env_dir = VENVS / name
     stamp = env_dir / ".bench_stamp"

@@ -121,12 +121,14 @@ def w3(quick):
         loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
         loss_fn.hybridize(static_alloc=True, static_shape=True)   # the loss is a HybridBlock too
 
+        losses = []     # every step's loss, compared across systems in the report
+
         def step():
             with autograd.record():
                 loss = loss_fn(net(x), y)
             loss.backward()
             trainer.step(C.BATCH_W3)
-            loss.wait_to_read()
+            losses.append(float(loss.asnumpy().mean()))
             return loss
         t0 = time.perf_counter()
         first = float(np.mean(step().asnumpy()))
@@ -139,7 +141,7 @@ def w3(quick):
         warm, reps = C.reps("W3", quick)
         samples = C.time_blocks(step, C.W3_BLOCK, warm, reps)
         return C.record(SYSTEM, VARIANT, "W3", samples, first_loss=first, setup_s=setup,
-                        weights=weights)
+                        weights=weights, losses=losses[:400], n_steps=len(losses))
     return body
 
 
@@ -241,6 +243,7 @@ def w5(quick):
         loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
         loss_fn.hybridize(static_alloc=True, static_shape=True)
         n_tok = C.W5_SEQ * C.W5_BATCH
+        losses = []     # every step's loss, compared across systems in the report
 
         def step():
             with autograd.record():
@@ -249,7 +252,7 @@ def w5(quick):
             loss.backward()
             norm = gluon.utils.clip_global_norm([p.grad() for p in params], C.W5_CLIP * n_tok)
             trainer.step(n_tok)
-            loss.wait_to_read()
+            losses.append(float(loss.asnumpy().mean()))
             return loss, norm
         t0 = time.perf_counter()
         loss, norm = step()
@@ -263,7 +266,8 @@ def w5(quick):
         if not np.isfinite(last):
             raise AssertionError(f"loss became {last} during the timed steps")
         return C.record(SYSTEM, VARIANT, "W5", samples, first_loss=first,
-                        grad_norm=float(norm) / n_tok, setup_s=setup, weights="seeded")
+                        grad_norm=float(norm) / n_tok, setup_s=setup, weights="seeded",
+                        losses=losses[:400], n_steps=len(losses))
     return body
 
 
@@ -315,6 +319,15 @@ def main():
         else:
             graphc_w10.parent(a.quick)
         return
+    if wl == "W11":
+        import graphc_w11
+        if IMPORT_ERROR is not None:
+            C.emit({"system": SYSTEM, "variant": "pipelined", "workload": wl, "error": IMPORT_ERROR[:500]})
+        elif a.child:
+            graphc_w11.child(a.quick)
+        else:
+            graphc_w11.parent(a.quick)
+        return
     if wl == "W6":
         if IMPORT_ERROR is not None:
             for v in ("hybrid-cold", "hybrid-warm"):
@@ -323,6 +336,15 @@ def main():
             C.run_variant(SYSTEM, a.variants, "W6", w6_child(a.variants))
         else:
             w6_parent(a.quick)
+        return
+    if wl in ("W7", "W8a", "W8b", "W9"):
+        import gluon_w7_9
+        if IMPORT_ERROR is not None:
+            C.emit({"system": SYSTEM, "variant": "-", "workload": wl, "error": IMPORT_ERROR[:500]})
+            return
+        for variant, body in gluon_w7_9.plan(mx, SYSTEM, wl, a.quick, check=True):
+            if C.wanted(a, variant):
+                C.run_variant(SYSTEM, variant, wl, body)
         return
     bodies = {"W1": lambda: elementwise("W1", a.quick), "W1b": lambda: elementwise("W1b", a.quick),
               "W2": lambda: w2(a.quick), "W3": lambda: w3(a.quick), "W4": lambda: w4(a.quick),

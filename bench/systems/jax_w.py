@@ -1,11 +1,12 @@
-"""JAX on the CPU: jax.jit for W1/W1b/W2; the whole train step jitted for W3."""
+"""JAX on the CPU: jax.jit for W1/W1b/W2; the whole train step jitted for W3, W8b (jax_w8b.py)
+and W9 (jax_w9.py); W7 op by op (no jit)."""
 import os
 
 import _common as C  # first: pins thread counts
 
-# Two threads for XLA's CPU client. run.py passes XLA_FLAGS explicitly; default here too.
-os.environ.setdefault("XLA_FLAGS",
-                      "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=2")
+# XLA's default flags (issue 14: "intra_op_parallelism_threads" is no XLA flag and was
+# ignored, and --xla_cpu_multi_thread_eigen=false was never shown faster); XLA sizes its pool
+# to the cores this process may use (2 on the benchmark machine).
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import time  # noqa: E402
@@ -86,23 +87,67 @@ def w3(quick):
             return p, loss
         step = jax.jit(step, donate_argnums=0)
         state = {"p": params()}
+        losses = []     # every step's loss, compared across systems in the report
 
         def one():
             state["p"], loss = step(state["p"], x, y)
-            return loss.block_until_ready()
+            losses.append(float(loss))
+            return loss
         t0 = time.perf_counter()
         first = float(one())
         setup = time.perf_counter() - t0
         warm, reps = C.reps("W3", quick)
         samples = C.time_blocks(one, C.W3_BLOCK, warm, reps)
         return C.record(SYSTEM, "jit", "W3", samples, first_loss=first, setup_s=setup,
-                        xla_flags=os.environ.get("XLA_FLAGS", ""))
+                        xla_flags=os.environ.get("XLA_FLAGS", "(default)"),
+                        losses=losses[:400], n_steps=len(losses))
+    return body
+
+
+def w7(quick):
+    """Op by op: value_and_grad and the momentum update run without jax.jit, so every
+    primitive is dispatched on its own (JAX's eager mode)."""
+    import _w7_9 as W
+
+    def body():
+        xn, yn = C.mlp_inputs(W.W7_BATCH)
+        x, y = jnp.asarray(xn), jnp.asarray(yn.astype(np.int32))
+        grad_fn = jax.value_and_grad(loss_fn)
+        state = {"p": params()}
+        state["m"] = jax.tree_util.tree_map(jnp.zeros_like, state["p"])
+        trace = W.LossTrace()
+
+        def step():
+            loss, g = grad_fn(state["p"], x, y)
+            state["m"] = jax.tree_util.tree_map(lambda m, ga: W.W7_MOMENTUM * m + ga,
+                                                state["m"], g)
+            state["p"] = jax.tree_util.tree_map(lambda a, m: a - W.W7_LR * m,
+                                                state["p"], state["m"])
+            trace.add(float(loss))
+        t0 = time.perf_counter()
+        step()
+        setup = time.perf_counter() - t0
+        warm, reps = W.reps("W7", quick)
+        samples = C.time_blocks(step, W.W7_BLOCK, warm, reps)
+        return W.record(SYSTEM, "op-by-op", "W7", samples, setup_s=setup, weights="seeded",
+                        **trace.fields())
     return body
 
 
 def main():
     a = C.parse_args()
     wl = a.workload
+    if wl == "W7" and C.wanted(a, "op-by-op"):
+        C.run_variant(SYSTEM, "op-by-op", "W7", w7(a.quick))
+        return
+    if wl == "W8b" and C.wanted(a, "jit"):
+        import jax_w8b
+        C.run_variant(SYSTEM, "jit", "W8b", jax_w8b.w8b(SYSTEM, a.quick))
+        return
+    if wl == "W9" and C.wanted(a, "jit"):
+        import jax_w9
+        C.run_variant(SYSTEM, "jit", "W9", jax_w9.w9(SYSTEM, a.quick))
+        return
     plan = {"W1": [("jit", elementwise("W1", a.quick))],
             "W1b": [("jit", elementwise("W1b", a.quick))],
             "W2": [("jit", w2(a.quick))],

@@ -89,12 +89,14 @@ def w3(quick):
         loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
         loss_fn.hybridize(static_alloc=True, static_shape=True)   # the loss is a HybridBlock too
 
+        losses = []     # every step's loss, compared across systems in the report
+
         def step():
             with autograd.record():
                 loss = loss_fn(net(x), y)
             loss.backward()
             trainer.step(C.BATCH_W3)
-            loss.wait_to_read()
+            losses.append(float(loss.asnumpy().mean()))
             return loss
         t0 = time.perf_counter()
         first = float(step().mean().asscalar())
@@ -102,7 +104,8 @@ def w3(quick):
         warm, reps = C.reps("W3", quick)
         samples = C.time_blocks(step, C.W3_BLOCK, warm, reps)
         nd.waitall()
-        return C.record(SYSTEM, VARIANT, "W3", samples, first_loss=first, setup_s=setup)
+        return C.record(SYSTEM, VARIANT, "W3", samples, first_loss=first, setup_s=setup,
+                        losses=losses[:400], n_steps=len(losses))
     return body
 
 
@@ -125,12 +128,14 @@ def make_resnet(seeded=True):
     return net
 
 
-def w4(quick):
+def w4(quick, variant=VARIANT):
     def body():
         net = make_resnet()
         x = nd.array(C.w4_input())
         t0 = time.perf_counter()
         net.hybridize(static_alloc=True, static_shape=True)
+        if variant == "hybrid+oneDNN":
+            net.optimize_for(x, backend="MKLDNN", static_alloc=True, static_shape=True)
         out = net(x)
         out.wait_to_read()
         setup = time.perf_counter() - t0
@@ -140,7 +145,7 @@ def w4(quick):
             net(x).wait_to_read()
         warm, reps = C.reps("W4", quick)
         samples = C.time_blocks(call, C.W4_BLOCK, warm, reps)
-        return C.record(SYSTEM, VARIANT, "W4", samples, check=C.check_weighted(yn),
+        return C.record(SYSTEM, variant, "W4", samples, check=C.check_weighted(yn),
                         argmax=int(yn.argmax()), setup_s=setup, weights="seeded")
     return body
 
@@ -190,6 +195,7 @@ def w5(quick):
         loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
         loss_fn.hybridize(static_alloc=True, static_shape=True)
         n_tok = C.W5_SEQ * C.W5_BATCH
+        losses = []     # every step's loss, compared across systems in the report
 
         def step():
             with autograd.record():
@@ -198,7 +204,7 @@ def w5(quick):
             loss.backward()
             norm = gluon.utils.clip_global_norm([p.grad() for p in params], C.W5_CLIP * n_tok)
             trainer.step(n_tok)
-            loss.wait_to_read()
+            losses.append(float(loss.asnumpy().mean()))
             return loss, norm
         t0 = time.perf_counter()
         loss, norm = step()
@@ -208,7 +214,8 @@ def w5(quick):
         samples = C.time_blocks(step, C.W5_BLOCK, warm, reps)
         nd.waitall()
         return C.record(SYSTEM, VARIANT, "W5", samples, first_loss=first,
-                        grad_norm=float(norm) / n_tok, setup_s=setup, weights="seeded")
+                        grad_norm=float(norm) / n_tok, setup_s=setup, weights="seeded",
+                        losses=losses[:400], n_steps=len(losses))
     return body
 
 
@@ -242,11 +249,19 @@ def main():
             C.w6_emit(SYSTEM, runs, errors, [VARIANT],
                       note="hybridize + first call (deferred shape inference, graph build)")
         return
+    if wl in ("W7", "W8a", "W8b", "W9"):
+        import gluon_w7_9
+        for variant, body in gluon_w7_9.plan(mx, SYSTEM, wl, a.quick):
+            if C.wanted(a, variant):
+                C.run_variant(SYSTEM, variant, wl, body)
+        return
     plan = {"W1": elementwise("W1", a.quick), "W1b": elementwise("W1b", a.quick),
             "W2": w2(a.quick), "W3": w3(a.quick), "W4": w4(a.quick),
             "W5": w5(a.quick)}.get(wl)
     if plan is not None and C.wanted(a, VARIANT):
         C.run_variant(SYSTEM, VARIANT, wl, plan)
+    if wl == "W4" and C.wanted(a, "hybrid+oneDNN"):
+        C.run_variant(SYSTEM, "hybrid+oneDNN", wl, w4(a.quick, "hybrid+oneDNN"))
 
 
 if __name__ == "__main__":

@@ -19,14 +19,21 @@ MODEL = BENCH / ".work" / "resnet18_v1.onnx"
 TORCH_PY = BENCH / ".venvs" / "torch" / "bin" / "python"
 
 
-def export() -> float:
-    """Write MODEL from the torch venv; returns the torch output's fingerprint."""
+# workload -> (ONNX file, torch_w.py flag that writes it)
+MODELS = {"W4": (MODEL, "--export-onnx"),
+          "W2": (BENCH / ".work" / "mlp_w2.onnx", "--export-onnx-w2"),
+          "W8a": (BENCH / ".work" / "encoder_w8a.onnx", "--export-onnx-w8a")}
+
+
+def export(wl: str = "W4") -> float:
+    """Write the workload's ONNX file from the torch venv; returns the torch output's
+    fingerprint."""
     if not TORCH_PY.exists():
         raise RuntimeError(f"the ONNX export needs the torch venv ({TORCH_PY} missing)")
-    MODEL.parent.mkdir(parents=True, exist_ok=True)
+    path, flag = MODELS[wl]
+    path.parent.mkdir(parents=True, exist_ok=True)
     p = subprocess.run([str(TORCH_PY), str(Path(__file__).with_name("torch_w.py")),
-                        "--export-onnx", str(MODEL)], capture_output=True, text=True,
-                       timeout=300)
+                        flag, str(path)], capture_output=True, text=True, timeout=600)
     got = [ln for ln in p.stdout.splitlines() if ln.startswith(C.PREFIX)]
     if p.returncode != 0 or not got:
         tail = " | ".join(p.stderr.strip().splitlines()[-3:])
@@ -34,13 +41,13 @@ def export() -> float:
     return json.loads(got[-1][len(C.PREFIX):])["check"]
 
 
-def session():
+def session(path=MODEL):
     so = ort.SessionOptions()
     so.intra_op_num_threads = C.THREADS
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(MODEL), so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
 def w4(quick):
@@ -60,6 +67,40 @@ def w4(quick):
     return body
 
 
+def w2(quick):
+    def body():
+        torch_check = export("W2")
+        x = C.mlp_inputs(1)[0]
+        t0 = time.perf_counter()
+        sess = session(MODELS["W2"][0])
+        name = sess.get_inputs()[0].name
+        out = sess.run(None, {name: x})[0]
+        setup = time.perf_counter() - t0
+        warm, reps = C.reps("W2", quick)
+        samples = C.time_blocks(lambda: sess.run(None, {name: x}), C.W2_BLOCK, warm, reps)
+        return C.record(SYSTEM, "CPU EP", "W2", samples, check=C.check_value(out),
+                        setup_s=setup, torch_check=torch_check, ort_version=ort.__version__)
+    return body
+
+
+def w8a(quick):
+    def body():
+        import _w7_9 as W
+        torch_check = export("W8a")
+        x = W.w8a_input()
+        t0 = time.perf_counter()
+        sess = session(MODELS["W8a"][0])
+        name = sess.get_inputs()[0].name
+        out = sess.run(None, {name: x})[0]
+        setup = time.perf_counter() - t0
+        warm, reps = W.reps("W8a", quick)
+        samples = C.time_blocks(lambda: sess.run(None, {name: x}), W.W8A_BLOCK, warm, reps)
+        return W.record(SYSTEM, "CPU EP", "W8a", samples, check=C.check_weighted(out),
+                        setup_s=setup, weights="seeded", torch_check=torch_check,
+                        ort_version=ort.__version__)
+    return body
+
+
 def w6_child(variant):
     def body():
         import_s = time.perf_counter() - C.T_START
@@ -75,8 +116,9 @@ def w6_child(variant):
 
 def main():
     a = C.parse_args()
-    if a.workload == "W4" and C.wanted(a, "CPU EP"):
-        C.run_variant(SYSTEM, "CPU EP", "W4", w4(a.quick))
+    bodies = {"W2": w2, "W4": w4, "W8a": w8a}
+    if a.workload in bodies and C.wanted(a, "CPU EP"):
+        C.run_variant(SYSTEM, "CPU EP", a.workload, bodies[a.workload](a.quick))
     elif a.workload == "W6":
         if a.child:
             C.run_variant(SYSTEM, a.variants, "W6", w6_child(a.variants))

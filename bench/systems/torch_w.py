@@ -101,13 +101,38 @@ def export_onnx(path):
     print(C.PREFIX + json.dumps({"check": C.check_weighted(y)}), flush=True)
 
 
+def export_w2_onnx(path):
+    """W2's MLP (seeded weights, batch 1) as ONNX for onnxruntime."""
+    net = make_mlp().eval()
+    x = torch.from_numpy(C.mlp_inputs(1)[0])
+    with torch.no_grad():
+        torch.onnx.export(net, (x,), path, dynamo=False, opset_version=17,
+                          input_names=["x"], output_names=["y"])
+        y = net(x).numpy()
+    print(C.PREFIX + json.dumps({"check": C.check_value(y)}), flush=True)
+
+
+def compiled(net, variant):
+    """torch.compile as the variant name says: '+freezing' turns on inductor's freezing (weights
+    folded as constants, for inference), 'max-autotune' picks the mode
+    max-autotune-no-cudagraphs; otherwise the default mode."""
+    import torch._inductor.config as ic
+    ic.freezing = "freezing" in variant      # a process-wide setting: set for every variant
+    if "max-autotune" in variant:
+        return torch.compile(net, mode="max-autotune-no-cudagraphs")
+    return torch.compile(net)
+
+
 def w4(variant, quick):
     def body():
         net = make_resnet()
         x = torch.from_numpy(C.w4_input())
+        if "channels_last" in variant:
+            net = net.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
         t0 = time.perf_counter()
         with torch.inference_mode():
-            fn = torch.compile(net) if variant == "compile" else net
+            fn = compiled(net, variant) if variant.startswith("compile") else net
             out = fn(x)
         setup = time.perf_counter() - t0
         warm, reps = C.reps("W4", quick)
@@ -170,11 +195,13 @@ def w5(variant, quick):
         t0 = time.perf_counter()
         loss, norm = step()
         first, gnorm = float(loss.item()), float(norm.item())
+        losses = [first]    # every step's loss, compared across systems in the report
         setup = time.perf_counter() - t0
         warm, reps = C.reps("W5", quick)
-        samples = C.time_blocks(lambda: step()[0].item(), C.W5_BLOCK, warm, reps)
+        samples = C.time_blocks(lambda: losses.append(step()[0].item()), C.W5_BLOCK, warm, reps)
         return C.record(SYSTEM, variant, "W5", samples, first_loss=first, grad_norm=gnorm,
-                        setup_s=setup, weights="seeded")
+                        setup_s=setup, weights="seeded", losses=losses[:400],
+                        n_steps=len(losses))
     return body
 
 
@@ -242,8 +269,10 @@ def w2(variant, quick):
         with torch.inference_mode():
             if variant == "jit.trace":
                 fn = torch.jit.trace(net, x)
-            elif variant == "compile":
-                fn = torch.compile(net)
+            elif variant == "jit.freeze":
+                fn = torch.jit.freeze(torch.jit.trace(net, x))
+            elif variant.startswith("compile"):
+                fn = compiled(net, variant)
             else:
                 fn = net
             out = fn(x)
@@ -266,7 +295,7 @@ def w3(variant, quick):
         x, y = torch.from_numpy(xn), torch.from_numpy(yn)
         opt = torch.optim.SGD(net.parameters(), lr=C.LR)
         loss_fn = tnn.CrossEntropyLoss()
-        model = torch.compile(net) if variant == "compile" else net
+        model = compiled(net, variant) if variant.startswith("compile") else net
 
         def step():
             opt.zero_grad(set_to_none=True)
@@ -274,12 +303,15 @@ def w3(variant, quick):
             loss.backward()
             opt.step()
             return loss
+        losses = []     # every step's loss, compared across systems in the report
         t0 = time.perf_counter()
-        first = float(step().item())
+        losses.append(step().item())
+        first = losses[0]
         setup = time.perf_counter() - t0
         warm, reps = C.reps("W3", quick)
-        samples = C.time_blocks(lambda: step().item(), C.W3_BLOCK, warm, reps)
-        return C.record(SYSTEM, variant, "W3", samples, first_loss=first, setup_s=setup)
+        samples = C.time_blocks(lambda: losses.append(step().item()), C.W3_BLOCK, warm, reps)
+        return C.record(SYSTEM, variant, "W3", samples, first_loss=first, setup_s=setup,
+                        losses=losses[:400], n_steps=len(losses))
     return body
 
 
@@ -303,8 +335,26 @@ def main():
     if len(sys.argv) == 3 and sys.argv[1] == "--export-onnx":
         export_onnx(sys.argv[2])
         return
+    if len(sys.argv) == 3 and sys.argv[1] == "--export-onnx-w8a":
+        import torch_w7_9
+        torch_w7_9.export_w8a_onnx(sys.argv[2])
+        return
+    if len(sys.argv) == 3 and sys.argv[1] == "--export-onnx-w2":
+        export_w2_onnx(sys.argv[2])
+        return
     a = C.parse_args()
     wl = a.workload
+    if wl in ("W7", "W8a", "W8b", "W9"):
+        import torch_w7_9
+        todo = [(v, b) for v, b in torch_w7_9.plan(SYSTEM, wl, a.quick, make_resnet)
+                if C.wanted(a, v)]
+        if wl == "W9" and len(todo) > 1:
+            # peak RSS is per process: one fresh process per variant
+            C.variants_in_children(__file__, wl, [v for v, _ in todo], a.quick)
+            return
+        for variant, body in todo:
+            C.run_variant(SYSTEM, variant, wl, body)
+        return
     if wl == "W10":
         import torch_w10
         if a.child:
@@ -323,14 +373,22 @@ def main():
         "W0": [("matmul2048", sgemm(2048, a.quick)), ("matmul4096", sgemm(4096, a.quick))],
         "W1": [(v, elementwise("W1", v, a.quick)) for v in ("eager", "compile")],
         "W1b": [(v, elementwise("W1b", v, a.quick)) for v in ("eager", "compile")],
-        "W2": [(v, w2(v, a.quick)) for v in ("eager", "jit.trace", "compile")],
-        "W3": [(v, w3(v, a.quick)) for v in ("eager", "compile")],
-        "W4": [(v, w4(v, a.quick)) for v in ("eager", "compile")],
+        "W2": [(v, w2(v, a.quick)) for v in ("eager", "jit.trace", "jit.freeze", "compile",
+                                             "compile+freezing", "compile max-autotune")],
+        "W3": [(v, w3(v, a.quick)) for v in ("eager", "compile", "compile max-autotune")],
+        "W4": [(v, w4(v, a.quick)) for v in ("eager", "eager+channels_last", "compile",
+                                             "compile+freezing+channels_last",
+                                             "compile max-autotune")],
         "W5": [("eager", w5("eager", a.quick))],
     }.get(wl, [])
     for variant, body in plan:
-        if C.wanted(a, variant):
-            C.run_variant(SYSTEM, variant, wl, body)
+        if not C.wanted(a, variant):
+            continue
+        if a.quick and "max-autotune" in variant and not a.variants:
+            C.emit({"system": SYSTEM, "variant": variant, "workload": wl,
+                    "skip": "not run with --quick (its autotuning compiles for minutes)"})
+            continue
+        C.run_variant(SYSTEM, variant, wl, body)
 
 
 if __name__ == "__main__":
