@@ -17,6 +17,7 @@ from .ops.graph import Graph, Node, Value, variable, format_node, value_names
 from .ops.namespace import OpNamespace
 from .op_functions import SYMBOL_BINARY, ElementwiseFunctions, PrefixNamespace, RandomFunctions
 from .contrib_functions import ContribFunctions
+from . import split_histogram as _split_histogram
 from .creation_functions import CreationFunctions
 from .ops.registry import Elementwise, get_op
 from .ops.types import TensorType
@@ -529,6 +530,8 @@ _NAMESPACE = OpNamespace(_symbol_invoke, lambda a: isinstance(a, Handle))
 # MXNet's sym.maximum/minimum, sym.random.*, sym.linalg.*: the same functions as graphc.nd's
 random = RandomFunctions(_NAMESPACE, lambda a: isinstance(a, Handle))
 linalg = PrefixNamespace(_NAMESPACE, "_linalg_")
+image = PrefixNamespace(_NAMESPACE, "_image_")     # sym.image: MXNet's image operators
+globals().update(_split_histogram.functions(_NAMESPACE, lambda a: isinstance(a, Handle)))  # sym.split_v2/histogram
 contrib = ContribFunctions(_NAMESPACE)   # sym.contrib: _contrib_* operators and control flow
 globals().update(CreationFunctions(_NAMESPACE).functions())   # sym.arange/full/eye/linspace
 globals().update(ElementwiseFunctions(_NAMESPACE, lambda a: isinstance(a, Handle)).functions(SYMBOL_BINARY))

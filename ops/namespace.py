@@ -42,6 +42,16 @@ def split_call(op, args, kwargs, is_tensor):
     return inputs, kwargs, name
 
 
+def write_out(out, result):
+    """MXNet's `out=`: the result is written into the given array(s) (an optimizer's update
+    writes the weight so), which are returned in its place."""
+    outs = out if isinstance(out, (list, tuple)) else [out]
+    results = result if isinstance(result, (list, tuple)) else [result]
+    for target, value in zip(outs, results):
+        target[:] = value
+    return out
+
+
 class OpNamespace:
     """Attribute access yields a function per registered operator: `ns.broadcast_add(a, b)`."""
 
@@ -59,7 +69,11 @@ class OpNamespace:
 
             def fn(*args, **kwargs):
                 inputs, attrs, node_name = split_call(op, args, kwargs, self._is_tensor)
-                return self._invoke(op.name, inputs, attrs, node_name)
+                result = self._invoke(op.name, inputs, attrs, node_name)
+                out = kwargs.get("out")
+                first = result[0] if isinstance(result, tuple) and result else result
+                # out= names arrays to write; a graph value (a traced call) has no storage to fill
+                return result if out is None or hasattr(first, "builder") else write_out(out, result)
             fn.__name__ = name
             fn.__doc__ = op.doc
             self._cache[name] = fn

@@ -8,6 +8,9 @@ from ..device import as_context
 from .ndarray import NDArray, array, invoke, _NAMESPACE
 from . import random  # noqa: F401
 from . import contrib  # noqa: F401
+from . import sparse  # noqa: F401  (nd.sparse: row_sparse and csr arrays)
+from . import image  # noqa: F401  (nd.image: MXNet's image operators)
+from .legacy_functions import *  # noqa: F401,F403  (logical_and, moveaxis, histogram, multi_* updates...)
 from ..op_functions import ElementwiseFunctions, PrefixNamespace
 
 linalg = PrefixNamespace(_NAMESPACE, "_linalg_")
@@ -23,7 +26,9 @@ def _shape(shape):
     return (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
 
 
-def zeros(shape, ctx=None, dtype="float32", **kw):
+def zeros(shape, ctx=None, dtype="float32", stype=None, **kw):
+    if stype not in (None, "default"):
+        return sparse.zeros(stype, shape, ctx, dtype)
     return NDArray(np.zeros(_shape(shape), canonical(dtype)), as_context(ctx))
 
 
@@ -35,7 +40,11 @@ def full(shape, val, ctx=None, dtype="float32", out=None):
     return NDArray(np.full(_shape(shape), val, canonical(dtype)), as_context(ctx))
 
 
-def empty(shape, ctx=None, dtype="float32"):
+def empty(shape, ctx=None, dtype="float32", stype=None):
+    """An uninitialised array; stype='row_sparse'/'csr' gives an empty sparse array (no stored
+    values), as MXNet's."""
+    if stype not in (None, "default"):
+        return sparse.zeros(stype, shape, ctx=ctx, dtype=dtype)
     return NDArray(np.empty(_shape(shape), canonical(dtype)), as_context(ctx))
 
 
@@ -91,24 +100,25 @@ def save(fname, data):
     if isinstance(data, NDArray):
         data = [data]
     if isinstance(data, dict):
-        save_params(fname, {k: v.asnumpy() for k, v in data.items()})
+        save_params(fname, {k: sparse.saveable(v) for k, v in data.items()})
     else:
-        save_params(fname, {str(i): v.asnumpy() for i, v in enumerate(data)}, named=False) \
-            if "named" in save_params.__code__.co_varnames else save_params(fname, {str(i): v.asnumpy() for i, v in enumerate(data)})
+        save_params(fname, {str(i): sparse.saveable(v) for i, v in enumerate(data)}, named=False) \
+            if "named" in save_params.__code__.co_varnames else save_params(fname, {str(i): sparse.saveable(v) for i, v in enumerate(data)})
 
 
 def load(fname):
     from ..formats.mxnet_params import load_params
     loaded = load_params(fname)
     if all(k.isdigit() for k in loaded) and loaded:
-        return [array(v, dtype=v.dtype) for v in loaded.values()]
-    return {k: array(v, dtype=v.dtype) for k, v in loaded.items()}
+        return [sparse.loaded(v) for v in loaded.values()]
+    return {k: sparse.loaded(v) for k, v in loaded.items()}
 
 
 def __getattr__(name):
     fn = getattr(_NAMESPACE, name, None)
     if fn is None:
-        raise AttributeError(f"module 'graphc.nd' has no attribute {name!r}")
+        raise AttributeError(f"module 'graphc.nd' has no attribute {name!r}: not supported (graphc has no "
+                             "operator or function of that name; dir(graphc.nd) lists those it has)")
     return fn
 
 

@@ -7,6 +7,8 @@ from .. import autograd
 from ..contrib_functions import ContribFunctions
 from ..ops.declarations.contrib import boolean_mask_np
 from .ndarray import NDArray, _NAMESPACE, array
+from .random import uniform  # noqa: F401  (MXNet's nd.contrib.uniform is nd.random.uniform)
+from .contrib_updates import *  # noqa: F401,F403  (multi_adamw_update, multi_lamb_update...)
 
 _FUNCTIONS = ContribFunctions(_NAMESPACE)
 

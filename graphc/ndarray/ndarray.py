@@ -334,7 +334,8 @@ def finish_invoke(op, parsed, inputs, results):
     return results[0] if n == 1 else tuple(results[:n])
 
 
-def array(source, ctx=None, dtype=None) -> NDArray:
+def array(source_array, ctx=None, dtype=None) -> NDArray:
+    source = source_array     # MXNet's keyword name: nd.array(source_array=...)
     if isinstance(source, NDArray):
         data = source._data.astype(canonical(dtype) if dtype else source._data.dtype, copy=True)
         return NDArray(data, as_context(ctx) if ctx else source._ctx)

@@ -4,4 +4,5 @@ from . import slicing, join, loss, rnn  # noqa: F401
 from . import conv, pool, norm, sequence, sorting, resample  # noqa: F401
 from . import indexing_nd, linalg, sampling  # noqa: F401
 from . import placement  # noqa: F401
-from . import contrib, control_flow, detection, ranges, ctc  # noqa: F401
+from . import contrib, control_flow, detection, ranges, ctc, custom, stats  # noqa: F401
+from . import misc_math, legacy_outputs, amp, update_ops, spatial, image_ops, random_pdf, contrib_extra  # noqa: F401  (MXNet 1.x gap fillers)

@@ -8,6 +8,7 @@ from ..attrs import Attr
 from ..errors import ShapeError
 from ..registry import OpDef, Take, register
 from .common import normalize_axes, like
+from .length_mask import with_length
 
 _SOFTMAX_ATTRS = {"axis": Attr("int", -1), "temperature": Attr("float", None, optional=True),
                   "dtype": Attr("dtype", None, optional=True), "use_length": Attr("bool", False)}
@@ -48,8 +49,8 @@ def _log_softmax_grad(F, ins, outs, gs, attrs):
 
 
 # max, subtract, exp, sum, divide: five passes over the data
-register(OpDef("softmax", infer=_softmax_infer, compute=_softmax_np, attrs=_SOFTMAX_ATTRS,
-               gradient=_softmax_grad, flops=lambda ins, outs, a: 5.0 * ins[0].size))
+register(OpDef("softmax", **with_length("softmax", _softmax_infer, _softmax_np, _softmax_grad), attrs=_SOFTMAX_ATTRS,
+               flops=lambda ins, outs, a: 5.0 * ins[0].size))
 register(OpDef("log_softmax", infer=_softmax_infer, compute=_log_softmax_np, attrs=_SOFTMAX_ATTRS,
                gradient=_log_softmax_grad, flops=lambda ins, outs, a: 5.0 * ins[0].size))
 
