@@ -380,6 +380,11 @@ def lower_node(node: Node, plan: MemoryPlan, names: _Names) -> list:
         if kernels is not None:
             bind = {"out": pl_out[0], "data": pl_in[low.data], "idx": pl_in[low.index]}
             return [KernelStep(k, {b.name: bind[b.name] for b in k.bufs}) for k in kernels]
+    # positions as values, reductions with a prologue (one_hot, SequenceMask, argmax/argmin, norm,
+    # L2Normalization): runtime/index_kernels.py
+    index_steps = lower_index_family(node, names, pl_in, pl_out)
+    if index_steps is not None:
+        return index_steps
     # convolutions and pooling: runtime/conv_steps.py
     conv_steps = lower_conv_family(node, plan, names, pl_in, pl_out)
     if conv_steps is not None:
@@ -484,3 +489,4 @@ __all__ = ["KernelStep", "HostStep", "lower_graph", "lower_node", "compose", "el
 from .conv_steps import lower_conv_family  # noqa: E402  (it builds on the helpers above)
 from .movement import copy_kernel_steps  # noqa: E402
 from .gather import take_kernel  # noqa: E402
+from .index_kernels import lower_index_family  # noqa: E402

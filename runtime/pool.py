@@ -17,7 +17,8 @@ What keeps the forward kernel fast (ResNet-18's stem, max 3x3 stride 2 pad 1 ove
 
 MXNet's rules (src/operator/nn/pool.h): a window starts at o*stride - pad and ends at
 min(start + kernel, size + pad); avg divides by that padded extent when count_include_pad,
-else by the number of taps inside the image. 'same' and 'lp' pooling stay on the host.
+else by the number of taps inside the image ('same' only changes how many windows there are).
+'lp' pooling stays on the host.
 
 The gradients gather instead of scattering, so every store is to a distinct element and the
 kernels parallelise without atomics (and render to CUDA unchanged):
@@ -81,7 +82,9 @@ def _window_params(a, x, y):
         return None
     ptype = a.get("pool_type", "max")
     conv = a.get("pooling_convention", "valid")
-    if ptype not in ("max", "avg", "sum") or conv not in ("valid", "full"):
+    # 'same' differs from 'valid'/'full' only in the output count, which the kernels take from
+    # the output's shape: windows start at o*stride - pad and are clipped alike
+    if ptype not in ("max", "avg", "sum") or conv not in ("valid", "full", "same"):
         return None
     nd = x.ndim - 2
     if a.get("global_pool", False):

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from .. import inverse_trig as _inverse_trig
 from .. import scalar as S
 from ..attrs import Attr
 from ..errors import ShapeError
@@ -160,10 +161,10 @@ UNARY = {
     "log2": (np.log2, lambda x: S.log(x) * (1.0 / math.log(2.0)), lambda F, x, y, g: g / (x * math.log(2.0))),
     "log10": (np.log10, lambda x: S.log(x) * (1.0 / math.log(10.0)), lambda F, x, y, g: g / (x * math.log(10.0))),
     "tan": (np.tan, lambda x: S.sin(x) / S.cos(x), lambda F, x, y, g: g * (y * y + 1.0)),
-    # no accurate formula over the scalar vocabulary: these run on the host (lowering None)
-    "arcsin": (np.arcsin, None, lambda F, x, y, g: g * F.rsqrt(1.0 - x * x)),
-    "arccos": (np.arccos, None, lambda F, x, y, g: -(g * F.rsqrt(1.0 - x * x))),
-    "arctan": (np.arctan, None, lambda F, x, y, g: g / (x * x + 1.0)),
+    # through Cephes' arctan (graphc/ops/inverse_trig.py), accurate at the ends of [-1, 1]
+    "arcsin": (np.arcsin, _inverse_trig.arcsin, lambda F, x, y, g: g * F.rsqrt(1.0 - x * x)),
+    "arccos": (np.arccos, _inverse_trig.arccos, lambda F, x, y, g: -(g * F.rsqrt(1.0 - x * x))),
+    "arctan": (np.arctan, _inverse_trig.arctan, lambda F, x, y, g: g / (x * x + 1.0)),
     "sinh": (np.sinh, _sinh_formula, lambda F, x, y, g: g * F.cosh(x)),
     "cosh": (np.cosh, _cosh_formula, lambda F, x, y, g: g * F.sinh(x)),
     "arcsinh": (np.arcsinh, _arcsinh_formula, lambda F, x, y, g: g * F.rsqrt(x * x + 1.0)),

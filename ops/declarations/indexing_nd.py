@@ -11,7 +11,8 @@ import numpy as np
 
 from ..attrs import Attr
 from ..errors import IndexRangeError, ShapeError
-from ..registry import OpDef, register
+from .. import layout as L
+from ..registry import Movement, OpDef, register
 from ..types import TensorType
 from .common import normalize_axes
 
@@ -149,6 +150,14 @@ def _reverse_np(x, axis):
     return np.flip(x, normalize_axes(axis, x.ndim, "reverse")).copy()
 
 
+def _reverse_pieces(in_types, out_types, attrs):
+    x = in_types[0]
+    flip = set(normalize_axes(attrs["axis"], x.ndim, "reverse"))
+    view = L.probe(x.shape)[tuple(slice(None, None, -1) if i in flip else slice(None) for i in range(x.ndim))]
+    return [L.gather(view, out_types[0].shape)]
+
+
 register(OpDef("reverse", infer=_reverse_infer, compute=_reverse_np, attrs={"axis": Attr("shape")},
+               lowering=Movement(_reverse_pieces),
                gradient=lambda F, ins, outs, gs, attrs: [F.reverse(gs[0], axis=attrs["axis"])],
                aliases=("flip",), doc="Reverse the order of elements along the given axes."))

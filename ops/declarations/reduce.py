@@ -155,7 +155,7 @@ def _norm_grad(F, ins, outs, gs, attrs):
 
 
 register(OpDef("norm", infer=_norm_infer, compute=_norm_np, attrs=_NORM_ATTRS, gradient=_norm_grad,
-               doc="L1 or L2 norm over axes (host: the reduction needs an abs/square prologue)."))
+               doc="L1 or L2 norm over axes (compiled by runtime/index_kernels.py: a reduction with an abs/square prologue)."))
 
 
 # -- argmax / argmin: indices, in the input's dtype (MXNet's ElemwiseType) ----------------------

@@ -1,13 +1,17 @@
 """Spatial resampling: UpSampling (nearest neighbour; MXNet's bilinear mode is a Deconvolution
 with a learned weight and is refused) and Pad (constant, edge, reflect), with `_pad_grad`, the
-adjoint of Pad (crop, folding the edge/reflect copies back onto the values they copied)."""
+adjoint of Pad (crop, folding the edge/reflect copies back onto the values they copied). Both
+compile as strided copies (graphc/ops/copy_pieces.py); Pad's edge/reflect gradient is built from
+slices, sums, reversals and zero padding so that it compiles too."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..attrs import Attr
 from ..errors import OpAttributeError, ShapeError
-from ..registry import OpDef, register
+from .. import copy_pieces as CP
+from .. import layout as L
+from ..registry import Movement, OpDef, register
 from .common import same_dtype, like
 
 # -- UpSampling (nearest) --------------------------------------------------------------------------
@@ -71,8 +75,16 @@ def _up_grad(F, ins, outs, gs, attrs):
     return grads
 
 
+def _up_pieces(in_types, out_types, attrs):
+    if attrs["multi_input_mode"] == "sum" and len(in_types) > 1:
+        return None         # a sum, not a copy: the host runs it
+    shapes = [t.shape for t in in_types]
+    scales, _ = _up_scales("UpSampling", shapes, attrs["scale"], attrs["sample_type"])
+    return CP.upsample_copies(shapes, scales, out_types[0].shape)
+
+
 register(OpDef("UpSampling", infer=_up_infer, compute=_up_np, inputs=_up_inputs, attrs=_UP_ATTRS,
-               gradient=_up_grad,
+               gradient=_up_grad, lowering=Movement(_up_pieces),
                doc="Nearest-neighbour upsampling of NCHW inputs to scale x the first one's size; several "
                    "inputs are concatenated on channels or summed."))
 
@@ -106,12 +118,55 @@ def _pad_np(x, mode, pad_width, constant_value):
 
 
 def _pad_grad(F, ins, outs, gs, attrs):
-    return [F._pad_grad(gs[0], mode=attrs["mode"], pad_width=attrs["pad_width"])]
+    if attrs["mode"] == "constant":
+        return [F._pad_grad(gs[0], mode="constant", pad_width=attrs["pad_width"])]
+    return [_fold_padding(F, gs[0], ins[0].shape, attrs["mode"], attrs["pad_width"])]
+
+
+def _fold_padding(F, g, shape, mode, pad_width):
+    """The adjoint of edge/reflect padding, axis by axis, as slices, sums and zero padding (all
+    compiled) rather than `_pad_grad` (a scatter-add, host only): the core of g, plus each band
+    summed (edge) or reversed (reflect) and zero-padded onto the rows it copied."""
+    ndim = len(shape)
+    for d in range(ndim):
+        a, b = pad_width[2 * d], pad_width[2 * d + 1]
+        if not a and not b:
+            continue
+        n = shape[d]
+
+        def along(lo, hi, t):       # pad_width that pads only axis d
+            return tuple(v for k in range(ndim) for v in ((lo, hi) if k == d else (0, 0)))
+
+        def zero_pad(t, lo, hi):
+            return F.Pad(t, mode="constant", pad_width=along(lo, hi, t), constant_value=0.0)
+
+        out = F.slice_axis(g, axis=d, begin=a, end=a + n)
+        if mode == "edge":
+            if a:
+                out = out + zero_pad(F.sum(F.slice_axis(g, axis=d, begin=0, end=a), axis=d, keepdims=True), 0, n - 1)
+            if b:
+                out = out + zero_pad(F.sum(F.slice_axis(g, axis=d, begin=a + n, end=a + n + b), axis=d,
+                                           keepdims=True), n - 1, 0)
+        else:   # reflect: padded row j < a copied row a - j; row a + n + k copied row n - 2 - k
+            if a:
+                out = out + zero_pad(F.reverse(F.slice_axis(g, axis=d, begin=0, end=a), axis=(d,)), 1, n - 1 - a)
+            if b:
+                out = out + zero_pad(F.reverse(F.slice_axis(g, axis=d, begin=a + n, end=a + n + b), axis=(d,)),
+                                     n - 1 - b, 1)
+        g = out
+    return g
+
+
+def _pad_pieces(in_types, out_types, attrs):
+    x = in_types[0]
+    w = _widths("Pad", x.shape, attrs["pad_width"], attrs["mode"])
+    return CP.pad_copies(x.shape, w, attrs["mode"], attrs["constant_value"])
 
 
 register(OpDef("Pad", infer=_pad_infer, compute=_pad_np, attrs=_PAD_ATTRS, gradient=_pad_grad,
-               aliases=("pad",), doc="Pad every axis by pad_width (before, after pairs) with a constant, "
-                                     "the edge value, or a reflection (edge excluded)."))
+               lowering=Movement(_pad_pieces), aliases=("pad",),
+               doc="Pad every axis by pad_width (before, after pairs) with a constant, "
+                   "the edge value, or a reflection (edge excluded)."))
 
 
 def _unpad_infer(g, mode, pad_width):
@@ -146,7 +201,15 @@ def _unpad_np(g, mode, pad_width):
     return np.ascontiguousarray(out)
 
 
-register(OpDef("_pad_grad", infer=_unpad_infer, compute=_unpad_np, inputs=("ograd",),
+def _unpad_pieces(in_types, out_types, attrs):
+    if attrs["mode"] != "constant":
+        return None         # edge/reflect fold the padding back with additions: not a copy
+    g, pw = in_types[0], attrs["pad_width"]
+    core = tuple(slice(pw[2 * i], g.shape[i] - pw[2 * i + 1]) for i in range(g.ndim))
+    return [L.gather(L.probe(g.shape)[core], out_types[0].shape)]
+
+
+register(OpDef("_pad_grad", infer=_unpad_infer, compute=_unpad_np, inputs=("ograd",), lowering=Movement(_unpad_pieces),
                attrs={"mode": _PAD_ATTRS["mode"], "pad_width": Attr("shape")},
                gradient=lambda F, ins, outs, gs, attrs: [F.Pad(gs[0], mode=attrs["mode"], pad_width=attrs["pad_width"],
                                                                constant_value=0.0)],

@@ -9,7 +9,8 @@ import numpy as np
 from ..attrs import Attr
 from ..errors import ShapeError
 from .. import layout as L
-from ..registry import Movement, OpDef, View, register
+from .. import copy_pieces as CP
+from ..registry import Elementwise, Movement, OpDef, View, register
 from .common import normalize_axes, like
 
 
@@ -187,7 +188,8 @@ def _broadcast_to_grad(F, ins, outs, gs, attrs):
 register(OpDef("broadcast_to", infer=lambda x, shape: like(x, _broadcast_to_target(x, shape)),
                compute=lambda x, shape: np.ascontiguousarray(np.broadcast_to(x, _broadcast_to_target(x, shape))),
                attrs={"shape": Attr("shape")}, gradient=_broadcast_to_grad,
-               lowering=None))
+               # the input numpy-broadcasts to the output: an identity formula, fusable into its users
+               lowering=Elementwise(lambda x, **_: x)))
 
 
 # -- squeeze, SwapAxis -------------------------------------------------------------------------
@@ -255,6 +257,7 @@ def _broadcast_axis_shape(x, axis, size):
 register(OpDef("broadcast_axis", infer=lambda x, axis, size: like(x, _broadcast_axis_shape(x, axis, size)),
                compute=lambda x, axis, size: np.ascontiguousarray(np.broadcast_to(x, _broadcast_axis_shape(x, axis, size))),
                attrs={"axis": Attr("shape", ()), "size": Attr("shape", ())}, gradient=_sum_back,
+               lowering=Elementwise(lambda x, **_: x),    # only size-1 axes grow: numpy broadcasting
                aliases=("broadcast_axes",)))
 
 
@@ -284,7 +287,9 @@ register(OpDef("broadcast_like", inputs=("lhs", "rhs"),
                compute=lambda lhs, rhs, lhs_axes=None, rhs_axes=None: np.ascontiguousarray(
                    np.broadcast_to(lhs, _broadcast_like_shape(lhs, rhs, lhs_axes, rhs_axes))),
                attrs={"lhs_axes": Attr("shape", None, optional=True), "rhs_axes": Attr("shape", None, optional=True)},
-               gradient=_sum_back))
+               gradient=_sum_back,
+               # a copy, not a formula: rhs (read for its shape only) need not broadcast to the output
+               lowering=Movement(lambda ins, outs, a: [CP.broadcast_copy(ins[0].shape, outs[0].shape)])))
 
 
 # -- tile, repeat ------------------------------------------------------------------------------
@@ -311,7 +316,8 @@ def _tile_grad(F, ins, outs, gs, attrs):
 
 
 register(OpDef("tile", infer=_tile_infer, compute=lambda x, reps: np.tile(x, reps),
-               attrs={"reps": Attr("shape")}, gradient=_tile_grad))
+               attrs={"reps": Attr("shape")}, gradient=_tile_grad,
+               lowering=Movement(lambda ins, outs, a: [CP.tile_copy(ins[0].shape, a["reps"])])))
 
 
 def _repeat_infer(x, repeats, axis):
@@ -333,4 +339,6 @@ def _repeat_grad(F, ins, outs, gs, attrs):
 
 
 register(OpDef("repeat", infer=_repeat_infer, compute=lambda x, repeats, axis: np.repeat(x, repeats, axis),
-               attrs={"repeats": Attr("int"), "axis": Attr("int", None, optional=True)}, gradient=_repeat_grad))
+               attrs={"repeats": Attr("int"), "axis": Attr("int", None, optional=True)}, gradient=_repeat_grad,
+               lowering=Movement(lambda ins, outs, a: [CP.repeat_copy(
+                   ins[0].shape, a["repeats"], None if a["axis"] is None else a["axis"] % max(ins[0].ndim, 1))])))

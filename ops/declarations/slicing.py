@@ -202,8 +202,14 @@ def _slice_like_grad(F, ins, outs, gs, attrs):
     return [F._slice_assign(F.zeros_like(ins[0]), gs[0], begin=b, end=e, step=s), None]
 
 
+def _slice_like_pieces(in_types, out_types, attrs):
+    x = in_types[0]
+    view = L.probe(x.shape)[slices_of("slice_like", x.shape, *_like_spec(x, in_types[1], attrs["axes"]))]
+    return [L.gather(view, out_types[0].shape)]
+
+
 register(OpDef("slice_like", infer=_slice_like_infer, compute=_slice_like_np, inputs=("data", "shape_like"),
-               attrs={"axes": Attr("shape", ())}, gradient=_slice_like_grad))
+               attrs={"axes": Attr("shape", ())}, gradient=_slice_like_grad, lowering=Movement(_slice_like_pieces)))
 
 
 # -- take: gather along an axis; its gradient scatters (adds) back ---------------------------------

@@ -213,6 +213,16 @@ for _name, _f in {"argmax": np.argmax, "argmin": np.argmin}.items():
     case(_name, [D(3, 4)], {"axis": 1}, lambda x, _f=_f: _f(x, 1).astype(x.dtype))
     case(_name, [D(3, 4)], {"axis": 0, "keepdims": True}, lambda x, _f=_f: _f(x, 0)[None, :].astype(x.dtype))
     case(_name, [D(3, 4)], {}, lambda x, _f=_f: np.array([_f(x.ravel())], x.dtype))
+    # ties: the first position; NaN: the first NaN (numpy's rule); a middle axis; int32 data
+    case(_name, [np.array([[1.0, 3.0, 3.0, -2.0], [np.nan, 0.0, np.nan, 5.0], [-1.0, -1.0, 4.0, -1.0]])],
+         {"axis": 1}, lambda x, _f=_f: _f(x, 1).astype(x.dtype), fd=False)
+    case(_name, [D(2, 5, 3)], {"axis": -2, "keepdims": True},
+         lambda x, _f=_f: _f(x, 1)[:, None, :].astype(x.dtype))
+    case(_name, [np.array([[4, -7, 9], [9, 2, -7]], np.int32)], {"axis": 0},
+         lambda x, _f=_f: _f(x, 0).astype(np.int32), fd=False)
+case("norm", [A(3, 4, 2)], {"ord": 1}, lambda x: np.abs(x).sum().reshape(1))
+case("norm", [A(3, 4, 2)], {"axis": (1,), "keepdims": True}, lambda x: np.sqrt((x * x).sum(1, keepdims=True)))
+case("norm", [np.zeros((2, 3))], {"axis": 1}, lambda x: np.zeros(2), fd=False)
 
 # -- matrix products -------------------------------------------------------------------------------
 case("dot", [U(2, 3), U(3, 4)], {}, lambda a, b: np.einsum("ik,kj->ij", a, b))
@@ -280,6 +290,12 @@ case("pick", [U(3, 4), np.array([0.0, 2.0, 5.0, 1.0])], {"axis": 0, "keepdims": 
 case("pick", [U(2, 4), np.array([-1.0, 6.0])], {"mode": "wrap"}, lambda x, i: x[[0, 1], [3, 2]], wrt=(0,))
 case("one_hot", [np.array([1.0, 0.0, 2.0, 5.0])], {"depth": 3},
      lambda i: np.array([[0, 1, 0], [1, 0, 0], [0, 0, 1], [0, 0, 0]], np.float32), wrt=())
+# fractions truncate (-0.5 names class 0), NaN/inf/negative/too large name none; int indices, int output
+case("one_hot", [np.array([[2.9, -0.5], [np.nan, np.inf], [-1.0, 3.0]])], {"depth": 4, "on_value": 2.5, "off_value": -1.0},
+     lambda i: np.array([[[-1, -1, 2.5, -1], [2.5, -1, -1, -1]], [[-1] * 4, [-1] * 4], [[-1] * 4, [-1, -1, -1, 2.5]]],
+                        np.float32), wrt=())
+case("one_hot", [np.array([0, 3, -2, 1], np.int64)], {"depth": 3, "on_value": 5.0, "dtype": "int32"},
+     lambda i: np.array([[5, 0, 0], [0, 0, 0], [0, 0, 0], [0, 5, 0]], np.int32), wrt=())
 case("Concat", [U(2, 1), U(2, 3)], {"num_args": 2, "dim": 1}, lambda a, b: np.hstack([a, b]))
 case("Concat", [U(1, 2), U(2, 2), U(1, 2)], {"num_args": 3, "dim": 0}, lambda a, b, c: np.vstack([a, b, c]))
 case("stack", [U(2, 3), U(2, 3)], {"num_args": 2, "axis": 1}, lambda a, b: np.array([a.T, b.T]).transpose(2, 0, 1))
@@ -598,6 +614,13 @@ _POOL = [
     ((2, 2, 3, 4), {"kernel": (1, 1), "global_pool": True}),
     ((1, 2, 7), {"kernel": (3,), "stride": (2,), "pool_type": "max"}),
     ((1, 2, 7), {"kernel": (3,), "stride": (2,), "pooling_convention": "same"}),
+    ((1, 2, 7, 6), {"kernel": (3, 2), "stride": (2, 3), "pad": (1, 0), "pool_type": "avg",
+                    "pooling_convention": "same"}),
+    # (no window wholly in the padding: naive_nn divides 0 by 0 there, the reference by 1)
+    ((1, 2, 5, 5), {"kernel": (2, 3), "stride": (2, 2), "pool_type": "avg",
+                    "count_include_pad": False, "pooling_convention": "same"}),
+    ((2, 1, 6, 5), {"kernel": (3, 3), "stride": (2, 2), "pool_type": "sum", "pooling_convention": "same"}),
+    ((1, 2, 6, 8), {"kernel": (3, 3), "stride": (2, 2), "pad": (1, 1), "pooling_convention": "same"}),
     ((1, 1, 3, 4, 4), {"kernel": (2, 2, 2), "stride": (1, 2, 2), "pad": (0, 1, 0), "pool_type": "avg"}),
 ]
 for _xs, _a in _POOL:
@@ -717,6 +740,12 @@ case("SequenceMask", [U(4, 3, 2), _LEN], {"use_sequence_length": True, "value": 
 case("SequenceMask", [U(3, 4), _LEN], {"use_sequence_length": True, "axis": 1},
      lambda x, n: np.where(np.arange(4)[None, :] < n[:, None], x, 0.0), wrt=(0,))
 case("SequenceMask", [U(2, 3)], {}, lambda x: x)
+# compiled with the time step as a loop counter (runtime/index_kernels.py): fractional lengths
+# truncate, lengths beyond T keep everything, negative and NaN lengths mask everything
+case("SequenceMask", [U(5, 4, 3), np.array([2.7, 9.0, -1.0, np.nan])], {"use_sequence_length": True, "value": 7.0},
+     lambda x, n: np.where(np.arange(5)[:, None, None] < np.array([2, 5, 0, 0])[None, :, None], x, 7.0), wrt=(0,))
+case("SequenceMask", [U(3, 4, 2), np.array([3, 0, 1], np.int32)], {"use_sequence_length": True, "axis": 1},
+     lambda x, n: np.where(np.arange(4)[None, :, None] < n[:, None, None], x, 0.0), wrt=(0,))
 case("SequenceLast", [U(4, 3, 2), _LEN], {"use_sequence_length": True},
      lambda x, n: np.stack([x[int(n[b]) - 1, b] for b in range(3)]), wrt=(0,))
 case("SequenceLast", [U(3, 4, 2), _LEN], {"use_sequence_length": True, "axis": 1},
@@ -769,6 +798,22 @@ def _fold(g, rows, cols, n, m):
 
 case("_pad_grad", [U(1, 1, 6, 7)], {"mode": "reflect", "pad_width": _PW},
      lambda g: _fold(g, [1, 0, 1, 2, 1, 0], [2, 1, 0, 1, 2, 3, 2], 3, 4))
+case("_pad_grad", [U(1, 2, 6, 7)], {"mode": "constant", "pad_width": _PW}, lambda g: g[:, :, 1:4, 2:6])
+# compiled as copies (graphc/ops/copy_pieces.py): 5-D, both bands of several axes, integers
+case("Pad", [U(1, 2, 3, 4, 5)], {"mode": "reflect", "pad_width": (0, 0, 0, 0, 2, 1, 1, 3, 0, 2)},
+     lambda x: np.pad(x, ((0, 0), (0, 0), (2, 1), (1, 3), (0, 2)), mode="reflect"))
+case("Pad", [U(2, 1, 2, 3, 2)], {"mode": "edge", "pad_width": (0, 0, 0, 0, 3, 0, 0, 2, 1, 1)},
+     lambda x: np.pad(x, ((0, 0), (0, 0), (3, 0), (0, 2), (1, 1)), mode="edge"))
+case("Pad", [np.arange(24, dtype=np.int32).reshape(1, 2, 3, 4)],
+     {"mode": "constant", "pad_width": (0, 0, 1, 0, 0, 2, 1, 1), "constant_value": 3.0},
+     lambda x: np.pad(x, ((0, 0), (1, 0), (0, 2), (1, 1)), constant_values=3), fd=False)
+case("tile", [U(2, 3)], {"reps": (2,)}, lambda x: np.concatenate([x, x], axis=1))
+case("tile", [U(2, 1, 3)], {"reps": (2, 1, 3, 1)}, lambda x: np.tile(x, (2, 1, 3, 1)))
+case("repeat", [U(2, 3, 2)], {"repeats": 2, "axis": -2}, lambda x: x[:, [0, 0, 1, 1, 2, 2]])
+case("broadcast_like", [U(3, 1, 2), U(5, 4, 7)], {"lhs_axes": (1,), "rhs_axes": (1,)},
+     lambda a, b: a * np.ones((3, 4, 2)), wrt=(0,))
+case("UpSampling", [U(2, 1, 1, 2), U(2, 2, 3, 6)], {"scale": 3, "num_args": 2},
+     lambda a, b: np.concatenate([np.kron(a, np.ones((1, 1, 3, 3))), b], axis=1))
 
 FD_EXEMPT.update({
     "SoftmaxOutput": "a loss layer: its gradient ignores the head gradient by definition (tested on its own)",
@@ -803,3 +848,5 @@ case("_adaptive_avg_pool_grad", [U(1, 2, 3, 2)], {"in_size": (5, 7)},
 # their cases live beside this file and append themselves to CASES and FD_EXEMPT
 import op_cases_round2  # noqa: E402,F401
 import op_cases_contrib  # noqa: E402,F401  (contrib operators and traced control flow's pieces)
+import op_cases_stats_custom  # noqa: E402,F401  (nansum, moments, diag..., and Custom through a registered op)
+import op_cases_gap  # noqa: E402,F401  (MXNet 1.x gap fillers: legacy outputs, updates, spatial, image)

@@ -48,6 +48,18 @@ CASES = [
     ("_slice_assign", [(4, 5), (2, 5)], dict(begin=(1,), end=(3,), step=())),
     ("_slice_assign", [(6, 5), (2, 3)], dict(begin=(5, 0), end=(1, 5), step=(-3, 2))),
     ("_slice_assign_scalar", [(4, 5)], dict(scalar=3.0, begin=(1, 0), end=(3, 5), step=(1, 2))),
+    # replicating copies (graphc/ops/copy_pieces.py): stride-0 and negative source strides
+    ("broadcast_like", [(3, 1, 2), (5, 4, 7)], dict(lhs_axes=(1,), rhs_axes=(1,))),
+    ("tile", [(2, 3)], dict(reps=(2, 1, 3))),
+    ("repeat", [(2, 3, 2)], dict(repeats=3, axis=1)),
+    ("repeat", [(2, 3)], dict(repeats=2)),
+    ("slice_like", [(4, 5, 3), (2, 3, 3)], dict(axes=(0, 1))),
+    ("reverse", [(3, 4, 2)], dict(axis=(0, 2))),
+    ("Pad", [(1, 2, 3, 4)], dict(mode="constant", pad_width=(0, 0, 1, 0, 2, 1, 0, 3), constant_value=-2.0)),
+    ("Pad", [(1, 2, 3, 4)], dict(mode="edge", pad_width=(0, 0, 0, 0, 2, 2, 3, 1))),
+    ("Pad", [(1, 2, 3, 4, 5)], dict(mode="reflect", pad_width=(0, 0, 0, 0, 2, 1, 0, 3, 4, 2))),
+    ("_pad_grad", [(1, 2, 6, 7)], dict(mode="constant", pad_width=(0, 0, 0, 0, 1, 2, 2, 1))),
+    ("UpSampling", [(1, 2, 2, 3), (1, 1, 4, 6)], dict(scale=2, sample_type="nearest", num_args=2)),
 ]
 
 
