@@ -16,8 +16,9 @@ def _spread(xs, fmt):
 
 def section(recs, fmt, spread, load):
     out = ["| system | configuration | median (steps/s) | spread | speed-up (per round) | spread | "
-           "bubble, forward + backward | bubble, whole step | CPU s per step | first-step losses | other load |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "bubble, forward + backward | bubble, whole step | CPU s per step | est. speed-up on free cores | "
+           "first-step losses | other load |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     rows = sorted((r for r in recs if "median" in r), key=lambda r: ORDER.index(r["variant"])
                   if r["variant"] in ORDER else len(ORDER))
     for r in rows:
@@ -27,12 +28,13 @@ def section(recs, fmt, spread, load):
         bs = f"{r['bubble_step']:.0%}" if "bubble_step" in r else ""
         losses = ", ".join(f"{v:.6f}" for v in r.get("losses") or [])
         cpu = f"{r['cpu_s_per_step']:.3f}" if "cpu_s_per_step" in r else ""
+        est = f"{r['quiet_speedup']:.2f} ({r['parallelism']:.2f})" if "quiet_speedup" in r else ""
         out.append(f"| {NAMES.get(r['variant'], r['variant'])} | {r.get('config', '')} | {fmt(r['median'])} | "
-                   f"{spread(r)} | {up} | {ups} | {bp} | {bs} | {cpu} | {losses} | {load(r)} |")
+                   f"{spread(r)} | {up} | {ups} | {bp} | {bs} | {cpu} | {est} | {losses} | {load(r)} |")
     for r in recs:
         if "median" not in r:
             out.append(f"| graphc {r.get('variant', '')} | | failed: {str(r.get('error', '')).replace('|', '/')[:300]} "
-                       "| | | | | | | | |")
+                       "| | | | | | | | | |")
     out.append("")
     head = next((r for r in rows if "parallel_headroom" in r), None)
     if head is not None:
@@ -47,6 +49,10 @@ def section(recs, fmt, spread, load):
             "with 2 stages and 4 micro-batches has a 20% bubble, i.e. at most 1.6). Bubble = 1 − busy / "
             "(2 devices × wall), busy from timestamps around every stage program; 'whole step' also counts the "
             "loss and the SGD update as idle. CPU s per step: the process's CPU time per step (work done, whatever "
-            "the wait): the pipeline should not add work to the unpartitioned net's. PyTorch has no CPU pipeline "
-            "built in, so W11 has no peer.", ""]
+            "the wait): the pipeline should not add work to the unpartitioned net's. Est. speed-up on free cores: "
+            "what the same steps would give on two cores nothing else uses, estimated from this run: the pipelined "
+            "step's forward and backward replayed with each stage's CPU time (same greedy schedule), plus the rest "
+            "of its CPU time counted as serial, against the unpartitioned net's CPU time per step; in brackets the "
+            "pipelined net's own CPU time over that replayed step (its parallelism, which assumes the unpartitioned "
+            "net does no more work). PyTorch has no CPU pipeline built in, so W11 has no peer.", ""]
     return out

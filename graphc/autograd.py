@@ -22,6 +22,12 @@ position, gradient) pairs instead of a list (a segmented compiled backward yield
 segment's gradients when its program returns), so a leaf read only by that node is ready
 before the node finishes.
 `grad()` writes no .grad and calls no hook.
+
+Gradients without a copy: while backward() (with no hook registered) walks the tape,
+grad_buffer(leaf) offers a compiled backward the leaf's .grad array when backward would
+overwrite it whole anyway; the node writes the gradient there and hands that array over, and
+backward skips the copy (a pipelined block's weight gradients: one pass over every weight
+less per step).
 """
 from __future__ import annotations
 
@@ -43,6 +49,10 @@ _grad_lock = threading.Lock()     # held while backward() writes leaves' .grad
 # arrays hooked are a Trainer's parameters, which outlive their hooks anyway
 _ready_hooks: dict = {}
 _before_write_hooks: dict = {}      # the same, for hooks called just before backward writes .grad
+# id(.grad NDArray) -> the thread whose running backward lets a compiled backward write into it
+# (grad_buffer); the condition's lock guards the dict
+_claims: dict = {}
+_claims_changed = threading.Condition(threading.Lock())
 
 
 def _get(name, default):
@@ -189,10 +199,12 @@ def _accumulate(store, key, g):
     store[key] = g if old is None else old + g
 
 
-def _run_backward(heads, head_grads, variables, retain_graph, create_graph, train_mode, on_ready=None):
+def _run_backward(heads, head_grads, variables, retain_graph, create_graph, train_mode, on_ready=None,
+                  offer_buffers=False):
     """Walk the tape from `heads`; return {id(leaf): (leaf, gradient)} for the leaves not yet
     handed to on_ready. on_ready(leaf, gradient), when given, is called for each leaf the
-    moment its gradient is final (every node reading it visited); those leaves are left out."""
+    moment its gradient is final (every node reading it visited); those leaves are left out.
+    offer_buffers: grad_buffer() offers the .grad arrays this walk's gradients replace whole."""
     from . import ndarray as nd
     from .ndarray.ndarray import NDArray
     heads = list(heads)
@@ -216,7 +228,22 @@ def _run_backward(heads, head_grads, variables, retain_graph, create_graph, trai
             prev = leaf.get(id(h))
             leaf[id(h)] = (h, g if prev is None else prev[1] + g)
     order = _topo_order(heads)
-    readers = _leaf_readers(order) if on_ready is not None else None
+    readers = _leaf_readers(order) if on_ready is not None or offer_buffers else None
+    previous = getattr(_state, "grad_buffers", None)
+    # (a walk nested in another's node, e.g. grad() in a Function's backward, offers nothing)
+    _state.grad_buffers = _replaced_buffers(order, readers, leaf) if offer_buffers and not create_graph else None
+    if on_ready is None:
+        readers = None
+    try:
+        return _walk(order, grads, leaf, readers, variables, retain_graph, create_graph, train_mode, on_ready)
+    finally:
+        if _state.grad_buffers:
+            _release_buffers(_state.grad_buffers)
+        _state.grad_buffers = previous
+
+
+def _walk(order, grads, leaf, readers, variables, retain_graph, create_graph, train_mode, on_ready):
+    from . import ndarray as nd
 
     def give(x, g):
         if g is None:
@@ -276,6 +303,61 @@ def _run_backward(heads, head_grads, variables, retain_graph, create_graph, trai
     return leaf
 
 
+def _replaced_buffers(order, readers, heads_leaf) -> dict:
+    """id(leaf) -> (leaf, its .grad NDArray) for the leaves whose .grad backward() will replace
+    whole with one node's gradient: grad_req 'write', a plain dense buffer with no queued work,
+    read by exactly one (node, input) of the tape and not a head (either would sum gradients).
+    Each is claimed for this thread until _release_buffers: another thread's backward of the
+    same parameter is offered none and copies into it only after (one gradient lands whole)."""
+    from .ndarray.ndarray import NDArray
+    out, me = {}, threading.get_ident()
+    with _grad_lock, _claims_changed:       # (not while another thread copies into .grad)
+        for node in order:
+            for x in node.inputs:
+                buf = x._grad
+                if x._entry is None and x._grad_req == "write" and type(buf) is NDArray \
+                        and readers.get(id(x)) == 1 and id(x) not in heads_leaf and id(buf) not in _claims:
+                    out[id(x)] = (x, buf)
+                    _claims[id(buf)] = me
+    return out
+
+
+def _release_buffers(offered):
+    with _claims_changed:
+        for _, buf in offered.values():
+            _claims.pop(id(buf), None)
+        _claims_changed.notify_all()
+
+
+def _locked_for_writing(leaves):
+    """Take _grad_lock for writing these leaves' .grad once no other thread's backward has
+    them claimed (waiting without the lock, so that thread can finish its walk)."""
+    me = threading.get_ident()
+
+    def claimed():
+        return any(_claims.get(id(x._grad), me) != me for x in leaves)
+    while True:
+        if _claims:
+            with _claims_changed:
+                while claimed():
+                    _claims_changed.wait()
+        _grad_lock.acquire()
+        if not _claims or not claimed():
+            return
+        _grad_lock.release()          # (claimed again meanwhile)
+
+
+def grad_buffer(x):
+    """The .grad NDArray that the backward() running on this thread will overwrite whole with
+    leaf x's gradient, or None (autograd.grad(), grad_req 'add', x read twice, create_graph...).
+    A compiled backward may write x's gradient straight into it and hand that same array over:
+    backward() then copies nothing (MXNet's backward writes its outputs into the gradient
+    arrays likewise), which for big weights saves a pass over every gradient per step."""
+    offered = getattr(_state, "grad_buffers", None)
+    hit = offered.get(id(x)) if offered else None
+    return hit[1] if hit is not None and hit[0] is x and x._grad is hit[1] else None
+
+
 def _leaf_readers(order):
     """id(leaf) -> how many (node, input position) pairs of the tape read it."""
     counts = {}
@@ -298,20 +380,27 @@ def backward(heads, head_grads=None, retain_graph=False, train_mode=True, create
     def store(x, g):
         if x._grad_req == "null" or x._grad is None:
             return False
-        # (queued on the device when the gradient is still being computed there: engine.py)
-        x._grad._store_grad(g, x._grad_req)
+        buf = x._grad
+        if x._grad_req != "write" or type(g) is not NDArray or type(buf) is not NDArray or g._data is not buf._data:
+            # (queued on the device when the gradient is still being computed there: engine.py)
+            buf._store_grad(g, x._grad_req)
+        # else the node's backward wrote the gradient into .grad itself (grad_buffer)
         x._fresh_grad = True
         if create_graph:
             x._grad._entry = g._entry
         return True
 
     if not _ready_hooks:
-        leaf = _run_backward(heads, head_grads, None, retain_graph, create_graph, train_mode)
+        # (with hooks, a before-write hook must see the old .grad until the write: no buffers offered)
+        leaf = _run_backward(heads, head_grads, None, retain_graph, create_graph, train_mode, offer_buffers=True)
         # numpy releases the GIL inside `+=` and copies: without the lock two threads' 'add' could
         # each read the old gradient and one sum would be lost
-        with _grad_lock:
+        _locked_for_writing([x for x, _ in leaf.values() if x._grad is not None])
+        try:
             for x, g in leaf.values():
                 store(x, g)
+        finally:
+            _grad_lock.release()
         return
 
     def write(x, g):
@@ -319,8 +408,11 @@ def backward(heads, head_grads=None, retain_graph=False, train_mode=True, create
             return
         for fn in tuple(_grad_ready_hooks(x, _before_write_hooks)):
             fn(x)
-        with _grad_lock:
+        _locked_for_writing([x])
+        try:
             store(x, g)
+        finally:
+            _grad_lock.release()
         for fn in tuple(_grad_ready_hooks(x)):
             fn(x)
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import engine, pipeline_schedule
 from .ops.errors import GraphcError
-from .partitioned import PartitionedProgram, _Copy, device_index
+from .partitioned import PartitionedProgram, _Copy, _Stage, device_index
 
 __all__ = ["run_micro_batches", "start_micro_batches", "MicroBatchRun", "WholeBatch"]
 
@@ -25,10 +25,14 @@ class WholeBatch:
     tasks of the same pipeline): input i is sources[i] = ("output", j), output j of every
     micro-batch's program concatenated along axis 0, or ("input", i, batch), the micro-batches'
     input i concatenated (batch) or micro-batch 0's (a shared array). on_output(j, array) as for
-    the micro-batches (passes/batch_sums.py says which part of a backward runs this way)."""
+    the micro-batches (passes/batch_sums.py says which part of a backward runs this way).
+    targets: {output j: numpy array} that the stage making output j writes it into (a weight's
+    .grad buffer: no copy afterwards); on_output then gets that array. An output another step
+    reads, or one of the wrong shape, dtype or layout, is made in an array of its own instead."""
 
-    def __init__(self, program, sources, on_output=None):
+    def __init__(self, program, sources, on_output=None, targets=None):
         self.program, self.sources, self.on_output = program, sources, on_output
+        self.targets = targets or {}
 
 
 def run_micro_batches(programs: list, feeds: list, rngs: list, on_output=None, whole: WholeBatch = None,
@@ -150,13 +154,34 @@ def _whole_batch(whole: WholeBatch, programs, feeds, envs, rngs, reuse_outputs):
                 with lock:
                     if k not in env:
                         env[k] = assemble(k)
-        PartitionedProgram._step(step, env, rngs[0], "whole" if reuse_outputs else None)
+        PartitionedProgram._step(step, env, rngs[0], "whole" if reuse_outputs else None,
+                                 _target_arrays(step, whole.targets, out_index, read) if whole.targets else None)
         if whole.on_output is not None:
             for k in step.makes:
                 for n, j in enumerate(out_index.get(k, ())):
                     value = env[k]
                     whole.on_output(j, np.array(value, copy=True) if n or k in read else value)
     return run, reads
+
+
+def _target_arrays(step, targets, out_index, read):
+    """The output arrays of a stage when some of its outputs have targets (WholeBatch), else
+    None. A target is used for the value handed to the callback itself: the first output
+    position of a value no other step reads (the others get copies); the rest of the stage's
+    outputs get fresh arrays."""
+    if not isinstance(step, _Stage):
+        return None
+    arrays, hit = [], False
+    for k, v in zip(step.makes, step.graph.outputs):
+        places = out_index.get(k, ())
+        t = targets.get(places[0]) if places and k not in read else None
+        shape, dtype = tuple(v.type.shape), np.dtype(v.type.dtype)
+        if t is not None and (t.shape != shape or t.dtype != dtype or not t.flags.c_contiguous
+                              or not t.flags.writeable):
+            t = None
+        hit = hit or t is not None
+        arrays.append(t if t is not None else np.empty(shape, dtype))
+    return arrays if hit else None
 
 
 def _runs_on(step, maker) -> int:

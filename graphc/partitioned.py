@@ -286,26 +286,26 @@ class PartitionedProgram:
             job.wait()
         for job in jobs:
             if job.error is not None:
-                if job.root:
-                    with engine._lock:
-                        if job in engine._failures:       # raised here, not again at waitall
-                            engine._failures.remove(job)
+                engine.reported(job.error)      # raised here, not again at waitall
                 raise job.error
 
     @staticmethod
-    def _step(step, env, rng, slot=None):
+    def _step(step, env, rng, slot=None, outputs=None):
         """Run one step on env. slot: reuse the output arrays this step returned for the same
         slot (micro-batch) last time, when nothing holds them any more (static_alloc): fresh
-        large arrays cost page faults and, freed, TLB shootdowns across the devices' threads."""
+        large arrays cost page faults and, freed, TLB shootdowns across the devices' threads.
+        outputs: arrays for a stage to write its outputs into instead (the caller's, not kept)."""
         if isinstance(step, _Copy):
             src = env[step.reads[0]]
             # a memory copy on one machine (the destination owns its data), or the hand-over
             env[step.makes[0]] = src if step.handover else np.array(src, copy=True, order="C")
             return
         feed = [np.require(env[k], requirements="C") for k in step.reads]
-        outputs = step.take_spare(slot) if slot is not None else None
+        given = outputs is not None
+        if not given and slot is not None:
+            outputs = step.take_spare(slot)
         results = step.program(feed, outputs, rng=rng)
-        if slot is not None:
+        if slot is not None and not given:
             step.keep_spare(slot, results)
         for k, r in zip(step.makes, results):
             env[k] = r

@@ -28,14 +28,19 @@ import numpy as np
 
 from .ops.errors import GraphcError
 
-__all__ = ["split_batch", "Task", "build_tasks", "run", "start", "Running", "Timeline", "bubble_fraction"]
+__all__ = ["split_batch", "Task", "build_tasks", "run", "start", "Running", "Timeline", "bubble_fraction", "replay"]
+
+
+def check_micro(micro, where: str = "pipeline"):
+    """Refuse a pipeline_microbatches value that is not a positive integer, naming the block."""
+    if isinstance(micro, bool) or not isinstance(micro, (int, np.integer)) or micro < 1:
+        raise GraphcError(f"{where}: pipeline_microbatches must be a positive integer, got {micro!r}")
 
 
 def split_batch(n: int, micro: int, where: str = "pipeline") -> list:
     """[(start, stop), ...]: n rows in `micro` contiguous micro-batches whose sizes differ by at
     most one, the larger first (10 rows in 4: 3, 3, 2, 2). `where` names the block in errors."""
-    if isinstance(micro, bool) or not isinstance(micro, (int, np.integer)) or micro < 1:
-        raise GraphcError(f"{where}: pipeline_microbatches must be a positive integer, got {micro!r}")
+    check_micro(micro, where)
     if micro > n:
         raise GraphcError(f"{where}: pipeline_microbatches={micro} is more than the batch size {n}; every "
                           "micro-batch needs at least one row")
@@ -132,12 +137,20 @@ def build_tasks(steps_per_micro: list, runs_on, whole_steps=(), whole_reads=None
 
 class Timeline:
     """When each task ran: events (device, label, micro-batch, start, end) in seconds of
-    time.perf_counter, and the run's start and end."""
+    time.perf_counter, and the run's start and end; `cpu` {task: thread CPU seconds it took}
+    and `tasks` (the run's DAG) for replay()."""
 
     def __init__(self, name=""):
         self.name = name
         self.events = []
         self.start = self.end = None
+        self.cpu = {}
+        self.tasks = []
+
+    def busy_cpu(self) -> float:
+        """CPU seconds the tasks took, all devices together (less than busy() when other
+        processes took the cores from them)."""
+        return sum(self.cpu.values())
 
     @property
     def wall(self) -> float:
@@ -171,6 +184,48 @@ def bubble_fraction(timelines, devices=None) -> float:
     return 1.0 - busy / (n * wall)
 
 
+def replay(timeline, durations=None) -> float:
+    """Seconds the run's tasks would take, scheduled as run() does (each device greedily, the
+    most urgent ready task first), if each task took durations[task] (default: the CPU time it
+    took, timeline.cpu): the pipeline's wall on cores nothing else uses, from a run on a busy
+    machine, where other processes' load stretches the measured wall. A discrete-event
+    simulation: the device that can start a task earliest goes next."""
+    durations = timeline.cpu if durations is None else durations
+    tasks = timeline.tasks
+    waiting = {t: 0 for t in tasks}
+    for t in tasks:
+        for r in t.readers:
+            waiting[r] += 1
+    ready_at = {t: 0.0 for t in tasks}
+    left = {}
+    for t in tasks:
+        left.setdefault(t.device, []).append(t)
+    free = {d: 0.0 for d in left}
+    end = 0.0
+    for _ in range(len(tasks)):
+        best = None
+        for d, mine in left.items():
+            ready = [t for t in mine if waiting[t] == 0]
+            if not ready:
+                continue
+            start = max(free[d], min(ready_at[t] for t in ready))
+            task = min((t for t in ready if ready_at[t] <= start), key=Task.key)
+            if best is None or start < best[0]:
+                best = (start, d, task)
+        if best is None:
+            raise GraphcError(f"pipeline replay: tasks {[t for m in left.values() for t in m][:3]} wait for "
+                              "each other")
+        start, d, task = best
+        left[d].remove(task)
+        finish = start + durations[task]
+        free[d] = finish
+        end = max(end, finish)
+        for r in task.readers:
+            waiting[r] -= 1
+            ready_at[r] = max(ready_at[r], finish)
+    return end
+
+
 class _Run:
     def __init__(self, tasks, execute, timeline):
         self.tasks, self.execute, self.timeline = tasks, execute, timeline
@@ -197,7 +252,7 @@ class _Run:
                     self.cond.wait()
                 task = min(ready, key=Task.key)
                 mine.remove(task)
-            t0 = clock()
+            t0, c0 = clock(), time.thread_time()
             try:
                 self.execute(task)
             except BaseException as exc:   # noqa: BLE001 - re-raised by run() on the caller's thread
@@ -206,9 +261,10 @@ class _Run:
                         self.error = exc
                     self.cond.notify_all()
                 return
-            t1 = clock()
+            t1, c1 = clock(), time.thread_time()
             with self.cond:
                 self.timeline.events.append((task.device, task.label, task.micro, t0, t1))
+                self.timeline.cpu[task] = c1 - c0
                 for r in task.readers:
                     r.waiting -= 1
                 self.left -= 1
@@ -235,10 +291,7 @@ class Running:
             job.wait()
         for job in self._jobs:          # (the loop catches its tasks' errors; this is its own)
             if job.error is not None:
-                if job.root:
-                    with engine._lock:      # raised here, not again at waitall
-                        if job in engine._failures:
-                            engine._failures.remove(job)
+                engine.reported(job.error)      # raised here, not again at waitall
                 if state.error is None:
                     state.error = job.error
         if state.error is not None:
@@ -254,6 +307,7 @@ def start(tasks: list, execute, parallel: bool, name: str = "pipeline", on_finis
     stopped (on the last device's thread; on the caller's when not `parallel`)."""
     from . import engine
     timeline = Timeline(name)
+    timeline.tasks = tasks
     state = _Run(tasks, execute, timeline)
     timeline.start = time.perf_counter()
     if not parallel:

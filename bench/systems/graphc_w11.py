@@ -136,6 +136,18 @@ def child(quick):
         C.emit({"system": SYSTEM, "variant": "pipelined", "workload": "W11", "error": f"{type(e).__name__}: {e}"[:500]})
 
 
+def quiet_step(wall, forward, backward, cpu):
+    """The step's estimated seconds on 2 cores nothing else uses, from one step on a loaded
+    machine: the forward's and the backward's pipelines replayed with each stage's CPU time
+    (pipeline_schedule.replay), plus the rest of the step's CPU time (loss, autograd, the SGD
+    update, Python) counted as if it ran on one core after them (it partly overlaps: the
+    estimate errs on the slow side). The unpartitioned net's counterpart is its CPU time per
+    step (one thread does all of it)."""
+    from graphc.pipeline_schedule import replay
+    rest = max(0.0, cpu - forward.busy_cpu() - backward.busy_cpu())
+    return replay(forward) + replay(backward) + rest
+
+
 def measure(quick):
     import graphc as mx
     from graphc import autograd, gluon, nd
@@ -152,9 +164,11 @@ def measure(quick):
     data["pipelined, GPipe"] = data["pipelined"]
     trainers = {v: gluon.Trainer(n.collect_params(), "sgd", {"learning_rate": C.LR}) for v, n in nets.items()}
     phases = {v: [] for v in VARIANTS}
+    step_cpu = {v: [] for v in VARIANTS}
 
     def step(v):
         net, (x, y) = nets[v], data[v]
+        c0 = _cpu_s()
         t0 = time.perf_counter()
         with autograd.record():
             loss = loss_fn(net(x), y)
@@ -164,9 +178,10 @@ def measure(quick):
         for p in net.collect_params().values():
             p.data(p.list_ctx()[0]).wait_to_read()
         t1 = time.perf_counter()
+        step_cpu[v].append(_cpu_s() - c0)
         timelines = getattr(net._cached_op, "last_pipeline", None)
         if timelines:
-            phases[v].append((t1 - t0, timelines["forward"], timelines["backward"]))
+            phases[v].append((t1 - t0, timelines["forward"], timelines["backward"], step_cpu[v][-1]))
         return loss
 
     t0 = time.perf_counter()
@@ -183,6 +198,7 @@ def measure(quick):
     headroom = []
     for v in VARIANTS:
         phases[v].clear()
+        step_cpu[v].clear()
     cpu = {v: [] for v in VARIANTS}
     for _ in range(rounds):
         headroom.append(parallel_headroom())
@@ -204,15 +220,19 @@ def measure(quick):
         rec["parallel_headroom_samples"] = headroom
         if v != "1 device":
             ratios = [s / b for s, b in zip(samples[v], base)]
-            walls = [w for w, _, _ in phases[v]]
+            walls = [w for w, _, _, _ in phases[v]]
+            quiet = [quiet_step(*ph) for ph in phases[v]]
             rec.update(speedup=C.median(ratios), speedup_samples=ratios,
-                       bubble_pipeline=C.median([bubble_fraction([f, b], devices=2) for _, f, b in phases[v]]),
+                       bubble_pipeline=C.median([bubble_fraction([f, b], devices=2) for _, f, b, _ in phases[v]]),
                        bubble_step=C.median([1 - sum(sum(tl.busy().values()) for tl in (f, b)) / (2 * w)
-                                             for w, f, b in phases[v]]),
-                       phase_s={"forward": C.median([f.wall for _, f, _ in phases[v]]),
-                                "backward": C.median([b.wall for _, _, b in phases[v]]),
+                                             for w, f, b, _ in phases[v]]),
+                       phase_s={"forward": C.median([f.wall for _, f, _, _ in phases[v]]),
+                                "backward": C.median([b.wall for _, _, b, _ in phases[v]]),
                                 "step": C.median(walls)},
-                       busy_s={str(d): C.median([f.busy().get(d, 0) + b.busy().get(d, 0) for _, f, b in phases[v]])
-                               for d in (0, 1)})
+                       busy_s={str(d): C.median([f.busy().get(d, 0) + b.busy().get(d, 0)
+                                                 for _, f, b, _ in phases[v]]) for d in (0, 1)},
+                       quiet_step_s=C.median(quiet),
+                       quiet_speedup=C.median(step_cpu["1 device"]) / C.median(quiet),
+                       parallelism=C.median([ph[3] / q for ph, q in zip(phases[v], quiet)]))
         records.append(rec)
     return records

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import warnings
 
 import numpy as np
 
@@ -189,6 +190,11 @@ class CachedOp:
         self._outputs_lock = threading.Lock()    # static_alloc's output pools (see _output_buffers)
         self._model_parallel = {}                # ctx -> whether calls there are partitioned
         self._group2ctx = bool(flags.get("group2ctx") or flags.get("devices"))
+        micro = flags.get("pipeline_microbatches")
+        if micro is not None:
+            from ..pipeline_schedule import check_micro
+            check_micro(micro, block.name)
+        self._unpipelined = micro not in (None, 1)   # warned once if the block is not partitioned
 
     # -- tracing ---------------------------------------------------------------------------
     def _data_names(self, n):
@@ -244,6 +250,12 @@ class CachedOp:
             if partitioned:
                 from . import model_parallel
                 return model_parallel.call(self, args, leaves, training, ctx)
+        if self._unpipelined:
+            self._unpipelined = False
+            warnings.warn(f"{self.block.name}: hybridize(pipeline_microbatches={self.flags['pipeline_microbatches']}) "
+                          f"pipelines only a block partitioned over several devices (group2ctx=, devices=, or "
+                          f"parameters on other devices than the input); called on {ctx} with every parameter "
+                          "there, it runs on the whole batch at once, unpipelined", stacklevel=4)
         if _device.MULTI and ctx is not None and ctx.device_type == "cpu":
             return self._call_queued(args, leaves, training, ctx)
         key = (tuple((x._data.shape, x._data.dtype) for x in leaves), training, ctx)

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..ndarray import NDArray
 from . import optimizer as opt
+from .device_updates import update_by_device
 from .parameter import Parameter, ParameterDict
 from .updater_states import load_updater_states, save_updater_states
 
@@ -140,9 +141,12 @@ class Trainer:
             kv._keeps_sums = False
         if isinstance(kv, kvs.KVStore):
             # one call for every parameter: a distributed store checks that all workers agree on
-            # the keys, shapes and dtypes before anything is sent
-            keys = list(range(len(self._params)))
-            kv.broadcast(keys, [p.list_data()[0] for p in self._params], [p.list_data() for p in self._params])
+            # the keys, shapes and dtypes before anything is sent. A model-parallel stage's
+            # parameter another rank owns is left out: the store would hold a full copy of it
+            keys = [i for i, p in enumerate(self._params) if not getattr(p, "_stage_elsewhere", False)]
+            if keys:
+                kv.broadcast(keys, [self._params[i].list_data()[0] for i in keys],
+                             [self._params[i].list_data() for i in keys])
         else:
             for i, param in enumerate(self._params):
                 arrays = param.list_data()
@@ -284,7 +288,9 @@ class Trainer:
                     upd.append((i, grad, arr))
                     _mark_stale(arr)
         for updater, upd in zip(self._updaters, updates):
-            if upd:
+            # a model-parallel block's weights on several devices: each device's share on its
+            # own device, at once (gluon/device_updates.py)
+            if upd and not update_by_device(updater, upd):
                 idx, g, w = zip(*upd)
                 updater(list(idx), list(g), list(w))
 

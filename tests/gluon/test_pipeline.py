@@ -325,3 +325,173 @@ def test_an_output_without_the_batch_axis_is_refused():
     net.hybridize(group2ctx={"a": mx.cpu(0), "b": mx.cpu(1)}, pipeline_microbatches=2)
     with pytest.raises(GraphcError, match=r"output 0 has shape \(3,\) for a batch of 4 .* first axis"):
         net(mx.nd.ones((4, 4)))
+
+
+# -- gradients written into .grad, per-device SGD steps, the flag on an unpartitioned block ------
+def _count_grad_copies(monkeypatch):
+    from graphc.ndarray.ndarray import NDArray
+    copies = []
+    real = NDArray._store_grad
+
+    def counted(self, g, req):
+        copies.append(self.shape)
+        return real(self, g, req)
+    monkeypatch.setattr(NDArray, "_store_grad", counted)
+    return copies
+
+
+def test_weight_gradients_are_made_in_the_grad_arrays_and_holders_see_them(monkeypatch):
+    """grad_req 'write': the whole-batch program writes each weight gradient into the
+    parameter's .grad array (no copy afterwards); an NDArray taken from p.grad() before the
+    step holds the new gradient, as MXNet's does."""
+    x, y = _data((8, 8), 4, 7)
+    ref, net = _mlp([0, 0, 0]), _mlp([0, 1, 1])
+    ref.hybridize()
+    net.hybridize(pipeline_microbatches=4)
+    held = [p.grad(p.list_ctx()[0]) for p in net.collect_params().values()]
+    buffers = [h._data for h in held]
+    copies = _count_grad_copies(monkeypatch)
+    for n in (net, ref):
+        with autograd.record():
+            loss = ((n(x) - y) ** 2).sum()
+        loss.backward()
+    assert len(copies) == len(held)          # only the unpartitioned block's gradients were copied
+    assert all(h._data is b for h, b in zip(held, buffers))
+    _same([h.asnumpy() for h in held], _grads(ref))
+
+
+def test_a_block_called_twice_in_one_recording_sums_both_calls_gradients():
+    """Each call's backward would write the weights' gradients: neither may write into .grad
+    (the second would overwrite the first before the two are summed); a penalty on a weight
+    read outside the block adds a third gradient."""
+    x, y = _data((8, 8), 4, 8)
+    x2, _ = _data((8, 8), 4, 13)
+    ref, net = _mlp([0, 0, 0]), _mlp([0, 1, 1])
+    ref.hybridize()
+    net.hybridize(pipeline_microbatches=2)
+    for n in (net, ref):
+        w = n[2].weight.data(n[2].weight.list_ctx()[0])
+        with autograd.record():
+            loss = ((n(x) - y) ** 2).sum() + ((n(x2) - y) ** 2).sum() + (w * w).sum()   # (one device each)
+        loss.backward()
+    _same(_grads(net), _grads(ref))
+
+
+def test_autograd_grad_and_grad_req_add_keep_the_grad_arrays_as_autograd_defines_them():
+    x, y = _data((8, 8), 4, 9)
+    ref, net = _mlp([0, 0, 0]), _mlp([0, 1, 1])
+    ref.hybridize()
+    net.hybridize(pipeline_microbatches=2)
+    results = []
+    for n in (net, ref):
+        params = list(n.collect_params().values())
+        datas = [p.data(p.list_ctx()[0]) for p in params]
+        with autograd.record():
+            loss = ((n(x) - y) ** 2).sum()
+        got = autograd.grad(loss, datas)                 # returns them, .grad untouched (zeros)
+        assert all(not p.grad(p.list_ctx()[0]).asnumpy().any() for p in params)
+        n.collect_params().setattr("grad_req", "add")
+        for _ in range(2):
+            with autograd.record():
+                loss = ((n(x) - y) ** 2).sum()
+            loss.backward()
+        results.append(([g.asnumpy() for g in got], _grads(n)))
+    _same(results[0], results[1])
+    _same(results[0][1], [2 * g for g in results[0][0]])
+
+
+def test_the_sgd_step_of_each_device_s_weights_runs_on_that_device():
+    from graphc import engine
+    x, y = _data((8, 8), 4, 10)
+    ref, net = _mlp([0, 0, 0]), _mlp([0, 1, 1])
+    ref.hybridize()
+    net.hybridize(pipeline_microbatches=2)
+    _same(_train(net, x, y, steps=1), _train(ref, x, y, steps=1))     # (compiles the per-device steps)
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1, "momentum": 0.9})
+    with autograd.record():
+        loss = ((net(x) - y) ** 2).sum()
+    loss.backward()
+    with engine.trace() as events:
+        trainer.step(8)
+    steps = {device for device, name, *_ in events if name.startswith("sgd step")}
+    assert steps == {0, 1}
+
+
+def test_other_optimizers_still_update_a_partitioned_block_as_the_unpartitioned_one():
+    x, y = _data((8, 8), 4, 11)
+    out = []
+    for ctxs, micro in (([0, 0, 0], 1), ([0, 1, 1], 2)):
+        net = _mlp(ctxs)
+        net.hybridize(pipeline_microbatches=micro)
+        trainer = gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 0.01})
+        for _ in range(2):
+            with autograd.record():
+                loss = ((net(x) - y) ** 2).sum()
+            loss.backward()
+            trainer.step(8)
+        out.append(_params(net))
+    _same(out[0], out[1])
+
+
+def test_pipeline_microbatches_on_an_unpartitioned_block_warns_once_and_runs_whole():
+    x, _ = _data((8, 8), 4, 12)
+    ref, net = _mlp([0, 0, 0]), _mlp([0, 0, 0])
+    ref.hybridize()
+    net.hybridize(pipeline_microbatches=4)
+    with pytest.warns(UserWarning, match=r"hybridsequential\d+: hybridize\(pipeline_microbatches=4\) pipelines "
+                                         r"only a block partitioned over several devices"):
+        out = net(x)
+    _same(out.asnumpy(), ref(x).asnumpy())
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net(x)
+    bad = _mlp([0, 0, 0])
+    bad.hybridize(pipeline_microbatches=0)
+    with pytest.raises(GraphcError, match=r"hybridsequential\d+: pipeline_microbatches must be a positive integer"):
+        bad(x)
+
+
+def test_a_failing_device_step_raises_from_trainer_step_once(monkeypatch):
+    from graphc.gluon import device_updates
+    x, y = _data((8, 8), 4, 14)
+    net = _mlp([0, 1, 1])
+    net.hybridize(pipeline_microbatches=2)
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
+    real = device_updates._DeviceSGD.__call__
+
+    def failing(self, opt, indices, weights, grads, states):
+        if weights[0].context == mx.cpu(1):
+            raise RuntimeError("sgd step failed on cpu(1)")
+        return real(self, opt, indices, weights, grads, states)
+    monkeypatch.setattr(device_updates._DeviceSGD, "__call__", failing)
+    with autograd.record():
+        loss = ((net(x) - y) ** 2).sum()
+    loss.backward()
+    with pytest.raises(RuntimeError, match="sgd step failed on cpu\\(1\\)"):
+        trainer.step(8)
+    mx.nd.waitall()                                  # (raised once, where it was read)
+
+
+def test_per_device_sgd_steps_give_the_same_bits_as_one_call(monkeypatch):
+    """Momentum and weight decay: the per-device compiled steps update every weight exactly as
+    the one fused call would (each element reads only its own weight, gradient and momentum)."""
+    import graphc.gluon.trainer as trainer_module
+    real = trainer_module.update_by_device
+    used, out = [], []
+    for split in (True, False):
+        monkeypatch.setattr(trainer_module, "update_by_device",
+                            (lambda u, e: used.append(real(u, e)) or used[-1]) if split else (lambda u, e: False))
+        x, y = _data((8, 8), 4, 15)
+        net = _mlp([0, 1, 1])
+        net.hybridize(pipeline_microbatches=2)
+        trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1, "momentum": 0.9, "wd": 1e-3})
+        for _ in range(3):
+            with autograd.record():
+                loss = ((net(x) - y) ** 2).sum()
+            loss.backward()
+            trainer.step(8)
+        out.append(_params(net))
+    assert used == [True] * 3
+    for a, b in zip(*out):
+        np.testing.assert_array_equal(a, b)
