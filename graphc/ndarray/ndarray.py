@@ -19,8 +19,11 @@ from ..ops.namespace import OpNamespace
 from ..ops.registry import get_op
 from ..ops.types import TensorType
 from ..device import Context, as_context, current_context, require_device
-from .. import autograd, device as _device, random as _random
+from .. import autograd, device as _device, eager_kernels as _eager, random as _random
 from ..runtime import trace as _trace
+
+
+_DTYPE_NAMES: dict = {}     # numpy dtype -> canonical name (NDArray._type)
 
 
 class NDArray(ArithmeticMixin):
@@ -89,7 +92,12 @@ class NDArray(ArithmeticMixin):
         return id(self)
 
     def _type(self) -> TensorType:
-        return TensorType(self._data.shape, self._data.dtype, str(self._ctx))
+        dt = self._data.dtype
+        # numpy's dtype.name is a Python-level property: every eager op asks once per input
+        name = _DTYPE_NAMES.get(dt)
+        if name is None:
+            name = _DTYPE_NAMES.setdefault(dt, canonical(dt))
+        return TensorType(self._data.shape, name, str(self._ctx))
 
     # -- conversions ------------------------------------------------------------------------
     def asnumpy(self) -> np.ndarray:
@@ -119,7 +127,15 @@ class NDArray(ArithmeticMixin):
                 raise GraphcError(f"copyto: target shape {other.shape} differs from source {self.shape}")
             other._data[...] = self._data
             return other
-        return NDArray(self._data.copy(), as_context(other))
+        out = NDArray(self._data.copy(), as_context(other))
+        from .. import autograd
+        if autograd.is_recording() and autograd.needs_grad(self):
+            # as MXNet's _copyto: the copy is on the tape and its gradient is the output's
+            # gradient copied back to the source's device (recorded too under create_graph)
+            source = self._ctx
+            autograd.record_custom([self], [out], lambda F, ins, outs, ograds: [ograds[0].copyto(source)],
+                                   "_copyto")
+        return out
 
     def as_in_context(self, ctx):
         ctx = as_context(ctx)
@@ -313,9 +329,13 @@ def invoke(op_name, inputs, attrs, name=None):
     if _device.MULTI and inputs:
         return _pending.invoke_multi(op, parsed, inputs, name)
     in_types = [x._type() for x in inputs]
-    op.infer_types(in_types, parsed, f"'{name}'" if name else "")
+    out_types = op.infer_types(in_types, parsed, f"'{name}'" if name else "")
     t0 = _trace.now() if _trace.imperative else 0     # mx.profiler records eager operators
-    outs = op.run([x._data for x in inputs], parsed, rng=_random.generator(), training=autograd.is_training())
+    arrays = [x._data for x in inputs]
+    # hot matrix products run as compiled one-op programs (graphc/eager_kernels.py); None: numpy
+    outs = _eager.run(op, in_types, out_types, arrays, parsed) if op.name in _eager.OPS else None
+    if outs is None:
+        outs = op.run(arrays, parsed, rng=_random.generator(), training=autograd.is_training())
     if t0:
         _trace.span(op.name, "operator", t0, _trace.now())
     ctx = inputs[0]._ctx if inputs else as_context(parsed.get("ctx") if isinstance(parsed.get("ctx"), str) else None)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import graphc as mx
-from graphc import engine, gluon, nd
+from graphc import autograd, engine, gluon, nd
 from graphc.ndarray import pending
 from graphc.ops.errors import GraphcError
 from graphc.runtime import cpu_devices
@@ -296,3 +296,22 @@ def test_release_devices_makes_the_process_single_device_again():
     assert threads.pool_cores(0) is None         # cpu(0)'s pool has every core again
     assert type(net(nd.ones((2, 4)))) is nd.NDArray            # runs on the caller, not queued
     np.testing.assert_allclose(net(nd.ones((2, 4), ctx=mx.cpu(1))).asnumpy(), np.full((2, 3), 2.0))
+
+
+def test_a_copy_to_another_device_is_differentiated_as_a_copy_back():
+    w = nd.array([1.0, -2.0, 3.0], ctx=mx.cpu(0))
+    w.attach_grad()
+    a = nd.array([0.5, 1.0, 2.0], ctx=mx.cpu(1))
+    with autograd.record():
+        y = (a * a).sum() + (w * w).sum().as_in_context(mx.cpu(1)) * 3
+    y.backward()
+    assert w.grad.context == mx.cpu(0)
+    np.testing.assert_allclose(w.grad.asnumpy(), 6 * np.array([1.0, -2.0, 3.0]))
+    # a second-order gradient goes back through the copy as well
+    x = nd.array([2.0], ctx=mx.cpu(0))
+    x.attach_grad()
+    with autograd.record():
+        z = (x * x * x).as_in_context(mx.cpu(1))
+        (gx,) = autograd.grad(z, [x], create_graph=True)
+    gx.backward()
+    np.testing.assert_allclose(x.grad.asnumpy(), [12.0])    # d/dx 3x^2 = 6x
