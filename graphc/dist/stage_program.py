@@ -18,6 +18,10 @@ outputs are held by its rank. Outputs named in `broadcast` are sent from their h
 rank of the pipeline (MPI_Ibcast), so that every rank's script sees them; the others are
 returned where held and are None on the other ranks.
 
+A call runs every step in plan order; graphc/dist/stage_pipeline.py instead interleaves the
+steps of several micro-batches' programs through the same pieces (environment, post_receives,
+run_step, results, wait_sends).
+
 This module runs steps; it never places nodes (passes/partition.py) and knows nothing of Gluon.
 """
 from __future__ import annotations
@@ -31,7 +35,7 @@ from .placement import is_rank_device, rank_index
 __all__ = ["StageProgram", "REPLICATED"]
 
 REPLICATED = None           # the origin of an input every rank holds (e.g. the data batch)
-_MAX_STEPS = 1 << 14        # tags: kind * _MAX_STEPS + step (MPI guarantees tags up to 32767)
+_MAX_STEPS = 1 << 13        # tags: kind * _MAX_STEPS + step, kinds 0-3 (MPI guarantees tags up to 32767)
 
 
 def _key(v):
@@ -42,16 +46,17 @@ class StageProgram:
     """graph: partitioned on 'rank(k)' devices; origins: per graph input, REPLICATED or the
     device holding it; pipeline: graphc.dist.placement.Pipeline; compile(graph) -> a Program;
     kind: 0 or 1, keeps a forward's and a backward's tags apart; broadcast: indices of the
-    outputs every rank receives; name: the block, in error messages."""
+    outputs every rank receives; name: the block, in error messages; split_handoff: cut each
+    stage where another rank could start sooner (plan_stages), for pipelined backwards."""
 
-    def __init__(self, graph, origins, pipeline, compile, kind=0, broadcast=(), name="block"):
+    def __init__(self, graph, origins, pipeline, compile, kind=0, broadcast=(), name="block", split_handoff=False):
         if len(origins) != len(graph.inputs):
             raise GraphcError(f"{name}: StageProgram got {len(origins)} input origins for {len(graph.inputs)} inputs")
         self.graph, self.pipeline, self.name = graph, pipeline, name
         self.world, self.comm = pipeline.world, pipeline.comm
         self.me = f"rank({pipeline.stage})"
         self.kind = kind
-        self.steps = plan_stages(graph)
+        self.steps = plan_stages(graph, split_handoff)
         if len(self.steps) >= _MAX_STEPS:
             raise GraphcError(f"{name}: {len(self.steps)} pipeline steps; at most {_MAX_STEPS - 1} fit in MPI tags")
         self.types = {}
@@ -88,6 +93,20 @@ class StageProgram:
     def __call__(self, arrays, rng=None):
         """arrays: one per graph input (those held elsewhere may be None). Returns one value per
         graph output: broadcast ones on every rank, the rest where held (None elsewhere)."""
+        env = self.environment(arrays)
+        receives = self.post_receives()
+        sends = []
+        # (on an error the requests are left as they are: the peers cannot finish this call
+        # either, and their deadline names this rank)
+        for index in range(len(self.steps)):
+            self.run_step(index, env, receives, sends, rng)
+        results = self.results(env)
+        self._broadcast(results)
+        self.wait_sends(sends)
+        return results
+
+    def environment(self, arrays) -> dict:
+        """The values this rank starts a call with: constants and the inputs it holds."""
         if len(arrays) != len(self.input_keys):
             raise GraphcError(f"{self.name}: takes {len(self.input_keys)} inputs, got {len(arrays)}")
         env = dict(self.consts)
@@ -97,24 +116,29 @@ class StageProgram:
                     raise GraphcError(f"{self.name}: input {self.input_keys.index(k)} is held on {self.me} "
                                       "but was not given")
                 env[k] = a
-        receives = self._post_receives()
-        sends = []
-        # (on an error the requests are left as they are: the peers cannot finish this call
-        # either, and their deadline names this rank)
-        for index, step in enumerate(self.steps):
-            if isinstance(step, _Copy):
-                self._copy(index, step, env, receives, sends)
-            elif step.device == self.me:
-                feed = [np.require(env[k], requirements="C") for k in step.reads]
-                for k, r in zip(step.makes, step.program(feed, None, rng=rng)):
-                    env[k] = r
-        results = [env.get(k) if h in (REPLICATED, self.me) else None
-                   for k, h in zip(self.output_keys, self.output_holders)]
-        self._broadcast(results)
-        if sends:       # the peers are done with these buffers once the sends complete
+        return env
+
+    def run_step(self, index, env, receives, sends, rng=None):
+        """This rank's part of step `index`: run a stage placed here, send or receive a copy
+        (receives: what post_receives returned; a send joins `sends`), or nothing."""
+        step = self.steps[index]
+        if isinstance(step, _Copy):
+            self._copy(index, step, env, receives, sends)
+        elif step.device == self.me:
+            feed = [np.require(env[k], requirements="C") for k in step.reads]
+            for k, r in zip(step.makes, step.program(feed, None, rng=rng)):
+                env[k] = r
+
+    def results(self, env) -> list:
+        """One value per graph output: those held here, None for the others."""
+        return [env.get(k) if h in (REPLICATED, self.me) else None
+                for k, h in zip(self.output_keys, self.output_holders)]
+
+    def wait_sends(self, sends):
+        """The peers are done with the sent buffers once the sends complete."""
+        if sends:
             self.world.wait([s[0] for s in sends], f"{self.name}: sending pipeline values "
                             f"({', '.join(s[1] for s in sends)}) from {self.me}")
-        return results
 
     def _tag(self, index):
         return self.kind * _MAX_STEPS + index
@@ -122,7 +146,9 @@ class StageProgram:
     def _source(self, step):
         return self.holder.get(step.reads[0], REPLICATED)
 
-    def _post_receives(self):
+    def post_receives(self) -> dict:
+        """Irecv for every copy this rank receives from another, into buffers of its static
+        type: {step index: (request, buffer, source)}."""
         receives = {}
         for index, step in enumerate(self.steps):
             if not isinstance(step, _Copy) or step.device != self.me:

@@ -15,10 +15,13 @@ What each rank sees:
   head gradient given on the rank that makes the output is used; the others are ignored.
 * Parameters: a parameter belongs to the rank of the stage that reads it (one read only by a
   copy to another rank moves there, as MXNet allocates a group's arguments on its device).
-  Every rank keeps its own copy of every Parameter (same seed, same initial values), but only
-  the owner reads it, receives its gradient and updates it: it is marked `_stage_elsewhere` on
-  the other ranks, where the Trainer leaves it alone (its value there goes stale until
-  gather_parameters brings every rank the owners' values, e.g. before saving).
+  Every rank initializes every Parameter (same seed, same initial values), but only the owner
+  reads it, receives its gradient and updates it: it is marked `_stage_elsewhere` on the other
+  ranks, where the Trainer leaves it alone, and from the first call on its data and gradient
+  there are placeholders holding no bytes (graphc/dist/param_memory.py) until
+  gather_parameters brings the owners' values (e.g. before saving).
+* pipeline_microbatches=M > 1: the batch is pipelined over the ranks in micro-batches
+  (graphc/dist/rank_microbatches.py); same results as above.
 * Gradients of data inputs (x.attach_grad()) are broadcast like outputs.
 
 This module is the glue between the CachedOp, the partition pass and the stage runner.
@@ -29,15 +32,17 @@ import numpy as np
 
 from .. import autograd
 from .. import random as _random
+from ..dist import param_memory
 from ..dist.placement import is_rank_device, pipeline, rank_index
-from ..dist.stage_program import REPLICATED, StageProgram
+from ..dist.stage_program import _MAX_STEPS, REPLICATED, StageProgram
 from ..ndarray import NDArray
 from ..ops.errors import GraphcError
 from ..passes.autodiff import GradientGraph, differentiate, split_forward_backward
 from ..passes.partition import COPY, device_name, node_device, partition_devices
 
-__all__ = ["wanted", "call", "gather_parameters", "DEFAULT"]
+__all__ = ["wanted", "call", "gather_parameters", "initialize_owned", "DEFAULT"]
 
+_GATHER_TAG = 3 * _MAX_STEPS    # gather_parameters(root=k): kind 3 (0-2: the stage programs)
 DEFAULT = "rank(0)"         # where data inputs and operators outside every ctx_group are placed
 
 
@@ -57,13 +62,14 @@ def wanted(cached_op) -> bool:
 
 class _Placed:
     def __init__(self):
+        self.placement = {}    # training -> (graph, var_devices, origins)
         self.forward = {}      # training -> (graph, var_devices, origins, StageProgram)
         self.train = {}        # (mask, training) -> (forward, backward StageProgram, split)
 
 
 def call(cached_op, args, leaves, training, ctx):
     """CachedOp.__call__ for a block partitioned over pipeline ranks."""
-    from .cached_op import prepare, unflatten
+    from .cached_op import unflatten
     key = ("model_parallel_ranks", tuple((x.shape, np.dtype(x.dtype)) for x in leaves), training, ctx)
     entry = cached_op._cache.get(key)
     if entry is None:
@@ -80,17 +86,11 @@ def call(cached_op, args, leaves, training, ctx):
         from .cached_op import compile_program
         return compile_program(graph, training, cached_op.backend, 0)
 
-    with cached_op._compile_lock:
-        forward = placed.forward.get(training)
-        if forward is None:
-            graph, var_devices = _place(prepare(entry.graph, training), entry.n_data, group2ctx)
-            origins = [REPLICATED] * entry.n_data + [node_device(n) for n in graph.inputs[entry.n_data:]]
-            me = f"rank({pipe.stage})"
-            for p, origin in zip(entry.param_list, origins[entry.n_data:]):
-                p._stage_owner = origin
-                p._stage_elsewhere = origin != me      # the Trainer updates only its own (trainer.py)
-            program = StageProgram(graph, origins, pipe, compile_stage, 0, range(entry.n_visible), name)
-            forward = placed.forward[training] = (graph, var_devices, origins, program)
+    if micro_wanted(cached_op):       # pipelined micro-batches (graphc/dist/rank_microbatches.py)
+        from ..dist import rank_microbatches
+        return rank_microbatches.call(cached_op, args, entry, leaves, training, ctx, pipe, group2ctx,
+                                      compile_stage, name)
+    forward = forward_plan(cached_op, entry, training, pipe, group2ctx, compile_stage, name)
     graph, var_devices, origins, program = forward
     inputs = list(leaves) + [p.data(ctx) if ctx in p.list_ctx() else p.data() for p in entry.param_list]
     me = program.me
@@ -108,27 +108,124 @@ def call(cached_op, args, leaves, training, ctx):
     return outs[0] if entry.out_tree == 0 else unflatten(outs, entry.out_tree)
 
 
-def gather_parameters(params):
-    """Bring every rank of the pipeline the current value of each parameter from the rank that
-    trains it, so that any rank can save or evaluate the whole model. Collective: every rank of
-    the pipeline calls it with the same parameters (a ParameterDict, dict or list); parameters
-    no rank-placed block has read yet are left as they are."""
+def micro_wanted(cached_op) -> bool:
+    """Whether the calls are pipelined over micro-batches (pipeline_microbatches=M, M > 1)."""
+    return cached_op.flags.get("pipeline_microbatches") not in (None, 1)
+
+
+def placement(cached_op, entry, training, pipe, group2ctx):
+    """(placed graph, moved parameters, input origins) of a traced entry, made once per entry
+    and mode. Marks each parameter's owner, and releases the memory of those another rank owns
+    (graphc/dist/param_memory.py)."""
+    from .cached_op import prepare
+    placed = getattr(entry, "rank_parallel", None)
+    if placed is None:
+        placed = entry.rank_parallel = _Placed()
+    with cached_op._compile_lock:
+        made = placed.placement.get(training)
+        if made is None:
+            graph, var_devices = _place(prepare(entry.graph, training), entry.n_data, group2ctx)
+            origins = [REPLICATED] * entry.n_data + [node_device(n) for n in graph.inputs[entry.n_data:]]
+            me = f"rank({pipe.stage})"
+            for p, origin in zip(entry.param_list, origins[entry.n_data:]):
+                p._stage_owner = origin
+                p._stage_elsewhere = origin != me      # the Trainer updates only its own (trainer.py)
+                if p._stage_elsewhere:
+                    param_memory.release(p)
+            made = placed.placement[training] = (graph, var_devices, origins)
+    return made
+
+
+def forward_plan(cached_op, entry, training, pipe, group2ctx, compile_stage, name):
+    """placement(...) and the forward StageProgram: (graph, var_devices, origins, program)."""
+    placed_graph = placement(cached_op, entry, training, pipe, group2ctx)
+    placed = entry.rank_parallel
+    with cached_op._compile_lock:
+        forward = placed.forward.get(training)
+        if forward is None:
+            graph, _, origins = placed_graph
+            program = StageProgram(graph, origins, pipe, compile_stage, 0, range(entry.n_visible), name)
+            forward = placed.forward[training] = placed_graph + (program,)
+    return forward
+
+
+def initialize_owned(net, *inputs, init=None, ctx=None):
+    """net.initialize(init, ctx) for a block hybridized with group2ctx on ranks, allocating only
+    this rank's parameters: traces the block on `inputs` (their shapes and dtypes; the
+    parameters need full shapes, e.g. in_units), places it, then initializes the parameters in
+    collect_params() order as net.initialize does, so the random draws, and the owners' values,
+    are those of one process, and drops each parameter another rank owns right after drawing
+    it. A rank then never holds more than its own share plus the largest parameter: a model
+    bigger than one machine's memory can be split. Collective (every rank of the pipeline calls
+    it, like the block). init: the default initializer (graphc.init.Uniform() when None)."""
+    from .. import initializer
+    from .cached_op import CachedOp, flatten
+    from .utils import shape_is_known
+    if getattr(net, "_cached_op", None) is None:
+        net._cached_op = CachedOp(net, **net._flags)
+    cached_op = net._cached_op
+    name = net.name or type(net).__name__
+    if not wanted(cached_op):
+        raise GraphcError(f"initialize_owned: {name} is not hybridized with group2ctx placing its groups on "
+                          "graphc.dist.rank(k); call net.hybridize(group2ctx=...) first, or use net.initialize()")
+    leaves, _ = flatten(list(inputs))
+    if not leaves or not all(isinstance(x, NDArray) for x in leaves):
+        raise GraphcError(f"initialize_owned: {name} is traced on sample inputs (NDArrays of the batch's shapes), "
+                          f"got {[type(x).__name__ for x in leaves]}")
+    missing = [p.name for p in net.collect_params().values() if p._data is None and not shape_is_known(p.shape)]
+    if missing:
+        raise GraphcError(f"initialize_owned: {name}'s parameters {missing} have unknown shapes; give them in full "
+                          "(in_units, in_channels, ...) so the block can be placed before anything is allocated")
+    key = ("model_parallel_ranks", tuple((x.shape, np.dtype(x.dtype)) for x in leaves), False, leaves[0]._ctx)
+    entry = cached_op._cache.get(key) or cached_op._trace_once(key, inputs)
+    group2ctx = {g: device_name(v) for g, v in cached_op.flags["group2ctx"].items()}
+    placement(cached_op, entry, False, pipeline(), group2ctx)
+    init = initializer.Uniform() if init is None else init
+    for p in net.collect_params().values():
+        p.initialize(None, ctx, init)
+        if getattr(p, "_stage_elsewhere", False):
+            param_memory.release(p)
+
+
+def gather_parameters(params, root=None):
+    """Bring the current value of each parameter from the rank that trains it to every rank of
+    the pipeline (root=None) or to rank(root) only, so that it can save or evaluate the whole
+    model: a rank that receives a parameter it does not own holds its full data from then on
+    (needing the whole model's memory); the others keep holding only their own. Collective:
+    every rank of the pipeline calls it with the same parameters (a ParameterDict, dict or
+    list); parameters no rank-placed block has read yet are left as they are."""
     if hasattr(params, "keys"):
         params = [params[k] for k in sorted(params.keys())]
     pipe = pipeline()
+    if root is not None and (not isinstance(root, int) or not 0 <= root < pipe.stages):
+        raise GraphcError(f"gather_parameters: root={root!r}; expected a rank of the pipeline, 0 .. {pipe.stages - 1}, "
+                          "or None for every rank")
+    me = f"rank({pipe.stage})"
     moving, requests = [], []
     for p in params:
         owner = getattr(p, "_stage_owner", None)
         if owner is None:
             continue
-        buffer = np.array(p.data()._data, copy=True, order="C")
-        requests.append(pipe.comm.Ibcast(buffer, root=rank_index(owner)))
-        moving.append((p, buffer))
+        arrays = p.list_data()
+        source = rank_index(owner)
+        wanted_here = owner != me and root in (None, pipe.stage)
+        if owner == me:
+            buffer = np.require(arrays[0]._data, requirements="C")
+        elif wanted_here:
+            buffer = np.empty(arrays[0].shape, np.dtype(arrays[0].dtype))
+        if root is None:
+            requests.append(pipe.comm.Ibcast(buffer, root=source))
+        elif owner == me and root != pipe.stage:        # point to point: only the root allocates
+            requests.append(pipe.comm.Isend(buffer, dest=root, tag=_GATHER_TAG))
+        elif wanted_here:
+            requests.append(pipe.comm.Irecv(buffer, source=source, tag=_GATHER_TAG))
+        if wanted_here:
+            moving.append((p, buffer))
     if requests:
-        pipe.world.wait(requests, f"gathering {len(requests)} stage parameters onto every pipeline rank")
+        pipe.world.wait(requests, f"gathering {len(requests)} stage parameters onto "
+                                  f"{'every pipeline rank' if root is None else f'rank({root})'}")
     for p, buffer in moving:
-        for arr in p.list_data():
-            arr._data[...] = buffer
+        param_memory.hold(p, buffer)
 
 
 def _place(graph, n_data, group2ctx):
@@ -187,11 +284,11 @@ def _run_training(cached_op, entry, placed, forward, inputs, arrays, mask, train
     return outputs
 
 
-def _compile_training(forward, entry, mask, group2ctx, pipe, compile_stage, name):
-    """Forward and backward stage programs: differentiate the placed graph (gradient nodes
-    inherit their forward node's rank), place the joint graph again (the backward's own cuts
-    get copies) and split it as the single-device path does."""
-    graph, var_devices, origins, _ = forward
+def training_split(placed, entry, mask, group2ctx):
+    """Differentiate the placed graph (gradient nodes inherit their forward node's rank), place
+    the joint graph again (the backward's own cuts get copies) and split it as the
+    single-device path does: (forward/backward split, placed gradient graph)."""
+    graph, var_devices = placed[0], placed[1]
     n_in = len(graph.inputs)
     wrt = [n for n, m in zip(graph.inputs, mask) if m]
     gg = differentiate(graph, wrt, num_heads=entry.n_visible)
@@ -199,17 +296,31 @@ def _compile_training(forward, entry, mask, group2ctx, pipe, compile_stage, name
     by_name = {n.name: n for n in joint.inputs}
     placed_gg = GradientGraph(joint, gg.num_forward_outputs, [by_name[n.name] for n in gg.head_grads],
                               [by_name[n.name] for n in gg.wrt])
-    split = split_forward_backward(placed_gg, joint.inputs[:n_in])
-    fwd = StageProgram(split.forward, origins, pipe, compile_stage, 0, range(entry.n_visible), name)
-    held = fwd.output_holders
-    bwd_origins = []
+    return split_forward_backward(placed_gg, joint.inputs[:n_in]), placed_gg
+
+
+def backward_origins(split, placed_gg, forward_program, origins) -> list:
+    """Where each input of the backward program is held: a saved value where the forward made
+    it, a forward input where it was, a head gradient on the rank making its output (only the
+    head gradient given there counts)."""
+    held = forward_program.output_holders
+    out = []
     for kind, k in split.backward_inputs:
         if kind == "saved":
-            bwd_origins.append(held[split.num_outputs + k])
+            out.append(held[split.num_outputs + k])
         elif kind == "input":
-            bwd_origins.append(origins[k])
-        else:       # only the head gradient given where the output is made counts
-            bwd_origins.append(node_device(placed_gg.head_grads[k]))
+            out.append(origins[k])
+        else:
+            out.append(node_device(placed_gg.head_grads[k]))
+    return out
+
+
+def _compile_training(forward, entry, mask, group2ctx, pipe, compile_stage, name, split_handoff=False):
+    """Forward and backward stage programs of the placed forward (training_split)."""
+    origins = forward[2]
+    split, placed_gg = training_split(forward, entry, mask, group2ctx)
+    fwd = StageProgram(split.forward, origins, pipe, compile_stage, 0, range(entry.n_visible), name)
+    bwd_origins = backward_origins(split, placed_gg, fwd, origins)
     data_grads = [j for j, i in enumerate(i for i, m in enumerate(mask) if m) if i < entry.n_data]
-    bwd = StageProgram(split.backward, bwd_origins, pipe, compile_stage, 1, data_grads, name)
+    bwd = StageProgram(split.backward, bwd_origins, pipe, compile_stage, 1, data_grads, name, split_handoff)
     return fwd, bwd, split

@@ -11,6 +11,11 @@ Scenarios (every rank runs the same script, SPMD):
             over each stage's replicas); writes the owned parameters after 3 steps
   kill      2 ranks; rank 1 is SIGKILLed after the first training step
   skip      2 ranks; rank 1 stops calling the block (alive) after the first call
+  micro     2 ranks, pipeline_microbatches in MICROS: the mlp and res cases as in 'pipeline'
+  grid_micro  'grid' with pipeline_microbatches=2, also saving the keys the store holds
+  batchnorm the gluon case with M=2, one recorded call and backward
+  memory    Wide (2 balanced stages), M=2: parameter bytes held, gather_parameters(root=0), save
+  owned_init  Wide initialized with initialize_owned: bytes held before the first call
 The test builds the same models in one process (CASES, build_mlp) as the reference. Parameters
 are saved by their position in collect_params().
 """
@@ -164,17 +169,166 @@ def pipeline(out):
     np.savez(os.path.join(out, f"rank{rank}.npz"), **saved)
 
 
-def grid(out):
+def grid(out, micro=None):
     pipe = graphc.dist.pipeline_groups(stages=2)
     kv = mx.kv.create("dist_sync", group=pipe.replicas)
     assert (kv.rank, kv.num_workers) == (pipe.replica, 2), (kv.rank, kv.num_workers, pipe)
     net = build_mlp({"stage1": graphc.dist.rank(0), "stage2": graphc.dist.rank(1)})
+    if micro:
+        net.hybridize(group2ctx={"stage1": graphc.dist.rank(0), "stage2": graphc.dist.rank(1)},
+                      pipeline_microbatches=micro)
     x, y = batch(rows=2 * BATCH, seed=3)
     part = slice(kv.rank * BATCH, (kv.rank + 1) * BATCH)     # this replica's half of the batch
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": LR, "momentum": 0.9}, kvstore=kv)
     losses = train(net, x[part], y[part], trainer, BATCH)
     saved = {f"param/{i}": params(net)[i].data().asnumpy() for i in owned(net)}
+    saved["stored"] = np.array(sorted(kv._store))     # the keys the store holds a copy of
     np.savez(os.path.join(out, f"rank{graphc.dist.world().rank}.npz"), losses=losses, **saved)
+
+
+MICROS = (1, 2, 4)
+
+
+def micro(out):
+    """pipeline_microbatches=M over 2 ranks: every case, probe and 3 SGD steps, per M."""
+    rank = graphc.dist.world().rank
+    saved = {}
+    for label in ("mlp", "res"):
+        build, groups, data = CASES[label]
+        for m in MICROS:
+            net = build({g: graphc.dist.rank(k) for g, k in groups.items()})
+            net.hybridize(group2ctx={g: graphc.dist.rank(k) for g, k in groups.items()}, pipeline_microbatches=m)
+            x, y = data()
+            o, dx, grads = probe(net, x)
+            tag = f"{label}/{m}"
+            timeline = getattr(net._cached_op, "last_rank_pipeline", None)    # (M > 1 only)
+            saved[f"{tag}/whole"] = timeline is not None and any(e[0] == "whole batch" for e in timeline["backward"])
+            saved[f"{tag}/out"], saved[f"{tag}/dx"] = o, dx
+            for i in owned(net):
+                saved[f"{tag}/grad/{i}"] = grads[i]
+            for p in params(net):
+                p.zero_grad()
+            trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": LR, "momentum": 0.9}, kvstore=None)
+            saved[f"{tag}/losses"] = train(net, x, y, trainer, BATCH)
+            for i in owned(net):
+                saved[f"{tag}/param/{i}"] = params(net)[i].data().asnumpy()
+    np.savez(os.path.join(out, f"rank{rank}.npz"), **saved)
+
+
+WIDE, LAYERS = 64, 4
+
+
+def micro_reference(net, x, parts):
+    """The gluon case pipelined over `parts` micro-batches, computed in one process: the block
+    called on each micro-batch in order under record (BatchNorm normalizes each by its own
+    statistics and updates its running ones after each), the gradients summed over them."""
+    outs = []
+    with autograd.record():
+        for rows in np.array_split(np.arange(len(x)), parts):
+            outs.append(net(mx.nd.array(x[rows])))
+        y = mx.nd.concat(*outs, dim=0)
+        (y * mx.nd.array(np.linspace(-1, 1, y.size).reshape(y.shape))).sum().backward()
+    return y.asnumpy(), [None if p.grad_req == "null" else p.grad().asnumpy() for p in params(net)], \
+        [p.data().asnumpy() for p in params(net)]
+
+
+def batchnorm(out):
+    """The gluon case (BatchNorm in the second stage) with pipeline_microbatches=2: one recorded
+    call and backward; the output, owned gradients and every owned parameter (running
+    statistics included) afterwards."""
+    rank = graphc.dist.world().rank
+    net = build_gluon({"first": graphc.dist.rank(0), "second": graphc.dist.rank(1)})
+    net.hybridize(group2ctx={"first": graphc.dist.rank(0), "second": graphc.dist.rank(1)}, pipeline_microbatches=2)
+    x = batch(seed=5)[0]
+    xs = mx.nd.array(x)
+    with autograd.record():
+        y = net(xs)
+        (y * mx.nd.array(np.linspace(-1, 1, y.size).reshape(y.shape))).sum().backward()
+    saved = {"out": y.asnumpy()}
+    for i in owned(net):
+        p = params(net)[i]
+        saved[f"param/{i}"] = p.data().asnumpy()
+        if p.grad_req != "null":
+            saved[f"grad/{i}"] = p.grad().asnumpy()
+    np.savez(os.path.join(out, f"rank{rank}.npz"), **saved)
+
+
+class Wide(gluon.HybridBlock):
+    """LAYERS Dense layers of WIDE units, the first half in ctx_group 'stage1', the rest in
+    'stage2': the two stages hold the same number of parameter bytes."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        with self.name_scope():
+            self.layers = [gluon.nn.Dense(WIDE, activation="relu" if k < LAYERS - 1 else None, in_units=WIDE)
+                           for k in range(LAYERS)]
+            for k, layer in enumerate(self.layers):
+                self.register_child(layer, f"fc{k}")
+
+    def hybrid_forward(self, F, x):
+        for k, layer in enumerate(self.layers):
+            with mx.AttrScope(ctx_group="stage1" if k < LAYERS // 2 else "stage2"):
+                x = layer(x)
+        return x
+
+
+def build_wide(group2ctx=None, micro=None):
+    mx.random.seed(11)
+    net = Wide()
+    net.initialize(mx.init.Xavier())
+    flags = {"group2ctx": group2ctx} if group2ctx else {}
+    if micro:
+        flags["pipeline_microbatches"] = micro
+    net.hybridize(**flags)
+    return net
+
+
+def owned_init(out):
+    """initialize_owned instead of initialize: the parameter bytes held before the first call,
+    the owned initial values, and the owned weights after 2 steps (M=2)."""
+    from graphc.dist.param_memory import held_bytes
+    from graphc.gluon.model_parallel_ranks import initialize_owned
+    rank = graphc.dist.world().rank
+    mx.random.seed(11)
+    net = Wide()
+    net.hybridize(group2ctx={"stage1": graphc.dist.rank(0), "stage2": graphc.dist.rank(1)}, pipeline_microbatches=2)
+    x, y = batch(rows=BATCH, seed=6)
+    x, y = np.tile(x, (1, WIDE // IN)), np.tile(y, (1, WIDE // SIZES[-1]))
+    initialize_owned(net, mx.nd.array(x), init=mx.init.Xavier())
+    saved = {"before": held_bytes(net.collect_params()), "owned": np.array(owned(net))}
+    for i in owned(net):
+        saved[f"initial/{i}"] = params(net)[i].data().asnumpy()
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": LR}, kvstore=None)
+    saved["losses"] = train(net, x, y, trainer, BATCH)
+    for i in owned(net):
+        saved[f"param/{i}"] = params(net)[i].data().asnumpy()
+    np.savez(os.path.join(out, f"rank{rank}.npz"), **saved)
+
+
+def memory(out):
+    """Parameter bytes each rank holds before and after the first training step (M=2), the
+    owned weights after 2 steps, then the whole model gathered on rank 0 only and saved there,
+    then gathered on every rank."""
+    from graphc.dist.param_memory import held_bytes
+    rank = graphc.dist.world().rank
+    net = build_wide({"stage1": graphc.dist.rank(0), "stage2": graphc.dist.rank(1)}, micro=2)
+    saved = {"before": held_bytes(net.collect_params())}
+    x, y = batch(rows=BATCH, seed=6)
+    x = np.tile(x, (1, WIDE // IN))
+    y = np.tile(y, (1, WIDE // SIZES[-1]))
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": LR}, kvstore=None)
+    saved["losses"] = train(net, x, y, trainer, BATCH)
+    saved["after"] = held_bytes(net.collect_params())
+    saved["owned"] = np.array(owned(net))
+    gather_parameters(net.collect_params(), root=0)
+    saved["after_root_gather"] = held_bytes(net.collect_params())
+    if rank == 0:
+        net.save_parameters(os.path.join(out, "wide.params"))
+    gather_parameters(net.collect_params())
+    saved["after_gather"] = held_bytes(net.collect_params())
+    for i, p in enumerate(params(net)):
+        saved[f"gathered/{i}"] = p.data().asnumpy()
+    np.savez(os.path.join(out, f"rank{rank}.npz"), **saved)
 
 
 def kill():
@@ -201,7 +355,9 @@ def skip():
 
 def main():
     scenario, out = sys.argv[1], sys.argv[2]
-    {"pipeline": lambda: pipeline(out), "grid": lambda: grid(out), "kill": kill, "skip": skip}[scenario]()
+    {"pipeline": lambda: pipeline(out), "grid": lambda: grid(out), "kill": kill, "skip": skip,
+     "micro": lambda: micro(out), "grid_micro": lambda: grid(out, micro=2), "memory": lambda: memory(out),
+     "batchnorm": lambda: batchnorm(out), "owned_init": lambda: owned_init(out)}[scenario]()
 
 
 if __name__ == "__main__":
