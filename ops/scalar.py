@@ -17,7 +17,7 @@ import numpy as np
 from .dtypes import canonical
 
 UNARY = ("neg", "exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "tanh", "sigmoid", "sin", "cos",
-         "erf", "floor", "ceil", "round", "trunc", "abs", "sign", "not")
+         "erf", "floor", "ceil", "round", "trunc", "abs", "sign", "not", "hash32")
 BINARY = ("add", "sub", "mul", "div", "pow", "max", "min", "mod",
           "lt", "le", "gt", "ge", "eq", "ne", "and", "or")
 TERNARY = ("select",)
@@ -166,6 +166,8 @@ def cast(x: ScalarExpr, dtype) -> ScalarExpr:
 def call(op: str, *args) -> ScalarExpr:
     if op not in UNARY + BINARY + TERNARY:
         raise ValueError(f"unknown scalar function {op!r}")
+    if op == "hash32" and args[0].dtype != "int64":
+        raise TypeError(f"scalar hash32: takes an int64 counter, got {args[0].dtype}; cast first")
     if op in COMPARISONS:
         dtype = "bool"
     elif op == "select":
@@ -197,6 +199,30 @@ sin, cos, erf, floor, ceil, round_, trunc, abs_, sign = map(_fn, ("sin", "cos", 
 maximum, minimum, logical_not = _fn("max"), _fn("min"), _fn("not")
 
 
+# -- hash32: the counter-based generator random operators compile to ---------------------------
+# Chris Wellons' "lowbias32" finaliser (found by his hash-prospector search; bias ~0.17, below
+# murmur3's fmix32 at ~0.26): an invertible map on 32-bit words in which every input bit flips
+# each output bit with probability close to 1/2. Invertible means one seed's counters 0..2**32-1
+# map to distinct words, so a mask drawn from consecutive counters has no repeated draws; two
+# rounds keyed by the two 32-bit halves of a per-call seed (random.counter_uniform) decorrelate
+# calls. Chosen over Philox-4x32-10 because it is five integer operations on one word, which
+# every renderer spells directly (no 32x32->64 multiply, no four-word state to carry).
+HASH32_MUL1, HASH32_MUL2 = 0x7FEB352D, 0x846CA68B
+
+
+def hash32_numpy(x):
+    """The reference every renderer must match bit for bit: the low 32 bits of an int64
+    counter, mixed, returned as an int64 in [0, 2**32)."""
+    h = (np.asarray(x).astype(np.int64) & 0xFFFFFFFF).astype(np.uint32)
+    with np.errstate(over="ignore"):
+        h = h ^ (h >> np.uint32(16))
+        h = h * np.uint32(HASH32_MUL1)
+        h = h ^ (h >> np.uint32(15))
+        h = h * np.uint32(HASH32_MUL2)
+        h = h ^ (h >> np.uint32(16))
+    return h.astype(np.int64)
+
+
 def _erf(x):
     return np.vectorize(math.erf, otypes=[x.dtype])(x) if x.size else x
 
@@ -206,7 +232,7 @@ _NUMPY = {
     "sqrt": np.sqrt, "rsqrt": lambda x: 1 / np.sqrt(x), "tanh": np.tanh,
     "sigmoid": lambda x: 1 / (1 + np.exp(-x)), "sin": np.sin, "cos": np.cos, "erf": _erf,
     "floor": np.floor, "ceil": np.ceil, "round": lambda x: np.where(x >= 0, np.floor(x + 0.5), np.ceil(x - 0.5)).astype(x.dtype),
-    "trunc": np.trunc, "abs": np.abs, "sign": np.sign, "not": np.logical_not,
+    "trunc": np.trunc, "abs": np.abs, "sign": np.sign, "not": np.logical_not, "hash32": hash32_numpy,
     "add": np.add, "sub": np.subtract, "mul": np.multiply,
     "div": lambda a, b: np.floor_divide(a, b) if a.dtype.kind in "iu" else np.divide(a, b),
     "pow": np.power, "max": np.maximum, "min": np.minimum, "mod": np.fmod,

@@ -17,8 +17,11 @@ For each layer and direction the expansion is:
 Per-gate GEMMs instead of one (N, G*H) GEMM per step avoid slicing the gates apart at every
 step: a slice would be a host step in the middle of the recurrence, a gate's GEMM is not.
 
-A node is left fused when dropout between layers may apply (training and p > 0 with more than
-one layer): the fused op draws its masks and keeps them for its gradient; and in float16,
+Dropout between layers (p > 0, more than one layer) becomes a `Dropout` node (mode 'training')
+on each layer's output but the last, where MXNet applies it; in training its mask is drawn in a
+compiled kernel (runtime/dropout_kernel.py) and autodiff's gradient reads the node's mask output,
+and the fused op's hidden mask output is those masks stacked. Outside training the mask output
+is ones, as the fused op's is. A node is left fused in float16,
 which the backends do not compute in, so that it stays one host step instead of hundreds; and with
 a projection (LSTMP) or per-sequence lengths, which the expansion does not write out. This pass never
 touches a backend; it builds nodes through `GraphBuilder`, so every new node is typed.
@@ -30,7 +33,7 @@ import numpy as np
 from graphc.ops.builder import GraphBuilder
 from graphc.ops.declarations.rnn import GATES, directions, has_mask, param_layout
 from graphc.ops.errors import GraphcError
-from graphc.ops.graph import Graph, Node
+from graphc.ops.graph import Graph, Node, Value
 
 from .rewrite import rebuild
 
@@ -39,10 +42,11 @@ _COMPILED_DTYPES = ("float32", "float64")     # what the backends compile GEMMs 
 
 def expand_rnn(graph: Graph, training: bool = False) -> Graph:
     """Replace every RNN node by its unrolled equivalent (see the module docstring); `training`
-    says whether the graph will run in training mode (RNN nodes with active dropout stay)."""
+    says whether the graph will run in training mode (dropout between layers is then written out
+    as Dropout nodes)."""
 
     def rule(node: Node):
-        if node.op != "RNN" or (training and has_mask(node.attrs)):
+        if node.op != "RNN":
             return None
         if node.attrs["projection_size"] is not None or node.attrs["use_sequence_length"]:
             return None     # LSTMP and variable lengths stay fused: one host step, its own BPTT
@@ -51,7 +55,8 @@ def expand_rnn(graph: Graph, training: bool = False) -> Graph:
         if any(v.type is None for v in node.inputs):
             raise GraphcError(f"expand_rnn: RNN node {node.name!r} has untyped inputs; infer types first")
         builder = GraphBuilder(node.name)
-        return [h.value for h in unroll_rnn(builder, [builder.wrap(v) for v in node.inputs], node.attrs)]
+        return [h.value for h in unroll_rnn(builder, [builder.wrap(v) for v in node.inputs], node.attrs,
+                                           training)]
 
     return rebuild(graph, rule)
 
@@ -68,8 +73,9 @@ def _param(F, params, entry):
     return F.Reshape(block, shape=shape) if len(shape) > 1 else block
 
 
-def unroll_rnn(builder: GraphBuilder, ins: list, attrs) -> list:
-    """Handles for the RNN node's outputs (out, [hy, [cy]], [dropout mask]) built from `ins`."""
+def unroll_rnn(builder: GraphBuilder, ins: list, attrs, training: bool = False) -> list:
+    """Handles for the RNN node's outputs (out, [hy, [cy]], [dropout mask]) built from `ins`;
+    `training` writes the dropout between layers out (else the mask output is ones)."""
     F = builder.F
     data, params, state = ins[:3]
     cell = ins[3] if attrs["mode"] == "lstm" else None
@@ -80,7 +86,7 @@ def unroll_rnn(builder: GraphBuilder, ins: list, attrs) -> list:
     h0 = _pieces(F, state, layers * dirs, 0)
     c0 = _pieces(F, cell, layers * dirs, 0) if cell is not None else None
     clip = (attrs["lstm_state_clip_min"], attrs["lstm_state_clip_max"], attrs["lstm_state_clip_nan"])
-    x, hy, cy = data, [], []
+    x, hy, cy, masks = data, [], [], []
     for layer in range(layers):
         ys = []
         for k in range(dirs):
@@ -91,12 +97,22 @@ def unroll_rnn(builder: GraphBuilder, ins: list, attrs) -> list:
             hy.append(h)
             cy.append(c)
         x = F.Concat(*ys, dim=2) if dirs == 2 else ys[0]
+        if training and has_mask(attrs) and layer < layers - 1:
+            # the node's mask output (1) is what the fused op returns as this layer's mask; its
+            # gradient multiplies by the same mask
+            # named after the RNN node: the kernel's random stream is keyed by the node's name
+            drop = builder.invoke("Dropout", [x], {"p": attrs["p"], "mode": "training"},
+                                  name=f"{builder.name}_dropout{layer}").value.node
+            x, mask = builder.wrap(Value(drop, 0)), builder.wrap(Value(drop, 1))
+            masks.append(mask)
     outs = [x]
     if attrs["state_outputs"]:
         outs.append(F.stack(*hy, axis=0))
         if mode == "lstm":
             outs.append(F.stack(*cy, axis=0))
-    if has_mask(attrs):  # not training: the fused op's mask output is all ones
+    if has_mask(attrs) and masks:
+        outs.append(F.stack(*masks, axis=0))
+    elif has_mask(attrs):  # not training: the fused op's mask output is all ones
         outs.append(builder.const(np.ones((layers - 1, seq, batch, dirs * hidden), data.dtype)))
     return outs
 

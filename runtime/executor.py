@@ -10,7 +10,9 @@ memory and on disk) -> MCJIT. Nodes that only have a numpy reference (random ops
 run from Python between native segments, on numpy views of the same arena; a graph without
 such nodes is one ctypes call per forward.
 
-The argument vector is laid out once: [inputs..., outputs..., constants..., arena per device].
+The argument vector is laid out once: [inputs..., outputs..., constants..., arena per device],
+then, for a program whose kernels draw random numbers (compiled Dropout), the frame's seed
+buffer, which every call refills from the caller's rng (runtime/dropout_kernel.py).
 `Program.__call__` fills the input and output pointers into a preallocated ctypes array and
 calls; nothing else is allocated per call when the caller passes `outputs`.
 
@@ -47,6 +49,7 @@ from . import trace as _trace
 from . import cpu_devices as _cpu_devices
 from . import threads as _threads
 from .lower import KernelStep, HostStep, lower_graph
+from .dropout_kernel import SEED_WORDS
 from .step_labels import kernel_owners, step_label
 from .render_llvm import ModuleBuilder
 
@@ -85,10 +88,10 @@ class _Frame:
     addresses), the arenas, and weak references to the arrays whose pointers args[] holds (a
     program must not keep its caller's buffers alive: a static_alloc pool would see them as
     still in use). Two calls running at once each need their own."""
-    __slots__ = ("args", "arenas", "last_in", "last_out")
+    __slots__ = ("args", "arenas", "last_in", "last_out", "seed")
 
-    def __init__(self, args, arenas, n_in, n_out):
-        self.args, self.arenas = args, arenas
+    def __init__(self, args, arenas, n_in, n_out, seed=None):
+        self.args, self.arenas, self.seed = args, arenas, seed
         self.last_in = [_DEAD] * n_in
         self.last_out = [_DEAD] * n_out
 
@@ -116,6 +119,10 @@ class Program:
         self._devices = sorted(plan.arena_size)
         n_in, n_out, n_c = len(self.in_types), len(self.out_types), len(plan.consts)
         self._arena_slot = {dev: n_in + n_out + n_c + j for j, dev in enumerate(self._devices)}
+        # kernels that draw random numbers (compiled Dropout) read a per-call seed from the slot
+        # after the arenas; the frame's seed buffer is refilled from the caller's rng each call
+        self._seeded = any(isinstance(s, KernelStep) and any(p.kind == "seed" for p in s.bindings.values())
+                           for s in steps)
         # the program's own frame, used under _lock; concurrent callers take spares
         self._frame = self._new_frame()
         self._arenas = self._frame.arenas
@@ -137,7 +144,8 @@ class Program:
     def _new_frame(self) -> _Frame:
         """A fresh argument vector (constants and arena addresses filled in) with its arenas."""
         n_in, n_out, n_c = len(self.in_types), len(self.out_types), len(self._consts)
-        args = (ctypes.c_void_p * (n_in + n_out + n_c + max(1, len(self._devices))))()
+        n_slots = n_in + n_out + n_c + max(1, len(self._devices))
+        args = (ctypes.c_void_p * (n_slots + (1 if self._seeded else 0)))()
         for i, c in enumerate(self._consts):
             args[n_in + n_out + i] = c.ctypes.data
         arenas = {}
@@ -147,7 +155,11 @@ class Program:
             off = (-raw.ctypes.data) % 64
             arenas[dev] = raw[off:off + size]
             args[self._arena_slot[dev]] = arenas[dev].ctypes.data
-        return _Frame(args, arenas, n_in, n_out)
+        seed = None
+        if self._seeded:
+            seed = np.zeros(SEED_WORDS, dtype=np.int64)
+            args[n_slots] = seed.ctypes.data
+        return _Frame(args, arenas, n_in, n_out, seed)
 
     def _take_spare(self) -> _Frame | None:
         """An idle spare frame, a new one while fewer than MAX_FRAMES exist, else None."""
@@ -242,6 +254,9 @@ class Program:
                                       f"C-contiguous {t.dtype} array of shape {t.shape}")
                 args[n_in + j] = o.ctypes.data
                 last[j] = weakref.ref(o)
+        if self._seeded:
+            rng = rng if rng is not None else np.random.default_rng()
+            frame.seed[:] = rng.integers(0, 1 << 32, size=SEED_WORDS, dtype=np.int64)
         if self._pure_native:
             self._entry0(args)
             return outputs
@@ -351,7 +366,10 @@ class Program:
 
 
 def _slot_of(placement, n_in, n_out, n_c, arena_slot):
-    """(argument slot, byte offset): a kernel may bind part of a buffer (one image of a batch)."""
+    """(argument slot, byte offset): a kernel may bind part of a buffer (one image of a batch).
+    The per-call seed (kind 'seed') sits after the arenas (Program._new_frame puts it there)."""
+    if placement.kind == "seed":
+        return n_in + n_out + n_c + max(1, len(arena_slot)), 0
     if placement.kind == "input":
         return placement.index, placement.offset
     if placement.kind == "output":

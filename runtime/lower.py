@@ -385,6 +385,10 @@ def lower_node(node: Node, plan: MemoryPlan, names: _Names) -> list:
     index_steps = lower_index_family(node, names, pl_in, pl_out)
     if index_steps is not None:
         return index_steps
+    # Dropout's mask drawn in the kernel from a per-call seed: runtime/dropout_kernel.py
+    dropout_steps = lower_dropout(node, names, pl_in, pl_out)
+    if dropout_steps is not None:
+        return dropout_steps
     # convolutions and pooling: runtime/conv_steps.py
     conv_steps = lower_conv_family(node, plan, names, pl_in, pl_out)
     if conv_steps is not None:
@@ -490,3 +494,4 @@ from .conv_steps import lower_conv_family  # noqa: E402  (it builds on the helpe
 from .movement import copy_kernel_steps  # noqa: E402
 from .gather import take_kernel  # noqa: E402
 from .index_kernels import lower_index_family  # noqa: E402
+from .dropout_kernel import lower_dropout  # noqa: E402

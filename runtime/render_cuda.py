@@ -36,6 +36,7 @@ __device__ __forceinline__ int gc_floordiv_i(int a, int b) { if (b == 0) b = 1; 
 __device__ __forceinline__ long long gc_floordiv_l(long long a, long long b) { if (b == 0) b = 1; long long q = a / b, r = a % b; return (r != 0 && ((r ^ b) < 0)) ? q - 1 : q; }
 __device__ __forceinline__ int gc_mod_i(int a, int b) { if (b == 0) b = 1; int r = a % b; return (r != 0 && ((r ^ b) < 0)) ? r + b : r; }
 __device__ __forceinline__ long long gc_mod_l(long long a, long long b) { if (b == 0) b = 1; long long r = a % b; return (r != 0 && ((r ^ b) < 0)) ? r + b : r; }
+__device__ __forceinline__ long long gc_hash32(long long x) { unsigned h = (unsigned)x; h ^= h >> 16; h *= 0x7feb352du; h ^= h >> 15; h *= 0x846ca68bu; h ^= h >> 16; return (long long)h; }
 __device__ __forceinline__ float gc_max_f(float a, float b) { return (isnan(a) || isnan(b)) ? a + b : fmaxf(a, b); }
 __device__ __forceinline__ float gc_min_f(float a, float b) { return (isnan(a) || isnan(b)) ? a + b : fminf(a, b); }
 __device__ __forceinline__ double gc_max_d(double a, double b) { return (isnan(a) || isnan(b)) ? a + b : fmax(a, b); }
@@ -103,6 +104,8 @@ class _Expr:
         isf = dt in FLOATS
         if op == "select":
             return f"({a[0]} ? {a[1]} : {a[2]})"
+        if op == "hash32":
+            return f"gc_hash32({a[0]})"      # ops/scalar.py's lowbias32; PRELUDE spells it
         if op in ("and", "or"):
             return f"(({a[0]} != 0) {'&&' if op == 'and' else '||'} ({a[1]} != 0))"
         if op == "not":

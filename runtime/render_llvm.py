@@ -202,10 +202,23 @@ def _int_floordiv(b, x, y, mod=False):
     return b.select(adjust, b.sub(q, _c(ty, 1)), q)
 
 
+def _hash32(b, x):
+    """ops/scalar.py's hash32 (lowbias32) on the low word of an i64, zero-extended back."""
+    h = b.trunc(x, I32)
+    h = b.xor(h, b.lshr(h, _c(I32, 16)))
+    h = b.mul(h, _c(I32, S.HASH32_MUL1))
+    h = b.xor(h, b.lshr(h, _c(I32, 15)))
+    h = b.mul(h, _c(I32, S.HASH32_MUL2))
+    h = b.xor(h, b.lshr(h, _c(I32, 16)))
+    return b.zext(h, I64)
+
+
 def emit_call(b, op, args, arg_dtypes, out_dtype, flags):
     x = args[0]
     dt = arg_dtypes[0]
     isf = dt in FLOATS
+    if op == "hash32":
+        return _hash32(b, x)
     if op == "select":
         return b.select(_to_bool(b, x), args[1], args[2])
     if op in ("and", "or"):

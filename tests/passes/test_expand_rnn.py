@@ -1,6 +1,7 @@
 """expand_rnn: the unrolled graph computes what the fused RNN op computes, in the interpreter and
 compiled; autodiff of it gives the gradients of _backward_RNN; it is made of primitive ops with
-one input-projection GEMM per layer and direction; dropout in training keeps the fused node."""
+one input-projection GEMM per layer and direction; dropout between layers in training becomes
+Dropout nodes drawing the fused op's masks."""
 import os
 from collections import Counter
 
@@ -11,11 +12,12 @@ from graphc.compiler import compile_graph
 from graphc.ops import has_op
 from graphc.ops.builder import GraphBuilder
 from graphc.ops.declarations.rnn import param_size
-from graphc.ops.graph import verify
+from graphc.ops.graph import Value, verify
 from graphc.ops.interpret import interpret
 from graphc.ops.types import TensorType
 from graphc.passes.autodiff import differentiate
 from graphc.passes.expand_rnn import expand_rnn
+from graphc.runtime.lower import HostStep
 
 LSTM_FIXTURE = "/work/shared/fixtures/mxnet/lstm-symbol.json"
 MODES = ["rnn_relu", "rnn_tanh", "lstm", "gru"]
@@ -97,13 +99,71 @@ def test_unrolled_graph_is_primitive_ops_with_one_input_gemm_per_layer_and_direc
     assert ops["dot"] == layers * dirs * seq * GATES[mode]
 
 
-def test_training_with_dropout_between_layers_keeps_the_fused_node():
-    arrays = _inputs("lstm", 2, 1)
-    graph = _rnn_graph(arrays, **_attrs("lstm", 2, False, p=0.5))
-    assert [n.op for n in expand_rnn(graph, training=True).op_nodes()] == ["RNN"]
-    assert "RNN" not in {n.op for n in expand_rnn(graph, training=False).op_nodes()}
-    one_layer = _rnn_graph(arrays[:1] + _inputs("lstm", 1, 1)[1:], **_attrs("lstm", 1, False, p=0.5))
-    assert "RNN" not in {n.op for n in expand_rnn(one_layer, training=True).op_nodes()}  # nothing to drop
+@pytest.mark.parametrize("mode,layers,bidirectional", [("lstm", 3, True), ("gru", 2, False)])
+def test_training_dropout_between_layers_is_unrolled_as_dropout_nodes(mode, layers, bidirectional):
+    """In training each gap between layers is a Dropout node; drawing from the same numpy stream,
+    the interpreted unrolled graph applies the masks the fused op draws (one (T, N, D*H) block
+    per gap, in layer order), so forward and autodiff's gradients equal the fused op's."""
+    arrays = _inputs(mode, layers, 2 if bidirectional else 1)
+    graph = _rnn_graph(arrays, **_attrs(mode, layers, bidirectional, p=0.5))
+    expanded = verify(expand_rnn(graph, training=True))
+    ops = Counter(n.op for n in expanded.op_nodes())
+    assert "RNN" not in ops and ops["Dropout"] == layers - 1, ops
+    _assert_all_close(interpret(expanded, arrays, rng=np.random.default_rng(4), training=True),
+                      interpret(graph, arrays, rng=np.random.default_rng(4), training=True))
+    no_drop = interpret(graph, arrays, training=False)
+    assert not np.allclose(interpret(expanded, arrays, rng=np.random.default_rng(4), training=True)[0], no_drop[0])
+    rng = np.random.default_rng(1)
+    heads = [rng.standard_normal(v.type.shape) for v in graph.outputs]
+    unrolled = verify(differentiate(expanded).graph)
+    assert not {"RNN", "_backward_RNN"} & {n.op for n in unrolled.op_nodes()}
+    _assert_all_close(interpret(unrolled, arrays + heads, rng=np.random.default_rng(4), training=True),
+                      interpret(differentiate(graph).graph, arrays + heads, rng=np.random.default_rng(4),
+                                training=True))
+
+
+def test_unrolled_mask_output_is_the_stacked_dropout_masks_and_ones_outside_training():
+    arrays = _inputs("lstm", 3, 1)
+    b = GraphBuilder("rnn")
+    xs = [b.var(f"x{i}", TensorType(a.shape, a.dtype)) for i, a in enumerate(arrays)]
+    b.invoke("RNN", xs, _attrs("lstm", 3, False, p=0.3))
+    rnn = b.nodes[-1]
+    graph = b.build([Value(rnn, 0), Value(rnn, len(rnn.types) - 1)])      # out and the hidden masks
+    for training in (True, False):
+        got = interpret(expand_rnn(graph, training=training), arrays, rng=np.random.default_rng(6), training=training)
+        want = interpret(graph, arrays, rng=np.random.default_rng(6), training=training)
+        _assert_all_close(got, want)
+    assert set(np.unique(want[1]).tolist()) == {1.0}
+
+
+def test_compiled_training_rnn_with_dropout_has_no_host_step_and_its_gradient_matches_its_forward():
+    """Compiled, the masks come from the kernel generator (not numpy's): the gradient is checked
+    against central differences of the compiled forward drawing the same masks (same rng seed)."""
+    arrays = _inputs("lstm", 2, 2, seq=3, batch=2, feat=4, hidden=3)
+    graph = _rnn_graph(arrays, **_attrs("lstm", 2, True, p=0.4))
+    expanded = expand_rnn(graph, training=True)
+    forward = compile_graph(expanded, training=True, cache=False)
+    rng = np.random.default_rng(2)
+    heads = [rng.standard_normal(v.type.shape) for v in graph.outputs]
+    joint = compile_graph(differentiate(expanded).graph, training=True, cache=False)
+    for program in (forward, joint):
+        assert not [s.node.op for s in program.steps if isinstance(s, HostStep)]
+    n_out = len(graph.outputs)
+    got = joint(arrays + heads, rng=np.random.default_rng(9))
+    _assert_all_close(got[:n_out], forward(arrays, rng=np.random.default_rng(9)))
+    unmasked = compile_graph(expand_rnn(graph), cache=False)(arrays)[0]
+    assert not np.allclose(got[0], unmasked), "no dropout was applied"
+
+    def f(arrs):
+        return sum(float(np.sum(y * h)) for y, h in zip(forward(arrs, rng=np.random.default_rng(9)), heads))
+
+    for k in (0, 1):                                     # data, the packed parameters
+        v = rng.standard_normal(arrays[k].shape)
+        eps = 1e-6
+        up = [a + eps * v if i == k else a for i, a in enumerate(arrays)]
+        down = [a - eps * v if i == k else a for i, a in enumerate(arrays)]
+        fd = (f(up) - f(down)) / (2 * eps)
+        np.testing.assert_allclose(float(np.sum(got[n_out + k] * v)), fd, rtol=1e-6, atol=1e-8)
 
 
 def test_graph_without_rnn_comes_back_unchanged():

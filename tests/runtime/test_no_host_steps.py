@@ -23,18 +23,10 @@ from graphc.gluon import nn
 from graphc.gluon.model_zoo import vision
 from graphc.runtime.lower import HostStep
 
-# operator -> why it still runs on the host in a training program
-ALLOWED = {
-    # random draws: a compiled mask needs a counter-based generator (Philox) in kernel IR and a
-    # per-call seed handed to the native entry by the executor; the mask is an output, so the
-    # backward already reads it natively
-    "Dropout": "mask drawn by numpy's generator (needs an in-kernel counter-based RNG)",
-    # passes/expand_rnn.py leaves a multi-layer RNN with dropout fused in training (the fused op
-    # draws the masks between layers); unrolling it with a Dropout of ones per gap would leave
-    # only Dropout on the host
-    "RNN": "multi-layer RNN with dropout stays fused in training (passes/expand_rnn.py)",
-    "_backward_RNN": "the fused RNN's gradient (see RNN)",
-}
+# operator -> why it still runs on the host in a training program. Empty: Dropout draws its mask
+# in a compiled kernel (runtime/dropout_kernel.py) and passes/expand_rnn.py unrolls a multi-layer
+# RNN with dropout in training too (a Dropout node per gap between layers)
+ALLOWED: dict = {}
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 
