@@ -6,7 +6,7 @@ groups the graph into `_fused_*` nodes and memory planning places every value. T
 takes that result as data (`graphc.ops.fused`, `graphc.ops.memory_plan`) and never runs or
 imports a pass: lower_graph (kernel IR steps) -> one LLVM module (every kernel plus an entry
 function `void segN(void** args)` per maximal run of native steps) -> object code (cached in
-memory and on disk) -> MCJIT. Nodes that only have a numpy reference (random ops, softmax, ...)
+memory and on disk) -> MCJIT. Nodes that only have a numpy reference (sort, lp pooling, custom ops, ...)
 run from Python between native segments, on numpy views of the same arena; a graph without
 such nodes is one ctypes call per forward.
 

@@ -9,8 +9,9 @@ from graphc import autograd, gluon, nd
 from graphc.gluon import init, nn
 from graphc.runtime.lower import HostStep
 
-# ops allowed on the host in a training program: random draws come from the caller's generator
-RANDOM_OPS = {"Dropout"}
+# ops allowed on the host in a training program: none (Dropout draws its mask in the kernel,
+# runtime/dropout_kernel.py)
+RANDOM_OPS = set()
 
 
 class ResidualBlock(nn.HybridBlock):
