@@ -40,6 +40,11 @@ def _as_dict(kind, names, arrays) -> dict:
     return dict(zip(names, arrays))
 
 
+
+class UnknownParameterError(GraphcError, ValueError):
+    """A parameter given by name that the symbol does not have. A ValueError too, as MXNet's
+    copy_params_from raises one (Module.set_params callers catch that type)."""
+
 class Executor:
     """A symbol bound to arrays; see the module docstring."""
 
@@ -74,9 +79,8 @@ class Executor:
             if grads.get(n) is None:
                 if args_grad is not None and not isinstance(args_grad, dict):
                     raise GraphcError(f"bind: argument {n!r} has grad_req {self._grad_req[n]!r} but no gradient array")
-                if args_grad is None:
-                    raise GraphcError(f"bind: args_grad is None but grad_req is {self._grad_req[n]!r} for {n!r}; "
-                                      "give gradient arrays or grad_req='null'")
+                # No array to write into: MXNet binds it anyway and backward leaves it alone
+                # (bind(args) without args_grad is the usual inference-only spelling).
                 self._grad_req[n] = "null"
                 continue
             self.grad_dict[n] = grads[n]
@@ -88,6 +92,7 @@ class Executor:
             self._block.hybridize(group2ctx=self._group2ctx)
         self._aux_params = {n: self._block._params_by_var[n] for n in aux_names}
         self._outputs = None
+        self._out_buffers = None
 
     @classmethod
     def simple(cls, symbol, ctx, grad_req, type_dict, shapes, group2ctx=None):
@@ -133,7 +138,23 @@ class Executor:
 
     @property
     def outputs(self):
-        return list(self._outputs) if self._outputs is not None else []
+        """The output arrays. Read before the first forward they are zeros of the inferred
+        shapes, and forward then writes into those same arrays: MXNet allocates outputs at bind,
+        and code that keeps `exe.outputs[0]` from before forward reads the results through it."""
+        if self._out_buffers is not None:
+            return list(self._out_buffers)
+        if self._outputs is not None:
+            return list(self._outputs)
+        self._out_buffers = self._zero_outputs()
+        return list(self._out_buffers)
+
+    def _zero_outputs(self):
+        from .ndarray import zeros
+        shapes = {n: a.shape for n, a in self.arg_dict.items()}
+        types = {n: a.dtype for n, a in self.arg_dict.items()}
+        _, out_shapes, _ = self._symbol.infer_shape(**shapes)
+        _, out_types, _ = self._symbol.infer_type(**types)
+        return [zeros(s, ctx=self._ctx, dtype=t) for s, t in zip(out_shapes, out_types)]
 
     @property
     def output_dict(self):
@@ -168,14 +189,38 @@ class Executor:
         outs = list(out) if isinstance(out, (list, tuple)) else [out]
         self._outputs = outs
         self._trained = is_train
+        if self._out_buffers is not None:
+            for buf, o in zip(self._out_buffers, outs):
+                buf[:] = o
         for name, p in self._aux_params.items():
             self.aux_dict[name][:] = p.data(p.list_ctx()[0])   # (group2ctx may have moved it)
         return self.outputs
 
+    def _record_inference_forward(self):
+        """Re-run the last (inference) forward under autograd, in predict mode, so backward
+        has a graph; outputs keep the same values."""
+        args = []
+        for name, x in zip(self._symbol.list_arguments(), self._args):
+            x = x.copy()
+            if self._grad_req[name] != "null":
+                x.attach_grad()
+            args.append(x)
+        self._args = args
+        with autograd.record(train_mode=False):
+            out = self._block(*args)
+        self._outputs = list(out) if isinstance(out, (list, tuple)) else [out]
+        self._trained = True
+
     def backward(self, out_grads=None, is_train=True):
         """Gradients of the last training forward into grad_dict (written or added)."""
-        if self._outputs is None or not self._trained:
+        if self._outputs is None:
             raise GraphcError("backward: call forward(is_train=True) first")
+        if all(r == "null" for r in self._grad_req.values()):
+            return      # nothing to write: MXNet's backward is a no-op here too
+        if not self._trained:
+            # MXNet's static graph can differentiate an inference forward (is_train only picks
+            # the Dropout/BatchNorm mode); graphc records on demand, in the same predict mode.
+            self._record_inference_forward()
         if out_grads is not None and not isinstance(out_grads, (list, tuple)):
             out_grads = [out_grads]
         if out_grads is not None and len(out_grads) != len(self._outputs):
@@ -200,7 +245,7 @@ class Executor:
                 if name not in target:
                     if allow_extra_params:
                         continue
-                    raise GraphcError(f"copy_params_from: {kind} {name!r} is not in the symbol "
+                    raise UnknownParameterError(f"copy_params_from: {kind} {name!r} is not in the symbol "
                                       f"(allow_extra_params=True skips it)")
                 target[name][:] = value
 

@@ -186,10 +186,11 @@ def random_uniform_arrays(*shapes, low=0.0, high=1.0, dtype=None):
 
 def rand_ndarray(shape, stype="default", density=None, dtype=None, modifier_func=None,
                  shuffle_csr_indices=False, distribution=None, ctx=None):
-    """A standard-normal NDArray of `shape` (dense storage only: graphc has no sparse arrays)."""
-    if stype != "default":
-        raise GraphcError(f"rand_ndarray: storage type {stype!r} is not supported; graphc arrays are dense")
-    return array(random_arrays(tuple(shape)), ctx=ctx or default_context(), dtype=dtype)
+    """A random NDArray of `shape`: standard normal when dense; for 'row_sparse' and 'csr', the
+    sparse array of rand_sparse_ndarray (about `density` of it nonzero)."""
+    from .test_utils_suite import rand_ndarray_any
+    return rand_ndarray_any(shape, stype, density, dtype, modifier_func, shuffle_csr_indices,
+                            distribution, ctx)
 
 
 def rand_shape_2d(dim0=10, dim1=10, allow_zero_size=False):
@@ -421,3 +422,11 @@ def environment(*args):
         from .ndarray import waitall
         waitall()
         apply(saved)
+
+
+# -- the rest of MXNet's test_utils, and the modules its star import hands out ----------------------
+
+from .test_utils_suite import *  # noqa: E402,F401,F403  (MXNet's tests import these from here)
+from .test_utils_suite import rnd, npt  # noqa: E402,F401
+from .symbol import Symbol  # noqa: E402,F401
+import graphc as mx  # noqa: E402,F401  (`from mxnet.test_utils import *` gives tests `mx`)

@@ -10,6 +10,7 @@ import numbers
 import numpy as np
 
 from .block import HybridBlock
+from ..ops.errors import GraphcError
 
 __all__ = ["Loss", "L2Loss", "L1Loss", "SigmoidBinaryCrossEntropyLoss", "SigmoidBCELoss",
            "SoftmaxCrossEntropyLoss", "SoftmaxCELoss", "KLDivLoss", "HuberLoss", "HingeLoss",
@@ -29,6 +30,15 @@ def _apply_weighting(F, loss, weight=None, sample_weight=None):
 
 
 def _reshape_like(F, x, y):
+    """x in y's shape. A free symbol (mx.sym.var('label') handed to a loss, as Module code does)
+    has no shape until binding, so the reshape is left to the graph: reshape_like."""
+    from ..symbol import Symbol
+    if isinstance(x, Symbol) or isinstance(y, Symbol):
+        try:
+            same = tuple(x.shape) == tuple(y.shape)
+        except GraphcError:
+            return F.reshape_like(x, y)
+        return x if same else F.reshape_like(x, y)
     return x if tuple(x.shape) == tuple(y.shape) else x.reshape(y.shape)
 
 

@@ -71,8 +71,10 @@ class NDArrayIter(DataIter):
         self.layout = layout
         self._axis = layout.find("N")
         n = self.data[0][1].shape[self._axis]
+        # The first data array sets the example count; longer arrays are read up to it (MXNet
+        # iterates them so too: a label table may cover more examples than a data slice).
         for name, arr in self.data + self.label:
-            if arr.shape[self._axis] != n:
+            if arr.shape[self._axis] < n:
                 raise ValueError(f"NDArrayIter: {name!r} has {arr.shape[self._axis]} examples along axis "
                                  f"{self._axis}, but {self.data[0][0]!r} has {n}")
         self.idx = np.arange(n)
