@@ -24,6 +24,10 @@ from ..runtime import trace as _trace
 
 
 _DTYPE_NAMES: dict = {}     # numpy dtype -> canonical name (NDArray._type)
+# MXNet's storage-type ids (mxnet.ndarray.ndarray), which its tests and user code import
+_STORAGE_TYPE_UNDEFINED, _STORAGE_TYPE_DEFAULT, _STORAGE_TYPE_ROW_SPARSE, _STORAGE_TYPE_CSR = -1, 0, 1, 2
+_STORAGE_TYPE_STR_TO_ID = {"undefined": -1, "default": 0, "row_sparse": 1, "csr": 2}
+_STORAGE_TYPE_ID_TO_STR = {v: k for k, v in _STORAGE_TYPE_STR_TO_ID.items()}
 
 
 class NDArray(ArithmeticMixin):
@@ -316,7 +320,8 @@ def encode_index(key, ndim):
 
 def invoke(op_name, inputs, attrs, name=None):
     """Run one operator eagerly: check types (errors name the op and shapes), run the numpy
-    reference, record onto the tape if autograd is recording."""
+    reference (or, for a hot matrix product or convolution, its compiled one-op program),
+    record onto the tape if autograd is recording."""
     if any(isinstance(x, Handle) for x in inputs):
         # nd.* called on symbols while tracing: build the graph instead of failing
         builder = next(x for x in inputs if isinstance(x, Handle)).builder
@@ -328,8 +333,7 @@ def invoke(op_name, inputs, attrs, name=None):
     inputs = [x if isinstance(x, NDArray) else array(x) for x in inputs]
     if _device.MULTI and inputs:
         return _pending.invoke_multi(op, parsed, inputs, name)
-    in_types = [x._type() for x in inputs]
-    out_types = op.infer_types(in_types, parsed, f"'{name}'" if name else "")
+    in_types, out_types = _infer(op, parsed, inputs, name)
     t0 = _trace.now() if _trace.imperative else 0     # mx.profiler records eager operators
     arrays = [x._data for x in inputs]
     # hot matrix products run as compiled one-op programs (graphc/eager_kernels.py); None: numpy
@@ -344,6 +348,42 @@ def invoke(op_name, inputs, attrs, name=None):
         # auxiliary state (BatchNorm's moving mean/var): the op returns its new value
         inputs[in_index]._data[...] = results[out_index]._data
     return finish_invoke(op, parsed, inputs, results)
+
+
+_INFERRED: dict = {}     # (op, attrs, input shapes/dtypes/contexts) -> (in_types, out_types)
+MAX_INFERRED = 4096
+
+
+def _infer(op, parsed, inputs, name):
+    """Input and output types of one eager application, checked (errors name the op and node).
+    A training loop applies the same ops to the same shapes every step, so a signature's
+    inference is remembered: a hit costs one tuple and a dict lookup instead of building a
+    TensorType per input and running the op's shape rule. Only plain dense NDArrays with inputs
+    (creation ops read the current context; sparse and pending arrays type themselves)."""
+    key = None
+    if inputs:
+        sig = [op.name, parsed]
+        for x in inputs:
+            if type(x) is not NDArray:
+                sig = None
+                break
+            d = x._data
+            sig += (d.shape, d.dtype, x._ctx)
+        if sig is not None:
+            key = tuple(sig)
+            try:
+                hit = _INFERRED.get(key)
+            except TypeError:          # an attribute value that does not hash: infer each time
+                key = hit = None
+            if hit is not None:
+                return hit
+    in_types = [x._type() for x in inputs]
+    out_types = op.infer_types(in_types, parsed, f"'{name}'" if name else "")
+    if key is not None:
+        if len(_INFERRED) >= MAX_INFERRED:
+            _INFERRED.clear()
+        _INFERRED[key] = (in_types, out_types)
+    return in_types, out_types
 
 
 def finish_invoke(op, parsed, inputs, results):

@@ -170,3 +170,9 @@ def test_ndarray_iter_reads_a_longer_label_up_to_the_data_count():
     np.testing.assert_array_equal(batch.label[0].asnumpy(), np.arange(5.0))
     with pytest.raises(ValueError, match="has 3 examples"):
         mx.io.NDArrayIter(data, np.arange(3.0), batch_size=5)
+
+
+def test_mxnets_storage_type_ids_are_importable_from_the_ndarray_module():
+    from graphc.ndarray.ndarray import _STORAGE_TYPE_ID_TO_STR, _STORAGE_TYPE_STR_TO_ID
+    assert _STORAGE_TYPE_STR_TO_ID == {"undefined": -1, "default": 0, "row_sparse": 1, "csr": 2}
+    assert all(_STORAGE_TYPE_ID_TO_STR[i] == s for s, i in _STORAGE_TYPE_STR_TO_ID.items())
