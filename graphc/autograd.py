@@ -121,6 +121,18 @@ def needs_grad(x) -> bool:
     return x._entry is not None or x._grad_req != "null"
 
 
+def grad_wanted(x) -> bool:
+    """Whether the backward walk running on this thread keeps a gradient for x (False only
+    inside a walk, for an array that is neither recorded, nor a leaf with a gradient buffer, nor
+    one of grad()'s variables). Gradient functions skip the products nobody reads: the data
+    gradient of a first FullyConnected layer, as MXNet's kNullOp."""
+    walk = getattr(_state, "walk", None)
+    if walk is None or x._entry is not None or x._grad_req != "null":
+        return True
+    variables = walk[0]
+    return variables is not None and any(v is x for v in variables)
+
+
 def record_custom(inputs, outputs, backward, name):
     """Join the tape with a hand-written backward (used by compiled blocks, like MXNet's CachedOp)."""
     # outputs are kept as they are (not detached), so that a recorded backward pass can
@@ -234,9 +246,12 @@ def _run_backward(heads, head_grads, variables, retain_graph, create_graph, trai
     _state.grad_buffers = _replaced_buffers(order, readers, leaf) if offer_buffers and not create_graph else None
     if on_ready is None:
         readers = None
+    outer_walk = getattr(_state, "walk", None)
+    _state.walk = (variables,)
     try:
         return _walk(order, grads, leaf, readers, variables, retain_graph, create_graph, train_mode, on_ready)
     finally:
+        _state.walk = outer_walk
         if _state.grad_buffers:
             _release_buffers(_state.grad_buffers)
         _state.grad_buffers = previous

@@ -1,17 +1,18 @@
-"""Compiled kernels for hot eager matrix products: one single-operator program per signature.
+"""Compiled kernels for hot eager GEMM-shaped operators: one single-operator program per signature.
 
 Why: an eager (not hybridized) training step spends nearly all its time in the GEMMs of dot,
-batch_dot and FullyConnected. Their numpy references call numpy's bundled OpenBLAS, whose own
-threads busy-wait after each call and collapse when the cores are shared (64x784 @ 784x512:
-~0.3 ms median but 20-30 ms at the 90th percentile on the loaded 2-core machine). graphc's
-compiled programs run their GEMMs on graphc's one worker pool (runtime/threads.py), at the same
-median and without the tail. So a product whose signature (operator, input types, attributes)
-keeps coming back, as every step of a training loop does, is compiled once as a one-node graph
-and run as that program from then on.
+batch_dot and FullyConnected, or in convolutions and their gradients. Their numpy references
+call numpy's bundled OpenBLAS, whose own threads busy-wait after each call and collapse when the
+cores are shared (64x784 @ 784x512: ~0.3 ms median but 20-30 ms at the 90th percentile on the
+loaded 2-core machine), and the convolutions go through im2col in numpy (a 3x3 64->64 conv on
+16x56x56: 455 ms, compiled 22 ms). graphc's compiled programs run these on graphc's one worker
+pool (runtime/threads.py), with its own GEMM and convolution kernels. So an application whose
+signature (operator, input types, attributes) keeps coming back, as every step of a training
+loop does, is compiled once as a one-node graph and run as that program from then on.
 
 Policy (cheap to test on every call, costly only when it pays):
-- only the operators in OPS, float32, and at least MIN_FLOPS of arithmetic: below that numpy's
-  call is already a few microseconds and a program call costs more;
+- only the operators in OPS, float32, and at least MIN_FLOPS of arithmetic (the op's declared
+  `flops`): below that numpy's call is a few microseconds and a program call costs more;
 - a signature compiles on its HOT_AFTER-th use (a one-off product never pays the 0.1-0.5 s
   compile; compile_graph's disk cache makes the next process's compile a load);
 - at most MAX_PROGRAMS programs, and signatures that are counted but not yet hot are forgotten
@@ -20,8 +21,9 @@ GRAPHC_EAGER_COMPILE=0 turns this off (every eager product runs its numpy refere
 integer N > 0 compiles on the N-th use.
 
 This module never decides results: the program computes the same operator as the reference
-(float32 GEMM, summation order differing only by rounding), and anything it cannot run (a
-compile error) falls back to the reference for that signature, recorded in `stats()`.
+(float32, summation order differing only by rounding; Winograd convolutions ~1e-5 relative),
+and anything it cannot run (a compile error) falls back to the reference for that signature,
+recorded in `stats()`.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ import warnings
 
 import numpy as np
 
+# Convolution's eager backward applies the two gradient operators, so they are here too
 OPS = frozenset({"dot", "batch_dot", "FullyConnected", "Convolution", "_conv_data_grad", "_conv_weight_grad"})
 MIN_FLOPS = 1 << 20          # 64x512 @ 512x10 (0.65 MFLOP): numpy 9 us, a program call 12 us
 HOT_AFTER = 3

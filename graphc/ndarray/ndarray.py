@@ -205,6 +205,11 @@ class NDArray(ArithmeticMixin):
         return (_unpickle, (self.asnumpy(), place))
 
     # -- autograd ---------------------------------------------------------------------------
+    def _grad_wanted(self) -> bool:
+        """Asked by gradient functions (ops/declarations/matrix.py): False when the running
+        backward walk discards this array's gradient, so its product need not be computed."""
+        return autograd.grad_wanted(self)
+
     def _store_grad(self, g, req):
         """backward()'s write of gradient `g` into this .grad buffer: added ('add') or copied."""
         if _device.MULTI and (type(self) is not NDArray or type(g) is not NDArray):

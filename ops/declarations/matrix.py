@@ -35,6 +35,19 @@ def _dot_np(a, b, transpose_a, transpose_b, forward_stype=None):
     return np.reshape(out, (1,)) if np.ndim(out) == 0 else out
 
 
+def _wanted(x) -> bool:
+    """False only for an eager array whose gradient the running backward walk discards
+    (NDArray._grad_wanted); a symbolic value is always wanted (dead code elimination drops it)."""
+    ask = getattr(x, "_grad_wanted", None)
+    return True if ask is None else ask()
+
+
+def _only_wanted(ins, grads):
+    """grads, with None for the inputs nobody reads a gradient of. The products are built
+    lazily (callables), so a skipped one is never computed."""
+    return [g() if _wanted(x) else None for x, g in zip(ins, grads)]
+
+
 def _dot_grad(F, ins, outs, gs, attrs):
     a, b = ins
     g = gs[0]
@@ -48,13 +61,15 @@ def _dot_grad(F, ins, outs, gs, attrs):
         gb = F.Reshape(F.dot(a2, g2, transpose_a=True), shape=b.shape)
         return [ga, gb]
     ta, tb = attrs["transpose_a"], attrs["transpose_b"]
+    d = F.dot
     if not ta and not tb:
-        return [F.dot(g, b, transpose_b=True), F.dot(a, g, transpose_a=True)]
+        return _only_wanted(ins, [lambda: d(g, b, transpose_b=True), lambda: d(a, g, transpose_a=True)])
     if ta and not tb:
-        return [F.dot(b, g, transpose_b=True), F.dot(a, g)]
+        return _only_wanted(ins, [lambda: d(b, g, transpose_b=True), lambda: d(a, g)])
     if not ta and tb:
-        return [F.dot(g, b), F.dot(g, a, transpose_a=True)]
-    return [F.dot(b, g, transpose_a=True, transpose_b=True), F.dot(g, a, transpose_a=True, transpose_b=True)]
+        return _only_wanted(ins, [lambda: d(g, b), lambda: d(g, a, transpose_a=True)])
+    return _only_wanted(ins, [lambda: d(b, g, transpose_a=True, transpose_b=True),
+                              lambda: d(g, a, transpose_a=True, transpose_b=True)])
 
 
 _DOT_ATTRS = {"transpose_a": Attr("bool", False), "transpose_b": Attr("bool", False),
@@ -93,12 +108,13 @@ def _batch_dot_grad(F, ins, outs, gs, attrs):
     ta, tb = attrs["transpose_a"], attrs["transpose_b"]
     bd = F.batch_dot
     if not ta and not tb:
-        return [bd(g, b, transpose_b=True), bd(a, g, transpose_a=True)]
+        return _only_wanted(ins, [lambda: bd(g, b, transpose_b=True), lambda: bd(a, g, transpose_a=True)])
     if ta and not tb:
-        return [bd(b, g, transpose_b=True), bd(a, g)]
+        return _only_wanted(ins, [lambda: bd(b, g, transpose_b=True), lambda: bd(a, g)])
     if not ta and tb:
-        return [bd(g, b), bd(g, a, transpose_a=True)]
-    return [bd(b, g, transpose_a=True, transpose_b=True), bd(g, a, transpose_a=True, transpose_b=True)]
+        return _only_wanted(ins, [lambda: bd(g, b), lambda: bd(g, a, transpose_a=True)])
+    return _only_wanted(ins, [lambda: bd(b, g, transpose_a=True, transpose_b=True),
+                              lambda: bd(g, a, transpose_a=True, transpose_b=True)])
 
 
 register(OpDef("batch_dot", infer=_batch_dot_infer, compute=_batch_dot_np, inputs=("lhs", "rhs"),
@@ -145,14 +161,13 @@ def _fc_grad(F, ins, outs, gs, attrs):
     k = w.shape[1]
     x2 = F.Reshape(x, shape=(-1, k)) if x.ndim != 2 else x
     g2 = F.Reshape(g, shape=(-1, attrs["num_hidden"])) if g.ndim != 2 else g
-    gx = F.dot(g2, w)
-    if x.ndim != 2:
-        gx = F.Reshape(gx, shape=x.shape)
-    gw = F.dot(g2, x2, transpose_a=True)
-    grads = [gx, gw]
+    def gx():
+        out = F.dot(g2, w)
+        return F.Reshape(out, shape=x.shape) if x.ndim != 2 else out
+    grads = [gx, lambda: F.dot(g2, x2, transpose_a=True)]
     if not attrs["no_bias"]:
-        grads.append(F.sum(g2, axis=0))
-    return grads
+        grads.append(lambda: F.sum(g2, axis=0))
+    return _only_wanted(ins, grads)
 
 
 def _fc_infer_missing(in_types, attrs):

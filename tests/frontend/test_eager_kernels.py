@@ -156,3 +156,24 @@ def test_conv_gradients_match_numpy_gradient_ops(monkeypatch):
     for name, a, b in zip(("out", "data grad", "weight grad", "bias grad"), got, want):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3, err_msg=name)
     assert ek.stats()["calls"] == 3 and ek.stats()["failed"] == 0
+
+
+def test_backward_skips_gradients_nobody_reads(monkeypatch):
+    """The input batch has no gradient buffer: FullyConnected's data-gradient product is never
+    run (one compiled forward and one weight-gradient product), while grad() with the batch as
+    a variable still gets it."""
+    monkeypatch.setenv("GRAPHC_EAGER_COMPILE", "1")
+    rng = np.random.default_rng(6)
+    xn, wn, gn = _rand(rng, 48, 150), _rand(rng, 120, 150), _rand(rng, 48, 120)
+    x, w = mx.nd.array(xn), mx.nd.array(wn)
+    w.attach_grad()
+    with mx.autograd.record():
+        y = mx.nd.FullyConnected(x, w, num_hidden=120, no_bias=True)
+    y.backward(mx.nd.array(gn))
+    np.testing.assert_allclose(w.grad.asnumpy(), gn.astype(np.float64).T @ xn, rtol=1e-4, atol=1e-4)
+    assert x.grad is None
+    assert ek.stats()["calls"] == 2, ek.stats()
+    with mx.autograd.record():
+        y = mx.nd.dot(x, w, transpose_b=True)
+    gx, = mx.autograd.grad(y, [x], head_grads=mx.nd.array(gn))
+    np.testing.assert_allclose(gx.asnumpy(), gn.astype(np.float64) @ wn, rtol=1e-4, atol=1e-4)
