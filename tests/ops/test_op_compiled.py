@@ -29,7 +29,7 @@ from test_op_gradients import FD_CASES
 # through its (one_hot, SequenceMask, argmax/argmin, norm, L2Normalization). Listed so the coverage
 # test holds them to the same rule; test_runtime_hook_list_is_complete keeps the list honest.
 LOWERED_BY_RUNTIME_HOOK = frozenset({"_max_pool_gather", "_contrib_AdaptiveAvgPooling2D",
-                                     "_adaptive_avg_pool_grad"}) | INDEX_KERNEL_OPS
+                                     "_adaptive_avg_pool_grad", "Dropout"}) | INDEX_KERNEL_OPS
 
 
 def natively_lowered_ops() -> set:

@@ -221,7 +221,8 @@ def test_dropout_outside_training_is_the_identity_in_compiled_programs():
     got = prog([a])
     np.testing.assert_array_equal(got[0], a * 2.0)
     np.testing.assert_array_equal(got[1], np.ones_like(a))
-    assert _host_ops(compile_graph(g, training=True, cache=False)) == ["Dropout"]
+    # in training the mask is drawn in a kernel too (runtime/dropout_kernel.py)
+    assert _host_ops(compile_graph(g, training=True, cache=False)) == []
 
 
 @pytest.mark.parametrize("training", [True, False])
