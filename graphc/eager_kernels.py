@@ -18,7 +18,9 @@ Policy (cheap to test on every call, costly only when it pays):
 - at most MAX_PROGRAMS programs, and signatures that are counted but not yet hot are forgotten
   past MAX_COUNTED (shapes that vary every call stay on numpy and cost no memory).
 GRAPHC_EAGER_COMPILE=0 turns this off (every eager product runs its numpy reference); an
-integer N > 0 compiles on the N-th use.
+integer N > 0 compiles on the N-th use. So one eager call may round differently before and after
+its program exists (the last bits of a float32 sum): code that compares two runs in one process
+bit for bit sets GRAPHC_EAGER_COMPILE=1 (compiled from the first use) or 0.
 
 This module never decides results: the program computes the same operator as the reference
 (float32, summation order differing only by rounding; Winograd convolutions ~1e-5 relative),
