@@ -7,6 +7,9 @@ import tempfile
 
 os.environ.setdefault("GRAPHC_VERIFY", "1")
 os.environ.setdefault("GRAPHC_CACHE_DIR", tempfile.mkdtemp(prefix="graphc-test-cache-"))
+# the MPI tests run every rank on this host: shared memory only for MPICH's UCX netmod, whose
+# address exchange over a network transport occasionally fails MPI_Init (pmodels/mpich#7417)
+os.environ.setdefault("UCX_TLS", "self,sm")
 
 import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402

@@ -74,6 +74,10 @@ def build_command(args):
 def main(argv=None):
     args = _parse(sys.argv[1:] if argv is None else argv)
     env = dict(os.environ)
+    # every rank runs on this host (gforker starts local processes only): MPICH's UCX netmod
+    # then needs no network transport, and UCX's address exchange over one occasionally fails
+    # MPI_Init ("failed to unpack address, invalid bandwidth 0.00", pmodels/mpich#7417)
+    env.setdefault("UCX_TLS", "self,sm")
     for pair in args.env:
         name, sep, value = pair.partition(":")
         if not sep or not name:
