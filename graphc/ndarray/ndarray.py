@@ -110,10 +110,12 @@ class NDArray(ArithmeticMixin):
     def asscalar(self):
         if self.size != 1:
             raise ValueError(f"asscalar: the array has shape {self.shape}, not exactly one element")
-        return self._data.reshape(()).item()
+        # a numpy scalar of the array's dtype (np.float32(3.5)), as MXNet returns
+        return self._data.reshape(())[()]
 
     def item(self):
-        return self.asscalar()
+        """The one element as a Python number (numpy's item)."""
+        return self.asscalar().item()
 
     def astype(self, dtype, copy=True):
         if not copy and self._data.dtype == np.dtype(canonical(dtype)):

@@ -176,3 +176,12 @@ def test_mxnets_storage_type_ids_are_importable_from_the_ndarray_module():
     from graphc.ndarray.ndarray import _STORAGE_TYPE_ID_TO_STR, _STORAGE_TYPE_STR_TO_ID
     assert _STORAGE_TYPE_STR_TO_ID == {"undefined": -1, "default": 0, "row_sparse": 1, "csr": 2}
     assert all(_STORAGE_TYPE_ID_TO_STR[i] == s for s, i in _STORAGE_TYPE_STR_TO_ID.items())
+
+
+def test_asscalar_gives_a_numpy_scalar_of_the_arrays_dtype_as_mxnet():
+    import numpy as np
+    from graphc import nd
+    x = nd.array([3.5]).asscalar()
+    assert type(x) is np.float32 and x == np.float32(3.5)
+    assert type(nd.array([3], dtype="int32").asscalar()) is np.int32
+    assert type(nd.array([3.5]).item()) is float
