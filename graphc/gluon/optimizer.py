@@ -84,9 +84,6 @@ class Optimizer:
     def create_optimizer(name, **kwargs):
         klass = Optimizer.opt_registry.get(name.lower())
         if klass is None:
-            if name.lower() == "lbsgd":
-                raise ValueError("optimizer 'lbsgd' (MXNet's large-batch SGD) is not supported by graphc; "
-                                 "'lars' or 'lamb' serve large batches")
             raise ValueError(f"Cannot find optimizer {name}: graphc supports "
                              f"{', '.join(sorted(Optimizer.opt_registry))}")
         return klass(**kwargs)
@@ -656,5 +653,6 @@ def get_updater(optimizer):
 from . import optimizer_lazy as _lazy  # noqa: E402  (row_sparse gradients: lazy updates)
 from .optimizers_layerwise import LAMB, LARS  # noqa: E402
 from .optimizers_online import FTML, Ftrl, GroupAdaGrad, DCASGD, SGLD, ccSGD  # noqa: E402
+from .optimizer_lbsgd import LBSGD  # noqa: E402
 
-__all__ += ["LAMB", "LARS", "FTML", "Ftrl", "GroupAdaGrad", "DCASGD", "SGLD", "ccSGD"]
+__all__ += ["LAMB", "LARS", "FTML", "Ftrl", "GroupAdaGrad", "DCASGD", "SGLD", "ccSGD", "LBSGD"]
