@@ -13,7 +13,24 @@ from .base import DataBatch, DataDesc, DataIter
 __all__ = ["ResizeIter", "PrefetchingIter"]
 
 
-class ResizeIter(DataIter):
+class _CurrentBatchIter(DataIter):
+    """An iterator whose iter_next leaves the batch it produced in `current_batch`: the parts
+    of that batch are what getdata/getlabel/getindex/getpad give."""
+
+    def getdata(self):
+        return self.current_batch.data
+
+    def getlabel(self):
+        return self.current_batch.label
+
+    def getindex(self):
+        return self.current_batch.index
+
+    def getpad(self):
+        return self.current_batch.pad
+
+
+class ResizeIter(_CurrentBatchIter):
     """`size` batches per epoch from `data_iter`, restarting it when it runs out first; with
     reset_internal=False, reset() does not restart the inner iterator (the next epoch carries on
     where this one stopped)."""
@@ -47,18 +64,6 @@ class ResizeIter(DataIter):
         self.cur += 1
         return True
 
-    def getdata(self):
-        return self.current_batch.data
-
-    def getlabel(self):
-        return self.current_batch.label
-
-    def getindex(self):
-        return self.current_batch.index
-
-    def getpad(self):
-        return self.current_batch.pad
-
 
 class _PrefetchState:
     """What a reader thread shares with its PrefetchingIter: a slot per iterator and the two
@@ -90,7 +95,7 @@ def _prefetch(state, i):
         state.data_ready[i].set()
 
 
-class PrefetchingIter(DataIter):
+class PrefetchingIter(_CurrentBatchIter):
     """Reads ahead from one or several iterators (their batches are joined: data lists and label
     lists concatenated); rename_data/rename_label are per-iterator {old name: new name} maps."""
 
@@ -197,14 +202,3 @@ class PrefetchingIter(DataIter):
             return self.current_batch
         raise StopIteration
 
-    def getdata(self):
-        return self.current_batch.data
-
-    def getlabel(self):
-        return self.current_batch.label
-
-    def getindex(self):
-        return self.current_batch.index
-
-    def getpad(self):
-        return self.current_batch.pad
