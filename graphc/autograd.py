@@ -36,6 +36,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from . import eager_tape_cache as _tape_cache
 from .ops.errors import GraphcError
 
 # what `from mxnet.autograd import *` gives (MXNet's public API, not this module's helpers)
@@ -43,7 +44,16 @@ __all__ = ["record", "pause", "train_mode", "predict_mode", "is_recording", "is_
            "set_recording", "set_training", "backward", "grad", "mark_variables", "get_symbol",
            "Function"]
 
-_state = threading.local()
+class _ThreadState(threading.local):
+    """Per-thread flags; the class attributes are a new thread's values, so reading a flag is
+    one attribute lookup (every eager operator asks is_recording and is_training)."""
+    recording = False
+    training = False
+    walk = None
+    grad_buffers = None
+
+
+_state = _ThreadState()
 _grad_lock = threading.Lock()     # held while backward() writes leaves' .grad
 # id(leaf NDArray) -> (the leaf, [hooks]): NDArray has __slots__ without __weakref__, and the
 # arrays hooked are a Trainer's parameters, which outlive their hooks anyway
@@ -60,11 +70,11 @@ def _get(name, default):
 
 
 def is_recording() -> bool:
-    return _get("recording", False)
+    return _state.recording
 
 
 def is_training() -> bool:
-    return _get("training", False)
+    return _state.training
 
 
 def set_recording(flag: bool) -> bool:
@@ -110,11 +120,15 @@ def predict_mode():
 
 
 class TapeNode:
-    """One recorded application. backward(F, ograds) -> one gradient (or None) per input."""
-    __slots__ = ("inputs", "outputs", "backward", "name")
+    """One recorded application. backward(F, ograds) -> one gradient (or None) per input.
+    op/attrs: the operator and its parsed attributes when the node is an operator's own
+    gradient rule (record_op), None for a hand-written backward: eager_tape_cache.py compiles
+    tapes of the former only."""
+    __slots__ = ("inputs", "outputs", "backward", "name", "op", "attrs")
 
-    def __init__(self, inputs, outputs, backward, name):
+    def __init__(self, inputs, outputs, backward, name, op=None, attrs=None):
         self.inputs, self.outputs, self.backward, self.name = inputs, outputs, backward, name
+        self.op, self.attrs = op, attrs
 
 
 def needs_grad(x) -> bool:
@@ -146,7 +160,9 @@ def record_custom(inputs, outputs, backward, name):
 def record_op(op, attrs, inputs, outputs):
     def backward(F, ins, outs, ograds):
         return op.gradient(F, ins, outs, ograds, attrs)
-    record_custom(inputs, outputs, backward, op.name)
+    node = TapeNode(list(inputs), list(outputs), backward, op.name, op, attrs)
+    for i, o in enumerate(outputs):
+        o._entry = (node, i)
 
 
 def _add_grad_ready_hook(array, fn, before_write=None):
@@ -232,8 +248,12 @@ def _run_backward(heads, head_grads, variables, retain_graph, create_graph, trai
     leaf = {}       # id(leaf NDArray) -> (leaf, gradient)
     for h, g in zip(heads, head_grads):
         g = nd.ones_like(h) if g is None else (g if isinstance(g, NDArray) else nd.array(g, dtype=h.dtype))
-        if g.shape != h.shape:
-            raise GraphcError(f"backward: head gradient has shape {g.shape}, head has {h.shape}")
+        if g.shape != h.shape and g.size == h.size:
+            g = g.reshape(h.shape)      # MXNet reads a head gradient as flat memory of the head's size
+        if g.dtype != h.dtype:
+            g = g.astype(h.dtype)       # (MXNet copies head gradients into the head's dtype)
+        # another shape is an error only where a gradient rule reads it (_walk); MXNet checks
+        # nothing, and an operator without gradient (shape_array) never reads it
         if h._entry is not None:
             _accumulate(grads, (id(h._entry[0]), h._entry[1]), g)
         else:
@@ -293,6 +313,9 @@ def _walk(order, grads, leaf, readers, variables, retain_graph, create_graph, tr
             if any(g is None for g in ograds):
                 ograds = [nd.zeros_like(o) if g is None else g for o, g in zip(node.outputs, ograds)]
             in_grads = node.backward(nd, node.inputs, node.outputs, ograds)
+            bad = [(g.shape, o.shape) for g, o in zip(ograds, node.outputs) if g.shape != o.shape]
+            if bad and not (isinstance(in_grads, (list, tuple)) and all(g is None for g in in_grads)):
+                raise GraphcError(f"backward: head gradient has shape {bad[0][0]}, head has {bad[0][1]}")
             if isinstance(in_grads, (list, tuple)):
                 for x, g in zip(node.inputs, in_grads):
                     give(x, g)
@@ -406,6 +429,9 @@ def backward(heads, head_grads=None, retain_graph=False, train_mode=True, create
         return True
 
     if not _ready_hooks:
+        # a tape seen often enough runs as one compiled program (eager_tape_cache.py)
+        if not create_graph and _tape_cache.try_backward(heads, head_grads, retain_graph, train_mode):
+            return
         # (with hooks, a before-write hook must see the old .grad until the write: no buffers offered)
         leaf = _run_backward(heads, head_grads, None, retain_graph, create_graph, train_mode, offer_buffers=True)
         # numpy releases the GIL inside `+=` and copies: without the lock two threads' 'add' could

@@ -26,6 +26,11 @@ def py_str(x):
     return x.decode("utf-8") if isinstance(x, (bytes, bytearray)) else str(x)
 
 
+def _as_list(obj):
+    """A lone value as a one-element list; MXNet-era helpers and tests take `x` or `[x, ...]`."""
+    return obj if isinstance(obj, (list, tuple)) else [obj]
+
+
 def data_dir_default():
     """Where downloads (model-zoo weights, datasets) go unless MXNET_HOME says otherwise."""
     if platform.system() == "Windows":

@@ -8,7 +8,8 @@ it never runs a pass itself, so that the design's layering holds (front end -> p
 
     [passes.pipeline.INFERENCE (fold_batchnorm) when training=False] ->
     passes.pipeline.lower_pipeline(training) (specialize_training, decompose_norms,
-    decompose_softmax, fuse_elementwise) -> plan_memory -> check_plan -> runtime.build_program
+    decompose_softmax, fuse_elementwise) -> schedule_for_memory -> plan_memory -> check_plan ->
+    runtime.build_program
 
 This module only sequences; what each step does lives in its own module.
 """
@@ -19,6 +20,7 @@ import sys
 from .ops.graph import Graph, verify
 from .passes.memory import check_plan, plan_memory
 from .passes.pipeline import INFERENCE, dump_wanted, lower_pipeline
+from .passes.schedule_memory import schedule_for_memory
 from .runtime import build_program
 
 
@@ -37,6 +39,7 @@ def compile_graph(graph: Graph, *, training: bool = False, cache: bool = True, c
     verify(graph, check_inference=False)
     lower = lower_pipeline(training)
     fused = lower(graph if training else INFERENCE(graph, check=check), check=check)
+    fused = schedule_for_memory(fused)
     plan = plan_memory(fused)
     if check is None or check:
         check_plan(fused, plan)

@@ -95,8 +95,15 @@ class ContribFunctions:
 
     # -- layers that are another operator in one process ---------------------------------------------
     def SyncBatchNorm(self, data, gamma, beta, moving_mean, moving_var, ndev=1, key=None, **attrs):
-        """BatchNorm: across devices MXNet syncs the batch statistics; one process holds one batch."""
-        return self._namespace.BatchNorm(data, gamma, beta, moving_mean, moving_var, **attrs)
+        """BatchNorm: across devices MXNet syncs the batch statistics; one process holds one batch.
+        Its statistics outputs (output_mean_var) are the mean and the variance, where BatchNorm's
+        are the mean and the inverse standard deviation."""
+        out = self._namespace.BatchNorm(data, gamma, beta, moving_mean, moving_var, **attrs)
+        if not attrs.get("output_mean_var"):
+            return out
+        y, mean, invstd = out
+        eps = float(attrs.get("eps", 1e-3))
+        return [y, mean, self._namespace.reciprocal(self._namespace.square(invstd)) - eps]
 
     def SparseEmbedding(self, data, weight, input_dim, output_dim, dtype="float32", deterministic=False, **kw):
         return self._namespace.Embedding(data, weight, input_dim=input_dim, output_dim=output_dim, dtype=dtype, **kw)

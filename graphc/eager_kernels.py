@@ -16,7 +16,9 @@ Policy (cheap to test on every call, costly only when it pays):
 - a signature compiles on its HOT_AFTER-th use (a one-off product never pays the 0.1-0.5 s
   compile; compile_graph's disk cache makes the next process's compile a load);
 - at most MAX_PROGRAMS programs, and signatures that are counted but not yet hot are forgotten
-  past MAX_COUNTED (shapes that vary every call stay on numpy and cost no memory).
+  past MAX_COUNTED (shapes that vary every call stay on numpy and cost no memory);
+- a signature that never compiles (not float32, under MIN_FLOPS) is remembered as such, so that
+  a training loop's small product costs a set lookup per step, not a flops estimate.
 GRAPHC_EAGER_COMPILE=0 turns this off (every eager product runs its numpy reference); an
 integer N > 0 compiles on the N-th use. So one eager call may round differently before and after
 its program exists (the last bits of a float32 sum): code that compares two runs in one process
@@ -45,6 +47,7 @@ MAX_COUNTED = 4096
 _lock = threading.Lock()
 _programs: dict = {}         # signature -> Program, or None when it failed to compile
 _counts: dict = {}           # signature -> uses so far (not yet compiled)
+_small: set = set()          # signatures that never compile (not float32, under MIN_FLOPS)
 _stats = {"calls": 0, "compiled": 0, "failed": 0}
 
 
@@ -75,14 +78,18 @@ def run(op, in_types, out_types, arrays, attrs):
     Called by every eager invoke, so the common 'not for us' answer costs a set lookup."""
     if op.name not in OPS:
         return None
-    if any(t.dtype != "float32" for t in in_types):
-        return None
-    flops = op.flops(in_types, out_types, attrs) if op.flops is not None else 0.0
-    if flops < MIN_FLOPS:
-        return None
-    key = (op.name, tuple((t.shape, t.dtype) for t in in_types), attrs)
+    key = (op.name, tuple([(t.shape, t.dtype) for t in in_types]), attrs)
     prog = _programs.get(key, False)
     if prog is False:
+        if key in _small:
+            return None
+        if any(t.dtype != "float32" for t in in_types) or \
+                (op.flops(in_types, out_types, attrs) if op.flops is not None else 0.0) < MIN_FLOPS:
+            # (remembered: a training loop's small product asks again every step)
+            if len(_small) >= MAX_COUNTED:
+                _small.clear()
+            _small.add(key)
+            return None
         prog = _maybe_compile(op, in_types, attrs, key)
         if prog is None:
             return None
@@ -134,6 +141,7 @@ def clear() -> None:
     with _lock:
         _programs.clear()
         _counts.clear()
+        _small.clear()
         for k in _stats:
             _stats[k] = 0
 

@@ -194,7 +194,16 @@ class Executor:
                 buf[:] = o
         for name, p in self._aux_params.items():
             self.aux_dict[name][:] = p.data(p.list_ctx()[0])   # (group2ctx may have moved it)
+        if getattr(self, "_monitor_callback", None) is not None:
+            from .monitor import report_forward
+            report_forward(self, is_train)
         return self.outputs
+
+    def set_monitor_callback(self, callback, monitor_all=False):
+        """callback(name, NDArray) for each intermediate output after forward and each input
+        gradient after backward (mx.mon.Monitor installs one; see graphc/monitor.py)."""
+        self._monitor_callback = callback
+        self._monitor_all = monitor_all
 
     def _record_inference_forward(self):
         """Re-run the last (inference) forward under autograd, in predict mode, so backward
@@ -226,6 +235,9 @@ class Executor:
         if out_grads is not None and len(out_grads) != len(self._outputs):
             raise GraphcError(f"backward: {len(out_grads)} out_grads for {len(self._outputs)} outputs")
         autograd.backward(self._outputs, out_grads)
+        if getattr(self, "_monitor_callback", None) is not None:
+            from .monitor import report_backward
+            report_backward(self, out_grads)
         for name, x in zip(self._symbol.list_arguments(), self._args):
             req = self._grad_req[name]
             if req == "null":
@@ -235,6 +247,13 @@ class Executor:
                 self.grad_dict[name][:] = g
             else:
                 self.grad_dict[name][:] = self.grad_dict[name] + g
+
+    def debug_str(self):
+        """MXNet's execution-plan printout, ending in 'Total N MB allocated' (executor_debug)."""
+        from .executor_debug import debug_str
+        shapes = {n: a.shape for n, a in {**self.arg_dict, **self.aux_dict}.items()}
+        dtypes = {n: np.dtype(a.dtype).name for n, a in {**self.arg_dict, **self.aux_dict}.items()}
+        return debug_str(self._symbol, shapes, dtypes, self._grad_req)
 
     # -- parameters and shapes ----------------------------------------------------------
     def copy_params_from(self, arg_params, aux_params=None, allow_extra_params=False):
@@ -250,16 +269,46 @@ class Executor:
                 target[name][:] = value
 
     def reshape(self, partial_shaping=False, allow_up_sizing=False, **shapes):
-        """A new Executor for new input shapes, sharing the arrays whose shapes stay the same."""
-        from .ndarray import zeros
-        var_types = self._symbol._var_types(shapes)
-        def keep(name, arr):
-            t = var_types[name]
-            return arr if arr.shape == t.shape else zeros(t.shape, ctx=arr.context, dtype=t.dtype)
-        args = {n: keep(n, a) for n, a in self.arg_dict.items()}
-        grads = {n: keep(n, a) for n, a in self.grad_dict.items()}
-        aux = {n: keep(n, a) for n, a in self.aux_dict.items()}
-        return Executor(self._symbol, self._ctx, args, grads, dict(self._grad_req), aux, self._group2ctx)
+        """A new Executor for new input shapes that shares this one's memory, as MXNet's: an
+        array that is no larger than before is a view of the old one's first elements (the
+        weights stay shared, writes show through both executors), a larger one is allocated
+        anew (only with allow_up_sizing=True). An argument whose shape the new ones change
+        without being given needs partial_shaping=True."""
+        dtypes = {n: np.dtype(a.dtype).name for n, a in {**self.arg_dict, **self.aux_dict}.items()}
+        var_types = self._symbol._var_types(shapes, dtypes)
+
+        def resized(kind, name, arr):
+            new_shape = var_types[name].shape
+            if new_shape != arr.shape and name not in shapes and not partial_shaping:
+                raise GraphcError(f"reshape: the shape of unspecified {kind} {name!r} changed from {arr.shape} "
+                                  f"to {new_shape}; this can cause the new executor not to share parameters "
+                                  "with the old one (set partial_shaping=True if it is intended)")
+            return _share(arr, new_shape, allow_up_sizing, f"{kind} {name!r}")
+        args = {n: resized("argument", n, a) for n, a in self.arg_dict.items()}
+        grads = {n: _share(a, var_types[n].shape, allow_up_sizing, f"gradient of {n!r}")
+                 for n, a in self.grad_dict.items()}
+        aux = {n: resized("auxiliary state", n, a) for n, a in self.aux_dict.items()}
+        new = Executor(self._symbol, self._ctx, args, grads, dict(self._grad_req), aux, self._group2ctx)
+        out_shapes = [z.shape for z in new._zero_outputs()]
+        new._out_buffers = [_share(old, shape, True, "output")
+                            for old, shape in zip(self.outputs, out_shapes)]
+        return new
+
+
+def _share(arr, shape, allow_up_sizing, what):
+    """`arr`'s memory seen with `shape` (its first elements) when it is large enough; else a new
+    zero array, which MXNet allows only with allow_up_sizing."""
+    from .ndarray import NDArray, zeros
+    if tuple(arr.shape) == tuple(shape):
+        return arr
+    size = int(np.prod(shape))
+    if size <= arr.size and type(arr) is NDArray and arr._data.flags.c_contiguous:
+        return NDArray(arr._data.reshape(-1)[:size].reshape(shape), arr.context)
+    if size > arr.size and not allow_up_sizing:
+        raise GraphcError(f"reshape: the new shape {tuple(shape)} of {what} is larger than its original "
+                          f"{tuple(arr.shape)}; making a big executor first and then down-sizing it is more "
+                          "efficient (set allow_up_sizing=True to allocate new arrays)")
+    return zeros(shape, ctx=arr.context, dtype=arr.dtype)
 
 
 def placement(symbol, group2ctx, ctx, shapes, dtypes=None) -> dict:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
+
 from .ops.errors import OpAttributeError
+from .ops.namespace import write_out
 from .ops.registry import has_op
 
 
@@ -94,7 +97,12 @@ class RandomFunctions:
     def __init__(self, namespace, is_tensor):
         self._namespace, self._is_tensor = namespace, is_tensor
 
-    def _draw(self, dist, params: dict, shape, dtype, ctx, **extra):
+    def _draw(self, dist, params: dict, shape, dtype, ctx, out=None, **extra):
+        if out is not None:
+            # MXNet's out=: the draw takes out's shape and dtype unless given, and is written into out
+            shape = tuple(out.shape) if shape is None else shape
+            dtype = np.dtype(out.dtype).name if dtype is None else dtype
+            return write_out(out, self._draw(dist, params, shape, dtype, ctx, **extra))
         values = list(params.values())
         shape = () if shape is None else (int(shape),) if isinstance(shape, numbers.Integral) else tuple(shape)
         if all(self._is_tensor(v) for v in values):
@@ -112,31 +120,31 @@ class RandomFunctions:
                                f"got {kinds}")
 
     def uniform(self, low=0.0, high=1.0, shape=None, dtype=None, ctx=None, out=None, **kw):
-        return self._draw("uniform", {"low": low, "high": high}, shape, dtype, ctx)
+        return self._draw("uniform", {"low": low, "high": high}, shape, dtype, ctx, out)
 
     def normal(self, loc=0.0, scale=1.0, shape=None, dtype=None, ctx=None, out=None, **kw):
         if self._is_tensor(loc) or self._is_tensor(scale):
-            return self._draw("normal", {"mu": loc, "sigma": scale}, shape, dtype, ctx)
-        return self._draw("normal", {"loc": loc, "scale": scale}, shape, dtype, ctx)
+            return self._draw("normal", {"mu": loc, "sigma": scale}, shape, dtype, ctx, out)
+        return self._draw("normal", {"loc": loc, "scale": scale}, shape, dtype, ctx, out)
 
     def randn(self, *shape, loc=0.0, scale=1.0, dtype="float32", ctx=None, **kw):
         return self.normal(loc, scale, shape, dtype, ctx)
 
     def poisson(self, lam=1.0, shape=None, dtype=None, ctx=None, out=None, **kw):
-        return self._draw("poisson", {"lam": lam}, shape, dtype, ctx)
+        return self._draw("poisson", {"lam": lam}, shape, dtype, ctx, out)
 
     def exponential(self, scale=1.0, shape=None, dtype=None, ctx=None, out=None, **kw):
         # MXNet's samplers take the rate; the Python function takes the scale
-        return self._draw("exponential", {"lam": 1.0 / scale}, shape, dtype, ctx)
+        return self._draw("exponential", {"lam": 1.0 / scale}, shape, dtype, ctx, out)
 
     def gamma(self, alpha=1.0, beta=1.0, shape=None, dtype=None, ctx=None, out=None, **kw):
-        return self._draw("gamma", {"alpha": alpha, "beta": beta}, shape, dtype, ctx)
+        return self._draw("gamma", {"alpha": alpha, "beta": beta}, shape, dtype, ctx, out)
 
     def negative_binomial(self, k=1, p=1.0, shape=None, dtype=None, ctx=None, out=None, **kw):
-        return self._draw("negative_binomial", {"k": k, "p": p}, shape, dtype, ctx)
+        return self._draw("negative_binomial", {"k": k, "p": p}, shape, dtype, ctx, out)
 
     def generalized_negative_binomial(self, mu=1.0, alpha=1.0, shape=None, dtype=None, ctx=None, out=None, **kw):
-        return self._draw("generalized_negative_binomial", {"mu": mu, "alpha": alpha}, shape, dtype, ctx)
+        return self._draw("generalized_negative_binomial", {"mu": mu, "alpha": alpha}, shape, dtype, ctx, out)
 
     def multinomial(self, data, shape=None, get_prob=False, out=None, dtype="int32", **kw):
         shape = () if shape is None else (int(shape),) if isinstance(shape, numbers.Integral) else tuple(shape)
@@ -146,7 +154,7 @@ class RandomFunctions:
         if not (isinstance(low, numbers.Integral) and isinstance(high, numbers.Integral)):
             raise OpAttributeError(f"random.randint: low and high must be integers (MXNet has no per-element "
                                    f"randint), got {type(low).__name__} and {type(high).__name__}")
-        return self._draw("randint", {"low": low, "high": high}, shape, dtype, ctx)
+        return self._draw("randint", {"low": low, "high": high}, shape, dtype, ctx, out)
 
     def shuffle(self, data, **kw):
         return self._namespace._shuffle(data)

@@ -12,6 +12,8 @@ signature, as MXNet keeps one per node: an operator that saves state in forward 
 works, also where one graph calls it twice."""
 from __future__ import annotations
 
+from collections import namedtuple
+
 import numpy as np
 
 from . import autograd
@@ -97,13 +99,61 @@ def get_all_registered_operators():
     return list(all_names())
 
 
+OperatorArguments = namedtuple("OperatorArguments", ["narg", "names", "types"])
+
+# MXNet's words for an attribute's kind in get_operator_arguments' type strings
+_KIND_WORDS = {"bool": "boolean", "int": "int", "float": "float", "str": "string", "shape": "Shape(tuple)",
+               "axis": "int or None", "dtype": "dtype", "any": "any"}
+
+
+def _attr_type(attr) -> str:
+    from .ops.attrs import REQUIRED
+    kind = ("{" + ", ".join(repr(c) for c in attr.choices) + "}") if attr.choices else \
+        _KIND_WORDS.get(attr.kind, attr.kind)
+    if attr.default is REQUIRED:
+        return f"{kind}, required"
+    default = int(attr.default) if isinstance(attr.default, bool) else attr.default
+    shown = repr(default) if isinstance(default, str) else default
+    return f"{kind}, optional, default={shown}"
+
+
+_PLACEHOLDERS = {"int": 1, "float": 1.0, "shape": (1,), "axis": 0, "dtype": "float32", "str": "x", "bool": False}
+
+
+def _input_names(op) -> tuple:
+    """(every input the op can take, whether it takes a list): MXNet lists all of them
+    (LeakyReLU's gamma, FullyConnected's bias) whatever the attributes, so for inputs that depend
+    on attributes this is their union over each boolean either way and each choice; ops with a
+    variable number of inputs (num_args) take one list, MXNet's 'data' of NDArray-or-Symbol[]."""
+    from .ops.attrs import REQUIRED
+    if "num_args" in op.attrs:
+        return ("data",), True
+    if not callable(op.inputs):
+        return tuple(op.inputs), False
+    base = {k: (a.choices[0] if a.choices else _PLACEHOLDERS.get(a.kind))
+            for k, a in op.attrs.items() if a.default is REQUIRED}
+    settings = [base] + [dict(base, **{k: v}) for k, a in op.attrs.items() if a.kind == "bool"
+                         for v in (False, True)]
+    settings += [dict(base, **{k: c}) for k, a in op.attrs.items() for c in a.choices or ()]
+    names = []
+    for attrs in settings:
+        try:
+            found = op.input_names(op.parse(attrs))
+        except Exception:    # a placeholder this operator refuses: other settings may parse
+            continue
+        names += [n for n in found if n not in names]
+    return tuple(names), False
+
+
 def get_operator_arguments(op_name):
-    """(argument names, their attribute kinds): the op's inputs then its attributes."""
+    """OperatorArguments(narg, names, types) of an operator, as MXNet lists them: its inputs
+    ('NDArray-or-Symbol'), then its attributes ('int, required', 'boolean, optional, default=0')."""
     op = get_op(op_name)
-    inputs = list(op.inputs) if isinstance(op.inputs, (list, tuple)) else []
-    names = inputs + list(op.attrs)
-    types = ["NDArray-or-Symbol"] * len(inputs) + [getattr(a, "kind", type(a).__name__) for a in op.attrs.values()]
-    return names, types
+    inputs, variadic = _input_names(op)
+    names = list(inputs) + list(op.attrs)
+    types = ["NDArray-or-Symbol[]" if variadic else "NDArray-or-Symbol"] * len(inputs) + \
+        [_attr_type(a) for a in op.attrs.values()]
+    return OperatorArguments(len(names), names, types)
 
 
 def invoke_custom(*inputs, op_type=None, **kwargs):
@@ -220,3 +270,135 @@ class _Host:
 
 _HOST = _Host()
 set_custom_host(_HOST)
+
+
+# -- the pre-CustomOp Python operators (MXNet 1.x's deprecated PythonOp API) ---------------------
+# MXNet 1.9.1 still ships PythonOp, NumpyOp and NDArrayOp and scripts still call them. Each one
+# becomes a Custom node: get_symbol registers a CustomOpProp made for that operator instance
+# under a name of its own, so compiling, binding and differentiating go through the one Custom
+# path above instead of a second Python-callback mechanism.
+
+import itertools as _itertools
+import warnings as _warnings
+
+_LEGACY_IDS = _itertools.count()
+
+
+class PythonOp:
+    """Base of the deprecated Python operators: the default is the identity with one input
+    'data' and one output 'output'; subclasses override forward, backward, infer_shape and the
+    name lists. need_top_grad=False says backward ignores the output gradient (a loss)."""
+
+    def __init__(self, need_top_grad=True):
+        self.info_ = None
+        self.need_top_grad_ = need_top_grad
+        self._op_type = None
+        _warnings.warn(f"{type(self).__name__}: PythonOp has been deprecated. Please use CustomOp",
+                       DeprecationWarning, stacklevel=2)
+
+    def __call__(self, *args, **kwargs):
+        return self.get_symbol(*args, **kwargs)
+
+    def get_symbol(self, *args, **kwargs):
+        """A Custom symbol running this operator on `args` (Symbols); `name` names the node."""
+        from . import symbol
+        if self._op_type is None:
+            self._op_type = f"_legacy_{type(self).__name__}_{next(_LEGACY_IDS)}"
+            _CUSTOM[self._op_type] = _legacy_prop_class(self)
+        return symbol._NAMESPACE.Custom(*args, op_type=self._op_type, **kwargs)
+
+    def forward(self, in_data, out_data):
+        out_data[0][:] = in_data[0]
+
+    def backward(self, out_grad, in_data, out_data, in_grad):
+        in_grad[0][:] = out_grad[0]
+
+    def infer_shape(self, in_shape):
+        return in_shape, [in_shape[0]]
+
+    def list_outputs(self):
+        return ["output"]
+
+    def list_arguments(self):
+        return ["data"]
+
+    def need_top_grad(self):
+        return self.need_top_grad_
+
+
+class NumpyOp(PythonOp):
+    """A PythonOp whose forward and backward get numpy arrays and write the outputs (and the
+    input gradients) in place: out_data[0][:] = ..."""
+
+    _numpy = True
+
+
+class NDArrayOp(PythonOp):
+    """A PythonOp whose forward and backward get NDArrays; declare_backward_dependency says
+    which of the output gradients, inputs and outputs backward reads."""
+
+    _numpy = False
+
+    def declare_backward_dependency(self, out_grad, in_data, out_data):
+        deps = list(out_grad) if self.need_top_grad() else []
+        return deps + list(in_data) + list(out_data)
+
+
+def _legacy_prop_class(op):
+    """A CustomOpProp subclass for the legacy operator instance `op` (registered per instance:
+    a legacy operator's state lives on the instance, not in constructor arguments)."""
+
+    class _LegacyProp(CustomOpProp):
+        def __init__(self):
+            super().__init__(need_top_grad=op.need_top_grad())
+
+        def list_arguments(self):
+            return list(op.list_arguments())
+
+        def list_outputs(self):
+            return list(op.list_outputs())
+
+        def infer_shape(self, in_shape):
+            shapes = op.infer_shape(in_shape)
+            if len(shapes) < 2:
+                raise GraphcError(f"{type(op).__name__}.infer_shape must return (input shapes, output shapes), "
+                                  f"got {shapes!r}")
+            return list(shapes[0]), list(shapes[1]), []
+
+        def infer_type(self, in_type):
+            # the legacy API has no dtypes: MXNet runs these operators in float32
+            return [np.float32] * len(in_type), [np.float32] * len(self.list_outputs()), []
+
+        def create_operator(self, ctx, in_shapes, in_dtypes):
+            return _LegacyOperator(op)
+
+    _LegacyProp.__name__ = f"{type(op).__name__}Prop"
+    return _LegacyProp
+
+
+class _LegacyOperator(CustomOp):
+    """Runs a legacy operator's forward/backward as a CustomOp: numpy copies in and out for a
+    NumpyOp, the NDArrays themselves for an NDArrayOp."""
+
+    def __init__(self, op):
+        self._op = op
+
+    def forward(self, is_train, req, in_data, out_data, aux):
+        if not getattr(self._op, "_numpy", False):
+            self._op.forward(in_data=list(in_data), out_data=list(out_data))
+            return
+        outs = [np.zeros(o.shape, np.float32) for o in out_data]
+        self._op.forward(in_data=[x.asnumpy() for x in in_data], out_data=outs)
+        for r, dst, src in zip(req, out_data, outs):
+            self.assign(dst, r, src)
+
+    def backward(self, req, out_grad, in_data, out_data, in_grad, aux):
+        if not getattr(self._op, "_numpy", False):
+            self._op.backward(out_grad=list(out_grad), in_data=list(in_data), out_data=list(out_data),
+                              in_grad=list(in_grad))
+            return
+        grads = [np.zeros(g.shape, np.float32) for g in in_grad]
+        self._op.backward(out_grad=[g.asnumpy() for g in out_grad], in_data=[x.asnumpy() for x in in_data],
+                          out_data=[o.asnumpy() for o in out_data], in_grad=grads)
+        for r, dst, src in zip(req, in_grad, grads):
+            self.assign(dst, r, src)

@@ -14,19 +14,19 @@ import numpy as np
 from .ops.builder import GraphBuilder, Handle, given_attrs_hint
 from .ops.errors import GraphcError
 from .ops.graph import Graph, Node, Value, variable, format_node, value_names
-from .ops.namespace import OpNamespace
 from .op_functions import SYMBOL_BINARY, ElementwiseFunctions, PrefixNamespace, RandomFunctions
 from .contrib_functions import ContribFunctions
+from .internal_namespace import InternalNamespace
 from . import split_histogram as _split_histogram
 from .creation_functions import CreationFunctions
-from .ops.registry import Elementwise, get_op
+from .ops.registry import get_op
 from .ops.types import TensorType
+from .symbol_attrs import _HIDDEN_KEYS, _hinted_dtype, _node_attrs, _var_hints
 
 _local = threading.local()
 
 # MXNet's hidden attribute keys: AttrScope(ctx_group='a') and attr={'ctx_group': 'a'} store them
 # as '__ctx_group__' (what -symbol.json files and the partitioning pass read)
-_HIDDEN_KEYS = ("ctx_group", "lr_mult", "wd_mult", "force_mirroring", "mirror_stage", "profiler_scope")
 
 
 def _hidden_key(key: str) -> str:
@@ -77,23 +77,45 @@ def _scoped_hints(hints) -> dict:
     return merged
 
 
+# attributes MXNet gives the variable it creates for an operator's missing input (its
+# FSetInputVarAttrOnCompose): PReLU's slopes start at 0.25 whatever the global initializer
+_INPUT_VAR_ATTRS = {("LeakyReLU", "gamma"): {"__init__": '["Constant", {"value": 0.25}]'}}
+
+
+class NodeName(str):
+    """A node name the NameManager has already decided: used as it is, never counted again."""
+
+
 class SymbolBuilder(GraphBuilder):
     """A builder that tolerates untyped values (inference waits for infer_shape) and, like
     MXNet, creates missing inputs as variables named `<node>_<input>` (fc1_weight)."""
 
-    def __init__(self, name="symbol"):
+    def __init__(self, name="symbol", mxnet_names=False):
         super().__init__(name, handle_cls=Symbol)
+        self.mxnet_names = mxnet_names
+
+    def node_name(self, op_name, name=None) -> str:
+        """The name a node gets. Symbols built by hand are named as MXNet names them, through
+        the current mx.name.NameManager (fresh counters in `with NameManager()`, a Prefix on
+        every operator name); a trace keeps its own counters."""
+        if isinstance(name, NodeName):
+            return str(name)
+        if not self.mxnet_names:
+            return name or self._name(op_name)
+        from .gluon.block import NameManager
+        return NodeName(NameManager.current().get(name, op_name.lower().lstrip("_")))
 
     def emit(self, op_name, inputs, attrs=None, name=None, hints=None):
         op = get_op(op_name)
         parsed = op.parse(attrs or {})
-        name = name or self._name(op.name)
+        name = str(self.node_name(op.name, name))
         names = op.input_names(parsed)
         inputs = list(inputs)
         if len(inputs) < len(names) and "num_args" not in op.attrs:
             for i, missing in enumerate(names[len(inputs):], len(inputs)):
                 kind = "aux" if i in op.aux_inputs else "param"   # BatchNorm's moving stats
-                node = variable(f"{name}_{missing}", None, kind, _scoped_hints({}))
+                node = variable(f"{name}_{missing}", None, kind,
+                                _scoped_hints(dict(_INPUT_VAR_ATTRS.get((op.name, missing), {}))))
                 node.types = (None,)
                 self.inputs.append(node)
                 inputs.append(node.out())
@@ -266,99 +288,130 @@ class Symbol(Handle):
         return Symbol(values[0], self.builder, values)
 
     def get_children(self):
-        ins = self.value.node.inputs
-        return Symbol(ins[0], self.builder, list(ins)) if ins else None
+        """The inputs of this symbol's operators as one grouped Symbol; None when there are none
+        (variables), as MXNet's."""
+        nodes = list({id(v.node): v.node for v in self._values}.values())   # (outputs of one node once)
+        ins = [v for node in nodes for v in node.inputs]
+        return Symbol(ins[0], self.builder, ins) if ins else None
+
+    # -- composition and Python protocol ------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        """A copy of this symbol with arguments replaced by other symbols (MXNet's composition:
+        `net2(fc3_data=net1, name='composed')`)."""
+        from .symbol_compose import compose
+        name = kwargs.pop("name", None)
+        values = compose(self, args, kwargs, name)
+        return Symbol(values[0], self.builder, values)
+
+    def _compose(self, *args, **kwargs):
+        """Composition in place, as MXNet's Symbol._compose: this handle now names the result."""
+        from .symbol_compose import compose
+        name = kwargs.pop("name", None)
+        values = compose(self, args, kwargs, name)
+        self.value, self._values = values[0], values
+
+    def _gen_atomic_symbol(self):
+        from .symbol_compose import atomic
+        values = atomic(self)
+        return Symbol(values[0], self.builder, values)
+
+    def __bool__(self):
+        from .base import NotImplementedForSymbol
+        raise NotImplementedForSymbol(self.__bool__, "bool")
+
+    __nonzero__ = __bool__
+
+    def __reduce__(self):
+        # pickled as MXNet pickles a Symbol: its JSON form
+        return (load_json, (self.tojson(),))
 
     # -- inference ------------------------------------------------------------------------
-    def _var_types(self, shapes=None, dtypes=None, partial=False) -> dict:
-        """name -> TensorType (None when unknown) for every variable, after MXNet-style inference:
-        given shapes, then the variables' own types/__shape__ hints, then what each operator
-        needs of an untyped variable it consumes (OpDef.infer_missing: FullyConnected's weight
-        from the data). Raises, unless `partial`, when a variable stays unknown."""
-        from .ops.attrs import _as_shape
+    def _infer(self, shapes=None, dtypes=None):
+        """MXNet's shape inference over this symbol's graph (symbol_shape_inference)."""
+        from .symbol_shape_inference import infer_partial, seeds_of
         shapes, dtypes = shapes or {}, dtypes or {}
         g = self._graph()
         names = {n.name for n in g.inputs}
         unknown = sorted(set(shapes) - names)
         if unknown:
             raise GraphcError(f"infer_shape: {unknown} are not inputs of the symbol; its inputs are {sorted(names)}")
-        types = {}      # (id(node), index) -> TensorType | None
-        var_types = {}  # variable name -> TensorType | None
-        var_nodes = {}
-        for n in g.nodes:
-            if n.is_var:
-                known = n.types[0]
-                shape = shapes.get(n.name)
-                if shape is None and known is not None:
-                    shape = known.shape
-                if shape is None and n.hints.get("__shape__"):
-                    hinted = _as_shape(n.hints["__shape__"])
-                    shape = hinted if 0 not in hinted else None
-                t = None
-                if shape is not None:
-                    dt = dtypes.get(n.name) or (known.dtype if known is not None else _hinted_dtype(n))
-                    t = TensorType(tuple(int(d) for d in shape), dt)
-                var_types[n.name], var_nodes[id(n)] = t, n
-                types[(id(n), 0)] = t
-                continue
-            if n.is_const:
-                types[(id(n), 0)] = n.types[0]
-                continue
-            op = get_op(n.op)
-            ins = [types.get((id(v.node), v.index)) for v in n.inputs]
-            if any(t is None for t in ins) and op.infer_missing is not None:
-                wanted = op.infer_missing(list(ins), n.attrs)
-                for i, (v, want) in enumerate(zip(n.inputs, wanted)):
-                    if ins[i] is None and want is not None and id(v.node) in var_nodes:
-                        want = want.with_(dtype=dtypes.get(v.node.name, want.dtype))
-                        ins[i] = types[(id(v.node), 0)] = var_types[v.node.name] = want
-            if any(t is None for t in ins) and isinstance(op.lowering, Elementwise):
-                # x + y with only x's shape given: y is x's shape (MXNet's elemwise_add rule)
-                known = {t for t in ins if t is not None}
-                if len(known) == 1:
-                    like = known.pop()
-                    for i, v in enumerate(n.inputs):
-                        if ins[i] is None and id(v.node) in var_nodes:
-                            want = like.with_(dtype=dtypes.get(v.node.name, like.dtype))
-                            ins[i] = types[(id(v.node), 0)] = var_types[v.node.name] = want
-            if any(t is None for t in ins):
-                outs = [None] * len(n.types)
-            else:
-                outs = op.infer_types(ins, n.attrs, f"'{n.name}'")
-            for i, t in enumerate(outs):
-                types[(id(n), i)] = t
+        seeds, types = seeds_of(g, shapes, dtypes)
+        return g, infer_partial(g, seeds, types)
+
+    def _var_types(self, shapes=None, dtypes=None, partial=False) -> dict:
+        """name -> TensorType (None when unknown) for every variable, after MXNet-style inference
+        (forward and backward, 0 = unknown dimension). Raises, unless `partial`, when a
+        variable stays unknown."""
+        from .symbol_shape_inference import known
+        g, inf = self._infer(shapes, dtypes)
+        var_types = {}
+        for n in g.inputs:
+            shape = inf.shape_of(n.out())
+            dtype = (dtypes or {}).get(n.name) or inf.dtype_of(n.out()) or _hinted_dtype(n)
+            var_types[n.name] = TensorType(shape, dtype) if known(shape) else None
         missing = [k for k, t in var_types.items() if t is None]
         if missing and not partial:
             raise GraphcError(f"infer_shape: cannot infer the shapes of {missing} from the given "
-                              f"{sorted(shapes)}; give their shapes too")
+                              f"{sorted(shapes or {})}; give their shapes too")
         return var_types
 
     def _bind(self, shapes=None, dtypes=None) -> Graph:
         """The symbol's graph typed from input shapes/dtypes (parameters' shapes inferred)."""
         from .passes.infer import infer_types
-        return infer_types(self._graph(), self._var_types(shapes, dtypes))
+        from .symbol_compose import without_shape_hints
+        var_types = self._var_types(shapes, dtypes)
+        return infer_types(without_shape_hints(self._graph(), shapes or {}), var_types)
 
     def infer_shape(self, *args, **kwargs):
-        """(arg_shapes, out_shapes, aux_shapes), like MXNet: weights' shapes follow from the data's."""
+        """(arg_shapes, out_shapes, aux_shapes), like MXNet: weights' shapes follow from the
+        data's, unknown inputs from what their users need. Incomplete: (None, None, None) and
+        MXNet's warning naming the arguments still unknown."""
+        from .symbol_shape_inference import known
         if args:
             kwargs.update(zip(self.list_arguments(), args))
+        arg, out, aux = self._partial_shapes(kwargs)
+        if not all(known(s) for s in arg + out + aux):
+            import warnings
+            unknowns = [f"{n}: {s or ()}" for n, s in zip(self.list_arguments(), arg) if not known(s)]
+            unknowns = unknowns[:10] + (["..."] if len(unknowns) > 10 else [])
+            warnings.warn("Cannot decide shape for the following arguments (0s in shape means unknown "
+                          "dimensions). Consider providing them as input:\n\t" + "\n\t".join(unknowns),
+                          stacklevel=2)
+            return (None, None, None)
         g = self._bind(kwargs)
         by = {n.name: n.types[0].shape for n in g.inputs}
         return ([by[n] for n in self.list_arguments()], [v.type.shape for v in g.outputs],
                 [by[n] for n in self.list_auxiliary_states()])
 
     def infer_shape_partial(self, *args, **kwargs):
-        """As infer_shape, but what cannot be inferred is () (MXNet 1.x's partial answer)."""
+        """As infer_shape, but what cannot be inferred is () or has 0s (MXNet 1.x's answer)."""
         if args:
             kwargs.update(zip(self.list_arguments(), args))
-        var_types = self._var_types(kwargs, partial=True)
-        if all(t is not None for t in var_types.values()):
-            return self.infer_shape(**kwargs)
-        by = {k: (t.shape if t is not None else ()) for k, t in var_types.items()}
-        return ([by[n] for n in self.list_arguments()], [() for _ in self._values],
+        return tuple([s or () for s in part] for part in self._partial_shapes(kwargs))
+
+    def _partial_shapes(self, shapes):
+        """(args, outputs, aux) partial shapes, None where not even the rank is known."""
+        g, inf = self._infer(shapes)
+        by = {n.name: inf.shape_of(n.out()) for n in g.inputs}
+        return ([by[n] for n in self.list_arguments()], [inf.shape_of(v) for v in self._values],
                 [by[n] for n in self.list_auxiliary_states()])
 
     def infer_type(self, *args, **kwargs):
+        """(arg_types, out_types, aux_types) as numpy types. Incomplete: (None, None, None) and
+        MXNet's warning naming the arguments still unknown."""
+        arg, out, aux = self.infer_type_partial(*args, **kwargs)
+        if any(t is None for t in arg + out + aux):
+            import warnings
+            unknowns = [f"{n}: None" for n, t in zip(self.list_arguments(), arg) if t is None]
+            unknowns = unknowns[:10] + (["..."] if len(unknowns) > 10 else [])
+            warnings.warn("Cannot decide type for the following arguments. Consider providing them as "
+                          "input:\n\t" + "\n\t".join(unknowns), stacklevel=2)
+            return (None, None, None)
+        return arg, out, aux
+
+    def infer_type_partial(self, *args, **kwargs):
+        """As infer_type, with None for what cannot be inferred (MXNet's)."""
+        from .symbol_shape_inference import infer_dtypes
         if args:
             kwargs.update(zip(self.list_arguments(), args))
         dtypes = {k: np.dtype(v).name for k, v in kwargs.items()}
@@ -368,41 +421,12 @@ class Symbol(Handle):
             by = {n.name: np.dtype(n.types[0].dtype).type for n in g.inputs}
             outs = [np.dtype(v.type.dtype).type for v in g.outputs]
         else:
-            by, outs = self._dtype_walk(dtypes)
+            g = self._graph()
+            dt = infer_dtypes(g, dtypes, _hinted_dtype)
+            as_type = lambda d: None if d is None else np.dtype(d).type   # noqa: E731
+            by = {n.name: as_type(dt.get((id(n), 0))) for n in g.inputs}
+            outs = [as_type(dt.get((id(v.node), v.index))) for v in self._values]
         return ([by[n] for n in self.list_arguments()], outs, [by[n] for n in self.list_auxiliary_states()])
-
-    def _dtype_walk(self, dtypes):
-        """dtypes without shapes (MXNet infers them separately): an untyped variable takes the
-        dtype of its operator's first typed input (float32 parameters under float16 BatchNorm
-        data), an output takes its operator's `dtype` attribute or its first input's dtype --
-        MXNet 1.x's rule for nearly every operator."""
-        from .ops.declarations.norm import param_dtype
-        g = self._graph()
-        dt = {}
-        for n in g.nodes:
-            if n.is_var:
-                known = n.types[0]
-                hinted = _hinted_dtype(n) if n.hints.get("__dtype__") is not None else None
-                dt[(id(n), 0)] = dtypes.get(n.name) or (known.dtype if known is not None else hinted)
-                continue
-            if n.is_const:
-                dt[(id(n), 0)] = n.types[0].dtype
-                continue
-            ins = [dt.get((id(v.node), v.index)) for v in n.inputs]
-            first = next((d for d in ins if d is not None), None)
-            for i, (v, d) in enumerate(zip(n.inputs, ins)):
-                if d is None and v.node.is_var and first is not None:
-                    dt[(id(v.node), 0)] = param_dtype(first) if n.op == "BatchNorm" and i > 0 else first
-            out = n.attrs.get("dtype") or first
-            for i in range(len(n.types)):
-                dt[(id(n), i)] = out
-        by = {}
-        for n in g.inputs:
-            d = dt.get((id(n), 0))
-            if d is None:
-                raise GraphcError(f"infer_type: cannot infer the dtype of {n.name!r}; give it (infer_type({n.name}=...))")
-            by[n.name] = np.dtype(d).type
-        return by, [np.dtype(dt[(id(v.node), v.index)]).type for v in self._values]
 
     # -- executors (MXNet 1.x's symbolic training API) ------------------------------------
     def simple_bind(self, ctx=None, grad_req="write", type_dict=None, group2ctx=None, **shapes):
@@ -466,66 +490,39 @@ class Symbol(Handle):
         return _NAMESPACE._basic_index(self, key=encode_index(key, self.ndim))
 
     def __copy__(self):
-        return self
+        # a new handle on the same (never mutated) nodes: _compose on the copy leaves self alone
+        return Symbol(self.value, self.builder, list(self._values))
 
     def __deepcopy__(self, memo):
-        return self
+        return self.__copy__()
 
     def debug_str(self):
         return str(self._graph())
 
 
-_GLOBAL = SymbolBuilder("symbol")
-
-
-def _hinted_dtype(node) -> str:
-    """The dtype a variable's __dtype__ attribute (MXNet's type flag) names, else float32."""
-    from .ops.dtypes import FROM_MXNET_FLAG
-    flag = node.hints.get("__dtype__")
-    try:
-        return FROM_MXNET_FLAG[int(flag)] if flag is not None else "float32"
-    except (ValueError, KeyError):
-        raise GraphcError(f"variable {node.name!r}: __dtype__={flag!r} is not one of MXNet's type flags "
-                          f"{sorted(FROM_MXNET_FLAG)}") from None
-
-
-# hints that are graphc's own bookkeeping, not attributes a user set
-_INTERNAL_HINTS = ("kind", "given_attrs", "device")
-
-
-def _node_attrs(node) -> dict:
-    from .ops.attrs import format_attr
-    out = {}
-    if not (node.is_var or node.is_const):
-        given = node.hints.get("given_attrs", ())
-        out.update({k: format_attr(v) for k, v in node.attrs.items() if k in given})
-    for key, value in node.hints.items():
-        if key in _INTERNAL_HINTS or (not node.is_var and not key.startswith("__")):
-            continue
-        out[key] = value if isinstance(value, str) else format_attr(value)
-        plain = key[2:-2] if key.startswith("__") and key.endswith("__") else None
-        if plain in _HIDDEN_KEYS:
-            out[plain] = out[key]   # MXNet lists ctx_group, lr_mult... under both spellings
-    return out
+_GLOBAL = SymbolBuilder("symbol", mxnet_names=True)
 
 
 def _symbol_invoke(op, inputs, attrs, name):
     from .device import Context
     attrs = dict(attrs)
-    extra = attrs.pop("attr", None)         # MXNet's attr={...}: node attributes, not op parameters
+    extra = attrs.pop("attr", None)
+    if extra:    # (reached only by callers that bypass SymbolNamespace)
+        with AttrScope(**{k: str(v) for k, v in extra.items()}):
+            return _symbol_invoke(op, inputs, attrs, name)
     # a Context is written as its string, as MXNet's symbol functions do (sym.zeros(ctx=cpu()))
     attrs = {k: str(v) if isinstance(v, Context) else v for k, v in attrs.items()}
-    builder = _builder_for(inputs)
-    out = builder.invoke(op, inputs, attrs, name)
-    if extra:
-        if not isinstance(extra, dict):
-            raise TypeError(f"sym.{op}: attr must be a dict of strings, got {type(extra).__name__}")
-        for handle in (out if isinstance(out, tuple) else (out,)):
-            handle.value.node.hints.update({_hidden_key(k): str(v) for k, v in extra.items()})
+    out = _builder_for(inputs).invoke(op, inputs, attrs, name)
+    if isinstance(out, tuple) and current_trace() is None:
+        # a multi-output operator built by hand is one grouped Symbol (MXNet's SliceChannel),
+        # indexable and iterable; a trace keeps the tuple Gluon code unpacks
+        return Group(out)
     return out
 
 
-_NAMESPACE = OpNamespace(_symbol_invoke, lambda a: isinstance(a, Handle))
+from .symbol_namespace import SymbolNamespace  # noqa: E402
+_NAMESPACE = SymbolNamespace(_symbol_invoke, lambda a: isinstance(a, Handle))
+from .symbol_sparse import SparseSymbolFunctions as _SparseSymbolFunctions  # noqa: E402
 
 # MXNet's sym.maximum/minimum, sym.random.*, sym.linalg.*: the same functions as graphc.nd's
 random = RandomFunctions(_NAMESPACE, lambda a: isinstance(a, Handle))
@@ -533,8 +530,26 @@ linalg = PrefixNamespace(_NAMESPACE, "_linalg_")
 image = PrefixNamespace(_NAMESPACE, "_image_")     # sym.image: MXNet's image operators
 globals().update(_split_histogram.functions(_NAMESPACE, lambda a: isinstance(a, Handle)))  # sym.split_v2/histogram
 contrib = ContribFunctions(_NAMESPACE)   # sym.contrib: _contrib_* operators and control flow
+sparse = _SparseSymbolFunctions(_NAMESPACE)     # sym.sparse: dense twins of nd.sparse (symbol_sparse.py)
+cast_storage = sparse.cast_storage               # MXNet's sym.cast_storage (a copy in a dense graph)
 globals().update(CreationFunctions(_NAMESPACE).functions())   # sym.arange/full/eye/linspace
 globals().update(ElementwiseFunctions(_NAMESPACE, lambda a: isinstance(a, Handle)).functions(SYMBOL_BINARY))
+pow = power     # noqa: A001  (MXNet's sym.pow)
+_internal = InternalNamespace(_NAMESPACE, lambda a: isinstance(a, Handle))
+
+
+def hypot(left, right):
+    """sqrt(left**2 + right**2) for symbols and numbers (MXNet's sym.hypot)."""
+    import numbers
+    if isinstance(left, Handle) and isinstance(right, Handle):
+        return _NAMESPACE.broadcast_hypot(left, right)
+    if isinstance(left, numbers.Number) and isinstance(right, numbers.Number):
+        return np.hypot(left, right)
+    if isinstance(left, numbers.Number) and isinstance(right, Handle):
+        left, right = right, left
+    if isinstance(left, Handle) and isinstance(right, numbers.Number):
+        return _internal._hypot_scalar(left, scalar=right)
+    raise TypeError(f"hypot: expects symbols or numbers, got {type(left).__name__} and {type(right).__name__}")
 
 
 def var(name, attr=None, shape=None, lr_mult=None, wd_mult=None, dtype=None, init=None, stype=None, **kwargs):
@@ -555,35 +570,6 @@ def var(name, attr=None, shape=None, lr_mult=None, wd_mult=None, dtype=None, ini
     node.types = (None,)
     builder.inputs.append(node)
     return builder.wrap(node.out())
-
-
-_STORAGE_FLAGS = {"default": 0, "row_sparse": 1, "csr": 2}
-
-
-def _var_hints(shape, lr_mult, wd_mult, dtype, init, stype, extra) -> dict:
-    """var()'s keywords as MXNet's variable attributes (mxnet/symbol/symbol.py var)."""
-    from .ops.dtypes import MXNET_FLAG, canonical
-    hints = {}
-    if shape is not None:
-        hints["__shape__"] = str(tuple(int(d) if d is not None else 0 for d in shape))
-    if lr_mult is not None:
-        hints["__lr_mult__"] = str(lr_mult)
-    if wd_mult is not None:
-        hints["__wd_mult__"] = str(wd_mult)
-    if dtype is not None:
-        hints["__dtype__"] = str(MXNET_FLAG[canonical(dtype)])
-    if init is not None:
-        hints["__init__"] = init if isinstance(init, str) else init.dumps()
-    if stype is not None:
-        if stype not in _STORAGE_FLAGS:
-            raise ValueError(f"sym.var: stype={stype!r} is not a storage type; expected one of {sorted(_STORAGE_FLAGS)}")
-        hints["__storage_type__"] = str(_STORAGE_FLAGS[stype])
-    for key, value in extra.items():
-        if not (key.startswith("__") and key.endswith("__")):
-            raise ValueError(f"sym.var: attribute name={key} is not supported. Additional attributes must "
-                             "start and end with double underscores, e.g. __yourattr__")
-        hints[key] = str(value)
-    return hints
 
 
 Variable = var

@@ -252,13 +252,20 @@ def _as_dtype(values, dtype):
     return {k: v if dtype == "asnumpy" else v.astype(dtype) for k, v in values.items()}
 
 
-def _run(sym, values, ctx, is_train, grad_names=(), out_grads=None, grad_req="write"):
-    """Evaluate `sym` on `values` (name -> numpy); with grad_names, backpropagate out_grads (ones
-    by default) and also return {name: gradient}."""
+def _block_for(sym, names):
+    """A SymbolBlock running `sym` with `names` as its inputs, in that order. Reusing one block
+    for many evaluations (finite differences) reuses its compiled program."""
     from .gluon.symbol_block import SymbolBlock
     from . import symbol as _sym
+    return SymbolBlock(sym, [_sym.var(n) for n in names])
+
+
+def _run(sym, values, ctx, is_train, grad_names=(), out_grads=None, grad_req="write", block=None):
+    """Evaluate `sym` (or its prebuilt `block`, made by _block_for with these names in this
+    order) on `values` (name -> numpy); with grad_names, backpropagate out_grads (ones by
+    default) and also return {name: gradient}."""
     names = list(values)
-    block = SymbolBlock(sym, [_sym.var(n) for n in names])
+    block = block if block is not None else _block_for(sym, names)
     inputs = [array(values[n], ctx=ctx, dtype=values[n].dtype) for n in names]
     for n, x in zip(names, inputs):
         if n in grad_names:
@@ -342,10 +349,11 @@ def numeric_grad(sym, location, aux_states=None, eps=1e-4, use_forward_train=Tru
     ctx = default_context()
     base = {k: np.asarray(v, dtype=np.float64) for k, v in location.items()}
     aux = dict(aux_states or {})
+    block = _block_for(sym, list(base) + list(aux))     # one compiled program for every evaluation
 
     def total(values):
         outs, _ = _run(sym, {**{k: v.astype(dtype) for k, v in values.items()}, **aux}, ctx,
-                       use_forward_train)
+                       use_forward_train, block=block)
         return sum(float(o.asnumpy().astype(np.float64).sum()) for o in outs)
 
     grads = {}
@@ -383,7 +391,9 @@ def check_numeric_gradient(sym, location, aux_states=None, numeric_eps=None, rto
         raise ValueError(f"check_numeric_gradient: the symbol has {len(outs)} outputs; group one")
     proj_name = "__random_proj"
     projected = sym * _sym.var(proj_name)
-    proj = np.random.uniform(-1, 1, size=outs[0].shape).astype(dtype)
+    # as MXNet's random_projection: positive weights in [0.1, 1.1), none so small that the
+    # finite differences of its output lose their precision (MXNet's tolerances assume these)
+    proj = (np.random.rand(*outs[0].shape) + 0.1).astype(dtype)
     eps = get_tolerance(np.zeros((), dtype), numeric_eps, default_numeric_eps())
     point = {**args, proj_name: proj}
     _, grads = _run(projected, {**point, **aux}, ctx or default_context(), use_forward_train,
@@ -428,5 +438,6 @@ def environment(*args):
 
 from .test_utils_suite import *  # noqa: E402,F401,F403  (MXNet's tests import these from here)
 from .test_utils_suite import rnd, npt  # noqa: E402,F401
+from .test_utils_stats import *  # noqa: E402,F401,F403  (chi-square checks of random generators)
 from .symbol import Symbol  # noqa: E402,F401
 import graphc as mx  # noqa: E402,F401  (`from mxnet.test_utils import *` gives tests `mx`)

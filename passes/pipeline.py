@@ -24,6 +24,7 @@ from .fold_batchnorm import fold_batchnorm_inference
 from .decompose import decompose_softmax
 from .decompose_norms import decompose_norms, specialize_training
 from .fuse import fuse_elementwise
+from .fuse_attention import fuse_attention
 from .merge_gemms import merge_summed_gemms
 from .simplify import (eliminate_dead_code, eliminate_common_subexpressions, fold_constants,
                        simplify_algebra)
@@ -102,7 +103,7 @@ def _lower(training: bool) -> Pipeline:
     # merge them again. lower_channels_last before CSE: the forward and the gradient transpose
     # the same data to channels first, and CSE keeps one of the two copies
     return Pipeline([bind(specialize_training, training=training), lower_channels_last, merge_summed_gemms,
-                     eliminate_common_subexpressions, bind(decompose_norms, training=training),
+                     eliminate_common_subexpressions, fuse_attention, bind(decompose_norms, training=training),
                      decompose_softmax, fuse_elementwise], "lower")
 
 

@@ -1,6 +1,8 @@
 """Native code for compiled programs: LLVM IR text -> object code (through the shared target
 machine and -O3 pipeline of llvm_jit), cached in memory and on disk, loaded into an MCJIT
-engine.
+engine. A program's text may hold several modules (llvm_jit.MODULE_BREAK between them): each
+compiles apart, the later ones in a helper process when a core is free (compile_pool), and the
+engine links their objects; a disk entry holds them all (pack_objects).
 
 A key covers everything the object code depends on: the caller's description of the program
 (printed graph, attributes, constant bytes, code-generation settings), the target triple, the
@@ -21,19 +23,20 @@ import ctypes
 import functools
 import hashlib
 import os
+import struct
 import threading
 import weakref
 
 import llvmlite
 import llvmlite.binding as llvm
 
-from . import llvm_jit, threads
+from . import compile_pool, llvm_jit, threads
 from .cache_entry import BadEntry, TARGET_FIELDS, encode_entry
 from .cache_store import (CacheWarning, MAX_ENTRY_BYTES, cache_dir, entry_path, load_entry, max_bytes,
                           prepare_dir, trim, warn, write_entry)
 
 # bump when generated code or the way keys are made changes in a way descriptions do not show
-VERSION = "graphc-0.1.0-rt6"
+VERSION = "graphc-0.1.0-rt8"
 DEFAULT_MAX_PROGRAMS = 64
 _lock = threading.Lock()
 _write_failed: set = set()      # directories whose failed write was reported (once per process)
@@ -173,6 +176,7 @@ def make_key(description: str) -> str:
 
 
 def compile_object(ir_text: str) -> bytes:
+    """Object code of one module's IR text."""
     tm = target_machine()
     mod = llvm.parse_assembly(ir_text)
     mod.verify()
@@ -180,18 +184,53 @@ def compile_object(ir_text: str) -> bytes:
     return tm.emit_object(mod)
 
 
+def compile_objects(ir_text: str) -> list:
+    """Object code of each module of a program's IR text (llvm_jit.MODULE_BREAK between them),
+    the later ones on another core when there is one (runtime/compile_pool.py)."""
+    return compile_pool.compile_all(llvm_jit.split_modules(ir_text), compile_object)
+
+
 def optimized_ir(ir_text: str) -> str:
-    """The -O3 IR of a module (for tests and for reading what the vectoriser did)."""
+    """The -O3 IR of a program's modules (for tests and for reading what the vectoriser did)."""
     tm = target_machine()
-    mod = llvm.parse_assembly(ir_text)
-    llvm_jit.optimize(mod, tm, speed_level=3)
-    return str(mod)
+    out = []
+    for text in llvm_jit.split_modules(ir_text):
+        mod = llvm.parse_assembly(text)
+        llvm_jit.optimize(mod, tm, speed_level=3)
+        out.append(str(mod))
+    return llvm_jit.MODULE_BREAK.join(out)
 
 
-def _jit(obj: bytes, symbols, key: str) -> LoadedCode:
+# a disk entry's payload: the objects of a program's modules, each after its u64 length
+_OBJECTS = struct.Struct("<Q")
+
+
+def pack_objects(objs) -> bytes:
+    return b"".join(_OBJECTS.pack(len(o)) + bytes(o) for o in objs)
+
+
+def unpack_objects(payload) -> list:
+    """Inverse of pack_objects; raises BadEntry on lengths that do not add up."""
+    data, out, at = bytes(payload), [], 0
+    while at < len(data):
+        if at + _OBJECTS.size > len(data):
+            raise BadEntry("object list cut short")
+        (n,) = _OBJECTS.unpack_from(data, at)
+        at += _OBJECTS.size
+        if at + n > len(data):
+            raise BadEntry("object list cut short")
+        out.append(data[at:at + n])
+        at += n
+    if not out:
+        raise BadEntry("no object code")
+    return out
+
+
+def _jit(objs, symbols, key: str) -> LoadedCode:
     # the engine takes ownership of its target machine (and frees it with itself): give it its own
     engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), llvm_jit.create_target_machine(opt=3))
-    engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+    for obj in objs:       # one program's modules call each other's functions: linked here
+        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
     engine.finalize_object()
     addrs = {s: engine.get_function_address(s) for s in symbols}
     missing = [s for s, a in addrs.items() if not a]
@@ -248,20 +287,21 @@ def load(key: str, build_ir, symbols, use_cache: bool = True):
         try:
             obj = load_entry(directory, key, host_target(), min(limit, MAX_ENTRY_BYTES))
             if obj is not None:
-                code = _jit(obj, symbols, key)
+                code = _jit(unpack_objects(obj), symbols, key)
         except (BadEntry, RuntimeError) as exc:
             warn(f"refused {path}: {exc}; recompiling and replacing it")
     source = "disk" if code is not None else "compiled"
     if code is None:
-        obj = compile_object(build_ir())
+        objs = compile_objects(build_ir())
         if directory is not None:
-            _store(directory, key, obj, limit)
-        code = _jit(obj, symbols, key)
+            _store(directory, key, pack_objects(objs), limit)
+        code = _jit(objs, symbols, key)
     if use_cache:
         with _lock:
             _memory.put(key, code, max_programs())
     return code.addrs, source, code
 
 
-__all__ = ["load", "make_key", "compile_object", "optimized_ir", "cache_dir", "load_blas", "target_machine",
+__all__ = ["load", "make_key", "compile_object", "compile_objects", "pack_objects", "unpack_objects",
+           "optimized_ir", "cache_dir", "load_blas", "target_machine",
            "host_target", "host_signature", "live_engines", "LoadedCode", "CacheWarning", "VERSION"]

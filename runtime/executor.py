@@ -401,6 +401,19 @@ def profiling_wanted() -> bool:
     return os.environ.get("GRAPHC_PROFILE", "") not in ("", "0")
 
 
+def _steps_description(seg_calls) -> str:
+    """The generated code's part of the cache key: per call, its kernel's name (a hash of the
+    kernel's whole text, lower.name_by_content), the work estimate that picks how a GEMM is split
+    (not in the text) and where its buffers are bound (slot, byte offset: the memory plan, baked
+    into the entry's tables). Hashing the kernels' text itself again cost ResNet-18's training
+    step 2 s on every compile, cache hits included."""
+    lines = []
+    for i, calls in enumerate(seg_calls):
+        lines.append(f"seg{i}")
+        lines.extend(f"{k.name} {k.work} {where}" for k, where in calls)
+    return "\n".join(lines)
+
+
 def build_program(graph: Graph, fused: Graph, plan: MemoryPlan, *, training: bool = False,
                   cache: bool = True, profile: bool | None = None, device: int = 0) -> Program:
     """Compile `fused` (the fused form of `graph`) with its memory `plan` for the CPU. `graph`
@@ -451,7 +464,7 @@ def build_program(graph: Graph, fused: Graph, plan: MemoryPlan, *, training: boo
 
     key = _cache.make_key(graph_description(graph, training, nthreads) + f"\ngemm_split={split_work}\n{ModuleBuilder.cache_tag()}\n" +
                           ("profile\n" if profile else "") + (f"pool={pool_symbol}\n" if device else "") +
-                          "\n".join(str(s.kernel) for s in steps if isinstance(s, KernelStep)))
+                          _steps_description(seg_calls))
     addrs, source, engine = _cache.load(key, build_ir, names, use_cache=cache)
     prog = Program(graph, fused, plan, steps, segments, addrs, source, nthreads)
     prog.device = device

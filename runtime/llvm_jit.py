@@ -45,3 +45,13 @@ def optimize(module_ref: llvm.ModuleRef, tm: llvm.TargetMachine, speed_level: in
     pto.loop_unrolling = speed_level >= 2
     pb = llvm.create_pass_builder(tm, pto)
     pb.getModulePassManager().run(module_ref, pb)
+
+
+# A program's IR text may hold several modules, compiled apart and linked when loaded
+# (render_llvm.ModuleBuilder.texts()); this line separates them.
+MODULE_BREAK = "\n; ---- graphc: next module ----\n"
+
+
+def split_modules(text: str) -> list:
+    """The module texts of a (possibly multi-module) IR text."""
+    return text.split(MODULE_BREAK)

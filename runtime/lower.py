@@ -389,6 +389,10 @@ def lower_node(node: Node, plan: MemoryPlan, names: _Names) -> list:
     dropout_steps = lower_dropout(node, names, pl_in, pl_out)
     if dropout_steps is not None:
         return dropout_steps
+    # softmax attention in one kernel: runtime/attention_kernel.py
+    attention_steps = lower_attention(node, names, pl_in, pl_out)
+    if attention_steps is not None:
+        return attention_steps
     # convolutions and pooling: runtime/conv_steps.py
     conv_steps = lower_conv_family(node, plan, names, pl_in, pl_out)
     if conv_steps is not None:
@@ -495,3 +499,4 @@ from .movement import copy_kernel_steps  # noqa: E402
 from .gather import take_kernel  # noqa: E402
 from .index_kernels import lower_index_family  # noqa: E402
 from .dropout_kernel import lower_dropout  # noqa: E402
+from .attention_kernel import lower_attention  # noqa: E402

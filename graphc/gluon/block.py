@@ -121,6 +121,45 @@ class _BlockScope:
         self._old_scope = None
 
 
+class _OpNameScope(NameManager):
+    """While a block's hybrid_forward builds symbols, operators left unnamed are called
+    `<block prefix><op><k>` with k counted afresh for this call (net0_stage1_activation0), as
+    MXNet names them under the block's name_scope(); a block made with prefix='' adds no scope,
+    so its operators count on in the enclosing block's. Explicit names are kept as given (the
+    layers give their full `<prefix>fwd`). Hand-built symbols take names from the current
+    NameManager, a trace from its builder's `_name`: the scope serves both."""
+
+    def __init__(self, builder, block):
+        super().__init__()
+        self._builder = builder
+        self._prefix = None if block._empty_prefix else block.prefix
+        self._saved_name = None
+
+    def get(self, name, hint):
+        if name:
+            return name
+        return self._prefix + super().get(None, hint)
+
+    def _name(self, op):
+        return self.get(None, op.lower().lstrip("_"))
+
+    def __enter__(self):
+        if self._prefix is not None:
+            super().__enter__()
+            self._saved_name = self._builder.__dict__.get("_name")
+            self._builder._name = self._name      # an instance attribute shadows GraphBuilder._name
+        return self
+
+    def __exit__(self, *exc):
+        if self._prefix is None:
+            return
+        if self._saved_name is None:
+            del self._builder._name
+        else:
+            self._builder._name = self._saved_name
+        super().__exit__(*exc)
+
+
 def _flatten(args):
     out = []
     for a in args:
@@ -132,6 +171,7 @@ def _flatten(args):
 
 
 from ..symbol import current_trace as _current_trace  # noqa: E402  (hot path: no per-call import)
+from ..ops.builder import Handle as _Handle  # noqa: E402
 
 
 # -- Block -------------------------------------------------------------------------------------
@@ -350,7 +390,19 @@ class Block:
             n = sum(int(np.prod(p.shape)) for p in block.params.values() if p.shape and shape_is_known(p.shape))
             rows.append((f"{block.__class__.__name__}-{len(rows) + 1}", shapes(out), n))
 
-        self.apply(lambda b: hooks.append(b.register_forward_hook(hook)))
+        def register(block):
+            # MXNet refuses: a hybridized block's children run inside one compiled graph, so no
+            # per-layer hook would fire
+            assert not getattr(block, "_active", False), \
+                f'"{block.name}" must not be hybridized to print summary.'
+            hooks.append(block.register_forward_hook(hook))
+
+        try:
+            self.apply(register)
+        except AssertionError:
+            for h in hooks:
+                h.detach()
+            raise
         try:
             self(*inputs)
         finally:
@@ -360,7 +412,7 @@ class Block:
         print(line)
         print(f"{'Layer (type)':>20}  {'Output Shape':>42}  {'Param #':>12}")
         print("=" * 80)
-        print(f"{'Input':>20}  {str([tuple(x.shape) for x in inputs]):>42}  {0:>12}")
+        print(f"{'Input':>20}  {str(shapes(list(inputs))):>42}  {0:>12}")
         for name, shape, n in rows:
             print(f"{name:>20}  {str(shape):>42}  {n:>12}")
         print("=" * 80)
@@ -448,6 +500,10 @@ class HybridBlock(Block):
         pending = [p for p in self._reg_params.values() if p._deferred_init]
         if not pending:
             return
+        if any(isinstance(a, _Handle) and a.type is None for a in _flatten(args)):
+            # a free symbol (mx.sym.var('data')): MXNet builds the graph with the parameters'
+            # variables carrying 0-dim shape hints, left to Symbol.infer_shape
+            return
         if any(not shape_is_known(p.shape) for p in pending):
             self.infer_shape(*args)
         for p in self._reg_params.values():
@@ -464,7 +520,8 @@ class HybridBlock(Block):
         if leaves and isinstance(leaves[0], Handle):
             from .. import symbol as F
             params = {k: v.var() for k, v in self._reg_params.items()}
-            return self.hybrid_forward(F, x, *args, **params)
+            with _OpNameScope(leaves[0].builder, self):
+                return self.hybrid_forward(F, x, *args, **params)
         from .. import ndarray as F
         ctx = leaves[0].context if leaves else None
         params = {k: v.data(ctx) for k, v in self._reg_params.items()}

@@ -203,6 +203,14 @@ class Optimizer:
         raise NotImplementedError()
 
     def update_multi_precision(self, index, weight, grad, state):
+        if getattr(weight, "stype", "default") != "default":
+            # a sparse weight (row_sparse, as a Trainer pulls it): MXNet's kernels write it in
+            # place; graphc's sparse arrays are immutable views, so the step runs on a dense copy
+            # (lazily when the gradient is row_sparse, as MXNet's) and the result is assigned back
+            dense = NDArray(np.array(weight._data), weight.context)
+            self.update_multi_precision(index, dense, grad, state)
+            weight[:] = dense
+            return
         if getattr(grad, "stype", "default") == "row_sparse" and _lazy.applies(self, weight, grad):
             return _lazy.lazy_update(self, index, weight, grad, state)     # only the gradient's rows
         if self.multi_precision and weight._data.dtype == np.float16:

@@ -7,8 +7,8 @@ is exactly the dense rule run on the gathered rows, so this module gathers the r
 weight and of each state, runs the optimizer's own dense `update` on them, and scatters them
 back: one formula per optimizer, shared by the dense and the lazy path.
 
-AdaGrad is the exception: MXNet's sparse kernel is a different formula (epsilon outside the
-square root, and weight decay refused), written out here.
+AdaGrad is the exception: MXNet's sparse kernel (adagrad_update) refuses weight decay and
+keeps the rows untouched by the gradient, written out here.
 
 Any other optimizer, or lazy_update=False, reads the gradient's dense form (rows missing are
 zeros) through the dense rule, which is MXNet's "standard update" for sparse gradients."""
@@ -71,8 +71,9 @@ def lazy_update(opt, index, weight, grad, state):
 
 
 def _sparse_adagrad(opt, index, weight, grad, history, rows):
-    """MXNet's sparse adagrad_update on the gradient's rows:
-        g = clip(rescale_grad * grad);  history += g^2;  weight -= lr * g / (sqrt(history) + eps)"""
+    """MXNet's sparse adagrad_update on the gradient's rows (epsilon inside the root, as MXNet
+    1.9.1 computes it):
+        g = clip(rescale_grad * grad);  history += g^2;  weight -= lr * g / sqrt(history + eps)"""
     lr, wd, _ = opt._begin(index)
     if wd != 0:
         raise GraphcError(f"AdaGrad: a row_sparse gradient does not support weight decay (wd={wd} for parameter "
@@ -83,4 +84,4 @@ def _sparse_adagrad(opt, index, weight, grad, history, rows):
     h = history._data[rows] + np.square(g)
     history._data[rows] = h
     w = weight._data
-    w[rows] = w[rows] - (lr * g / (np.sqrt(h) + opt.float_stable_eps)).astype(w.dtype, copy=False)
+    w[rows] = w[rows] - (lr * g / np.sqrt(h + opt.float_stable_eps)).astype(w.dtype, copy=False)

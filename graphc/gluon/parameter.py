@@ -78,14 +78,17 @@ class Parameter:
         self.wd_mult = wd_mult
         self.grad_req = grad_req
         self.init = init
-        for st in (stype, grad_stype):
-            if st not in ("default", "row_sparse", "csr"):
-                raise ValueError(f"Parameter {name!r}: invalid storage type {st!r}")
+        valid = ("default", "row_sparse", "csr")
+        # MXNet asserts these (AssertionError), and its tests rely on it
+        assert stype in valid, f"Invalid stype for Parameter {name!r}: {stype!r}. Valid stypes are {valid}"
+        assert grad_stype in valid, f"Invalid grad_stype for Parameter {name!r}: {grad_stype!r}. Valid stypes " \
+                                    f"are {valid}"
         if grad_stype == "csr":
             raise GraphcError(f"Parameter {name!r}: grad_stype='csr' is not supported (MXNet's Gluon produces "
                               "row_sparse gradients only); use 'row_sparse' or 'default'")
-        # stype='row_sparse' weights are held dense (row_sparse_data gives the rows asked for);
-        # grad_stype='row_sparse' makes the gradient buffer a RowSparseNDArray
+        # stype='row_sparse' weights are held as RowSparseNDArrays storing every row (as MXNet's after
+        # initialization), so optimizers update them in place; row_sparse_data gives the rows asked
+        # for. grad_stype='row_sparse' makes the gradient buffer a RowSparseNDArray
         self._stype = stype
         self._grad_stype = grad_stype
 
@@ -200,14 +203,18 @@ class Parameter:
         return self._ctx_list
 
     def row_sparse_data(self, row_id):
-        """The rows `row_id` of the weight on row_id's device, as a RowSparseNDArray (MXNet's;
-        graphc holds the weight itself dense, so no kvstore pull is needed)."""
+        """The rows `row_id` of the weight on row_id's device, as a RowSparseNDArray. As in MXNet,
+        only once a Trainer holds the parameter (MXNet pulls the rows from the Trainer's kvstore;
+        graphc's copy on each device is already whole, so the rows are read from it)."""
         if self._stype != "row_sparse":
             raise RuntimeError(f"Cannot return copies of Parameter '{self.name}' on all contexts via "
                                f"row_sparse_data() because its storage type is {self._stype}. Please use data() "
                                "instead.")
+        if self._trainer is None:
+            raise RuntimeError(f"Cannot get row_sparse data for Parameter '{self.name}' when no Trainer is "
+                               "created with it.")
         from ..ndarray import sparse
-        weight = self.data(row_id.context)
+        weight = self._check_and_get(self._data, row_id.context)
         rows = np.unique(row_id.asnumpy().astype(np.int64))
         return sparse.row_sparse_array((weight.asnumpy()[rows], rows), shape=weight.shape, ctx=weight.context)
 
@@ -224,7 +231,7 @@ class Parameter:
             from .. import symbol
             init = self.init.dumps() if isinstance(self.init, initializer.Initializer) else self.init
             self._var = symbol.var(self.name, shape=self.shape, dtype=self.dtype, lr_mult=self.lr_mult,
-                                   wd_mult=self.wd_mult, init=init)
+                                   wd_mult=self.wd_mult, init=init, stype=self._stype)
         return self._var
 
     # -- initialization -----------------------------------------------------------------------
@@ -280,8 +287,17 @@ class Parameter:
         nd = _nd()
         src = data.asnumpy() if isinstance(data, nd.NDArray) else np.asarray(data)
         src = src.astype(canonical(self.dtype), copy=False)
-        self._data = [nd.NDArray(src.copy(), ctx) for ctx in self._ctx_list]
+        self._data = [self._held(src.copy(), ctx) for ctx in self._ctx_list]
         self._init_grad()
+
+    def _held(self, values, ctx):
+        """The array that holds `values` on ctx: dense, or for stype='row_sparse' a
+        RowSparseNDArray storing every row (its values are writable in place)."""
+        nd = _nd()
+        if self._stype != "row_sparse":
+            return nd.NDArray(values, ctx)
+        rows = np.arange(values.shape[0], dtype=np.int64)
+        return nd.sparse.RowSparseNDArray(values, rows, values.shape, ctx)
 
     def _init_grad(self):
         if self.grad_req == "null":
@@ -319,7 +335,7 @@ class Parameter:
                 if cast_dtype and dtype_source == "current":
                     data = data.astype(want)
                 elif cast_dtype and dtype_source == "saved":
-                    self._dtype = data.dtype.name
+                    self.cast(data.dtype)   # held arrays too, as MXNet's dtype setter does
                 else:
                     raise ValueError(f"Failed loading Parameter '{self.name}' from saved params: dtype "
                                      f"incompatible expected {want.name} vs saved {data.dtype.name}. Set "
@@ -353,6 +369,9 @@ class Parameter:
                 raise RuntimeError(f"Parameter '{self.name}' has not been initialized")
             self._deferred_init = self._deferred_init[:3] + (data,)
             return
+        trainer = self._trainer
+        if getattr(trainer, "_kv_initialized", False) and getattr(trainer, "_update_on_kvstore", False):
+            trainer._reset_kvstore()    # the store's copy is stale: re-broadcast on the next step
         src = data._data if isinstance(data, nd.NDArray) else np.asarray(data)
         for arr in self._check_and_get(self._data, list):
             arr._data[...] = src
@@ -389,9 +408,8 @@ class Parameter:
         self._dtype = dtype
         if self._data is None:
             return
-        nd = _nd()
         target = np.dtype(canonical(dtype))
-        self._data = [nd.NDArray(d._data.astype(target), d.context) for d in self._data]
+        self._data = [self._held(d._data.astype(target), d.context) for d in self._data]
         self._init_grad()
 
     def _set_trainer(self, trainer):
@@ -579,7 +597,12 @@ class ParameterDict:
                     f"Prefix '{strip_prefix}' is to be striped before saving, but Parameter's name "
                     f"'{param.name}' does not start with '{strip_prefix}'. this may be due to your Block shares "
                     "parameters from other Blocks or you forgot to use 'with name_scope()' when creating child blocks.")
-            arrays[param.name[len(strip_prefix):]] = param._reduce().asnumpy()
+            value = param._reduce()
+            if param.stype == "row_sparse":     # written as a row_sparse record, as MXNet's
+                value = _nd().sparse.saveable(value.tostype("row_sparse"))
+            else:
+                value = value.asnumpy()
+            arrays[param.name[len(strip_prefix):]] = value
         save_params(filename, arrays)
 
     def load(self, filename, ctx=None, allow_missing=False, ignore_extra=False, restore_prefix="",

@@ -29,6 +29,9 @@ class SymbolBlock(HybridBlock):
         values = [v for s in outs for v in s._values]
         in_nodes = [s.value.node for s in ins]
         graph = Graph.from_outputs([], values, "symbolblock")
+        for node in graph.nodes:   # MXNet's check: a row_sparse weight needs a Trainer's pull
+            assert node.hints.get("__storage_type__") != "1", \
+                f"SymbolBlock doesn't support Parameter '{node.name}' because its storage type is 'row_sparse'."
         self._setup(graph, [n.name for n in in_nodes], None)
         if params is not None:
             for name, p in params.items():
@@ -131,14 +134,18 @@ class SymbolBlock(HybridBlock):
     def forward(self, *args):
         """Inline the graph into the active trace (inputs are Symbols here)."""
         trace = current_trace()
-        if trace is None:
-            raise GraphcError("SymbolBlock.forward expects symbols; call the block on NDArrays instead")
         leaves, _ = flatten(list(args))
+        if trace is None and not (leaves and all(isinstance(x, Symbol) for x in leaves)):
+            raise GraphcError("SymbolBlock.forward expects symbols; call the block on NDArrays instead")
         if len(leaves) != len(self._input_names):
             raise GraphcError(f"SymbolBlock: expects {len(self._input_names)} inputs {self._input_names}, "
                               f"got {len(leaves)}")
-        self._finish_deferred_params(leaves)
-        builder = trace.builder
+        if trace is None:
+            # free symbols (MXNet composes its graph onto them): shapes wait for infer_shape
+            builder = leaves[0].builder
+        else:
+            self._finish_deferred_params(leaves)
+            builder = trace.builder
         retype = Retyper(builder)
         for name, sym in zip(self._input_names, leaves):
             node = next(n for n in self._graph.nodes if n.is_var and n.name == name)

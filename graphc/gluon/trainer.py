@@ -114,6 +114,22 @@ class Trainer:
                     update_on_kvstore = False
         else:
             raise TypeError(f"kvstore must be KVStore, str or None, got {type(kind).__name__}")
+        if any(p._stype != "default" for p in self._params):
+            # MXNet keeps a sparse weight's master copy in the store (row_sparse_pull reads it),
+            # so a store is made even for one device and the update must run there
+            if wanted is False:
+                raise ValueError("Cannot set update_on_kvstore=False when sparse weights are present.")
+            if kv is None and isinstance(kind, str):
+                kv = kvs.create(kind)
+            update_on_kvstore = True
+        elif any(p._grad_stype != "default" for p in self._params):
+            # dense weights, sparse gradients: on one machine updating locally is faster; a
+            # distributed store can only push sparse gradients and pull dense weights
+            distributed = kv is not None and "dist" in kv.type
+            if wanted is False and distributed:
+                raise ValueError("Cannot set update_on_kvstore=False on dist kvstore when sparse "
+                                 "gradients are present.")
+            update_on_kvstore = distributed
         if kv is None:
             if wanted:      # MXNet fails here too, with an AttributeError from deep inside
                 raise ValueError(f"update_on_kvstore=True needs a kvstore, but kvstore={kind!r} with "
@@ -156,6 +172,17 @@ class Trainer:
         self._overlap = None
         if self._distributed and isinstance(kv, kvs.KVStore):
             self._overlap = self._overlap_reducer()
+
+    def _reset_kvstore(self):
+        """Forget the store after a parameter was overwritten (load, set_data) while the store
+        held the master copy: the next step re-creates it from the parameters, as MXNet does."""
+        if self._kvstore is not None and "dist" in self._kvstore.type:
+            raise RuntimeError("Cannot reset distributed KVStore.")
+        self._kv_initialized = False
+        self._kvstore = None
+        self._distributed = None
+        self._update_on_kvstore = None
+        self._overlap = None
 
     # -- learning rate ---------------------------------------------------------------------------
     @property

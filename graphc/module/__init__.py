@@ -5,6 +5,8 @@
     bucketing_module.py  BucketingModule: a Module per bucket key, sharing parameters
     executor_group.py    DataParallelExecutorGroup: one Executor per device, batch slicing
     updates.py           kvstore choice and the update rules Module.update applies
+    sequential_module.py SequentialModule: modules chained, outputs to data
+    python_module.py     PythonModule, PythonLossModule: parameterless modules in Python
 """
 from __future__ import annotations
 
@@ -12,5 +14,8 @@ from .base_module import BaseModule
 from .bucketing_module import BucketingModule
 from .executor_group import DataParallelExecutorGroup
 from .module import Module
+from .python_module import PythonLossModule, PythonModule
+from .sequential_module import SequentialModule
 
-__all__ = ["BaseModule", "Module", "BucketingModule", "DataParallelExecutorGroup"]
+__all__ = ["BaseModule", "Module", "BucketingModule", "DataParallelExecutorGroup", "SequentialModule",
+           "PythonModule", "PythonLossModule"]

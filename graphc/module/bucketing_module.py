@@ -178,6 +178,8 @@ class BucketingModule(BaseModule):
             module.bind(data_shapes, label_shapes, self._curr_module.for_training,
                         self._curr_module.inputs_need_grad, force_rebind=False,
                         shared_module=self._buckets[self._default_bucket_key], grad_req=self._grad_req)
+            if self._monitor is not None:
+                module.install_monitor(self._monitor)
             self._buckets[bucket_key] = module
         elif data_shapes is not None and _shapes_differ(self._buckets[bucket_key], data_shapes):
             self._buckets[bucket_key].reshape(data_shapes, label_shapes)
@@ -234,7 +236,11 @@ class BucketingModule(BaseModule):
         self._curr_module.update_metric(eval_metric, labels, pre_sliced)
 
     def install_monitor(self, mon):
-        raise NotImplementedError("BucketingModule.install_monitor: graphc has no executor Monitor")
+        """Monitor every bucket's executors, and those of buckets bound later."""
+        self._check_bound("install_monitor")
+        self._monitor = mon
+        for module in self._buckets.values():
+            module.install_monitor(mon)
 
     # -- checkpoints -----------------------------------------------------------------------------
     def save_checkpoint(self, prefix, epoch, remove_amp_cast=False):

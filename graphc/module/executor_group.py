@@ -49,7 +49,7 @@ def _slice(arr, axis, s):
 
 def _merge(parts, axis):
     from ..ndarray import concat
-    if len(parts) == 1:
+    if len(parts) == 1 or any(p is None for p in parts):
         return parts[0]
     if axis < 0:
         return parts[0]
@@ -126,8 +126,9 @@ class DataParallelExecutorGroup:
         self.data_arrays = [[(s, e.arg_dict[n]) for s, e in zip(self.slices, self.execs)] for n in self.data_names]
         self.label_arrays = [[(s, e.arg_dict[n]) for s, e in zip(self.slices, self.execs)]
                              for n in self.label_names if n in self.arg_names]
-        self.input_grad_arrays = [[e.grad_dict[n] for e in self.execs] for n in self.data_names
-                                  if self.inputs_need_grad and n in self.execs[0].grad_dict]
+        # a data input bound with grad_req 'null' has None for its gradient, as in MXNet
+        self.input_grad_arrays = [[e.grad_dict.get(n) for e in self.execs] for n in self.data_names
+                                  if self.inputs_need_grad and n in self.arg_names]
 
     def _sliced_shapes(self, i):
         shapes = {}
@@ -233,15 +234,20 @@ class DataParallelExecutorGroup:
             out_grads = []
         elif not isinstance(out_grads, (list, tuple)):
             out_grads = [out_grads]
+        axes = self._output_layouts()
         for i, e in enumerate(self.execs):
-            mine = [_slice(g, 0, self.slices[i]).as_in_context(self.contexts[i]) if len(self.execs) > 1 else g
-                    for g in out_grads]
+            mine = [(_slice(g, axis, self.slices[i]) if axis >= 0 else g).as_in_context(self.contexts[i])
+                    if len(self.execs) > 1 else g for g, axis in zip(out_grads, axes)]
             e.backward(out_grads=mine or None)
+
+    def _output_layouts(self):
+        """Each output's batch axis: its `__layout__` attribute's 'N' (MXNet's output_layouts)."""
+        return [DataDesc.get_batch_axis(out.attr("__layout__")) for out in self.symbol]
 
     def get_outputs(self, merge_multi_context=True):
         outs = [[e.outputs[i] for e in self.execs] for i in range(len(self.execs[0].outputs))]
         if merge_multi_context:
-            return [_merge(o, 0) for o in outs]
+            return [_merge(o, axis) for o, axis in zip(outs, self._output_layouts())]
         return outs
 
     def get_input_grads(self, merge_multi_context=True):

@@ -401,7 +401,11 @@ class Module(BaseModule):
         self._exec_group.update_metric(eval_metric, labels, pre_sliced)
 
     def install_monitor(self, mon):
-        raise NotImplementedError("Module.install_monitor: graphc has no executor Monitor")
+        """Monitor every executor of this module (mx.mon.Monitor)."""
+        if not self.binded:
+            raise RuntimeError("install_monitor: call bind first")
+        for exe in self._exec_group.execs:
+            mon.install(exe)
 
 
 def _attr_dict(symbol):
@@ -421,7 +425,10 @@ def _apply_symbol_mults(optimizer, symbol):
     """__lr_mult__/__wd_mult__ set on the symbol's variables scale those parameters (MXNet reads
     them from `sym` when it makes the optimizer)."""
     lr, wd = {}, {}
+    args = set(symbol.list_arguments())     # (an operator's own lr_mult reaches it via its weights)
     for name, attrs in _attr_dict(symbol).items():
+        if name not in args:
+            continue
         if "__lr_mult__" in attrs:
             lr[name] = float(attrs["__lr_mult__"])
         if "__wd_mult__" in attrs:

@@ -16,6 +16,8 @@ from ..op_functions import ElementwiseFunctions, PrefixNamespace
 linalg = PrefixNamespace(_NAMESPACE, "_linalg_")
 # nd.add, nd.subtract, ..., nd.maximum, nd.minimum: dispatch on arrays and numbers as MXNet's
 globals().update(ElementwiseFunctions(_NAMESPACE, lambda a: isinstance(a, NDArray)).functions())
+from ..internal_namespace import InternalNamespace  # noqa: E402
+_internal = InternalNamespace(_NAMESPACE, lambda a: isinstance(a, NDArray))   # MXNet's nd._internal._plus...
 
 
 def _ctx_str(ctx):
@@ -26,18 +28,29 @@ def _shape(shape):
     return (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
 
 
-def zeros(shape, ctx=None, dtype="float32", stype=None, **kw):
+def _created(data, ctx, out):
+    """A new array of `data`, or (MXNet's out=) `data` written into `out`, which is returned."""
+    if out is None:
+        return NDArray(data, as_context(ctx))
+    if tuple(out.shape) != data.shape:
+        from ..ops.errors import ShapeError
+        raise ShapeError(f"out= has shape {tuple(out.shape)} but the created array has shape {data.shape}")
+    out[:] = data
+    return out
+
+
+def zeros(shape, ctx=None, dtype="float32", stype=None, out=None, **kw):
     if stype not in (None, "default"):
         return sparse.zeros(stype, shape, ctx, dtype)
-    return NDArray(np.zeros(_shape(shape), canonical(dtype)), as_context(ctx))
+    return _created(np.zeros(_shape(shape), canonical(dtype)), ctx, out)
 
 
-def ones(shape, ctx=None, dtype="float32", **kw):
-    return NDArray(np.ones(_shape(shape), canonical(dtype)), as_context(ctx))
+def ones(shape, ctx=None, dtype="float32", out=None, **kw):
+    return _created(np.ones(_shape(shape), canonical(dtype)), ctx, out)
 
 
 def full(shape, val, ctx=None, dtype="float32", out=None):
-    return NDArray(np.full(_shape(shape), val, canonical(dtype)), as_context(ctx))
+    return _created(np.full(_shape(shape), val, canonical(dtype)), ctx, out)
 
 
 def empty(shape, ctx=None, dtype="float32", stype=None):
@@ -112,6 +125,29 @@ def load(fname):
     if all(k.isdigit() for k in loaded) and loaded:
         return [sparse.loaded(v) for v in loaded.values()]
     return {k: sparse.loaded(v) for k, v in loaded.items()}
+
+
+cast_storage = sparse.cast_storage     # MXNet's nd.cast_storage(data, stype)
+
+
+def load_frombuffer(buf):
+    """nd.load of the bytes of a .params file (MXNet's load_frombuffer): the same list or dict.
+    The reader works on files, so the bytes go through a temporary one; a truncated or corrupt
+    buffer raises the reader's FormatError (an MXNetError)."""
+    import os
+    import tempfile
+    if not isinstance(buf, (bytes, bytearray, memoryview)):
+        raise TypeError(f"load_frombuffer: expects bytes, got {type(buf).__name__}")
+    from ..ops.errors import GraphcError
+    fd, path = tempfile.mkstemp(suffix=".params")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(buf)
+        return load(path)
+    except GraphcError as exc:       # name the buffer, not the temporary file
+        raise type(exc)(str(exc).replace(path, f"nd.load_frombuffer({len(buf)} bytes)")) from None
+    finally:
+        os.unlink(path)
 
 
 def __getattr__(name):

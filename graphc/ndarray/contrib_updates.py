@@ -16,7 +16,7 @@ def _run(op_name, groups, trailing, out, attrs):
     n = len(groups[0])
     flat = [g[i] for i in range(n) for g in groups]
     results = getattr(_NAMESPACE, op_name)(*flat, *trailing, **attrs)
-    results = results if isinstance(results, tuple) else (results,)
+    results = results if isinstance(results, (list, tuple)) else (results,)
     weights, hidden = results[:n], results[n:]
     for i in range(n):
         for j in range(n_states):

@@ -78,7 +78,7 @@ def _multi_update(name, states):
         num_weights = int(attrs.get("num_weights", 1))
         per = len(arrays[:len(arrays) - (2 if name.startswith("preloaded_") else 0)]) // num_weights
         results = op(*arrays, **attrs)
-        results = results if isinstance(results, tuple) else (results,)
+        results = results if isinstance(results, (list, tuple)) else (results,)
         weights, hidden = results[:num_weights], results[num_weights:]
         # the states follow each weight's (weight, grad) in the inputs, in declaration order
         for i in range(num_weights):

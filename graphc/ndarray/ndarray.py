@@ -15,12 +15,11 @@ from ..ops.arith import ArithmeticMixin
 from ..ops.builder import Handle
 from ..ops.dtypes import canonical
 from ..ops.errors import GraphcError
-from ..ops.namespace import OpNamespace
-from ..ops.registry import get_op
 from ..ops.types import TensorType
 from ..device import Context, as_context, current_context, require_device
 from .. import autograd, device as _device, eager_kernels as _eager, random as _random
 from ..runtime import trace as _trace
+from .call_cache import EagerNamespace, parse as _parse
 
 
 _DTYPE_NAMES: dict = {}     # numpy dtype -> canonical name (NDArray._type)
@@ -131,7 +130,10 @@ class NDArray(ArithmeticMixin):
         if isinstance(other, NDArray):
             if other.shape != self.shape:
                 raise GraphcError(f"copyto: target shape {other.shape} differs from source {self.shape}")
-            other._data[...] = self._data
+            if other.stype != "default":
+                other._data = self._data       # a sparse target re-encodes the values (sparse_arrays.py)
+            else:
+                other._data[...] = self._data
             return other
         out = NDArray(self._data.copy(), as_context(other))
         from .. import autograd
@@ -179,6 +181,8 @@ class NDArray(ArithmeticMixin):
             yield self[i]
 
     def __bool__(self):
+        if self.size == 0:
+            return False        # (as MXNet: an empty array is false)
         if self.size != 1:
             raise ValueError(f"the truth value of an array with {self.size} elements is ambiguous")
         return bool(self._data.reshape(()).item())
@@ -239,12 +243,18 @@ class NDArray(ArithmeticMixin):
     def __getitem__(self, key):
         if isinstance(key, NDArray):
             return invoke("take", [self, key], {"axis": 0})
+        if _advanced.is_advanced(key):
+            return _advanced.advanced_getitem(self, key)
         return invoke("_basic_index", [self], {"key": encode_index(key, self.ndim)})
 
     def __setitem__(self, key, value):
         if isinstance(key, NDArray):
             key = key._data.astype(np.int64)
+        elif _advanced.is_advanced(key):
+            key = _advanced.numpy_key(key)
         v = value._data if isinstance(value, NDArray) else value
+        if isinstance(v, (list, tuple)) or (isinstance(v, np.ndarray) and v.ndim):
+            v = _advanced.fit_value(np.asarray(v), self._data[key].shape)
         self._data[key] = v
 
     # -- in-place arithmetic (MXNet's `a += b` writes into a's memory: views and the kvstore's
@@ -329,15 +339,20 @@ def invoke(op_name, inputs, attrs, name=None):
     """Run one operator eagerly: check types (errors name the op and shapes), run the numpy
     reference (or, for a hot matrix product or convolution, its compiled one-op program),
     record onto the tape if autograd is recording."""
-    if any(isinstance(x, Handle) for x in inputs):
-        # nd.* called on symbols while tracing: build the graph instead of failing
-        builder = next(x for x in inputs if isinstance(x, Handle)).builder
-        return builder.invoke(op_name, inputs, attrs, name)
-    op = get_op(op_name)
-    if isinstance(attrs.get("ctx"), Context):   # MXNet takes ctx=mx.cpu() or 'cpu(0)'
-        attrs = {**attrs, "ctx": str(attrs["ctx"])}
-    parsed = op.parse(attrs)
-    inputs = [x if isinstance(x, NDArray) else array(x) for x in inputs]
+    for x in inputs:
+        if type(x) is not NDArray:     # (the common case, all plain arrays, skips this)
+            if any(isinstance(x, Handle) for x in inputs):
+                # nd.* called on symbols while tracing: build the graph instead of failing
+                builder = next(x for x in inputs if isinstance(x, Handle)).builder
+                return builder.invoke(op_name, inputs, attrs, name)
+            inputs = [x if isinstance(x, NDArray) else array(x) for x in inputs]
+            break
+    op, parsed = _parse(op_name, attrs)
+    return _apply(op, parsed, inputs, name)
+
+
+def _apply(op, parsed, inputs, name):
+    """invoke() from the parsed operator on NDArray inputs."""
     if _device.MULTI and inputs:
         return _pending.invoke_multi(op, parsed, inputs, name)
     in_types, out_types = _infer(op, parsed, inputs, name)
@@ -398,11 +413,14 @@ def finish_invoke(op, parsed, inputs, results):
     if autograd.is_recording() and op.gradient is not None and any(autograd.needs_grad(x) for x in inputs):
         autograd.record_op(op, parsed, inputs, results)
     n = op.n_visible(parsed)
-    return results[0] if n == 1 else tuple(results[:n])
+    return results[0] if n == 1 else list(results[:n])     # (MXNet returns several outputs as a list)
 
 
 def array(source_array, ctx=None, dtype=None) -> NDArray:
     source = source_array     # MXNet's keyword name: nd.array(source_array=...)
+    if getattr(source, "stype", "default") != "default" or getattr(source, "format", None) == "csr":
+        from .sparse import array as sparse_array     # a sparse NDArray or scipy matrix stays sparse (MXNet)
+        return sparse_array(source, ctx=ctx, dtype=dtype)
     if isinstance(source, NDArray):
         data = source._data.astype(canonical(dtype) if dtype else source._data.dtype, copy=True)
         return NDArray(data, as_context(ctx) if ctx else source._ctx)
@@ -412,8 +430,9 @@ def array(source_array, ctx=None, dtype=None) -> NDArray:
     return NDArray(data, as_context(ctx))
 
 
-_NAMESPACE = OpNamespace(lambda op, ins, attrs, name: invoke(op, ins, attrs, name),
-                         lambda a: isinstance(a, (NDArray, Handle)))
+_NAMESPACE = EagerNamespace(lambda op, ins, attrs, name: invoke(op, ins, attrs, name),
+                            lambda a: isinstance(a, (NDArray, Handle)), NDArray, _apply)
 
 
 from . import pending as _pending  # noqa: E402  (it subclasses NDArray)
+from . import advanced_index as _advanced  # noqa: E402  (it builds NDArrays)

@@ -11,17 +11,34 @@ import numpy as np
 
 from ..device import as_context
 from ..ops.dtypes import canonical
-from ..ops.errors import GraphcError
+from ..ops.errors import GraphcError, ShapeError
 from .ndarray import NDArray
-from .sparse_arrays import (BaseSparseNDArray, CSRNDArray, RowSparseNDArray, dense_to_csr,  # noqa: F401
-                            dense_to_row_sparse, from_dense)
+from .sparse_arrays import (BaseSparseNDArray, CSRNDArray, RowSparseNDArray, StorageTypeError,  # noqa: F401
+                            dense_to_csr, dense_to_row_sparse, from_dense)
 from .sparse_ops import (ZERO_PRESERVING, add, cast_storage, clip, divide, dot, elemwise_add,  # noqa: F401
                          elemwise_mul, elemwise_sub, embedding, mean, multiply, reduce_sum, retain, slice_rows,
                          subtract, unary, zeros_like)
 
+from . import sparse_functions as _sparse_functions  # noqa: E402
+
+
+
+def _out_and_name(fn):
+    """fn with MXNet's out= (the result is copied into that array, in its storage type, and
+    returned) and name= (ignored eagerly, as MXNet's imperative calls do)."""
+    def wrapper(*args, out=None, name=None, **kwargs):
+        result = fn(*args, **kwargs)
+        return result if out is None else result.copyto(out)
+    wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
+    return wrapper
+
+
+dot, elemwise_add, elemwise_sub, elemwise_mul, clip, cast_storage, retain, zeros_like = map(
+    _out_and_name, (dot, elemwise_add, elemwise_sub, elemwise_mul, clip, cast_storage, retain, zeros_like))
+gs_retain = retain      # MXNet's second name for retain
 # MXNet's names (they shadow the builtins inside this namespace module only)
-sum = reduce_sum        # noqa: A001
-slice = slice_rows      # noqa: A001
+sum = _out_and_name(reduce_sum)        # noqa: A001
+slice = _out_and_name(slice_rows)      # noqa: A001
 
 __all__ = ["RowSparseNDArray", "CSRNDArray", "BaseSparseNDArray", "row_sparse_array", "csr_matrix", "zeros",
            "empty", "array", "dot", "retain", "slice", "sum", "mean", "add", "subtract", "multiply", "divide",
@@ -59,18 +76,28 @@ def row_sparse_array(arg1, shape=None, ctx=None, dtype=None):
         out = arg1.astype(dtype or arg1.dtype)
         return out.copyto(ctx) if ctx is not None else out
     if _is_shape(arg1):
+        _check_shape("row_sparse_array", arg1, shape)
         return zeros("row_sparse", arg1, ctx, dtype or "float32")
     if isinstance(arg1, tuple) and len(arg1) == 2:
         data, indices = arg1
         values = _np(data).astype(_dtype(data, dtype))
         if shape is None:
             idx = _np(indices)
-            shape = (int(idx.max()) + 1 if idx.size else 0,) + values.shape[1:]
+            if not idx.size:        # MXNet refuses too: no row says how many rows there are
+                raise ShapeError("row_sparse_array: cannot infer the shape from empty indices; pass shape=")
+            shape = (int(idx.max()) + 1,) + values.shape[1:]
         return RowSparseNDArray(values, _np(indices), shape, ctx)
     if isinstance(arg1, BaseSparseNDArray):
         raise GraphcError(f"row_sparse_array: cannot create from a {arg1.stype} array; use .tostype('row_sparse')")
     dense = _np(arg1).astype(_dtype(arg1, dtype))
+    _check_shape("row_sparse_array", dense.shape, shape)
     return from_dense(dense, "row_sparse", ctx or _ctx_of(arg1))
+
+
+def _check_shape(what, actual, shape):
+    """shape= must agree with the shape the source gives (MXNet raises ValueError)."""
+    if shape is not None and tuple(int(d) for d in shape) != tuple(int(d) for d in actual):
+        raise ShapeError(f"{what}: shape mismatch: the source has shape {tuple(actual)}, shape= says {tuple(shape)}")
 
 
 def csr_matrix(arg1, shape=None, ctx=None, dtype=None):
@@ -81,17 +108,20 @@ def csr_matrix(arg1, shape=None, ctx=None, dtype=None):
         out = arg1.astype(dtype or arg1.dtype)
         return out.copyto(ctx) if ctx is not None else out
     if _is_shape(arg1):
+        _check_shape("csr_matrix", arg1, shape)
         return zeros("csr", arg1, ctx, dtype or "float32")
     if _is_scipy(arg1):
-        m = arg1.tocsr()
-        m.sort_indices()
+        m = arg1.tocsr(copy=True)
+        m.sum_duplicates()          # canonical form (sorted, each entry once), as MXNet's
         return CSRNDArray(m.data.astype(_dtype(m.data, dtype)), m.indices, m.indptr, m.shape, ctx)
     if isinstance(arg1, tuple) and len(arg1) == 3:
         data, indices, indptr = arg1
         indptr_np = _np(indptr)
         if shape is None:
             idx = _np(indices)
-            shape = (len(indptr_np) - 1, int(idx.max()) + 1 if idx.size else 0)
+            if not idx.size:        # MXNet refuses too: no column says how many columns there are
+                raise ShapeError("csr_matrix: cannot infer the shape from empty indices; pass shape=")
+            shape = (len(indptr_np) - 1, int(idx.max()) + 1)
         return CSRNDArray(_np(data).astype(_dtype(data, dtype)), _np(indices), indptr_np, shape, ctx)
     if isinstance(arg1, tuple) and len(arg1) == 2 and isinstance(arg1[1], tuple):
         data, (row, col) = arg1
@@ -104,6 +134,7 @@ def csr_matrix(arg1, shape=None, ctx=None, dtype=None):
     if isinstance(arg1, BaseSparseNDArray):
         raise GraphcError(f"csr_matrix: cannot create from a {arg1.stype} array; use .tostype('csr')")
     dense = _np(arg1).astype(_dtype(arg1, dtype))
+    _check_shape("csr_matrix", dense.shape, shape)
     return from_dense(dense, "csr", ctx or _ctx_of(arg1))
 
 
@@ -125,7 +156,7 @@ def zeros(stype, shape, ctx=None, dtype="float32", **kw):
         if len(shape) != 2:
             raise GraphcError(f"sparse.zeros: csr storage is 2-D, got shape {shape}")
         return CSRNDArray(np.zeros(0, dt), np.zeros(0, np.int64), np.zeros(shape[0] + 1, np.int64), shape, ctx)
-    raise GraphcError(f"sparse.zeros: storage type must be 'default', 'row_sparse' or 'csr', got {stype!r}")
+    raise StorageTypeError(f"sparse.zeros: storage type must be 'default', 'row_sparse' or 'csr', got {stype!r}")
 
 
 def empty(stype, shape, ctx=None, dtype="float32"):
@@ -155,6 +186,8 @@ def _unary(name):
 
 
 globals().update({name: _unary(name) for name in ZERO_PRESERVING})
+# the rest of MXNet's nd.sparse: add_n, concat, the lazy optimizer updates, dense fallbacks
+globals().update(_sparse_functions.names())
 
 
 # -- .params records (formats/mxnet_params.py knows numpy only) ------------------------------------------

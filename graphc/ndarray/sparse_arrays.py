@@ -11,7 +11,10 @@ without a sparse rule (nd.exp, nd.dot on shapes it does not know, ...) reads `_d
 is the dense form made on demand, read-only. That is MXNet's "storage fallback": the values are
 MXNet's and the result is dense. A write through `_data` would land in a temporary, so it is
 refused (numpy raises on the read-only array) instead of being silently lost; the in-place
-entry points (copyto, _store_grad, x[:] = ...) are overridden here.
+entry points (copyto, _store_grad, x[:] = ..., x += ...) are overridden here. The exception is a
+row_sparse array storing every row (a Parameter(stype='row_sparse') weight, which MXNet's
+optimizers require to be whole): its values are its dense form, so `_data` returns them, writable,
+and optimizers and initializers update it in place.
 
 A hybridized (compiled) block fed a sparse array takes its dense form the same way: the
 compiler has no sparse values, so a compiled graph computes densely, with MXNet's results. The
@@ -30,14 +33,19 @@ from ..ops.errors import GraphcError, ShapeError
 from ..ops.types import TensorType
 from .ndarray import NDArray
 
-__all__ = ["BaseSparseNDArray", "RowSparseNDArray", "CSRNDArray", "dense_to_row_sparse", "dense_to_csr"]
+__all__ = ["BaseSparseNDArray", "RowSparseNDArray", "CSRNDArray", "StorageTypeError", "dense_to_row_sparse",
+           "dense_to_csr"]
 
 STYPES = ("default", "row_sparse", "csr")
 
 
+class StorageTypeError(GraphcError, ValueError):
+    """An unknown storage type (MXNet raises ValueError)."""
+
+
 def _check_stype(stype, what):
     if stype not in STYPES:
-        raise GraphcError(f"{what}: storage type must be one of {STYPES}, got {stype!r}")
+        raise StorageTypeError(f"{what}: storage type must be one of {STYPES}, got {stype!r}")
 
 
 class BaseSparseNDArray(NDArray):
@@ -61,9 +69,14 @@ class BaseSparseNDArray(NDArray):
         raise NotImplementedError
 
     def _get_data(self):
+        if self._holds_every_row():
+            return self._values         # the dense form itself: writes through it are kept
         out = self._dense()
         out.flags.writeable = False
         return out
+
+    def _holds_every_row(self) -> bool:
+        return False
 
     def _set_data(self, value):
         self._assign_dense(np.asarray(value))
@@ -100,6 +113,45 @@ class BaseSparseNDArray(NDArray):
     @property
     def indices(self):
         return NDArray(self._aux[-1].copy(), self._ctx)
+
+    # MXNet's accessors of the auxiliary arrays (row_sparse: indices; csr: indptr, indices)
+    @property
+    def _num_aux(self):
+        return len(self._aux)
+
+    @property
+    def _aux_types(self):
+        return [a.dtype.type for a in self._aux]
+
+    def _aux_type(self, i):
+        return self._aux[i].dtype.type
+
+    def _aux_data(self, i):
+        return NDArray(self._aux[i].copy(), self._ctx)
+
+    def check_format(self, full_check=True):
+        """Raise unless the stored parts form a valid array of this storage type (MXNet's
+        check_format; full_check also checks the index values, not only their lengths)."""
+        check = _check_row_sparse if self.stype == "row_sparse" else _check_csr
+        parts = (self._values, self._aux[0]) if self.stype == "row_sparse" else \
+            (self._values, self._aux[1], self._aux[0])
+        if not full_check:
+            lengths_ok = len(parts[1]) == len(parts[0]) if self.stype == "row_sparse" else \
+                len(parts[2]) == self._sshape[0] + 1 and len(parts[1]) == len(parts[0])
+            if not lengths_ok:
+                raise GraphcError(f"check_format: the {self.stype} array's auxiliary arrays do not match its data")
+            return
+        _, *checked = check(*parts, self._sshape)
+        if self.stype == "row_sparse" and not np.array_equal(checked[0], self._aux[0]):
+            raise GraphcError(f"check_format: row_sparse indices must be sorted and unique, got "
+                              f"{self._aux[0].tolist()}")
+        if self.stype == "csr":
+            indptr, indices = self._aux
+            for r in range(self._sshape[0]):
+                cols = indices[indptr[r]:indptr[r + 1]]
+                if np.any(np.diff(cols) <= 0):
+                    raise GraphcError(f"check_format: csr row {r} has column indices {cols.tolist()}, which "
+                                      "are not sorted and unique")
 
     def _type(self) -> TensorType:
         return TensorType(self._sshape, self._values.dtype, str(self._ctx))
@@ -153,9 +205,33 @@ class BaseSparseNDArray(NDArray):
                           f"use .tostype('default').tostype({stype!r})")
 
     def attach_grad(self, grad_req="write", stype=None):
-        raise GraphcError(f"attach_grad on a {type(self).__name__}: gradients with respect to sparse arrays "
-                          "are not supported (MXNet supports them for a few operators only); use "
-                          ".tostype('default') first")
+        """A gradient buffer of storage `stype` (default: this array's own, as MXNet's). Operators
+        without a sparse rule differentiate the dense form; backward() stores into the buffer in
+        its storage type (_store_grad)."""
+        if grad_req not in ("write", "add", "null"):
+            raise ValueError(f"attach_grad: grad_req must be 'write', 'add' or 'null', got {grad_req!r}")
+        stype = stype or self.stype
+        _check_stype(stype, f"{type(self).__name__}.attach_grad")
+        from .sparse import zeros
+        self._grad = zeros(stype, self._sshape, self._ctx, self._values.dtype)
+        self._grad_req = grad_req
+        self._entry = None
+
+    def _inplace(self, kind, other):
+        """x += y (and -=, *=, /=) on a sparse x: the result replaces x's stored parts, in x's
+        storage type (MXNet keeps the left operand's storage)."""
+        if autograd_recording_on(self):
+            raise GraphcError(f"in-place {kind} on a {self.stype} array on the autograd tape: write `x = x op y`")
+        result = self._binary(kind, other)
+        if result.shape != self.shape:
+            raise ShapeError(f"in-place {kind}: the result has shape {result.shape} but the {self.stype} array "
+                             f"being updated has shape {self.shape}")
+        if isinstance(result, BaseSparseNDArray) and result.stype == self.stype:
+            self._values = result._values.astype(self._values.dtype, copy=False)
+            self._aux = result._aux
+        else:
+            self._assign_dense(np.asarray(result._data))
+        return self
 
     def __setitem__(self, key, value):
         # MXNet allows only x[:] = value on sparse arrays
@@ -216,6 +292,13 @@ class RowSparseNDArray(BaseSparseNDArray):
     @property
     def stype(self):
         return "row_sparse"
+
+    def _holds_every_row(self):
+        # a weight held row_sparse (Parameter(stype='row_sparse')) stores all its rows: its values
+        # are its dense form, so optimizers and initializers may write through _data
+        idx = self._aux[0]
+        n = self._sshape[0]
+        return len(idx) == n and n > 0 and idx[0] == 0 and idx[-1] == n - 1 and self._values.flags.writeable
 
     def _dense(self):
         out = np.zeros(self._sshape, self._values.dtype)
@@ -380,6 +463,11 @@ def _check_csr(data, indices, indptr, shape):
     if indices.size and (indices.min() < 0 or indices.max() >= shape[1]):
         raise GraphcError(f"csr_matrix: column indices must lie in [0, {shape[1]}), got {indices.tolist()}")
     return np.ascontiguousarray(data), indices, indptr, shape
+
+
+def autograd_recording_on(x) -> bool:
+    from .. import autograd
+    return autograd.is_recording() and (x._entry is not None or x._grad_req != "null")
 
 
 def sparse_zeros_like(x):

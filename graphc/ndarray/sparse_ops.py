@@ -6,6 +6,7 @@
     a * b              sparse * same-stype sparse -> that stype (row_sparse: union of rows, as MXNet;
                        csr: the common entries); sparse * dense of the
                        same shape -> the sparse side's stype; sparse * or / scalar -> sparse
+    a == s, a > s, ...   sparse when 0 (op) s is False (y > 0, y == 1, y != 0), else dense
     elemwise_mul       as a * b, whichever side is sparse
     dot                csr . dense -> dense, csr^T . dense -> row_sparse (the csr's columns),
                        dense . csr -> csr, csr . row_sparse -> dense; other pairs: dense fallback
@@ -36,7 +37,7 @@ ZERO_PRESERVING = {
     "trunc": np.trunc, "fix": np.fix, "square": np.square, "sqrt": np.sqrt, "sin": np.sin, "tan": np.tan,
     "arcsin": np.arcsin, "arctan": np.arctan, "sinh": np.sinh, "tanh": np.tanh, "arcsinh": np.arcsinh,
     "arctanh": np.arctanh, "degrees": np.degrees, "radians": np.radians, "expm1": np.expm1, "log1p": np.log1p,
-    "relu": lambda v: np.maximum(v, 0), "negative": np.negative,
+    "relu": lambda v: np.maximum(v, 0), "negative": np.negative, "cbrt": np.cbrt,
 }
 
 
@@ -58,11 +59,11 @@ def unary(name, x):
     return invoke(name, [x], {})
 
 
-def clip(x, a_min, a_max):
+def clip(data, a_min, a_max):
     """clip keeps sparse storage when 0 lies in [a_min, a_max] (MXNet's rule); else dense."""
-    if isinstance(x, BaseSparseNDArray) and a_min <= 0 <= a_max and not tracked(x):
-        return _with_values(x, np.clip(x._values, a_min, a_max))
-    return invoke("clip", [x], {"a_min": a_min, "a_max": a_max})
+    if isinstance(data, BaseSparseNDArray) and a_min <= 0 <= a_max and not tracked(data):
+        return _with_values(data, np.clip(data._values, a_min, a_max))
+    return invoke("clip", [data], {"a_min": a_min, "a_max": a_max})
 
 
 # -- element-wise binary ------------------------------------------------------------------------------
@@ -112,6 +113,11 @@ def _sparse_times_dense(s, dense: np.ndarray):
     return _with_values(s, s._values * dense[rows, s._aux[1]])
 
 
+# x (op) scalar, for the comparisons that keep sparse storage when 0 (op) scalar is False
+_COMPARISONS = {"eq": np.equal, "ne": np.not_equal, "gt": np.greater, "ge": np.greater_equal, "lt": np.less,
+                "le": np.less_equal}
+
+
 def binary(kind, a, b, reverse=False):
     """`a (kind) b` with a sparse (b on the left when reverse); NotImplemented means the dense
     operator on the dense forms gives MXNet's answer."""
@@ -120,6 +126,10 @@ def binary(kind, a, b, reverse=False):
     if isinstance(b, numbers.Number) or (isinstance(b, np.generic) and np.ndim(b) == 0):
         if kind == "mul" or (kind == "truediv" and not reverse):
             return _with_values(a, a._values * b if kind == "mul" else a._values / b)
+        compare = _COMPARISONS.get(kind)
+        if compare is not None and not reverse and not compare(0, b):
+            # the unstored zeros compare False: only the stored values can give 1 (MXNet keeps the storage)
+            return _with_values(a, compare(a._values, b).astype(a._values.dtype))
         return NotImplemented
     if not isinstance(b, NDArray) or b.shape != a.shape or kind not in ("add", "sub", "mul"):
         return NotImplemented
@@ -263,8 +273,12 @@ def _sparse_dot(lhs, rhs, transpose_a, transpose_b):
 
 
 # -- structure ------------------------------------------------------------------------------------------
-def retain(data, indices):
+def retain(data, indices=None, **kw):
     """The rows of a row_sparse array whose index is in `indices` (MXNet's sparse.retain)."""
+    kw.pop("name", None)
+    if kw or indices is None:
+        got = f"unknown argument(s) {sorted(kw)}" if kw else "no indices"
+        raise GraphcError(f"retain: takes data and indices, got {got}")
     if not isinstance(data, RowSparseNDArray):
         raise GraphcError(f"retain: expects a row_sparse array, got storage {getattr(data, 'stype', type(data))!r}")
     ids = np.unique(np.asarray(indices._data if isinstance(indices, NDArray) else indices).astype(np.int64).ravel())

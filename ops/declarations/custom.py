@@ -113,6 +113,29 @@ def _np_type(dtype: str):
     return np.dtype(dtype).type
 
 
+def _custom_infer_missing(in_types, attrs):
+    """Shapes of untyped arguments from the Prop's infer_shape, as MXNet asks it (a loss's label
+    from the data's shape); unknown shapes reach it as []. A Prop that cannot answer with some
+    shapes unknown leaves them unknown (infer_shape then names them)."""
+    n_args = len(_prop(attrs).list_arguments())
+    known = [t for t in in_types[:n_args] if t is not None]
+    if not known:
+        return in_types
+    prop = _prop(attrs)
+    try:
+        shapes = prop.infer_shape([list(t.shape) if t is not None else [] for t in in_types[:n_args]])[0]
+        types = prop.infer_type([_np_type(t.dtype if t is not None else known[0].dtype)
+                                 for t in in_types[:n_args]])[0]
+    except Exception:   # the Prop's own code, given [] for a shape it reads: nothing to learn
+        return in_types
+    out = list(in_types)
+    for i, t in enumerate(in_types[:n_args]):
+        if t is None and i < len(shapes) and len(shapes[i]) and all(int(d) > 0 for d in shapes[i]):
+            import numpy as np
+            out[i] = TensorType(tuple(int(d) for d in shapes[i]), np.dtype(types[i]).name, known[0].device)
+    return out
+
+
 def _custom_compute(*arrays, op_type, training=False, rng=None, **attrs):
     return tuple(_host(op_type).forward(dict(attrs, op_type=op_type), list(arrays), training))
 
@@ -134,6 +157,7 @@ def _custom_inputs(attrs) -> tuple:
 register(_CustomOpDef(
     "Custom", infer=_custom_infer, compute=_custom_compute, inputs=_custom_inputs,
     gradient=_custom_grad, num_outputs=lambda attrs: _counts(attrs)[2], random=True, uses_training=True,
+    infer_missing=_custom_infer_missing,
     doc="A Python operator registered with mx.operator.register(op_type): its forward, run on the host."))
 
 

@@ -488,6 +488,15 @@ def _leaky_infer(x, *rest, act_type, **_):
     return x
 
 
+def _leaky_infer_missing(in_types, attrs):
+    """PReLU's untyped gamma: one slope per channel, (data.shape[1],), as MXNet infers it (a
+    1-D data has one channel). Without this the elementwise rule would give gamma data's shape."""
+    x = in_types[0]
+    if attrs["act_type"] != "prelu" or x is None or len(in_types) < 2 or in_types[1] is not None:
+        return in_types
+    return [x, like(x, (x.shape[1] if len(x.shape) > 1 else 1,))]
+
+
 def _prelu_gamma(gamma, ndim):
     if gamma.size == 1 or ndim < 2:
         return gamma.reshape(())
@@ -552,7 +561,7 @@ def _leaky_grad(F, ins, outs, gs, attrs):
 
 
 register(OpDef("LeakyReLU", infer=_leaky_infer, compute=_leaky_np, inputs=_leaky_inputs,
-               attrs=_LEAKY_ATTRS, gradient=_leaky_grad,
+               attrs=_LEAKY_ATTRS, gradient=_leaky_grad, infer_missing=_leaky_infer_missing,
                lowering=Elementwise(_leaky_formula,
                                     applies=lambda types, attrs: attrs["act_type"] != "prelu" or types[1].size == 1)))
 

@@ -10,15 +10,32 @@ from .common import same_dtype, like
 
 
 def _dot_dims(a, b, transpose_a, transpose_b):
-    ash = a.shape[::-1] if transpose_a else a.shape
-    bsh = b.shape[::-1] if transpose_b else b.shape
+    """The shapes (M..., K) and (K, N...) the product contracts. MXNet's transpose of an N-d
+    operand is that of its 2-D view: transpose_a makes lhs's first axis the contracted one
+    (lhs seen as (K, M) and transposed), transpose_b rhs's last (rhs seen as (N, K)); for
+    matrices that is the ordinary transpose."""
+    ash = a.shape[1:] + a.shape[:1] if transpose_a else a.shape
+    bsh = b.shape[-1:] + b.shape[:-1] if transpose_b else b.shape
     return ash, bsh
+
+
+def _lhs_view(x, transpose_a):
+    """lhs with its contracted axis last (numpy)."""
+    return np.moveaxis(x, 0, -1) if transpose_a else x
+
+
+def _rhs_view(x, transpose_b):
+    """rhs with its contracted axis first (numpy)."""
+    return np.moveaxis(x, -1, 0) if transpose_b else x
 
 
 def _dot_infer(a, b, transpose_a, transpose_b, forward_stype=None):
     same_dtype("dot", a, b)
     if a.ndim == 0 or b.ndim == 0:
         raise ShapeError(f"dot: inputs must have at least one dimension, got {a.shape} and {b.shape}")
+    if (transpose_a and a.ndim == 1) or (transpose_b and b.ndim == 1):
+        raise ShapeError(f"dot: cannot transpose a vector (lhs {a.shape}, transpose_a={transpose_a}; "
+                         f"rhs {b.shape}, transpose_b={transpose_b})")
     ash, bsh = _dot_dims(a, b, transpose_a, transpose_b)
     if ash[-1] != bsh[0]:
         raise ShapeError(f"dot: lhs {a.shape}{' (transposed)' if transpose_a else ''} has {ash[-1]} columns "
@@ -27,8 +44,7 @@ def _dot_infer(a, b, transpose_a, transpose_b, forward_stype=None):
 
 
 def _dot_np(a, b, transpose_a, transpose_b, forward_stype=None):
-    a = a.T if transpose_a else a
-    b = b.T if transpose_b else b
+    a, b = _lhs_view(a, transpose_a), _rhs_view(b, transpose_b)
     if a.ndim > 2 or b.ndim > 2:
         return np.tensordot(a, b, axes=1).astype(a.dtype, copy=False)
     out = np.dot(a, b)
@@ -52,14 +68,22 @@ def _dot_grad(F, ins, outs, gs, attrs):
     a, b = ins
     g = gs[0]
     if a.ndim != 2 or b.ndim != 2:
-        a2 = F.Reshape(a, shape=(-1, a.shape[-1])) if not attrs["transpose_a"] else None
-        if a2 is None or attrs["transpose_b"]:
-            raise NotImplementedError("dot gradient for transposed inputs of more than 2 dimensions")
-        g2 = F.Reshape(g, shape=(a2.shape[0], -1))
-        b2 = F.Reshape(b, shape=(b.shape[0], -1))
-        ga = F.Reshape(F.dot(g2, b2, transpose_b=True), shape=a.shape)
-        gb = F.Reshape(F.dot(a2, g2, transpose_a=True), shape=b.shape)
-        return [ga, gb]
+        # N-d: out is the (m, K) x (K, n) product of A = a (its first axis moved last when
+        # transpose_a) and B = b (its last axis moved first when transpose_b), each flattened
+        # around the contracted axis K; the gradients move those axes back
+        ta, tb = attrs["transpose_a"], attrs["transpose_b"]
+        ash, bsh = _dot_dims(a, b, ta, tb)
+        m, k, n = int(np.prod(ash[:-1])), ash[-1], int(np.prod(bsh[1:]))
+        first_last = tuple(range(1, a.ndim)) + (0,)             # axis 0 to the end
+        last_first = (b.ndim - 1,) + tuple(range(b.ndim - 1))   # the last axis to the front
+        a2 = F.Reshape(F.transpose(a, axes=first_last) if ta else a, shape=(m, k))
+        b2 = F.Reshape(F.transpose(b, axes=last_first) if tb else b, shape=(k, n))
+        g2 = F.Reshape(g, shape=(m, n))
+        ga = F.Reshape(F.dot(g2, b2, transpose_b=True), shape=ash)
+        gb = F.Reshape(F.dot(a2, g2, transpose_a=True), shape=bsh)
+        back_a = (a.ndim - 1,) + tuple(range(a.ndim - 1))
+        back_b = tuple(range(1, b.ndim)) + (0,)
+        return [F.transpose(ga, axes=back_a) if ta else ga, F.transpose(gb, axes=back_b) if tb else gb]
     ta, tb = attrs["transpose_a"], attrs["transpose_b"]
     d = F.dot
     if not ta and not tb:

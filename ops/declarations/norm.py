@@ -150,7 +150,8 @@ def _bn_infer_missing(in_types, attrs):
 _NORM_FLOPS = 8.0
 
 
-register(OpDef("BatchNorm", infer=_bn_infer, compute=_bn_np, attrs=_BN_ATTRS,
+# BatchNorm_v1: MXNet's first BatchNorm, the same computation over axis 1 with the same defaults
+register(OpDef("BatchNorm", infer=_bn_infer, compute=_bn_np, attrs=_BN_ATTRS, aliases=("BatchNorm_v1",),
                inputs=("data", "gamma", "beta", "moving_mean", "moving_var"), gradient=_bn_grad,
                num_outputs=5, num_visible_outputs=lambda a: 3 if a["output_mean_var"] else 1,
                uses_training=True, aux_inputs=(3, 4), mutates=((3, 3), (4, 4)), infer_missing=_bn_infer_missing,

@@ -1,5 +1,6 @@
-"""Spatial resampling: UpSampling (nearest neighbour; MXNet's bilinear mode is a Deconvolution
-with a learned weight and is refused) and Pad (constant, edge, reflect), with `_pad_grad`, the
+"""Spatial resampling: UpSampling (nearest neighbour; bilinear, which MXNet defines as a
+depthwise Deconvolution of the data with a given (data, weight) pair) and Pad (constant, edge,
+reflect), with `_pad_grad`, the
 adjoint of Pad (crop, folding the edge/reflect copies back onto the values they copied). Both
 compile as strided copies (graphc/ops/copy_pieces.py); Pad's edge/reflect gradient is built from
 slices, sums, reversals and zero padding so that it compiles too."""
@@ -22,13 +23,49 @@ _UP_ATTRS = {"scale": Attr("int"), "num_filter": Attr("int", 0),
 
 
 def _up_inputs(attrs):
+    if attrs["sample_type"] == "bilinear":
+        return ("data", "weight")
     return tuple(f"arg{i}" for i in range(attrs["num_args"]))
+
+
+# -- UpSampling (bilinear): MXNet's Deconvolution with kernel 2s - s%2, stride s, pad ceil((s-1)/2),
+# one group per channel and no bias, whose weight (num_filter, 1, k, k) is an input (usually
+# initialised to a bilinear kernel); the output is exactly s times the input's size
+def _bilinear_deconv_attrs(attrs):
+    from ..registry import get_op
+    s = attrs["scale"]
+    k, p = 2 * s - s % 2, s // 2         # (s // 2 == ceil((s - 1) / 2))
+    if attrs["num_filter"] < 1:
+        raise OpAttributeError(f"UpSampling: bilinear sampling needs num_filter (the data's channels), got "
+                               f"{attrs['num_filter']}")
+    return get_op("Deconvolution").parse(dict(kernel=(k, k), stride=(s, s), pad=(p, p), num_filter=attrs["num_filter"],
+                                              num_group=attrs["num_filter"], no_bias=True))
+
+
+def _bilinear_infer(x, w, attrs):
+    from .conv import _deconv_infer
+    if x.ndim != 4:
+        raise ShapeError(f"UpSampling: bilinear sampling needs 4-D (N, C, H, W) data, got {x.shape}")
+    return _deconv_infer(x, w, **_bilinear_deconv_attrs(attrs))
+
+
+def _bilinear_np(x, w, attrs):
+    from .conv import _deconv_np
+    return _deconv_np(x, w, **_bilinear_deconv_attrs(attrs))
+
+
+def _up_infer_missing(in_types, attrs):
+    """Bilinear: the weight (num_filter, 1, k, k) from the attributes."""
+    if attrs["sample_type"] != "bilinear" or in_types[0] is None or len(in_types) < 2:
+        return in_types
+    d = _bilinear_deconv_attrs(attrs)
+    want = like(in_types[0], (attrs["num_filter"], 1) + tuple(d["kernel"]))
+    return [in_types[0], in_types[1] if in_types[1] is not None else want]
 
 
 def _up_scales(op, shapes, scale, sample_type):
     if sample_type != "nearest":
-        raise OpAttributeError(f"{op}: sample_type={sample_type!r} is not supported (use 'nearest'; bilinear "
-                               f"upsampling is a Deconvolution with a fixed bilinear weight)")
+        raise OpAttributeError(f"{op}: sample_type={sample_type!r} has no nearest-neighbour scales")
     out_h, out_w = shapes[0][2] * scale, shapes[0][3] * scale
     scales = []
     for s in shapes:
@@ -39,7 +76,9 @@ def _up_scales(op, shapes, scale, sample_type):
     return scales, (out_h, out_w)
 
 
-def _up_infer(*xs, scale, sample_type, multi_input_mode, num_args, **_):
+def _up_infer(*xs, scale, sample_type, multi_input_mode, num_args, **rest):
+    if sample_type == "bilinear":
+        return _bilinear_infer(*xs, dict(rest, scale=scale))
     if len(xs) != num_args:
         raise ShapeError(f"UpSampling: num_args={num_args} but {len(xs)} inputs were given")
     same_dtype("UpSampling", *xs)
@@ -53,7 +92,9 @@ def _up_infer(*xs, scale, sample_type, multi_input_mode, num_args, **_):
     return like(xs[0], (xs[0].shape[0], c, h, w))
 
 
-def _up_np(*xs, scale, sample_type, multi_input_mode, num_args, **_):
+def _up_np(*xs, scale, sample_type, multi_input_mode, num_args, **rest):
+    if sample_type == "bilinear":
+        return _bilinear_np(*xs, dict(rest, scale=scale))
     scales, _ = _up_scales("UpSampling", [x.shape for x in xs], scale, sample_type)
     ups = [x.repeat(s, axis=2).repeat(s, axis=3) for x, s in zip(xs, scales)]
     if len(ups) == 1:
@@ -62,6 +103,9 @@ def _up_np(*xs, scale, sample_type, multi_input_mode, num_args, **_):
 
 
 def _up_grad(F, ins, outs, gs, attrs):
+    if attrs["sample_type"] == "bilinear":
+        from .conv import _deconv_grad
+        return _deconv_grad(F, ins, outs, gs, _bilinear_deconv_attrs(attrs))
     g = gs[0]
     scales, _ = _up_scales("UpSampling", [x.shape for x in ins], attrs["scale"], attrs["sample_type"])
     grads, c0 = [], 0
@@ -76,6 +120,8 @@ def _up_grad(F, ins, outs, gs, attrs):
 
 
 def _up_pieces(in_types, out_types, attrs):
+    if attrs["sample_type"] == "bilinear":
+        return None         # a convolution, not a copy: the host runs it
     if attrs["multi_input_mode"] == "sum" and len(in_types) > 1:
         return None         # a sum, not a copy: the host runs it
     shapes = [t.shape for t in in_types]
@@ -84,9 +130,10 @@ def _up_pieces(in_types, out_types, attrs):
 
 
 register(OpDef("UpSampling", infer=_up_infer, compute=_up_np, inputs=_up_inputs, attrs=_UP_ATTRS,
-               gradient=_up_grad, lowering=Movement(_up_pieces),
+               gradient=_up_grad, lowering=Movement(_up_pieces), infer_missing=_up_infer_missing,
                doc="Nearest-neighbour upsampling of NCHW inputs to scale x the first one's size; several "
-                   "inputs are concatenated on channels or summed."))
+                   "inputs are concatenated on channels or summed. sample_type='bilinear': a depthwise "
+                   "Deconvolution of (data, weight) with kernel 2*scale - scale%2 and stride scale."))
 
 
 # -- Pad -------------------------------------------------------------------------------------------

@@ -262,12 +262,15 @@ register(OpDef("broadcast_axis", infer=lambda x, axis, size: like(x, _broadcast_
 
 
 def _broadcast_like_shape(lhs, rhs, lhs_axes, rhs_axes):
-    if lhs_axes is None and rhs_axes is None:
+    if lhs_axes is None or rhs_axes is None:        # (as MXNet: both given, or the whole shape)
         if lhs.ndim != rhs.ndim:
             raise ShapeError(f"broadcast_like: lhs {lhs.shape} and rhs {rhs.shape} have different ranks")
         pairs = list(zip(range(lhs.ndim), range(rhs.ndim)))
     else:
-        lhs_axes, rhs_axes = tuple(lhs_axes or ()), tuple(rhs_axes or ())
+        lhs_axes, rhs_axes = tuple(lhs_axes), tuple(rhs_axes)
+        if not lhs_axes:
+            raise ShapeError(f"broadcast_like: lhs_axes and rhs_axes are empty (lhs {lhs.shape}, rhs {rhs.shape}); "
+                             f"name at least one axis pair, or leave both out to broadcast the whole shape")
         if len(lhs_axes) != len(rhs_axes):
             raise ShapeError(f"broadcast_like: lhs_axes {lhs_axes} and rhs_axes {rhs_axes} differ in length "
                              f"(lhs {lhs.shape}, rhs {rhs.shape})")

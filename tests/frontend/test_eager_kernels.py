@@ -12,6 +12,8 @@ from graphc.ops.registry import get_op
 @pytest.fixture(autouse=True)
 def _fresh(monkeypatch):
     monkeypatch.delenv("GRAPHC_EAGER_COMPILE", raising=False)
+    # these count per-operator programs: the op-by-op backward, not one program per tape
+    monkeypatch.setenv("GRAPHC_EAGER_TAPE", "0")
     ek.clear()
     yield
     ek.clear()

@@ -188,9 +188,12 @@ def test_copies_devices_dtypes_and_pickling_keep_the_storage():
 
 
 def test_writes_through_the_dense_view_are_refused_not_lost():
-    rsp = nd.array(np.eye(3, dtype=np.float32)).tostype("row_sparse")
+    rsp = nd.array(np.diag([1, 0, 1]).astype(np.float32)).tostype("row_sparse")    # row 1 not stored
     with pytest.raises(ValueError, match="read-only"):
         rsp._data[0, 0] = 5
+    whole = nd.array(np.eye(3, dtype=np.float32)).tostype("row_sparse")     # every row stored: kept
+    whole._data[0, 1] = 5
+    assert whole.asnumpy()[0, 1] == 5
     rsp[:] = 0
     assert rsp.data.shape == (0, 3) and rsp.asnumpy().sum() == 0
     rsp[:] = nd.array(np.diag([0, 2, 0]).astype(np.float32))

@@ -158,6 +158,9 @@ def test_parameter_storage_options():
     p = mx.gluon.Parameter("w", shape=(5, 2), grad_stype="row_sparse", stype="row_sparse")
     p.initialize(mx.init.Constant(3))
     assert p.grad().stype == "row_sparse" and p.grad().data.shape == (0, 2)
+    with pytest.raises(RuntimeError, match="no Trainer"):     # as MXNet: rows come through a Trainer
+        p.row_sparse_data(nd.array([4, 1, 4]))
+    mx.gluon.Trainer([p], "sgd")
     rows = p.row_sparse_data(nd.array([4, 1, 4]))
     assert rows.stype == "row_sparse"
     np.testing.assert_array_equal(rows.indices.asnumpy(), [1, 4])

@@ -184,7 +184,7 @@ def test_an_intact_entry_loads_from_disk_silently(damaged):
 
 
 def _evil_entry(key, *, bad_hash=False, header_key=None):
-    obj = cache.compile_object(EVIL_IR)
+    obj = cache.pack_objects([cache.compile_object(EVIL_IR)])   # a program's payload: its objects
     data = bytearray(encode_entry(header_key or key, obj, cache.host_target()))
     if bad_hash:
         digest_at = data.index(b'"sha256": "') + len(b'"sha256": "')

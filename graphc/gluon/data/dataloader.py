@@ -21,7 +21,7 @@ import weakref
 import numpy as np
 
 from ... import random as _random
-from ...device import as_context
+from ...device import as_context, cpu_pinned
 from ...ndarray import NDArray
 from . import sampler as _sampler
 from .batch_loading import load_seeded
@@ -79,8 +79,9 @@ class DataLoader:
     it was then); they are stopped, in bounded time, when the loader and every iterator over it
     are garbage collected, or at exit. A worker process that dies is reported at once as a
     DataLoaderWorkerError naming the worker, its pid and its exit code or signal; the next pass
-    starts new workers. pin_memory is accepted and has no effect: graphc's CPU arrays already
-    live in host memory that the GPU backend copies from.
+    starts new workers. pin_memory=True hands the batches out on cpu_pinned(pin_device_id), as
+    MXNet does; the memory is the same host memory graphc's CPU arrays always use, which the GPU
+    backend copies from.
 
     auto_reload=True (MXNet 1.9.1's) starts the next pass at once, at construction and again
     whenever a pass has been read to its end, so its first batches load while the caller does
@@ -158,8 +159,12 @@ class DataLoader:
         epoch_seed = int(_random.generator().integers(2 ** 63))
         batches = iter(self._batch_sampler)
         if self._num_workers == 0:
-            return self._same_process_iter(batches, epoch_seed)
-        return _MultiWorkerIter(self, batches, epoch_seed)
+            it = self._same_process_iter(batches, epoch_seed)
+        else:
+            it = _MultiWorkerIter(self, batches, epoch_seed)
+        if self._pin_memory:
+            return _pinned(it, cpu_pinned(self._pin_device_id))
+        return it
 
     def _same_process_iter(self, batches, epoch_seed):
         for batch_no, indices in enumerate(batches):
@@ -254,3 +259,19 @@ class _MultiWorkerIter:
                 self._pool.forget(pending)
             except Exception:       # at interpreter exit the pool may already be gone
                 pass
+
+
+def _to_context(batch, ctx):
+    """The batch (an array, or nested lists/tuples of them) with every NDArray on ctx."""
+    if isinstance(batch, NDArray):
+        return batch.as_in_context(ctx)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_context(b, ctx) for b in batch)
+    return batch
+
+
+def _pinned(batches, ctx):
+    """pin_memory=True: MXNet hands out batches on cpu_pinned(pin_device_id), the page-locked
+    host memory a GPU copy reads without staging; graphc's arrays say so by their context."""
+    for batch in batches:
+        yield _to_context(batch, ctx)

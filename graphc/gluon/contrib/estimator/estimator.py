@@ -79,7 +79,8 @@ class Estimator:
                              f"[mx.gpu(0), mx.gpu(1)], refer to mxnet.Context:{context}")
         for ctx in context:
             if ctx not in available_gpus and not str(ctx).startswith("cpu"):
-                raise ValueError(f"{ctx} is not available, please make sure your context is in one of: mx.cpu(), "
+                # an AssertionError, as MXNet's (an assert there); a malformed context is a ValueError
+                raise AssertionError(f"{ctx} is not available, please make sure your context is in one of: mx.cpu(), "
                                  + ", ".join(str(c) for c in available_gpus))
         return context
 

@@ -76,8 +76,13 @@ class _ConvCell(HybridRecurrentCell):
         self.h2h_bias = self.params.get("h2h_bias", shape=(total,), init=h2h_bias_initializer,
                                         allow_deferred_init=True)
 
-    def infer_shape(self, *args):
-        pass                     # every shape is known from input_shape
+    def infer_shape(self, inputs, *args):
+        """input_shape may leave the channel count 0 (unknown): the first input gives it."""
+        shape = list(self.i2h_weight.shape)
+        axis = 1 if self._channel_axis == 1 else len(shape) - 1
+        if not shape[axis]:
+            shape[axis] = int(inputs.shape[self._channel_axis])
+            self.i2h_weight.shape = tuple(shape)
 
     def state_info(self, batch_size=0):
         return [{"shape": (batch_size,) + self._state_shape, "__layout__": self._conv_layout}
