@@ -6,7 +6,7 @@ builds the dense operator whose result equals the sparse one's: storage types ar
 of eager arrays, not of graph values. Most names are operators of the same name; the others:
 
     retain(data, indices)      rows of data whose index is in `indices`, zeros elsewhere
-                               (where(row in indices, data, 0), built from operators)
+                               (where(row listed, data, 0), the listed rows marked by index_copy)
     cast_storage(data, stype)  a copy (the storage type is checked, then has no effect)
     dot(..., forward_stype)    dot (forward_stype is checked, then has no effect)
 
@@ -46,11 +46,11 @@ class SparseSymbolFunctions:
 
     def retain(self, data, indices, name=None, **kw):
         ns = self._ns
-        # row ids and indices compared as float64 (exact to 2**53, whatever the indices' dtype)
-        rows = ns.Cast(ns._contrib_arange_like(data, axis=0), dtype="float64")  # (n,) row ids
-        wanted = ns.Cast(indices, dtype="float64")
-        hit = ns.broadcast_equal(ns.Reshape(rows, shape=(-1, 1)), ns.Reshape(wanted, shape=(1, -1)))
-        keep = ns.max(hit, axis=1)                                            # (n,) 1 where kept
+        # keep[r] = 1 for the rows listed (index_copy of ones into zeros: O(rows + indices) memory)
+        rows = ns._contrib_arange_like(data, axis=0)                           # (n,), for its shape
+        zeros = ns.Reshape(ns.Cast(ns.zeros_like(rows), dtype="float32"), shape=(-1, 1))
+        ones = ns.Reshape(ns.Cast(ns.ones_like(indices), dtype="float32"), shape=(-1, 1))
+        keep = ns.Reshape(ns._contrib_index_copy(zeros, indices, ones), shape=(-1,))
         return ns.where(keep, data, ns.zeros_like(data), name=name)
 
     def cast_storage(self, data, stype, name=None, **kw):

@@ -283,10 +283,12 @@ def compare_optimizer(opt1, opt2, shape, dtype, w_stype="default", g_stype="defa
     gradient(s) and assert the new weights (and, with compare_states, the states) agree."""
     from .test_utils import assert_almost_equal
     shapes = shape if ntensors > 1 else [shape]
-    w1 = [rand_ndarray_any(s, w_stype, dtype=dtype) for s in shapes]
-    g1 = [rand_ndarray_any(s, g_stype, dtype=dtype) for s in shapes]
-    w2 = [w.copy() for w in w1]
-    g2 = [g.copy() for g in g1]
+    # as MXNet's: opt2 gets the weight in w_stype (a sparse one stores every row) and the gradient in
+    # g_stype; opt1 gets their dense copies (the reference optimizers of MXNet's tests are dense)
+    w2 = [rand_ndarray_any(s, w_stype, density=1 if w_stype != "default" else None, dtype=dtype) for s in shapes]
+    g2 = [rand_ndarray_any(s, g_stype, dtype=dtype) for s in shapes]
+    w1 = [w.copy().tostype("default") for w in w2]
+    g1 = [g.copy().tostype("default") for g in g2]
     idx = list(range(ntensors)) if ntensors > 1 else 0
     pick = (lambda xs: xs) if ntensors > 1 else (lambda xs: xs[0])
     state1 = (opt1.create_state_multi_precision(idx, pick(w1)) if ntensors == 1

@@ -313,7 +313,8 @@ def scratch_bytes(node: Node) -> int:
     """Arena bytes a step needs while it runs and never after (im2col columns, padded images)."""
     conv = conv_node_of(node)
     if conv is None:
-        return 0
+        from .declarations.sorting import network_scratch_bytes    # sort/argsort/topk's network
+        return network_scratch_bytes(node)
     g = conv_geometry(conv)
     if g is None:
         return 0

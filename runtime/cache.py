@@ -184,10 +184,12 @@ def compile_object(ir_text: str) -> bytes:
     return tm.emit_object(mod)
 
 
-def compile_objects(ir_text: str) -> list:
-    """Object code of each module of a program's IR text (llvm_jit.MODULE_BREAK between them),
-    the later ones on another core when there is one (runtime/compile_pool.py)."""
-    return compile_pool.compile_all(llvm_jit.split_modules(ir_text), compile_object)
+def compile_objects(ir) -> list:
+    """Object code of each module of a program: `ir` is its IR text (llvm_jit.MODULE_BREAK
+    between modules) or a list of module texts or functions returning one; the later modules
+    compile on another core when there is one (runtime/compile_pool.py)."""
+    texts = llvm_jit.split_modules(ir) if isinstance(ir, str) else list(ir)
+    return compile_pool.compile_all(texts, compile_object)
 
 
 def optimized_ir(ir_text: str) -> str:
@@ -268,8 +270,9 @@ def _store(directory: str, key: str, obj: bytes, limit: int) -> None:
 
 
 def load(key: str, build_ir, symbols, use_cache: bool = True):
-    """The loaded code of the program under `key`. build_ir() gives LLVM IR text and is called
-    only when neither the memory nor the disk cache holds intact object code for the key.
+    """The loaded code of the program under `key`. build_ir() gives LLVM IR (what compile_objects
+    takes) and is called only when neither the memory nor the disk cache holds intact object
+    code for the key.
     Returns (addresses dict, where it came from: 'memory' | 'disk' | 'compiled', LoadedCode).
     The caller keeps the LoadedCode alive as long as it calls the addresses."""
     load_blas()

@@ -93,14 +93,19 @@ def _get_helper() -> _Helper:
     return _helper
 
 
+def _text(t) -> str:
+    return t() if callable(t) else t
+
+
 def compile_all(texts, compile_here, level: int = 3) -> list:
-    """[object code of each text], in order. compile_here(text) compiles in this process; the
-    texts after the first go to the helper while this process compiles the first."""
+    """[object code of each text], in order; a text may be a function returning it. compile_here(
+    text) compiles in this process; the texts after the first go to the helper, made first, and
+    the first is made and compiled here meanwhile."""
     texts = list(texts)
-    rest = [t for t in texts[1:]]
+    rest = [_text(t) for t in texts[1:]]
     if not rest or not offload_wanted() or sum(map(len, rest)) < MIN_OFFLOAD_BYTES \
             or not _lock.acquire(blocking=False):
-        return [compile_here(t) for t in texts]
+        return [compile_here(_text(t)) for t in texts[:1]] + [compile_here(t) for t in rest]
     results: dict = {}
 
     def remote():
@@ -114,7 +119,7 @@ def compile_all(texts, compile_here, level: int = 3) -> list:
     try:
         worker = threading.Thread(target=remote, name="graphc-compile-offload", daemon=True)
         worker.start()
-        first = compile_here(texts[0])
+        first = compile_here(_text(texts[0]))
         worker.join(timeout=HELPER_TIMEOUT_S)
         if worker.is_alive():        # a helper that hangs is killed, which ends its read
             results["error"] = TimeoutError("the compile helper did not answer")

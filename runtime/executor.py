@@ -454,18 +454,23 @@ def build_program(graph: Graph, fused: Graph, plan: MemoryPlan, *, training: boo
         segments.append(f"seg{len(seg_calls) - 1}")
     names = [f"seg{i}" for i in range(len(seg_calls))]
 
-    def build_ir():
+    def build_modules():
         tm = _cache.target_machine()
         mb = ModuleBuilder(graph.name, nthreads, tm.triple, str(tm.target_data), gemm_split_work=split_work,
                            pool_symbol=pool_symbol)
         for name, calls in zip(names, seg_calls):
             mb.add_entry(name, calls)
-        return str(mb)
+        return mb
+
+    def build_ir():
+        return str(build_modules())
 
     key = _cache.make_key(graph_description(graph, training, nthreads) + f"\ngemm_split={split_work}\n{ModuleBuilder.cache_tag()}\n" +
                           ("profile\n" if profile else "") + (f"pool={pool_symbol}\n" if device else "") +
                           _steps_description(seg_calls))
-    addrs, source, engine = _cache.load(key, build_ir, names, use_cache=cache)
+    # the modules' text is made as they are compiled: the GEMM module's first, so that the helper
+    # process compiles it while this one prints the other (compile_pool.compile_all)
+    addrs, source, engine = _cache.load(key, lambda: build_modules().text_makers(), names, use_cache=cache)
     prog = Program(graph, fused, plan, steps, segments, addrs, source, nthreads)
     prog.device = device
     prog._engine = engine      # the machine code lives as long as the program

@@ -393,6 +393,10 @@ def lower_node(node: Node, plan: MemoryPlan, names: _Names) -> list:
     attention_steps = lower_attention(node, names, pl_in, pl_out)
     if attention_steps is not None:
         return attention_steps
+    # sort, argsort, topk as a bitonic network per row: runtime/sort_kernels.py
+    sort_steps = lower_sort_family(node, plan, names, pl_in, pl_out)
+    if sort_steps is not None:
+        return sort_steps
     # convolutions and pooling: runtime/conv_steps.py
     conv_steps = lower_conv_family(node, plan, names, pl_in, pl_out)
     if conv_steps is not None:
@@ -500,3 +504,4 @@ from .gather import take_kernel  # noqa: E402
 from .index_kernels import lower_index_family  # noqa: E402
 from .dropout_kernel import lower_dropout  # noqa: E402
 from .attention_kernel import lower_attention  # noqa: E402
+from .sort_kernels import lower_sort_family  # noqa: E402

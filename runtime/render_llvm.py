@@ -704,10 +704,13 @@ class ModuleBuilder:
         and kernels, then (when any GEMM runs on graphc's own kernel) the GEMM code, which is
         about half of a convolutional network's LLVM time and compiles on another core
         (runtime/compile_pool.py)."""
-        out = [str(self.module)]
-        if self._gemm_module is not None:
-            out.append(str(self._gemm_module))
-        return out
+        return [make() for make in self.text_makers()]
+
+    def text_makers(self) -> list:
+        """texts(), each as a function that prints it (printing a large module takes a while:
+        runtime/compile_pool.py prints the first while another process compiles the rest)."""
+        mods = [self.module] + ([self._gemm_module] if self._gemm_module is not None else [])
+        return [(lambda m=m: str(m)) for m in mods]
 
     def parallel_runner(self) -> ir.Function:
         """`void @graphc_pool_run(kernel*, i8** bufs, i64 n, i64 nthreads)` (or the device's

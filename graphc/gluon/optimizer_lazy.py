@@ -23,7 +23,9 @@ from ..ops.errors import GraphcError
 def applies(opt, weight, grad) -> bool:
     """Whether this step is lazy: a row_sparse gradient and an optimizer that MXNet updates lazily."""
     from .optimizer import SGD, AdaGrad, Adam
-    if getattr(grad, "stype", "default") != "row_sparse" or getattr(weight, "stype", "default") != "default":
+    # a row_sparse weight (Parameter(stype='row_sparse')) stores every row: updated like a dense one
+    if getattr(grad, "stype", "default") != "row_sparse" or \
+            getattr(weight, "stype", "default") not in ("default", "row_sparse"):
         return False
     if isinstance(opt, AdaGrad):
         return True

@@ -180,9 +180,15 @@ class Parameter:
         trace = _current_trace()
         if trace is not None:
             return trace.param_var(self)
+        if self._stype != "default":
+            raise RuntimeError(f"Cannot return a copy of Parameter '{self.name}' on ctx {ctx} via data() because "
+                               f"its storage type is {self._stype}. Please use row_sparse_data() instead.")
         return self._check_and_get(self._data, ctx)
 
     def list_data(self):
+        if self._stype != "default":
+            raise RuntimeError(f"Cannot return copies of Parameter '{self.name}' on all contexts via list_data() "
+                               f"because its storage type is {self._stype}. Please use row_sparse_data() instead.")
         return self._check_and_get(self._data, list)
 
     def grad(self, ctx=None):
@@ -310,7 +316,7 @@ class Parameter:
     def _reduce(self):
         """One CPU copy of the data (the mean over devices)."""
         nd = _nd()
-        block = self.list_data()
+        block = self._check_and_get(self._data, list)
         if len(block) == 1:
             return nd.NDArray(block[0]._data.copy(), cpu())
         mean = sum(d._data for d in block) / len(block)

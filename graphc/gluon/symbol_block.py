@@ -29,8 +29,10 @@ class SymbolBlock(HybridBlock):
         values = [v for s in outs for v in s._values]
         in_nodes = [s.value.node for s in ins]
         graph = Graph.from_outputs([], values, "symbolblock")
+        inputs_by_name = {n.name for n in in_nodes}
         for node in graph.nodes:   # MXNet's check: a row_sparse weight needs a Trainer's pull
-            assert node.hints.get("__storage_type__") != "1", \
+            # (inputs are not Parameters: Executor binds every argument as an input, row_sparse ones too)
+            assert node.name in inputs_by_name or node.hints.get("__storage_type__") != "1", \
                 f"SymbolBlock doesn't support Parameter '{node.name}' because its storage type is 'row_sparse'."
         self._setup(graph, [n.name for n in in_nodes], None)
         if params is not None:

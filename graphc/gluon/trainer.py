@@ -161,11 +161,11 @@ class Trainer:
             # parameter another rank owns is left out: the store would hold a full copy of it
             keys = [i for i, p in enumerate(self._params) if not getattr(p, "_stage_elsewhere", False)]
             if keys:
-                kv.broadcast(keys, [self._params[i].list_data()[0] for i in keys],
-                             [self._params[i].list_data() for i in keys])
+                kv.broadcast(keys, [_held(self._params[i])[0] for i in keys],
+                             [_held(self._params[i]) for i in keys])
         else:
             for i, param in enumerate(self._params):
-                arrays = param.list_data()
+                arrays = _held(param)
                 kv.broadcast(i, arrays[0], arrays)
         self._kvstore, self._update_on_kvstore = kv, update_on_kvstore
         self._kv_initialized = True
@@ -261,7 +261,7 @@ class Trainer:
                 return
             grads = [self._params[i].list_grad() for i in live]
             if self._update_on_kvstore:
-                self._kvstore.pushpull(live, grads, out=[self._params[i].list_data() for i in live])
+                self._kvstore.pushpull(live, grads, out=[_held(self._params[i]) for i in live])
             else:
                 self._kvstore.pushpull(live, grads)
             return
@@ -271,7 +271,7 @@ class Trainer:
             grads = param.list_grad()
             if self._update_on_kvstore:
                 # push the gradients, the store updates its weight, every device pulls it
-                self._kvstore.pushpull(i, grads, out=param.list_data(), priority=-i)
+                self._kvstore.pushpull(i, grads, out=_held(param), priority=-i)
             else:
                 self._kvstore.pushpull(i, grads, priority=-i)
 
@@ -296,7 +296,7 @@ class Trainer:
         for i, param in enumerate(self._params):
             if not _trained_here(param):
                 continue
-            datas = param.list_data()
+            datas = _held(param)
             if not ignore_stale_grad:
                 for data in datas:
                     if not _fresh(data, True):
@@ -365,3 +365,9 @@ def _fresh(arr, default):
 def _mark_stale(arr):
     if _tracks_fresh_grad():
         arr._fresh_grad = False
+
+
+def _held(param):
+    """The parameter's arrays on every device, whatever its storage type (list_data() refuses a
+    row_sparse parameter, as MXNet's; the Trainer updates its whole arrays in place)."""
+    return param._check_and_get(param._data, list)

@@ -193,16 +193,25 @@ def _unary_grad(deriv):
     return grad
 
 
-def _unary_compute(fn):
+# numpy's float32 transcendental loops (SIMD approximations) can be an ulp off where the C
+# library MXNet calls rounds correctly (numpy's float32 exp(1) is 2.718282, MXNet's 2.7182817):
+# these run in float64 and round once to the input's dtype
+_ROUND_ONCE = {"exp", "expm1", "log", "log2", "log10", "log1p", "sin", "cos", "tan", "sinh", "cosh",
+               "tanh", "arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh"}
+
+
+def _unary_compute(fn, round_once=False):
     def compute(x):
         with np.errstate(all="ignore"):
+            if round_once and x.dtype in (np.float32, np.float16):
+                return np.asarray(fn(x.astype(np.float64))).astype(x.dtype)
             return np.asarray(fn(x)).astype(x.dtype, copy=False)
     return compute
 
 
 _NO_DERIVATIVE = {"_trigamma"}  # its derivative (tetragamma) is not declared: refuse, not zero
 for _name, (_np_fn, _formula, _deriv) in UNARY.items():
-    register(OpDef(_name, infer=_unary_infer, compute=_unary_compute(_np_fn),
+    register(OpDef(_name, infer=_unary_infer, compute=_unary_compute(_np_fn, _name in _ROUND_ONCE),
                    gradient=None if _name in _NO_DERIVATIVE else _unary_grad(_deriv), lowering=Elementwise(_formula) if _formula else None,
                    doc=f"Elementwise {_name}."))
 

@@ -23,6 +23,38 @@ def _k_of(n, k):
     return n if k < 1 or k > n else k
 
 
+# -- the compiled form's geometry (runtime/sort_kernels.py sorts in a bitonic network) -----------
+NETWORK_OPS = ("sort", "argsort", "topk")
+NETWORK_KEY_DTYPES = ("float32", "float64", "int32", "int64")
+
+
+def sort_rows(shape, axis) -> tuple:
+    """(outer, n, inner): the input seen as outer x n x inner, sorted along n (axis=None: the
+    flattened input is one row)."""
+    if axis is None:
+        return 1, int(np.prod(shape, dtype=np.int64)), 1
+    a = normalize_axes(axis, len(shape), "sort")[0]
+    return (int(np.prod(shape[:a], dtype=np.int64)), shape[a], int(np.prod(shape[a + 1:], dtype=np.int64)))
+
+
+def network_width(n) -> int:
+    """A bitonic network sorts a power of two: rows are padded to the next one."""
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def network_scratch_bytes(node) -> int:
+    """Arena bytes a compiled sort/argsort/topk works in: two (key, int32 position) buffers per
+    padded row, which the network's stages read from and write to in turn (a compare-exchange
+    reads both positions before writing either)."""
+    if node.op not in NETWORK_OPS or not node.inputs:
+        return 0
+    x = node.inputs[0].type
+    if x.dtype not in NETWORK_KEY_DTYPES or x.size == 0:
+        return 0
+    o, n, i = sort_rows(x.shape, node.attrs["axis"])
+    return 2 * o * i * network_width(n) * (np.dtype(x.dtype).itemsize + 4)
+
+
 _TOPK_ATTRS = {"axis": Attr("axis", -1), "k": Attr("int", 1),
                "ret_typ": Attr("str", "indices", choices=("value", "indices", "mask", "both")),
                "is_ascend": Attr("bool", False), "dtype": Attr("dtype", "float32")}

@@ -123,6 +123,9 @@ def test_pixel_shuffle_names_the_channel_mismatch():
 def test_sparse_embedding_gradient_is_dense_with_zero_rows_for_unused_indices():
     emb = cnn.SparseEmbedding(5, 2)
     emb.initialize()
+    with pytest.raises(RuntimeError, match="no Trainer"):      # as MXNet's: rows come through a Trainer
+        emb(mx.nd.array([[0, 3]]))
+    gluon.Trainer(emb.collect_params(), "sgd")
     with autograd.record():
         out = emb(mx.nd.array([[0, 3], [3, 3]]))
     out.backward()

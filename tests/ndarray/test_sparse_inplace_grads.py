@@ -152,10 +152,14 @@ def test_sym_sparse_has_every_mxnet_name_and_retain_matches_numpy():
     data = rng.standard_normal((7, 2, 3)).astype(np.float32)
     idx = np.array([5, 0, 5, 3], np.int64)
     x, i = mx.sym.var("x"), mx.sym.var("i")
-    out = mx.sym.sparse.retain(x, i).bind(mx.cpu(), {"x": nd.array(data), "i": nd.array(idx, dtype="int64")}).forward()
-    want = np.zeros_like(data)
-    want[np.unique(idx)] = data[np.unique(idx)]
-    np.testing.assert_array_equal(out[0].asnumpy(), want)
+    for dtype in ("float32", "int32", "float64"):
+        values = (data * 10).astype(dtype)
+        out = mx.sym.sparse.retain(x, i).bind(mx.cpu(), {"x": nd.array(values, dtype=dtype),
+                                                         "i": nd.array(idx, dtype="int64")}).forward()
+        want = np.zeros_like(values)
+        want[np.unique(idx)] = values[np.unique(idx)]
+        assert out[0].dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(out[0].asnumpy(), want)
     with pytest.raises(GraphcError, match="storage type must be one of"):
         mx.sym.sparse.cast_storage(x, stype="coo")
     with pytest.raises(GraphcError, match="nd.sparse.adagrad_update"):

@@ -54,7 +54,10 @@ class SparseEmbedding(Block):
 
     def forward(self, x):
         from ....ndarray import sparse
-        return sparse.embedding(x, self.weight.data(x.context), name="fwd", **self._kwargs)
+        # as MXNet's, the rows come through the Trainer: without one row_sparse_data raises
+        self.weight.row_sparse_data(x)
+        held = self.weight._check_and_get(self.weight._data, x.context)
+        return sparse.embedding(x, held, name="fwd", **self._kwargs)
 
     def __repr__(self):
         k = self._kwargs
