@@ -234,14 +234,14 @@ def _compile(order, externals, heads, hgrads, train_mode):
         if g is None:
             continue            # no gradient reached it: its .grad is left alone, as the walk does
         v = g.value
-        if v.node.is_var or id(v) in seen:
+        if v.node.is_var or v.node.is_const or id(v) in seen:
             v = F._copy(g).value          # each output its own buffer, never an input's
         seen.add(id(v))
         leaves.append(k)
         outputs.append(v)
     if not outputs:
         return None
-    used, stack, visited = [], [v.node for v in outputs], set()
+    stack, visited = [v.node for v in outputs], set()
     while stack:
         n = stack.pop()
         if id(n) in visited:

@@ -10,6 +10,8 @@ calling conventions.
 """
 from __future__ import annotations
 
+import functools
+
 from .ops.graph import variable
 from .ops.namespace import OpNamespace
 from .ops.registry import get_op
@@ -28,6 +30,7 @@ class SymbolNamespace(OpNamespace):
         op = get_op(name)
         is_tensor = self._is_tensor
 
+        @functools.wraps(base)      # (the operator function it extends: same name and signature)
         def fn(*args, **kwargs):
             from .symbol import AttrScope, _HIDDEN_KEYS
             kwargs = dict(kwargs)
@@ -41,8 +44,6 @@ class SymbolNamespace(OpNamespace):
                 return base(*args, **_fill_gaps(op, args, kwargs, is_tensor))
             with AttrScope(**node_attrs):
                 return base(*args, **_fill_gaps(op, args, kwargs, is_tensor))
-        fn.__name__ = name
-        fn.__doc__ = base.__doc__
         self._wrapped[name] = fn
         return fn
 

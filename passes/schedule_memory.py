@@ -45,20 +45,18 @@ def schedule_for_memory(graph: Graph) -> Graph:
         for v in n.inputs:
             users.setdefault(id(v.node), []).append(n)
     moved = False
-    i = 0
-    while i < len(order):
+    pos = {id(m): j for j, m in enumerate(order)}
+    for i in range(len(order)):
         n = order[i]
         if is_view_node(n) or not _pure(n):
-            i += 1
             continue
-        pos = {id(m): j for j, m in enumerate(order)}
         earliest = max((pos[id(v.node)] + 1 for v in n.inputs if id(v.node) in pos), default=0)
         if earliest >= i or _gain(n, i, earliest, pos, users, in_arena, outputs) <= 0:
-            i += 1
             continue
         order.insert(earliest, order.pop(i))
+        for j in range(earliest, i + 1):       # the nodes it passed moved down by one
+            pos[id(order[j])] = j
         moved = True
-        i += 1
     if not moved:
         return graph
     out = copy.copy(graph)

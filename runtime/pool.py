@@ -18,7 +18,8 @@ What keeps the forward kernel fast (ResNet-18's stem, max 3x3 stride 2 pad 1 ove
 MXNet's rules (src/operator/nn/pool.h): a window starts at o*stride - pad and ends at
 min(start + kernel, size + pad); avg divides by that padded extent when count_include_pad,
 else by the number of taps inside the image ('same' only changes how many windows there are).
-'lp' pooling stays on the host.
+'lp' pooling (p = 1, 2, 3) is sum pooling of x^p and a root; its gradient is sum pooling's
+gradient scaled (ops/declarations/pool.py), so `_pooling_grad` never sees lp.
 
 The gradients gather instead of scattering, so every store is to a distinct element and the
 kernels parallelise without atomics (and render to CUDA unchanged):
@@ -42,6 +43,7 @@ import itertools
 import math
 
 from graphc.ops import scalar as S
+from graphc.ops.declarations.elementwise import _cbrt_formula
 from graphc.ops.graph import Node
 
 from .kernel_ir import AccRef, Accumulate, Buf, DeclareAcc, Index, Kernel, Load, Loop, LoopVar, Store
@@ -84,8 +86,10 @@ def _window_params(a, x, y):
     conv = a.get("pooling_convention", "valid")
     # 'same' differs from 'valid'/'full' only in the output count, which the kernels take from
     # the output's shape: windows start at o*stride - pad and are clipped alike
-    if ptype not in ("max", "avg", "sum") or conv not in ("valid", "full", "same"):
+    if ptype not in ("max", "avg", "sum", "lp") or conv not in ("valid", "full", "same"):
         return None
+    if ptype == "lp" and a.get("p_value") not in (1, 2, 3):
+        return None         # other powers: x**p and its root stay with the reference's pow
     nd = x.ndim - 2
     if a.get("global_pool", False):
         kernel, stride, pad = tuple(x.shape[2:]), (1,) * nd, (0,) * nd
@@ -119,6 +123,8 @@ def pool_grad_params(node: Node):
             return None
     else:
         return None
+    if params is not None and params[0] == "lp":
+        return None         # lp's gradient is built from sum pooling's (ops/declarations/pool.py)
     if params is None or _max_covering(params, node.inputs[0].type.shape[2:] if node.op == "_pooling_grad"
                                        else node.types[0].shape[2:]) > MAX_COVERING:
         return None
@@ -154,7 +160,16 @@ def pool_kernel(name, node: Node, x="in0", out="out") -> Kernel:
     ptype, kernel, stride, pad, cip = pool_params(node)
     xt, yt = node.inputs[0].type, node.types[0]
     per_axis = [segments(o, i, k, s, p) for o, i, k, s, p in zip(yt.shape[2:], xt.shape[2:], kernel, stride, pad)]
-    return _window_kernel(name, ptype, kernel, stride, pad, cip, per_axis, xt, yt, x, out)
+    return _window_kernel(name, ptype, kernel, stride, pad, cip, per_axis, xt, yt, x, out,
+                          p=node.attrs.get("p_value"))
+
+
+def _lp_power(v, p):
+    return v if p == 1 else v * v if p == 2 else v * v * v
+
+
+def _lp_root(acc, p):
+    return acc if p == 1 else S.sqrt(acc) if p == 2 else _cbrt_formula(acc)
 
 
 def _window_max(vals):
@@ -188,11 +203,12 @@ def _planes(x, y):
             contiguous(insz), contiguous(outsz), len(insz))
 
 
-def _window_kernel(name, ptype, kernel, stride, pad, cip, per_axis, xt, yt, x="in0", out="out") -> Kernel:
+def _window_kernel(name, ptype, kernel, stride, pad, cip, per_axis, xt, yt, x="in0", out="out", p=None) -> Kernel:
     """One kernel over windows along each axis as `segments` describes them. Per image, the
     loops follow the segments axis by axis (a 2-D pool sweeps its rows once, each row's border
     and interior segments one after the other); the innermost segments are cut into
-    `_vector_pieces`."""
+    `_vector_pieces`. lp pooling (p = 1, 2, 3) sums the taps' p-th powers and takes the root
+    (padding taps are 0, as in the reference)."""
     dt = xt.dtype
     nc, insz, outsz, inp, outp, ist, ost, nd = _planes(xt, yt)
     ovars = [f"o{d}" for d in range(nd)]
@@ -217,11 +233,15 @@ def _window_kernel(name, ptype, kernel, stride, pad, cip, per_axis, xt, yt, x="i
         def finish(acc):
             if ntaps == 0:
                 return S.const(float("-inf") if kind == "max" else 0.0, dt)
+            if ptype == "lp":
+                return _lp_root(acc, p)
             return acc / S.const(float(count), dt) if ptype == "avg" else acc
 
         if ntaps <= UNROLL_TAPS:
             loads = tuple(Load(x, src(t)) for t in itertools.product(*taps))
             vals = [S.arg(j, dt) for j in range(len(loads))]
+            if ptype == "lp":
+                vals = [_lp_power(v, p) for v in vals]
             if kind == "max":
                 expr = _window_max(vals) if vals else None
             else:
@@ -229,7 +249,8 @@ def _window_kernel(name, ptype, kernel, stride, pad, cip, per_axis, xt, yt, x="i
                 for a in vals:
                     expr = a if expr is None else expr + a
             return [Store(out, dst, finish(expr), loads)]
-        acc = Accumulate("acc", kind, S.arg(0, dt), (Load(x, src([t.start for t in taps], tvars)),))
+        tap = _lp_power(S.arg(0, dt), p) if ptype == "lp" else S.arg(0, dt)
+        acc = Accumulate("acc", kind, tap, (Load(x, src([t.start for t in taps], tvars)),))
         loop = [acc]
         for v, t in reversed(list(zip(tvars, taps))):
             loop = [Loop(v, len(t), loop)]

@@ -564,7 +564,8 @@ def emit_gemm(b, g: Gemm, ptrs, split=None):
 
 
 class ModuleBuilder:
-    """Accumulates kernels and entry functions into one llvmlite module."""
+    """Accumulates kernels and entry functions into an llvmlite module, and graphc's GEMM code
+    into a second one (texts()), compiled apart and linked when loaded."""
 
     def __init__(self, name: str, nthreads: int = 1, triple: str = "", data_layout: str = "",
                  gemm_split_work=None, pool_symbol: str = POOL_RUN):

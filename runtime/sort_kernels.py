@@ -2,9 +2,9 @@
 
 The kernel IR has counted loops and affine (or index-array) addressing but no data-dependent
 control flow, so a merge sort's "advance whichever head is smaller" cannot be written; a sorting
-network can: every stage compares fixed pairs (i, i + j) and each pair's direction depends only on
-which block of size k holds it, so a stage is three counted loops and four selects. log2(P)
-(log2(P) + 1) / 2 stages of P / 2 compare-exchanges sort a row padded to P = 2^m: O(n log^2 n).
+network can: every stage compares fixed pairs of positions, so a stage is two counted loops and
+four selects. log2(P) (log2(P) + 1) / 2 stages of P / 2 compare-exchanges sort a row padded to
+P = 2^m: O(n log^2 n) work, and the kernel's code grows with log^2 P.
 
 The network sorts (key, position) pairs, position breaking ties, which makes it stable, as the
 numpy reference (ops/declarations/sorting.py) is: ascending keys are x, descending keys are -x
@@ -32,6 +32,7 @@ from graphc.ops.fused import NATIVE_DTYPES
 from .kernel_ir import Buf, Index, Indirect, Kernel, Load, Loop, LoopVar, Store
 from .lower import PARALLEL_WORK, KernelStep
 
+LOWERED = frozenset(NETWORK_OPS)     # for tests/ops/test_op_compiled.py's hook list
 POS = "int32"       # positions in the network (rows are far below 2^31 elements)
 
 
@@ -47,23 +48,39 @@ def _after(key_a, pos_a, key_b, pos_b, floating) -> S.ScalarExpr:
                   S.call("and", same, later))
 
 
-def _stage(src, dst, k, j, p, dtype, row) -> list:
-    """One stage of the network: within blocks of k, pairs (i, i + j) ordered ascending in even
-    blocks and descending in odd ones (the last merge, k = p, is one ascending block)."""
-    floating = dtype.startswith("float")
-    loops = []
-    for half in range(1 if k == p else 2):
-        lo = Index(row + (("c", 2 * k), ("b", 2 * j), ("t", 1)), offset=half * k)
-        hi = dataclasses.replace(lo, offset=half * k + j)
-        args = (Load(f"key{src}", lo), Load(f"key{src}", hi), Load(f"pos{src}", lo), Load(f"pos{src}", hi))
-        ka, kb, pa, pb = S.arg(0, dtype), S.arg(1, dtype), S.arg(2, POS), S.arg(3, POS)
-        swap = _after(ka, pa, kb, pb, floating) if half == 0 else _after(kb, pb, ka, pa, floating)
-        body = [Store(f"key{dst}", lo, S.select(swap, kb, ka), args),
-                Store(f"key{dst}", hi, S.select(swap, ka, kb), args),
-                Store(f"pos{dst}", lo, S.select(swap, pb, pa), args),
-                Store(f"pos{dst}", hi, S.select(swap, pa, pb), args)]
-        loops.append(Loop("c", max(1, p // (2 * k)), [Loop("b", k // (2 * j), [Loop("t", j, body)])]))
-    return loops
+def _stage(src, dst, lo, hi, dtype) -> list:
+    """One compare-exchange per (c, t): the pair (lo, hi) of each row put in ascending order,
+    reading buffers `src` and writing `dst`."""
+    args = (Load(f"key{src}", lo), Load(f"key{src}", hi), Load(f"pos{src}", lo), Load(f"pos{src}", hi))
+    ka, kb, pa, pb = S.arg(0, dtype), S.arg(1, dtype), S.arg(2, POS), S.arg(3, POS)
+    swap = _after(ka, pa, kb, pb, dtype.startswith("float"))
+    return [Store(f"key{dst}", lo, S.select(swap, kb, ka), args),
+            Store(f"key{dst}", hi, S.select(swap, ka, kb), args),
+            Store(f"pos{dst}", lo, S.select(swap, pb, pa), args),
+            Store(f"pos{dst}", hi, S.select(swap, pa, pb), args)]
+
+
+def _stages(p, dtype, row) -> list:
+    """The network for rows of p = 2^m, all comparisons ascending (no per-block direction, so
+    one loop nest per stage): merging sorted blocks of k/2 into blocks of k first compares each
+    element of a block with its mirror (t with k-1-t: the second half read backwards is the
+    descending half of a bitonic sequence), then half-cleans with distances k/4, ..., 1."""
+    loops, n = [], 0
+    k = 2
+    while k <= p:
+        lo = Index(row + (("c", k), ("t", 1)))
+        hi = Index(row + (("c", k), ("t", -1)), offset=k - 1)
+        loops.append(Loop("c", p // k, [Loop("t", k // 2, _stage(n % 2, 1 - n % 2, lo, hi, dtype))]))
+        n += 1
+        j = k // 4
+        while j >= 1:
+            lo = Index(row + (("c", 2 * j), ("t", 1)))
+            hi = dataclasses.replace(lo, offset=j)
+            loops.append(Loop("c", p // (2 * j), [Loop("t", j, _stage(n % 2, 1 - n % 2, lo, hi, dtype))]))
+            n += 1
+            j //= 2
+        k *= 2
+    return loops, n
 
 
 def network_kernel(name, node) -> Kernel:
@@ -84,15 +101,8 @@ def network_kernel(name, node) -> Kernel:
         body.append(Loop("t", p - n, [Store("key0", Index(row + (("t", 1),), offset=n), pad, ()),
                                       Store("pos0", Index(row + (("t", 1),), offset=n),
                                             S.cast(S.arg(0, "int64") + S.const(n, "int64"), POS), (LoopVar("t"),))]))
-    stages = 0
-    k = 2
-    while k <= p:
-        j = k // 2
-        while j >= 1:
-            body.extend(_stage(stages % 2, 1 - stages % 2, k, j, p, dtype, row))
-            stages += 1
-            j //= 2
-        k *= 2
+    stage_loops, stages = _stages(p, dtype, row)
+    body.extend(stage_loops)
     final = f"pos{stages % 2}"
     body.extend(_outputs(node, final, o, n, inner, row, x_at))
     work = o * inner * (p * 4 + 2 * p * max(stages, 1))
@@ -157,4 +167,4 @@ def lower_sort_family(node, plan, names, pl_in, pl_out) -> list | None:
     return [KernelStep(kernel, bind)]
 
 
-__all__ = ["lower_sort_family", "network_kernel"]
+__all__ = ["lower_sort_family", "network_kernel", "LOWERED"]

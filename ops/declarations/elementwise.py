@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import inverse_trig as _inverse_trig
 from .. import scalar as S
+from .. import special_formulas as _special
 from ..attrs import Attr
 from ..errors import ShapeError
 from ..registry import OpDef, Elementwise, register
@@ -176,11 +177,12 @@ UNARY = {
     "rcbrt": (lambda x: 1.0 / np.cbrt(x), lambda x: 1.0 / _cbrt_formula(x),
               lambda F, x, y, g: -(g * y / (x * 3.0))),
     "logical_not": (lambda x: (x == 0).astype(x.dtype), lambda x: S.cast(S.logical_not(S.call("ne", x, S.const(0, x.dtype))), x.dtype), None),
-    # special functions: host only; their derivatives need digamma/trigamma, declared below
-    "gamma": (gamma_np, None, lambda F, x, y, g: g * y * F._digamma(x)),
-    "gammaln": (gammaln_np, None, lambda F, x, y, g: g * F._digamma(x)),
-    "_digamma": (digamma_np, None, lambda F, x, y, g: g * F._trigamma(x)),
-    "_trigamma": (trigamma_np, None, None),
+    # special functions (graphc/ops/special_formulas.py, float inputs only); their derivatives
+    # need digamma/trigamma, declared here too
+    "gamma": (gamma_np, _special.gamma, lambda F, x, y, g: g * y * F._digamma(x)),
+    "gammaln": (gammaln_np, _special.gammaln, lambda F, x, y, g: g * F._digamma(x)),
+    "_digamma": (digamma_np, _special.digamma, lambda F, x, y, g: g * F._trigamma(x)),
+    "_trigamma": (trigamma_np, _special.trigamma, None),
 }
 
 
@@ -209,10 +211,11 @@ def _unary_compute(fn, round_once=False):
     return compute
 
 
+_APPLIES = {name: _special.float_only for name in ("gamma", "gammaln", "_digamma", "_trigamma")}
 _NO_DERIVATIVE = {"_trigamma"}  # its derivative (tetragamma) is not declared: refuse, not zero
 for _name, (_np_fn, _formula, _deriv) in UNARY.items():
     register(OpDef(_name, infer=_unary_infer, compute=_unary_compute(_np_fn, _name in _ROUND_ONCE),
-                   gradient=None if _name in _NO_DERIVATIVE else _unary_grad(_deriv), lowering=Elementwise(_formula) if _formula else None,
+                   gradient=None if _name in _NO_DERIVATIVE else _unary_grad(_deriv), lowering=Elementwise(_formula, _APPLIES.get(_name)) if _formula else None,
                    doc=f"Elementwise {_name}."))
 
 

@@ -10,10 +10,12 @@ import math
 
 import numpy as np
 
+from .. import layout as L
 from .. import scalar as S
+from .. import special_formulas as _special
 from ..attrs import Attr
 from ..errors import ShapeError, OpAttributeError
-from ..registry import OpDef, Elementwise, View, register
+from ..registry import OpDef, Elementwise, Movement, View, register
 from .common import like, normalize_axes
 from .length_mask import with_length
 
@@ -55,6 +57,7 @@ def _erfinv_np(x):
 
 
 register(OpDef("erfinv", infer=_same, compute=_erfinv_np,
+               lowering=Elementwise(_special.erfinv, _special.float_only),
                gradient=lambda F, ins, outs, gs, attrs: [gs[0] * F.exp(F.square(outs[0])) * (math.sqrt(math.pi) / 2)],
                doc="The inverse error function: erf(erfinv(x)) = x on (-1, 1); +-inf at +-1, NaN beyond."))
 
@@ -176,10 +179,27 @@ def _s2d_np(x, block_size):
     return np.ascontiguousarray(y.reshape(n, c * b * b, h // b, w // b))
 
 
+def _d2s_pieces(in_types, out_types, attrs):
+    """One strided copy: the output, seen as _d2s_np's transposed 6-D view, reads the input."""
+    b = attrs["block_size"]
+    n, c, h, w = in_types[0].shape
+    view = L.probe((n, c, h, w)).reshape(n, b, b, c // (b * b), h, w).transpose(0, 3, 4, 1, 5, 2)
+    return [L.gather(view, view.shape)]
+
+
+def _s2d_pieces(in_types, out_types, attrs):
+    b = attrs["block_size"]
+    n, c, h, w = in_types[0].shape
+    view = L.probe((n, c, h, w)).reshape(n, c, h // b, b, w // b, b).transpose(0, 3, 5, 1, 2, 4)
+    return [L.gather(view, view.shape)]
+
+
 register(OpDef("depth_to_space", infer=_d2s_infer, compute=_d2s_np, attrs={"block_size": Attr("int")},
+               lowering=Movement(_d2s_pieces),
                gradient=lambda F, ins, outs, gs, attrs: [F.space_to_depth(gs[0], block_size=attrs["block_size"])],
                doc="Moves blocks of channels into spatial blocks (DCR order, as MXNet and ONNX's default)."))
 register(OpDef("space_to_depth", infer=_s2d_infer, compute=_s2d_np, attrs={"block_size": Attr("int")},
+               lowering=Movement(_s2d_pieces),
                gradient=lambda F, ins, outs, gs, attrs: [F.depth_to_space(gs[0], block_size=attrs["block_size"])],
                doc="The inverse of depth_to_space: spatial blocks become channels."))
 

@@ -196,10 +196,32 @@ def _pool_grad(F, ins, outs, gs, attrs):
     x = ins[0]
     nd = x.ndim - 2
     if not pooling_layout("Pooling", x.shape, attrs["layout"]):
-        return [F._pooling_grad(gs[0], x, outs[0], **attrs)]
+        return [_data_grad(F, gs[0], x, outs[0], attrs)]
     g, x, y = (F.transpose(v, axes=to_channels_first(nd)) for v in (gs[0], x, outs[0]))
-    dx = F._pooling_grad(g, x, y, **{**attrs, "layout": None})
+    dx = _data_grad(F, g, x, y, {**attrs, "layout": None})
     return [F.transpose(dx, axes=to_channels_last(nd))]
+
+
+def _data_grad(F, g, x, y, attrs):
+    """_pooling_grad, except for lp pooling: y = (sum over the window of x^p)^(1/p), so
+    dx_i = x_i^(p-1) * sum over the windows o covering i of g_o / y_o^(p-1) (0 where y_o = 0, as
+    in the reference): sum pooling's gradient of that scale, which compiles (and has its own
+    gradient, so lp pooling gets second derivatives for every p)."""
+    if attrs["pool_type"] != "lp":
+        return F._pooling_grad(g, x, y, **attrs)
+    p = attrs["p_value"]
+    summed = {**attrs, "pool_type": "sum"}
+    if p == 1:
+        return F._pooling_grad(g, x, y, **summed)
+    nonzero = y != 0
+    y_p1 = _power(y, p - 1)
+    scale = F.where(nonzero, g / F.where(nonzero, y_p1, F.ones_like(y_p1)), F.zeros_like(g))
+    return _power(x, p - 1) * F._pooling_grad(scale, x, y, **summed)
+
+
+def _power(v, q):
+    """v^q as the reference's _lp writes it (products up to the square, else **)."""
+    return v if q == 1 else v * v if q == 2 else v ** q
 
 
 register(OpDef("Pooling", infer=_pool_infer, compute=_pool_np, attrs=_POOL_ATTRS, gradient=_pool_grad,

@@ -14,7 +14,8 @@ import numpy as np
 
 from ..attrs import Attr
 from ..errors import ShapeError
-from ..registry import OpDef, register
+from .. import layout as L
+from ..registry import Movement, OpDef, register
 from .common import like
 
 
@@ -104,8 +105,16 @@ def _crop_grad(F, ins, outs, gs, attrs):
     return [F.Pad(gs[0], mode="constant", pad_width=pad)] + [None] * (len(ins) - 1)
 
 
+def _crop_pieces(in_types, out_types, attrs):
+    """The window as one strided copy of the data (crop_like gives only a shape)."""
+    shape = in_types[0].shape
+    y, x0, h, w = _crop_box(shape, in_types[1].shape if len(in_types) > 1 else None, attrs["offset"],
+                            attrs["h_w"], attrs["center_crop"])
+    return [L.gather(L.probe(shape)[:, :, y:y + h, x0:x0 + w], out_types[0].shape)]
+
+
 register(OpDef("Crop", infer=_crop_infer, compute=_crop_np, inputs=_crop_inputs, attrs=_CROP_ATTRS,
-               gradient=_crop_grad,
+               gradient=_crop_grad, lowering=Movement(_crop_pieces),
                doc="A window of NCHW data: size h_w or crop_like's, at `offset` (y, x) or centred."))
 
 

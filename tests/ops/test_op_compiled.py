@@ -20,16 +20,18 @@ from graphc.ops.registry import Elementwise
 from graphc.ops.types import TensorType
 from graphc.runtime.index_kernels import LOWERED as INDEX_KERNEL_OPS
 from graphc.runtime.lower import HostStep
+from graphc.runtime.sort_kernels import LOWERED as SORT_KERNEL_OPS
 from gradcheck import build, reverse_mode
 from op_cases import CASES
 from test_op_gradients import FD_CASES
 
 # Operators whose declaration has no `lowering` but which runtime/conv_steps.py lowers natively
 # through its own hook (pooling's gradient pieces, adaptive pooling), or runtime/index_kernels.py
-# through its (one_hot, SequenceMask, argmax/argmin, norm, L2Normalization). Listed so the coverage
+# through its (one_hot, SequenceMask, argmax/argmin, norm, L2Normalization), or runtime/sort_kernels.py
+# (sort, argsort, topk). Listed so the coverage
 # test holds them to the same rule; test_runtime_hook_list_is_complete keeps the list honest.
 LOWERED_BY_RUNTIME_HOOK = frozenset({"_max_pool_gather", "_contrib_AdaptiveAvgPooling2D",
-                                     "_adaptive_avg_pool_grad", "Dropout"}) | INDEX_KERNEL_OPS
+                                     "_adaptive_avg_pool_grad", "Dropout"}) | INDEX_KERNEL_OPS | SORT_KERNEL_OPS
 
 
 def natively_lowered_ops() -> set:

@@ -104,6 +104,28 @@ def common_layers():
     return _classifier(net, _images(2, 3, 6, 6))
 
 
+def sorting_layers():
+    """sort, argsort and topk (every ret_typ, both directions, an axis and the flattened input)
+    compile to runtime/sort_kernels.py's network; their gradients scatter by position."""
+    class Net(nn.HybridBlock):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.dense = nn.Dense(10)
+
+        def hybrid_forward(self, F, x):
+            y = F.sort(x, axis=-1) + F.sort(x, axis=1, is_ascend=False)
+            vals, idx = F.topk(y, axis=2, k=3, ret_typ="both")
+            z = F.topk(y, axis=None, k=5, ret_typ="value", is_ascend=True)
+            w = y * F.topk(y, axis=1, k=2, ret_typ="mask") + F.argsort(x, axis=0) * 0.01
+            w = w + F.topk(x, axis=-1, k=2, ret_typ="indices", dtype="int32").astype("float32").sum()
+            return self.dense(F.concat(F.flatten(vals + idx), F.flatten(w), F.broadcast_to(z.reshape((1, 5)), (2, 5)), dim=1))
+
+    net = Net()
+    net.initialize()
+    x = _rng().integers(-3, 4, (2, 3, 6)).astype("float32")     # ties: the stable order is checked
+    return _classifier(net, [nd.array(x)])
+
+
 def mlp_digits():
     net = _example("mlp_digits").make_net()
     net.initialize()
@@ -143,6 +165,7 @@ def language_model():
 FAST = {
     "mlp_with_dropout": mlp_with_dropout,
     "common_layers": common_layers,
+    "sorting_layers": sorting_layers,
     "example_mlp_digits": mlp_digits,
     "example_image_classification": image_classification_resnet,
     "example_recommendation_mf": recommendation("mf"),
@@ -198,6 +221,22 @@ def test_training_program_has_no_host_steps(name):
 @pytest.mark.parametrize("name", sorted(SLOW))
 def test_zoo_training_program_has_no_host_steps(name):
     _check(name, SLOW[name])
+
+
+# targets whose inference program is censused too (the training census compiles only training
+# programs; these operators lower the same in both, but an inference program fuses differently)
+INFERENCE = ("sorting_layers", "common_layers")
+
+
+@pytest.mark.parametrize("name", INFERENCE)
+def test_inference_program_has_no_host_steps(name):
+    net, inputs, _ = FAST[name]()
+    net.hybridize()
+    net(*inputs)
+    program = net._cached_op.last.forward
+    program = program[1] if isinstance(program, tuple) else program     # (training flag, program)
+    host = sorted({step.node.op for step in program.steps if isinstance(step, HostStep)} - set(ALLOWED))
+    assert not host, f"{name}: host steps in its inference program: {host}"
 
 
 def test_allowed_host_steps_are_still_needed():

@@ -1,0 +1,136 @@
+"""Scalar formulas (graphc.ops.scalar) for the special functions whose numpy references are in
+ops/declarations/special.py and misc_math.py: gamma, gammaln, digamma, trigamma, erfinv.
+
+They compile as elementwise kernels, so a network that uses them runs no host step. Each follows
+its reference's method in float64 and rounds once to the input's float dtype: the recurrence
+loops of the references become a fixed number of selects (a formula has no loops), reflection
+below 1/2 uses sin and cos (tan is sin/cos), and poles give what the references give (inf where
+math.lgamma/math.gamma raise). Only float inputs lower (`float_only`); integer inputs keep the
+host reference.
+"""
+from __future__ import annotations
+
+import math
+
+from . import scalar as S
+
+F64 = "float64"
+
+
+def float_only(in_types, attrs) -> bool:
+    return all(t.dtype in ("float32", "float64") for t in in_types)
+
+
+def _c(v):
+    return S.const(v, F64)
+
+
+def _lt(a, b):
+    return S.call("lt", a, b if isinstance(b, S.ScalarExpr) else _c(b))
+
+
+def _shift_up(z, steps, threshold, term, acc, combine):
+    """The references' recurrence, unrolled: while z < threshold (at most `steps` times)
+    acc = combine(acc, term(z)), z = z + 1."""
+    for _ in range(steps):
+        small = _lt(z, threshold)
+        acc = S.select(small, combine(acc, term(z)), acc)
+        z = S.select(small, z + 1.0, z)
+    return z, acc
+
+
+def _wide(fn):
+    """fn over float64, cast back to the input's dtype."""
+    def formula(x):
+        return S.cast(fn(S.cast(x, F64)), x.dtype)
+    formula.__name__ = fn.__name__
+    return formula
+
+
+def _non_positive_integer(x):
+    return S.call("and", S.call("le", x, _c(0.0)), S.call("eq", x, S.floor(x)))
+
+
+def _digamma64(x):
+    reflect = _lt(x, 0.5)
+    z = S.select(reflect, 1.0 - x, x)
+    z, acc = _shift_up(z, 6, 6.0, lambda v: -1.0 / v, _c(0.0), lambda a, t: a + t)
+    r = 1.0 / (z * z)
+    series = S.log(z) - 0.5 / z - r * (1 / 12 - r * (1 / 120 - r * (1 / 252 - r * (1 / 240 - r / 132))))
+    out = series + acc
+    px = x * math.pi
+    return S.select(reflect, out - math.pi * S.cos(px) / S.sin(px), out)
+
+
+def _trigamma64(x):
+    reflect = _lt(x, 0.5)
+    z = S.select(reflect, 1.0 - x, x)
+    z, acc = _shift_up(z, 6, 6.0, lambda v: 1.0 / (v * v), _c(0.0), lambda a, t: a + t)
+    r = 1.0 / (z * z)
+    series = 1.0 / z + r / 2 + r / z * (1 / 6 - r * (1 / 30 - r * (1 / 42 - r / 30)))
+    out = series + acc
+    q = math.pi / S.sin(x * math.pi)
+    return S.select(reflect, q * q - out, out)
+
+
+def _lgamma_positive(z):
+    """log Gamma(z) for z >= 1/2: shift to z >= 12 (a product, one log), then Stirling's series
+    to z^-11 (its next term is below 1e-16 there)."""
+    z, prod = _shift_up(z, 12, 12.0, lambda v: v, _c(1.0), lambda a, t: a * t)
+    r = 1.0 / (z * z)
+    tail = (1 / 12 - r * (1 / 360 - r * (1 / 1260 - r * (1 / 1680 - r * (1 / 1188 - r * (691 / 360360)))))) / z
+    return (z - 0.5) * S.log(z) - z + 0.5 * math.log(2 * math.pi) + tail - S.log(prod)
+
+
+def _gammaln64(x):
+    """log|Gamma(x)|; reflection log(pi / |sin(pi x)|) - lgamma(1 - x) below 1/2."""
+    reflect = _lt(x, 0.5)
+    positive = _lgamma_positive(S.select(reflect, 1.0 - x, x))
+    reflected = S.log(math.pi / S.abs_(S.sin(x * math.pi))) - positive
+    out = S.select(reflect, reflected, positive)
+    return S.select(_non_positive_integer(x), _c(math.inf), out)
+
+
+def _gamma64(x):
+    """sign * exp(log|Gamma(x)|): Gamma is negative on (-1, 0), (-3, -2), ... (odd floor)."""
+    odd = S.call("ne", S.call("mod", S.floor(x), _c(2.0)), _c(0.0))
+    sign = S.select(S.call("and", _lt(x, 0.0), odd), _c(-1.0), _c(1.0))
+    return S.select(_non_positive_integer(x), _c(math.inf), sign * S.exp(_gammaln64(x)))
+
+
+_ERFINV_SMALL = (3.43273939e-07, -3.5233877e-06, -4.39150654e-06, 0.00021858087, -0.00125372503,
+                 -0.00417768164, 0.246640727, 1.50140941)
+_ERFINV_LARGE = (0.000100950558, 0.00134934322, -0.00367342844, 0.00573950773, -0.0076224613,
+                 0.00943887047, 1.00167406, 2.83297682)
+
+
+def _erfinv64(v):
+    """Giles' single-precision approximation, then two Newton steps on erf (the reference's)."""
+    w = -S.log((1.0 - v) * (1.0 + v))
+    small = _lt(w, 5.0)
+    ws = w - 2.5
+    p_small = _c(2.81022636e-08)
+    for c in _ERFINV_SMALL:
+        p_small = c + p_small * ws
+    wl = S.sqrt(S.select(small, _c(5.0), w)) - 3.0
+    p_large = _c(-0.000200214257)
+    for c in _ERFINV_LARGE:
+        p_large = c + p_large * wl
+    y = S.select(small, p_small, p_large) * v
+    inside = _lt(S.abs_(v), 1.0)
+    for _ in range(2):
+        ys = S.select(inside, y, _c(0.0))
+        step = (S.erf(ys) - v) / (2.0 / math.sqrt(math.pi) * S.exp(-(ys * ys)))
+        y = S.select(inside, y - step, y)
+    edge = S.select(S.call("eq", v, _c(1.0)), _c(math.inf), S.select(S.call("eq", v, _c(-1.0)), _c(-math.inf),
+                                                                       _c(math.nan)))
+    return S.select(inside, y, edge)
+
+
+digamma = _wide(_digamma64)
+trigamma = _wide(_trigamma64)
+gammaln = _wide(_gammaln64)
+gamma = _wide(_gamma64)
+erfinv = _wide(_erfinv64)
+
+__all__ = ["digamma", "trigamma", "gammaln", "gamma", "erfinv", "float_only"]
