@@ -345,3 +345,20 @@ def test_predict_mode_backward_equals_op_by_op(monkeypatch):
     for gs, ws in zip(got, want):
         for g, w in zip(gs, ws):
             np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-4)
+
+
+def test_leaf_gradients_that_are_the_head_gradient():
+    """a and b both get the head gradient itself (identity, then an add): each output of the
+    program needs its own buffer, copied from a program input."""
+    rng = np.random.default_rng(10)
+    a, b = nd.array(_rand(rng, 3, 4)), nd.array(_rand(rng, 3, 4))
+    a.attach_grad()
+    b.attach_grad()
+    for _ in range(2):
+        head = _rand(rng, 3, 4)
+        with ag.record():
+            y = nd.identity(a) + b
+        y.backward(nd.array(head))
+        np.testing.assert_array_equal(a.grad.asnumpy(), head)
+        np.testing.assert_array_equal(b.grad.asnumpy(), head)
+    assert tc.stats()["runs"] == 2
