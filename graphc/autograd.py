@@ -491,7 +491,9 @@ def mark_variables(variables, gradients, grad_reqs="write"):
 
 
 def get_symbol(x):
-    raise GraphcError("autograd.get_symbol: trace a HybridBlock instead (hybridize + export)")
+    """The computation recorded for x, as a Symbol (symbol_autograd.py)."""
+    from .symbol_autograd import recorded_symbol
+    return recorded_symbol(x)
 
 
 class Function:

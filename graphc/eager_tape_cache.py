@@ -234,7 +234,7 @@ def _compile(order, externals, heads, hgrads, train_mode):
         if g is None:
             continue            # no gradient reached it: its .grad is left alone, as the walk does
         v = g.value
-        if False:
+        if v.node.is_var or v.node.is_const or id(v) in seen:
             v = F._copy(g).value          # each output its own buffer, never an input's
         seen.add(id(v))
         leaves.append(k)

@@ -26,6 +26,9 @@ def split_call(op, args, kwargs, is_tensor):
         probe["num_args"] = max(len(inputs), 1)
     names = list(op.input_names(op.parse({k: v for k, v in probe.items() if k in op.attrs}))) if callable(op.inputs) else list(op.inputs)
     for key in list(kwargs):
+        if kwargs[key] is None and key not in op.attrs:
+            del kwargs[key]     # an absent optional input (sequence_length=None), as MXNet's functions take it
+            continue
         if key in names and key not in op.attrs:
             value = kwargs.pop(key)
             pos = names.index(key)

@@ -351,6 +351,17 @@ class Block:
             if name in params:
                 params[name]._load_init(loaded[name], ctx, cast_dtype=cast_dtype, dtype_source=dtype_source)
 
+    def save(self, prefix):
+        """Write `prefix-model.json` (the block tree's names) and `prefix-model.params`, for
+        load() on a model rebuilt by the same code (MXNet 1.9.1's Block.save)."""
+        from .block_archive import save_model
+        save_model(self, prefix)
+
+    def load(self, prefix):
+        """Rename a freshly built model to the names save() recorded, then load its parameters."""
+        from .block_archive import load_model
+        load_model(self, prefix)
+
     def save_params(self, filename):
         """Deprecated in MXNet: saves prefixed names (without this block's prefix)."""
         warnings.warn("save_params is deprecated. Please use save_parameters.", stacklevel=2)

@@ -21,6 +21,8 @@ more than MAX_CALL_SHAPES shapes of one operator.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..device import Context
@@ -123,8 +125,9 @@ def _fast_call(op, generic, array_type, apply):
             return generic(*args, **kwargs)
         slots, parsed, node_name = plan
         return apply(op, parsed, [args[i] if i.__class__ is int else kwargs[i] for i in slots], node_name)
-    call.__name__ = generic.__name__
-    call.__doc__ = generic.__doc__
+    # same name, qualname, doc and signature as the generic function (help() and the
+    # compatibility table read them)
+    functools.update_wrapper(call, generic)
     return call
 
 
