@@ -116,10 +116,12 @@ def compile_all(texts, compile_here, level: int = 3) -> list:
         except Exception as exc:     # the caller compiles what is missing
             results["error"] = exc
 
+    worker = threading.Thread(target=remote, name="graphc-compile-offload", daemon=True)
+    worker.start()
     try:
-        worker = threading.Thread(target=remote, name="graphc-compile-offload", daemon=True)
-        worker.start()
         first = compile_here(_text(texts[0]))
+    finally:
+        # the pipes are free for the next caller only once this request's answer is read
         worker.join(timeout=HELPER_TIMEOUT_S)
         if worker.is_alive():        # a helper that hangs is killed, which ends its read
             results["error"] = TimeoutError("the compile helper did not answer")
@@ -127,7 +129,6 @@ def compile_all(texts, compile_here, level: int = 3) -> list:
             worker.join()
         elif "error" in results:
             _discard_helper()
-    finally:
         _lock.release()
     if "error" in results:
         stats["fell_back"] += 1

@@ -340,8 +340,15 @@ def _dunder(hints: dict) -> dict:
             for k, v in hints.items() if k.startswith("__") and k.endswith("__")}
 
 
+# a variable's hints that are graphc's bookkeeping; every other hint is an attribute the user set
+# (`sym.var('x', attr={'group': '1'})`, an AttrScope's keys), which MXNet writes as it was given
+_VARIABLE_BOOKKEEPING = ("kind", "given_attrs", "device")
+
+
 def _variable_json(node: Node) -> dict:
     attrs = _dunder(node.hints)
+    attrs.update({k: v for k, v in node.hints.items()
+                  if k not in _VARIABLE_BOOKKEEPING and not k.startswith("__") and isinstance(v, str)})
     t = node.types[0] if node.types else None
     # Parameters, states and constants carry their type, as MXNet's own export does. Data
     # inputs keep only what they had: a __shape__ there would pin the batch size.

@@ -209,9 +209,10 @@ class Parameter:
         return self._ctx_list
 
     def row_sparse_data(self, row_id):
-        """The rows `row_id` of the weight on row_id's device, as a RowSparseNDArray. As in MXNet,
-        only once a Trainer holds the parameter (MXNet pulls the rows from the Trainer's kvstore;
-        graphc's copy on each device is already whole, so the rows are read from it)."""
+        """The weight on row_id's device, holding (at least) the rows `row_id`, as a RowSparseNDArray.
+        As in MXNet, only once a Trainer holds the parameter, and it is the parameter's own array
+        with its gradient attached, so backward through it reaches the Trainer (MXNet pulls the rows
+        into that array from its kvstore; graphc's array on each device already holds every row)."""
         if self._stype != "row_sparse":
             raise RuntimeError(f"Cannot return copies of Parameter '{self.name}' on all contexts via "
                                f"row_sparse_data() because its storage type is {self._stype}. Please use data() "
@@ -219,10 +220,12 @@ class Parameter:
         if self._trainer is None:
             raise RuntimeError(f"Cannot get row_sparse data for Parameter '{self.name}' when no Trainer is "
                                "created with it.")
-        from ..ndarray import sparse
         weight = self._check_and_get(self._data, row_id.context)
-        rows = np.unique(row_id.asnumpy().astype(np.int64))
-        return sparse.row_sparse_array((weight.asnumpy()[rows], rows), shape=weight.shape, ctx=weight.context)
+        rows = row_id.asnumpy().astype(np.int64)
+        if rows.size and (rows.min() < 0 or rows.max() >= weight.shape[0]):
+            raise IndexError(f"row_sparse_data: Parameter '{self.name}' has rows [0, {weight.shape[0]}), "
+                             f"row_id asks for {sorted(set(rows.tolist()))}")
+        return weight
 
     def list_row_sparse_data(self, row_id):
         return [self.row_sparse_data(row_id.as_in_context(c)) for c in self.list_ctx()]
@@ -420,7 +423,7 @@ class Parameter:
 
     def _set_trainer(self, trainer):
         if self._trainer is not None and trainer is not None and self._trainer is not trainer and \
-                getattr(self._trainer, "_update_on_kvstore", False):
+                (self._stype != "default" or getattr(self._trainer, "_update_on_kvstore", False)):
             raise RuntimeError(f"Failed to set the trainer for Parameter '{self.name}' because it was already "
                                "set. It is not allowed to set the trainer of a Parameter updated on kvstore "
                                "to multiple trainers.")

@@ -59,6 +59,7 @@ class Trainer:
         self._update_on_kvstore = None
         self._distributed = None
         self._kv_initialized = False
+        self._params_to_init = list(self._params)   # not yet in the store (MXNet's name)
         optimizer_params = optimizer_params if optimizer_params else {}
         self._init_optimizer(optimizer, optimizer_params)
         self._scale = self._optimizer.rescale_grad
@@ -136,6 +137,7 @@ class Trainer:
                                  f"{len(self._contexts)} device(s) gives none; leave update_on_kvstore=None")
             self._kvstore, self._update_on_kvstore, self._distributed = None, None, False
             self._kv_initialized = True
+            self._params_to_init = [p for p in self._params if p._deferred_init]
             return
         update_on_kvstore = update_on_kvstore and kv.is_capable(kvs.KVStoreBase.OPTIMIZER)
         self._distributed = "dist" in kv.type
@@ -169,6 +171,7 @@ class Trainer:
                 kv.broadcast(i, arrays[0], arrays)
         self._kvstore, self._update_on_kvstore = kv, update_on_kvstore
         self._kv_initialized = True
+        self._params_to_init = [p for p in self._params if p._deferred_init]
         self._overlap = None
         if self._distributed and isinstance(kv, kvs.KVStore):
             self._overlap = self._overlap_reducer()
@@ -183,6 +186,7 @@ class Trainer:
         self._distributed = None
         self._update_on_kvstore = None
         self._overlap = None
+        self._params_to_init = list(self._params)
 
     # -- learning rate ---------------------------------------------------------------------------
     @property

@@ -14,7 +14,7 @@ from ..ops.dtypes import canonical
 from ..ops.errors import GraphcError, ShapeError
 from .ndarray import NDArray
 from .sparse_arrays import (BaseSparseNDArray, CSRNDArray, RowSparseNDArray, StorageTypeError,  # noqa: F401
-                            dense_to_csr, dense_to_row_sparse, from_dense)
+                            dense_to_csr, dense_to_row_sparse, from_dense, from_user_parts)
 from .sparse_ops import (ZERO_PRESERVING, add, cast_storage, clip, divide, dot, elemwise_add,  # noqa: F401
                          elemwise_mul, elemwise_sub, embedding, mean, multiply, reduce_sum, retain, slice_rows,
                          subtract, unary, zeros_like)
@@ -27,6 +27,9 @@ def _out_and_name(fn):
     """fn with MXNet's out= (the result is copied into that array, in its storage type, and
     returned) and name= (ignored eagerly, as MXNet's imperative calls do)."""
     def wrapper(*args, out=None, name=None, **kwargs):
+        for x in args:
+            if isinstance(x, BaseSparseNDArray):
+                x._require_valid(f"sparse.{fn.__name__}")
         result = fn(*args, **kwargs)
         return result if out is None else result.copyto(out)
     wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
@@ -86,7 +89,7 @@ def row_sparse_array(arg1, shape=None, ctx=None, dtype=None):
             if not idx.size:        # MXNet refuses too: no row says how many rows there are
                 raise ShapeError("row_sparse_array: cannot infer the shape from empty indices; pass shape=")
             shape = (int(idx.max()) + 1,) + values.shape[1:]
-        return RowSparseNDArray(values, _np(indices), shape, ctx)
+        return from_user_parts(RowSparseNDArray, values, (_np(indices),), shape, ctx)
     if isinstance(arg1, BaseSparseNDArray):
         raise GraphcError(f"row_sparse_array: cannot create from a {arg1.stype} array; use .tostype('row_sparse')")
     dense = _np(arg1).astype(_dtype(arg1, dtype))
@@ -122,7 +125,7 @@ def csr_matrix(arg1, shape=None, ctx=None, dtype=None):
             if not idx.size:        # MXNet refuses too: no column says how many columns there are
                 raise ShapeError("csr_matrix: cannot infer the shape from empty indices; pass shape=")
             shape = (len(indptr_np) - 1, int(idx.max()) + 1)
-        return CSRNDArray(_np(data).astype(_dtype(data, dtype)), _np(indices), indptr_np, shape, ctx)
+        return from_user_parts(CSRNDArray, _np(data).astype(_dtype(data, dtype)), (_np(indices), indptr_np), shape, ctx)
     if isinstance(arg1, tuple) and len(arg1) == 2 and isinstance(arg1[1], tuple):
         data, (row, col) = arg1
         values, row, col = _np(data).astype(_dtype(data, dtype)), _np(row).astype(np.int64), _np(col).astype(np.int64)

@@ -34,7 +34,7 @@ from ..ops.types import TensorType
 from .ndarray import NDArray
 
 __all__ = ["BaseSparseNDArray", "RowSparseNDArray", "CSRNDArray", "StorageTypeError", "dense_to_row_sparse",
-           "dense_to_csr"]
+           "dense_to_csr", "from_user_parts"]
 
 STYPES = ("default", "row_sparse", "csr")
 
@@ -51,9 +51,12 @@ def _check_stype(stype, what):
 class BaseSparseNDArray(NDArray):
     """Shared plumbing: shape and dtype without densifying, the read-only dense view, copies."""
 
-    __slots__ = ("_values", "_aux", "_sshape")
+    # _invalid: None for a well-formed array; else (why it is not, whether its parts still
+    # describe a dense array): see from_user_parts
+    __slots__ = ("_values", "_aux", "_sshape", "_invalid")
 
     def _init_sparse(self, values, aux, shape, ctx):
+        self._invalid = None
         self._values = values
         self._aux = aux
         self._sshape = tuple(int(s) for s in shape)
@@ -69,6 +72,7 @@ class BaseSparseNDArray(NDArray):
         raise NotImplementedError
 
     def _get_data(self):
+        self._require_valid("its dense form")
         if self._holds_every_row():
             return self._values         # the dense form itself: writes through it are kept
         out = self._dense()
@@ -129,13 +133,22 @@ class BaseSparseNDArray(NDArray):
     def _aux_data(self, i):
         return NDArray(self._aux[i].copy(), self._ctx)
 
+    def _require_valid(self, what):
+        """Refuse to compute from parts that describe no array (an index out of range, a
+        decreasing indptr): MXNet reads out of bounds there; graphc names the problem."""
+        if self._invalid is not None and not self._invalid[1]:
+            raise GraphcError(f"{type(self).__name__}: cannot compute {what}: the array is not valid "
+                              f"({self._invalid[0]}); check_format() reports this")
+
     def check_format(self, full_check=True):
         """Raise unless the stored parts form a valid array of this storage type (MXNet's
         check_format; full_check also checks the index values, not only their lengths)."""
+        if full_check and self._invalid is not None:
+            raise GraphcError(f"check_format: {self._invalid[0]}")
         check = _check_row_sparse if self.stype == "row_sparse" else _check_csr
         parts = (self._values, self._aux[0]) if self.stype == "row_sparse" else \
             (self._values, self._aux[1], self._aux[0])
-        if not full_check:
+        if not full_check or self._invalid is not None:
             lengths_ok = len(parts[1]) == len(parts[0]) if self.stype == "row_sparse" else \
                 len(parts[2]) == self._sshape[0] + 1 and len(parts[1]) == len(parts[0])
             if not lengths_ok:
@@ -157,12 +170,14 @@ class BaseSparseNDArray(NDArray):
         return TensorType(self._sshape, self._values.dtype, str(self._ctx))
 
     def asnumpy(self) -> np.ndarray:
+        self._require_valid("asnumpy()")
         return self._dense()
 
     def _like(self, values, aux, shape=None, ctx=None):
         """A new array of this storage type (no copy of the arguments)."""
         out = object.__new__(type(self))
         out._init_sparse(values, aux, shape or self._sshape, ctx or self._ctx)
+        out._invalid = self._invalid        # a copy of an invalid array is as invalid (MXNet's)
         return out
 
     def copy(self):
@@ -196,6 +211,7 @@ class BaseSparseNDArray(NDArray):
 
     def tostype(self, stype):
         _check_stype(stype, f"{type(self).__name__}.tostype")
+        self._require_valid(f"tostype({stype!r})")
         if stype == self.stype:
             return self.copy()
         if stype == "default":
@@ -258,15 +274,20 @@ class BaseSparseNDArray(NDArray):
     # arithmetic keeps sparse storage where MXNet does (sparse_ops.binary)
     def _binary(self, kind, other, reverse=False):
         from . import sparse_ops
+        self._require_valid(f"'{kind}'")
+        if isinstance(other, BaseSparseNDArray):
+            other._require_valid(f"'{kind}'")
         out = sparse_ops.binary(kind, self, other, reverse)
         return out if out is not NotImplemented else NDArray._binary(self, kind, other, reverse)
 
     def __neg__(self):
         from . import sparse_ops
+        self._require_valid("negative")
         return sparse_ops.unary("negative", self)
 
     def __abs__(self):
         from . import sparse_ops
+        self._require_valid("abs")
         return sparse_ops.unary("abs", self)
 
     def __getattr__(self, name):
@@ -274,6 +295,7 @@ class BaseSparseNDArray(NDArray):
         # dense operator on the dense form (storage fallback)
         if not name.startswith("_"):
             from . import sparse_ops
+            self._require_valid(f"{name}()")
             fn = sparse_ops.method(name)
             if fn is not None:
                 return lambda *args, **kwargs: fn(self, *args, **kwargs)
@@ -370,6 +392,7 @@ class CSRNDArray(BaseSparseNDArray):
     def __getitem__(self, key):
         """Rows: x[i] (a 1-row csr, as MXNet's) or x[a:b] (step 1); anything else reads the dense form."""
         from . import sparse_ops
+        self._require_valid(f"x[{key!r}]")
         if isinstance(key, (int, np.integer)):
             begin = int(key) + (self._sshape[0] if key < 0 else 0)
             if not 0 <= begin < self._sshape[0]:
@@ -463,6 +486,33 @@ def _check_csr(data, indices, indptr, shape):
     if indices.size and (indices.min() < 0 or indices.max() >= shape[1]):
         raise GraphcError(f"csr_matrix: column indices must lie in [0, {shape[1]}), got {indices.tolist()}")
     return np.ascontiguousarray(data), indices, indptr, shape
+
+
+def from_user_parts(cls, values, aux, shape, ctx):
+    """A sparse array from the parts a user gave (row_sparse_array((data, indices)),
+    csr_matrix((data, indices, indptr))). As in MXNet, parts whose lengths agree are accepted even
+    when their values are not a valid array (an index out of range, a decreasing indptr, row
+    indices unsorted or repeated); check_format() then raises, naming the problem. Parts that
+    still describe a dense array (row indices in range but unsorted) are stored in canonical form
+    and compute as that array; the others are kept as given and refuse to compute."""
+    values, aux = np.asarray(values), tuple(np.asarray(a) for a in aux)
+    if cls is CSRNDArray and aux[0].ndim == 1 and values.ndim == 1 and len(aux[0]) != len(values):
+        raise ShapeError(f"csr_matrix: data and indices must have the same length, got {len(values)} values "
+                         f"and {len(aux[0])} column indices")
+    try:
+        out = cls(values, *aux, shape, ctx)
+    except ShapeError:
+        raise
+    except GraphcError as exc:
+        out = object.__new__(cls)
+        kept = tuple(a.astype(np.int64) if np.issubdtype(a.dtype, np.number) else a for a in aux)
+        out._init_sparse(np.ascontiguousarray(values), kept if cls is RowSparseNDArray else kept[::-1], shape,
+                         as_context(ctx) if ctx is not None else None)
+        out._invalid = (str(exc).split(": ", 1)[-1], False)
+        return out
+    if cls is RowSparseNDArray and np.any(np.diff(aux[0].astype(np.int64)) <= 0):
+        out._invalid = (f"row_sparse indices must be sorted and unique, got {aux[0].tolist()}", True)
+    return out
 
 
 def autograd_recording_on(x) -> bool:

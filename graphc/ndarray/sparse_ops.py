@@ -400,8 +400,19 @@ def embedding(data, weight, input_dim, output_dim, dtype="float32", sparse_grad=
 
 
 # -- methods of sparse arrays (x.sqrt(), x.retain(...)) -------------------------------------------------
-_METHODS = {"retain": retain, "slice": slice_rows, "sum": reduce_sum, "mean": mean, "zeros_like": zeros_like, "dot": dot,
+from .sparse_indexing import take  # noqa: E402  (csr rows stay csr)
+
+_METHODS = {"take": take, "retain": retain, "slice": slice_rows, "sum": reduce_sum, "mean": mean, "zeros_like": zeros_like, "dot": dot,
             "clip": clip, "elemwise_add": elemwise_add, "elemwise_sub": elemwise_sub, "elemwise_mul": elemwise_mul}
+
+
+def dispatch(op_name, inputs, attrs):
+    """The sparse rule for the operator `op_name` called on these inputs (nd.take(csr, idx)), or
+    NotImplemented where MXNet's storage fallback applies: the caller then runs the dense operator."""
+    if op_name == "take" and len(inputs) == 2:
+        from .sparse_indexing import take_csr_rows
+        return take_csr_rows(inputs[0], inputs[1], attrs.get("axis", 0), attrs.get("mode", "clip"))
+    return NotImplemented
 
 
 def method(name):

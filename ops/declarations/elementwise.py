@@ -198,8 +198,9 @@ def _unary_grad(deriv):
 # numpy's float32 transcendental loops (SIMD approximations) can be an ulp off where the C
 # library MXNet calls rounds correctly (numpy's float32 exp(1) is 2.718282, MXNet's 2.7182817):
 # these run in float64 and round once to the input's dtype
-_ROUND_ONCE = {"exp", "expm1", "log", "log2", "log10", "log1p", "sin", "cos", "tan", "sinh", "cosh",
+_ROUND_ONCE_X = {"exp", "expm1", "log", "log2", "log10", "log1p", "sin", "cos", "tan", "sinh", "cosh",
                "tanh", "arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh"}
+_ROUND_ONCE = set()
 
 
 def _unary_compute(fn, round_once=False):

@@ -42,11 +42,15 @@ def _bilinear_deconv_attrs(attrs):
                                               num_group=attrs["num_filter"], no_bias=True))
 
 
-def _bilinear_infer(x, w, attrs):
+def _bilinear_infer(xs, attrs):
     from .conv import _deconv_infer
+    if len(xs) != 2:
+        raise ShapeError(f"UpSampling: bilinear sampling takes (data, weight), got {len(xs)} inputs")
+    x, w = xs
+    deconv = _bilinear_deconv_attrs(attrs)
     if x.ndim != 4:
         raise ShapeError(f"UpSampling: bilinear sampling needs 4-D (N, C, H, W) data, got {x.shape}")
-    return _deconv_infer(x, w, **_bilinear_deconv_attrs(attrs))
+    return _deconv_infer(x, w, **deconv)
 
 
 def _bilinear_np(x, w, attrs):
@@ -78,7 +82,7 @@ def _up_scales(op, shapes, scale, sample_type):
 
 def _up_infer(*xs, scale, sample_type, multi_input_mode, num_args, **rest):
     if sample_type == "bilinear":
-        return _bilinear_infer(*xs, dict(rest, scale=scale))
+        return _bilinear_infer(xs, dict(rest, scale=scale))
     if len(xs) != num_args:
         raise ShapeError(f"UpSampling: num_args={num_args} but {len(xs)} inputs were given")
     same_dtype("UpSampling", *xs)

@@ -228,11 +228,50 @@ def summary_inputs_and_hybridized(mx, tmp):
             "hooks_left": len(net._forward_hooks) + sum(len(c._forward_hooks) for c in net._children.values())}
 
 
+def block_save_load(mx, tmp):
+    """Block.save/load: a rebuilt model whose automatic names counted on (dense2, not dense0)
+    takes the saved names back, so a parent keying children by name finds its parameters."""
+    class Keyed(mx.gluon.nn.Block):
+        def add(self, block):
+            self._children[block.name + str(len(self._children))] = block
+
+        def forward(self, x):
+            for block in self._children.values():
+                x = block(x)
+            return x
+
+    def build():
+        inner = Keyed()
+        inner.add(mx.gluon.nn.Dense(3))
+        net = Keyed()
+        net.add(inner)
+        net.add(mx.gluon.nn.Dense(2))
+        return net
+
+    prefix = os.path.join(tmp, "model")
+    with mx.name.NameManager():
+        net1 = build()
+        net1.initialize(mx.init.Normal(0.5))
+        net1.hybridize()
+        x = mx.nd.array(np.arange(8, dtype="float32").reshape(2, 4) / 8)
+        out1 = net1(x).asnumpy()
+        net1.save(prefix)
+        net2 = build()
+        before = list(net2._children.keys())
+        net2.load(prefix)
+        out2 = net2(x).asnumpy()
+    with open(prefix + "-model.json") as fp:
+        saved = json.load(fp)
+    return {"same_output": bool(np.allclose(out1, out2)), "keys_before": before,
+            "keys_after": list(net2._children.keys()), "names_after": [c.name for c in net2._children.values()],
+            "json_top": sorted(saved), "json_children": saved["keyed0"]["children"]}
+
+
 CASES = [load_dtype_source, dense_load_parameters_dtype_saved, trainer_reset_kvstore_on_load,
          sparse_grad_update_on_kvstore, block_on_free_symbol, symbol_block_on_free_symbol,
          symbol_block_refuses_row_sparse, op_names_under_block_scope, dataloader_pin_memory,
          conv_rnn_cell_infers_channels, estimator_unavailable_gpu, sparse_adagrad_epsilon,
-         row_sparse_weight_updates, summary_inputs_and_hybridized]
+         row_sparse_weight_updates, summary_inputs_and_hybridized, block_save_load]
 
 
 def answers(mx):

@@ -1,7 +1,8 @@
 """Gluon behaviours MXNet 1.x's own unit tests (test_gluon.py, test_gluon_trainer.py,
-test_gluon_contrib.py, test_gluon_data.py, test_gluon_estimator.py) rely on, compared with
-MXNet 1.9.1: graphc's answers to gluon_v1_cases.py must equal the answers recorded from MXNet
-below, and live MXNet (where bench/.venvs/mxnet exists) must still give the recorded ones."""
+test_gluon_contrib.py, test_gluon_data.py, test_gluon_estimator.py, test_gluon_save.py,
+test_optimizer.py) rely on, compared with MXNet 1.9.1: graphc's answers to gluon_v1_cases.py
+must equal the answers recorded from MXNet below, and live MXNet (where bench/.venvs/mxnet
+exists) must still give the recorded ones."""
 import json
 import math
 import os
@@ -24,6 +25,12 @@ RECORDED = {'block_on_free_symbol': {'arg_shapes': [[5, 3], [8, 3], [8], [4, 8],
                           'arguments': ['data', 'm_dense0_weight', 'm_dense0_bias', 'm_dense1_weight',
                                         'm_dense1_bias'],
                           'out_shapes': [[5, 4]]},
+ 'block_save_load': {'json_children': {'dense1': 'dense11', 'keyed0': 'keyed00'},
+                     'json_top': ['keyed0'],
+                     'keys_after': ['keyed00', 'dense11'],
+                     'keys_before': ['keyed20', 'dense31'],
+                     'names_after': ['keyed0', 'dense1'],
+                     'same_output': True},
  'conv_rnn_cell_infers_channels': {'i2h_weight': [40, 5, 3], 'out': [8, 3, 10, 5]},
  'dataloader_pin_memory': {'pinned': ['cpu_pinned(0)', 'cpu_pinned(0)'],
                            'pinned1': ['cpu_pinned(1)', 'cpu_pinned(1)'],

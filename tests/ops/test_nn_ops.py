@@ -213,7 +213,7 @@ def test_bad_shapes_raise_a_shape_error_naming_op_and_shapes(op, shapes, attrs):
     ("Convolution", [(1, 5, 3), (4, 3, 3)], {"kernel": (3,), "num_filter": 4, "no_bias": True,
                                              "layout": "NWC"}, "'NWC' is not supported.*'NCW'"),
     ("Pooling", [(1, 5, 5, 3)], {"kernel": (2, 2), "layout": "NWC"}, "'NCHW' or 'NHWC'"),
-    ("UpSampling", [(1, 2, 3, 3)], {"scale": 2, "sample_type": "bilinear"}, "bilinear"),
+    ("UpSampling", [(1, 2, 3, 3), (2, 1, 4, 4)], {"scale": 2, "sample_type": "bilinear"}, "needs num_filter"),
     ("Deconvolution", [(1, 2, 3, 3), (2, 1, 3, 3)], {"kernel": (3, 3), "num_filter": 1, "stride": (2, 2),
                                                      "adj": (2, 2)}, "adj"),
     ("Convolution", [(1, 2, 3, 3), (1, 2, 3, 3)], {"kernel": (3, 3), "num_filter": 1, "stride": (1,)}, "stride"),

@@ -174,7 +174,9 @@ _SPECIAL = [0.0, -0.0, 1e-300, -1e-300, 1e-30, -1e-30, 1e-8, -1e-8, 0.5, -0.5, 0
             1e10, 1e15, 1e19, 1e20, -1e20, 1e30, 1e38, 1e155, -1e155, 1e300, np.inf, -np.inf, np.nan]
 # runtime/llvm_math.py reduces sin/cos exactly only below 2**50 (documented: beyond it a double's
 # spacing exceeds 1/8 of a period, and the results are bounded but not accurate)
-_TRIG_LIMIT = {"sin": 2.0 ** 50, "cos": 2.0 ** 50, "tan": 2.0 ** 50}
+_TRIG_LIMIT = {"sin": 2.0 ** 50, "cos": 2.0 ** 50, "tan": 2.0 ** 50,
+               # their reflection below 1/2 (graphc/ops/special_formulas.py) takes sin(pi x)
+               **{name: 2.0 ** 50 / np.pi for name in ("gamma", "gammaln", "_digamma", "_trigamma")}}
 
 
 def _special_values(dtype, limit=np.inf):

@@ -162,3 +162,18 @@ def test_the_key_text_covers_kernel_work_and_bindings():
     assert base != _steps_description([[(heavier, [(0, 0)])]])
     assert base != _steps_description([[(k, [(0, 0)])], []])
     assert base != _steps_description([[(_add(64, 2.0), [(0, 0)])]])
+
+
+def test_an_error_here_leaves_the_helper_ready_for_the_next_program(monkeypatch):
+    """The first module failing to parse must not free the helper's pipes while its answer for
+    the second is still unread (the next request would read that stale answer)."""
+    text, a, b, c = _gemm_program(monkeypatch)
+    parts = llvm_jit.split_modules(text)
+    monkeypatch.setattr(compile_pool, "MIN_OFFLOAD_BYTES", 0)
+    monkeypatch.setattr(compile_pool, "offload_wanted", lambda: True)
+    with pytest.raises(RuntimeError):
+        compile_pool.compile_all(["this is not LLVM IR", parts[1]], _cache.compile_object)
+    before = compile_pool.stats["offloaded"]
+    objs = compile_pool.compile_all(parts, _cache.compile_object)
+    assert compile_pool.stats["offloaded"] == before + 1
+    assert objs == [_cache.compile_object(p) for p in parts]
