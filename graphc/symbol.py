@@ -257,26 +257,29 @@ class Symbol(Handle):
         return [n for n in self._graph().nodes if n.is_var]
 
     def list_arguments(self):
-        return [n.name for n in self._vars() if n.hints.get("kind") != "aux"]
+        # (an atomic symbol's input placeholders, kind 'unbound', are nobody's arguments yet)
+        return [n.name for n in self._vars() if n.hints.get("kind") not in ("aux", "unbound")]
 
     def list_auxiliary_states(self):
         return [n.name for n in self._vars() if n.hints.get("kind") == "aux"]
 
     def list_inputs(self):
-        return [n.name for n in self._vars()]
+        return [n.name for n in self._vars() if n.hints.get("kind") != "unbound"]
 
     def list_outputs(self):
+        def prefix(node):       # an atomic symbol's operator has no name: its outputs are 'output'
+            return f"{node.name}_" if node.name else ""
         out = []
         for v in self._values:
             node = v.node
             if node.is_var:
                 out.append(node.name)
             elif hasattr(get_op(node.op), "output_names"):     # Custom: the Prop's list_outputs()
-                out.append(f"{node.name}_{get_op(node.op).output_names(node.attrs)[v.index]}")
+                out.append(f"{prefix(node)}{get_op(node.op).output_names(node.attrs)[v.index]}")
             elif len(node.types) == 1 or get_op(node.op).n_visible(node.attrs) == 1:
-                out.append(f"{node.name}_output")
+                out.append(f"{prefix(node)}output")
             else:
-                out.append(f"{node.name}_output{v.index}")
+                out.append(f"{prefix(node)}output{v.index}")
         return out
 
     def get_internals(self):

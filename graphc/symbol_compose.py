@@ -10,6 +10,8 @@ from __future__ import annotations
 from .ops.errors import GraphcError
 from .ops.graph import Graph, Node, variable
 
+UNBOUND = "unbound"     # the kind of an atomic symbol's input placeholders (not arguments)
+
 
 def substitute(values, replace: dict) -> list:
     """`values` with every variable node in `replace` (id(node) -> Value) swapped for its value;
@@ -27,6 +29,7 @@ def substitute(values, replace: dict) -> list:
         if n.is_var or n.is_const or not any((id(v.node), v.index) in env for v in n.inputs):
             continue
         clone = Node(n.op, [lookup(v) for v in n.inputs], n.attrs, n.name, (None,) * len(n.types), dict(n.hints))
+        clone.name = n.name     # (even '', an atomic symbol's operator)
         for i in range(len(n.types)):
             env[(id(n), i)] = clone.out(i)
     return [lookup(v) for v in values]
@@ -57,6 +60,14 @@ def compose(symbol, args, kwargs, name=None):
     from .symbol import Symbol
     if args and kwargs:
         raise TypeError("compose only accept input Symbols either as positional or keyword arguments, not both")
+    holes = [n for n in symbol._vars() if n.hints.get("kind") == UNBOUND]
+    if holes:       # an atomic symbol (_gen_atomic_symbol): fill its inputs
+        labels = [n.name for n in holes if not n.hints.get("aux")]
+        if len(args) > len(labels):
+            raise GraphcError(f"compose: {len(args)} symbols given for the {len(labels)} inputs {labels}")
+        replace = _bind_placeholders(symbol, dict(zip(labels, args)) if args else dict(kwargs), name)
+        values = substitute(symbol._values, replace)
+        return _renamed_head(values, name) if name is not None else values
     arg_names = symbol.list_arguments()
     if len(args) > len(arg_names):
         raise GraphcError(f"compose: {len(args)} symbols given for the {len(arg_names)} arguments {arg_names}")
@@ -66,11 +77,7 @@ def compose(symbol, args, kwargs, name=None):
     for key, value in given.items():
         if key not in nodes:
             raise GraphcError(f"compose: keyword argument name {key} not found; candidate arguments are {arg_names}")
-        if not isinstance(value, Symbol):
-            raise TypeError(f"compose: the value for {key!r} must be a Symbol, got {type(value).__name__}")
-        if len(value._values) != 1:
-            raise GraphcError(f"compose: the value for {key!r} has {len(value._values)} outputs; it must have one")
-        replace[id(nodes[key])] = value.value
+        replace[id(nodes[key])] = _single_value(key, value)
     values = substitute(symbol._values, replace)
     if name is not None:
         values = _renamed_head(values, name)
@@ -87,8 +94,10 @@ def _renamed_head(values, name):
 
 
 def atomic(symbol):
-    """The head operator alone, its inputs fresh variables `<node>_<input>` (MXNet's
-    _gen_atomic_symbol: an operator to compose anew)."""
+    """The head operator alone, with no inputs and no name (MXNet's _gen_atomic_symbol: an
+    operator to compose anew). Its inputs are placeholders (kind 'unbound', not arguments):
+    composing fills them by input name ('data', 'weight') or position and turns the rest into
+    variables `<name>_<input>`, as composing a fresh MXNet operator does."""
     from .ops.registry import get_op
     head = symbol.value.node
     if head.is_var or head.is_const:
@@ -98,7 +107,33 @@ def atomic(symbol):
     inputs = []
     for i, v in enumerate(head.inputs):
         label = names[i] if i < len(names) else f"arg{i}"
-        kind = "aux" if i in op.aux_inputs else "input"
-        inputs.append(variable(f"{head.name}_{label}", None, kind).out())
-    clone = Node(head.op, inputs, head.attrs, head.name, (None,) * len(head.types), dict(head.hints))
+        inputs.append(variable(label, None, UNBOUND, {"aux": i in op.aux_inputs}).out())
+    clone = Node(head.op, inputs, head.attrs, None, (None,) * len(head.types), dict(head.hints))
+    clone.name = ""         # (Node names an unnamed node itself; MXNet's atomic symbol has none)
     return [clone.out(i) for i in range(op.n_visible(head.attrs))]
+
+
+def _bind_placeholders(symbol, given, name):
+    """compose() on an atomic symbol: placeholders named in `given` take those symbols, the rest
+    become variables named after the composed operator."""
+    holes = [n for n in symbol._graph().nodes if n.is_var and n.hints.get("kind") == UNBOUND]
+    labels = [n.name for n in holes]
+    replace = {}
+    for key, value in given.items():
+        if key not in labels:
+            raise GraphcError(f"compose: keyword argument name {key} not found; the operator's inputs are {labels}")
+        replace[id(holes[labels.index(key)])] = _single_value(key, value)
+    for n in holes:
+        if id(n) not in replace:
+            kind = "aux" if n.hints.get("aux") else "input"
+            replace[id(n)] = variable(f"{name}_{n.name}" if name else n.name, None, kind).out()
+    return replace
+
+
+def _single_value(key, value):
+    from .symbol import Symbol
+    if not isinstance(value, Symbol):
+        raise TypeError(f"compose: the value for {key!r} must be a Symbol, got {type(value).__name__}")
+    if len(value._values) != 1:
+        raise GraphcError(f"compose: the value for {key!r} has {len(value._values)} outputs; it must have one")
+    return value.value

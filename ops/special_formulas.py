@@ -1,12 +1,16 @@
 """Scalar formulas (graphc.ops.scalar) for the special functions whose numpy references are in
-ops/declarations/special.py and misc_math.py: gamma, gammaln, digamma, trigamma, erfinv.
+ops/declarations/special.py and misc_math.py: digamma, trigamma, erfinv.
 
 They compile as elementwise kernels, so a network that uses them runs no host step. Each follows
 its reference's method in float64 and rounds once to the input's float dtype: the recurrence
 loops of the references become a fixed number of selects (a formula has no loops), reflection
-below 1/2 uses sin and cos (tan is sin/cos), and poles give what the references give (inf where
-math.lgamma/math.gamma raise). Only float inputs lower (`float_only`); integer inputs keep the
-host reference.
+below 1/2 uses sin and cos (tan is sin/cos). Only float inputs lower (`float_only`); integer
+inputs keep the host reference.
+
+gamma and gammaln stay on the host: their references (math.gamma, math.lgamma) are correctly
+rounded near lgamma's zeros at 1 and 2, for large gamma, and near the poles (an exact sin(pi x));
+a recurrence-and-Stirling formula is 10-500 ulp off there (exp(lgamma) multiplies lgamma's
+absolute error by its size), so they need a reduction to [2, 3) with a fitted rational first.
 """
 from __future__ import annotations
 
@@ -47,10 +51,6 @@ def _wide(fn):
     return formula
 
 
-def _non_positive_integer(x):
-    return S.call("and", S.call("le", x, _c(0.0)), S.call("eq", x, S.floor(x)))
-
-
 def _digamma64(x):
     reflect = _lt(x, 0.5)
     z = S.select(reflect, 1.0 - x, x)
@@ -71,31 +71,6 @@ def _trigamma64(x):
     out = series + acc
     q = math.pi / S.sin(x * math.pi)
     return S.select(reflect, q * q - out, out)
-
-
-def _lgamma_positive(z):
-    """log Gamma(z) for z >= 1/2: shift to z >= 12 (a product, one log), then Stirling's series
-    to z^-11 (its next term is below 1e-16 there)."""
-    z, prod = _shift_up(z, 12, 12.0, lambda v: v, _c(1.0), lambda a, t: a * t)
-    r = 1.0 / (z * z)
-    tail = (1 / 12 - r * (1 / 360 - r * (1 / 1260 - r * (1 / 1680 - r * (1 / 1188 - r * (691 / 360360)))))) / z
-    return (z - 0.5) * S.log(z) - z + 0.5 * math.log(2 * math.pi) + tail - S.log(prod)
-
-
-def _gammaln64(x):
-    """log|Gamma(x)|; reflection log(pi / |sin(pi x)|) - lgamma(1 - x) below 1/2."""
-    reflect = _lt(x, 0.5)
-    positive = _lgamma_positive(S.select(reflect, 1.0 - x, x))
-    reflected = S.log(math.pi / S.abs_(S.sin(x * math.pi))) - positive
-    out = S.select(reflect, reflected, positive)
-    return S.select(_non_positive_integer(x), _c(math.inf), out)
-
-
-def _gamma64(x):
-    """sign * exp(log|Gamma(x)|): Gamma is negative on (-1, 0), (-3, -2), ... (odd floor)."""
-    odd = S.call("ne", S.call("mod", S.floor(x), _c(2.0)), _c(0.0))
-    sign = S.select(S.call("and", _lt(x, 0.0), odd), _c(-1.0), _c(1.0))
-    return S.select(_non_positive_integer(x), _c(math.inf), sign * S.exp(_gammaln64(x)))
 
 
 _ERFINV_SMALL = (3.43273939e-07, -3.5233877e-06, -4.39150654e-06, 0.00021858087, -0.00125372503,
@@ -129,8 +104,6 @@ def _erfinv64(v):
 
 digamma = _wide(_digamma64)
 trigamma = _wide(_trigamma64)
-gammaln = _wide(_gammaln64)
-gamma = _wide(_gamma64)
 erfinv = _wide(_erfinv64)
 
-__all__ = ["digamma", "trigamma", "gammaln", "gamma", "erfinv", "float_only"]
+__all__ = ["digamma", "trigamma", "erfinv", "float_only"]

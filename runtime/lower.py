@@ -393,6 +393,18 @@ def lower_node(node: Node, plan: MemoryPlan, names: _Names) -> list:
     attention_steps = lower_attention(node, names, pl_in, pl_out)
     if attention_steps is not None:
         return attention_steps
+    # bilinear UpSampling (a depthwise transposed convolution as a gather): runtime/upsample_kernels.py
+    upsample_steps = lower_upsampling(node, names, pl_in, pl_out)
+    if upsample_steps is not None:
+        return upsample_steps
+    # LRN and its gradient (windows across channels): runtime/lrn_kernels.py
+    lrn_steps = lower_lrn_family(node, names, pl_in, pl_out)
+    if lrn_steps is not None:
+        return lrn_steps
+    # GridGenerator and its gradient (grid positions as values): runtime/grid_kernels.py
+    grid_steps = lower_grid_family(node, names, pl_in, pl_out)
+    if grid_steps is not None:
+        return grid_steps
     # sort, argsort, topk as a bitonic network per row: runtime/sort_kernels.py
     sort_steps = lower_sort_family(node, plan, names, pl_in, pl_out)
     if sort_steps is not None:
@@ -505,3 +517,6 @@ from .index_kernels import lower_index_family  # noqa: E402
 from .dropout_kernel import lower_dropout  # noqa: E402
 from .attention_kernel import lower_attention  # noqa: E402
 from .sort_kernels import lower_sort_family  # noqa: E402
+from .grid_kernels import lower_grid_family  # noqa: E402
+from .lrn_kernels import lower_lrn_family  # noqa: E402
+from .upsample_kernels import lower_upsampling  # noqa: E402

@@ -209,10 +209,10 @@ class Parameter:
         return self._ctx_list
 
     def row_sparse_data(self, row_id):
-        """The weight on row_id's device, holding (at least) the rows `row_id`, as a RowSparseNDArray.
-        As in MXNet, only once a Trainer holds the parameter, and it is the parameter's own array
-        with its gradient attached, so backward through it reaches the Trainer (MXNet pulls the rows
-        into that array from its kvstore; graphc's array on each device already holds every row)."""
+        """The rows `row_id` of the weight on row_id's device, as a RowSparseNDArray carrying the
+        parameter's gradient, so backward through it reaches the Trainer (sparse_arrays.PulledRows).
+        As in MXNet, only once a Trainer holds the parameter (MXNet pulls the rows from the
+        Trainer's kvstore; graphc's copy on each device is already whole, so they are read from it)."""
         if self._stype != "row_sparse":
             raise RuntimeError(f"Cannot return copies of Parameter '{self.name}' on all contexts via "
                                f"row_sparse_data() because its storage type is {self._stype}. Please use data() "
@@ -225,7 +225,8 @@ class Parameter:
         if rows.size and (rows.min() < 0 or rows.max() >= weight.shape[0]):
             raise IndexError(f"row_sparse_data: Parameter '{self.name}' has rows [0, {weight.shape[0]}), "
                              f"row_id asks for {sorted(set(rows.tolist()))}")
-        return weight
+        from ..ndarray.sparse_arrays import PulledRows
+        return PulledRows(weight, rows)
 
     def list_row_sparse_data(self, row_id):
         return [self.row_sparse_data(row_id.as_in_context(c)) for c in self.list_ctx()]

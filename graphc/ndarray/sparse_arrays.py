@@ -352,6 +352,35 @@ class RowSparseNDArray(BaseSparseNDArray):
         return NDArray.__getitem__(self, key)
 
 
+class PulledRows(RowSparseNDArray):
+    """Rows of a row_sparse Parameter's weight, as Parameter.row_sparse_data returns them: the rows
+    asked for, and, as in MXNet, the parameter's gradient (the weight's own .grad array and
+    grad_req), so backward through them writes the gradient the Trainer reads, and marks the weight's
+    gradient fresh. The weight itself stays whole (graphc's optimizers update it in place); the
+    rows are a snapshot of it, so take them again after Trainer.step, as MXNet's pull does."""
+
+    __slots__ = ("_source",)
+
+    def __init__(self, weight, rows):
+        rows = np.unique(np.asarray(rows, np.int64))
+        values = np.asarray(weight._values)[np.searchsorted(weight._aux[0], rows)] if weight._holds_every_row() \
+            else weight._dense()[rows]
+        self._source = weight
+        fresh = weight._fresh_grad
+        self._init_sparse(np.ascontiguousarray(values), (rows,), weight.shape, weight._ctx)
+        self._source._fresh_grad = fresh        # (_init_sparse clears the mark; taking rows must not)
+        self._grad, self._grad_req = weight._grad, weight._grad_req
+
+    # Trainer.step checks the weight's mark; backward sets the leaf's (these rows')
+    _fresh_grad = property(lambda self: self._source._fresh_grad,
+                           lambda self, flag: setattr(self._source, "_fresh_grad", flag))
+
+    def _like(self, values, aux, shape=None, ctx=None):
+        out = object.__new__(RowSparseNDArray)      # copies and results are ordinary arrays
+        out._init_sparse(values, aux, shape or self._sshape, ctx or self._ctx)
+        return out
+
+
 class CSRNDArray(BaseSparseNDArray):
     """Compressed sparse rows of a 2-D array: data, indices (columns), indptr (row starts)."""
 

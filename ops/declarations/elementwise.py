@@ -177,10 +177,10 @@ UNARY = {
     "rcbrt": (lambda x: 1.0 / np.cbrt(x), lambda x: 1.0 / _cbrt_formula(x),
               lambda F, x, y, g: -(g * y / (x * 3.0))),
     "logical_not": (lambda x: (x == 0).astype(x.dtype), lambda x: S.cast(S.logical_not(S.call("ne", x, S.const(0, x.dtype))), x.dtype), None),
-    # special functions (graphc/ops/special_formulas.py, float inputs only); their derivatives
-    # need digamma/trigamma, declared here too
-    "gamma": (gamma_np, _special.gamma, lambda F, x, y, g: g * y * F._digamma(x)),
-    "gammaln": (gammaln_np, _special.gammaln, lambda F, x, y, g: g * F._digamma(x)),
+    # special functions: gamma and gammaln host only (graphc/ops/special_formulas.py says why),
+    # digamma/trigamma compiled for float inputs; the derivatives need them, declared here too
+    "gamma": (gamma_np, None, lambda F, x, y, g: g * y * F._digamma(x)),
+    "gammaln": (gammaln_np, None, lambda F, x, y, g: g * F._digamma(x)),
     "_digamma": (digamma_np, _special.digamma, lambda F, x, y, g: g * F._trigamma(x)),
     "_trigamma": (trigamma_np, _special.trigamma, None),
 }
@@ -195,27 +195,17 @@ def _unary_grad(deriv):
     return grad
 
 
-# numpy's float32 transcendental loops (SIMD approximations) can be an ulp off where the C
-# library MXNet calls rounds correctly (numpy's float32 exp(1) is 2.718282, MXNet's 2.7182817):
-# these run in float64 and round once to the input's dtype
-_ROUND_ONCE_X = {"exp", "expm1", "log", "log2", "log10", "log1p", "sin", "cos", "tan", "sinh", "cosh",
-               "tanh", "arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh"}
-_ROUND_ONCE = set()
-
-
-def _unary_compute(fn, round_once=False):
+def _unary_compute(fn):
     def compute(x):
         with np.errstate(all="ignore"):
-            if round_once and x.dtype in (np.float32, np.float16):
-                return np.asarray(fn(x.astype(np.float64))).astype(x.dtype)
             return np.asarray(fn(x)).astype(x.dtype, copy=False)
     return compute
 
 
-_APPLIES = {name: _special.float_only for name in ("gamma", "gammaln", "_digamma", "_trigamma")}
+_APPLIES = {name: _special.float_only for name in ("_digamma", "_trigamma")}
 _NO_DERIVATIVE = {"_trigamma"}  # its derivative (tetragamma) is not declared: refuse, not zero
 for _name, (_np_fn, _formula, _deriv) in UNARY.items():
-    register(OpDef(_name, infer=_unary_infer, compute=_unary_compute(_np_fn, _name in _ROUND_ONCE),
+    register(OpDef(_name, infer=_unary_infer, compute=_unary_compute(_np_fn),
                    gradient=None if _name in _NO_DERIVATIVE else _unary_grad(_deriv), lowering=Elementwise(_formula, _APPLIES.get(_name)) if _formula else None,
                    doc=f"Elementwise {_name}."))
 

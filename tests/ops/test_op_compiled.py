@@ -20,7 +20,9 @@ from graphc.ops.registry import Elementwise
 from graphc.ops.types import TensorType
 from graphc.runtime.index_kernels import LOWERED as INDEX_KERNEL_OPS
 from graphc.runtime.lower import HostStep
+from graphc.runtime.grid_kernels import LOWERED as GRID_KERNEL_OPS
 from graphc.runtime.sort_kernels import LOWERED as SORT_KERNEL_OPS
+from graphc.runtime.lrn_kernels import LOWERED as LRN_KERNEL_OPS
 from gradcheck import build, reverse_mode
 from op_cases import CASES
 from test_op_gradients import FD_CASES
@@ -28,10 +30,12 @@ from test_op_gradients import FD_CASES
 # Operators whose declaration has no `lowering` but which runtime/conv_steps.py lowers natively
 # through its own hook (pooling's gradient pieces, adaptive pooling), or runtime/index_kernels.py
 # through its (one_hot, SequenceMask, argmax/argmin, norm, L2Normalization), or runtime/sort_kernels.py
-# (sort, argsort, topk). Listed so the coverage
-# test holds them to the same rule; test_runtime_hook_list_is_complete keeps the list honest.
+# (sort, argsort, topk), runtime/grid_kernels.py (GridGenerator), runtime/lrn_kernels.py (LRN).
+# Listed so the coverage test holds them to the same rule; test_runtime_hook_list_is_complete
+# keeps the list honest.
 LOWERED_BY_RUNTIME_HOOK = frozenset({"_max_pool_gather", "_contrib_AdaptiveAvgPooling2D",
-                                     "_adaptive_avg_pool_grad", "Dropout"}) | INDEX_KERNEL_OPS | SORT_KERNEL_OPS
+                                     "_adaptive_avg_pool_grad", "Dropout"}) | INDEX_KERNEL_OPS | SORT_KERNEL_OPS \
+    | GRID_KERNEL_OPS | LRN_KERNEL_OPS
 
 
 def natively_lowered_ops() -> set:
@@ -176,7 +180,7 @@ _SPECIAL = [0.0, -0.0, 1e-300, -1e-300, 1e-30, -1e-30, 1e-8, -1e-8, 0.5, -0.5, 0
 # spacing exceeds 1/8 of a period, and the results are bounded but not accurate)
 _TRIG_LIMIT = {"sin": 2.0 ** 50, "cos": 2.0 ** 50, "tan": 2.0 ** 50,
                # their reflection below 1/2 (graphc/ops/special_formulas.py) takes sin(pi x)
-               **{name: 2.0 ** 50 / np.pi for name in ("gamma", "gammaln", "_digamma", "_trigamma")}}
+               **{name: 2.0 ** 50 / np.pi for name in ("_digamma", "_trigamma")}}
 
 
 def _special_values(dtype, limit=np.inf):

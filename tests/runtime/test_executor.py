@@ -179,7 +179,7 @@ def test_host_fallback_inside_a_compiled_graph():
     F = gb.F
     x = gb.var("x", TensorType((5, 8)))
     s = F.softmax(F.tanh(x) * 2.0, axis=-1)
-    g = gb.build([F.log(s + 1e-6) * -1.0, F.sort(s, axis=0)])       # sort has no native lowering
+    g = gb.build([F.log(s + 1e-6) * -1.0, F.gammaln(s)])       # gammaln has no native lowering
     prog = check(g)
     assert any(not isinstance(r, type(prog._run[0])) for r in prog._run) or len(prog._run) > 1
 
@@ -296,7 +296,7 @@ def test_profiled_program_times_every_step_and_computes_the_same(monkeypatch):
     x = gb.var("x", TensorType((16, 32)))
     w = gb.var("w", TensorType((8, 32)), "param")
     h = F.Activation(F.FullyConnected(x, w, num_hidden=8, no_bias=True), act_type="tanh")
-    g = gb.build([F.sum(h, axis=1), F.sort(h, axis=1)])     # sort runs on the host
+    g = gb.build([F.sum(h, axis=1), F.gammaln(h)])     # gammaln runs on the host
     rng = np.random.default_rng(0)
     arrays = [rng.normal(size=n.types[0].shape).astype(np.float32) for n in g.inputs]
     plain = compile_graph(g)

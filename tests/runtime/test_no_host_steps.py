@@ -126,6 +126,37 @@ def sorting_layers():
     return _classifier(net, [nd.array(x)])
 
 
+def window_layers():
+    """lp pooling (runtime/pool.py; its gradient sum pooling's), Crop and depth_to_space/
+    space_to_depth (strided copies), digamma and erfinv (scalar formulas, ops/special_formulas.py),
+    GridGenerator (runtime/grid_kernels.py), LRN (runtime/lrn_kernels.py), bilinear UpSampling
+    (runtime/upsample_kernels.py)."""
+    class Net(nn.HybridBlock):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.conv = nn.Conv2D(8, 3, padding=1)
+            self.dense = nn.Dense(10)
+            self.loc = nn.Dense(6)
+
+        def hybrid_forward(self, F, x):
+            grid = F.GridGenerator(self.loc(x), transform_type="affine", target_shape=(2, 2))
+            warp = F.GridGenerator(grid, transform_type="warp")
+            y = F.depth_to_space(F.LRN(self.conv(x), nsize=3), block_size=2)  # (2, 2, 12, 12)
+            y = y + F.UpSampling(F.Pooling(y, kernel=(2, 2), stride=(2, 2), pool_type="max"),
+                                 F.ones((2, 1, 4, 4)) * 0.25, scale=2, sample_type="bilinear", num_filter=2)
+            y = F.Pooling(y, kernel=(2, 2), stride=(2, 2), pool_type="lp", p_value=2) + \
+                F.Pooling(y, kernel=(3, 3), stride=(2, 2), pad=(1, 1), pool_type="lp", p_value=3)
+            y = F.Crop(y, h_w=(4, 4), offset=(1, 1))
+            y = F.concat(F.space_to_depth(y, block_size=2),
+                         F.Pooling(y, kernel=(2, 2), stride=(2, 2), pool_type="lp", p_value=1), grid + warp, dim=1)
+            y = F._digamma(F.abs(y) + 1.0) + F.erfinv(F.tanh(y) * 0.5)
+            return self.dense(y)
+
+    net = Net()
+    net.initialize()
+    return _classifier(net, _images(2, 3, 6, 6))
+
+
 def mlp_digits():
     net = _example("mlp_digits").make_net()
     net.initialize()
@@ -166,6 +197,7 @@ FAST = {
     "mlp_with_dropout": mlp_with_dropout,
     "common_layers": common_layers,
     "sorting_layers": sorting_layers,
+    "window_layers": window_layers,
     "example_mlp_digits": mlp_digits,
     "example_image_classification": image_classification_resnet,
     "example_recommendation_mf": recommendation("mf"),
@@ -225,7 +257,7 @@ def test_zoo_training_program_has_no_host_steps(name):
 
 # targets whose inference program is censused too (the training census compiles only training
 # programs; these operators lower the same in both, but an inference program fuses differently)
-INFERENCE = ("sorting_layers", "common_layers")
+INFERENCE = ("sorting_layers", "window_layers", "common_layers")
 
 
 @pytest.mark.parametrize("name", INFERENCE)
