@@ -7,6 +7,12 @@ llvm.sqrt/floor/... intrinsics, which vectorise). Once inlined into a loop the v
 it into AVX2/AVX-512 code. Each body is written once, generic over float/double and over
 vector types such as <8 x float>, so no branches: special cases are blended in with `select`.
 
+Underflow: exp (and sigmoid, erf and pow through it) returns exactly 0 where the true result
+is below the smallest normal number, never a subnormal. Producing or consuming subnormals runs
+in microcode on x86 (tens to hundreds of cycles per element): a softmax over scores masked with
+-1e9 spent most of its time there. The error is below the smallest normal number, and the
+input is clamped first so that even the flushed lanes never compute a subnormal on the way.
+
 Accuracy (measured against float64 / long double references, see the tests): exp, log,
 log1p, erf, sin, cos within 1.6 ulp; expm1, tanh, sigmoid within 2.6 ulp; float32 pow 0.5 ulp
 (computed in double); float64 pow within ~11 ulp when |y log x| nears 700 (its log is carried
@@ -37,9 +43,10 @@ class _Format:
     bits: int
     mantissa: int       # explicit mantissa bits
     bias: int
-    # exp/expm1: inputs are clamped to [lo, hi] so 2**n stays in range of the split scaling
-    exp_lo: float
+    # exp/expm1: inputs are clamped to [exp_flush or expm1_lo, exp_hi] so 2**n stays in range
     exp_hi: float
+    exp_flush: float    # exp(x < this) is below the smallest normal number: returned as 0
+    tiny: float         # the smallest normal number
     expm1_lo: float     # below this expm1(x) rounds to -1
     expm1_kmax: int     # largest 2**k used directly in expm1 (k above: scaled path)
     ln2_hi: float       # ln2 with trailing zero bits, so k*ln2_hi is exact
@@ -58,7 +65,7 @@ class _Format:
 
 F32 = _Format(
     tag="f32", bits=32, mantissa=23, bias=127,
-    exp_lo=-104.0, exp_hi=89.0, expm1_lo=-18.0, expm1_kmax=100,
+    exp_hi=89.0, exp_flush=-87.33654022216797, tiny=2.0 ** -126, expm1_lo=-18.0, expm1_kmax=100,
     ln2_hi=0.693359375, ln2_lo=-0.00021219444170128554,
     exp_poly=(0.500000004433628, 0.1666666637042773, 0.04166636016495262,
               0.008333389247706003, 0.0013940689000496202, 0.00019846028185980285),
@@ -80,7 +87,7 @@ F32 = _Format(
 
 F64 = _Format(
     tag="f64", bits=64, mantissa=52, bias=1023,
-    exp_lo=-746.0, exp_hi=710.0, expm1_lo=-38.0, expm1_kmax=1000,
+    exp_hi=710.0, exp_flush=-708.3964185322641, tiny=2.0 ** -1022, expm1_lo=-38.0, expm1_kmax=1000,
     ln2_hi=0.6931471805598903, ln2_lo=5.497923018708371e-14,
     exp_poly=(0.5, 0.16666666666666677, 0.04166666666666651, 0.008333333333321648,
               0.0013888888888962524, 0.00019841269886092618, 2.4801587172430176e-05,
@@ -282,10 +289,20 @@ def _exp_reduce(m: _Emitter, xc):
     return n, em1
 
 
+def _flush_tiny(m: _Emitter, x, res):
+    """0 where x is below exp's flush threshold or res (a normal-range exp) rounded below the
+    smallest normal number; exp(x) >= 0, so one ordered compare of res suffices."""
+    res = m.sel(m.lt(res, m.c(m.fmt.tiny)), m.c(0.0), res)
+    return m.sel(m.lt(x, m.c(m.fmt.exp_flush)), m.c(0.0), res)
+
+
 def _exp(m: _Emitter, x):
-    xc = m.clamp(x, m.fmt.exp_lo, m.fmt.exp_hi)
+    # clamped at the flush threshold, not at the bottom of the subnormals: the flushed lanes then compute
+    # exp(threshold), a normal number, instead of a subnormal that is thrown away
+    xc = m.clamp(x, m.fmt.exp_flush, m.fmt.exp_hi)
     n, em1 = _exp_reduce(m, xc)
-    return m.keep_nan(x, m.ldexp(m.add(m.c(1.0), em1), m.to_i32(n)))
+    res = m.ldexp(m.add(m.c(1.0), em1), m.to_i32(n))
+    return m.keep_nan(x, _flush_tiny(m, x, res))
 
 
 def _expm1(m: _Emitter, x):
@@ -409,16 +426,18 @@ def _log_double_double(m: _Emitter, x):
 
 
 def _exp_double_double(m: _Emitter, hi, lo):
-    """exp(hi + lo) for |lo| <= ulp(hi); overflow -> inf, underflow -> 0, NaN stays NaN."""
+    """exp(hi + lo) for |lo| <= ulp(hi); overflow -> inf, NaN stays NaN, and 0 below the
+    smallest normal number (see _flush_tiny)."""
     fmt = m.fmt
-    hc = m.clamp(hi, fmt.exp_lo, fmt.exp_hi)
-    in_range = m.b.and_(m.gt(hi, m.c(fmt.exp_lo)), m.lt(hi, m.c(fmt.exp_hi)))
+    hc = m.clamp(hi, fmt.exp_flush, fmt.exp_hi)
+    in_range = m.b.and_(m.gt(hi, m.c(fmt.exp_flush)), m.lt(hi, m.c(fmt.exp_hi)))
     lo = m.sel(in_range, lo, m.c(0.0))
     n = m.intrinsic("rint", m.mul(hc, m.c(_LOG2E)))
     r = m.sub(hc, m.mul(n, m.c(fmt.ln2_hi)))
     r = m.add(m.madd(m.neg(n), m.c(fmt.ln2_lo), r), lo)
     em1 = m.madd(m.mul(r, r), m.poly(r, fmt.exp_poly), r)
-    return m.keep_nan(hi, m.ldexp(m.add(m.c(1.0), em1), m.to_i32(n)))
+    res = m.ldexp(m.add(m.c(1.0), em1), m.to_i32(n))
+    return m.keep_nan(hi, _flush_tiny(m, hi, res))
 
 
 def _pow(m: _Emitter, x, y):
@@ -427,7 +446,10 @@ def _pow(m: _Emitter, x, y):
         # float: exp(y log|x|) in double has error ~|y log x| 2^-53, far below float's ulp
         w = m.other(F64)
         y64 = m.b.fpext(y, w.ty)
-        mag = m.b.fptrunc(w.call("exp", w.mul(y64, w.call("log", m.b.fpext(ax, w.ty)))), m.ty)
+        mag = w.call("exp", w.mul(y64, w.call("log", m.b.fpext(ax, w.ty))))
+        # float's subnormal range is normal in double: flush before narrowing (see _flush_tiny)
+        mag = w.sel(w.lt(mag, w.c(F32.tiny)), w.c(0.0), mag)
+        mag = m.b.fptrunc(mag, m.ty)
     else:
         # double: y*log|x| reaches ~745, so log|x| is carried in double-double to keep
         # the product's absolute error (= exp's relative error) near 2^-60

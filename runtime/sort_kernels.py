@@ -60,11 +60,12 @@ def _stage(src, dst, lo, hi, dtype) -> list:
             Store(f"pos{dst}", hi, S.select(swap, pa, pb), args)]
 
 
-def _stages(p, dtype, row) -> list:
+def _stages(p, dtype, row) -> tuple:
     """The network for rows of p = 2^m, all comparisons ascending (no per-block direction, so
     one loop nest per stage): merging sorted blocks of k/2 into blocks of k first compares each
     element of a block with its mirror (t with k-1-t: the second half read backwards is the
-    descending half of a bitonic sequence), then half-cleans with distances k/4, ..., 1."""
+    descending half of a bitonic sequence), then half-cleans with distances k/4, ..., 1.
+    Returns (loops, number of stages)."""
     loops, n = [], 0
     k = 2
     while k <= p:
@@ -149,6 +150,8 @@ def lower_sort_family(node, plan, names, pl_in, pl_out) -> list | None:
         return None
     if any(t.dtype not in NATIVE_DTYPES - {"bool"} for t in node.types):
         return None
+    if network_width(sort_rows(node.inputs[0].type.shape, node.attrs["axis"])[1]) > np.iinfo(POS).max:
+        return None         # positions would not fit the network's int32
     scratch = plan.scratch.get(id(node))
     need = network_scratch_bytes(node)
     if scratch is None or scratch.nbytes < need:

@@ -361,7 +361,7 @@ def _so_infer(x, label, multi_output, preserve_shape, **_):
     if x.ndim < (3 if multi_output else 2) - (1 if preserve_shape else 0) or x.ndim < 1:
         raise ShapeError(f"SoftmaxOutput: data {x.shape} has too few dimensions (label {label.shape})")
     want = _so_label_shape(x, multi_output, preserve_shape)
-    if label.shape != want and label.size != int(np.prod(want)):
+    if label.shape != want and label.size != int(np.prod(want)) and label.shape != x.shape:
         raise ShapeError(f"SoftmaxOutput: label has shape {label.shape}, expected {want} for data {x.shape}")
     return like(x)
 
@@ -390,6 +390,13 @@ def _so_np(x, label, multi_output, preserve_shape, **_):
 def _so_grad(F, ins, outs, gs, attrs):
     x, label = ins
     p = outs[0]
+    if label.shape == x.shape:
+        # a label shaped as the data is a distribution over the classes (MXNet's probability
+        # labels): the gradient is out - label, scaled by grad_scale whatever the normalization
+        soft = label if np.dtype(label.dtype) == np.dtype(x.dtype) else F.Cast(label, dtype=np.dtype(x.dtype).name)
+        grad = p - soft
+        grad = grad * attrs["grad_scale"] if attrs["grad_scale"] != 1.0 else grad
+        return [grad * gs[0] if attrs["out_grad"] else grad, None]
     mo, ps = attrs["multi_output"], attrs["preserve_shape"]
     lab = F.Reshape(label, shape=_so_label_shape(x, mo, ps))
     if ps:

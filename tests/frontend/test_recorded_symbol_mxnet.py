@@ -116,3 +116,15 @@ def test_take_of_csr_rows_matches_numpy(seed):
         np.testing.assert_array_equal(out.asnumpy(), np.take(dense.astype(np.float32), idx.astype(np.int64), axis=0,
                                                              mode=mode))
     assert sparse_ops.dispatch("take", [a, mx.nd.array(idx)], {"mode": "raise"}) is NotImplemented
+
+
+def test_recorded_symbol_of_a_compiled_block_is_refused_naming_it():
+    net = mx.gluon.nn.Dense(3)
+    net.initialize()
+    net.hybridize()
+    x = mx.nd.ones((2, 4))
+    x.attach_grad()
+    with mx.autograd.record():
+        y = net(x) * 2
+    with pytest.raises(GraphcError, match=f"'{net.name}' is a hand-written backward"):
+        mx.autograd.get_symbol(y)

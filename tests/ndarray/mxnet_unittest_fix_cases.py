@@ -162,6 +162,17 @@ def case_dot_nd_transposed(mx):
     return out
 
 
+def case_softmax_output_probability_labels(mx):
+    out = {}
+    for name, kw, shape in [("plain", {}, (3, 4)), ("preserve_shape", {"preserve_shape": True}, (3, 4, 2)),
+                            ("multi_output", {"multi_output": True}, (3, 4, 2)),
+                            ("scaled_batch", {"grad_scale": 2.0, "normalization": "batch"}, (3, 4))]:
+        label = mx.nd.array(_data(shape, 40, 0.0, 1.0))
+        y, (g,) = _grads(mx, lambda a: mx.nd.SoftmaxOutput(a, label, **kw), _data(shape, 41))
+        out[name], out[name + "_grad"] = y, g
+    return out
+
+
 def case_as_list(mx):
     from_tuple = mx.base._as_list((1, 2))
     return {"scalar": np.array(mx.base._as_list(3), dtype=np.float32),
@@ -171,7 +182,7 @@ def case_as_list(mx):
 
 CASES = [case_advanced_getitem, case_setitem, case_truth_and_lists, case_creation_out,
          case_broadcast_like_axes, case_head_gradients, case_batchnorm_variants, case_bilinear_upsampling,
-         case_dot_nd_transposed, case_as_list]
+         case_dot_nd_transposed, case_softmax_output_probability_labels, case_as_list]
 
 
 def all_cases(mx):

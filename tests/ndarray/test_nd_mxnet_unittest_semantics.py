@@ -1,7 +1,7 @@
 """MXNet 1.x behaviours that MXNet's own unit tests depend on (advanced indexing and its
 gradient, setitem broadcasting, truth values, list outputs, out=, broadcast_like's axes, head
 gradients, BatchNorm_v1 / SyncBatchNorm statistics, bilinear UpSampling, N-d dot with
-transposes, base._as_list) against Apache MXNet 1.9.1: the cases are
+transposes, SoftmaxOutput's probability labels, base._as_list) against Apache MXNet 1.9.1: the cases are
 mxnet_unittest_fix_cases.py, MXNet's answers are recorded in mxnet_unittest_fix_reference.json
 (re-record with `bench/.venvs/mxnet/bin/python tests/ndarray/mxnet_unittest_fix_cases.py mxnet >
 tests/ndarray/mxnet_unittest_fix_reference.json`), and the live test re-runs them under MXNet
