@@ -346,6 +346,15 @@ def invoke(op_name, inputs, attrs, name=None):
                 builder = next(x for x in inputs if isinstance(x, Handle)).builder
                 return builder.invoke(op_name, inputs, attrs, name)
             inputs = [x if isinstance(x, NDArray) else array(x) for x in inputs]
+            if any(getattr(x, "stype", "default") != "default" for x in inputs):
+                # operators with a sparse rule (nd.take on csr rows) keep MXNet's storage type;
+                # the rest fall back to the dense operator, as MXNet's storage fallback does
+                from . import sparse_ops
+                op, parsed = _parse(op_name, attrs)
+                result = sparse_ops.dispatch(op.name, inputs, parsed)
+                if result is not NotImplemented:
+                    return result
+                return _apply(op, parsed, inputs, name)
             break
     op, parsed = _parse(op_name, attrs)
     return _apply(op, parsed, inputs, name)
