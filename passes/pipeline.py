@@ -22,6 +22,7 @@ from graphc.ops.graph import Graph, verify
 from .channels_last import lower_channels_last
 from .fold_batchnorm import fold_batchnorm_inference
 from .decompose import decompose_softmax
+from .fold_onehot_sum import fold_onehot_sums
 from .decompose_norms import decompose_norms, specialize_training
 from .fuse import fuse_elementwise
 from .fuse_attention import fuse_attention
@@ -104,7 +105,7 @@ def _lower(training: bool) -> Pipeline:
     # the same data to channels first, and CSE keeps one of the two copies
     return Pipeline([bind(specialize_training, training=training), lower_channels_last, merge_summed_gemms,
                      eliminate_common_subexpressions, fuse_attention, bind(decompose_norms, training=training),
-                     decompose_softmax, fuse_elementwise], "lower")
+                     decompose_softmax, fold_onehot_sums, fuse_elementwise], "lower")
 
 
 # the last graph-to-graph steps before a backend: its `_fused_*` nodes are what a backend lowers.

@@ -45,7 +45,10 @@ class _Format:
     bias: int
     # exp/expm1: inputs are clamped to [exp_flush or expm1_lo, exp_hi] so 2**n stays in range
     exp_hi: float
-    exp_flush: float    # exp(x < this) is below the smallest normal number: returned as 0
+    # exp(x < exp_flush) is returned as 0. exp_flush sits just above log(tiny), far enough that
+    # exp(exp_flush) computes to a normal number despite exp's rounding (38 ulp for float, 600
+    # for double): the flushed results are all below tiny * (1 + 5e-6)
+    exp_flush: float
     tiny: float         # the smallest normal number
     expm1_lo: float     # below this expm1(x) rounds to -1
     expm1_kmax: int     # largest 2**k used directly in expm1 (k above: scaled path)
@@ -87,7 +90,7 @@ F32 = _Format(
 
 F64 = _Format(
     tag="f64", bits=64, mantissa=52, bias=1023,
-    exp_hi=710.0, exp_flush=-708.3964185322641, tiny=2.0 ** -1022, expm1_lo=-38.0, expm1_kmax=1000,
+    exp_hi=710.0, exp_flush=-708.396418532264, tiny=2.0 ** -1022, expm1_lo=-38.0, expm1_kmax=1000,
     ln2_hi=0.6931471805598903, ln2_lo=5.497923018708371e-14,
     exp_poly=(0.5, 0.16666666666666677, 0.04166666666666651, 0.008333333333321648,
               0.0013888888888962524, 0.00019841269886092618, 2.4801587172430176e-05,
@@ -290,9 +293,7 @@ def _exp_reduce(m: _Emitter, xc):
 
 
 def _flush_tiny(m: _Emitter, x, res):
-    """0 where x is below exp's flush threshold or res (a normal-range exp) rounded below the
-    smallest normal number; exp(x) >= 0, so one ordered compare of res suffices."""
-    res = m.sel(m.lt(res, m.c(m.fmt.tiny)), m.c(0.0), res)
+    """0 where x is below exp's flush threshold (res was computed from the clamped x)."""
     return m.sel(m.lt(x, m.c(m.fmt.exp_flush)), m.c(0.0), res)
 
 
@@ -437,6 +438,8 @@ def _exp_double_double(m: _Emitter, hi, lo):
     r = m.add(m.madd(m.neg(n), m.c(fmt.ln2_lo), r), lo)
     em1 = m.madd(m.mul(r, r), m.poly(r, fmt.exp_poly), r)
     res = m.ldexp(m.add(m.c(1.0), em1), m.to_i32(n))
+    # hi + lo may sit below the threshold where hi does not: also flush on the result
+    res = m.sel(m.lt(res, m.c(fmt.tiny)), m.c(0.0), res)
     return m.keep_nan(hi, _flush_tiny(m, hi, res))
 
 

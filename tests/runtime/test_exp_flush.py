@@ -38,13 +38,15 @@ def _assert_no_subnormal(got, what):
 
 def _assert_flushed_close(got, ref, dtype, what, ulps=4):
     """got == ref within `ulps` where ref is a normal number, 0 where ref is below it, equal
-    NaN positions and equal infinities."""
+    NaN positions and equal infinities (`ulps` broadcasts against got)."""
     info = np.finfo(dtype)
     ref = np.asarray(ref, np.float64)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(ref), err_msg=f"{what}: NaN positions")
     tiny = np.abs(ref) < info.tiny
     assert np.all(got[tiny] == 0), f"{what}: nonzero where the exact result is below {info.tiny}"
-    ok = ~tiny & ~np.isnan(ref)
+    # llvm_math's threshold sits a hair above log(tiny): results up to tiny * (1 + 5e-6) may be 0
+    edge = (np.abs(ref) < info.tiny * (1 + 1e-5)) & (got == 0)
+    ok = ~tiny & ~edge & ~np.isnan(ref)
     assert np.array_equal(got[np.isinf(ref)], ref[np.isinf(ref)]), f"{what}: infinities"
     ok &= ~np.isinf(ref)
     err = np.abs(got[ok] - ref[ok]) / (np.abs(ref[ok]) * float(info.eps))
