@@ -35,7 +35,8 @@ def fold_onehot_sums(graph: Graph) -> Graph:
         if index.type.dtype != dtype:
             i = F.Cast(i, dtype=dtype)
         hit = F.broadcast_equal(F.floor(i), i)
-        hit = hit * F._greater_equal_scalar(i, scalar=0.0) * F._lesser_equal_scalar(i, scalar=float(n - 1))
+        if not _clipped_into(index, n):
+            hit = hit * F._greater_equal_scalar(i, scalar=0.0) * F._lesser_equal_scalar(i, scalar=float(n - 1))
         out = F.broadcast_mul(vv, hit)
         if n > 1:
             out = F.broadcast_add(out, vv * 0.0)
@@ -48,6 +49,15 @@ def fold_onehot_sums(graph: Graph) -> Graph:
         return [out.value]
 
     return rebuild(graph, rule)
+
+
+def _clipped_into(index: Value, n: int) -> bool:
+    """index is clip(x, 0, n-1) (through Reshapes), as pick's gradient makes it: the range tests
+    are implied, and they would otherwise run once per element of the fused consumer."""
+    while index.node.op == "Reshape":
+        index = index.node.inputs[0]
+    a = index.node.attrs
+    return index.node.op == "clip" and a.get("a_min") == 0.0 and a.get("a_max") == float(n - 1)
 
 
 def _broadcasts(src, dst) -> bool:

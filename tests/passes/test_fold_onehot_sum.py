@@ -12,7 +12,8 @@ from graphc.ops.types import TensorType
 from graphc.passes.fold_onehot_sum import fold_onehot_sums
 
 
-def onehot_sum_graph(rows, n, axis, keepdims, index_dtype="float32", dtype="float32", swap=False, cast=False):
+def onehot_sum_graph(rows, n, axis, keepdims, index_dtype="float32", dtype="float32", swap=False, cast=False,
+                     clipped=False):
     """sum_axis(broadcast_equal(index, arange(n)) * v), the shape pick's gradient gives it."""
     b = GraphBuilder("g")
     F = b.F
@@ -21,6 +22,8 @@ def onehot_sum_graph(rows, n, axis, keepdims, index_dtype="float32", dtype="floa
     i = b.var("i", TensorType(col, index_dtype))
     v = b.var("v", TensorType(col, dtype))
     pos = b.const(np.arange(n, dtype=index_dtype).reshape(along))
+    if clipped:                                   # as pick's gradient clips: range tests implied
+        i = F.clip(i, a_min=0.0, a_max=float(n - 1))
     hot = F.broadcast_equal(pos, i) if swap else F.broadcast_equal(i, pos)
     if cast or index_dtype != dtype:
         hot = F.Cast(hot, dtype=dtype)
@@ -33,9 +36,9 @@ _V_VALUES = st.one_of(st.floats(-2.0 ** 100, 2.0 ** 100, width=32), st.sampled_f
 
 
 @given(rows=st.integers(1, 5), n=st.integers(1, 7), axis=st.sampled_from([0, 1]), keepdims=st.booleans(),
-       swap=st.booleans(), cast=st.booleans(), data=st.data())
-def test_folded_sum_equals_the_summed_one_hot(rows, n, axis, keepdims, swap, cast, data):
-    g = onehot_sum_graph(rows, n, axis, keepdims, swap=swap, cast=cast)
+       swap=st.booleans(), cast=st.booleans(), clipped=st.booleans(), data=st.data())
+def test_folded_sum_equals_the_summed_one_hot(rows, n, axis, keepdims, swap, cast, clipped, data):
+    g = onehot_sum_graph(rows, n, axis, keepdims, swap=swap, cast=cast, clipped=clipped)
     folded = fold_onehot_sums(g)
     verify(folded)
     assert [n_.op for n_ in folded.op_nodes() if n_.op == "sum"] == []
