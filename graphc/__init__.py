@@ -25,7 +25,7 @@ _LAZY = {"sym": ".symbol", "symbol": ".symbol", "gluon": ".gluon", "init": ".ini
          "optimizer": ".optimizer", "operator": ".operator", "test_utils": ".test_utils", "name": ".name",
          "viz": ".viz", "io": ".io", "mod": ".module", "module": ".module", "callback": ".callback",
          "model": ".model", "profiler": ".profiler", "recordio": ".recordio", "image": ".image",
-         "onnx": ".onnx", "rnn": ".rnn", "mon": ".monitor", "monitor": ".monitor"}
+         "onnx": ".onnx", "rnn": ".rnn", "mon": ".monitor", "monitor": ".monitor", "contrib": ".contrib"}
 
 
 def __getattr__(name):
