@@ -40,6 +40,15 @@ def _as_dict(kind, names, arrays) -> dict:
     return dict(zip(names, arrays))
 
 
+def _shape_keywords(symbol, keywords) -> dict:
+    """The shapes among simple_bind's keywords. MXNet's simple_bind takes a keyword as a shape
+    only when it is a tuple naming one of the symbol's variables and ignores the rest, so code
+    passing the operator's own attributes along (`axis=0, mode='clip'`) or the shapes of a larger
+    network's inputs binds as it does there."""
+    names = set(symbol.list_arguments()) | set(symbol.list_auxiliary_states())
+    return {k: tuple(v) for k, v in keywords.items()
+            if k in names and isinstance(v, (tuple, list)) and all(isinstance(d, (int, np.integer)) for d in v)}
+
 
 class UnknownParameterError(GraphcError, ValueError):
     """A parameter given by name that the symbol does not have. A ValueError too, as MXNet's
@@ -99,6 +108,7 @@ class Executor:
         """Zero-filled arrays of the inferred shapes (Symbol.simple_bind); with group2ctx each
         on the device of the operator reading it."""
         from .ndarray import zeros
+        shapes = _shape_keywords(symbol, shapes)
         dtypes = {k: np.dtype(v).name for k, v in (type_dict or {}).items()}
         var_types = symbol._var_types(shapes, dtypes)
         where = placement(symbol, group2ctx, ctx, shapes, dtypes) if group2ctx else {}
@@ -222,10 +232,12 @@ class Executor:
 
     def backward(self, out_grads=None, is_train=True):
         """Gradients of the last training forward into grad_dict (written or added)."""
-        if self._outputs is None:
-            raise GraphcError("backward: call forward(is_train=True) first")
         if all(r == "null" for r in self._grad_req.values()):
             return      # nothing to write: MXNet's backward is a no-op here too
+        if self._outputs is None:
+            # MXNet's bound graph runs backward straight on the bound arrays, without a forward
+            # (gradients of linear operators need none); graphc records one, in predict mode.
+            self.forward(is_train=False)
         if not self._trained:
             # MXNet's static graph can differentiate an inference forward (is_train only picks
             # the Dropout/BatchNorm mode); graphc records on demand, in the same predict mode.

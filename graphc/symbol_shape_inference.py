@@ -356,9 +356,29 @@ def _conv_backward(inf, n, ins, outs, where):
     inf._set(n.inputs[0], tuple(shape), None, where)
 
 
+def _reshape_backward(inf, n, ins, outs, where):
+    """MXNet's reverse Reshape rule: a known output and an input of known rank missing one
+    dimension give that dimension (the sizes must agree; the product of the rest divides)."""
+    data, out = ins[0], outs[0]
+    if data is None or not known(out) or known(data):
+        return
+    missing = [i for i, d in enumerate(data) if not d]
+    rest = 1
+    for d in data:
+        rest *= d or 1
+    total = 1
+    for d in out:
+        total *= d
+    if len(missing) == 1 and rest and total % rest == 0:
+        shape = list(data)
+        shape[missing[0]] = total // rest
+        inf._set(n.inputs[0], tuple(shape), None, where)
+
+
 _FORWARD = {get_op("Concat").name: _concat_forward}
 _BACKWARD = {get_op("Concat").name: _concat_backward, get_op("SliceChannel").name: _split_backward,
-             get_op("FullyConnected").name: _fc_backward, get_op("Convolution").name: _conv_backward}
+             get_op("FullyConnected").name: _fc_backward, get_op("Convolution").name: _conv_backward,
+             get_op("Reshape").name: _reshape_backward}
 
 
 def infer_partial(graph, seeds: dict, dtypes: dict) -> PartialInference:

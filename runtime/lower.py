@@ -278,19 +278,19 @@ def gemm_statement(node: Node, a, b, c):
         return Gemm(a, b, c, m, n, k, False, True, k, k, n, dtype)
     if node.op == "dot":
         ta, tb = attrs.get("transpose_a", False), attrs.get("transpose_b", False)
-        if (at.ndim > 2 and ta) or (bt.ndim > 2 and tb):
-            return None
         if at.ndim == 1:
             ta = False
         if bt.ndim == 1:
             tb = False
+        # an N-d operand transposes as its 2-D view (ops/declarations/matrix.py): lhs (K, M...)
+        # is the matrix (K, M) read transposed, rhs (N..., K) the matrix (N, K)
         if ta:
-            k, m = at.shape
+            k, m = at.shape[0], math.prod(at.shape[1:])
         else:
             k = at.shape[-1]
             m = math.prod(at.shape[:-1])
         if tb:
-            n, k2 = bt.shape
+            n, k2 = math.prod(bt.shape[:-1]), bt.shape[-1]
         else:
             k2 = bt.shape[0]
             n = math.prod(bt.shape[1:])

@@ -110,7 +110,7 @@ def backward_feed(split, saved, inputs, ograds, what: str) -> list:
                 raise GraphcError(f"{what}: gradients of gradients through it are not compiled; call it "
                                   "without hybridize() for create_graph")
             # (np.require keeps 0-d arrays 0-d; ascontiguousarray would make them (1,))
-            feed.append(np.require(g._data, requirements="C"))
+            feed.append(_head_feed(g._data, split.backward, len(feed), what))
     return feed
 
 
@@ -287,7 +287,7 @@ class CachedOp:
                 arrays[i] = np.require(arrays[i], requirements="C")
         rng = _random.generator()
         if autograd.is_recording():
-            mask = tuple(autograd.needs_grad(x) and x._data.dtype.kind == "f" for x in inputs)
+            mask = tuple(_differentiated(x, x._data.dtype.kind) for x in inputs)
             if any(mask):
                 outs = self._run_training(entry, inputs, arrays, mask, training, rng)
                 return unflatten(outs, entry.out_tree)
@@ -473,7 +473,7 @@ class CachedOp:
         rng = _random.generator()
         aux = [entry.param_list[k].data(ctx) for k in entry.aux_updates]
         if autograd.is_recording():
-            mask = tuple(autograd.needs_grad(x) and np.dtype(x.dtype).kind == "f" for x in inputs)
+            mask = tuple(_differentiated(x, np.dtype(x.dtype).kind) for x in inputs)
             if any(mask):
                 outs = self._train_queued(entry, inputs, local, aux, mask, training, rng, ctx)
                 return unflatten(outs, entry.out_tree)
@@ -528,7 +528,7 @@ class CachedOp:
                     elif kind == "input":
                         feed.append(state["inputs"][k])
                     else:
-                        feed.append(np.require(heads[k]._data, requirements="C"))
+                        feed.append(_head_feed(heads[k]._data, split.backward, len(feed), self.block.name))
                 return bwd_prog(feed, None)
             _pending.run_async(ctx, run, reads=heads, outputs=grads, name=self.block.name + ".backward",
                                after=[fwd_job])
@@ -556,6 +556,35 @@ class CachedOp:
                         compile_program(bwd, training, self.backend, device), split, fwd, bwd)
             entry.train[(mask, training)] = compiled
             return compiled
+
+
+def _differentiated(x, kind) -> bool:
+    """Whether the block's backward computes x's gradient: a recorded or attached float array,
+    or an integer array the caller attached a gradient to itself (MXNet's executor gives an int32
+    argument an int32 gradient: Cast's back to int, say), but not integers merely computed under
+    record() (indices flowing into an Embedding)."""
+    if kind == "f":
+        return autograd.needs_grad(x)
+    return kind in "iu" and x._entry is None and x._grad_req != "null"
+
+
+def _head_feed(data, bwd_graph, i, block_name):
+    """A head gradient as the backward program's input i wants it. MXNet copies head gradients
+    only into the gradient buffers some rule reads, as flat memory of the head's size: another
+    shape of that size is reshaped, and an unread one (shape_array, a detached output) is never
+    looked at, so any array goes there (zeros stand in)."""
+    want = bwd_graph.inputs[i].types[0]
+    if tuple(data.shape) == tuple(want.shape):
+        return np.require(data, requirements="C")   # (keeps 0-d arrays 0-d; ascontiguousarray would not)
+    if data.size == int(np.prod(want.shape)):
+        return np.ascontiguousarray(data).reshape(want.shape)
+    node = bwd_graph.inputs[i]
+    read = any(v.node is node for n in bwd_graph.nodes for v in n.inputs) or \
+        any(v.node is node for v in bwd_graph.outputs)
+    if read:
+        raise GraphcError(f"{block_name}: backward: head gradient {i} has shape {tuple(data.shape)}, "
+                          f"the output it belongs to has {tuple(want.shape)}")
+    return np.zeros(want.shape, want.dtype)
 
 
 def _contiguous(arrays):
