@@ -60,6 +60,11 @@ CASES = [
     ("Pad", [(1, 2, 3, 4, 5)], dict(mode="reflect", pad_width=(0, 0, 0, 0, 2, 1, 0, 3, 4, 2))),
     ("_pad_grad", [(1, 2, 6, 7)], dict(mode="constant", pad_width=(0, 0, 0, 0, 1, 2, 2, 1))),
     ("UpSampling", [(1, 2, 2, 3), (1, 1, 4, 6)], dict(scale=2, sample_type="nearest", num_args=2)),
+    # window copies (runtime/test_window_copies.py checks them against MXNet's semantics too)
+    ("Crop", [(2, 3, 7, 6)], dict(num_args=1, h_w=(4, 3), offset=(2, 1))),
+    ("Crop", [(1, 2, 7, 8)], dict(num_args=1, h_w=(3, 4), center_crop=True)),
+    ("depth_to_space", [(2, 8, 3, 2)], dict(block_size=2)),
+    ("space_to_depth", [(2, 3, 4, 6)], dict(block_size=2)),
 ]
 
 
