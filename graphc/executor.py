@@ -231,7 +231,8 @@ class Executor:
         self._trained = True
 
     def backward(self, out_grads=None, is_train=True):
-        """Gradients of the last training forward into grad_dict (written or added)."""
+        """Gradients of the last forward into grad_dict (written or added); without a forward
+        yet, of one run now on the bound arrays."""
         if all(r == "null" for r in self._grad_req.values()):
             return      # nothing to write: MXNet's backward is a no-op here too
         if self._outputs is None:
@@ -246,6 +247,8 @@ class Executor:
             out_grads = [out_grads]
         if out_grads is not None and len(out_grads) != len(self._outputs):
             raise GraphcError(f"backward: {len(out_grads)} out_grads for {len(self._outputs)} outputs")
+        if out_grads is not None:
+            out_grads = self._unread_heads_as_zeros(out_grads)
         autograd.backward(self._outputs, out_grads)
         if getattr(self, "_monitor_callback", None) is not None:
             from .monitor import report_backward
@@ -259,6 +262,36 @@ class Executor:
                 self.grad_dict[name][:] = g
             else:
                 self.grad_dict[name][:] = self.grad_dict[name] + g
+
+    def _unread_heads_as_zeros(self, out_grads):
+        """MXNet copies a head gradient only into the buffers some gradient rule reads; one
+        nobody reads (shape_array's: its gradient is zero) may have any shape. A head gradient
+        whose size is not its output's is replaced by zeros when the symbol's gradient graph
+        never reads it; one that is read is left for autograd to refuse."""
+        from .ndarray import NDArray, zeros
+        wrong = [i for i, (g, o) in enumerate(zip(out_grads, self._outputs))
+                 if isinstance(g, NDArray) and g.size != o.size]
+        if not wrong:
+            return out_grads
+        read = self._heads_read()
+        out_grads = list(out_grads)
+        for i in wrong:
+            if not read[i]:
+                o = self._outputs[i]
+                out_grads[i] = zeros(o.shape, ctx=o.context, dtype=o.dtype)
+        return out_grads
+
+    def _heads_read(self) -> list:
+        """Per output: whether the gradient graph of the bound symbol reads its head gradient."""
+        from .passes.autodiff import differentiate
+        arrays = {**self.arg_dict, **self.aux_dict}
+        graph = self._symbol._bind({n: a.shape for n, a in arrays.items()},
+                                   {n: np.dtype(a.dtype).name for n, a in arrays.items()})
+        wrt = [n for n in graph.inputs if self._grad_req.get(n.name, "null") != "null"]
+        grad = differentiate(graph, wrt)
+        readers = {id(v.node) for n in grad.graph.nodes for v in n.inputs}
+        readers |= {id(v.node) for v in grad.graph.outputs}
+        return [id(h) in readers for h in grad.head_grads]
 
     def debug_str(self):
         """MXNet's execution-plan printout, ending in 'Total N MB allocated' (executor_debug)."""
