@@ -241,11 +241,40 @@ class NDArray(ArithmeticMixin):
 
     # -- indexing ---------------------------------------------------------------------------
     def __getitem__(self, key):
+        view = self._first_axis_view(key)
+        if view is not None:
+            return view
         if isinstance(key, NDArray):
             return invoke("take", [self, key], {"axis": 0})
         if _advanced.is_advanced(key):
             return _advanced.advanced_getitem(self, key)
         return invoke("_basic_index", [self], {"key": encode_index(key, self.ndim)})
+
+    def _first_axis_view(self, key):
+        """MXNet 1.x: basic indexing whose result is contiguous in memory (`x[i]`, `x[a:b]`,
+        `x[i, j]` on leading axes) is a view sharing x's memory, so `w[i][:] = v` and
+        `x[1:3] += 1` write into x; a strided result (`x[:, 1]`, `x[::2]`) is a copy, as in
+        MXNet. Recording keeps the slice operator (its gradient)."""
+        if type(self) is not NDArray or _device.MULTI or autograd.is_recording() or not self.ndim:
+            return None
+        parts = key if isinstance(key, tuple) else (key,)
+        if not parts or len(parts) > self.ndim or not all(
+                isinstance(k, slice) or (isinstance(k, (int, np.integer)) and not isinstance(k, bool))
+                for k in parts):
+            return None
+        if isinstance(key, (int, np.integer)) and self.ndim == 1:
+            n = self.shape[0]
+            i = int(key) + n if key < 0 else int(key)
+            if not 0 <= i < n:
+                raise IndexError(f"index {int(key)} is out of bounds for axis 0 with size {n}")
+            key = slice(i, i + 1)     # a vector's element stays an array of shape (1,), as in MXNet 1.x
+        try:
+            view = self._data[key]
+        except IndexError as e:
+            raise IndexError(f"{e} (array of shape {self.shape})") from None
+        if not isinstance(view, np.ndarray) or not view.ndim or not view.flags.c_contiguous:
+            return None
+        return NDArray(view, self._ctx)
 
     def __setitem__(self, key, value):
         if isinstance(key, NDArray):

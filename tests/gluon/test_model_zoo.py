@@ -192,7 +192,8 @@ def test_save_and_load_parameters_round_trip(tmp_path):
     assert keys[0] == "features.0.weight" and "output.0.weight" in keys
     other = vision.mobilenet_v2_0_25(classes=10)
     other.load_parameters(path)
-    np.testing.assert_array_equal(other(x).asnumpy(), want)
+    # (eager operators switch to compiled kernels after a few calls: the last bit may differ)
+    np.testing.assert_allclose(other(x).asnumpy(), want, rtol=1e-6, atol=1e-7)
 
 
 @needs_ops
@@ -206,7 +207,8 @@ def test_mxnet_prefixed_parameter_files_load_too(tmp_path):
     net.collect_params().save(path, strip_prefix=net.prefix)
     other = vision.squeezenet1_1(classes=4)
     other.load_parameters(path)
-    np.testing.assert_array_equal(other(x).asnumpy(), want)
+    # (eager operators switch to compiled kernels after a few calls: the last bit may differ)
+    np.testing.assert_allclose(other(x).asnumpy(), want, rtol=1e-6, atol=1e-7)
 
 
 # -- pretrained ---------------------------------------------------------------------------------------------
