@@ -14,10 +14,9 @@ import pytest
 import graphc as mx
 import executor_1x_leftover_cases as cases
 from graphc.ops.errors import GraphcError
+from mxnet_oracle import MXNET_PYTHON, needs_mxnet
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-MXNET_PYTHON = os.environ.get("GRAPHC_MXNET_PYTHON", os.path.join(ROOT, "bench", ".venvs", "mxnet", "bin", "python"))
 with open(os.path.join(HERE, "mxnet_executor_1x_leftovers_reference.json")) as f:
     RECORDED = json.load(f)
 
@@ -53,7 +52,7 @@ def test_graphc_matches_recorded_mxnet(graphc_answers, case):
     _assert_same(RECORDED[case], graphc_answers[case], case)
 
 
-@pytest.mark.skipif(not os.path.exists(MXNET_PYTHON), reason="MXNet 1.9.1 venv (bench/.venvs/mxnet) not installed")
+@needs_mxnet
 def test_live_mxnet_gives_the_recorded_answers():
     proc = subprocess.run([MXNET_PYTHON, os.path.join(HERE, "executor_1x_leftover_cases.py"), "mxnet"],
                           capture_output=True, text=True, timeout=120)

@@ -15,10 +15,9 @@ import graphc as mx
 from graphc.ndarray import sparse_ops
 from graphc.ops.errors import GraphcError
 import recorded_symbol_cases
+from mxnet_oracle import MXNET_PYTHON, needs_mxnet
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-MXNET_PYTHON = os.environ.get("GRAPHC_MXNET_PYTHON", os.path.join(ROOT, "bench", ".venvs", "mxnet", "bin", "python"))
 with open(os.path.join(HERE, "mxnet_recorded_symbol_reference.json")) as f:
     RECORDED = json.load(f)
 
@@ -50,7 +49,7 @@ def test_graphc_matches_the_recorded_mxnet_answer(graphc_answers, case):
     _assert_same(case, graphc_answers[case], RECORDED[case])
 
 
-@pytest.mark.skipif(not os.path.exists(MXNET_PYTHON), reason="MXNet 1.9.1 venv (bench/.venvs/mxnet) not installed")
+@needs_mxnet
 def test_live_mxnet_gives_the_recorded_answers(graphc_answers):
     proc = subprocess.run([MXNET_PYTHON, os.path.join(HERE, "recorded_symbol_cases.py"), "mxnet"], capture_output=True,
                           text=True, timeout=300, cwd=HERE, env={**os.environ, "MXNET_STORAGE_FALLBACK_LOG_VERBOSE": "0"})

@@ -14,10 +14,9 @@ import pytest
 import graphc as mx
 import symbol1x_cases
 from graphc.ops.errors import GraphcError, ShapeError
+from mxnet_oracle import MXNET_PYTHON, needs_mxnet
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-MXNET_PYTHON = os.environ.get("GRAPHC_MXNET_PYTHON", os.path.join(ROOT, "bench", ".venvs", "mxnet", "bin", "python"))
 with open(os.path.join(HERE, "mxnet_symbol1x_reference.json")) as f:
     RECORDED = json.load(f)
 
@@ -38,7 +37,7 @@ def test_every_case_is_recorded(graphc_answers):
     assert sorted(graphc_answers) == sorted(RECORDED)
 
 
-@pytest.mark.skipif(not os.path.exists(MXNET_PYTHON), reason="MXNet 1.9.1 venv (bench/.venvs/mxnet) not installed")
+@needs_mxnet
 def test_live_mxnet_gives_the_recorded_answers(graphc_answers):
     proc = subprocess.run([MXNET_PYTHON, os.path.join(HERE, "symbol1x_cases.py"), "mxnet"], capture_output=True,
                           text=True, timeout=180)

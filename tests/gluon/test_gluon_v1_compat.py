@@ -16,9 +16,8 @@ import graphc as mx
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import gluon_v1_cases as cases  # noqa: E402
+from mxnet_oracle import MXNET_PYTHON, needs_mxnet
 
-ROOT = os.path.dirname(os.path.dirname(HERE))
-MXNET_PYTHON = os.environ.get("GRAPHC_MXNET_PYTHON", os.path.join(ROOT, "bench", ".venvs", "mxnet", "bin", "python"))
 
 # `python gluon_v1_cases.py mxnet` under MXNet 1.9.1
 RECORDED = {'block_on_free_symbol': {'arg_shapes': [[5, 3], [8, 3], [8], [4, 8], [4]],
@@ -100,7 +99,7 @@ def test_graphc_answers_as_mxnet(case, tmp_path):
         f"{case.__name__}: graphc gives {got}, MXNet 1.9.1 gave {RECORDED[case.__name__]}"
 
 
-@pytest.mark.skipif(not os.path.exists(MXNET_PYTHON), reason="MXNet 1.9.1 venv (bench/.venvs/mxnet) not installed")
+@needs_mxnet
 def test_live_mxnet_gives_the_recorded_answers():
     proc = subprocess.run([MXNET_PYTHON, os.path.join(HERE, "gluon_v1_cases.py"), "mxnet"], capture_output=True,
                           text=True, timeout=300)

@@ -6,37 +6,14 @@ import os
 import subprocess
 import warnings
 
-import numpy as np
-import pytest
-
 import graphc as mx
 import legacy_module_scenarios
+from mxnet_oracle import MXNET_PYTHON, assert_matches, needs_mxnet  # noqa: F401 (the module tests take needs_mxnet from here)
 
 HERE = os.path.dirname(__file__)
-ROOT = os.path.dirname(os.path.dirname(HERE))
-MXNET_PYTHON = os.environ.get("GRAPHC_MXNET_PYTHON", os.path.join(ROOT, "bench", ".venvs", "mxnet", "bin", "python"))
-needs_mxnet = pytest.mark.skipif(not os.path.exists(MXNET_PYTHON),
-                                 reason="Apache MXNet 1.9.1 is not installed here (make bench installs it)")
 
 with open(os.path.join(HERE, "legacy_module_reference.json")) as f:
     REFERENCE = json.load(f)
-
-
-def assert_matches(ours, expected, path=""):
-    """Same structure; equal strings, bools and ints; floats to float32 rounding."""
-    if isinstance(expected, dict):
-        assert isinstance(ours, dict) and sorted(ours) == sorted(expected), f"{path}: keys {sorted(ours)}"
-        for k in expected:
-            assert_matches(ours[k], expected[k], f"{path}/{k}")
-    elif isinstance(expected, list):
-        assert isinstance(ours, list) and len(ours) == len(expected), f"{path}: {ours!r} vs {expected!r}"
-        for i, (a, b) in enumerate(zip(ours, expected)):
-            assert_matches(a, b, f"{path}[{i}]")
-    elif isinstance(expected, float):
-        assert isinstance(ours, (int, float)), f"{path}: {ours!r} vs {expected!r}"
-        assert np.isclose(ours, expected, rtol=1e-4, atol=2e-5), f"{path}: {ours!r} vs MXNet's {expected!r}"
-    else:
-        assert ours == expected, f"{path}: {ours!r} vs MXNet's {expected!r}"
 
 
 def check(name):

@@ -16,10 +16,9 @@ import pytest
 
 import graphc as mx
 import mxnet_unittest_fix_cases as cases
+from mxnet_oracle import MXNET_PYTHON, needs_mxnet
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-MXNET_PYTHON = os.environ.get("GRAPHC_MXNET_PYTHON", os.path.join(ROOT, "bench", ".venvs", "mxnet", "bin", "python"))
 with open(os.path.join(HERE, "mxnet_unittest_fix_reference.json")) as f:
     RECORDED = json.load(f)
 
@@ -42,7 +41,7 @@ def test_matches_recorded_mxnet(graphc_answers, case):
     _assert_same(case, graphc_answers[case], RECORDED[case], "recorded MXNet 1.9.1")
 
 
-@pytest.mark.skipif(not os.path.exists(MXNET_PYTHON), reason="Apache MXNet 1.9.1 is not installed here")
+@needs_mxnet
 def test_matches_live_mxnet(graphc_answers):
     env = dict(os.environ, OMP_NUM_THREADS="2")
     env.pop("PYTHONPATH", None)

@@ -11,10 +11,9 @@ import pytest
 
 import graphc as mx
 import sparse_namespace_cases
+from mxnet_oracle import MXNET_PYTHON, needs_mxnet
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-MXNET_PYTHON = os.environ.get("GRAPHC_MXNET_PYTHON", os.path.join(ROOT, "bench", ".venvs", "mxnet", "bin", "python"))
 with open(os.path.join(HERE, "mxnet_sparse_namespace_reference.json")) as f:
     RECORDED = json.load(f)
 
@@ -61,7 +60,7 @@ def test_the_recording_holds_sparse_results_and_untouched_rows():
     assert RECORDED["parameter.rows_before_trainer"] == "RuntimeError"
 
 
-@pytest.mark.skipif(not os.path.exists(MXNET_PYTHON), reason="MXNet 1.9.1 venv (bench/.venvs/mxnet) not installed")
+@needs_mxnet
 def test_live_mxnet_gives_the_recorded_answers_and_graphc_matches(graphc_answers):
     proc = subprocess.run([MXNET_PYTHON, os.path.join(HERE, "sparse_namespace_cases.py"), "mxnet"],
                           capture_output=True, text=True, timeout=180,
