@@ -380,39 +380,14 @@ def lower_node(node: Node, plan: MemoryPlan, names: _Names) -> list:
         if kernels is not None:
             bind = {"out": pl_out[0], "data": pl_in[low.data], "idx": pl_in[low.index]}
             return [KernelStep(k, {b.name: bind[b.name] for b in k.bufs}) for k in kernels]
-    # positions as values, reductions with a prologue (one_hot, SequenceMask, argmax/argmin, norm,
-    # L2Normalization): runtime/index_kernels.py
-    index_steps = lower_index_family(node, names, pl_in, pl_out)
-    if index_steps is not None:
-        return index_steps
-    # Dropout's mask drawn in the kernel from a per-call seed: runtime/dropout_kernel.py
-    dropout_steps = lower_dropout(node, names, pl_in, pl_out)
-    if dropout_steps is not None:
-        return dropout_steps
-    # softmax attention in one kernel: runtime/attention_kernel.py
-    attention_steps = lower_attention(node, names, pl_in, pl_out)
-    if attention_steps is not None:
-        return attention_steps
-    # bilinear UpSampling (a depthwise transposed convolution as a gather): runtime/upsample_kernels.py
-    upsample_steps = lower_upsampling(node, names, pl_in, pl_out)
-    if upsample_steps is not None:
-        return upsample_steps
-    # LRN and its gradient (windows across channels): runtime/lrn_kernels.py
-    lrn_steps = lower_lrn_family(node, names, pl_in, pl_out)
-    if lrn_steps is not None:
-        return lrn_steps
-    # GridGenerator and its gradient (grid positions as values): runtime/grid_kernels.py
-    grid_steps = lower_grid_family(node, names, pl_in, pl_out)
-    if grid_steps is not None:
-        return grid_steps
-    # sort, argsort, topk as a bitonic network per row: runtime/sort_kernels.py
-    sort_steps = lower_sort_family(node, plan, names, pl_in, pl_out)
-    if sort_steps is not None:
-        return sort_steps
-    # convolutions and pooling: runtime/conv_steps.py
-    conv_steps = lower_conv_family(node, plan, names, pl_in, pl_out)
-    if conv_steps is not None:
-        return conv_steps
+    for lower_family in _FAMILY_LOWERINGS:
+        steps = lower_family(node, names, pl_in, pl_out)
+        if steps is not None:
+            return steps
+    for lower_family in _PLANNED_FAMILY_LOWERINGS:
+        steps = lower_family(node, plan, names, pl_in, pl_out)
+        if steps is not None:
+            return steps
     return host
 
 
@@ -520,3 +495,20 @@ from .sort_kernels import lower_sort_family  # noqa: E402
 from .grid_kernels import lower_grid_family  # noqa: E402
 from .lrn_kernels import lower_lrn_family  # noqa: E402
 from .upsample_kernels import lower_upsampling  # noqa: E402
+
+# operator families with kernel builders of their own, tried in turn: each gives the node's steps,
+# or None where the node is not one of its operators (or not a case it compiles)
+_FAMILY_LOWERINGS = (
+    lower_index_family,   # positions as values, reductions with a prologue (one_hot, SequenceMask,
+                          # argmax/argmin, norm, L2Normalization): runtime/index_kernels.py
+    lower_dropout,        # the mask drawn in the kernel from a per-call seed: runtime/dropout_kernel.py
+    lower_attention,      # softmax attention in one kernel: runtime/attention_kernel.py
+    lower_upsampling,     # bilinear UpSampling as a gather: runtime/upsample_kernels.py
+    lower_lrn_family,     # LRN and its gradient: runtime/lrn_kernels.py
+    lower_grid_family,    # GridGenerator and its gradient: runtime/grid_kernels.py
+)
+# ... and those that also place scratch buffers through the memory plan
+_PLANNED_FAMILY_LOWERINGS = (
+    lower_sort_family,    # sort, argsort, topk as a bitonic network per row: runtime/sort_kernels.py
+    lower_conv_family,    # convolutions and pooling: runtime/conv_steps.py
+)
