@@ -16,13 +16,13 @@ def _fc(data, weight, bias, num_hidden, name):
     return symbol.FullyConnected(data=data, weight=weight, bias=bias, num_hidden=num_hidden, name=name)
 
 
-class RNNCell(BaseRNNCell):
-    """Elman cell: h' = activation(W_i x + b_i + W_h h + b_h)."""
+class _OneStateCell(BaseRNNCell):
+    """The Elman and GRU cells' shared set-up: one (batch, num_hidden) state and the i2h/h2h
+    weights and biases, created in MXNet's order."""
 
-    def __init__(self, num_hidden, activation="tanh", prefix="rnn_", params=None):
+    def __init__(self, num_hidden, prefix, params):
         super().__init__(prefix=prefix, params=params)
         self._num_hidden = num_hidden
-        self._activation = activation
         self._iW = self.params.get("i2h_weight")
         self._iB = self.params.get("i2h_bias")
         self._hW = self.params.get("h2h_weight")
@@ -31,6 +31,14 @@ class RNNCell(BaseRNNCell):
     @property
     def state_info(self):
         return [{"shape": (0, self._num_hidden), "__layout__": "NC"}]
+
+
+class RNNCell(_OneStateCell):
+    """Elman cell: h' = activation(W_i x + b_i + W_h h + b_h)."""
+
+    def __init__(self, num_hidden, activation="tanh", prefix="rnn_", params=None):
+        super().__init__(num_hidden, prefix, params)
+        self._activation = activation
 
     @property
     def _gate_names(self):
@@ -84,20 +92,11 @@ class LSTMCell(BaseRNNCell):
         return next_h, [next_h, next_c]
 
 
-class GRUCell(BaseRNNCell):
+class GRUCell(_OneStateCell):
     """GRU cell (Cho et al. 2014, MXNet's variant: the reset gate scales h2h's candidate rows)."""
 
     def __init__(self, num_hidden, prefix="gru_", params=None):
-        super().__init__(prefix=prefix, params=params)
-        self._num_hidden = num_hidden
-        self._iW = self.params.get("i2h_weight")
-        self._iB = self.params.get("i2h_bias")
-        self._hW = self.params.get("h2h_weight")
-        self._hB = self.params.get("h2h_bias")
-
-    @property
-    def state_info(self):
-        return [{"shape": (0, self._num_hidden), "__layout__": "NC"}]
+        super().__init__(num_hidden, prefix, params)
 
     @property
     def _gate_names(self):
