@@ -9,8 +9,12 @@ For each layer and direction the expansion is:
   `graphc.ops.declarations.rnn`) and reshaped into matrices, once;
 - the input projection of *all* time steps as one GEMM, `FullyConnected((T*N, I), W_i2h)` with
   the biases folded in, then split once into one (N, H) block per gate and step;
-- per step, one `dot(h, W_h2h[gate], transpose_b=True)` per gate (a small GEMM whose epilogue
-  fuses the gate's additions and activation) and the cell update as elementwise arithmetic;
+- each gate's block of W_h2h transposed once, to (H_in, H_out), so that the GEMMs of every
+  step read it as a plain (K, N) matrix: the GEMM packs its B operand on every call, and packing
+  a transposed operand costs more than a row-major copy (2-layer LSTM H=200, batch 20, one
+  thread: the forward plus backward step 9-10% less CPU time than with `transpose_b=True`);
+- per step, one `dot(h, W_h2h[gate]^T)` per gate (a small GEMM whose epilogue fuses the gate's
+  additions and activation) and the cell update as elementwise arithmetic;
 - the backward direction walks the per-step blocks from the last to the first (no reversal op),
   and `stack`/`Concat` assemble out, hy and cy.
 
@@ -132,10 +136,10 @@ def _direction(F, x, params, entry, h, c, mode, gates, hidden, reverse, clip):
     proj = F.FullyConnected(F.Reshape(x, shape=(seq * batch, size)), wx, bias, num_hidden=gates * hidden)
     proj = F.transpose(F.Reshape(proj, shape=(seq * batch, gates, hidden)), axes=(1, 0, 2))
     blocks = _pieces(F, F.Reshape(proj, shape=(gates * seq, batch, hidden)), gates * seq, 0)
-    wh_gates = _pieces(F, F.Reshape(wh, shape=(gates, hidden, hidden)), gates, 0)
+    wh_gates = [F.transpose(w) for w in _pieces(F, F.Reshape(wh, shape=(gates, hidden, hidden)), gates, 0)]
 
     def pre(g, t, h):
-        return blocks[g * seq + t] + F.dot(h, wh_gates[g], transpose_b=True)
+        return blocks[g * seq + t] + F.dot(h, wh_gates[g])
 
     ys = [None] * seq
     for t in (range(seq - 1, -1, -1) if reverse else range(seq)):
@@ -146,7 +150,7 @@ def _direction(F, x, params, entry, h, c, mode, gates, hidden, reverse, clip):
             h = o * F.tanh(c)
         elif mode == "gru":
             r, z = F.sigmoid(pre(0, t, h)), F.sigmoid(pre(1, t, h))
-            n = F.tanh(blocks[2 * seq + t] + r * (F.dot(h, wh_gates[2], transpose_b=True) + bh_n))
+            n = F.tanh(blocks[2 * seq + t] + r * (F.dot(h, wh_gates[2]) + bh_n))
             h = (1 - z) * n + z * h
         else:
             a = pre(0, t, h)

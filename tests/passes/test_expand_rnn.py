@@ -97,6 +97,8 @@ def test_unrolled_graph_is_primitive_ops_with_one_input_gemm_per_layer_and_direc
                         "zeros_like", "Concat", "stack"}, ops
     assert ops["FullyConnected"] == layers * dirs
     assert ops["dot"] == layers * dirs * seq * GATES[mode]
+    # W_h2h is transposed once per gate, not read transposed by every step's GEMM
+    assert not any(n.attrs["transpose_b"] for n in expanded.op_nodes() if n.op == "dot")
 
 
 @pytest.mark.parametrize("mode,layers,bidirectional", [("lstm", 3, True), ("gru", 2, False)])
