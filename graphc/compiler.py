@@ -11,6 +11,10 @@ it never runs a pass itself, so that the design's layering holds (front end -> p
     decompose_softmax, fuse_elementwise) -> schedule_for_memory -> plan_memory -> check_plan ->
     runtime.build_program
 
+A graph some earlier process compiled skips all of that: runtime/program_cache.py keeps what
+the passes and build_program made of it (keyed by the graph, the settings and the compiler's
+code) and builds the Program from that, with the object code from the disk cache.
+
 This module only sequences; what each step does lives in its own module.
 """
 from __future__ import annotations
@@ -36,6 +40,25 @@ def compile_graph(graph: Graph, *, training: bool = False, cache: bool = True, c
     compile, under 2% of a load from the disk cache, 4-6% of an in-memory cache hit that itself
     takes 1-30 ms; hybridized blocks reach this function once per input signature). device:
     the CPU device k whose worker pool runs the program (cpu(k); runtime/cpu_devices.py)."""
+    # a graph an earlier process compiled comes whole from the program cache, no pass run
+    # (runtime/program_cache.py says when it applies and what its key covers)
+    from .runtime import program_cache
+    key = program_cache.program_key(graph, training, device, cache=cache, check=check)
+    if key is None:
+        return _compile(graph, training, cache, check, device)
+    verify(graph, check_inference=False)
+
+    def rebuild():
+        return _compile(graph, training, cache, check, device)
+    prog = program_cache.lookup(key, graph, training, device, rebuild)
+    if prog is None:
+        prog = rebuild()
+        program_cache.store(key, graph, prog)
+    return prog
+
+
+def _compile(graph: Graph, training: bool, cache: bool, check, device: int):
+    """The passes and the backend, without the program cache."""
     verify(graph, check_inference=False)
     lower = lower_pipeline(training)
     fused = lower(graph if training else INFERENCE(graph, check=check), check=check)

@@ -11,6 +11,10 @@ own VERSION. The disk cache ($GRAPHC_CACHE_DIR, default ~/.cache/graphc; runtime
 holds one entry per key whose header is checked against all of that before a byte reaches the
 JIT (runtime/cache_entry.py); a refused entry is recompiled and replaced, with a CacheWarning.
 
+The same directory holds the program cache's entries (runtime/program_cache.py: what the
+passes and the lowering made of a graph, as data), in the same entry format and under the same
+checks and limits, as <key>.p beside the <key>.o object entries (read_stored / write_stored).
+
 Both caches are bounded. On disk: GRAPHC_CACHE_MAX_BYTES, least recently used entries first.
 In memory: the GRAPHC_CACHE_MAX_PROGRAMS (default 64) most recently loaded programs stay
 loaded; an older one stays only while some Program still uses it (each Program holds its
@@ -30,10 +34,10 @@ import weakref
 import llvmlite
 import llvmlite.binding as llvm
 
-from . import compile_pool, llvm_jit, threads
+from . import llvm_jit, threads
 from .cache_entry import BadEntry, TARGET_FIELDS, encode_entry
-from .cache_store import (CacheWarning, MAX_ENTRY_BYTES, cache_dir, entry_path, load_entry, max_bytes,
-                          prepare_dir, trim, warn, write_entry)
+from .cache_store import (CacheWarning, MAX_ENTRY_BYTES, OBJECT, PROGRAM, cache_dir, entry_path, load_entry,
+                          max_bytes, prepare_dir, trim, warn, write_entry)
 
 # bump when generated code or the way keys are made changes in a way descriptions do not show
 VERSION = "graphc-0.1.0-rt8"
@@ -117,6 +121,13 @@ def target_machine():
 
 
 def _graphc_version() -> str:
+    # the package's own __version__ (graphc is imported before any of its modules) first: the
+    # distribution metadata says the same, but finding it scans sys.path (10 ms of every
+    # process's first compile, cache hits included)
+    import sys
+    known = getattr(sys.modules.get("graphc"), "__version__", None)
+    if isinstance(known, str) and known:
+        return known
     try:
         from importlib.metadata import version
         return version("graphc")
@@ -132,7 +143,9 @@ def host_target() -> dict:
     except RuntimeError:
         feats = ""
     return {"graphc": _graphc_version(), "llvmlite": llvmlite.__version__,
-            "llvm": ".".join(str(v) for v in llvm.llvm_version_info), "triple": target_machine().triple,
+            # the triple target_machine() is made for (Target.from_default_triple), without making
+            # one: a cache hit needs none (5 ms of a warm process's first call)
+            "llvm": ".".join(str(v) for v in llvm.llvm_version_info), "triple": llvm.get_default_triple(),
             "cpu": llvm.get_host_cpu_name(), "features": feats}
 
 
@@ -145,9 +158,7 @@ def host_signature() -> str:
 @functools.cache
 def load_blas() -> str:
     """Make OpenBLAS's symbols (scipy_cblas_*) visible to generated code; returns the path."""
-    import scipy_openblas32
-    lib_dir = scipy_openblas32.get_lib_dir()
-    name = scipy_openblas32.get_library()
+    lib_dir, name = _openblas_location()
     for f in sorted(os.listdir(lib_dir)):
         if f.startswith("lib" + name) and (".so" in f or f.endswith(".dylib")):
             path = os.path.join(lib_dir, f)
@@ -161,6 +172,24 @@ def load_blas() -> str:
                     pass
             return path
     raise OSError(f"OpenBLAS library lib{name}.so not found in {lib_dir}")
+
+
+def _openblas_location() -> tuple[str, str]:
+    """(lib folder, library name) of the scipy_openblas32 wheel. Found without importing the
+    package where its layout is the known one: its __init__ reads its own version from the
+    distribution metadata, a scan of sys.path that cost every process's first compile 10 ms."""
+    import importlib.util
+    spec = importlib.util.find_spec("scipy_openblas32")
+    for root in (spec.submodule_search_locations or ()) if spec is not None else ():
+        lib_dir = os.path.join(root, "lib")
+        try:
+            names = sorted(f for f in os.listdir(lib_dir) if f.startswith("libscipy_openblas"))
+        except OSError:
+            continue
+        if names:      # get_library(): the first such file's name without 'lib' and the suffix
+            return lib_dir, os.path.splitext(names[0])[0][3:]
+    import scipy_openblas32
+    return scipy_openblas32.get_lib_dir(), scipy_openblas32.get_library()
 
 
 def make_key(description: str) -> str:
@@ -188,6 +217,7 @@ def compile_objects(ir) -> list:
     """Object code of each module of a program: `ir` is its IR text (llvm_jit.MODULE_BREAK
     between modules) or a list of module texts or functions returning one; the later modules
     compile on another core when there is one (runtime/compile_pool.py)."""
+    from . import compile_pool      # (here: a process that only loads cached code never needs it)
     texts = llvm_jit.split_modules(ir) if isinstance(ir, str) else list(ir)
     return compile_pool.compile_all(texts, compile_object)
 
@@ -244,29 +274,54 @@ def _jit(objs, symbols, key: str) -> LoadedCode:
     return code
 
 
-def _usable_dir(limit: int) -> str | None:
-    """The disk cache directory when it may be used (created 0700 if missing), else None."""
+def _usable_dir(limit: int, quiet: bool = False) -> str | None:
+    """The disk cache directory when it may be used (created 0700 if missing), else None.
+    quiet: no warning (the program cache's look-ups; the object code's load says it once)."""
     if limit <= 0:
         return None
     directory = cache_dir()
     problem = prepare_dir(directory)
     if problem:
-        warn(f"not using the cache directory {directory}: {problem}; compiling in memory "
-             f"(chmod 700 it, or point GRAPHC_CACHE_DIR elsewhere)")
+        if not quiet:
+            warn(f"not using the cache directory {directory}: {problem}; compiling in memory "
+                 f"(chmod 700 it, or point GRAPHC_CACHE_DIR elsewhere)")
         return None
     return directory
 
 
-def _store(directory: str, key: str, obj: bytes, limit: int) -> None:
+def _store(directory: str, key: str, obj: bytes, limit: int, suffix: str = OBJECT) -> None:
     try:
-        write_entry(directory, key, encode_entry(key, obj, host_target()))
+        write_entry(directory, key, encode_entry(key, obj, host_target()), suffix)
     except OSError as exc:
         if directory not in _write_failed:
             _write_failed.add(directory)
-            warn(f"could not write {entry_path(directory, key)} ({exc.strerror or exc}); programs "
+            warn(f"could not write {entry_path(directory, key, suffix)} ({exc.strerror or exc}); programs "
                  f"still run, compiled in every process")
         return
     trim(directory, limit)
+
+
+def read_stored(key: str) -> bytes | None:
+    """The verified payload of the program entry <key>.p (runtime/program_cache.py), after every
+    check an object entry gets; None when the disk cache is off or holds no usable entry (a
+    refused one is reported as a CacheWarning)."""
+    limit = max_bytes()
+    directory = _usable_dir(limit, quiet=True)
+    if directory is None:
+        return None
+    try:
+        return load_entry(directory, key, host_target(), min(limit, MAX_ENTRY_BYTES), PROGRAM)
+    except BadEntry as exc:
+        warn(f"refused {entry_path(directory, key, PROGRAM)}: {exc}; recompiling and replacing it")
+        return None
+
+
+def write_stored(key: str, payload: bytes) -> None:
+    """Store `payload` under `key` as read_stored reads it (no-op when the disk cache is off)."""
+    limit = max_bytes()
+    directory = _usable_dir(limit, quiet=True)
+    if directory is not None:
+        _store(directory, key, payload, limit, PROGRAM)
 
 
 def load(key: str, build_ir, symbols, use_cache: bool = True):
@@ -277,6 +332,13 @@ def load(key: str, build_ir, symbols, use_cache: bool = True):
     The caller keeps the LoadedCode alive as long as it calls the addresses."""
     load_blas()
     threads.ensure_pool()     # generated code calls graphc_pool_run
+    return load_code(key, build_ir, symbols, use_cache)
+
+
+def load_code(key: str, build_ir, symbols, use_cache: bool = True):
+    """load() for code that calls neither OpenBLAS nor the worker pool (the pool's own module
+    can be cached through this: building it at -O2 costs every process about 45 ms, loading
+    its object 3 ms)."""
     if use_cache:
         with _lock:
             code = _memory.get(key, max_programs())
@@ -305,6 +367,6 @@ def load(key: str, build_ir, symbols, use_cache: bool = True):
     return code.addrs, source, code
 
 
-__all__ = ["load", "make_key", "compile_object", "compile_objects", "pack_objects", "unpack_objects",
-           "optimized_ir", "cache_dir", "load_blas", "target_machine",
+__all__ = ["load", "load_code", "make_key", "read_stored", "write_stored", "compile_object", "compile_objects",
+           "pack_objects", "unpack_objects", "optimized_ir", "cache_dir", "load_blas", "target_machine",
            "host_target", "host_signature", "live_engines", "LoadedCode", "CacheWarning", "VERSION"]

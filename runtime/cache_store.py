@@ -14,6 +14,9 @@ Size: GRAPHC_CACHE_MAX_BYTES (default 1 GiB; suffixes K, M, G, T in powers of 10
 disk cache off). Every hit bumps its entry's modification time and every write trims the
 least recently used entries until the directory fits.
 
+Entries are <key>.o (object code) and <key>.p (a program's layout, runtime/program_cache.py):
+one format, one set of checks, one size limit for both.
+
 This module knows files, not LLVM: runtime/cache.py decides what to compile and load.
 """
 from __future__ import annotations
@@ -31,7 +34,9 @@ from .cache_entry import BadEntry, decode_entry
 DEFAULT_MAX_BYTES = 1 << 30
 # however large the limit, one object file beyond this is damage, not a program
 MAX_ENTRY_BYTES = 1 << 30
-ENTRY_RE = re.compile(r"[0-9a-f]{16,64}\.o")
+# <key>.o holds object code, <key>.p a program (runtime/program_cache.py); both are entries
+OBJECT, PROGRAM = ".o", ".p"
+ENTRY_RE = re.compile(r"[0-9a-f]{16,64}\.[op]")
 TEMP_PREFIX, TEMP_SUFFIX = ".tmp-", ".o.tmp"
 STALE_TEMP_SECONDS = 3600     # a temporary file this old belongs to a writer that died
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -70,8 +75,8 @@ def format_size(n: int) -> str:
     return f"{n} bytes"
 
 
-def entry_path(directory: str, key: str) -> str:
-    return os.path.join(directory, key + ".o")
+def entry_path(directory: str, key: str, suffix: str = OBJECT) -> str:
+    return os.path.join(directory, key + suffix)
 
 
 def _ownership_problem(st: os.stat_result, what: str) -> str | None:
@@ -158,10 +163,11 @@ def _file_kind(mode: int) -> str:
     return f"mode {mode:#o}"
 
 
-def load_entry(directory: str, key: str, target: dict, limit: int) -> bytes | None:
-    """The verified object code for `key`, None when there is no entry; BadEntry when there is
-    one that must not be used (the caller recompiles and replaces it)."""
-    path = entry_path(directory, key)
+def load_entry(directory: str, key: str, target: dict, limit: int, suffix: str = OBJECT) -> bytes | None:
+    """The verified payload (object code, or a program for suffix PROGRAM) for `key`, None when
+    there is no entry; BadEntry when there is one that must not be used (the caller recompiles
+    and replaces it)."""
+    path = entry_path(directory, key, suffix)
     data = read_entry_bytes(path, limit)
     if data is None:
         return None
@@ -173,7 +179,7 @@ def load_entry(directory: str, key: str, target: dict, limit: int) -> bytes | No
     return obj
 
 
-def write_entry(directory: str, key: str, data: bytes) -> None:
+def write_entry(directory: str, key: str, data: bytes, suffix: str = OBJECT) -> None:
     """Atomically make `data` the entry for `key`: temporary file, fsync, rename, fsync of the
     directory. Raises OSError; the temporary file never outlives a failure. (Not graphc.formats'
     atomic_write: the runtime never imports the front end, and an entry must be 0600 from its
@@ -184,7 +190,7 @@ def write_entry(directory: str, key: str, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, entry_path(directory, key))
+        os.replace(tmp, entry_path(directory, key, suffix))
     except BaseException:
         try:
             os.unlink(tmp)
@@ -267,7 +273,9 @@ def usage(directory: str) -> tuple[int, int]:
 
 def verify(directory: str, target: dict, remove: bool = False) -> list[tuple[str, str, bool]]:
     """Check every entry as the loader would (file kind, owner, mode, size, header, key, hash,
-    target). Returns (path, reason, removed) for each entry that the loader would refuse."""
+    target; a program entry's description too). Returns (path, reason, removed) for each entry
+    that the loader would refuse."""
+    from .program_entry import decode_layout
     bad = []
     for path, _ in list_entries(directory):
         key = os.path.basename(path)[:-2]
@@ -275,7 +283,9 @@ def verify(directory: str, target: dict, remove: bool = False) -> list[tuple[str
             data = read_entry_bytes(path, MAX_ENTRY_BYTES)
             if data is None:
                 continue
-            decode_entry(data, key, target)
+            payload = decode_entry(data, key, target)
+            if path.endswith(PROGRAM):
+                decode_layout(payload)
         except BadEntry as exc:
             reason = f"{'stale' if exc.stale else 'bad'}: {exc.reason}"
             bad.append((path, reason, remove and _remove(path)))
@@ -296,4 +306,4 @@ def clear(directory: str) -> tuple[int, int]:
 
 __all__ = ["CacheWarning", "cache_dir", "max_bytes", "prepare_dir", "dir_problem", "load_entry",
            "write_entry", "trim", "usage", "verify", "clear", "list_entries", "format_size",
-           "DEFAULT_MAX_BYTES", "MAX_ENTRY_BYTES"]
+           "DEFAULT_MAX_BYTES", "MAX_ENTRY_BYTES", "OBJECT", "PROGRAM"]
