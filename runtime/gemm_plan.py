@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .kernel_ir import Gemm
 
-VERSION = "gemm11"          # bump with any change to the generated code or to auto_takes: part of the cache key
+VERSION = "gemm12"          # bump with any change to the generated code or to auto_takes: part of the cache key
 KU = 4                      # k-loop unroll of the microkernel; packed K is a multiple of it
 MAX_PACK_FLOATS = 1 << 24   # 64 MiB of packed panels per GEMM at most; larger ones use OpenBLAS
 
@@ -195,12 +195,29 @@ def auto_takes(g: Gemm) -> bool:
 DIRECT_A_MAX_N = 256
 
 
+# A read in place for one row of tiles (M <= 2 MC), whatever N: B is then packed by its tile,
+# so with A in place nothing is packed up front and the GEMM is one pool dispatch instead of
+# two (the pack phase's join is a barrier both threads wait at). One thread, thread CPU time,
+# medians of 3 alternating processes (machine shared, load 12-16), GFLOP/s packed A -> in place:
+# 64x784x512 (A Bᵀ) 155.5 -> 157.5, 64x512x512 (A Bᵀ) 164.0 -> 168.1, 64x512x784 149.2 ->
+# 151.5, 64x512x512 146.0 -> 160.7, 128x768x768 (A Bᵀ) 158.5 -> 157.6, 128x768x3072 (A Bᵀ)
+# 161.3 -> 155.2, 128x3072x768 (A Bᵀ) 150.5 -> 151.3; im2col 64x576x3136 104.6 -> 120.0,
+# 128x576x784 149.7 -> 151.7, 128x1152x784 151.7 -> 148.8, 64x576x12544 86.0 -> 81.3 (runs
+# 0.83-1.08): even within the noise; the A panel's kc-slice sits in L1 either way once the
+# first B panel used it. Two threads, total process CPU per GEMM: 0.97-1.12x the flops per
+# CPU-second (less spinning at the removed barrier); wall time on two threads not measurable.
 def direct_a_pays(g: Gemm, geo: Geometry) -> bool:
     """Read A's rows in place instead of packing them: when few columns reuse each A panel
     (a convolution's weights against a late layer's few pixels), packing costs a full extra
-    pass over A for little reuse. Needs A's rows contiguous in k and K a multiple of KU (the
+    pass over A for little reuse; and when C is one row of tiles, packing A is the only thing
+    left to do up front (see above). Needs A's rows contiguous in k and K a multiple of KU (the
     microkernel's k loop never runs past a row)."""
-    return _direct_a_possible(g) and g.n <= DIRECT_A_MAX_N
+    return _direct_a_possible(g) and (g.n <= DIRECT_A_MAX_N or _one_row(g, geo))
+
+
+def _one_row(g: Gemm, geo: Geometry) -> bool:
+    """C is tiled as one row of tiles (native_plan): up to 2 MC rows."""
+    return -(-g.m // geo.mr) * geo.mr <= 2 * geo.mc
 
 
 def _direct_a_possible(g: Gemm) -> bool:
@@ -229,6 +246,31 @@ def dot_tail(n: int, geo: Geometry) -> int:
     return t if t <= DOT_MAX_COLS else 0
 
 
+# One row of tiles splits only N, in whole NR panels: 64x512 is 10 panels of 48 + one of 32, and
+# 6 tiles of 96 columns (what the count rule alone gives) leave one thread 288 columns and the
+# other 224 (89% of two threads' time used); 11 tiles of one panel, claimed as threads come
+# free, 272 / 240 (94%); 64x784: 9 tiles of 96, 400 / 384 columns (98%; 144 wide: 432 / 352, 91%).
+# Model only: the shared 2-core machine was too loaded (load 12-15) to time two threads.
+def balanced_nc(n_main: int, n_dot: int, geo: Geometry, nthreads: int, want: int, nc_max: int) -> int:
+    """A one-row plan's tile width (a multiple of NR, at most nc_max): the one whose column
+    tiles, claimed in order by whichever of `nthreads` threads is free first, finish soonest
+    (cost: columns rounded up to whole vectors; the last tile also takes the n_dot tail);
+    ties go to the tile count nearest `want`."""
+    if n_main <= geo.nr:
+        return nc_max
+    best = None
+    for nc in range(geo.nr, max(nc_max, geo.nr) + 1, geo.nr):
+        costs = [_round(min(nc, n_main - j), geo.lanes) for j in range(0, n_main, nc)]
+        costs[-1] += n_dot
+        free = [0] * nthreads
+        for cost in costs:
+            free[free.index(min(free))] += cost
+        key = (max(free), abs(len(costs) - want))
+        if best is None or key < best[0]:
+            best = (key, nc)
+    return best[1]
+
+
 def native_plan(g: Gemm, nthreads: int, mode: str = None, geo: Geometry = None):
     """The Plan for running `g` natively, or None (OpenBLAS). mode: gemm_mode() by default."""
     mode = gemm_mode() if mode is None else mode
@@ -248,7 +290,7 @@ def native_plan(g: Gemm, nthreads: int, mode: str = None, geo: Geometry = None):
     # balance (a thread the OS preempts holds up one tile, not half the product). Up to 2 MC rows
     # stay one row of tiles, narrower ones instead: then each tile packs its own B block
     # (Plan.b_in_tile)
-    one_row = a_panels * geo.mr <= 2 * geo.mc
+    one_row = _one_row(g, geo)
     tm = 1 if one_row else -(-g.m // geo.mc)
     tn = max(1, -(-n_main // geo.nc))
     want = 4 * max(1, nthreads)
@@ -261,6 +303,8 @@ def native_plan(g: Gemm, nthreads: int, mode: str = None, geo: Geometry = None):
             break
     mc = _round(-(-g.m // tm), geo.mr)
     nc = _round(-(-max(1, n_main) // tn), geo.nr)
+    if one_row and nthreads > 1:
+        nc = balanced_nc(n_main, n_dot, geo, nthreads, want, nc)
     p = Plan(g, geo, kp, a_panels, b_panels, nr_last, mc, nc, max(1, nthreads), a_direct, n_dot)
     if p.scratch_floats > MAX_PACK_FLOATS:
         return None
@@ -268,4 +312,4 @@ def native_plan(g: Gemm, nthreads: int, mode: str = None, geo: Geometry = None):
 
 
 __all__ = ["Geometry", "AVX512", "AVX2", "Plan", "host_geometry", "gemm_mode", "cache_tag",
-           "auto_takes", "native_plan", "dot_tail", "VERSION", "KU", "MAX_PACK_FLOATS"]
+           "auto_takes", "native_plan", "balanced_nc", "dot_tail", "VERSION", "KU", "MAX_PACK_FLOATS"]
