@@ -28,7 +28,11 @@ Which form per case:
 - float32 3x3 stride-1 convolutions with outputs of at least 14x14: Winograd F(4x4, 3x3) or
   F(2x2, 3x3) (runtime/winograd.py; ops.fused.uses_winograd says which), 4x / 2.25x fewer
   multiplications than im2col (ResNet-18 batch 1, 2 threads: 11.9 ms with im2col, 7.8 ms).
-- everything else: im2col + one SGEMM per image (and group).
+- everything else: im2col + one SGEMM per image (and group); where one image's columns would
+  not stay in cache and a band of output rows still gives its GEMM MIN_BAND_COLUMNS columns
+  (ResNet's 7x7 stem: 7.4 MB of columns), per band of rows instead (_band_rows; ResNet-18
+  batch 1, 1 thread: the stem 4.7 -> 2.4 ms CPU, the network 7% less; GRAPHC_CONV_BAND_BYTES
+  sets the band's column bytes, 0 turns bands off).
 
 This module builds kernel IR only; the renderers turn it into code.
 """
@@ -141,11 +145,12 @@ def _window_nest(g: ConvGeometry, stmt_of, spans: bool = False, first_out_outsid
     return _plane_loops(sizes[:-1], names[:-1], inner)
 
 
-def im2col_kernel(name, g: ConvGeometry, images, x="padded", col="columns") -> Kernel:
+def im2col_kernel(name, g: ConvGeometry, images, x="padded", col="columns", x_plane=None) -> Kernel:
     """col[(b, c, tap), p] = xp[b, c, p*stride + tap*dilate] over the padded images xp (the
     images themselves without padding); parallel over (image, channel) planes, or over output
-    rows when there are fewer than FEW_PLANES planes."""
-    pp, outp = math.prod(_padded_size(g)), math.prod(g.out_size)
+    rows when there are fewer than FEW_PLANES planes. x_plane: elements between the source's
+    planes when they are longer than g's (a band of rows of a larger image, see _band_rows)."""
+    pp, outp = x_plane or math.prod(_padded_size(g)), math.prod(g.out_size)
 
     def stmt(ci, ii, off):
         return Store(col, Index((("bc", g.taps * outp),) + ci, off[0]), S.arg(0, g.dtype),
@@ -159,7 +164,8 @@ def im2col_kernel(name, g: ConvGeometry, images, x="padded", col="columns") -> K
     else:
         loop = Loop("bc", n, _window_nest(g, stmt, spans=True), parallel=work >= PARALLEL_WORK and n > 1,
                     independent=True)
-    return Kernel(name, [Buf(col, g.dtype, images * g.col_elems), Buf(x, g.dtype, n * pp)], [loop], work)
+    x_size = (n - 1) * pp + math.prod(_padded_size(g))
+    return Kernel(name, [Buf(col, g.dtype, images * g.col_elems), Buf(x, g.dtype, x_size)], [loop], work)
 
 
 def col2im_kernel(name, g: ConvGeometry, images, col="columns", x="padded") -> Kernel:
@@ -272,8 +278,14 @@ def conv_calls(node: Node, names) -> list:
     col_op, col_stride = ("scratch", g.col_elems) if im2col else ("image", img_elems)
     bufs_w = Buf("w", dt, g.filters * kg)
     gemm_cache = {}
+    band = _band_rows(g) if role == "forward" and im2col and gr == 1 else None
     for n0 in range(0, g.batch, chunk):
         b_count = min(chunk, g.batch - n0)
+        if band:
+            if padded:
+                calls.append(pad_call(n0, b_count))
+            calls.extend(_banded_calls(g, band, n0, b_count, src is not None, pad_at, names, base))
+            continue
         if role == "forward":
             if im2col:
                 calls.extend(col_kernel_for(b_count, n0))
@@ -332,6 +344,64 @@ def conv_calls(node: Node, names) -> list:
         k = _gemm_kernel(names(f"k_{base}_gemm"), st, [Buf("w", dt, g.filters * kg), Buf("dy", dt, 0),
                                                        Buf("columns", dt, 0)])
         calls.append(ConvCall(k, {"w": ("weight", 0), "dy": ("result", 0), "columns": ("result", 0)}))
+    return calls
+
+
+# GRAPHC_CONV_BAND_BYTES: im2col columns per band of output rows (0: no bands), and the fewest
+# columns a band's GEMM may have (narrower ones would re-read the weights for too little work)
+BAND_BYTES = 576 << 10
+MIN_BAND_COLUMNS = 512
+
+
+def _band_rows(g: ConvGeometry):
+    """Output rows per band of a forward im2col convolution whose columns would not stay in
+    cache, or None. ResNet's 7x7 stem writes 7.4 MB of columns (147 rows x 12544 positions)
+    that its GEMM then reads back from memory; a band of 8 output rows (0.5 MB) is written and
+    read while it is in L2 (8 rows, not 7: the band's im2col, with 3 planes, then runs its rows in
+    parallel, see FEW_PLANES). Only where a band's GEMM keeps MIN_BAND_COLUMNS columns: each
+    band reads all the weights again."""
+    budget = int(os.environ.get("GRAPHC_CONV_BAND_BYTES", BAND_BYTES))
+    if budget <= 0 or len(g.out_size) != 2:
+        return None
+    itemsize = 4 if g.dtype == "float32" else 8
+    oh, ow = g.out_size
+    rows = budget // max(1, g.col_rows * ow * itemsize)
+    if rows >= oh or rows * ow < MIN_BAND_COLUMNS:
+        return None
+    return rows
+
+
+def _banded_calls(g: ConvGeometry, rows, n0, count, padded, pad_at, names, base) -> list:
+    """Per image and band of `rows` output rows: im2col of the band (the input rows under it,
+    read in place from the padded copy or the image) into the scratch, then its GEMM into the
+    band's columns of the result (ldc: the whole output plane)."""
+    dt = g.dtype
+    (oh, ow), (s0, _), (kh, _), (d0, _) = g.out_size, g.stride, g.kernel, g.dilate
+    width = _padded_size(g)[1]
+    plane = math.prod(_padded_size(g))
+    img_elems, outp = g.channels * math.prod(g.in_size), oh * ow
+    made, calls = {}, []
+    for b in range(count):
+        for r0 in range(0, oh, rows):
+            n_rows = min(rows, oh - r0)
+            if n_rows not in made:
+                gb = dataclasses.replace(g, batch=1, in_size=((n_rows - 1) * s0 + (kh - 1) * d0 + 1, width),
+                                         out_size=(n_rows, ow), pad=(0, 0))
+                k = im2col_kernel("k", gb, 1, "x", "columns", x_plane=plane)
+                k.name = f"k_im2col_{hashlib.sha1(str(k).encode()).hexdigest()[:12]}"
+                n = n_rows * ow
+                st = Gemm("w", "columns", "y", g.filters, n, g.col_rows, False, False, g.col_rows, n, outp, dt)
+                gk = _gemm_kernel(names(f"k_{base}_gemm"), st, [
+                    Buf("y", dt, (g.filters - 1) * outp + n), Buf("w", dt, g.filters * g.col_rows),
+                    Buf("columns", dt, g.col_rows * n)])
+                made[n_rows] = (k, gk)
+            k, gk = made[n_rows]
+            first = r0 * s0 * width
+            x = ("scratch", pad_at + b * plane * g.channels + first) if padded else \
+                ("image", (n0 + b) * img_elems + first)
+            calls.append(ConvCall(k, {"x": x, "columns": ("scratch", 0)}))
+            calls.append(ConvCall(gk, {"w": ("weight", 0), "columns": ("scratch", 0),
+                                       "y": ("result", (n0 + b) * g.filters * outp + r0 * ow)}))
     return calls
 
 
