@@ -19,10 +19,8 @@ one call's: every weight's update reads only its own weight, gradient and moment
 """
 from __future__ import annotations
 
-import numpy as np
-
 from .. import device as _device, engine
-from .fused_update import FusedSGD, _graph, fused_sgd_applies
+from .fused_update import FusedSGD, fused_sgd_applies
 
 __all__ = ["update_by_device"]
 
@@ -31,11 +29,7 @@ class _DeviceSGD(FusedSGD):
     """FusedSGD compiled for cpu(device): its kernels run on that device's worker pool."""
 
     def __init__(self, shapes, momentum, clip, device):
-        from ..compiler import compile_graph
-        self.shapes = [(int(np.prod(s)),) for s in shapes]
-        self.momentum, self.clip = momentum, clip
-        self.program = compile_graph(_graph(self.shapes, momentum, clip), device=device)
-        self.coef = np.empty(len(self.shapes) * 3, np.float32)
+        super().__init__(shapes, momentum, clip, device=device)
 
 
 def update_by_device(updater, entries) -> bool:

@@ -1,12 +1,14 @@
-"""One compiled program per Trainer step for SGD: every parameter's update in one native call,
-instead of a few numpy passes and Python bookkeeping per parameter (PyTorch calls this a
-"fused" or "foreach" optimizer; MXNet has multi_sgd_update).
+"""One native call per Trainer step for SGD: every parameter's update, each in one pass over its
+weight, gradient and momentum, instead of a few numpy passes and Python bookkeeping per parameter
+(PyTorch calls this a "fused" or "foreach" optimizer; MXNet has multi_sgd_update).
 
-The update of all k parameters is a graph: inputs w_i, g_i (and mom_i), plus a float32 vector
-of per-parameter coefficients (learning rate times its multipliers, weight decay, ...), so that
-a changing learning rate never recompiles. Its outputs are written into the weight (and
-momentum) arrays themselves: each output element depends only on the same element of the
-inputs, which a fused elementwise kernel reads before it writes.
+Each parameter's update is one kernel (runtime/kernel_program.py) over its flattened elements,
+reading a float32 vector of per-parameter coefficients (learning rate times its multipliers,
+weight decay, ...), so that a changing learning rate never recompiles. With momentum it has two
+outputs, the momentum and the weight, both computed from one load of w, g and m and stored in
+place (runtime/kernel_program.MultiStore): 20 bytes of memory traffic per element. Written as a
+graph, the fuser's one-output groups made it two passes, the second reading the new momentum
+back (28 bytes per element; W7's MLP: 2.7 MB per array, past the caches).
 
     g' = clip(rescale_grad * g_i)                       (clip only when clip_gradient is set)
     momentum == 0: w_i = (1 - lr_i * wd_i) * w_i - lr_i * g'
@@ -17,48 +19,66 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ops.builder import GraphBuilder
-from ..ops.types import TensorType
+from ..ops import scalar as S
+from ..ops.registry import get_op
 
 _COEFS = 3      # per parameter: lr * rescale_grad, 1 - lr * wd (or lr * wd), lr
+_F32 = "float32"
 
 
-def _graph(shapes, momentum: float, clip):
-    b = GraphBuilder("sgd_step")
-    F = b.F
-    k = len(shapes)
-    coef = b.var("coef", TensorType((k * _COEFS,), "float32"), "input")
-    outs_w, outs_m = [], []
-    for i, shape in enumerate(shapes):
-        w = b.var(f"w{i}", TensorType(shape, "float32"), "input")
-        g = b.var(f"g{i}", TensorType(shape, "float32"), "input")
-        c = [F.slice_axis(coef, axis=0, begin=i * _COEFS + j, end=i * _COEFS + j + 1) for j in range(_COEFS)]
-        if clip is None:
-            step = F.broadcast_mul(g, c[0])                      # lr * rescale * g
-        else:
-            # rescale first (c[0] holds rescale here), clip, then the learning rate
-            step = F.broadcast_mul(F.clip(F.broadcast_mul(g, c[0]), a_min=-clip, a_max=clip), c[2])
-        if momentum == 0.0:
-            outs_w.append(F.broadcast_mul(w, c[1]) - step)       # c[1] = 1 - lr * wd
-        else:
-            m = b.var(f"m{i}", TensorType(shape, "float32"), "input")
-            new_m = F.broadcast_mul(m, F.ones_like(c[1]) * momentum) - F.broadcast_mul(w, c[1]) - step
-            outs_m.append(new_m)                                  # c[1] = lr * wd
-            outs_w.append(w + new_m)
-    return b.build([v.value for v in outs_m + outs_w])
+def _formulas(momentum: float, clip):
+    """The update's outputs as formulas over arg 0-2 = the parameter's coefficients, 3 = w,
+    4 = g, 5 = m: (momentum, weight) with momentum, (weight,) without."""
+    c0, c1, c2, w, g = (S.arg(i, _F32) for i in range(5))
+    if clip is None:
+        step = g * c0                                           # lr * rescale * g
+    else:
+        # rescale first (c0 holds rescale here), clip (the clip operator's own formula), then lr
+        step = get_op("clip").lowering.formula(g * c0, a_min=-clip, a_max=clip) * c2
+    if momentum == 0.0:
+        return (w * c1 - step,)                                 # c1 = 1 - lr * wd
+    m = S.arg(5, _F32)
+    new_m = m * S.const(np.float32(momentum).item(), _F32) - w * c1 - step     # c1 = lr * wd
+    return new_m, w + new_m
+
+
+def _kernel(n: int, momentum: float, clip):
+    """The update of one parameter of n elements: one parallel loop, one pass."""
+    from ..runtime.kernel_ir import Buf, Index, Kernel, Load, Loop, Store
+    from ..runtime.kernel_program import MultiStore
+    from ..runtime.lower import PARALLEL_WORK
+    at = Index((("i", 1),))
+    names = ["w", "g"] + (["m"] if momentum != 0.0 else [])
+    args = tuple(Load("coef", Index((), j)) for j in range(_COEFS)) + tuple(Load(b, at) for b in names)
+    exprs = _formulas(momentum, clip)
+    if len(exprs) == 1:
+        stmt = Store("w", at, exprs[0], args)
+    else:
+        stmt = MultiStore(("m", "w"), at, exprs, args)
+    work = n * 8
+    bufs = [Buf("coef", _F32, _COEFS)] + [Buf(b, _F32, n) for b in names]
+    return Kernel("sgd_update", bufs, [Loop("i", n, [stmt], parallel=work >= PARALLEL_WORK)], work)
 
 
 class FusedSGD:
-    """The compiled step for one set of parameter shapes and settings (momentum, clipping)."""
+    """The compiled step for one set of parameter shapes and settings (momentum, clipping), for
+    the CPU device `device` (its worker pool runs the parallel loops)."""
 
-    def __init__(self, shapes, momentum, clip):
-        from ..compiler import compile_graph
-        # flat: parameters of equal size share their kernels (LLVM's time grows with the
-        # number of distinct kernels: ResNet-50's 299 parameters, 3.1 s as shaped)
-        self.shapes = [(int(np.prod(s)),) for s in shapes]
+    def __init__(self, shapes, momentum, clip, device: int = 0):
+        from ..runtime.kernel_program import KernelProgram
+        # flat: parameters of equal size share their kernel (compiled once)
+        self.sizes = [int(np.prod(s)) for s in shapes]
         self.momentum, self.clip = momentum, clip
-        self.program = compile_graph(_graph(self.shapes, momentum, clip))
-        self.coef = np.empty(len(self.shapes) * _COEFS, np.float32)
+        per = 3 if momentum != 0.0 else 2                # arrays per parameter: w, g (, m)
+        kernels, calls = {}, []
+        for i, n in enumerate(self.sizes):
+            k = kernels.get(n)
+            if k is None:
+                k = kernels[n] = _kernel(n, momentum, clip)
+            coef = (0, i * _COEFS * 4)                   # this parameter's coefficients (bytes)
+            calls.append((k, [coef] + [1 + per * i + j for j in range(per)]))
+        self.program = KernelProgram("sgd_step", calls, 1 + per * len(self.sizes), device)
+        self.coef = np.empty(len(self.sizes) * _COEFS, np.float32)
 
     def __call__(self, opt, indices, weights, grads, states):
         coef = self.coef
@@ -68,21 +88,23 @@ class FusedSGD:
             coef[base] = opt.rescale_grad if self.clip is not None else lr * opt.rescale_grad
             coef[base + 1] = (1.0 - lr * wd) if self.momentum == 0.0 else lr * wd
             coef[base + 2] = lr
-        inputs = [coef]
-        ws = [w._data.reshape(-1) for w in weights]
-        ms = [s._data.reshape(-1) for s in states] if self.momentum != 0.0 else []
-        for i, (w, g) in enumerate(zip(ws, grads)):
-            inputs += [w, g._data.reshape(-1)]
-            if ms:
-                inputs.append(ms[i])
-        outs = ms + ws
-        self.program(inputs, outs)
+        # the arrays themselves, not flat views: the kernels index them flat (C-contiguous, as
+        # fused_sgd_applies requires), and the program skips re-binding the same objects
+        arrays = [coef]
+        if self.momentum != 0.0:
+            for w, g, m in zip(weights, grads, states):
+                arrays += (w._data, g._data, m._data)
+        else:
+            for w, g in zip(weights, grads):
+                arrays += (w._data, g._data)
+        self.program(arrays)
 
 
-# The program has a few kernel calls per parameter, and LLVM's time grows with them: ResNet-50's
-# 299 parameters took 3 s to compile (once per process; 13 ms per step after that, against about
-# 40 ms in numpy). Above this many parameters the per-parameter numpy updates run instead.
-MAX_PARAMETERS = 32
+# LLVM's time grows with the number of distinct kernels, one per distinct parameter size here:
+# ResNet-18's 62 parameters (17 sizes) compile in 0.65 s, ResNet-50's 193 (22 sizes) in 0.84 s, on
+# a loaded 2-core machine (as a graph with a few kernels per parameter, ResNet-50 took 3 s, hence
+# the old limit of 32). Above this many parameters the per-parameter numpy updates run instead.
+MAX_PARAMETERS = 512
 
 
 def fused_sgd_applies(opt, weights, grads, states) -> bool:

@@ -62,3 +62,58 @@ def test_many_parameters_keep_the_numpy_path(monkeypatch):
     assert not getattr(up, "_fused", None)
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_large_parameters_split_across_threads_match_numpy(momentum):
+    """Parameters big enough for the kernels' parallel loops (several threads each take a range
+    of elements), against the float64 formula of SGD.update, three steps."""
+    from graphc.gluon.fused_update import FusedSGD
+    from graphc.runtime.lower import PARALLEL_WORK
+    rng = np.random.default_rng(1)
+    shapes = [(PARALLEL_WORK // 4 + 3,), (3, 5), (PARALLEL_WORK // 8, 9)]
+    o = opt.SGD(learning_rate=0.05, momentum=momentum, wd=1e-2)
+    ws = [nd.array(rng.normal(size=s).astype(np.float32)) for s in shapes]
+    ms = [nd.array(np.zeros(s, np.float32)) for s in shapes]
+    ref_w = [w.asnumpy().astype(np.float64) for w in ws]
+    ref_m = [np.zeros(s) for s in shapes]
+    step = FusedSGD(shapes, momentum, None)
+    for _ in range(3):
+        gs = [nd.array(rng.normal(size=s).astype(np.float32)) for s in shapes]
+        step(o, [0, 1, 2], ws, gs, ms)
+        for i, g in enumerate(gs):
+            g64 = g.asnumpy().astype(np.float64)
+            if momentum:
+                ref_m[i] = momentum * ref_m[i] - 0.05 * 1e-2 * ref_w[i] - 0.05 * g64
+                ref_w[i] = ref_w[i] + ref_m[i]
+            else:
+                ref_w[i] = (1 - 0.05 * 1e-2) * ref_w[i] - 0.05 * g64
+    for i in range(3):
+        np.testing.assert_allclose(ws[i].asnumpy(), ref_w[i], rtol=1e-5, atol=1e-6)
+        if momentum:
+            np.testing.assert_allclose(ms[i].asnumpy(), ref_m[i], rtol=1e-5, atol=1e-6)
+
+
+def test_momentum_step_is_one_pass():
+    """Weight and momentum come out of one loop over w, g and m (runtime/kernel_program.MultiStore),
+    not a pass that writes m and a second that reads it back."""
+    from graphc.gluon.fused_update import _kernel
+    from graphc.runtime.kernel_program import MultiStore
+    k = _kernel(40, 0.9, None)
+    (loop,) = k.body
+    (stmt,) = loop.body
+    assert isinstance(stmt, MultiStore) and stmt.outs == ("m", "w")
+    assert [b.name for b in k.bufs] == ["coef", "w", "g", "m"]
+
+
+def test_the_compiled_step_shows_in_the_profiler():
+    """mx.profiler's symbolic events include the step (one span per native call), as they did
+    when it was a compiled graph."""
+    from graphc import profiler
+    from graphc.runtime import trace
+    with profiler.isolated(profile_symbolic=True):
+        profiler.set_state("run")
+        run(True, steps=2, learning_rate=0.1, momentum=0.9)
+        profiler.set_state("stop")
+        spans = [e for e in trace.events if e[0] == "X" and e[1] == "sgd_step"]
+    assert len(spans) == 2 and all(e[2] == "kernel" for e in spans)
