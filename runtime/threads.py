@@ -59,7 +59,7 @@ import threading
 import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
-from . import cpu_devices, llvm_jit
+from . import cpu_devices
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 VOID = ir.VoidType()
@@ -72,9 +72,12 @@ MAX_THREADS = 64
 MASK_WORDS = 16          # cpu_set_t of 1024 cores, as glibc's
 SYS_FUTEX = {"x86_64": 202, "aarch64": 98}
 FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 128, 129
-# pause iterations a worker spins on the futex word before parking (about 30-100 µs on current
-# x86 cores; GRAPHC_POOL_SPIN overrides, 0 parks at once)
-DEFAULT_SPIN = 1000
+# pause iterations a worker spins on the futex word before parking; GRAPHC_POOL_SPIN overrides,
+# 0 parks at once. A `pause` takes about 10 ns on Sapphire Rapids and 20-40 ns on Zen/Skylake, so
+# 4000 spin for 40-160 µs: longer than the Python between two calls of a small program (W2, batch-1
+# MLP: about 10 µs), so the worker is still awake for the next call; waking a parked worker costs
+# about 50 µs (W2 measured 75-85 µs per call with 1000 spins, 20-22 with 3000; helper B3, chrt'd)
+DEFAULT_SPIN = 4000
 # caller's join: pause iterations before it starts yielding the core (a preempted worker holds a chunk)
 JOIN_SPIN = int(os.environ.get("GRAPHC_POOL_JOIN_SPIN", 2000))
 CHUNKS_PER_THREAD = int(os.environ.get("GRAPHC_POOL_CHUNKS", 4))
@@ -373,15 +376,16 @@ def ensure_pool(device: int = 0) -> int:
         if "run" in st:
             return st["run"]
         suffix = "" if device == 0 else f"_d{device}"
-        tm = llvm_jit.create_target_machine(opt=3)
-        mod = llvm.parse_assembly(_build_module(tm.triple, str(tm.target_data), suffix))
-        mod.verify()
-        llvm_jit.optimize(mod, tm, speed_level=2)
-        engine = llvm.create_mcjit_compiler(mod, tm)
-        engine.finalize_object()
         names = {k: k + suffix for k in (POOL_RUN, "graphc_pool_workers", "graphc_pool_set_spin",
                                           "graphc_pool_after_fork", "graphc_pool_set_limit", "graphc_pool_set_mask")}
-        addr = {k: engine.get_function_address(v) for k, v in names.items()}
+        # the pool's object code comes from the compile cache like a program's: building it costs
+        # every process about 45 ms of LLVM, loading the cached object about 3 ms (W6's warm start)
+        from . import cache     # (cache imports this module)
+        tm = cache.target_machine()
+        text = _build_module(tm.triple, str(tm.target_data), suffix)
+        addrs, _, engine = cache.load_code(cache.make_key("graphc worker pool\n" + text),
+                                           lambda: [text], list(names.values()))
+        addr = {k: addrs[v] for k, v in names.items()}
         # the workers run this code until the process ends: never free it, even at interpreter exit
         ctypes.pythonapi.Py_IncRef(ctypes.py_object(engine))
         st["engine"] = engine
