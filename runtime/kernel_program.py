@@ -22,7 +22,7 @@ import numpy as np
 from . import cache as _cache, cpu_devices as _cpu_devices, threads as _threads, trace as _trace
 from .kernel_ir import Gemm, Index, Loop, MemCopy, Store, _formula_lines
 from .lower import name_by_content
-from .render_llvm import ModuleBuilder
+from .render_llvm import ELEMENTWISE_FLAGS, ModuleBuilder
 
 _ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
@@ -35,9 +35,14 @@ class MultiStore:
     index: Index           # where every output is stored
     exprs: tuple           # ScalarExpr per output, over `arg i` = args[i]
     args: tuple            # Loads
+    # LLVM's floating-point flags on the arithmetic; () rounds every operation as written (no
+    # fused multiply-add), for updates that must match a numpy reference bit for bit
+    flags: tuple = ELEMENTWISE_FLAGS
 
     def lines(self, indent):
         out = [f"{indent}# {len(self.outs)} outputs from one set of loads, stored after all are computed"]
+        if tuple(self.flags) != tuple(ELEMENTWISE_FLAGS):
+            out.append(f"{indent}# floating-point flags: {' '.join(self.flags) or 'none'}")
         for buf, expr in zip(self.outs, self.exprs):
             out += _formula_lines(indent, f"{buf}[{self.index}] = ", expr, self.args)
         return out
@@ -48,7 +53,7 @@ class MultiStore:
         b = em.b
         vals = [em.value(a) for a in self.args]
         memo = {}                                   # subexpressions shared between outputs
-        results = [emit_expr(b, e, vals, memo=memo) for e in self.exprs]
+        results = [emit_expr(b, e, vals, flags=tuple(self.flags), memo=memo) for e in self.exprs]
         at = em.index(self.index)
         for buf, v in zip(self.outs, results):
             b.store(v, b.gep(em.ptrs[buf], [at], inbounds=True))

@@ -13,7 +13,8 @@ back (28 bytes per element; W7's MLP: 2.7 MB per array, past the caches).
     g' = clip(rescale_grad * g_i)                       (clip only when clip_gradient is set)
     momentum == 0: w_i = (1 - lr_i * wd_i) * w_i - lr_i * g'
     else:          mom_i = momentum * mom_i - lr_i * wd_i * w_i - lr_i * g';  w_i += mom_i
-(the same formulas, in the same float32 order, as optimizer.SGD.update).
+(the same formulas, in the same float32 order and roundings, as optimizer.SGD.update: bit for
+bit). NAG without momentum is SGD's update and takes this path too.
 """
 from __future__ import annotations
 
@@ -44,17 +45,15 @@ def _formulas(momentum: float, clip):
 
 def _kernel(n: int, momentum: float, clip):
     """The update of one parameter of n elements: one parallel loop, one pass."""
-    from ..runtime.kernel_ir import Buf, Index, Kernel, Load, Loop, Store
+    from ..runtime.kernel_ir import Buf, Index, Kernel, Load, Loop
     from ..runtime.kernel_program import MultiStore
     from ..runtime.lower import PARALLEL_WORK
     at = Index((("i", 1),))
     names = ["w", "g"] + (["m"] if momentum != 0.0 else [])
     args = tuple(Load("coef", Index((), j)) for j in range(_COEFS)) + tuple(Load(b, at) for b in names)
     exprs = _formulas(momentum, clip)
-    if len(exprs) == 1:
-        stmt = Store("w", at, exprs[0], args)
-    else:
-        stmt = MultiStore(("m", "w"), at, exprs, args)
+    # flags=(): no multiply-add contraction, so the results are the numpy update's, bit for bit
+    stmt = MultiStore(("m", "w") if len(exprs) == 2 else ("w",), at, exprs, args, flags=())
     work = n * 8
     bufs = [Buf("coef", _F32, _COEFS)] + [Buf(b, _F32, n) for b in names]
     return Kernel("sgd_update", bufs, [Loop("i", n, [stmt], parallel=work >= PARALLEL_WORK)], work)
@@ -108,11 +107,12 @@ MAX_PARAMETERS = 512
 
 
 def fused_sgd_applies(opt, weights, grads, states) -> bool:
-    """Float32, C-contiguous, writeable weights and gradients on the CPU, the plain SGD class,
-    no float16 master copies, and few enough parameters to compile quickly."""
-    from .optimizer import SGD
-    if type(opt) is not SGD or not weights:     # multi_precision: float16 weights fail the dtype test below
-        return False
+    """Float32, C-contiguous, writeable weights and gradients on the CPU, the plain SGD class (or
+    NAG without momentum, which is SGD.update), no float16 master copies, and few enough
+    parameters to compile quickly."""
+    from .optimizer import NAG, SGD
+    if not (type(opt) is SGD or (type(opt) is NAG and opt.momentum == 0.0)) or not weights:
+        return False        # multi_precision: float16 weights fail the dtype test below
     if len(weights) > MAX_PARAMETERS:
         return False
     for w, g in zip(weights, grads):

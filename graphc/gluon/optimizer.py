@@ -633,21 +633,29 @@ class Updater:
             self.optimizer.update_multi_precision(idx, w, g, self.states[idx])
 
     def _fused_step(self, index, grad, weight) -> bool:
-        """All of SGD's updates as one compiled program (fused_update.py); False where it does
-        not apply (then each parameter updates on its own)."""
+        """All of SGD's (fused_update.py) or Adam's, AdamW's, NAG's, RMSProp's, AdaGrad's
+        (fused_optimizers.py) updates as one compiled program; False where it does not apply
+        (then each parameter updates on its own)."""
+        from .fused_optimizers import FusedStep, fused_rule
         from .fused_update import FusedSGD, fused_sgd_applies
         opt = self.optimizer
         states = [self.states[i] for i in index]
-        if not fused_sgd_applies(opt, weight, grad, states):
-            return False
-        clip = opt.clip_gradient if opt._clipping() else None
-        key = (tuple(w._data.shape for w in weight), opt.momentum, clip)
+        shapes = tuple(w._data.shape for w in weight)
+        if fused_sgd_applies(opt, weight, grad, states):
+            clip = opt.clip_gradient if opt._clipping() else None
+            key = (shapes, opt.momentum, clip)
+            rule = None
+        else:
+            rule = fused_rule(opt, weight, grad, states)
+            if rule is None:
+                return False
+            key = (shapes, rule.key)
         cache = self.__dict__.setdefault("_fused", {})
         fused = cache.get(key)
         if fused is None:
             if len(cache) >= 8:         # e.g. changing subsets under ignore_stale_grad: keep a few
                 cache.pop(next(iter(cache)))
-            fused = cache[key] = FusedSGD(key[0], opt.momentum, clip)
+            fused = cache[key] = FusedSGD(shapes, opt.momentum, clip) if rule is None else FusedStep(shapes, rule)
         opt._update_count(list(index))
         fused(opt, index, weight, grad, states)
         return True
