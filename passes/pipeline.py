@@ -26,6 +26,7 @@ from .fold_onehot_sum import fold_onehot_sums
 from .decompose_norms import decompose_norms, specialize_training
 from .fuse import fuse_elementwise
 from .fuse_attention import fuse_attention
+from .fuse_softmax_ce import fuse_softmax_ce
 from .merge_gemms import merge_summed_gemms
 from .simplify import (eliminate_dead_code, eliminate_common_subexpressions, fold_constants,
                        simplify_algebra)
@@ -105,7 +106,7 @@ def _lower(training: bool) -> Pipeline:
     # the same data to channels first, and CSE keeps one of the two copies
     return Pipeline([bind(specialize_training, training=training), lower_channels_last, merge_summed_gemms,
                      eliminate_common_subexpressions, fuse_attention, bind(decompose_norms, training=training),
-                     decompose_softmax, fold_onehot_sums, fuse_elementwise], "lower")
+                     fuse_softmax_ce, decompose_softmax, fold_onehot_sums, fuse_elementwise], "lower")
 
 
 # the last graph-to-graph steps before a backend: its `_fused_*` nodes are what a backend lowers.

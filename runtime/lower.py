@@ -491,6 +491,7 @@ from .gather import take_kernel  # noqa: E402
 from .index_kernels import lower_index_family  # noqa: E402
 from .dropout_kernel import lower_dropout  # noqa: E402
 from .attention_kernel import lower_attention  # noqa: E402
+from .softmax_ce_kernel import lower_softmax_ce  # noqa: E402
 from .sort_kernels import lower_sort_family  # noqa: E402
 from .grid_kernels import lower_grid_family  # noqa: E402
 from .lrn_kernels import lower_lrn_family  # noqa: E402
@@ -503,6 +504,7 @@ _FAMILY_LOWERINGS = (
                           # argmax/argmin, norm, L2Normalization): runtime/index_kernels.py
     lower_dropout,        # the mask drawn in the kernel from a per-call seed: runtime/dropout_kernel.py
     lower_attention,      # softmax attention in one kernel: runtime/attention_kernel.py
+    lower_softmax_ce,     # log_softmax row statistics in one kernel: runtime/softmax_ce_kernel.py
     lower_upsampling,     # bilinear UpSampling as a gather: runtime/upsample_kernels.py
     lower_lrn_family,     # LRN and its gradient: runtime/lrn_kernels.py
     lower_grid_family,    # GridGenerator and its gradient: runtime/grid_kernels.py
