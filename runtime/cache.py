@@ -40,7 +40,7 @@ from .cache_store import (CacheWarning, MAX_ENTRY_BYTES, OBJECT, PROGRAM, cache_
                           max_bytes, prepare_dir, trim, warn, write_entry)
 
 # bump when generated code or the way keys are made changes in a way descriptions do not show
-VERSION = "graphc-0.1.0-rt8"
+VERSION = "graphc-0.1.0-rt9"
 DEFAULT_MAX_PROGRAMS = 64
 _lock = threading.Lock()
 _write_failed: set = set()      # directories whose failed write was reported (once per process)

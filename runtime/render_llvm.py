@@ -21,7 +21,7 @@ import llvmlite.ir as ir
 
 from graphc.ops import scalar as S
 
-from . import gemm_kernel
+from . import gemm_kernel, gemv_kernel, module_split, stream_stores
 from .llvm_jit import MODULE_BREAK
 from .loop_metadata import no_unroll as _no_unroll
 from .threads import POOL_RUN, POOL_RUN_FN
@@ -467,9 +467,20 @@ class _KernelEmitter:
         nxt = b.add(phi, _c(I64, 1), flags=["nuw", "nsw"])
         phi.add_incoming(nxt, b.block)
         latch = b.cbranch(b.icmp_signed("<", nxt, hi), header, exit_)
-        if any(isinstance(s, Loop) for s in body):
+        if any(isinstance(s, Loop) for s in body) or _copies_only(body):
             latch.set_metadata("llvm.loop", _no_unroll(b.module))
         b.position_at_end(exit_)
+
+
+def _copies_only(body) -> bool:
+    """A loop that only moves values or sums them (im2col, padding, crops, col2im): vectorised,
+    it is bound by memory, and unrolling it further was 0.8 of ResNet-18's 4.1 CPU-s of LLVM
+    time in training."""
+    return bool(body) and all(isinstance(s, Store) and _moves(s.expr) for s in body)
+
+
+def _moves(expr) -> bool:
+    return all(e.kind in ("arg", "const") or (e.kind == "call" and e.op == "add") for e in S.postorder(expr))
 
 
 def _declare(module, name, fnty):
@@ -592,7 +603,7 @@ class ModuleBuilder:
     @staticmethod
     def cache_tag() -> str:
         """The settings generated GEMM code depends on, for the program cache key."""
-        return gemm_kernel.cache_tag()
+        return " ".join((gemm_kernel.cache_tag(), gemv_kernel.cache_tag(), stream_stores.cache_tag()))
 
     def add_kernel(self, kernel: Kernel) -> ir.Function:
         """`void @kernel.name(i8** bufs, i64 start, i64 end)`; bufs in kernel.bufs order."""
@@ -702,16 +713,16 @@ class ModuleBuilder:
 
     def texts(self) -> list:
         """The program's LLVM IR as separately compiled modules, linked when loaded: the entries
-        and kernels, then (when any GEMM runs on graphc's own kernel) the GEMM code, which is
-        about half of a convolutional network's LLVM time and compiles on another core
-        (runtime/compile_pool.py)."""
-        return [make() for make in self.text_makers()]
+        and kernels (in parts when large: runtime/module_split.py), then (when any GEMM runs on
+        graphc's own kernel) the GEMM code; runtime/compile_pool.py shares them between two
+        cores."""
+        return [make() if callable(make) else make for make in self.text_makers()]
 
     def text_makers(self) -> list:
-        """texts(), each as a function that prints it (printing a large module takes a while:
-        runtime/compile_pool.py prints the first while another process compiles the rest)."""
-        mods = [self.module] + ([self._gemm_module] if self._gemm_module is not None else [])
-        return [(lambda m=m: str(m)) for m in mods]
+        """texts(), each a text or a function that prints it (the GEMM module's, printed when
+        runtime/compile_pool.py gets to it)."""
+        parts = module_split.split_module(self.module)
+        return parts + ([lambda: str(self._gemm_module)] if self._gemm_module is not None else [])
 
     def parallel_runner(self) -> ir.Function:
         """`void @graphc_pool_run(kernel*, i8** bufs, i64 n, i64 nthreads)` (or the device's
@@ -734,12 +745,27 @@ class ModuleBuilder:
         fn = ir.Function(m, ir.FunctionType(VOID, [I8PP]), name)
         fn.attributes.add("nounwind")
         rows, binds = [], []
-        for kernel, where in calls:
+        calls, folded = list(calls), set()
+        for pos, (kernel, where) in enumerate(calls):
+            if pos in folded:
+                continue
             kfn = self.add_kernel(kernel)
+            # a large elementwise output: written with streaming stores (runtime/stream_stores.py)
+            kfn = stream_stores.emit(self.module, kernel) or kfn
             loop = kernel.parallel_loop
-            native = self.gemm_native(kernel)
-            split = self.gemm_split(kernel) if native is None else None
-            if native is not None:
+            # a few rows times a matrix: runtime/gemv_kernel.py, split by outputs over the pool
+            pool = self.nthreads > 1 and self.gemm_split_work is not None and kernel.work >= self.gemm_split_work
+            # and its bias/activation kernel, when next, computed in it (gemv_kernel.fold)
+            ep = gemv_kernel.fold(kernel, where, *calls[pos + 1]) if pos + 1 < len(calls) else None
+            gemv = gemv_kernel.emit(self.module, kernel, self.nthreads if pool else 1, ep)
+            if gemv is not None and ep is not None:
+                where = list(where) + list(calls[pos + 1][1])
+                folded.add(pos + 1)
+            native = self.gemm_native(kernel) if gemv is None else None
+            split = self.gemm_split(kernel) if native is None and gemv is None else None
+            if gemv is not None:
+                target, pooled, extent = gemv[0], int(pool), gemv[1]
+            elif native is not None:
                 target, pooled, extent = native, 0, 0
             elif split is not None:
                 target, pooled, extent = split[0], 1, split[1]
