@@ -27,15 +27,18 @@ default) only: 'blas' and 'native' ask for OpenBLAS or graphc's packed GEMM ever
 GRAPHC_GEMV=0 (read when a program is built; part of the cache key through cache_tag) leaves
 these products to the previous path (OpenBLAS slices or graphc's GEMM), for A/B comparisons.
 
-Epilogues: lowering follows a Dense layer's GEMM with an elementwise kernel over its output in
-place (bias add, activation: runtime/lower.py), another call of the entry's table and, after a
-pooled GEMV, a pass over outputs half of which the other core wrote. When the next call is such
-a kernel (fold() says when: one flat loop over exactly C's elements, reading C and other
-buffers at the element's own index), each pool part runs it over the slice of C it has just
-written (still in its L1), and the entry makes one call instead of two. Measured (chrt'd, one
-512x512 layer, one thread): the same time as the two calls (10.38 vs 10.36 us); in W2 the
-difference is below what separate processes vary by (+-3 us). GRAPHC_GEMV_EPILOGUE=0 (read
-when a program is built; in cache_tag) keeps them apart.
+Epilogues (off by default; GRAPHC_GEMV_EPILOGUE=1 turns them on, read when a program is built,
+in cache_tag): lowering follows a Dense layer's GEMM with an elementwise kernel over its output
+in place (bias add, activation: runtime/lower.py), another call of the entry's table. When the
+next call is such a kernel (fold() says when: one flat loop over exactly C's elements, reading C
+and other buffers at the element's own index), each pool part can run it over the slice of C it
+has just written (still in its L1), and the entry makes one call instead of two. Measured
+(chrt'd): one 512x512 layer on one thread, the same time as the two calls (10.38 vs 10.36 us;
+computed on each result before its store instead, 0.3 us slower); W2 per call on two threads,
+15 alternating process pairs: slower in 10, faster in 5, by 0.3-4 us either way (best of 15
+blocks, 18.7-24.4 us), which is what separate processes vary by, so no difference is resolved.
+The separate epilogue call costs no time measurable over the folded loop: left off until a
+measurement shows a gain.
 """
 from __future__ import annotations
 
@@ -57,7 +60,7 @@ def enabled() -> bool:
 
 
 def epilogues_enabled() -> bool:
-    return os.environ.get("GRAPHC_GEMV_EPILOGUE", "1").strip().lower() not in ("0", "off", "no", "false")
+    return os.environ.get("GRAPHC_GEMV_EPILOGUE", "0").strip().lower() not in ("0", "off", "no", "false")
 
 
 def cache_tag() -> str:

@@ -483,11 +483,13 @@ class HybridBlock(Block):
         super().cast(dtype)
 
     def __call__(self, *args):
-        for hook in self._forward_pre_hooks.values():
-            hook(self, args)
-        if self._active and self._cached_op is not None and len(args) == 1 and type(args[0]) is _NDArray \
+        if self._forward_pre_hooks:
+            for hook in self._forward_pre_hooks.values():
+                hook(self, args)
+        op = self._cached_op
+        if op is not None and len(args) == 1 and type(args[0]) is _NDArray and self._active \
                 and not self._forward_hooks and _current_trace() is None:
-            return self._cached_op(*args)    # the hot path of a hybridized block: nothing else to do
+            return op(args[0])    # the hot path of a hybridized block: nothing else to do
         leaves = _flatten(args)
         if self._active and leaves and isinstance(leaves[0], _NDArray) and _current_trace() is None:
             self._ensure_params(*args)
