@@ -12,7 +12,8 @@ described by the forward convolution it is, transposes or differentiates
 - weight gradient: dW[f, k] = sum over images dy[f, p] @ col[k, p]ᵀ (beta = 1 after the first).
 
 Padding never becomes a branch: the images are first copied into a zero-padded buffer in the
-step's scratch (skipped without padding), so im2col, col2im and the depthwise loop are each one
+step's scratch (skipped without padding; Winograd's input transform resolves the padding
+itself, see runtime/winograd.py), so im2col, col2im and the depthwise loop are each one
 affine loop nest (taps outer, output rows inner: the innermost loop is a strided copy or
 multiply-add along a row, which LLVM widens). One nest per kernel also keeps LLVM's work small:
 an earlier form with a copy loop per tap and clipped box (no padded copy) made ResNet-18's 3x3
@@ -223,10 +224,12 @@ class ConvCall:
     operands: dict
 
 
-def conv_calls(node: Node, names) -> list:
+def conv_calls(node: Node, names, epilogue=None) -> list:
     """The kernels of one convolution-family node, in order, with operand bindings:
     operands are 'image' (the forward convolution's input), 'weight', 'result' (its output:
-    y, or dy for gradients) and 'scratch'. `names(base)` gives fresh kernel names."""
+    y, or dy for gradients) and 'scratch'. `names(base)` gives fresh kernel names.
+    epilogue (a winograd.Epilogue, only where uses_winograd): applied by the output transform;
+    its operands are bound under their buffer names as roles."""
     g = conv_geometry(node)
     role = CONV_ROLES[node.op]
     dt = g.dtype
@@ -258,7 +261,8 @@ def conv_calls(node: Node, names) -> list:
         calls = [pad_call(0, g.batch)] if padded else []
         return calls + [ConvCall(k, {"x": src or ("image", 0), "w": ("weight", 0), "y": ("result", 0)})]
     if role == "forward" and uses_winograd(node, g):
-        return _winograd_calls(g, kernel, pad_call, chunk, cols, pad_at, padded, names, base)
+        return _winograd_calls(g, kernel, chunk, cols, padded, pad_at, names, base, epilogue,
+                               None if winograd.folds() else pad_call)
     im2col = bool(cols)
 
     def col_kernel_for(count, n0):
@@ -405,13 +409,20 @@ def _banded_calls(g: ConvGeometry, rows, n0, count, padded, pad_at, names, base)
     return calls
 
 
-def _winograd_calls(g: ConvGeometry, kernel, pad_call, chunk, cols, pad_at, padded, names, base) -> list:
-    """Winograd F(m x m, 3x3) (runtime/winograd.py) per chunk of images: pad, transform the
-    inputs, the products as one batched GEMM, transform back into the result. The weights are
-    transformed once per call, before the first chunk. Scratch: [v | m] per chunk, the padded
-    images, then (shared by the chunks) u, the weights' staging copy, the output transform's
-    tiles and the input transform's column phases."""
+def _winograd_calls(g: ConvGeometry, kernel, chunk, cols, padded, pad_at, names, base, epilogue=None,
+                    pad_call=None) -> list:
+    """Winograd F(m x m, 3x3) (runtime/winograd.py) per chunk of images: transform the inputs
+    (read in place, the padding resolved by the transform), the products as one batched GEMM,
+    transform back into the result, applying the epilogue if given. The weights are transformed
+    once per call, before the first chunk. Scratch: [v | m] per chunk, the padded images' room
+    (where, with padding, the input transform splits the padded images by column phase), then
+    (shared by the chunks) u, the weights' staging copy, the output transform's tiles and the
+    input transform's column phases without padding. pad_call: GRAPHC_WINOGRAD_FOLD=0's form,
+    a padded copy first, which the transform reads as an image without padding."""
     dt = g.dtype
+    g_in = g
+    if pad_call and padded:
+        g_in = dataclasses.replace(g, in_size=_padded_size(g), pad=(0,) * len(g.pad))
     fixed = winograd_scratch(g, 0)
     at = {}
     offset = chunk * (cols + padded)
@@ -426,11 +437,14 @@ def _winograd_calls(g: ConvGeometry, kernel, pad_call, chunk, cols, pad_at, padd
         count = min(chunk, g.batch - n0)
         sizes = winograd_scratch(g, count)
         m_at = sizes["v"]
-        if padded:
+        if g_in is not g:
             calls.append(pad_call(n0, count))
-        calls.append(ConvCall(kernel("wgin", count, winograd.input_transform_kernel, "x", "v", "phases"), {
-            "x": ("scratch", pad_at) if padded else ("image", n0 * img_elems), "v": ("scratch", 0),
-            "phases": at["phases"]}))
+        wgin = kernel("wgin", count, lambda nm, _g, n, *b: winograd.input_transform_kernel(nm, g_in, n, *b),
+                      "x", "v", "phases")
+        calls.append(ConvCall(wgin,
+                              {"x": ("scratch", pad_at) if g_in is not g else ("image", n0 * img_elems),
+                               "v": ("scratch", 0),
+                               "phases": ("scratch", pad_at) if any(g_in.pad) else at["phases"]}))
         t = math.prod(winograd.tiles(g)) * count
         if count not in gemms:
             # M[ξ] (filters x tiles) = U[ξ] (filters x channels) @ V[ξ] (channels x tiles)
@@ -440,8 +454,12 @@ def _winograd_calls(g: ConvGeometry, kernel, pad_call, chunk, cols, pad_at, padd
             gemms[count] = _gemm_kernel(names(f"k_{base}_gemm"), st, [
                 Buf("m", dt, sizes["m"]), Buf("u", dt, fixed["u"]), Buf("v", dt, sizes["v"])])
         calls.append(ConvCall(gemms[count], {"u": at["u"], "v": ("scratch", 0), "m": ("scratch", m_at)}))
-        calls.append(ConvCall(kernel("wgout", count, winograd.output_transform_kernel, "m", "y", "tiled"),
-                              {"m": ("scratch", m_at), "y": ("result", n0 * res_elems), "tiled": at["tiled"]}))
+        out = kernel("wgout", count,
+                     lambda nm, gg, n, *b: winograd.output_transform_kernel(nm, gg, n, *b, epilogue=epilogue),
+                     "m", "y", "tiled")
+        ep = {buf: (buf, n0 * st[0]) for buf, _dt, st in (epilogue.operands if epilogue else ())}
+        calls.append(ConvCall(out, {"m": ("scratch", m_at), "y": ("result", n0 * res_elems), "tiled": at["tiled"],
+                                    **ep}))
     return calls
 
 
