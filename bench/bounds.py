@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 
 LIMITS = Path(__file__).resolve().parent / ".work" / "limits.json"
+# a --quick run's W0 figures: too rough to quote, used only while no full run has measured W0
+LIMITS_QUICK = LIMITS.with_name("limits_quick.json")
 
 
 def _mlp_fwd(batch, dims=(784, 512, 512, 10)):
@@ -44,6 +46,7 @@ WORK = {
     "W4": (3.63e9, None, "direct-convolution equivalent (1.81 G multiply-adds x 2); graphc's "
            "Winograd 3x3 convolutions execute about 2.0 GFLOP"),
     "W5": (_lstm_lm_step(), None, "3 x the forward of 700 tokens (LSTM gates + decoder)"),
+    "W5b": (_lstm_lm_step(), None, "W5's; dropout adds element-wise work only"),
     "W7": (_mlp_step(64), None, "forward + backward of the MLP, batch 64"),
     "W8a": (12 * _encoder_layer(128, 128, 768, 3072), None,
             "12 layers x (projections, FFN, attention) at 128 tokens"),
@@ -54,12 +57,14 @@ WORK = {
 
 
 def save_limits(results: list, date: str, quick: bool) -> None:
-    """Cache this run's W0 figures for later partial runs; a --quick run's are too rough."""
+    """Cache this run's W0 figures for later partial runs; a --quick run's go to a file of
+    their own, a fallback that never replaces a full run's."""
     lim = machine_limits(results)
-    if lim and not quick:
+    if {"fma", "triad"} <= lim.keys():
         lim["date"] = date
-        LIMITS.parent.mkdir(parents=True, exist_ok=True)
-        LIMITS.write_text(json.dumps(lim))
+        path = LIMITS_QUICK if quick else LIMITS
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(lim))
 
 
 def machine_limits(results: list) -> dict:
@@ -89,11 +94,13 @@ def limits(results: list) -> tuple[dict, str]:
     lim = machine_limits(results)
     if {"fma", "triad"} <= lim.keys():
         return lim, "this run's W0"
-    try:
-        old = _consistent(json.loads(LIMITS.read_text()))
-        return old, f"W0 of {old.get('date', 'an earlier run')}"
-    except (OSError, ValueError):
-        return lim, "this run's W0"
+    for path, how in ((LIMITS, ""), (LIMITS_QUICK, ", a --quick run")):
+        try:
+            old = _consistent(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+        return old, f"W0 of {old.get('date', 'an earlier run')}{how}"
+    return lim, "this run's W0"
 
 
 def bound_seconds(wl: str, lim: dict) -> tuple[float | None, float | None]:

@@ -22,7 +22,7 @@ BENCH = Path(__file__).resolve().parent
 MALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
 # workloads whose steady state allocates (the allocator can matter); W0, W6 (first call) and
 # the multi-process W10/W11 are left as they are
-ALLOC_WORKLOADS = {"W1", "W1b", "W2", "W3", "W4", "W5", "W7", "W8a", "W8b", "W9"}
+ALLOC_WORKLOADS = {"W1", "W1b", "W2", "W3", "W4", "W5", "W5b", "W7", "W8a", "W8b", "W9"}
 # --quick runs the variants only where they are cheap (no compiled models to rebuild)
 QUICK_WORKLOADS = {"W1", "W1b", "W2", "W7"}
 ALLOC_SYSTEMS = {"numpy", "torch", "jax", "mxnet", "onnxruntime", "tinygrad"}
@@ -52,8 +52,9 @@ def find_jemalloc() -> str | None:
 
 
 JEMALLOC_MISSING = ("not available: no libjemalloc on this machine (not in the linker cache, "
-                    "/usr/lib or a bench venv; Debian's libjemalloc2 would provide it, and the "
-                    "harness installs no system packages)")
+                    "/usr/lib or a bench venv) and no PyPI wheel ships one (no PyPI project is "
+                    "named or described as jemalloc; searched 2026-12); Debian's libjemalloc2 "
+                    "would provide it, and the harness installs no system packages")
 
 
 def variants(system: str, workload: str, original_env: dict, jemalloc: str | None) -> list:

@@ -1,7 +1,7 @@
 """graphc benchmark suite: `make bench` runs this.
 
 Sets up one virtualenv per other system (bench/setup_envs.py), runs every system on the
-workloads of ../shared/bench/WORKLOADS.md (W0-W11), each (system, workload) as
+workloads of ../shared/bench/WORKLOADS.md (W0-W11, W5b), each (system, workload) as
 its own subprocess in its system's environment, all pinned to 2 threads, and writes
 BENCHMARKS.md at the repository root plus the raw JSON to bench/.work/results.json.
 
@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -34,26 +35,31 @@ import bounds  # noqa: E402
 import env_variants  # noqa: E402
 import report_fair  # noqa: E402
 import setup_envs  # noqa: E402
+import targets  # noqa: E402
 
 THREADS = 2
-WORKLOADS = ["W0", "W1", "W1b", "W2", "W3", "W4", "W5", "W6", "W7", "W8a", "W8b", "W9", "W10",
-             "W11"]
+WORKLOADS = ["W0", "W1", "W1b", "W2", "W3", "W4", "W5", "W5b", "W6", "W7", "W8a", "W8b", "W9",
+             "W10", "W11"]
 # System -> workloads its script measures.
 SYSTEMS = {
     "numpy": ["W0", "W1", "W1b", "W2"],
-    "torch": ["W0", "W1", "W1b", "W2", "W3", "W4", "W5", "W6", "W7", "W8a", "W8b", "W9", "W10"],
-    "jax": ["W1", "W1b", "W2", "W3", "W7", "W8b", "W9"],
-    "mxnet": ["W1", "W1b", "W2", "W3", "W4", "W5", "W6", "W7", "W8a", "W8b", "W9"],
+    "torch": ["W0", "W1", "W1b", "W2", "W3", "W4", "W5", "W5b", "W6", "W7", "W8a", "W8b", "W9",
+              "W10"],
+    "jax": ["W1", "W1b", "W2", "W3", "W7", "W8a", "W8b", "W9"],
+    "mxnet": ["W1", "W1b", "W2", "W3", "W4", "W5", "W5b", "W6", "W7", "W8a", "W8b", "W9"],
     "onnxruntime": ["W2", "W4", "W6", "W8a"],
     "tinygrad": ["W1", "W1b", "W2", "W3", "W4"],
-    "graphc": ["W1", "W1b", "W2", "W3", "W4", "W5", "W6", "W7", "W8a", "W8b", "W9", "W10", "W11"],   # W11: no peer (torch has no CPU pipeline)
+    "graphc": ["W1", "W1b", "W2", "W3", "W4", "W5", "W5b", "W6", "W7", "W8a", "W8b", "W9", "W10",
+               "W11"],   # W11: no peer (torch has no CPU pipeline)
 }
 OWN_VENV = {"numpy", "graphc"}          # run in graphc's own .venv (this interpreter)
 NEEDS_VENV = {"onnxruntime": ["torch"]}  # its ONNX file is exported in the torch venv
-PROC_TIMEOUT = 420                      # seconds per (system, workload) subprocess
+PROC_TIMEOUT = 600                      # seconds per (system, workload) subprocess
 PROC_TIMEOUT_WL = {"W6": 1200,          # W6 starts several fresh processes that each compile
+                   "W2": 900, "W3": 900,       # torch: compiled variants incl. max-autotune
                    "W10": 2400,         # W10: a child (or 2 ranks) per configuration, torch.compile
                    "W4": 1200,                 # torch: 5 variants, 3 of them compiled
+                   "W5b": 900,                 # graphc: W5 and W5b alternated, both compiled
                    "W8a": 1500, "W8b": 1500,   # torch.compile of a BERT-base / an LM step
                    "W9": 2400,                 # W9: a process per torch variant (peak RSS)
                    "W11": 1800}         # W11: one child, three nets of 8 x 2048x2048 layers, alternated
@@ -89,6 +95,7 @@ LABELS = {
     ("torch", "jit.freeze"): "torch.jit.freeze(torch.jit.trace)",
     ("torch", "eager+channels_last"): "PyTorch eager, channels_last",
     ("torch", "compile+channels_last"): "torch.compile, channels_last",
+    ("tinygrad", "TinyJit"): "tinygrad TinyJit (clang: zig cc from the ziglang wheel)",
 }
 UNIT_LABEL = {"ms": "ms", "us": "µs per call", "steps/s": "steps/s", "GB/s": "GB/s",
               "GFLOP/s": "GFLOP/s", "s": "s"}
@@ -105,6 +112,7 @@ TITLES = {
     "W8b": "W8b: Transformer LM training step (2 layers, d_model 256, 4 heads, FFN 1024, vocab 10000, sequence 64, batch 32, causal mask), softmax CE, Adam lr 1e-3",
     "W9": "W9: ResNet-18 v1 training step, batch 16, 3×224×224, BatchNorm in training mode, softmax CE, SGD lr 0.01 momentum 0.9 wd 1e-4 (steps/s; peak resident memory)",
     "W5": "W5: 2-layer LSTM LM (vocab 10000, embed 200, hidden 200, seq 35, batch 20), one step: forward, softmax CE over all 700 positions, backward, global-norm clip 0.25 (per-token mean gradient), SGD lr 20",
+    "W5b": "W5b: W5 in training mode with word_language_model's dropout 0.5 (on the embedding output, between the two LSTM layers, before the decoder)",
     "W6": "W6: first call of W4's model in a fresh process (trace + compile + run)",
     "W11": "W11: pipeline-parallel training, MLP 8 × 2048 ReLU layers (input 2048, 10 classes), batch 256, 4 micro-batches, 2 devices × 1 core against 1 device × 1 core, softmax CE + SGD",
     "W10": "W10: data-parallel training, 2 ranks × 1 thread against 1 process × 2 threads (same global batch): graphc kvstore dist_sync over MPI beside PyTorch DDP (gloo); all-reduce GB/s against raw mpi4py",
@@ -288,10 +296,29 @@ def run_fma(quick: bool, env: dict) -> list[dict]:
                  "error": f"{type(e).__name__}: {e}"}]
 
 
-def run_env_variants(s: str, wl: str, py: str, quick: bool, env: dict, jemalloc) -> list:
-    """The peer's runs with a tuned environment (env_variants.py); unavailable ones recorded
-    with their reason."""
+ENV_VARIANT_TOP = 2     # an environment variant reruns this many of the peer's fastest variants
+
+
+def fastest_variants(recs: list, n: int = ENV_VARIANT_TOP) -> str | None:
+    """The `--variants` list of the base run's n fastest variants, or None (run them all) when
+    there are at most n (every peer on W1/W1b, where the allocator is decisive) or a name
+    cannot be passed in a comma list. Elsewhere outputs are small, and an allocator or THP
+    changes a variant's time by far less than the gaps between a peer's variants (eager vs
+    compiled), so a slower one cannot become the peer's best; rerunning only the fastest keeps
+    the full run within its time (W4's THP rerun would otherwise compile 5 models)."""
+    ok = sorted((r for r in recs if "median" in r), key=speed, reverse=True)
+    names = list(dict.fromkeys(r["variant"] for r in ok))
+    if len(names) <= n or any("," in v for v in names[:n]):
+        return None
+    return ",".join(names[:n])
+
+
+def run_env_variants(s: str, wl: str, py: str, quick: bool, env: dict, jemalloc,
+                     base: list | None = None) -> list:
+    """The peer's runs with a tuned environment (env_variants.py), of its fastest variants in
+    the base run; unavailable ones recorded with their reason."""
     out = []
+    only = fastest_variants(base or [])
     for name, updates, reason in env_variants.variants(s, wl, os.environ, jemalloc):
         if updates is not None and quick and wl not in env_variants.QUICK_WORKLOADS:
             updates, reason = None, "not run with --quick (a full run measures it)"
@@ -299,15 +326,17 @@ def run_env_variants(s: str, wl: str, py: str, quick: bool, env: dict, jemalloc)
             out.append({"system": s, "variant": f"[{name}]", "workload": wl, "skip": reason})
             continue
         recs = run_script(s, wl, py, quick, env_variants.apply(env, updates),
-                          log_tag="_" + name.split("=")[0])
+                          log_tag="_" + name.split("=")[0], variants=only)
         out += env_variants.tag(recs, name)
     return out
 
 
 def run_script(system: str, workload: str, python: str, quick: bool, env: dict,
-               log_tag: str = "") -> list[dict]:
+               log_tag: str = "", variants: str | None = None) -> list[dict]:
     script = SYSTEMS_DIR / f"{system}_w.py"
     cmd = [python, str(script), "--workload", workload] + (["--quick"] if quick else [])
+    if variants:
+        cmd += ["--variants", variants]
     timeout = PROC_TIMEOUT_WL.get(workload, PROC_TIMEOUT)
     la = loadavg()
     t0 = time.time()
@@ -342,6 +371,9 @@ def run_script(system: str, workload: str, python: str, quick: bool, env: dict,
             recs.append({"system": system, "variant": "-", "workload": workload, "error": msg})
         else:
             recs[-1].setdefault("note", msg)
+            # the variants after the last one reported were never measured: say so in the table
+            recs.append({"system": system, "variant": f"(variants after {recs[-1].get('variant')})",
+                         "workload": workload, "error": msg + "; any later variants not measured"})
     wall = time.time() - t0
     for r in recs:
         r["process_wall_s"] = round(wall, 2)
@@ -477,6 +509,9 @@ def render(results: list[dict], meta: dict, envs: dict) -> str:
                 if "error" in r:
                     out.append(f"| {label(r)} | failed: {_md_escape(r['error'])} | | | | |")
                     continue
+                if "median" not in r:     # an environment variant that could not run
+                    out.append(f"| {label(r)} | {_md_escape(str(r.get('skip', '?')))} | | | | |")
+                    continue
                 best = r.get("best") or (max(r["samples"]) if r.get("samples") else None)
                 note = ""
                 if r["system"] == "triad":
@@ -567,6 +602,9 @@ def render(results: list[dict], meta: dict, envs: dict) -> str:
                     "W4": "output fingerprint Σ logit_i·cos(i) with the seeded weights; "
                     "argmax", "W7": "first-step loss", "W8b": "first-step loss",
                     "W9": "first-step loss",
+                    "W5b": "first-step loss in training mode with dropout 0.5; each system "
+                    "draws its own dropout masks, so these agree only roughly (about ±0.01), "
+                    "not to rounding, and later steps are not compared",
                     "W8a": "output fingerprint Σ y_i·cos(i) with the seeded weights"
                     }.get(wl, "output fingerprint")
             parts = []
@@ -578,9 +616,23 @@ def render(results: list[dict], meta: dict, envs: dict) -> str:
                     txt += f" (argmax {r['argmax']})"
                 parts.append(txt)
             out.append("")
-            out.append(f"Sanity ({kind}, should agree across systems): " + "; ".join(parts) + ".")
+            agree = "" if wl == "W5b" else ", should agree across systems"
+            out.append(f"Sanity ({kind}{agree}): " + "; ".join(parts) + ".")
+        if wl == "W5b":
+            for gr in g:
+                if gr.get("ratio_vs_w5") is not None:
+                    lo, hi = gr.get("ratio_vs_w5_spread") or (None, None)
+                    w5 = gr.get("w5_steps_per_s") or []
+                    out.append(f"graphc W5b / W5 (same process, alternating blocks of "
+                               f"{gr.get('steps_per_sample', '')} steps): **{gr['ratio_vs_w5']:.2f}**"
+                               + (f" (per-pair range {lo:.2f}–{hi:.2f})" if lo is not None else "")
+                               + (f"; W5 in those blocks {statistics.median(w5):.3g} steps/s"
+                                  if w5 else "")
+                               + (f"; host steps in the W5b training programs: "
+                                  f"{', '.join(gr['host_ops']) or 'none'}"
+                                  if gr.get("host_ops") is not None else "") + ".")
         extra = (report_fair.loss_lines(ok) + bounds.lines(wl, results, g)
-                 + report_fair.unavailable_lines(recs))
+                 + targets.lines(wl, recs, results) + report_fair.unavailable_lines(recs))
         for line in extra:
             out += ["", line]
         out.append("")
@@ -615,6 +667,20 @@ def render(results: list[dict], meta: dict, envs: dict) -> str:
             "systems follow MXNet's word_language_model example: summed per-position loss, "
             "`clip_global_norm(grads, 0.25 × 35 × 20)`, `trainer.step(35 × 20)`; PyTorch: mean "
             "loss, `clip_grad_norm_(params, 0.25)`, SGD lr 20 — the same update.",
+            "- W5b: W5 in training mode with dropout 0.5 (embedding output, between the LSTM "
+            "layers, before the decoder; PyTorch: `nn.LSTM(dropout=0.5)` and `nn.Dropout`). "
+            "Each system draws its own masks, so only the first-step loss is shown (roughly "
+            "equal), no step-by-step comparison. graphc's run times W5 and W5b in alternating "
+            "blocks in one process and reports their ratio (the issue's target), and lists "
+            "the host steps left in the W5b training programs.",
+            "- tinygrad: TinyJit on its CPU backend, whose kernels clang compiles: here `zig cc` "
+            "from the `ziglang` wheel in tinygrad's venv, through a `clang` wrapper "
+            "bench/setup_envs.py writes there (the machine has no clang). W4 is a hand-written "
+            "ResNet-18 v1 over the seeded weights, BatchNorm from running statistics.",
+            "- Targets: each workload's line \"Target (issue 14)\" says \"met\" only when "
+            "graphc's worst sample against the reference's best clears the target, \"not met\" "
+            "when its best does not, otherwise \"not decided\". W9's first step runs on an "
+            "empty GRAPHC_CACHE_DIR (cold).",
             "- W6: each sample is a fresh process: framework import and model construction are "
             "not counted (import is shown), then hybridize / torch.compile / InferenceSession "
             "+ the first call until its output is ready. \"warm\" = a second fresh process "
@@ -632,8 +698,9 @@ def render(results: list[dict], meta: dict, envs: dict) -> str:
             "a few steps. W9: the model zoo's `resnet18_v1` (torch: its hand-written twin), "
             "peak RSS = the process's `ru_maxrss` (torch: one process per variant).",
             "- Lower bounds: max(FLOP / FMA peak, bytes / triad), with W0's figures of this run "
-            "or of the last full run that measured W0 (bench/.work/limits.json); the FLOP "
-            "counts are in bench/bounds.py.",
+            "or of the last full run that measured W0 (bench/.work/limits.json; failing that, "
+            "the last --quick one, bench/.work/limits_quick.json, and the line says so); the "
+            "FLOP counts are in bench/bounds.py.",
             "- Raw records: bench/.work/results.json; per-process logs: bench/.work/logs/.", ""]
     return "\n".join(out)
 
@@ -779,7 +846,7 @@ def main() -> int:
                 continue
             wait_idle(a.idle_wait, wait_budget)
             recs = run_script(s, wl, py, a.quick, env)
-            if s == "graphc" and any("error" in r for r in recs):
+            if s == "graphc" and all("error" in r for r in recs):
                 # graphc's tree may be mid-edit (an import error of a half-saved file): one
                 # more try after a pause before recording a failure.
                 print(f"   graphc: {describe(recs[0])[:160]}; trying once more in 10 s",
@@ -798,7 +865,7 @@ def main() -> int:
                         r["retried"] = True
                     recs = again
             if a.env_variants:
-                recs += run_env_variants(s, wl, py, a.quick, env, jemalloc)
+                recs += run_env_variants(s, wl, py, a.quick, env, jemalloc, base=recs)
             for r in recs:
                 print(f"   {s} {r.get('variant', '')}: {describe(r)}", flush=True)
                 results.append(r)

@@ -37,9 +37,12 @@ ENVS: dict[str, tuple[list[str], str]] = {
             " 'numpy', numpy.__version__)"),
     "mxnet": (["mxnet==1.9.1", "numpy<1.24"],
               "import mxnet, numpy; print('mxnet', mxnet.__version__, 'numpy', numpy.__version__)"),
-    "tinygrad": (["tinygrad", "numpy"],
-                 "import tinygrad, numpy; print('tinygrad', getattr(tinygrad, '__version__', '?'),"
-                 " 'numpy', numpy.__version__)"),
+    # ziglang: tinygrad's CPU backend compiles with clang, which this machine lacks; the
+    # wheel's `zig cc` (a clang) serves through the wrapper _tinygrad_clang() writes
+    "tinygrad": (["tinygrad", "numpy", "ziglang"],
+                 "import tinygrad, numpy, ziglang, importlib.metadata as m; print('tinygrad', "
+                 "m.version('tinygrad'), 'numpy', numpy.__version__, 'clang: zig cc of ziglang', "
+                 "m.version('ziglang'))"),
     "onnxruntime": (["onnxruntime", "numpy"],
                     "import onnxruntime, numpy; print('onnxruntime', onnxruntime.__version__,"
                     " 'numpy', numpy.__version__)"),
@@ -78,13 +81,38 @@ def _run(cmd: list[str], log, timeout: float) -> subprocess.CompletedProcess:
 
 def precheck(name: str) -> str | None:
     """Why a system cannot run here before anything is installed, or None."""
-    if name == "tinygrad":
-        if not shutil.which("clang"):
-            return ("tinygrad's CPU backend compiles its kernels with clang, which is not "
-                    "installed (Debian package clang; the harness installs no system packages)")
-        if not (BENCH / "systems" / "tinygrad_w.py").exists():
-            return "clang is present but bench/systems/tinygrad_w.py is not written yet"
+    if name == "tinygrad" and not (BENCH / "systems" / "tinygrad_w.py").exists():
+        return "bench/systems/tinygrad_w.py is missing"
     return None
+
+
+# tinygrad runs `$CC -c -x c ... --target=<arch>-none-unknown-elf ... - -o -`; zig cc spells
+# that triple <arch>-freestanding-none, and by default adds debug sections whose relocations
+# tinygrad's ELF loader rejects (hence -g0).
+TINYGRAD_CLANG = """#!/bin/sh
+# clang for tinygrad's CPU backend: zig cc from this venv's ziglang wheel (bench/setup_envs.py)
+here=$(dirname "$0")
+for a in "$@"; do
+  shift
+  case "$a" in
+    --target=*-none-unknown-elf) arch=${a#--target=}; set -- "$@" -target
+                                 a="${arch%-none-unknown-elf}-freestanding-none" ;;
+  esac
+  set -- "$@" "$a"
+done
+exec "$here/python" -m ziglang cc -g0 "$@"
+"""
+
+
+def _tinygrad_clang(env_dir: Path) -> None:
+    """Put the `clang` wrapper beside the venv's python (tinygrad_w.py points CC at it)."""
+    path = env_dir / "bin" / "clang"
+    if not path.exists() or path.read_text() != TINYGRAD_CLANG:
+        path.write_text(TINYGRAD_CLANG)
+    path.chmod(0o755)
+
+
+POST_INSTALL = {"tinygrad": _tinygrad_clang}
 
 
 def setup_one(name: str, force: bool = False, timeout: float = 1800) -> dict:
@@ -116,6 +144,8 @@ def setup_one(name: str, force: bool = False, timeout: float = 1800) -> dict:
                     return {"ok": False, "reason": "pip install failed: " + _tail(p.stdout)}
             else:
                 print(f"[setup] {name}: up to date (stamp)", flush=True)
+            if name in POST_INSTALL:
+                POST_INSTALL[name](env_dir)
             p = _run([str(py), "-c", check], log, 300)
             if p.returncode != 0 and stamp.exists() and not force:
                 # A stamped env that no longer imports (moved or upgraded base Python, a

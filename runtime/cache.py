@@ -335,11 +335,13 @@ def load(key: str, build_ir, symbols, use_cache: bool = True):
     return load_code(key, build_ir, symbols, use_cache)
 
 
-def load_code(key: str, build_ir, symbols, use_cache: bool = True):
+def load_code(key: str, build_ir, symbols, use_cache: bool = True, resident: bool = False):
     """load() for code that calls neither OpenBLAS nor the worker pool (the pool's own module
-    can be cached through this: building it at -O2 costs every process about 45 ms, loading
-    its object 3 ms)."""
-    if use_cache:
+    is cached through this: building it costs every process about 45 ms, loading its object
+    3 ms). resident: code kept for the whole process (the pool's), so it takes no place among
+    the GRAPHC_CACHE_MAX_PROGRAMS programs in memory and is not counted by live_engines()."""
+    remember = use_cache and not resident
+    if remember:
         with _lock:
             code = _memory.get(key, max_programs())
         if code is not None:
@@ -361,9 +363,12 @@ def load_code(key: str, build_ir, symbols, use_cache: bool = True):
         if directory is not None:
             _store(directory, key, pack_objects(objs), limit)
         code = _jit(objs, symbols, key)
-    if use_cache:
+    if remember:
         with _lock:
             _memory.put(key, code, max_programs())
+    if resident:
+        with _lock:
+            _alive.discard(code)
     return code.addrs, source, code
 
 

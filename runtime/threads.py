@@ -365,6 +365,20 @@ def _build_module(triple: str, data_layout: str, suffix: str = "") -> str:
     return str(m)
 
 
+def _pool_code(device: int):
+    """(compile-cache key, LLVM IR text) of cpu(device)'s pool module."""
+    from . import cache     # (cache imports this module)
+    tm = cache.target_machine()
+    text = _build_module(tm.triple, str(tm.target_data), "" if device == 0 else f"_d{device}")
+    return cache.make_key("graphc worker pool\n" + text), text
+
+
+def pool_cache_key(device: int = 0) -> str:
+    """The compile-cache key under which cpu(device)'s pool module is stored (beside the
+    programs' entries in GRAPHC_CACHE_DIR)."""
+    return _pool_code(device)[0]
+
+
 def ensure_pool(device: int = 0) -> int:
     """Build cpu(device)'s pool once per process and register its entry (pool_symbol(device))
     with LLVM's symbol table; returns the entry's address."""
@@ -381,10 +395,8 @@ def ensure_pool(device: int = 0) -> int:
         # the pool's object code comes from the compile cache like a program's: building it costs
         # every process about 45 ms of LLVM, loading the cached object about 3 ms (W6's warm start)
         from . import cache     # (cache imports this module)
-        tm = cache.target_machine()
-        text = _build_module(tm.triple, str(tm.target_data), suffix)
-        addrs, _, engine = cache.load_code(cache.make_key("graphc worker pool\n" + text),
-                                           lambda: [text], list(names.values()))
+        key, text = _pool_code(device)
+        addrs, _, engine = cache.load_code(key, lambda: [text], list(names.values()), resident=True)
         addr = {k: addrs[v] for k, v in names.items()}
         # the workers run this code until the process ends: never free it, even at interpreter exit
         ctypes.pythonapi.Py_IncRef(ctypes.py_object(engine))
@@ -483,5 +495,5 @@ def set_spin(iterations: int, device: int = 0) -> None:
     _pools[device]["set_spin"](int(iterations))
 
 
-__all__ = ["ensure_pool", "pool_symbol", "pool_workers", "pool_cores", "set_spin", "POOL_RUN", "POOL_RUN_FN",
+__all__ = ["ensure_pool", "pool_cache_key", "pool_symbol", "pool_workers", "pool_cores", "set_spin", "POOL_RUN", "POOL_RUN_FN",
            "MAX_THREADS"]

@@ -68,6 +68,8 @@ W4_CLASSES = 1000
 W5_VOCAB, W5_EMBED, W5_HIDDEN, W5_LAYERS = 10000, 200, 200, 2
 W5_SEQ, W5_BATCH = 35, 20
 W5_LR = 20.0       # the examples' default learning rate
+W5B_DROPOUT = 0.5  # W5b: word_language_model's dropout (embedding output, between the LSTM
+                   # layers, before the decoder), training mode: each system draws its own masks
 W5_CLIP = 0.25     # global-norm clip of the per-token mean gradient (PyTorch's example default);
                    # Gluon systems sum the loss and clip at W5_CLIP * W5_SEQ * W5_BATCH, as
                    # MXNet's example does, then step(W5_SEQ * W5_BATCH)
@@ -85,7 +87,7 @@ def parse_args(argv=None):
 
 
 def reps(workload: str, quick: bool) -> tuple[int, int]:
-    key = "W1" if workload in ("W1", "W1b") else workload
+    key = {"W1b": "W1", "W5b": "W5"}.get(workload, workload)
     full, q = REPEATS[key]
     return q if quick else full
 
@@ -339,7 +341,7 @@ def record(system: str, variant: str, workload: str, samples_s: list[float], **e
     elif workload == "W4":
         rec.update(unit="ms", median=med * 1e3, samples=[s * 1e3 for s in samples_s],
                    gflops=W4_GFLOP / med, calls_per_sample=W4_BLOCK)
-    elif workload == "W5":
+    elif workload in ("W5", "W5b"):
         rec.update(unit="steps/s", median=1.0 / med, samples=[1.0 / s for s in samples_s],
                    steps_per_sample=W5_BLOCK)
     else:

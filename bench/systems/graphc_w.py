@@ -198,19 +198,25 @@ def w4(quick):
     return body
 
 
-# ------------------------------------------------------------------ W5: LSTM LM
-def make_lm():
+# ------------------------------------------------------------------ W5 / W5b: LSTM LM
+def make_lm(dropout=0.0):
+    """W5's seeded LSTM LM; dropout > 0 gives W5b, MXNet word_language_model's placement:
+    on the embedding output, between the LSTM layers and before the decoder."""
     class LstmLM(gluon.HybridBlock):
         def __init__(self, **kw):
             super().__init__(**kw)
             with self.name_scope():
                 self.encoder = nn.Embedding(C.W5_VOCAB, C.W5_EMBED)
                 self.rnn = gluon.rnn.LSTM(C.W5_HIDDEN, num_layers=C.W5_LAYERS,
-                                          input_size=C.W5_EMBED)
+                                          input_size=C.W5_EMBED, dropout=dropout)
                 self.decoder = nn.Dense(C.W5_VOCAB, in_units=C.W5_HIDDEN, flatten=False)
+                if dropout:
+                    self.drop_in, self.drop_out = nn.Dropout(dropout), nn.Dropout(dropout)
 
         def hybrid_forward(self, F, x):
-            return self.decoder(self.rnn(self.encoder(x)))
+            if not dropout:
+                return self.decoder(self.rnn(self.encoder(x)))
+            return self.decoder(self.drop_out(self.rnn(self.drop_in(self.encoder(x)))))
 
     net = LstmLM()
     net.initialize(mx.init.Uniform(0.1))
@@ -233,27 +239,34 @@ def make_lm():
     return net
 
 
+def lm_stepper(net):
+    """One W5 training step of `net` (forward, summed CE, backward, global-norm clip, SGD)
+    returning (loss, norm); the step's mean loss is appended to the returned list."""
+    xn, yn = C.lstm_lm_data()
+    x, y = nd.array(xn.astype(np.float32)), nd.array(yn.reshape(-1).astype(np.float32))
+    params = [p for p in net.collect_params().values() if p.grad_req != "null"]
+    trainer = gluon.Trainer(params, "sgd", {"learning_rate": C.W5_LR})
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    loss_fn.hybridize(static_alloc=True, static_shape=True)
+    n_tok = C.W5_SEQ * C.W5_BATCH
+    losses = []     # every step's loss, compared across systems in the report
+
+    def step():
+        with autograd.record():
+            out = net(x)
+            loss = loss_fn(out.reshape((-3, -1)), y)    # (seq*batch,) per-position losses
+        loss.backward()
+        norm = gluon.utils.clip_global_norm([p.grad() for p in params], C.W5_CLIP * n_tok)
+        trainer.step(n_tok)
+        losses.append(float(loss.asnumpy().mean()))
+        return loss, norm
+    return step, losses
+
+
 def w5(quick):
     def body():
-        net = make_lm()
-        xn, yn = C.lstm_lm_data()
-        x, y = nd.array(xn.astype(np.float32)), nd.array(yn.reshape(-1).astype(np.float32))
-        params = [p for p in net.collect_params().values() if p.grad_req != "null"]
-        trainer = gluon.Trainer(params, "sgd", {"learning_rate": C.W5_LR})
-        loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-        loss_fn.hybridize(static_alloc=True, static_shape=True)
+        step, losses = lm_stepper(make_lm())
         n_tok = C.W5_SEQ * C.W5_BATCH
-        losses = []     # every step's loss, compared across systems in the report
-
-        def step():
-            with autograd.record():
-                out = net(x)
-                loss = loss_fn(out.reshape((-3, -1)), y)    # (seq*batch,) per-position losses
-            loss.backward()
-            norm = gluon.utils.clip_global_norm([p.grad() for p in params], C.W5_CLIP * n_tok)
-            trainer.step(n_tok)
-            losses.append(float(loss.asnumpy().mean()))
-            return loss, norm
         t0 = time.perf_counter()
         loss, norm = step()
         first = float(np.mean(loss.asnumpy()))
@@ -269,6 +282,57 @@ def w5(quick):
                         grad_norm=float(norm) / n_tok, setup_s=setup, weights="seeded",
                         losses=losses[:400], n_steps=len(losses))
     return body
+
+
+def _host_ops(net) -> list | None:
+    """Operators that run as numpy host steps inside net's compiled training programs (issue 14
+    wants none); None when this graphc does not expose its programs."""
+    try:
+        from graphc.runtime.lower import HostStep
+        progs = net._cached_op.last.train.values()
+        return sorted({s.node.op for fw, bw, *_ in progs for p in (fw, bw) for s in p.steps
+                       if isinstance(s, HostStep)})
+    except Exception:  # noqa: BLE001 - internal structure; the figure is optional
+        return None
+
+
+def w5b(quick):
+    """W5b timed in alternating blocks with W5 in this process (issue 14: "W5b within 10% of
+    W5"): a machine shared with other work slows both alike, so the per-pair ratio is the
+    figure to quote. The W5b record carries its own samples and, beside them, W5's from the
+    same blocks and the per-pair ratio (the W5 section has a run of its own)."""
+    def body():
+        nets = {"W5": make_lm(), "W5b": make_lm(C.W5B_DROPOUT)}
+        steppers = {k: lm_stepper(n) for k, n in nets.items()}
+        t0 = time.perf_counter()
+        first = float(np.mean(steppers["W5b"][0]()[0].asnumpy()))
+        setup = time.perf_counter() - t0
+        steppers["W5"][0]()
+        warm, reps = C.reps("W5", quick)
+        for k in nets:          # warm-up of both (compiled, caches filled), WARM_S s each
+            C.time_blocks(steppers[k][0], C.W5_BLOCK, warm, 0)
+        times = {k: [] for k in nets}
+        for _ in range(reps):
+            for k in nets:
+                times[k] += _one_block(steppers[k][0])
+        losses = steppers["W5b"][1]
+        if not all(np.isfinite(losses)):
+            raise AssertionError(f"W5b loss became {losses[-1]} during the timed steps")
+        ratios = [a / b for a, b in zip(times["W5"], times["W5b"])]   # W5b speed / W5 speed
+        return C.record(SYSTEM, VARIANT, "W5b", times["W5b"], first_loss=first, setup_s=setup,
+                        weights="seeded", dropout=C.W5B_DROPOUT, n_steps=len(losses),
+                        w5_steps_per_s=[1.0 / t for t in times["W5"]],
+                        ratio_vs_w5=float(np.median(ratios)),
+                        ratio_vs_w5_spread=[min(ratios), max(ratios)],
+                        host_ops=_host_ops(nets["W5b"]))
+    return body
+
+
+def _one_block(step) -> list:
+    t0 = time.perf_counter()
+    for _ in range(C.W5_BLOCK):
+        step()
+    return [(time.perf_counter() - t0) / C.W5_BLOCK]
 
 
 # ------------------------------------------------------------------ W6: first call, fresh process
@@ -307,6 +371,15 @@ def w6_parent(quick):
               note="cold: empty GRAPHC_CACHE_DIR; warm: a second fresh process with that cache dir")
 
 
+def _with_cache_note(cold):
+    """emit, adding to W9's record that its first step (setup_s) ran on an empty cache."""
+    def emit(rec):
+        if cold and "error" not in rec:
+            rec["first_step_cache"] = "cold (empty GRAPHC_CACHE_DIR)"
+        C.emit(rec)
+    return emit
+
+
 def main():
     a = C.parse_args()
     wl = a.workload
@@ -342,13 +415,27 @@ def main():
         if IMPORT_ERROR is not None:
             C.emit({"system": SYSTEM, "variant": "-", "workload": wl, "error": IMPORT_ERROR[:500]})
             return
-        for variant, body in gluon_w7_9.plan(mx, SYSTEM, wl, a.quick, check=True):
-            if C.wanted(a, variant):
-                C.run_variant(SYSTEM, variant, wl, body)
+        cold = None
+        if wl == "W9":
+            # issue 14: "first training step at most 3 s cold": an empty kernel cache (read at
+            # compile time, so setting it here is early enough)
+            import os
+            import shutil
+            import tempfile
+            cold = tempfile.mkdtemp(prefix="bench-graphc-w9-")
+            os.environ["GRAPHC_CACHE_DIR"] = cold
+        try:
+            for variant, body in gluon_w7_9.plan(mx, SYSTEM, wl, a.quick, check=True):
+                if C.wanted(a, variant):
+                    C.run_variant(SYSTEM, variant, wl, body,
+                                  emit_fn=_with_cache_note(cold))
+        finally:
+            if cold:
+                shutil.rmtree(cold, ignore_errors=True)
         return
     bodies = {"W1": lambda: elementwise("W1", a.quick), "W1b": lambda: elementwise("W1b", a.quick),
               "W2": lambda: w2(a.quick), "W3": lambda: w3(a.quick), "W4": lambda: w4(a.quick),
-              "W5": lambda: w5(a.quick)}
+              "W5": lambda: w5(a.quick), "W5b": lambda: w5b(a.quick)}
     if wl not in bodies or not C.wanted(a, VARIANT):
         return
     if IMPORT_ERROR is not None:

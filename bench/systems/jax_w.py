@@ -1,5 +1,5 @@
-"""JAX on the CPU: jax.jit for W1/W1b/W2; the whole train step jitted for W3, W8b (jax_w8b.py)
-and W9 (jax_w9.py); W7 op by op (no jit)."""
+"""JAX on the CPU: jax.jit for W1/W1b/W2 and W8a's encoder (jax_w8a.py); the whole train step
+jitted for W3, W8b (jax_w8b.py) and W9 (jax_w9.py); W7 op by op (no jit)."""
 import os
 
 import _common as C  # first: pins thread counts
@@ -139,6 +139,10 @@ def main():
     wl = a.workload
     if wl == "W7" and C.wanted(a, "op-by-op"):
         C.run_variant(SYSTEM, "op-by-op", "W7", w7(a.quick))
+        return
+    if wl == "W8a" and C.wanted(a, "jit"):
+        import jax_w8a
+        C.run_variant(SYSTEM, "jit", "W8a", jax_w8a.w8a(SYSTEM, a.quick))
         return
     if wl == "W8b" and C.wanted(a, "jit"):
         import jax_w8b

@@ -152,19 +152,28 @@ def w4(quick, variant=VARIANT):
 
 # ------------------------------------------------------------------ W5: LSTM LM
 class LstmLM(gluon.HybridBlock):
-    def __init__(self, **kw):
+    """W5's LM; dropout > 0 gives W5b (word_language_model: on the embedding output, between
+    the LSTM layers, before the decoder)."""
+
+    def __init__(self, dropout=0.0, **kw):
         super().__init__(**kw)
+        self.dropout = dropout
         with self.name_scope():
             self.encoder = nn.Embedding(C.W5_VOCAB, C.W5_EMBED)
-            self.rnn = gluon.rnn.LSTM(C.W5_HIDDEN, num_layers=C.W5_LAYERS, input_size=C.W5_EMBED)
+            self.rnn = gluon.rnn.LSTM(C.W5_HIDDEN, num_layers=C.W5_LAYERS, input_size=C.W5_EMBED,
+                                      dropout=dropout)
             self.decoder = nn.Dense(C.W5_VOCAB, in_units=C.W5_HIDDEN, flatten=False)
+            if dropout:
+                self.drop_in, self.drop_out = nn.Dropout(dropout), nn.Dropout(dropout)
 
     def hybrid_forward(self, F, x):
-        return self.decoder(self.rnn(self.encoder(x)))
+        if not self.dropout:
+            return self.decoder(self.rnn(self.encoder(x)))
+        return self.decoder(self.drop_out(self.rnn(self.drop_in(self.encoder(x)))))
 
 
-def make_lm():
-    net = LstmLM()
+def make_lm(dropout=0.0):
+    net = LstmLM(dropout)
     net.initialize(mx.init.Uniform(0.1))
     p = C.lstm_lm_params()
     net.encoder.weight.set_data(nd.array(p["embedding.weight"]))
@@ -185,9 +194,9 @@ def make_lm():
     return net
 
 
-def w5(quick):
+def w5(quick, wl="W5"):
     def body():
-        net = make_lm()
+        net = make_lm(C.W5B_DROPOUT if wl == "W5b" else 0.0)
         xn, yn = C.lstm_lm_data()
         x, y = nd.array(xn.astype(np.float32)), nd.array(yn.reshape(-1).astype(np.float32))
         params = [p for p in net.collect_params().values() if p.grad_req != "null"]
@@ -210,9 +219,12 @@ def w5(quick):
         loss, norm = step()
         first = float(loss.mean().asscalar())
         setup = time.perf_counter() - t0
-        warm, reps = C.reps("W5", quick)
+        warm, reps = C.reps(wl, quick)
         samples = C.time_blocks(step, C.W5_BLOCK, warm, reps)
         nd.waitall()
+        if wl == "W5b":     # own dropout masks: neither the losses nor the norm compare
+            return C.record(SYSTEM, VARIANT, wl, samples, first_loss=first, setup_s=setup,
+                            weights="seeded", dropout=C.W5B_DROPOUT, n_steps=len(losses))
         return C.record(SYSTEM, VARIANT, "W5", samples, first_loss=first,
                         grad_norm=float(norm) / n_tok, setup_s=setup, weights="seeded",
                         losses=losses[:400], n_steps=len(losses))
@@ -257,7 +269,7 @@ def main():
         return
     plan = {"W1": elementwise("W1", a.quick), "W1b": elementwise("W1b", a.quick),
             "W2": w2(a.quick), "W3": w3(a.quick), "W4": w4(a.quick),
-            "W5": w5(a.quick)}.get(wl)
+            "W5": w5(a.quick), "W5b": w5(a.quick, "W5b")}.get(wl)
     if plan is not None and C.wanted(a, VARIANT):
         C.run_variant(SYSTEM, VARIANT, wl, plan)
     if wl == "W4" and C.wanted(a, "hybrid+oneDNN"):

@@ -148,19 +148,23 @@ def w4(variant, quick):
 
 # ------------------------------------------------------------------ W5: LSTM LM
 class LstmLM(tnn.Module):
-    def __init__(self):
+    """W5's LM; dropout > 0 gives W5b (word_language_model: on the embedding output, between
+    the LSTM layers, before the decoder)."""
+
+    def __init__(self, dropout=0.0):
         super().__init__()
         self.encoder = tnn.Embedding(C.W5_VOCAB, C.W5_EMBED)
-        self.rnn = tnn.LSTM(C.W5_EMBED, C.W5_HIDDEN, C.W5_LAYERS)
+        self.rnn = tnn.LSTM(C.W5_EMBED, C.W5_HIDDEN, C.W5_LAYERS, dropout=dropout)
         self.decoder = tnn.Linear(C.W5_HIDDEN, C.W5_VOCAB)
+        self.drop = tnn.Dropout(dropout) if dropout else tnn.Identity()   # W5: no kernel
 
     def forward(self, x):
-        h, _ = self.rnn(self.encoder(x))
-        return self.decoder(h)
+        h, _ = self.rnn(self.drop(self.encoder(x)))
+        return self.decoder(self.drop(h))
 
 
-def make_lm():
-    net = LstmLM()
+def make_lm(dropout=0.0):
+    net = LstmLM(dropout)
     p = C.lstm_lm_params()
     pairs = [(net.encoder.weight, p["embedding.weight"]),
              (net.decoder.weight, p["decoder.weight"]), (net.decoder.bias, p["decoder.bias"])]
@@ -176,9 +180,9 @@ def make_lm():
     return net
 
 
-def w5(variant, quick):
+def w5(variant, quick, wl="W5"):
     def body():
-        net = make_lm().train()
+        net = make_lm(C.W5B_DROPOUT if wl == "W5b" else 0.0).train()
         xn, yn = C.lstm_lm_data()
         x, y = torch.from_numpy(xn), torch.from_numpy(yn).reshape(-1)
         opt = torch.optim.SGD(net.parameters(), lr=C.W5_LR)
@@ -197,8 +201,11 @@ def w5(variant, quick):
         first, gnorm = float(loss.item()), float(norm.item())
         losses = [first]    # every step's loss, compared across systems in the report
         setup = time.perf_counter() - t0
-        warm, reps = C.reps("W5", quick)
+        warm, reps = C.reps(wl, quick)
         samples = C.time_blocks(lambda: losses.append(step()[0].item()), C.W5_BLOCK, warm, reps)
+        if wl == "W5b":     # own dropout masks: neither the losses nor the norm compare
+            return C.record(SYSTEM, variant, wl, samples, first_loss=first, setup_s=setup,
+                            weights="seeded", dropout=C.W5B_DROPOUT, n_steps=len(losses))
         return C.record(SYSTEM, variant, "W5", samples, first_loss=first, grad_norm=gnorm,
                         setup_s=setup, weights="seeded", losses=losses[:400],
                         n_steps=len(losses))
@@ -380,6 +387,7 @@ def main():
                                              "compile+freezing+channels_last",
                                              "compile max-autotune")],
         "W5": [("eager", w5("eager", a.quick))],
+        "W5b": [("eager", w5("eager", a.quick, "W5b"))],
     }.get(wl, [])
     for variant, body in plan:
         if not C.wanted(a, variant):
