@@ -46,8 +46,9 @@ def _fn(module, name, args):
         return fn, True
 
 
-def _loop(b, lo, hi, step, body, name="l"):
-    """for i in range(lo, hi, step): body(i); lo/hi: i64 values or ints."""
+def _loop(b, lo, hi, step, body, name="l", unroll: bool = False):
+    """for i in range(lo, hi, step): body(i); lo/hi: i64 values or ints. Not unrolled unless
+    asked (see below)."""
     lo = _i(lo) if isinstance(lo, int) else lo
     hi = _i(hi) if isinstance(hi, int) else hi
     fn = b.function
@@ -64,7 +65,8 @@ def _loop(b, lo, hi, step, body, name="l"):
     latch = b.cbranch(b.icmp_signed("<", nxt, hi), head, done)
     # the work is in the (hand-unrolled) microkernels and vector pack helpers: unrolling these
     # loops around them only cost compile time
-    latch.set_metadata("llvm.loop", _no_unroll(b.module))
+    if not unroll:
+        latch.set_metadata("llvm.loop", _no_unroll(b.module))
     b.position_at_end(done)
 
 

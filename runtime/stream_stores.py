@@ -29,6 +29,7 @@ import os
 
 import llvmlite.ir as ir
 
+from .gemm_ir import _loop
 from .kernel_ir import Index, Kernel, Load, Loop, Store
 
 F32 = ir.FloatType()
@@ -114,27 +115,10 @@ def emit(module: ir.Module, kernel: Kernel):
         b.call(impl, args + [ir.Constant(I64, 0), n])
         _stream_copy(b, tmp, b.gep(ptrs[out_at], [s0], inbounds=True), n)
 
-    _for(b, start, end, BLOCK, block, "stream.blk")
+    _loop(b, start, end, BLOCK, block, "stream.blk", unroll=True)
     b.fence("seq_cst")
     b.ret_void()
     return fn
-
-
-def _for(b, lo, hi, step, body, name):
-    """for i in range(lo, hi, step): body(i), on i64 values."""
-    fn = b.function
-    pre = b.block
-    head = fn.append_basic_block(name)
-    done = fn.append_basic_block(name + ".end")
-    b.cbranch(b.icmp_signed("<", lo, hi), head, done)
-    b.position_at_end(head)
-    i = b.phi(I64, name=name)
-    i.add_incoming(lo, pre)
-    body(i)
-    nxt = b.add(i, ir.Constant(I64, step), flags=["nsw"])
-    i.add_incoming(nxt, b.block)
-    b.cbranch(b.icmp_signed("<", nxt, hi), head, done)
-    b.position_at_end(done)
 
 
 def _stream_copy(b, src, dst, n):
@@ -155,9 +139,9 @@ def _stream_copy(b, src, dst, n):
         st = b.store(v, b.bitcast(b.gep(dst, [j], inbounds=True), vt.as_pointer()), align=64)
         st.set_metadata("nontemporal", nt)
 
-    _for(b, ir.Constant(I64, 0), head, 1, scalar, "stream.head")
-    _for(b, head, body_end, VEC, vector, "stream.vec")
-    _for(b, body_end, n, 1, scalar, "stream.tail")
+    _loop(b, ir.Constant(I64, 0), head, 1, scalar, "stream.head", unroll=True)
+    _loop(b, head, body_end, VEC, vector, "stream.vec", unroll=True)
+    _loop(b, body_end, n, 1, scalar, "stream.tail", unroll=True)
 
 
 __all__ = ["emit", "takes", "cache_tag", "min_bytes", "BLOCK"]
