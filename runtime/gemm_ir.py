@@ -48,7 +48,14 @@ def _fn(module, name, args):
 
 def _loop(b, lo, hi, step, body, name="l", unroll: bool = False):
     """for i in range(lo, hi, step): body(i); lo/hi: i64 values or ints. Not unrolled unless
-    asked (see below)."""
+    asked: the work is in the (hand-unrolled) microkernels and vector pack helpers, and
+    unrolling the loops around them only cost compile time."""
+    _carrying_loop(b, lo, hi, step, [], lambda i, _: (body(i), [])[1], name, unroll)
+
+
+def _carrying_loop(b, lo, hi, step, init, body, name, unroll: bool = True):
+    """for i in range(lo, hi, step) carrying values: body(i, vals) -> new vals; returns the
+    values after the loop (init when it runs zero times). lo/hi: i64 values or ints."""
     lo = _i(lo) if isinstance(lo, int) else lo
     hi = _i(hi) if isinstance(hi, int) else hi
     fn = b.function
@@ -59,15 +66,28 @@ def _loop(b, lo, hi, step, body, name="l", unroll: bool = False):
     b.position_at_end(head)
     i = b.phi(I64, name=name)
     i.add_incoming(lo, pre)
-    body(i)
+    phis = []
+    for v in init:
+        p = b.phi(v.type)
+        p.add_incoming(v, pre)
+        phis.append(p)
+    new = body(i, phis)
     nxt = b.add(i, _i(step), flags=["nsw"])
     i.add_incoming(nxt, b.block)
+    for p, v in zip(phis, new):
+        p.add_incoming(v, b.block)
+    last = b.block
     latch = b.cbranch(b.icmp_signed("<", nxt, hi), head, done)
-    # the work is in the (hand-unrolled) microkernels and vector pack helpers: unrolling these
-    # loops around them only cost compile time
     if not unroll:
         latch.set_metadata("llvm.loop", _no_unroll(b.module))
     b.position_at_end(done)
+    out = []
+    for v0, v in zip(init, new):
+        r = b.phi(v0.type)
+        r.add_incoming(v0, pre)
+        r.add_incoming(v, last)
+        out.append(r)
+    return out
 
 
 def _min(b, x, y):

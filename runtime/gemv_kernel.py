@@ -46,7 +46,7 @@ import os
 
 import llvmlite.ir as ir
 
-from .gemm_ir import F32, I32, I64, KERNEL_FN, _c, _fma, _i, _shuffle, _splat
+from .gemm_ir import F32, I32, I64, KERNEL_FN, _c, _carrying_loop as _loop, _fma, _i, _shuffle, _splat
 from .gemm_plan import gemm_mode, host_geometry
 from .kernel_ir import Gemm, Index, Kernel, Load, Loop, Store
 
@@ -225,40 +225,6 @@ def _epilogue_fn(b, bufs, first, ep: Epilogue):
 
 
 # -- IR helpers --------------------------------------------------------------------------------
-
-def _loop(b, lo, hi, step, init, body, name):
-    """for i in range(lo, hi, step) carrying values: body(i, vals) -> new vals; returns the
-    values after the loop (init when it runs zero times). lo/hi: i64 values or ints."""
-    lo = _i(lo) if isinstance(lo, int) else lo
-    hi = _i(hi) if isinstance(hi, int) else hi
-    fn = b.function
-    pre = b.block
-    head = fn.append_basic_block(name)
-    done = fn.append_basic_block(name + ".end")
-    b.cbranch(b.icmp_signed("<", lo, hi), head, done)
-    b.position_at_end(head)
-    i = b.phi(I64, name=name)
-    i.add_incoming(lo, pre)
-    phis = []
-    for v in init:
-        p = b.phi(v.type)
-        p.add_incoming(v, pre)
-        phis.append(p)
-    new = body(i, phis)
-    nxt = b.add(i, _i(step), flags=["nsw"])
-    i.add_incoming(nxt, b.block)
-    for p, v in zip(phis, new):
-        p.add_incoming(v, b.block)
-    last = b.block
-    b.cbranch(b.icmp_signed("<", nxt, hi), head, done)
-    b.position_at_end(done)
-    out = []
-    for v0, v in zip(init, new):
-        r = b.phi(v0.type)
-        r.add_incoming(v0, pre)
-        r.add_incoming(v, last)
-        out.append(r)
-    return out
 
 
 def _vload(b, p, off, lanes):

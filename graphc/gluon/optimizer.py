@@ -637,25 +637,23 @@ class Updater:
         (fused_optimizers.py) updates as one compiled program; False where it does not apply
         (then each parameter updates on its own)."""
         from .fused_optimizers import FusedStep, fused_rule
-        from .fused_update import FusedSGD, fused_sgd_applies
+        from .fused_update import fused_sgd_applies, sgd_rule
         opt = self.optimizer
         states = [self.states[i] for i in index]
-        shapes = tuple(w._data.shape for w in weight)
         if fused_sgd_applies(opt, weight, grad, states):
-            clip = opt.clip_gradient if opt._clipping() else None
-            key = (shapes, opt.momentum, clip)
-            rule = None
+            rule = sgd_rule(opt)
         else:
             rule = fused_rule(opt, weight, grad, states)
             if rule is None:
                 return False
-            key = (shapes, rule.key)
+        shapes = tuple(w._data.shape for w in weight)
+        key = (shapes, rule.key)
         cache = self.__dict__.setdefault("_fused", {})
         fused = cache.get(key)
         if fused is None:
             if len(cache) >= 8:         # e.g. changing subsets under ignore_stale_grad: keep a few
                 cache.pop(next(iter(cache)))
-            fused = cache[key] = FusedSGD(shapes, opt.momentum, clip) if rule is None else FusedStep(shapes, rule)
+            fused = cache[key] = FusedStep(shapes, rule)
         opt._update_count(list(index))
         fused(opt, index, weight, grad, states)
         return True
