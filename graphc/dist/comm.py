@@ -181,12 +181,20 @@ def _init_mpi(MPI, timeout):
 def _fail_fast(error):
     """Raise `error` and make sure the process then exits without MPI_Finalize (which would
     wait on the dead or missing rank)."""
-    _exit_state["failed"] = True
+    _mark_failed()
     _install_exit_hook()
     raise error
 
 
 _exit_state = {"failed": False, "hooked": False, "world": None}
+
+
+def _mark_failed():
+    """This rank will end in failure: tell graphc-launch now, not only at exit. Once one rank has
+    failed, the process manager kills the others, and a survivor still reporting the death it saw
+    may be killed before its exit handler runs (then the launcher counted it as killed)."""
+    _exit_state["failed"] = True
+    _leave_status(1)
 
 
 def _install_exit_hook():
@@ -198,7 +206,7 @@ def _install_exit_hook():
 
     def hook(kind, value, tb):
         # an unhandled exception: the others will see this rank die; finalising would wait on them
-        _exit_state["failed"] = True
+        _mark_failed()
         if isinstance(value, DistributedError):
             _log_line(str(value))
         previous(kind, value, tb)
@@ -384,7 +392,7 @@ class World:
             first = self._failure is None
             if first:
                 self._failure = DistributedError(f"graphc.dist: {self.me}: {names} died")
-                _exit_state["failed"] = True
+                _mark_failed()
         if first:
             report(f"graphc.dist: {self.me}: {names} died; this rank stops")
         return True
@@ -393,7 +401,7 @@ class World:
         with self._lock:
             if self._failure is None:
                 self._failure = error
-                _exit_state["failed"] = True
+                _mark_failed()
 
     def check(self):
         """Raise the recorded failure (a dead peer), if any."""
