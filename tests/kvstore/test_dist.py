@@ -25,7 +25,9 @@ import dist_worker as dw  # noqa: E402
 pytestmark = pytest.mark.skipif(not os.access(GFORKER, os.X_OK), reason="MPICH's mpiexec.gforker is not installed")
 
 
-def _run(ranks, scenario, out, *args, timeout_s=5, launcher=False, servers=0, limit=60, env_extra=None):
+# timeout_s (GRAPHC_DIST_TIMEOUT): 30 s for jobs that should succeed, since MPI_Init of 3 ranks
+# took over 5 s on a loaded 2-core machine; the failure tests pass their own short timeouts
+def _run(ranks, scenario, out, *args, timeout_s=30, launcher=False, servers=0, limit=60, env_extra=None):
     env = dict(os.environ, GRAPHC_DIST_TIMEOUT=str(timeout_s), PYTHONUNBUFFERED="1",
                GRAPHC_DIST_LOG_DIR=str(out / "logs"), **(env_extra or {}))
     env.pop("GRAPHC_NUM_SERVERS", None)
