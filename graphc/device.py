@@ -89,19 +89,18 @@ def current_context() -> Context:
 
 
 def num_gpus() -> int:
-    """The number of CUDA GPUs the CUDA runtime (pycuda) sees; 0 without pycuda, a driver or a GPU."""
+    """The number of CUDA GPUs the CUDA driver sees (pycuda, else cuda-bindings; the host
+    simulator's under GRAPHC_CUDA_SIM=1: runtime/cuda/driver.py); 0 without one."""
     return _cuda_device_count()
 
 
 @functools.lru_cache(maxsize=1)
 def _cuda_device_count() -> int:
-    # asked once per process: array creation checks every GPU placement against it
-    try:
-        import pycuda.driver as drv
-        drv.init()
-        return int(drv.Device.count())
-    except Exception:
-        return 0
+    # asked once per process (runtime.cuda.driver.reset_driver clears it): array creation
+    # checks every GPU placement against it
+    from .runtime.cuda.driver import get_driver
+    driver = get_driver()
+    return driver.device_count() if driver is not None else 0
 
 
 # more than one device (a cpu(k > 0) or a GPU) has held data in this process: arrays carry
