@@ -24,3 +24,27 @@ def _single_device_after_each_test():
     from graphc import device
     if device.MULTI:
         device.release_devices()
+
+
+@pytest.fixture
+def cuda_device(monkeypatch):
+    """The CUDA driver a GPU test runs on: the host simulator (GRAPHC_CUDA_SIM, needs g++) on
+    machines without a GPU, the real GPU where GRAPHC_TEST_REAL_GPU=1 (the lent-GPU run sets it,
+    so every simulator test also runs on the hardware). Each test starts with a fresh driver."""
+    import shutil
+    from graphc.runtime.cuda import driver
+    if os.environ.get("GRAPHC_TEST_REAL_GPU") == "1":
+        monkeypatch.delenv("GRAPHC_CUDA_SIM", raising=False)
+    else:
+        if shutil.which("g++") is None:
+            pytest.skip("the CUDA simulator compiles kernels with g++, which is not installed")
+        monkeypatch.setenv("GRAPHC_CUDA_SIM", "1")
+    driver.reset_driver()
+    d = driver.get_driver()
+    if d is None:
+        pytest.skip("no CUDA GPU (GRAPHC_TEST_REAL_GPU=1 but no driver sees one)")
+    yield d
+    from graphc import device
+    if device.MULTI:
+        device.release_devices()
+    driver.reset_driver()
