@@ -145,9 +145,11 @@ def reset_driver() -> None:
     Arrays still holding device memory of the old driver must not be used afterwards."""
     global _driver, _made
     with _lock:
-        _driver, _made = None, False
+        old, _driver, _made = _driver, None, False
     from . import memory
     memory.reset()
+    if old is not None and hasattr(old, "close"):
+        old.close()             # a real driver's contexts and cuBLAS handles
     try:
         from graphc import device
         device._cuda_device_count.cache_clear()
