@@ -199,10 +199,12 @@ def use(k: int) -> Layout:
 def reset() -> Layout:
     """Back to one device with every core (an automatic layout only; a fixed one stays): for
     graphc.device.release_devices, when a process is done with its devices."""
+    if _layout is None:
+        return current()        # (outside the lock, which current() takes and is not reentrant)
     with _lock:
         layout = _layout
-        if layout is None or layout.fixed or layout.count == 1:
-            return current() if layout is None else layout
+        if layout.fixed or layout.count == 1:
+            return layout
         cores = sorted({c for group in layout.devices for c in group})
         layout = _set(Layout([cores], False, layout.generation + 1))
         listeners = list(_listeners)

@@ -137,7 +137,7 @@ def _sort_np(x, axis, is_ascend):
 
 def _sort_grad(F, ins, outs, gs, attrs):
     x = ins[0]
-    idx = F.argsort(x, axis=attrs["axis"], is_ascend=attrs["is_ascend"], dtype=x.dtype.name)
+    idx = F.argsort(x, axis=attrs["axis"], is_ascend=attrs["is_ascend"], dtype=np.dtype(x.dtype).name)
     return [scatter_along(F, gs[0], idx, x, attrs["axis"])]
 
 
