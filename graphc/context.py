@@ -5,13 +5,17 @@ from .device import Context, cpu, gpu, cpu_pinned, current_context, num_gpus  # 
 
 
 def gpu_memory_info(device_id=0):
-    """(free, total) bytes of GPU `device_id`, as MXNet reports them (needs pycuda and the GPU)."""
+    """(free, total) bytes of GPU `device_id`, as MXNet's. The driver's own count when it has one
+    (`mem_get_info`: what every process on the GPU left free); otherwise the total less what
+    graphc's pool holds from the driver (the simulator: graphc is the only user)."""
     from .device import require_device
+    from .runtime.cuda import memory
+    from .runtime.cuda.driver import require_driver
     require_device(gpu(device_id))
-    import pycuda.driver as cuda   # present whenever require_device accepted the GPU
-    ctx = cuda.Device(device_id).retain_primary_context()
-    ctx.push()
-    try:
-        return cuda.mem_get_info()
-    finally:
-        ctx.pop()
+    driver = require_driver("gpu_memory_info")
+    info = getattr(driver, "mem_get_info", None)
+    if info is not None:
+        free, total = info(device_id)
+        return int(free), int(total)
+    total = int(driver.total_memory(device_id))
+    return total - memory.memory_stats(device_id)["reserved"], total

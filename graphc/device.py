@@ -69,7 +69,11 @@ class Context(metaclass=_DefaultContext):
         Context._local.ctx = self._old
 
     def empty_cache(self):
-        """Nothing to free on the CPU; kept for MXNet compatibility."""
+        """A GPU's cached free blocks go back to the driver (runtime/cuda/memory.py); nothing to
+        free on the CPU (kept for MXNet compatibility)."""
+        if self.device_type == "gpu" and self.device_id < num_gpus():
+            from .runtime.cuda import memory
+            memory.empty_cache(self.device_id)
 
 
 def cpu(device_id=0) -> Context:

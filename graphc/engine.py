@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import queue
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -176,11 +177,15 @@ def wait_device(device: int) -> None:
 
 
 def waitall_quiet() -> None:
-    """Wait for every device without raising (their failures stay for the next waitall)."""
+    """Wait for every device without raising (their failures stay for the next waitall), GPUs
+    included (their kernels run asynchronously on the device's stream)."""
     for d in list(_dispatchers.values()):
         last = d.last
         if last is not None:
             last.wait()
+    gpu_memory = sys.modules.get("graphc.runtime.cuda.memory")     # loaded once a GPU is used
+    if gpu_memory is not None:
+        gpu_memory.synchronize_all()
 
 
 def reported(error) -> None:

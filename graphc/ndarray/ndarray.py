@@ -41,6 +41,9 @@ class NDArray(ArithmeticMixin):
         if ctx.device_id or ctx.device_type != "cpu":
             # a GPU the machine lacks is refused (as MXNet does); cpu(k) joins the core split
             require_device(ctx)
+            if ctx.device_type == "gpu":     # a GpuNDArray holding a device copy (gpu.py)
+                _gpu.adopt(self, data, ctx)
+                return
         self._data = data
         self._ctx = ctx
         self._entry = None
@@ -132,6 +135,8 @@ class NDArray(ArithmeticMixin):
                 raise GraphcError(f"copyto: target shape {other.shape} differs from source {self.shape}")
             if other.stype != "default":
                 other._data = self._data       # a sparse target re-encodes the values (sparse_arrays.py)
+            elif type(other) is _gpu.GpuNDArray:
+                other[:] = self._data          # uploaded, without downloading the old value
             else:
                 other._data[...] = self._data
             return other
@@ -392,6 +397,8 @@ def invoke(op_name, inputs, attrs, name=None):
 def _apply(op, parsed, inputs, name):
     """invoke() from the parsed operator on NDArray inputs."""
     if _device.MULTI and inputs:
+        if type(inputs[0]) is _gpu.GpuNDArray:
+            return _gpu_ops.invoke(op, parsed, inputs, name)     # a one-node GPU program
         return _pending.invoke_multi(op, parsed, inputs, name)
     in_types, out_types = _infer(op, parsed, inputs, name)
     t0 = _trace.now() if _trace.imperative else 0     # mx.profiler records eager operators
@@ -460,6 +467,8 @@ def array(source_array, ctx=None, dtype=None) -> NDArray:
         from .sparse import array as sparse_array     # a sparse NDArray or scipy matrix stays sparse (MXNet)
         return sparse_array(source, ctx=ctx, dtype=dtype)
     if isinstance(source, NDArray):
+        if type(source) is _gpu.GpuNDArray:
+            return _gpu.array_of(source, ctx, dtype)      # (a device copy, no host round trip)
         data = source._data.astype(canonical(dtype) if dtype else source._data.dtype, copy=True)
         return NDArray(data, as_context(ctx) if ctx else source._ctx)
     if dtype is None:  # MXNet 1.x: float32 unless the source is an NDArray
@@ -474,3 +483,4 @@ _NAMESPACE = EagerNamespace(lambda op, ins, attrs, name: invoke(op, ins, attrs, 
 
 from . import pending as _pending  # noqa: E402  (it subclasses NDArray)
 from . import advanced_index as _advanced  # noqa: E402  (it builds NDArrays)
+from . import gpu as _gpu, gpu_ops as _gpu_ops  # noqa: E402  (GpuNDArray subclasses NDArray)

@@ -277,6 +277,9 @@ def store_grad(dst, g, req):
 def assign(dst, result, what):
     """dst[...] = result (an in-place operator's last step) with pending work on either side."""
     ctx = dst._ctx
+    if ctx.device_type == "gpu":
+        from .gpu import assign as gpu_assign      # on the device (gpu.py)
+        return gpu_assign(dst, result, what)
     src = local_value(result, ctx)
 
     def write():

@@ -185,6 +185,12 @@ def memory_stats(device: int) -> dict:
     return allocator(device).stats()
 
 
+def synchronize_all() -> None:
+    """Wait for the queued work of every GPU that holds graphc memory (mx.nd.waitall)."""
+    for d, pool in list(_pools.items()):
+        pool.driver.synchronize(d)
+
+
 def reset() -> None:
     """Drop every pool without freeing (the driver they belong to is being forgotten)."""
     with _pools_lock:

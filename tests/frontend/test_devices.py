@@ -73,10 +73,8 @@ def test_ops_mixing_cpu_devices_run_on_the_first_inputs_device_as_in_mxnet():
     np.testing.assert_array_equal((b + a).asnumpy(), [3, 3])
 
 
-def test_ops_mixing_cpu_and_gpu_raise_mxnets_error(monkeypatch):
-    import graphc.device as device
-    monkeypatch.setattr(device, "num_gpus", lambda: 1)      # a GPU label is enough for the check
-    monkeypatch.setattr(device, "_placed", set(device._placed))
+def test_ops_mixing_cpu_and_gpu_raise_mxnets_error(cuda_device):
+    # (a GPU array holds device memory: the simulator's without a GPU)
     a = nd.ones((2,), ctx=mx.cpu(0))
     g = nd.ones((2,), ctx=mx.gpu(0))
     with pytest.raises(GraphcError, match=r"Operator \w+ require all inputs live on the same context\. "

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import graphc as mx
-from graphc import device, gluon, nd
+from graphc import gluon, nd
 from graphc.gluon import nn
 
 
@@ -80,11 +80,17 @@ def test_deferred_parameters_are_refused_when_their_shape_arrives():
         net(nd.ones((1, 2)))
 
 
-def test_gpu_ids_beyond_the_count_are_refused(monkeypatch):
-    monkeypatch.setattr(device, "num_gpus", lambda: 2)
-    assert nd.zeros((2,), ctx=mx.gpu(1)).context == mx.gpu(1)
-    with pytest.raises(mx.GraphcError, match=r"gpu\(2\): only 2 CUDA GPU\(s\) are available \(gpu\(0\) .. gpu\(1\)\)"):
-        nd.zeros((2,), ctx=mx.gpu(2))
+def test_gpu_ids_beyond_the_count_are_refused(monkeypatch, cuda_device):
+    # (a GPU array holds device memory: two simulated GPUs without a GPU)
+    from graphc.runtime.cuda import driver
+    if cuda_device.name == "sim":
+        monkeypatch.setenv("GRAPHC_CUDA_SIM_DEVICES", "2")
+        driver.reset_driver()
+    n = mx.num_gpus()
+    assert nd.zeros((2,), ctx=mx.gpu(n - 1)).context == mx.gpu(n - 1)
+    with pytest.raises(mx.GraphcError, match=rf"gpu\({n}\): only {n} CUDA GPU\(s\) are available "
+                                             rf"\(gpu\(0\) .. gpu\({n - 1}\)\)"):
+        nd.zeros((2,), ctx=mx.gpu(n))
 
 
 def test_cpu_placement_is_unaffected():

@@ -1,0 +1,405 @@
+"""NDArrays on a GPU: `nd.array(x, ctx=mx.gpu(0))`, copies between devices, and the storage
+protocol that keeps graphc's host-side code (which reads `x._data` as a numpy array) working
+on arrays whose values live in device memory.
+
+An NDArray created on a gpu(k) context becomes a `GpuNDArray` (NDArray.__init__ switches the
+class, as pending.py does; `__slots__ = ()` keeps the layout). Its `_data` slot holds a
+`GpuStorage`: the DeviceBuffer (runtime/cuda/memory.py) with the array's shape and dtype, and a
+host mirror. Operators on GPU arrays run on the device (gpu_ops.py); this module never computes.
+
+The host mirror protocol (one authoritative copy at a time):
+- device-authoritative (`host is None`): the DeviceBuffer holds the value. Operators read and
+  write buffers; shape, dtype, size, ndim and `_type()` never touch the device.
+- host-authoritative (`host` is a numpy array): someone read `x._data`, the numpy view of the
+  value that graphc's host code (optimizers, kvstore, copyto into an array, x[key] = v) reads
+  and writes in place. `_data` downloads the value once and from then on that numpy array *is*
+  the value, so in-place writes to it count. The next device use (`device_buffer(x)`) uploads
+  it and drops the mirror: a numpy array obtained from `_data` is the array's value only until
+  then. Assigning `x._data = value` makes `value` the (host-authoritative) value.
+- `asnumpy()`, printing, pickling and `np.asarray(x)` copy the value without changing which
+  side is authoritative (a read from Python does not make the next operator upload).
+
+API (for graphc.gluon and other front-end code):
+- `GpuNDArray`: an NDArray; everything an NDArray offers works (values equal the CPU's).
+- `device_buffer(x) -> DeviceBuffer`: x's value on the device, uploaded first if needed.
+- `from_buffer(buf, shape, dtype, ctx) -> GpuNDArray`: wrap a buffer a GPU program produced
+  (the array owns it from then on).
+- `empty(shape, dtype, ctx)`, `zeros(shape, dtype, ctx)`: device arrays without a host round trip.
+- `write_buffer(dst, buf)`: overwrite dst's value in place (same size) with a device copy.
+- `is_gpu(x)`: whether x is a GpuNDArray; `storage(x)`: its GpuStorage (buffer, host mirror).
+- `graphc.ndarray.gpu_ops`: eager operators on GPU arrays (one-node GPU programs), `stats()`.
+Writes that stay on the device: `x[:] = y` (y on x's GPU; out= goes through it), `x[:] = 0`,
+in-place operators (`x += y`), copyto between arrays of one GPU, backward's .grad writes.
+`x[:] = number/list/numpy` replaces the value without downloading the old one.
+A GPU array has no views: `x[1:3]` is a copy (MXNet's GPU slices share memory); `x[1:3] += 1`
+and `x[key] = v` still write into x (through the host mirror). A contiguous region (x[i],
+x[a:b], x[i, a:b]) is one device copy outside autograd.record(), not an indexing program per
+distinct key; while recording, the indexing operator runs (its gradient).
+
+Not thread-safe per array: two threads writing the same GPU array race as they would on numpy.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ops.dtypes import canonical
+from ..ops.errors import GraphcError
+from ..ops.types import TensorType
+from ..runtime.cuda import memory as _memory
+from ..runtime.cuda.driver import require_driver
+from . import advanced_index as _advanced
+from .ndarray import NDArray, _DTYPE_NAMES
+
+_RAW = NDArray.__dict__["_data"]         # the slot itself: holds a GpuStorage
+
+
+class GpuStorage:
+    """The value of one GPU array (shared by arrays that share memory: x and x.detach())."""
+
+    __slots__ = ("device", "shape", "dtype", "buf", "host")
+
+    def __init__(self, device: int, shape: tuple, dtype: np.dtype, buf=None, host=None):
+        self.device, self.shape, self.dtype = device, shape, dtype
+        self.buf = buf            # DeviceBuffer or None (not allocated yet)
+        self.host = host          # numpy array when host-authoritative, else None
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+    def device_buffer(self):
+        """The buffer holding the value, uploading a host-authoritative value first."""
+        host = self.host
+        if host is not None:
+            buf = self.buf
+            if buf is None or buf.nbytes != host.nbytes:
+                buf = self.buf = _memory.allocator(self.device).allocate(host.nbytes)
+            if host.nbytes:
+                require_driver("uploading to a GPU").memcpy_htod(self.device, buf.ptr, np.ascontiguousarray(host))
+            self.host = None
+        elif self.buf is None:
+            raise GraphcError(f"gpu({self.device}): an array of shape {self.shape} has no value "
+                              "(its storage was never written)")
+        return self.buf
+
+    def download(self) -> np.ndarray:
+        """A new host array holding the value (the storage's state is unchanged)."""
+        if self.host is not None:
+            return self.host.copy()
+        out = np.empty(self.shape, self.dtype)
+        if out.nbytes:
+            require_driver("downloading from a GPU").memcpy_dtoh(self.device, out, self.buf.ptr)
+        return out
+
+    def written_on_device(self) -> None:
+        """The buffer was just overwritten on the device: it is the value now."""
+        self.host = None
+
+
+class GpuNDArray(NDArray):
+    """An NDArray whose value is in GPU memory; see the module docstring."""
+
+    __slots__ = ()
+
+    # -- the storage protocol ---------------------------------------------------------------
+    @property
+    def _data(self):
+        st = _RAW.__get__(self)
+        if st.host is None:
+            st.host = st.download()        # host-authoritative from now on (the caller may write)
+        return st.host
+
+    @_data.setter
+    def _data(self, value):
+        # a new value (not a write into the old one, which sharers see): its own storage
+        value = np.asarray(value)
+        _RAW.__set__(self, GpuStorage(self._ctx.device_id, value.shape, value.dtype, host=value))
+
+    @property
+    def shape(self):
+        return _RAW.__get__(self).shape
+
+    @property
+    def dtype(self):
+        return _RAW.__get__(self).dtype.type
+
+    @property
+    def size(self):
+        return int(np.prod(_RAW.__get__(self).shape, dtype=np.int64))
+
+    @property
+    def ndim(self):
+        return len(_RAW.__get__(self).shape)
+
+    def _type(self) -> TensorType:
+        st = _RAW.__get__(self)
+        name = _DTYPE_NAMES.get(st.dtype)
+        if name is None:
+            name = _DTYPE_NAMES.setdefault(st.dtype, canonical(st.dtype))
+        return TensorType(st.shape, name, str(self._ctx))
+
+    # -- host reads that leave the device value authoritative -------------------------------
+    def asnumpy(self) -> np.ndarray:
+        return _RAW.__get__(self).download()
+
+    def asscalar(self):
+        if self.size != 1:
+            raise ValueError(f"asscalar: the array has shape {self.shape}, not exactly one element")
+        return self.asnumpy().reshape(())[()]
+
+    def __array__(self, dtype=None, copy=None):
+        v = self.asnumpy()
+        return v if dtype is None else v.astype(dtype)
+
+    def __bool__(self):
+        if self.size == 0:
+            return False
+        if self.size != 1:
+            raise ValueError(f"the truth value of an array with {self.size} elements is ambiguous")
+        return bool(self.asnumpy().reshape(()).item())
+
+    def __repr__(self):
+        return f"\n{self.asnumpy()}\n<NDArray {'x'.join(map(str, self.shape))} @{self._ctx}>"
+
+    def wait_to_read(self):
+        """Wait for the device work that makes the value (the device's stream runs in order)."""
+        require_driver("waiting for a GPU").synchronize(self._ctx.device_id)
+        return self
+
+    # -- copies -----------------------------------------------------------------------------
+    def astype(self, dtype, copy=True):
+        if not copy and _RAW.__get__(self).dtype == np.dtype(canonical(dtype)):
+            return self
+        return NDArray.astype(self, dtype, copy)
+
+    def copy(self):
+        st = _RAW.__get__(self)
+        out = empty(st.shape, st.dtype, self._ctx)
+        write_buffer(out, st.device_buffer())
+        return out
+
+    def detach(self):
+        out = GpuNDArray.__new__(GpuNDArray)
+        _init_fields(out, _RAW.__get__(self), self._ctx)     # the same memory, without the tape
+        return out
+
+    def copyto(self, other):
+        """Into the NDArray `other` (device copy when both are on one GPU), or onto the device
+        `other`: GPU -> CPU downloads, CPU -> GPU uploads, gpu(i) -> gpu(j) goes through the host."""
+        from ..device import as_context
+        if isinstance(other, NDArray):
+            if other.shape != self.shape:
+                raise GraphcError(f"copyto: target shape {other.shape} differs from source {self.shape}")
+            if type(other) is GpuNDArray and other._ctx == self._ctx and other.dtype == self.dtype:
+                write_buffer(other, device_buffer(self))
+                return other
+            return NDArray.copyto(self, other)       # through the host (another device or dtype)
+        ctx = as_context(other)
+        if ctx == self._ctx:
+            out = self.copy()
+        else:
+            out = NDArray(self.asnumpy(), ctx)       # (uploads when ctx is a GPU)
+        from .. import autograd
+        if autograd.is_recording() and autograd.needs_grad(self):
+            source = self._ctx
+            autograd.record_custom([self], [out], lambda F, ins, outs, ograds: [ograds[0].copyto(source)],
+                                   "_copyto")
+        return out
+
+    # -- autograd ---------------------------------------------------------------------------
+    def attach_grad(self, grad_req="write", stype=None):
+        if grad_req not in ("write", "add", "null"):
+            raise ValueError(f"attach_grad: grad_req must be 'write', 'add' or 'null', got {grad_req!r}")
+        if stype not in (None, "default"):
+            raise GraphcError(f"attach_grad(stype={stype!r}): sparse gradients are not supported on {self._ctx}")
+        st = _RAW.__get__(self)
+        self._grad = zeros(st.shape, st.dtype, self._ctx)
+        self._grad_req = grad_req
+        self._entry = None
+
+    def _store_grad(self, g, req):
+        """backward()'s write of gradient g into this .grad buffer, on the device."""
+        if type(g) is not GpuNDArray or g._ctx != self._ctx:
+            g = NDArray(np.asarray(g.asnumpy()), self._ctx)       # (a CPU head gradient: uploaded)
+        if g.dtype != self.dtype:
+            g = g.astype(self.dtype)
+        if req == "add":
+            from .ndarray import invoke
+            g = invoke("elemwise_add", [self, g], {})
+        write_buffer(self, device_buffer(g))
+
+    # -- indexing ---------------------------------------------------------------------------
+    def __getitem__(self, key):
+        # a contiguous region (x[i], x[a:b], x[i, a:b]: what the CPU makes a view) is one device
+        # copy, not a program per distinct key (`for row in x` would compile one per row)
+        from .. import autograd
+        if not autograd.is_recording():
+            region = _contiguous_region(key, _RAW.__get__(self).shape)
+            if region is not None:
+                return _copy_region(self, *region)
+        return NDArray.__getitem__(self, key)
+
+    def __setitem__(self, key, value):
+        whole = isinstance(key, slice) and key == slice(None) and self.ndim > 0
+        # x[:] = y of one GPU's arrays (out=, an optimizer's write-back) stays on the device
+        if whole and type(value) is GpuNDArray and value._ctx == self._ctx \
+                and value.shape == self.shape and value.dtype == self.dtype:
+            write_buffer(self, device_buffer(value))
+            return
+        if isinstance(value, NDArray):
+            value = value.asnumpy()
+        if whole:
+            # the whole value is replaced: no need to download the old one first
+            st = _RAW.__get__(self)
+            v = np.asarray(value)
+            if isinstance(value, (list, tuple)) or v.ndim:
+                v = _advanced.fit_value(v, st.shape)
+            if not v.ndim and v == 0 and st.buf is not None and st.buf.nbytes == st.nbytes:
+                if st.nbytes:
+                    require_driver("zeroing GPU memory").memset(st.device, st.buf.ptr, st.nbytes)
+                st.written_on_device()
+                return
+            new = np.empty(st.shape, st.dtype)
+            new[...] = v
+            st.host = new                 # host-authoritative (uploaded at the next device use)
+            return
+        NDArray.__setitem__(self, key, value)
+
+
+def _contiguous_region(key, shape):
+    """(first element, element count, result shape) when x[key] is one contiguous run of x:
+    leading integer indices, then at most one step-1 slice, every later axis whole. None for
+    anything else (the general indexing operator runs it)."""
+    parts = key if isinstance(key, tuple) else (key,)
+    if not parts or len(parts) > len(shape):
+        return None
+    offset, out_shape, ints = 0, [], 0
+    for i, k in enumerate(parts):
+        n = shape[i]
+        if isinstance(k, (int, np.integer)) and not isinstance(k, bool) and not out_shape:
+            j = int(k) + n if k < 0 else int(k)
+            if not 0 <= j < n:        # (as the CPU's view path: an IndexError, as MXNet)
+                raise IndexError(f"index {int(k)} is out of bounds for axis {i} with size {n} "
+                                 f"(array of shape {tuple(shape)})")
+            k = j
+            offset = offset * n + k
+            ints += 1
+        elif isinstance(k, slice) and i == len(parts) - 1 and k.step in (None, 1):
+            start, stop, _ = k.indices(n)
+            stop = max(start, stop)
+            offset = offset * n + start
+            out_shape.append(stop - start)
+        else:
+            return None
+    if ints == len(shape):
+        return None                   # a single element: the operator decides its shape
+    rest = tuple(shape[len(parts):])
+    inner = int(np.prod(rest, dtype=np.int64))
+    out_shape = tuple(out_shape) + rest
+    if len(shape) == 1 and ints == 1:
+        out_shape = (1,)              # a vector's element stays an array of shape (1,), as MXNet 1.x
+    count = int(np.prod(out_shape, dtype=np.int64))
+    return offset * inner, count, out_shape
+
+
+def _copy_region(x, first, count, out_shape):
+    st = _RAW.__get__(x)
+    out = empty(out_shape, st.dtype, x._ctx)
+    if count:
+        item = st.dtype.itemsize
+        require_driver("copying on a GPU").memcpy_dtod(st.device, _RAW.__get__(out).buf.ptr,
+                                                       st.device_buffer().ptr + first * item, count * item)
+    return out
+
+
+def _init_fields(arr, storage, ctx):
+    _RAW.__set__(arr, storage)
+    arr._ctx = ctx
+    arr._entry = arr._grad = arr._job = None
+    arr._grad_req = "null"
+    arr._fresh_grad = False
+
+
+def adopt(arr: NDArray, data, ctx) -> None:
+    """NDArray.__init__ on a GPU context: `arr` becomes a GpuNDArray holding a device copy of
+    `data` (uploaded now, so that device memory is used as soon as the array exists, as MXNet's)."""
+    arr.__class__ = GpuNDArray
+    data = np.asarray(data)
+    st = GpuStorage(ctx.device_id, data.shape, data.dtype, host=data)
+    st.device_buffer()
+    _init_fields(arr, st, ctx)
+
+
+def from_buffer(buf, shape, dtype, ctx) -> GpuNDArray:
+    arr = GpuNDArray.__new__(GpuNDArray)
+    _init_fields(arr, GpuStorage(ctx.device_id, tuple(shape), np.dtype(dtype), buf=buf), ctx)
+    return arr
+
+
+def empty(shape, dtype, ctx) -> GpuNDArray:
+    """An array with an allocated, unwritten buffer (its value is whatever the block held)."""
+    shape, dtype = tuple(int(s) for s in shape), np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    return from_buffer(_memory.allocator(ctx.device_id).allocate(nbytes), shape, dtype, ctx)
+
+
+def zeros(shape, dtype, ctx) -> GpuNDArray:
+    out = empty(shape, dtype, ctx)
+    buf = _RAW.__get__(out).buf
+    if buf.nbytes:
+        require_driver("zeroing GPU memory").memset(ctx.device_id, buf.ptr, buf.nbytes)
+    return out
+
+
+def device_buffer(x: GpuNDArray):
+    return _RAW.__get__(x).device_buffer()
+
+
+def storage(x: GpuNDArray) -> GpuStorage:
+    return _RAW.__get__(x)
+
+
+def write_buffer(dst: GpuNDArray, buf) -> None:
+    """dst's value becomes a device copy of `buf` (same byte size), in dst's own memory (arrays
+    sharing it see the write, as they would in MXNet)."""
+    st = _RAW.__get__(dst)
+    if buf.nbytes != st.nbytes:
+        raise GraphcError(f"gpu write: {buf.nbytes} bytes into an array of {st.nbytes} bytes "
+                          f"(shape {st.shape}, {st.dtype})")
+    if st.buf is None or st.buf.nbytes != st.nbytes:
+        st.buf = _memory.allocator(st.device).allocate(st.nbytes)
+    if st.buf is not buf and buf.nbytes:
+        if buf.device != st.device:
+            raise GraphcError(f"gpu write: a buffer of gpu({buf.device}) into an array of gpu({st.device})")
+        require_driver("copying on a GPU").memcpy_dtod(st.device, st.buf.ptr, buf.ptr, buf.nbytes)
+    st.written_on_device()
+
+
+def array_of(source: GpuNDArray, ctx, dtype) -> NDArray:
+    """nd.array(source, ctx, dtype) of a GPU array: a new array (a device copy on its GPU)."""
+    from ..device import as_context
+    ctx = as_context(ctx) if ctx else source._ctx
+    out = source
+    if dtype is not None and np.dtype(canonical(dtype)) != _RAW.__get__(source).dtype:
+        from .. import autograd
+        with autograd.pause():                      # (a new array, off the tape, as on the CPU)
+            out = source.astype(dtype)              # Cast on the device
+    if ctx != source._ctx:
+        return NDArray(out.asnumpy(), ctx)
+    return out.copy() if out is source else out
+
+
+def is_gpu(x) -> bool:
+    return type(x) is GpuNDArray
+
+
+def assign(dst: GpuNDArray, result, what: str) -> None:
+    """dst[...] = result, an in-place operator's last step (ndarray._inplace via pending.assign)."""
+    if type(result) is GpuNDArray and result._ctx == dst._ctx and result.dtype == dst.dtype:
+        write_buffer(dst, device_buffer(result))
+        return
+    dst._data[...] = result.asnumpy() if isinstance(result, NDArray) else result
+
+
+__all__ = ["GpuNDArray", "GpuStorage", "adopt", "array_of", "from_buffer", "empty", "zeros", "device_buffer", "storage",
+           "write_buffer", "is_gpu", "assign"]
