@@ -35,7 +35,8 @@ WARM_HELPER_NODES = 64
 
 
 def compile_graph(graph: Graph, *, training: bool = False, cache: bool = True, check=None, device: int = 0):
-    """Compile `graph` for the CPU and return a `runtime.Program`.
+    """Compile `graph` for the CPU and return a `runtime.Program`; a graph whose values live on
+    'gpu(k)' compiles to a `runtime.GpuProgram` for that GPU instead (runtime/cuda/program.py).
 
     training selects the mode the program runs in: BatchNorm's batch or moving statistics
     (the graph is specialised to it) and host-run ops' behaviour (Dropout); cache=False skips the
@@ -46,6 +47,9 @@ def compile_graph(graph: Graph, *, training: bool = False, cache: bool = True, c
     compile, under 2% of a load from the disk cache, 4-6% of an in-memory cache hit that itself
     takes 1-30 ms; hybridized blocks reach this function once per input signature). device:
     the CPU device k whose worker pool runs the program (cpu(k); runtime/cpu_devices.py)."""
+    from .runtime.cuda.graph_device import gpu_device_of
+    if gpu_device_of(graph) is not None:
+        return _compile_gpu(graph, training, cache, check, device)
     # a graph an earlier process compiled comes whole from the program cache, no pass run
     # (runtime/program_cache.py says when it applies and what its key covers)
     from .runtime import program_cache
@@ -61,6 +65,15 @@ def compile_graph(graph: Graph, *, training: bool = False, cache: bool = True, c
         prog = rebuild()
         program_cache.store(key, graph, prog)
     return prog
+
+
+def _compile_gpu(graph: Graph, training: bool, cache: bool, check, device: int):
+    """A graph whose values live on 'gpu(k)' compiles to a runtime.cuda.program.GpuProgram, kept
+    in memory (runtime/cuda/program.py: gpu_program_key), not on disk: the driver caches the
+    kernel binaries, and the rest of a GPU build is the passes and one module load."""
+    from .runtime.cuda.program import cached_program, gpu_program_key
+    key = gpu_program_key(graph, training, cache=cache, check=check)
+    return cached_program(key, lambda: _compile(graph, training, cache, check, device))
 
 
 def _compile(graph: Graph, training: bool, cache: bool, check, device: int):
@@ -80,7 +93,9 @@ def _compile(graph: Graph, training: bool, cache: bool, check, device: int):
 
 def _compile_now(graph: Graph, training: bool, cache: bool, check, device: int):
     verify(graph, check_inference=False)
-    if len(graph.nodes) >= WARM_HELPER_NODES:
+    from .runtime.cuda.graph_device import gpu_device_of
+    gpu = gpu_device_of(graph)
+    if len(graph.nodes) >= WARM_HELPER_NODES and gpu is None:
         warm_up_compile_helper()     # its start overlaps the passes (runtime/compile_pool.py)
     lower = lower_pipeline(training)
     fused = lower(graph if training else INFERENCE(graph, check=check), check=check)
@@ -90,6 +105,9 @@ def _compile_now(graph: Graph, training: bool, cache: bool, check, device: int):
         check_plan(fused, plan)
     if dump_wanted("plan_memory"):
         print(f"-- after plan_memory --\n{plan.format(fused)}", file=sys.stderr)
+    if gpu is not None:
+        from .runtime.cuda.program import build_gpu_program
+        return build_gpu_program(graph, fused, plan, training=training, device=gpu)
     return build_program(graph, fused, plan, training=training, cache=cache, device=device)
 
 

@@ -14,4 +14,7 @@ def __getattr__(name):
     if name in ("build_program", "Program"):
         from . import executor
         return getattr(executor, name)
+    if name in ("build_gpu_program", "GpuProgram"):
+        from .cuda import program
+        return getattr(program, name)
     raise AttributeError(name)

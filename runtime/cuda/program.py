@@ -1,0 +1,340 @@
+"""GpuProgram: a fused, memory-planned graph run on one GPU through the driver seam
+(runtime/cuda/driver.py), the GPU counterpart of runtime/executor.py's Program.
+
+build_gpu_program lowers the graph exactly as the CPU backend does (runtime/lower.py: the same
+kernel IR steps over the same memory plan), then: every distinct kernel is rendered
+(runtime/render_cuda.py) into ONE module, compiled and loaded once; lone GEMMs go to the
+driver's gemm (cuBLAS), lone copies to memcpy_dtod; a kernel mixing them is split in order
+(render_cuda.cuda_pieces). Constants are uploaded at build; the arena (plan.arena_size) is a
+device buffer the program owns. Nodes that only have a numpy reference run on the host
+between launches: their inputs are downloaded, the operator runs as the CPU executor runs it
+(same rng, same training flag), the results are uploaded.
+
+One arena per program, not a spare per concurrent caller as on the CPU: every launch on a
+device goes to its one stream in order, so two callers' work would serialize on the device
+anyway. A lock keeps one caller's launches from interleaving with another's (they share the
+arena); a call holds it only while it issues work, not while the device runs it.
+
+Random numbers: a program whose kernels draw them (compiled Dropout) refills its device seed
+buffer from the caller's rng before each call, drawing exactly what the CPU program draws, so
+the same generator state gives the CPU's masks (runtime/dropout_kernel.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+from graphc.ops.errors import GraphcError
+from graphc.ops.fused import format_fused
+from graphc.ops.registry import get_op
+
+from ..lower import HostStep, KernelStep, lower_graph    # (before dropout_kernel, which lower imports)
+from ..dropout_kernel import SEED_WORDS
+from ..executor import _check_graphs_agree, graph_description, profiling_wanted
+from ..render_cuda import render_cuda_module
+from ..program_cache import _node_details     # every attribute in full, as the CPU key hashes them
+from ..step_labels import kernel_owners
+from . import launch_plan as _plan
+from .driver import CudaError, DeviceOutOfMemory, get_driver
+from .memory import allocator
+
+
+class GpuProgram:
+    """A compiled graph on GPU `device`. `run` takes and returns device buffers (graph.inputs
+    and graph.outputs order); calling it with numpy arrays uploads, runs and downloads, like the
+    CPU Program, so either serves a caller that only has arrays."""
+
+    source = "compiled"
+
+    def __init__(self, graph, fused, plan, steps, *, training, device, driver, module_source, functions,
+                 calls, slots, consts, arenas, seed):
+        self.graph, self.fused, self.plan, self.steps = graph, fused, plan, steps
+        self.training, self.device, self.driver = training, device, driver
+        self.context = f"gpu({device})"
+        self.cuda_source = module_source
+        self.in_types = [n.types[0] for n in graph.inputs]
+        self.out_types = [v.type for v in graph.outputs]
+        self._in_dtypes = [np.dtype(t.dtype) for t in self.in_types]
+        self._out_dtypes = [np.dtype(t.dtype) for t in self.out_types]
+        self._functions = functions       # kernel name -> driver function handle
+        self._calls = calls               # Launch | GemmCall | CopyCall | HostStep, in order
+        self._slots = slots               # Placement -> (slot, byte offset), for host steps
+        self._consts = consts             # (host array, DeviceBuffer) per constant
+        self._const_ptrs = [buf.ptr for _, buf in consts]
+        self._arenas = arenas             # DeviceBuffer per arena label of the plan
+        self._seed = seed                 # DeviceBuffer of SEED_WORDS int64, or None
+        self._has_host = any(isinstance(c, HostStep) for c in calls)
+        self._lock = threading.Lock()
+        self._pool = allocator(device)
+
+    # -- device buffers in, device buffers out ---------------------------------------------------
+    def run(self, inputs, outputs=None, rng=None) -> list:
+        """Issue the graph on the device for `inputs` (DeviceBuffers); results go to `outputs`
+        (DeviceBuffers) or to new buffers from the device's pool. Returns without waiting for
+        the device: read results with memcpy_dtoh (which waits) or call the program with arrays."""
+        if self.driver is not get_driver():
+            raise GraphcError(f"graph {self.graph.name}: this GPU program was built by a driver that has since "
+                              "been reset (reset_driver); compile the graph again")
+        self._check_buffers("input", inputs, self.in_types)
+        if outputs is None:
+            outputs = [self._pool.allocate(t.nbytes) for t in self.out_types]
+        else:
+            self._check_buffers("output", outputs, self.out_types)
+        bases = [b.ptr for b in inputs] + [b.ptr for b in outputs] + self._const_ptrs + \
+            [a.ptr for a in self._arenas] + [self._seed.ptr if self._seed is not None else 0]
+        drv, dev, fns = self.driver, self.device, self._functions
+        with self._lock:
+            if self._seed is not None:
+                rng = rng if rng is not None else np.random.default_rng()
+                words = rng.integers(0, 1 << 32, size=SEED_WORDS, dtype=np.int64)
+                drv.memcpy_htod(dev, self._seed.ptr, words)
+            if self._has_host:
+                rng = rng if rng is not None else np.random.default_rng()
+            for c in self._calls:
+                if isinstance(c, _plan.Launch):
+                    drv.launch(dev, fns[c.name], c.grid, c.block, [bases[s] + o for s, o in c.args])
+                elif isinstance(c, _plan.GemmCall):
+                    drv.gemm(dev, c.gemm, bases[c.a[0]] + c.a[1], bases[c.b[0]] + c.b[1], bases[c.c[0]] + c.c[1])
+                elif isinstance(c, _plan.CopyCall):
+                    drv.memcpy_dtod(dev, bases[c.dst[0]] + c.dst[1], bases[c.src[0]] + c.src[1], c.nbytes)
+                else:
+                    self._host(c, bases, rng)
+        return outputs
+
+    def _check_buffers(self, what, bufs, types):
+        if len(bufs) != len(types):
+            raise GraphcError(f"graph {self.graph.name}: {len(types)} {what}s expected, {len(bufs)} device buffers given")
+        for i, (b, t) in enumerate(zip(bufs, types)):
+            if not hasattr(b, "ptr") or not hasattr(b, "nbytes"):
+                raise GraphcError(f"graph {self.graph.name}: {what} {i} must be a DeviceBuffer on {self.context}, "
+                                  f"got {type(b).__name__}")
+            if getattr(b, "device", self.device) != self.device:
+                raise GraphcError(f"graph {self.graph.name}: {what} {i} lives on gpu({b.device}), the program "
+                                  f"runs on {self.context}")
+            if b.nbytes < t.nbytes:
+                raise GraphcError(f"graph {self.graph.name}: {what} {i} ({t}) needs {t.nbytes} bytes, its device "
+                                  f"buffer has {b.nbytes}")
+
+    def _host(self, step: HostStep, bases, rng):
+        """A node with only a numpy reference: as runtime/executor.Program._host, on copies."""
+        node = step.node
+        args = [self._download(p, v.type, bases) for p, v in zip(step.inputs, node.inputs)]
+        res = get_op(node.op).run(args, node.attrs, rng=rng, training=self.training)
+        for p, t, r in zip(step.outputs, node.types, res):
+            if t.nbytes == 0:
+                continue
+            arr = np.ascontiguousarray(np.asarray(r).reshape(t.shape).astype(t.dtype, copy=False))
+            slot, off = self._slots.of(p)
+            self.driver.memcpy_htod(self.device, bases[slot] + off, arr)
+
+    def _download(self, p, t, bases):
+        if p.kind == "const":
+            return self._consts[p.index][0].reshape(t.shape)
+        out = np.empty(t.shape, np.dtype(t.dtype))
+        if out.nbytes:
+            slot, off = self._slots.of(p)
+            self.driver.memcpy_dtoh(self.device, out, bases[slot] + off)
+        return out
+
+    # -- numpy arrays in, numpy arrays out (the CPU Program's call) ------------------------------
+    def __call__(self, inputs, outputs=None, rng=None) -> list:
+        if len(inputs) != len(self.in_types):
+            raise GraphcError(f"graph {self.graph.name}: expects {len(self.in_types)} inputs "
+                              f"{[n.name for n in self.graph.inputs]}, got {len(inputs)}")
+        for i, a in enumerate(inputs):
+            t = self.in_types[i]
+            if not isinstance(a, np.ndarray) or a.dtype != self._in_dtypes[i] or a.shape != t.shape:
+                got = f"{a.dtype}{list(a.shape)}" if isinstance(a, np.ndarray) else type(a).__name__
+                raise GraphcError(f"graph {self.graph.name}: input {i} '{self.graph.inputs[i].name}' must be a numpy "
+                                  f"array of {t.dtype}{list(t.shape)}, got {got}")
+        if outputs is not None:
+            if len(outputs) != len(self.out_types):
+                raise GraphcError(f"graph {self.graph.name}: returns {len(self.out_types)} outputs, "
+                                  f"{len(outputs)} output arrays given")
+            for j, (o, t) in enumerate(zip(outputs, self.out_types)):
+                if type(o) is not np.ndarray or o.dtype != self._out_dtypes[j] or o.shape != t.shape \
+                        or not o.flags.c_contiguous or not o.flags.writeable:
+                    raise GraphcError(f"graph {self.graph.name}: output array {j} must be a writeable "
+                                      f"C-contiguous {t.dtype} array of shape {t.shape}")
+        dev_in = []
+        try:
+            for a in inputs:
+                buf = self._pool.allocate(a.nbytes)
+                dev_in.append(buf)
+                if a.nbytes:
+                    self.driver.memcpy_htod(self.device, buf.ptr, np.ascontiguousarray(a))
+            dev_out = self.run(dev_in, rng=rng)
+            if outputs is None:
+                outputs = [np.empty(t.shape, dt) for t, dt in zip(self.out_types, self._out_dtypes)]
+            for o, b in zip(outputs, dev_out):
+                if o.nbytes:
+                    self.driver.memcpy_dtoh(self.device, o, b.ptr)
+            for b in dev_out:
+                b.free()
+        finally:
+            for b in dev_in:
+                b.free()
+        return outputs
+
+    def kernels(self):
+        return [s.kernel for s in self.steps if isinstance(s, KernelStep)]
+
+    def __str__(self):
+        return format_fused(self.fused)
+
+
+def build_gpu_program(graph, fused, plan, *, training: bool = False, device: int = 0) -> GpuProgram:
+    """Compile `fused` (the fused form of `graph`) with its memory `plan` for GPU `device`
+    (every value of the plan on 'gpu(device)'). training selects host-run ops' behaviour."""
+    _check_graphs_agree(graph, fused, plan)
+    drv = get_driver()
+    if drv is None:
+        raise GraphcError(f"graph {graph.name}: its values live on gpu({device}) but no GPU driver is available "
+                          "(no CUDA device; GRAPHC_CUDA_SIM=1 runs GPU programs in the simulator)")
+    if not 0 <= device < drv.device_count():
+        raise GraphcError(f"graph {graph.name}: placed on gpu({device}), but {drv.device_count()} GPU(s) exist")
+    context = f"gpu({device})"
+    others = sorted(d for d, size in plan.arena_size.items() if d.startswith("gpu") and d != context and size)
+    if others:
+        raise GraphcError(f"graph {graph.name}: its memory plan places values on {', '.join(others)}; a GPU program "
+                          f"runs on {context} only")
+    steps = lower_graph(fused, plan)
+    # every arena of the plan lives on this GPU: values a pass made without carrying their
+    # device are labelled cpu(0) (ops/fused_softmax_ce.py's row statistics)
+    labels = sorted(plan.arena_size)
+    slots = _plan.Slots(len(graph.inputs), len(graph.outputs), len(plan.consts), labels)
+    sms = drv.multiprocessor_count(device)
+    rendered, calls = {}, []
+    for s in steps:
+        if isinstance(s, HostStep):
+            calls.append(s)
+        else:
+            calls.extend(_plan.plan_step(s, slots, rendered, sms))
+    module_source, functions = "", {}
+    if rendered:
+        kernels = [k for k, _ in rendered.values()]
+        module_source = render_cuda_module(kernels)
+        try:
+            module = drv.load_module(device, module_source)
+        except CudaError as exc:
+            raise CudaError(_compile_failure(graph, exc, module_source, kernels, steps, plan)) from exc
+        functions = {k.name: module.function(k.name) for k in kernels}
+    pool = allocator(device)
+    consts = []
+    for c in plan.consts:
+        arr = np.ascontiguousarray(c.attrs["value"])
+        buf = _allocate(pool, arr.nbytes, graph, f"constant '{c.name}'", device)
+        if arr.nbytes:
+            drv.memcpy_htod(device, buf.ptr, arr)
+        consts.append((arr, buf))
+    arenas = [_allocate(pool, plan.arena_size[label], graph, "arena", device) for label in labels]
+    seeded = any(isinstance(s, KernelStep) and any(p.kind == "seed" for p in s.bindings.values()) for s in steps)
+    seed = _allocate(pool, 8 * SEED_WORDS, graph, "seed buffer", device) if seeded else None
+    return GpuProgram(graph, fused, plan, steps, training=training, device=device, driver=drv,
+                      module_source=module_source, functions=functions, calls=calls, slots=slots, consts=consts,
+                      arenas=arenas, seed=seed)
+
+
+def _allocate(pool, nbytes, graph, what, device):
+    try:
+        return pool.allocate(nbytes)
+    except DeviceOutOfMemory as exc:
+        raise DeviceOutOfMemory(f"graph {graph.name}: its {what} of {nbytes} bytes does not fit on gpu({device}): "
+                                f"{exc}") from exc
+
+
+# where a compiler reports an error: gcc/clang "file.cu:LINE:COL: error", NVRTC/nvcc "file(LINE): error"
+_ERROR_LINE = re.compile(r"(?::(\d+):(?:\d+:)?|\((\d+)\):) *(?:fatal |catastrophic )?error")
+
+
+def _compile_failure(graph, exc, source, kernels, steps, plan) -> str:
+    """The compile error, naming the kernels it is about (and the node each computes): by the
+    line numbers the compiler reports, mapped to the kernel whose text holds them; else the
+    kernels the message names, when it does not name them all."""
+    text = str(exc)
+    names = [k.name for k in kernels]
+    starts = sorted((source[:source.index(f" {n}(")].count("\n") + 1, n) for n in names)
+    bad = []
+    for m in _ERROR_LINE.finditer(text):
+        line = int(m.group(1) or m.group(2))
+        owner = None
+        for start, n in starts:
+            if start <= line:
+                owner = n
+        if owner is not None and owner not in bad:
+            bad.append(owner)
+    if not bad:
+        named = [n for n in names if n in text]
+        bad = named if len(named) < len(names) else []
+    owners = kernel_owners(steps, plan)
+    node_of = {}
+    for s in steps:
+        if isinstance(s, KernelStep):
+            label = owners.get(id(s.kernel), s.kernel.name)
+            node_of[s.kernel.name] = label
+    by_name = {k.name: k for k in kernels}
+
+    def describe(n):
+        base = n.rsplit("_p", 1)[0] if n not in node_of else n
+        return f"kernel {n} (computing {node_of.get(base, '?')}):\n{_plan.excerpt(by_name[n])}"
+    which = "\n".join(describe(n) for n in bad) if bad else \
+        f"one of kernels {', '.join(names)} (the error names no line)"
+    return f"graph {graph.name}: the CUDA module of {len(kernels)} kernel(s) failed to compile; {which}\n{text}"
+
+
+# -- the in-memory cache of GPU programs (the on-disk program cache is CPU-only: kernel binaries
+# are cached on disk by the driver, and a GPU program's build is mostly that) ---------------------
+MAX_CACHED_PROGRAMS = 64
+_cache: OrderedDict = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def gpu_program_key(graph, training: bool, *, cache: bool = True, check=None) -> str | None:
+    """The in-memory cache key of compiling `graph` for its GPU, or None where the compile must
+    run (cache=False, and whenever someone wants to see or check the passes' work, as for the
+    CPU's program cache). It covers what the program is a function of: the graph (listing,
+    constant bytes, every attribute in full), each value's device, the training flag and the
+    GRAPHC_* settings; not the compiler's source files, which cannot change under a running
+    process."""
+    if not cache or check or os.environ.get("GRAPHC_DUMP", "") or os.environ.get("GRAPHC_VERIFY") == "1" \
+            or profiling_wanted():
+        return None
+    settings = sorted((k, v) for k, v in os.environ.items() if k.startswith("GRAPHC_"))
+    devices = ";".join(",".join(t.device for t in n.types if t is not None) for n in graph.nodes)
+    text = "\n".join(["graphc gpu program", graph_description(graph, training, 0), _node_details(graph),
+                      f"devices={devices}", f"env={settings!r}"])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def cached_program(key: str | None, build) -> GpuProgram:
+    """The program cached under `key`, or build() (cached; the least recently used beyond
+    MAX_CACHED_PROGRAMS is dropped, returning its arena to the pool once unreferenced). A
+    program made under another driver (tests reset it) is rebuilt."""
+    if key is None:
+        return build()
+    drv = get_driver()
+    with _cache_lock:
+        prog = _cache.get(key)
+        if prog is not None and prog.driver is drv:
+            _cache.move_to_end(key)
+            return prog
+    prog = build()
+    with _cache_lock:
+        _cache[key] = prog
+        _cache.move_to_end(key)
+        while len(_cache) > MAX_CACHED_PROGRAMS:
+            _cache.popitem(last=False)
+    return prog
+
+
+def clear_program_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+__all__ = ["GpuProgram", "build_gpu_program", "cached_program", "clear_program_cache"]
