@@ -29,7 +29,7 @@ FUSED_SOFTMAX_CE = "_fused_softmax_ce"
 def stats_type(x_type: TensorType, axis: int) -> TensorType:
     """The type of m and ls: x's with the reduced axis kept as size 1."""
     a = axis % x_type.ndim
-    return TensorType(tuple(1 if d == a else s for d, s in enumerate(x_type.shape)), x_type.dtype)
+    return x_type.with_(shape=tuple(1 if d == a else s for d, s in enumerate(x_type.shape)))   # (x's device too)
 
 
 def stats_body(x_type: TensorType, axis: int, keep_logp: bool, name="softmax_ce") -> FusedBody:
