@@ -54,13 +54,14 @@ def test_every_convolution_kernel_renders():
     src = render_cuda_module(ks)
     assert src.count("__global__") == len(ks)
     # im2col is one perfect nest: a thread per column element; col2im (its planes accumulate
-    # overlapping windows) gets a thread per (image, channel) plane
+    # overlapping windows) gets a block per (image, channel) plane, whose threads split a
+    # window position's output rows and columns, a barrier between window positions
     im2col = next(k for k in ks if "im2col" in k.name)
     text, launch = render_cuda(im2col)
-    assert "% 5LL" in text and launch["grid"] == "auto"
+    assert "% 5u" in text and launch["grid"] == "auto"
     col2im = next(k for k in ks if "col2im" in k.name)
     text, launch = render_cuda(col2im)
-    assert "const long long bc = t;" in text and launch["grid"] == "auto"
+    assert "const long long bc = gc_b;" in text and "__syncthreads" in text and launch["grid"] == "auto"
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc is not installed")
