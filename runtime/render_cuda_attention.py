@@ -9,9 +9,10 @@ N * Tq rows), computing exactly what the CPU computes for that row:
    shared-memory tree;
 2. e_j = exp(s_j - max), exactly 0 where that is below EXP_CUTOFF (as the CPU's exp_or_zero,
    NaN kept), and 1 / sum(e) by a second tree;
-3. the output columns, spread over the threads: out[c] = sum_j e_j * op(v)[j, c] scaled by
-   1 / sum, or, when the node keeps its probabilities, e_j / sum written to the probabilities'
-   row and multiplied by V unscaled (the CPU's order of operations in both cases).
+3. the output columns, spread over the threads (with at most THREADS / 2 columns, several
+   threads per column split the keys): out[c] = sum_j e_j * op(v)[j, c] scaled by 1 / sum,
+   or, when the node keeps its probabilities, e_j / sum written to the probabilities' row and
+   multiplied by V unscaled (the CPU's order of operations in both cases).
 
 When a row of scores fits SCORE_CAP elements of shared memory (any Tk a training graph or W8
 uses), the scores are computed once and stay there. A longer row is streamed: pass 1 and 2
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 from .attention_kernel import EXP_CUTOFF, AttentionBlock
 from .kernel_ir import Kernel, Loop
+from .render_cuda import CTYPE, _lit      # (render_cuda imports this module only inside _render)
 
 THREADS = 128         # a power of two: the trees halve it
 SCORE_CAP = 2048      # scores kept in shared memory (16 KiB of float64)
@@ -43,7 +45,6 @@ def attention_of(kernel: Kernel) -> AttentionBlock | None:
 
 def render_attention(kernel: Kernel, a: AttentionBlock):
     """(CUDA C of the kernel without the helper prelude, launch) for render_cuda."""
-    from .render_cuda import CTYPE, _lit     # (render_cuda imports this module inside _render)
     if a.dtype not in ("float32", "float64"):
         raise NotImplementedError(f"kernel {kernel.name}: fused attention over {a.dtype} has no CUDA rendering "
                                   "(float32 and float64 only)")
@@ -120,13 +121,29 @@ def render_attention(kernel: Kernel, a: AttentionBlock):
             body += ["    gc_sc[gc_j] *= gc_inv;", f"    {probs_at} = gc_sc[gc_j];"]
         body += ["  }", "  __syncthreads();"]
     out_at = f"{a.out}[gc_row * {dv}LL + gc_c]"
-    body += [f"  for (long long gc_c = threadIdx.x; gc_c < {dv}LL; gc_c += {THREADS}) {{",
-             f"    {t} gc_acc = gc_j0 == 0 ? {lit(0.0)} : {out_at};",
-             f"    for (long long gc_j = 0; gc_j < gc_m; ++gc_j) gc_acc += gc_sc[gc_j] * {v_at};",
-             f"    {out_at} = gc_acc;", "  }", "  __syncthreads();   // gc_sc is rewritten next", "}"]
+    groups = THREADS // dv
+    if groups >= 2:
+        # few columns: `groups` threads per column split the keys, their partial sums combined
+        # in gc_red (free again: the trees are done) in a fixed order
+        body += ["  {", f"    const long long gc_c = threadIdx.x % {dv}LL, gc_g = threadIdx.x / {dv}LL;",
+                 f"    {t} gc_acc = {lit(0.0)};",
+                 f"    if (gc_g < {groups}LL)",
+                 f"      for (long long gc_j = gc_g; gc_j < gc_m; gc_j += {groups}LL) gc_acc += gc_sc[gc_j] * {v_at};",
+                 "    gc_red[threadIdx.x] = gc_acc;", "    __syncthreads();",
+                 f"    if (threadIdx.x < {dv}) {{",
+                 f"      {t} gc_tot = gc_j0 == 0 ? {lit(0.0)} : {out_at};",
+                 f"      for (int gc_g2 = 0; gc_g2 < {groups}; ++gc_g2) gc_tot += gc_red[gc_g2 * {dv} + threadIdx.x];",
+                 f"      {out_at} = gc_tot;", "    }", "  }"]
+    else:
+        body += [f"  for (long long gc_c = threadIdx.x; gc_c < {dv}LL; gc_c += {THREADS}) {{",
+                 f"    {t} gc_acc = gc_j0 == 0 ? {lit(0.0)} : {out_at};",
+                 f"    for (long long gc_j = 0; gc_j < gc_m; ++gc_j) gc_acc += gc_sc[gc_j] * {v_at};",
+                 f"    {out_at} = gc_acc;", "  }"]
+    body += ["  __syncthreads();   // gc_sc (and gc_red) are rewritten next", "}"]
     if not a.probs:
         body += [f"for (long long gc_c = threadIdx.x; gc_c < {dv}LL; gc_c += {THREADS}) {out_at} *= gc_inv;"]
-    shared = [f"  __shared__ {t} gc_sc[{max(tk, 1) if resident else SCORE_CAP}];", f"  __shared__ {t} gc_red[{THREADS}];"]
+    shared = [f"  __shared__ {t} gc_sc[{max(tk, 1) if resident else SCORE_CAP}];",
+              f"  __shared__ {t} gc_red[{THREADS}];"]
     if q_shared:
         shared.append(f"  __shared__ {t} gc_q[{max(d, 1)}];")
     lines = [f'extern "C" __global__ void {kernel.name}({params})', "{",

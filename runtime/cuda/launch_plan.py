@@ -25,6 +25,15 @@ from ..render_cuda import cuda_pieces, render_cuda
 BLOCKS_PER_SM = 32
 
 
+class Unrenderable(GraphcError):
+    """A kernel render_cuda has no CUDA for (a statement it cannot spell): the GPU program runs
+    the node it computes on the host instead (runtime/cuda/host_fallback.py)."""
+
+    def __init__(self, message, kernel: str, cause: str):
+        super().__init__(message)
+        self.kernel, self.cause = kernel, cause
+
+
 @dataclass(frozen=True)
 class Launch:
     """A rendered kernel: `name` in the program's module; args: (slot, byte offset) per
@@ -131,7 +140,12 @@ def plan_step(step, slots: Slots, rendered: dict, multiprocessors: int) -> list:
             raise GraphcError(f"kernel {step.kernel.name}: buffer {buf!r} has no placement "
                               f"(bound: {sorted(where)})") from None
     calls = []
-    for kind, what in cuda_pieces(step.kernel):
+    try:
+        pieces = cuda_pieces(step.kernel)
+    except NotImplementedError as exc:
+        raise Unrenderable(f"GPU program: kernel {step.kernel.name} cannot run on a GPU: {exc}", step.kernel.name,
+                           str(exc)) from None
+    for kind, what in pieces:
         if kind == "gemm":
             calls.append(GemmCall(what, at(what.a), at(what.b), at(what.c)))
         elif kind == "copy":
@@ -141,9 +155,9 @@ def plan_step(step, slots: Slots, rendered: dict, multiprocessors: int) -> list:
             if what.name not in rendered:
                 try:
                     source, launch = render_cuda(what)
-                except NotImplementedError as exc:
-                    raise GraphcError(f"GPU program: kernel {what.name} cannot be rendered for CUDA: {exc}\n"
-                                      f"{excerpt(what)}") from None
+                except (NotImplementedError, TypeError) as exc:
+                    raise Unrenderable(f"GPU program: kernel {what.name} cannot be rendered for CUDA: {exc}\n"
+                                       f"{excerpt(what)}", what.name, str(exc)) from None
                 rendered[what.name] = (what, launch)
             _, launch = rendered[what.name]
             grid, block = launch_shape(what, launch, multiprocessors)
@@ -151,5 +165,5 @@ def plan_step(step, slots: Slots, rendered: dict, multiprocessors: int) -> list:
     return calls
 
 
-__all__ = ["Launch", "GemmCall", "CopyCall", "Slots", "flat_iterations", "launch_shape", "plan_step",
+__all__ = ["Unrenderable", "Launch", "GemmCall", "CopyCall", "Slots", "flat_iterations", "launch_shape", "plan_step",
            "BLOCKS_PER_SM", "excerpt"]

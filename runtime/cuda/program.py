@@ -8,7 +8,8 @@ driver's gemm (cuBLAS), lone copies to memcpy_dtod; a kernel mixing them is spli
 (render_cuda.cuda_pieces). Constants are uploaded at build; the arena (plan.arena_size) is a
 device buffer the program owns. Nodes that only have a numpy reference run on the host
 between launches: their inputs are downloaded, the operator runs as the CPU executor runs it
-(same rng, same training flag), the results are uploaded.
+(same rng, same training flag), the results are uploaded. A node whose kernel has no CUDA
+rendering runs the same way, with a warning (runtime/cuda/host_fallback.py).
 
 One arena per program, not a spare per concurrent caller as on the CPU: every launch on a
 device goes to its one stream in order, so two callers' work would serialize on the device
@@ -31,7 +32,6 @@ import numpy as np
 
 from graphc.ops.errors import GraphcError
 from graphc.ops.fused import format_fused
-from graphc.ops.registry import get_op
 
 from ..lower import HostStep, KernelStep, lower_graph    # (before dropout_kernel, which lower imports)
 from ..dropout_kernel import SEED_WORDS
@@ -41,6 +41,7 @@ from ..program_cache import _node_details     # every attribute in full, as the 
 from ..step_labels import kernel_owners
 from . import launch_plan as _plan
 from .driver import CudaError, DeviceOutOfMemory, get_driver
+from .host_fallback import plan_calls, run_node
 from .memory import allocator
 
 
@@ -52,7 +53,7 @@ class GpuProgram:
     source = "compiled"
 
     def __init__(self, graph, fused, plan, steps, *, training, device, driver, module_source, functions,
-                 calls, slots, consts, arenas, seed):
+                 calls, slots, consts, arenas, seed, fallbacks=()):
         self.graph, self.fused, self.plan, self.steps = graph, fused, plan, steps
         self.training, self.device, self.driver = training, device, driver
         self.context = f"gpu({device})"
@@ -69,6 +70,9 @@ class GpuProgram:
         self._arenas = arenas             # DeviceBuffer per arena label of the plan
         self._seed = seed                 # DeviceBuffer of SEED_WORDS int64, or None
         self._has_host = any(isinstance(c, HostStep) for c in calls)
+        self.host_steps = sum(isinstance(c, HostStep) for c in calls)
+        # (kernel, node, op) of each node run on the host because its kernel has no CUDA form
+        self.host_fallbacks = list(fallbacks)
         self._lock = threading.Lock()
         self._pool = allocator(device)
 
@@ -124,7 +128,7 @@ class GpuProgram:
         """A node with only a numpy reference: as runtime/executor.Program._host, on copies."""
         node = step.node
         args = [self._download(p, v.type, bases) for p, v in zip(step.inputs, node.inputs)]
-        res = get_op(node.op).run(args, node.attrs, rng=rng, training=self.training)
+        res = run_node(node, args, rng, self.training)
         for p, t, r in zip(step.outputs, node.types, res):
             if t.nbytes == 0:
                 continue
@@ -185,7 +189,11 @@ class GpuProgram:
         return [s.kernel for s in self.steps if isinstance(s, KernelStep)]
 
     def __str__(self):
-        return format_fused(self.fused)
+        text = format_fused(self.fused)
+        if self.host_fallbacks:
+            text += "\n# on the host (no CUDA rendering): " + ", ".join(
+                f"{node} ({op})" for _, node, op in self.host_fallbacks)
+        return text
 
 
 def build_gpu_program(graph, fused, plan, *, training: bool = False, device: int = 0) -> GpuProgram:
@@ -209,12 +217,8 @@ def build_gpu_program(graph, fused, plan, *, training: bool = False, device: int
     labels = sorted(plan.arena_size)
     slots = _plan.Slots(len(graph.inputs), len(graph.outputs), len(plan.consts), labels)
     sms = drv.multiprocessor_count(device)
-    rendered, calls = {}, []
-    for s in steps:
-        if isinstance(s, HostStep):
-            calls.append(s)
-        else:
-            calls.extend(_plan.plan_step(s, slots, rendered, sms))
+    # (a node whose kernel has no CUDA rendering becomes a host step: host_fallback.py)
+    steps, calls, rendered, fallbacks = plan_calls(graph, steps, plan, slots, sms)
     module_source, functions = "", {}
     if rendered:
         kernels = [k for k, _ in rendered.values()]
@@ -237,7 +241,7 @@ def build_gpu_program(graph, fused, plan, *, training: bool = False, device: int
     seed = _allocate(pool, 8 * SEED_WORDS, graph, "seed buffer", device) if seeded else None
     return GpuProgram(graph, fused, plan, steps, training=training, device=device, driver=drv,
                       module_source=module_source, functions=functions, calls=calls, slots=slots, consts=consts,
-                      arenas=arenas, seed=seed)
+                      arenas=arenas, seed=seed, fallbacks=fallbacks)
 
 
 def _allocate(pool, nbytes, graph, what, device):
