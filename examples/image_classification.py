@@ -18,6 +18,7 @@ MXNet 1.x's file format and reloads it with SymbolBlock.imports to check its pre
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import tempfile
@@ -182,10 +183,10 @@ def compare_step_times(net, make_trainer, loss_fn, batch, steps):
     return eager, compiled, compile_s
 
 
-def evaluate(net, x, y, batch=256):
+def evaluate(net, x, y, batch=256, ctx=None):
     metric = mx.metric.Accuracy()
     for i in range(0, len(x), batch):
-        metric.update([nd.array(y[i:i + batch])], [net(nd.array(x[i:i + batch]))])
+        metric.update([nd.array(y[i:i + batch], ctx=ctx)], [net(nd.array(x[i:i + batch], ctx=ctx))])
     return metric.get()[1]
 
 
@@ -202,10 +203,18 @@ def main(argv=None):
     parser.add_argument("--rec", action="store_true",
                         help="train from a .rec file built from the digits (im2rec + ImageRecordIter, random "
                              "crops for the shifts) in a temporary folder")
+    parser.add_argument("--gpu", type=int, default=None, metavar="K",
+                        help="train on mx.gpu(K) (GRAPHC_CUDA_SIM=1 runs it on the CUDA simulator)")
+    parser.add_argument("--max-steps", type=int, default=None, metavar="N",
+                        help="a smoke run: at most N batches per epoch and per evaluation, no timing comparison")
     args = parser.parse_args(argv)
     epochs = min(args.epochs, 2) if args.quick else args.epochs
+    ctx = mx.cpu() if args.gpu is None else mx.gpu(args.gpu)
+    limit = args.max_steps
 
     (x_train, y_train), (x_test, y_test) = load_data()
+    if limit is not None:           # a smoke run evaluates as many images as it trains on per epoch
+        x_test, y_test = x_test[:limit * args.batch_size], y_test[:limit * args.batch_size]
     print(f"digits: {len(x_train)} training and {len(x_test)} test images, 8x8 upsampled to {SIZE}x{SIZE}")
     train_set = gluon.data.ArrayDataset(x_train, y_train).transform(random_shift)
     loader = gluon.data.DataLoader(train_set, batch_size=args.batch_size, shuffle=True, last_batch="discard")
@@ -224,7 +233,7 @@ def main(argv=None):
     mx.random.seed(7)
     np.random.seed(7)
     net = resnet(widths=(8, 8, 16) if args.quick else (16, 32, 64))
-    net.initialize(mx.init.Xavier(magnitude=2.0))
+    net.initialize(mx.init.Xavier(magnitude=2.0), ctx=ctx)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     steps_total = epochs * len(loader)
     schedule = mx.lr_scheduler.CosineScheduler(max_update=steps_total, base_lr=args.lr, final_lr=0.0)
@@ -233,12 +242,16 @@ def main(argv=None):
         return gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": args.lr, "momentum": 0.9, "wd": 1e-4,
                                                            "lr_scheduler": lr_scheduler})
 
-    first_batch = next(iter(loader))
+    first_batch = [a.as_in_context(ctx) for a in next(iter(loader))]
     net(first_batch[0])                         # finishes deferred initialisation
     n_params = sum(int(np.prod(p.shape)) for p in net.collect_params().values())
     print(f"ResNet: {n_params} parameters\n")
 
-    if not args.no_hybridize:
+    if args.no_hybridize:
+        pass
+    elif limit is not None:
+        net.hybridize(static_alloc=True, static_shape=True)
+    else:
         eager, compiled, compile_s = compare_step_times(net, make_trainer, loss_fn, first_batch,
                                                         steps=2 if args.quick else 5)
         print(f"training step (batch {args.batch_size}, fastest of several): eager {eager * 1e3:.1f} ms, "
@@ -249,8 +262,11 @@ def main(argv=None):
     for epoch in range(1, epochs + 1):
         total, correct, count = 0.0, 0, 0
         t0 = time.perf_counter()
-        with progress(loader, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False) as bar:
+        batches = loader if limit is None else itertools.islice(loader, limit)
+        with progress(batches, total=None if limit is None else min(limit, len(loader)),
+                      desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False) as bar:
             for x, y in bar:
+                x, y = x.as_in_context(ctx), y.as_in_context(ctx)
                 with autograd.record():
                     out = net(x)
                     loss = loss_fn(out, y)
@@ -261,23 +277,23 @@ def main(argv=None):
                 count += x.shape[0]
                 bar.set_postfix(loss=f"{total / count:.3f}", acc=f"{correct / count:.3f}")
         print(f"epoch {epoch:2d}: train loss {total / count:.4f}  train acc {correct / count:.4f}  "
-              f"test acc {evaluate(net, x_test, y_test):.4f}  lr {trainer.learning_rate:.4f}  "
+              f"test acc {evaluate(net, x_test, y_test, ctx=ctx):.4f}  lr {trainer.learning_rate:.4f}  "
               f"({time.perf_counter() - t0:.1f} s)")
 
-    accuracy = evaluate(net, x_test, y_test)
+    accuracy = evaluate(net, x_test, y_test, ctx=ctx)
     print(f"\ntest accuracy: {accuracy:.4f} ({round(accuracy * len(x_test))}/{len(x_test)})")
 
     if args.no_hybridize:          # export needs a traced graph
         net.hybridize()
-        net(nd.array(x_test[:8]))
+        net(nd.array(x_test[:8], ctx=ctx))
     with tempfile.TemporaryDirectory(prefix="graphc-resnet-") as scratch:   # removed on the way out
         out_dir = args.out_dir or scratch
         os.makedirs(out_dir, exist_ok=True)
         sym_file, param_file = net.export(os.path.join(out_dir, "resnet_digits"), epoch=epochs)
         print(f"\nexported {os.path.basename(sym_file)} and {os.path.basename(param_file)} to {out_dir}"
               + ("" if args.out_dir else " (a temporary folder; --out-dir keeps them)"))
-        reloaded = gluon.SymbolBlock.imports(sym_file, ["data"], param_file)
-    x = nd.array(x_test[:32])
+        reloaded = gluon.SymbolBlock.imports(sym_file, ["data"], param_file, ctx=ctx)
+    x = nd.array(x_test[:32], ctx=ctx)
     before, after = net(x).asnumpy(), reloaded(x).asnumpy()
     print(f"reloaded predictions: {after.argmax(axis=1).tolist()}")
     print(f"identical to the trained network: {np.array_equal(before, after)}")

@@ -92,11 +92,13 @@ def batchify(ids, batch_size):
     return ids[:steps * batch_size].reshape(batch_size, steps).T.copy()
 
 
-def segments(columns, bptt):
-    """(inputs, targets) windows of exactly bptt steps (a shorter tail is dropped: one shape,
-    one compiled program)."""
-    for i in range(0, len(columns) - 1 - bptt + 1, bptt):
-        yield nd.array(columns[i:i + bptt]), nd.array(columns[i + 1:i + 1 + bptt])
+def segments(columns, bptt, ctx=None, limit=None):
+    """(inputs, targets) windows of exactly bptt steps on device ctx (a shorter tail is dropped:
+    one shape, one compiled program); at most `limit` of them when given."""
+    for k, i in enumerate(range(0, len(columns) - 1 - bptt + 1, bptt)):
+        if limit is not None and k >= limit:
+            return
+        yield nd.array(columns[i:i + bptt], ctx=ctx), nd.array(columns[i + 1:i + 1 + bptt], ctx=ctx)
 
 
 # -- the model ------------------------------------------------------------------------------------
@@ -118,8 +120,8 @@ class LanguageModel(nn.HybridBlock):
         out, (h, c) = self.lstm(self.drop(self.embedding(tokens)), [h, c])
         return self.decoder(self.drop(out)), h, c
 
-    def begin_state(self, batch_size):
-        return self.lstm.begin_state(batch_size)
+    def begin_state(self, batch_size, ctx=None):
+        return self.lstm.begin_state(batch_size, ctx=ctx)
 
 
 # -- training -------------------------------------------------------------------------------------
@@ -166,10 +168,10 @@ def compare_step_times(model, make_trainer, loss_fn, batch, states, steps, clip)
     return eager, compiled, compile_s
 
 
-def perplexity(model, loss_fn, columns, bptt):
-    h, c = model.begin_state(columns.shape[1])
+def perplexity(model, loss_fn, columns, bptt, ctx=None, limit=None):
+    h, c = model.begin_state(columns.shape[1], ctx=ctx)
     total, count = 0.0, 0
-    for x, y in segments(columns, bptt):
+    for x, y in segments(columns, bptt, ctx, limit):
         out, h, c = model(x, h, c)
         total += float(loss_fn(out.reshape((-1, out.shape[-1])), y.reshape((-1,))).sum().asscalar())
         count += y.size
@@ -192,7 +194,13 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help="seconds: a small model, 8k training and 4k validation tokens, bptt 10, 2 epochs")
     parser.add_argument("--out-dir", default=None, help="where to export the model (default: a temp dir)")
+    parser.add_argument("--gpu", type=int, default=None, metavar="K",
+                        help="train on mx.gpu(K) (GRAPHC_CUDA_SIM=1 runs it on the CUDA simulator)")
+    parser.add_argument("--max-steps", type=int, default=None, metavar="N",
+                        help="a smoke run: at most N batches per epoch and per evaluation, no timing comparison")
     args = parser.parse_args(argv)
+    ctx = mx.cpu() if args.gpu is None else mx.gpu(args.gpu)
+    limit = args.max_steps
     if args.quick:
         args.epochs, args.size, args.bptt, args.lr = min(args.epochs, 2), 32, 10, 0.01
     epochs, size = args.epochs, args.size
@@ -207,17 +215,21 @@ def main(argv=None):
 
     mx.random.seed(7)
     model = LanguageModel(len(vocab), size, size, 2, args.dropout, tied=not args.untied, prefix="lm_")
-    model.initialize(mx.init.Xavier())
+    model.initialize(mx.init.Xavier(), ctx=ctx)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     make_trainer = lambda: gluon.Trainer(model.collect_params(), "adam", {"learning_rate": args.lr})
-    first = next(segments(train_cols, args.bptt))
-    states = model.begin_state(args.batch_size)
+    first = next(segments(train_cols, args.bptt, ctx))
+    states = model.begin_state(args.batch_size, ctx=ctx)
     model(first[0], *states)                    # finishes deferred initialisation
     n_params = sum(int(np.prod(p.shape)) for p in model.collect_params().values())
     print(f"model: {n_params} parameters, {'tied' if not args.untied else 'untied'} embedding/decoder, "
           f"{steps_per_epoch} steps of {args.bptt}x{args.batch_size} tokens per epoch\n")
 
-    if not args.no_hybridize:
+    if args.no_hybridize:
+        pass
+    elif limit is not None:
+        model.hybridize(static_alloc=True, static_shape=True)
+    else:
         eager, compiled, compile_s = compare_step_times(model, make_trainer, loss_fn, first, states,
                                                         steps=2 if args.quick else 5, clip=args.clip)
         print(f"training step ({args.bptt}x{args.batch_size} tokens, fastest of several): eager {eager * 1e3:.1f} ms, "
@@ -228,17 +240,17 @@ def main(argv=None):
     params = [p for p in model.collect_params().values() if p.grad_req != "null"]
     best = float("inf")
     for epoch in range(1, epochs + 1):
-        h, c = model.begin_state(args.batch_size)
+        h, c = model.begin_state(args.batch_size, ctx=ctx)
         total, count = 0.0, 0
         t0 = time.perf_counter()
-        with progress(segments(train_cols, args.bptt), total=steps_per_epoch, desc=f"epoch {epoch}/{epochs}",
+        with progress(segments(train_cols, args.bptt, ctx, limit), total=min(steps_per_epoch, limit or steps_per_epoch), desc=f"epoch {epoch}/{epochs}",
                       unit="step", leave=False) as bar:
             for x, y in bar:
                 loss, h, c = train_step(model, trainer, loss_fn, params, x, y, h, c, args.clip)
                 total += float(loss.sum().asscalar())
                 count += y.size
                 bar.set_postfix(ppl=f"{math.exp(total / count):.1f}")
-        valid_ppl = perplexity(model, loss_fn, valid_cols, args.bptt)
+        valid_ppl = perplexity(model, loss_fn, valid_cols, args.bptt, ctx, limit)
         if valid_ppl > best:            # no progress on held-out text: smaller steps
             trainer.set_learning_rate(trainer.learning_rate / 4)
         best = min(best, valid_ppl)
@@ -249,8 +261,8 @@ def main(argv=None):
 
     if args.no_hybridize:          # export needs a traced graph
         model.hybridize()
-    x = nd.array(valid_cols[:args.bptt])
-    h, c = model.begin_state(valid_cols.shape[1])
+    x = nd.array(valid_cols[:args.bptt], ctx=ctx)
+    h, c = model.begin_state(valid_cols.shape[1], ctx=ctx)
     before = [a.asnumpy() for a in model(x, h, c)]
     with tempfile.TemporaryDirectory(prefix="graphc-lm-") as scratch:   # removed on the way out
         out_dir = args.out_dir or scratch
@@ -258,7 +270,7 @@ def main(argv=None):
         sym_file, param_file = model.export(os.path.join(out_dir, "lstm_lm"), epoch=epochs)
         print(f"\nexported {os.path.basename(sym_file)} and {os.path.basename(param_file)} to {out_dir}"
               + ("" if args.out_dir else " (a temporary folder; --out-dir keeps them)"))
-        reloaded = gluon.SymbolBlock.imports(sym_file, ["data0", "data1", "data2"], param_file)
+        reloaded = gluon.SymbolBlock.imports(sym_file, ["data0", "data1", "data2"], param_file, ctx=ctx)
     after = [a.asnumpy() for a in reloaded(x, h, c)]
     identical = all(np.array_equal(a, b) for a, b in zip(before, after))
     print(f"reloaded model's next-word guesses: "

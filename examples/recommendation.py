@@ -41,6 +41,7 @@ batch), where the dense steps pay for whole tables and the sparse one does not.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import tempfile
@@ -235,8 +236,8 @@ def print_sparse_speedups(args, batch, quick):
     print()
 
 
-def predict(net, users, items, batch=4096):
-    out = [net(nd.array(users[i:i + batch]), nd.array(items[i:i + batch])).asnumpy()
+def predict(net, users, items, batch=4096, ctx=None):
+    out = [net(nd.array(users[i:i + batch], ctx=ctx), nd.array(items[i:i + batch], ctx=ctx)).asnumpy()
            for i in range(0, len(users), batch)]
     return np.concatenate(out)
 
@@ -255,7 +256,16 @@ def main(argv=None):
                         help="row_sparse embedding gradients and lazy Adam (eager); prints its speed-up")
     parser.add_argument("--quick", action="store_true", help="a few seconds: 3 epochs, short timing")
     parser.add_argument("--out-dir", default=None, help="where to export the model (default: a temp dir)")
+    parser.add_argument("--gpu", type=int, default=None, metavar="K",
+                        help="train on mx.gpu(K) (GRAPHC_CUDA_SIM=1 runs it on the CUDA simulator)")
+    parser.add_argument("--max-steps", type=int, default=None, metavar="N",
+                        help="a smoke run: at most N batches per epoch, a few hundred ratings evaluated, "
+                             "no timing comparison")
     args = parser.parse_args(argv)
+    ctx = mx.cpu() if args.gpu is None else mx.gpu(args.gpu)
+    limit = args.max_steps
+    if args.sparse and args.gpu is not None:
+        parser.error("--sparse (row_sparse gradients) runs on the CPU only")
     n_pairs = N_PAIRS
     epochs = min(args.epochs, 3) if args.quick else args.epochs
 
@@ -264,6 +274,9 @@ def main(argv=None):
     train = slice(0, n_train)
     valid = slice(n_train, n_train + n_valid)
     test = slice(n_train + n_valid, n_pairs)
+    if limit is not None:
+        valid = slice(n_train, n_train + 256)
+        test = slice(n_train + n_valid, n_train + n_valid + 512)
     print(f"ratings: {n_pairs} of {N_USERS} users x {N_ITEMS} items "
           f"({n_pairs / (N_USERS * N_ITEMS):.1%} observed), split {n_train}/{n_valid}/{n_pairs - n_train - n_valid}; "
           f"rating counts 1..5: {np.bincount(ratings.astype(int), minlength=6)[1:].tolist()}")
@@ -283,15 +296,19 @@ def main(argv=None):
     mx.random.seed(7)
     net = Recommender(args.model, args.dim, float(ratings[train].mean()), sparse_grad=args.sparse,
                       prefix=f"{args.model}_")
-    net.initialize(mx.init.Xavier())
+    net.initialize(mx.init.Xavier(), ctx=ctx)
     objective = Objective(net, args.reg, prefix="objective_")
     make_trainer = lambda: gluon.Trainer(net.collect_params(), "adam", {"learning_rate": args.lr})
-    first_batch = next(iter(loader))
+    first_batch = [a.as_in_context(ctx) for a in next(iter(loader))]
     objective(*first_batch)                     # finishes deferred initialisation
 
     if args.sparse:
         print_sparse_speedups(args, first_batch, args.quick)
-    elif not args.no_hybridize:
+    elif args.no_hybridize:
+        pass
+    elif limit is not None:
+        objective.hybridize(static_alloc=True, static_shape=True)
+    else:
         eager, compiled, compile_s = compare_step_times(objective, make_trainer, first_batch,
                                                         steps=5 if args.quick else 20)
         print(f"training step (batch {args.batch_size}, fastest of several): eager {eager * 1e3:.2f} ms, "
@@ -302,31 +319,34 @@ def main(argv=None):
     for epoch in range(1, epochs + 1):
         total, count = 0.0, 0
         t0 = time.perf_counter()
-        with progress(loader, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False) as bar:
+        batches = loader if limit is None else itertools.islice(loader, limit)
+        with progress(batches, total=None if limit is None else min(limit, len(loader)),
+                      desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False) as bar:
             for user, item, rating in bar:
+                user, item, rating = (a.as_in_context(ctx) for a in (user, item, rating))
                 loss = train_step(objective, trainer, user, item, rating)
                 total += float(loss.sum().asscalar())
                 count += user.shape[0]
                 bar.set_postfix(loss=f"{total / count:.4f}")
-        valid_rmse = rmse(predict(net, users[valid], items[valid]), ratings[valid])
+        valid_rmse = rmse(predict(net, users[valid], items[valid], ctx=ctx), ratings[valid])
         print(f"epoch {epoch:2d}: train loss {total / count:.4f}  valid RMSE {valid_rmse:.4f}  "
               f"({time.perf_counter() - t0:.1f} s)")
 
-    test_pred = predict(net, users[test], items[test])
+    test_pred = predict(net, users[test], items[test], ctx=ctx)
     print(f"\ntest RMSE: {args.model} {rmse(test_pred, ratings[test]):.4f}, bias-only baseline "
           f"{bias_rmse:.4f}, noise floor {floor:.4f}")
 
     if args.no_hybridize or args.sparse:          # export needs a traced graph
         net.hybridize()
-        predict(net, users[test][:8], items[test][:8])
+        predict(net, users[test][:8], items[test][:8], ctx=ctx)
     with tempfile.TemporaryDirectory(prefix="graphc-rec-") as scratch:   # removed on the way out
         out_dir = args.out_dir or scratch
         os.makedirs(out_dir, exist_ok=True)
         sym_file, param_file = net.export(os.path.join(out_dir, args.model), epoch=epochs)
         print(f"\nexported {os.path.basename(sym_file)} and {os.path.basename(param_file)} to {out_dir}"
               + ("" if args.out_dir else " (a temporary folder; --out-dir keeps them)"))
-        reloaded = gluon.SymbolBlock.imports(sym_file, ["data0", "data1"], param_file)
-    u, i = nd.array(users[test][:512]), nd.array(items[test][:512])
+        reloaded = gluon.SymbolBlock.imports(sym_file, ["data0", "data1"], param_file, ctx=ctx)
+    u, i = nd.array(users[test][:512], ctx=ctx), nd.array(items[test][:512], ctx=ctx)
     before, after = net(u, i).asnumpy(), reloaded(u, i).asnumpy()
     print(f"reloaded model's first predictions: {', '.join(f'{p:.2f}' for p in after[:6])} "
           f"(true ratings {', '.join(f'{r:.0f}' for r in ratings[test][:6])})")

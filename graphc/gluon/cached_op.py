@@ -20,7 +20,8 @@ Once several devices are in use (graphc.device.MULTI), a call on cpu(k) is queue
 dispatcher (graphc/engine.py) and returns pending outputs at once, and its backward is queued
 behind it: `[loss(net(x), y) for x, y in zip(xs, ys)]` then runs every device's work at the same
 time. Queued calls always get fresh outputs (static_alloc's reuse test reads reference counts,
-which a pending array's queued work would skew).
+which a pending array's queued work would skew). A call on GPU arrays compiles the same graphs
+for that GPU and runs them on device buffers (cached_op_gpu.py).
 """
 from __future__ import annotations
 
@@ -135,7 +136,12 @@ class InterpretedProgram:
 def compile_program(graph: Graph, training=False, backend="llvm", device=0):
     """Hand a simplified graph to the backend; the numpy interpreter when backend='numpy'.
     device: the CPU device k whose worker pool runs the program. A program over its device's
-    memory budget (GRAPHC_DEVICE_MEMORY) is refused here, before anything is built."""
+    memory budget (GRAPHC_DEVICE_MEMORY) is refused here, before anything is built. device may
+    also be a GPU Context: the graph is placed on it and compiled for the GPU (cached_op_gpu.py)."""
+    if getattr(device, "device_type", None) == "gpu":
+        from ..compiler import compile_graph
+        from .cached_op_gpu import on_gpu
+        return compile_graph(on_gpu(graph, device), training=training)
     from ..device_memory import check_program
     check_program(graph, f"cpu({device})")
     if backend == "numpy":
@@ -280,8 +286,12 @@ class CachedOp:
                           f"pipelines only a block partitioned over several devices (group2ctx=, devices=, or "
                           f"parameters on other devices than the input); called on {ctx} with every parameter "
                           "there, it runs on the whole batch at once, unpipelined", stacklevel=4)
-        if _device.MULTI and ctx is not None and ctx.device_type == "cpu":
-            return self._call_queued(args, leaves, training, ctx)
+        if _device.MULTI and ctx is not None:
+            if ctx.device_type == "gpu":        # device buffers in and out (cached_op_gpu.py)
+                from . import cached_op_gpu
+                return cached_op_gpu.call(self, args, leaves, training, ctx)
+            if ctx.device_type == "cpu":
+                return self._call_queued(args, leaves, training, ctx)
         key = (tuple((x._data.shape, x._data.dtype) for x in leaves), training, ctx)
         entry = self._cache.get(key)
         if entry is None:

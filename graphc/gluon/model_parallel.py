@@ -39,7 +39,9 @@ def wanted(cached_op, ctx) -> bool:
         except RuntimeError:
             continue            # not initialised: the ordinary path reports it
         if held and ctx not in held:
-            return True
+            # partitioned graphs run on CPU devices only: a GPU in the mix is a caller's
+            # mistake, which the ordinary path reports (the parameter is not on that context)
+            return ctx.device_type == "cpu" and all(c.device_type == "cpu" for c in held)
     return False
 
 

@@ -21,6 +21,7 @@ from ..device import Context, as_context, cpu, current_context
 from ..ops.dtypes import canonical
 from ..ops.errors import GraphcError
 from . import init as initializer
+from .gpu_values import upload_into, zero_on_device
 from .utils import shape_is_known, _indent
 
 __all__ = ["DeferredInitializationError", "Parameter", "Constant", "ParameterDict", "tensor_types"]
@@ -322,9 +323,10 @@ class Parameter:
         nd = _nd()
         block = self._check_and_get(self._data, list)
         if len(block) == 1:
-            return nd.NDArray(block[0]._data.copy(), cpu())
-        mean = sum(d._data for d in block) / len(block)
-        return nd.NDArray(mean.astype(block[0]._data.dtype), cpu())
+            return nd.NDArray(block[0].asnumpy(), cpu())      # (a GPU copy is downloaded, not moved)
+        values = [d.asnumpy() for d in block]
+        mean = sum(values) / len(block)
+        return nd.NDArray(mean.astype(values[0].dtype), cpu())
 
     def _load_init(self, data, ctx, cast_dtype=False, dtype_source="current"):
         """Initialize from loaded data (numpy or NDArray), checking shape and dtype."""
@@ -382,9 +384,15 @@ class Parameter:
         trainer = self._trainer
         if getattr(trainer, "_kv_initialized", False) and getattr(trainer, "_update_on_kvstore", False):
             trainer._reset_kvstore()    # the store's copy is stale: re-broadcast on the next step
-        src = data._data if isinstance(data, nd.NDArray) else np.asarray(data)
+        if isinstance(data, nd.NDArray):
+            src = data.asnumpy() if data.context.device_type == "gpu" else data._data
+        else:
+            src = np.asarray(data)
         for arr in self._check_and_get(self._data, list):
-            arr._data[...] = src
+            if arr.context.device_type == "gpu" and arr.stype == "default":
+                upload_into(arr, src)
+            else:
+                arr._data[...] = src
 
     def zero_grad(self):
         """Set the gradient to zero on every device (needed with grad_req='add')."""
@@ -393,6 +401,8 @@ class Parameter:
         for g in self._grad:
             if g.stype != "default":
                 g[:] = 0        # a row_sparse gradient: no rows stored
+            elif g.context.device_type == "gpu":
+                zero_on_device(g)      # a memset on the device (gpu_values.py)
             else:
                 g._data[...] = 0
 
@@ -419,7 +429,7 @@ class Parameter:
         if self._data is None:
             return
         target = np.dtype(canonical(dtype))
-        self._data = [self._held(d._data.astype(target), d.context) for d in self._data]
+        self._data = [self._held(d.asnumpy().astype(target, copy=False), d.context) for d in self._data]
         self._init_grad()
 
     def _set_trainer(self, trainer):

@@ -7,6 +7,8 @@ single device and no 'dist', means no store and no sum. With a store, `update_on
 (default: True where the store can run an optimizer) makes the store own the optimizer: it
 updates its copy of each weight with the summed gradient and the devices pull the result.
 Optimizer states save to one MXNet-format .params file (gluon/updater_states.py, no pickle).
+Weights on a GPU are updated there by one compiled step (gluon/gpu_step.py); several GPUs' copies
+are summed on the device by a single-process store (kvstore/gpu_push.py).
 
 With a synchronous distributed store ('dist_sync*', no compression, one device per parameter
 in each process) the sums over workers can start during backward: from the second step on,
@@ -25,6 +27,7 @@ import numpy as np
 from ..ndarray import NDArray
 from . import optimizer as opt
 from .device_updates import update_by_device
+from .gpu_step import gpu_update
 from .parameter import Parameter, ParameterDict
 from .updater_states import load_updater_states, save_updater_states
 
@@ -319,11 +322,16 @@ class Trainer:
                     upd.append((i, grad, arr))
                     _mark_stale(arr)
         for updater, upd in zip(self._updaters, updates):
+            if not upd:
+                continue
+            idx, g, w = (list(t) for t in zip(*upd))
+            # weights on a GPU: one compiled step there (gluon/gpu_step.py), no host copies
+            if gpu_update(updater, idx, g, w):
+                continue
             # a model-parallel block's weights on several devices: each device's share on its
             # own device, at once (gluon/device_updates.py)
-            if upd and not update_by_device(updater, upd):
-                idx, g, w = zip(*upd)
-                updater(list(idx), list(g), list(w))
+            if not update_by_device(updater, upd):
+                updater(idx, g, w)
 
     # -- states ----------------------------------------------------------------------------------
     def save_states(self, fname):

@@ -56,8 +56,11 @@ def split_and_load(data, ctx_list, batch_axis=0, even_split=True):
     """Split a batch along `batch_axis` and put slice i on ctx_list[i]."""
     from .. import ndarray as nd
     if isinstance(data, np.ndarray):
-        data = nd.array(data, ctx=ctx_list[0], dtype=data.dtype)
-    elif not isinstance(data, nd.NDArray):
+        # sliced on the host, each slice copied once to its device (not the whole batch to the
+        # first device and the slices on from there)
+        return [nd.array(s, ctx=ctx, dtype=data.dtype)
+                for s, ctx in zip(split_data(data, len(ctx_list), batch_axis, even_split), ctx_list)]
+    if not isinstance(data, nd.NDArray):
         data = nd.array(data, ctx=ctx_list[0])
     if len(ctx_list) == 1:
         return [data.as_in_context(ctx_list[0])]
@@ -85,15 +88,43 @@ def clip_global_norm(arrays, max_norm, check_isfinite=True):
     from .. import ndarray as nd
     if len(arrays) == 0:
         raise ValueError("clip_global_norm: no arrays given")
-    total_norm = float(np.sqrt(sum(_sum_of_squares(a._data) for a in arrays)))
+    on_gpu = [a.context.device_type == "gpu" and a.stype == "default" for a in arrays]
+    squares = sum(_sum_of_squares(a._data) for a, g in zip(arrays, on_gpu) if not g)
+    if any(on_gpu):
+        squares += _gpu_sum_of_squares([a for a, g in zip(arrays, on_gpu) if g])
+    total_norm = float(np.sqrt(squares))
     if check_isfinite and not np.isfinite(total_norm):
         warnings.warn(UserWarning("nan or inf is detected. Clipping results will be undefined."), stacklevel=2)
     scale = min(max_norm / (total_norm + 1e-8), 1.0)
-    for a in arrays:
-        a._data *= a._data.dtype.type(scale)
+    for a, gpu in zip(arrays, on_gpu):
+        if gpu:
+            if scale != 1.0:
+                _scale_on_device(a, scale)
+        else:
+            a._data *= a._data.dtype.type(scale)
     if check_isfinite:
         return total_norm
     return nd.array([total_norm], ctx=arrays[0].context, dtype=arrays[0].dtype)
+
+
+def _gpu_sum_of_squares(arrays) -> float:
+    """sum(x*x) over GPU arrays, computed on their devices: one scalar downloaded per device
+    (reading the arrays' values on the host would copy every gradient there each step)."""
+    from .. import autograd, ndarray as nd
+    per_device = {}
+    with autograd.pause():
+        for a in arrays:
+            s = nd.sum(nd.square(a.astype("float32", copy=False)))
+            ctx = a.context
+            per_device[ctx] = s if ctx not in per_device else per_device[ctx] + s
+    return float(sum(float(s.asscalar()) for s in per_device.values()))
+
+
+def _scale_on_device(a, scale):
+    """a *= scale in a's own GPU memory (a gradient whose arrays others hold)."""
+    from .. import autograd
+    with autograd.pause():
+        a *= a.dtype(scale)
 
 
 def check_sha1(filename, sha1_hash):

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..ndarray import NDArray
 from ..ops.errors import GraphcError, ShapeError
-from . import compression as gc
+from . import compression as gc, gpu_push
 from .base import KVStoreBase
 from .keys import flatten
 from .sparse_push import all_row_sparse, push_row_sparse, rows_into, write_out
@@ -126,10 +126,12 @@ class KVStore(KVStoreBase):
                 raise GraphcError(f"kvstore.init: duplicate init of key {k!r}; call kv.init or kv.broadcast once "
                                   "per key")
             seen.add(k)
-        self._transport.agree("kvstore.init", [(k, f"shape {tuple(v.shape)} {np.dtype(v._data.dtype).name}")
+        self._transport.agree("kvstore.init", [(k, f"shape {tuple(v.shape)} {np.dtype(v.dtype).name}")
                                                for k, v in pairs])
         for k, v in pairs:
-            data = self._transport.broadcast(k, np.array(v._data, copy=True), 0)
+            # (a GPU value is downloaded as a copy: reading v._data would leave it host-held)
+            value = v.asnumpy() if v.context.device_type == "gpu" else np.array(v._data, copy=True)
+            data = self._transport.broadcast(k, value, 0)
             self._store[k] = NDArray(data, v.context)
             self._order[k] = k if kind == "int" else len(self._order)
         if kind is not None:
@@ -165,6 +167,8 @@ class KVStore(KVStoreBase):
                 self._check_shape(op, k, stored, v, f"the value pushed from {v.context} (#{slot})")
         if self.num_workers == 1 and all_row_sparse(groups):
             return push_row_sparse(self, op, key, groups, out)
+        if gpu_push.applies(self, groups):
+            return gpu_push.push(self, groups)      # summed and updated on the GPU
         if self.num_workers > 1:
             groups = groups[::-1]
         in_place = self._in_place_keys(op, key, pairs, out) if self.num_workers > 1 else {}
@@ -262,7 +266,8 @@ class KVStore(KVStoreBase):
                 continue
             self._check_unkept("pull", k)
             self._check_shape("pull", k, stored, o, f"the output on {o.context}")
-            write_out(o, stored._data)
+            if not gpu_push.pull_into(o, stored):
+                write_out(o, stored._data)
 
     def pushpull(self, key, value, out=None, priority=0):
         """push(key, value) then pull(key, out), into `value` itself when `out` is None.
