@@ -35,7 +35,7 @@ from ..ops.errors import GraphcError
 from ..ops.registry import get_op, has_op
 from ..runtime import trace as _trace
 from ..runtime.cuda.driver import DeviceOutOfMemory, get_driver
-from .gpu import GpuNDArray, device_buffer, from_buffer, storage, write_buffer
+from .gpu import _RAW, GpuNDArray, GpuStorage, _init_fields, device_buffer, storage, write_buffer
 from .ndarray import NDArray
 
 MAX_PROGRAMS = 512
@@ -47,29 +47,29 @@ _stats = {"program_calls": 0, "host_calls": 0, "compiled": 0, "failed": 0}
 
 
 class _Entry:
-    """One signature: its output types and its program (None: the host runs it)."""
-    __slots__ = ("out_types", "program")
+    """One signature: its output types and its program (None: the host runs it), with what
+    each call would otherwise recompute: (shape, dtype) per output, the visible output count."""
+    __slots__ = ("out_types", "program", "out_layouts", "n_visible")
 
-    def __init__(self, out_types, program):
-        self.out_types, self.program = out_types, program
+    def __init__(self, out_types, program, n_visible):
+        self.out_types, self.program, self.n_visible = out_types, program, n_visible
+        self.out_layouts = [(tuple(t.shape), np.dtype(t.dtype)) for t in out_types]
 
 
 def invoke(op, parsed, inputs, name=None):
     """ndarray.invoke for operators whose first input is a GPU array."""
     ctx = inputs[0]._ctx
     for i, x in enumerate(inputs[1:], 2):
-        if type(x) is not GpuNDArray or x._ctx != ctx:
+        if type(x) is not GpuNDArray or (x._ctx is not ctx and x._ctx != ctx):
             raise GraphcError(f"Operator {op.name} require all inputs live on the same context. But the first "
                               f"argument is on {ctx} while the {i}-th argument is on "
                               f"{getattr(x, 'context', type(x).__name__)}")
     # (the training flag only matters to ops that read it: the others compile once, not once
     # for record() and once outside it)
     training = autograd.is_training() if op.uses_training else False
-    key = [op.name, parsed, ctx.device_id, training, get_driver()]     # (a reset driver's programs are stale)
-    for x in inputs:
-        st = storage(x)
-        key += (st.shape, st.dtype)
-    key = tuple(key)
+    # the signature, as one flat tuple (the driver: a reset driver's programs are stale)
+    key = (op.name, parsed, ctx.device_id, training, get_driver(),
+           *[(st.shape, st.dtype) for st in map(_RAW.__get__, inputs)])
     try:
         entry = _entries.get(key)
     except TypeError:       # an attribute value that does not hash: built each time (compile_graph caches)
@@ -89,7 +89,7 @@ def invoke(op, parsed, inputs, name=None):
         write_buffer(inputs[in_index], device_buffer(results[out_index]))
     if autograd.is_recording() and op.gradient is not None and any(autograd.needs_grad(x) for x in inputs):
         _record(op, parsed, inputs, results, ctx)
-    n = op.n_visible(parsed)
+    n = entry.n_visible
     return results[0] if n == 1 else list(results[:n])
 
 
@@ -151,7 +151,7 @@ def _entry(op, parsed, inputs, name, key, ctx, training):
             _stats["failed"] += 1
         else:
             _stats["compiled"] += 1
-    entry = _Entry(out_types, program)
+    entry = _Entry(out_types, program, op.n_visible(parsed))
     if key is not None:
         with _lock:
             if len(_entries) >= MAX_PROGRAMS:
@@ -189,17 +189,17 @@ def _compile(op, parsed, in_types, training, device):
 
 def _run_program(entry, inputs, ctx):
     _stats["program_calls"] += 1
-    bufs = [device_buffer(x) for x in inputs]
+    bufs = [_RAW.__get__(x).device_buffer() for x in inputs]
     outs = entry.program.run(bufs, rng=_random.generator())
-    taken = {b.ptr for b in bufs if b.nbytes}
-    results = []
-    for buf, t in zip(outs, entry.out_types):
-        arr = from_buffer(buf, t.shape, t.dtype, ctx)
-        if buf.ptr in taken:
+    in_ptrs = [b.ptr for b in bufs if b.nbytes]
+    device, results = ctx.device_id, []
+    for buf, (shape, dtype) in zip(outs, entry.out_layouts):
+        arr = GpuNDArray.__new__(GpuNDArray)
+        _init_fields(arr, GpuStorage(device, shape, dtype, buf=buf), ctx)
+        if buf.nbytes and buf.ptr in in_ptrs:
             # an output that is an input's own memory (an identity the program did not copy):
             # the result gets its own, so that writing one never changes the other
             arr = arr.copy()
-        taken.add(buf.ptr)
         results.append(arr)
     return results
 

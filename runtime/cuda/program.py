@@ -16,6 +16,13 @@ device goes to its one stream in order, so two callers' work would serialize on 
 anyway. A lock keeps one caller's launches from interleaving with another's (they share the
 arena); a call holds it only while it issues work, not while the device runs it.
 
+Per-call cost: a real launch costs the driver ~3-5 us, so the framework's share must stay near
+it (bench/gpu/dispatch_overhead.py measures it with a do-nothing driver). Every driver call's
+argument list is made at build with constant, arena and seed pointers resolved; a call patches
+the input and output pointers into those lists and issues them. Programs of several calls and
+no host steps replay a CUDA graph per repeated (input, output) pointer tuple on drivers that
+can capture (runtime/cuda/program_graphs.py).
+
 Random numbers: a program whose kernels draw them (compiled Dropout) refills its device seed
 buffer from the caller's rng before each call, drawing exactly what the CPU program draws, so
 the same generator state gives the CPU's masks (runtime/dropout_kernel.py).
@@ -42,7 +49,8 @@ from ..step_labels import kernel_owners
 from . import launch_plan as _plan
 from .driver import CudaError, DeviceOutOfMemory, get_driver
 from .host_fallback import plan_calls, run_node
-from .memory import allocator
+from .memory import DeviceBuffer, allocator
+from . import program_graphs as _graphs
 
 
 class GpuProgram:
@@ -75,30 +83,63 @@ class GpuProgram:
         self.host_fallbacks = list(fallbacks)
         self._lock = threading.Lock()
         self._pool = allocator(device)
+        self._in_nbytes = [t.nbytes for t in self.in_types]
+        self._out_nbytes = [t.nbytes for t in self.out_types]
+        self._issue, self._patches = _issue_plan(calls, len(self.in_types) + len(self.out_types), self._const_ptrs +
+                                                 [a.ptr for a in arenas] + [seed.ptr if seed is not None else 0],
+                                                 device, functions)
+        self._graphs = _graphs.ProgramGraphs.for_program(driver, device, len(calls)) if not self._has_host else None
 
     # -- device buffers in, device buffers out ---------------------------------------------------
     def run(self, inputs, outputs=None, rng=None) -> list:
         """Issue the graph on the device for `inputs` (DeviceBuffers); results go to `outputs`
         (DeviceBuffers) or to new buffers from the device's pool. Returns without waiting for
-        the device: read results with memcpy_dtoh (which waits) or call the program with arrays."""
-        if self.driver is not get_driver():
+        the device: read results with memcpy_dtoh (which waits) or call the program with arrays.
+
+        The hot path of every GPU step, so it does the least per call: every driver call's
+        argument list was made at build with the constant, arena and seed pointers in place;
+        a call only writes the input and output pointers into them (`_patches`) and issues the
+        lists (`_issue`). A program with no host steps on a driver with `capture` replays a
+        CUDA graph for pointer tuples it has seen before (runtime/cuda/program_graphs.py)."""
+        drv = self.driver
+        if drv is not get_driver():
+            if self._graphs is not None:
+                self._graphs.clear()
             raise GraphcError(f"graph {self.graph.name}: this GPU program was built by a driver that has since "
                               "been reset (reset_driver); compile the graph again")
-        self._check_buffers("input", inputs, self.in_types)
+        dev = self.device
+        if len(inputs) != len(self._in_nbytes):
+            self._check_buffers("input", inputs, self.in_types)
+        for b, need in zip(inputs, self._in_nbytes):
+            if type(b) is not DeviceBuffer or b.device != dev or b.nbytes < need:
+                self._check_buffers("input", inputs, self.in_types)     # (raises, naming which)
+                break
         if outputs is None:
-            outputs = [self._pool.allocate(t.nbytes) for t in self.out_types]
+            allocate = self._pool.allocate
+            outputs = [allocate(n) for n in self._out_nbytes]
         else:
-            self._check_buffers("output", outputs, self.out_types)
-        bases = [b.ptr for b in inputs] + [b.ptr for b in outputs] + self._const_ptrs + \
-            [a.ptr for a in self._arenas] + [self._seed.ptr if self._seed is not None else 0]
-        drv, dev, fns = self.driver, self.device, self._functions
+            if len(outputs) != len(self._out_nbytes):
+                self._check_buffers("output", outputs, self.out_types)
+            for b, need in zip(outputs, self._out_nbytes):
+                if type(b) is not DeviceBuffer or b.device != dev or b.nbytes < need:
+                    self._check_buffers("output", outputs, self.out_types)
+                    break
         with self._lock:
             if self._seed is not None:
                 rng = rng if rng is not None else np.random.default_rng()
                 words = rng.integers(0, 1 << 32, size=SEED_WORDS, dtype=np.int64)
                 drv.memcpy_htod(dev, self._seed.ptr, words)
-            if self._has_host:
-                rng = rng if rng is not None else np.random.default_rng()
+            if not self._has_host:
+                ptrs = [b.ptr for b in inputs]
+                ptrs += [b.ptr for b in outputs]
+                graphs = self._graphs
+                if graphs is None or not graphs.run(tuple(ptrs), self._issue_all, ptrs):
+                    self._issue_all(ptrs)
+                return outputs
+            rng = rng if rng is not None else np.random.default_rng()
+            bases = [b.ptr for b in inputs] + [b.ptr for b in outputs] + self._const_ptrs + \
+                [a.ptr for a in self._arenas] + [self._seed.ptr if self._seed is not None else 0]
+            fns = self._functions
             for c in self._calls:
                 if isinstance(c, _plan.Launch):
                     drv.launch(dev, fns[c.name], c.grid, c.block, [bases[s] + o for s, o in c.args])
@@ -109,6 +150,17 @@ class GpuProgram:
                 else:
                     self._host(c, bases, rng)
         return outputs
+
+    def _issue_all(self, ptrs) -> None:
+        """Every call of a program without host steps, for input+output pointers `ptrs`: the
+        prepared argument lists are patched in place (the lock is held; drivers consume a
+        launch's pointer list before returning) and issued in order."""
+        for args, pos, slot, off in self._patches:
+            args[pos] = ptrs[slot] + off
+        drv = self.driver
+        methods = (drv.launch, drv.gemm, drv.memcpy_dtod)
+        for kind, args in self._issue:
+            methods[kind](*args)
 
     def _check_buffers(self, what, bufs, types):
         if len(bufs) != len(types):
@@ -194,6 +246,42 @@ class GpuProgram:
             text += "\n# on the host (no CUDA rendering): " + ", ".join(
                 f"{node} ({op})" for _, node, op in self.host_fallbacks)
         return text
+
+
+def _issue_plan(calls, n_io: int, fixed: list, device: int, functions: dict):
+    """(issue, patches) for GpuProgram._issue_all: issue holds (kind, argument list) per call
+    (kind 0 launch, 1 gemm, 2 device copy; the list as the driver method takes it, pointers of
+    constants, arenas and the seed already resolved); patches holds (list, position, slot,
+    byte offset) for each pointer into an input or output (slots below n_io), filled per call.
+    Empty for a program with host steps (they need every slot's base: the general loop)."""
+    issue, patches = [], []
+    if any(isinstance(c, HostStep) for c in calls):
+        return issue, patches
+
+    def resolve(target, pos, where):
+        slot, off = where
+        if slot < n_io:
+            patches.append((target, pos, slot, off))
+            target[pos] = 0
+        else:
+            target[pos] = fixed[slot - n_io] + off
+    for c in calls:
+        if isinstance(c, _plan.Launch):
+            ptrs = [0] * len(c.args)
+            for i, where in enumerate(c.args):
+                resolve(ptrs, i, where)
+            issue.append((0, (device, functions[c.name], c.grid, c.block, ptrs)))
+        elif isinstance(c, _plan.GemmCall):
+            args = [device, c.gemm, 0, 0, 0]
+            for i, where in enumerate((c.a, c.b, c.c)):
+                resolve(args, 2 + i, where)
+            issue.append((1, args))
+        else:
+            args = [device, 0, 0, c.nbytes]
+            resolve(args, 1, c.dst)
+            resolve(args, 2, c.src)
+            issue.append((2, args))
+    return issue, patches
 
 
 def build_gpu_program(graph, fused, plan, *, training: bool = False, device: int = 0) -> GpuProgram:
