@@ -21,20 +21,32 @@ The host mirror protocol (one authoritative copy at a time):
 
 API (for graphc.gluon and other front-end code):
 - `GpuNDArray`: an NDArray; everything an NDArray offers works (values equal the CPU's).
-- `device_buffer(x) -> DeviceBuffer`: x's value on the device, uploaded first if needed.
+- `device_buffer(x) -> DeviceBuffer`: x's value on the device, uploaded first if needed (for a
+  view: a window with the same ptr/nbytes/device, whose free() does nothing).
 - `from_buffer(buf, shape, dtype, ctx) -> GpuNDArray`: wrap a buffer a GPU program produced
   (the array owns it from then on).
 - `empty(shape, dtype, ctx)`, `zeros(shape, dtype, ctx)`: device arrays without a host round trip.
 - `write_buffer(dst, buf)`: overwrite dst's value in place (same size) with a device copy.
-- `is_gpu(x)`: whether x is a GpuNDArray; `storage(x)`: its GpuStorage (buffer, host mirror).
+- `is_gpu(x)`: whether x is a GpuNDArray; `storage(x)`: its GpuStorage (buffer, host mirror;
+  a GpuView for a view: the same protocol, `buf` and `host` being windows onto its root's).
 - `graphc.ndarray.gpu_ops`: eager operators on GPU arrays (one-node GPU programs), `stats()`.
 Writes that stay on the device: `x[:] = y` (y on x's GPU; out= goes through it), `x[:] = 0`,
 in-place operators (`x += y`), copyto between arrays of one GPU, backward's .grad writes.
 `x[:] = number/list/numpy` replaces the value without downloading the old one.
-A GPU array has no views: `x[1:3]` is a copy (MXNet's GPU slices share memory); `x[1:3] += 1`
-and `x[key] = v` still write into x (through the host mirror). A contiguous region (x[i],
-x[a:b], x[i, a:b]) is one device copy outside autograd.record(), not an indexing program per
-distinct key; while recording, the indexing operator runs (its gradient).
+Views (MXNet's: basic slicing whose result is contiguous, and `x.reshape`, share memory): outside
+autograd.record(), `x[i]`, `x[a:b]`, `x[i, a:b]` (the keys for which the CPU's
+NDArray._first_axis_view returns a numpy view) are GpuNDArrays whose storage is a `GpuView`:
+the root storage, a byte offset and the view's shape. `x.reshape(...)` is a view always (as the
+CPU's numpy reshape), recorded as the Reshape operator while recording; a slice taken while
+recording is the indexing operator's copy (its gradient), as on the CPU. Everything else
+(strided keys, advanced indexing, nd.reshape) is a copy, as in MXNet. A view holds no state of
+its own: the root's host mirror is the only one, so
+- a view's host access (`_data`) is a numpy view into the root's host mirror (the root
+  becomes host-authoritative, as if its own `_data` were read);
+- a view's device access uploads the root's mirror first and is `root.ptr + offset`, a
+  contiguous run (what GPU programs and cuBLAS take); device writes through it (out=, x[:] =,
+  +=, copyto, a program output placed there) land in the root's memory;
+- views of views refer to the root directly, and the root's buffer lives while any view does.
 
 Not thread-safe per array: two threads writing the same GPU array race as they would on numpy.
 """
@@ -54,7 +66,8 @@ _RAW = NDArray.__dict__["_data"]         # the slot itself: holds a GpuStorage
 
 
 class GpuStorage:
-    """The value of one GPU array (shared by arrays that share memory: x and x.detach())."""
+    """The value of one GPU array (shared by arrays that share memory: x and x.detach(); views
+    refer to it through a GpuView)."""
 
     __slots__ = ("device", "shape", "dtype", "buf", "host")
 
@@ -91,9 +104,123 @@ class GpuStorage:
             require_driver("downloading from a GPU").memcpy_dtoh(self.device, out, self.buf.ptr)
         return out
 
+    def host_value(self) -> np.ndarray:
+        """The numpy array that is the value from now on (downloaded once): `_data`."""
+        if self.host is None:
+            self.host = self.download()
+        return self.host
+
     def written_on_device(self) -> None:
         """The buffer was just overwritten on the device: it is the value now."""
         self.host = None
+
+    def view(self, first: int, shape: tuple) -> "GpuView":
+        """The contiguous run of this value starting at element `first`, seen with `shape`."""
+        return GpuView(self, first * self.dtype.itemsize, shape)
+
+
+class GpuView(GpuStorage):
+    """A contiguous part of a root GpuStorage (`x[1:3]`, `x.reshape(...)`): the root's bytes from
+    `offset`, with the view's own shape. It keeps no value of its own (`buf` and `host` are
+    windows onto the root's), so writes through either side are seen by the other and there is
+    only one host mirror to keep coherent."""
+
+    __slots__ = ("root", "offset")
+
+    def __init__(self, root: GpuStorage, offset: int, shape: tuple):
+        if isinstance(root, GpuView):
+            root, offset = root.root, root.offset + offset
+        self.root, self.offset = root, offset
+        self.device, self.shape, self.dtype = root.device, tuple(shape), root.dtype
+        if self.nbytes == 0:
+            self.offset = 0               # (an empty view reads nothing; keep its pointer inside the root)
+        elif offset < 0 or offset + self.nbytes > root.nbytes:
+            raise GraphcError(f"gpu({root.device}) view: bytes [{offset}, {offset + self.nbytes}) of an array of "
+                              f"{root.nbytes} bytes (shape {root.shape}, {root.dtype})")
+
+    # the device side: the root's buffer (its host mirror uploaded first) from `offset`
+    @property
+    def buf(self):
+        root = self.root
+        if root.buf is None and root.host is None:
+            return None
+        return _ViewBuffer(root.device_buffer(), self.offset, self.nbytes)
+
+    @buf.setter
+    def buf(self, value):
+        raise GraphcError(f"gpu({self.device}): a view of shape {self.shape} uses its base array's memory "
+                          f"(shape {self.root.shape}); it cannot be given a buffer of its own")
+
+    def device_buffer(self):
+        return _ViewBuffer(self.root.device_buffer(), self.offset, self.nbytes)
+
+    # the host side: a numpy view into the root's mirror while the root is host-authoritative
+    @property
+    def host(self):
+        return None if self.root.host is None else self._window()
+
+    @host.setter
+    def host(self, value):
+        if value is None:
+            self.written_on_device()
+        else:
+            self._replace(value)
+
+    def host_value(self) -> np.ndarray:
+        self.root.host_value()
+        return self._window()
+
+    def download(self) -> np.ndarray:
+        root = self.root
+        if root.host is not None:
+            return self._window().copy()
+        out = np.empty(self.shape, self.dtype)
+        if out.nbytes:
+            require_driver("downloading from a GPU").memcpy_dtoh(self.device, out, root.buf.ptr + self.offset)
+        return out
+
+    def written_on_device(self) -> None:
+        root = self.root
+        if root.host is not None and self.nbytes:
+            # the root's mirror is authoritative for the rest of it: bring this part into it
+            require_driver("downloading from a GPU").memcpy_dtoh(self.device, self._window(),
+                                                                 root.buf.ptr + self.offset)
+
+    def _window(self) -> np.ndarray:
+        root = self.root
+        host = root.host
+        if not host.flags.c_contiguous or not host.flags.writeable:
+            host = root.host = np.array(host, order="C")     # (a mirror a view can be a window onto)
+        first = self.offset // self.dtype.itemsize
+        count = int(np.prod(self.shape, dtype=np.int64))
+        return host.reshape(-1)[first:first + count].reshape(self.shape)
+
+    def _replace(self, value) -> None:
+        """The view's whole value becomes `value` (x[:] = numpy): uploaded straight into the root's
+        memory while the device is authoritative (nothing downloaded), else into its mirror."""
+        root = self.root
+        if root.host is None and root.buf is not None:
+            if self.nbytes:
+                host = np.ascontiguousarray(np.broadcast_to(value, self.shape), dtype=self.dtype)
+                require_driver("uploading to a GPU").memcpy_htod(self.device, root.buf.ptr + self.offset, host)
+            return
+        self.host_value()[...] = value
+
+
+class _ViewBuffer:
+    """A DeviceBuffer-like window (ptr, nbytes, device) onto part of a root's DeviceBuffer, for
+    code that takes pointers from arrays. It keeps the root's buffer alive and frees nothing."""
+
+    __slots__ = ("ptr", "nbytes", "device", "base")
+
+    def __init__(self, base, offset: int, nbytes: int):
+        self.base, self.ptr, self.nbytes, self.device = base, base.ptr + offset, nbytes, base.device
+
+    def free(self) -> None:
+        """(the memory is the root array's: it goes back to the pool with the root's buffer)"""
+
+    def __repr__(self):
+        return f"<view of {self.base!r}: {self.nbytes} bytes at {self.ptr:#x}>"
 
 
 class GpuNDArray(NDArray):
@@ -104,10 +231,8 @@ class GpuNDArray(NDArray):
     # -- the storage protocol ---------------------------------------------------------------
     @property
     def _data(self):
-        st = _RAW.__get__(self)
-        if st.host is None:
-            st.host = st.download()        # host-authoritative from now on (the caller may write)
-        return st.host
+        # host-authoritative from now on (the caller may write); a view's: a window onto its root's
+        return _RAW.__get__(self).host_value()
 
     @_data.setter
     def _data(self, value):
@@ -228,16 +353,33 @@ class GpuNDArray(NDArray):
             g = invoke("elemwise_add", [self, g], {})
         write_buffer(self, device_buffer(g))
 
-    # -- indexing ---------------------------------------------------------------------------
+    # -- indexing and views ---------------------------------------------------------------
     def __getitem__(self, key):
-        # a contiguous region (x[i], x[a:b], x[i, a:b]: what the CPU makes a view) is one device
-        # copy, not a program per distinct key (`for row in x` would compile one per row)
+        # what the CPU makes a view (x[i], x[a:b], x[i, a:b] outside record()) is one here too:
+        # no copy, and no program per distinct key (`for row in x` would compile one per row)
         from .. import autograd
         if not autograd.is_recording():
-            region = _contiguous_region(key, _RAW.__get__(self).shape)
+            region = _view_region(key, _RAW.__get__(self).shape)
             if region is not None:
-                return _copy_region(self, *region)
+                return _view(self, *region)
         return NDArray.__getitem__(self, key)
+
+    def reshape(self, *shape, **kwargs):
+        """A view with the new shape (MXNet's NDArray.reshape and the CPU's share memory); while
+        recording it is on the tape as the Reshape operator."""
+        from .. import autograd
+        from .call_cache import parse
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        if "shape" in kwargs:
+            shape = tuple(kwargs.pop("shape"))
+        op, parsed = parse("Reshape", {"shape": shape, **kwargs})
+        out_shape = op.infer_types([self._type()], parsed, "")[0].shape     # (errors name Reshape)
+        out = _view(self, 0, out_shape)
+        if autograd.is_recording() and op.gradient is not None and autograd.needs_grad(self):
+            from .gpu_ops import _record
+            _record(op, parsed, [self], [out], self._ctx)
+        return out
 
     def __setitem__(self, key, value):
         whole = isinstance(key, slice) and key == slice(None) and self.ndim > 0
@@ -254,9 +396,10 @@ class GpuNDArray(NDArray):
             v = np.asarray(value)
             if isinstance(value, (list, tuple)) or v.ndim:
                 v = _advanced.fit_value(v, st.shape)
-            if not v.ndim and v == 0 and st.buf is not None and st.buf.nbytes == st.nbytes:
+            buf = st.buf if not v.ndim and v == 0 else None
+            if buf is not None and buf.nbytes == st.nbytes:
                 if st.nbytes:
-                    require_driver("zeroing GPU memory").memset(st.device, st.buf.ptr, st.nbytes)
+                    require_driver("zeroing GPU memory").memset(st.device, buf.ptr, st.nbytes)
                 st.written_on_device()
                 return
             new = np.empty(st.shape, st.dtype)
@@ -266,49 +409,49 @@ class GpuNDArray(NDArray):
         NDArray.__setitem__(self, key, value)
 
 
-def _contiguous_region(key, shape):
-    """(first element, element count, result shape) when x[key] is one contiguous run of x:
-    leading integer indices, then at most one step-1 slice, every later axis whole. None for
-    anything else (the general indexing operator runs it)."""
-    parts = key if isinstance(key, tuple) else (key,)
-    if not parts or len(parts) > len(shape):
+def _view_region(key, shape):
+    """(first element, shape) of x[key] when the CPU's NDArray._first_axis_view makes it a view
+    (integers and slices whose numpy result is C-contiguous, not 0-d; a vector's x[i] is its
+    (1,)-shaped slice), else None. The same numpy indexing decides, applied to a one-byte probe
+    strided like x in elements (never read: only addresses are compared), so the rules and the
+    IndexErrors are exactly the CPU's."""
+    if not shape:
         return None
-    offset, out_shape, ints = 0, [], 0
-    for i, k in enumerate(parts):
-        n = shape[i]
-        if isinstance(k, (int, np.integer)) and not isinstance(k, bool) and not out_shape:
-            j = int(k) + n if k < 0 else int(k)
-            if not 0 <= j < n:        # (as the CPU's view path: an IndexError, as MXNet)
-                raise IndexError(f"index {int(k)} is out of bounds for axis {i} with size {n} "
-                                 f"(array of shape {tuple(shape)})")
-            k = j
-            offset = offset * n + k
-            ints += 1
-        elif isinstance(k, slice) and i == len(parts) - 1 and k.step in (None, 1):
-            start, stop, _ = k.indices(n)
-            stop = max(start, stop)
-            offset = offset * n + start
-            out_shape.append(stop - start)
-        else:
-            return None
-    if ints == len(shape):
-        return None                   # a single element: the operator decides its shape
-    rest = tuple(shape[len(parts):])
-    inner = int(np.prod(rest, dtype=np.int64))
-    out_shape = tuple(out_shape) + rest
-    if len(shape) == 1 and ints == 1:
-        out_shape = (1,)              # a vector's element stays an array of shape (1,), as MXNet 1.x
-    count = int(np.prod(out_shape, dtype=np.int64))
-    return offset * inner, count, out_shape
+    parts = key if isinstance(key, tuple) else (key,)
+    if not parts or len(parts) > len(shape) or not all(isinstance(k, slice) or _is_int(k) for k in parts):
+        return None
+    if _is_int(key) and len(shape) == 1:
+        n = shape[0]
+        i = int(key) + n if key < 0 else int(key)
+        if not 0 <= i < n:
+            raise IndexError(f"index {int(key)} is out of bounds for axis 0 with size {n}")
+        key = slice(i, i + 1)
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= max(int(n), 1)
+    probe = np.lib.stride_tricks.as_strided(_PROBE, shape=shape, strides=strides[::-1], writeable=False)
+    try:
+        sub = probe[key]
+    except IndexError as e:
+        raise IndexError(f"{e} (array of shape {tuple(shape)})") from None
+    if not isinstance(sub, np.ndarray) or not sub.ndim or not sub.flags.c_contiguous:
+        return None
+    first = sub.__array_interface__["data"][0] - _PROBE_ADDR if sub.size else 0
+    return first, sub.shape
 
 
-def _copy_region(x, first, count, out_shape):
-    st = _RAW.__get__(x)
-    out = empty(out_shape, st.dtype, x._ctx)
-    if count:
-        item = st.dtype.itemsize
-        require_driver("copying on a GPU").memcpy_dtod(st.device, _RAW.__get__(out).buf.ptr,
-                                                       st.device_buffer().ptr + first * item, count * item)
+_PROBE = np.zeros(1, np.uint8)            # (never read: only its address is subtracted)
+_PROBE_ADDR = _PROBE.__array_interface__["data"][0]
+
+
+def _is_int(k) -> bool:
+    return isinstance(k, (int, np.integer)) and not isinstance(k, bool)
+
+
+def _view(x, first, shape) -> "GpuNDArray":
+    out = GpuNDArray.__new__(GpuNDArray)
+    _init_fields(out, _RAW.__get__(x).view(first, tuple(shape)), x._ctx)
     return out
 
 
@@ -366,12 +509,19 @@ def write_buffer(dst: GpuNDArray, buf) -> None:
     if buf.nbytes != st.nbytes:
         raise GraphcError(f"gpu write: {buf.nbytes} bytes into an array of {st.nbytes} bytes "
                           f"(shape {st.shape}, {st.dtype})")
-    if st.buf is None or st.buf.nbytes != st.nbytes:
-        st.buf = _memory.allocator(st.device).allocate(st.nbytes)
-    if st.buf is not buf and buf.nbytes:
+    mine = st.buf                   # (a view's: its window onto the root's buffer)
+    if mine is None or mine.nbytes != st.nbytes:
+        mine = st.buf = _memory.allocator(st.device).allocate(st.nbytes)
+    if mine.ptr != buf.ptr and buf.nbytes:
         if buf.device != st.device:
             raise GraphcError(f"gpu write: a buffer of gpu({buf.device}) into an array of gpu({st.device})")
-        require_driver("copying on a GPU").memcpy_dtod(st.device, st.buf.ptr, buf.ptr, buf.nbytes)
+        drv = require_driver("copying on a GPU")
+        if mine.ptr < buf.ptr + buf.nbytes and buf.ptr < mine.ptr + buf.nbytes:
+            # overlapping views of one array (x[0:3][:] = x[1:4]): through a scratch copy
+            tmp = _memory.allocator(st.device).allocate(buf.nbytes)
+            drv.memcpy_dtod(st.device, tmp.ptr, buf.ptr, buf.nbytes)
+            buf = tmp
+        drv.memcpy_dtod(st.device, mine.ptr, buf.ptr, buf.nbytes)
     st.written_on_device()
 
 
@@ -401,5 +551,5 @@ def assign(dst: GpuNDArray, result, what: str) -> None:
     dst._data[...] = result.asnumpy() if isinstance(result, NDArray) else result
 
 
-__all__ = ["GpuNDArray", "GpuStorage", "adopt", "array_of", "from_buffer", "empty", "zeros", "device_buffer", "storage",
-           "write_buffer", "is_gpu", "assign"]
+__all__ = ["GpuNDArray", "GpuStorage", "GpuView", "adopt", "array_of", "from_buffer", "empty", "zeros",
+           "device_buffer", "storage", "write_buffer", "is_gpu", "assign"]
