@@ -66,6 +66,8 @@ class CachingAllocator:
         self._free = {}             # block size -> [ptr, ...]
         self._sizes = []            # sorted block sizes with cached blocks
         self._live = True
+        # blocks handed back and not yet filed into _free: see _release
+        self._returned = []
         self._stats = {"allocated": 0, "reserved": 0, "peak_allocated": 0, "allocs": 0,
                        "cache_hits": 0, "device_mallocs": 0}
 
@@ -77,6 +79,7 @@ class CachingAllocator:
             return DeviceBuffer(0, 0, self.device, 0, None)
         want = rounded(nbytes)
         with self._lock:
+            self._file_returned()
             self._stats["allocs"] += 1
             block, ptr = self._take_cached(want)
             if ptr is None:
@@ -118,9 +121,26 @@ class CachingAllocator:
         return ptr
 
     def _release(self, ptr, block):
-        with self._lock:
+        # Never waits for the lock: DeviceBuffer.__del__ calls this, and a garbage collection
+        # can run it in the middle of this pool's own locked code (any allocation inside
+        # allocate -> driver.malloc, or empty_cache -> driver.free, may start one), where
+        # waiting would deadlock the thread and filing the block would change _free/_sizes
+        # under _take_cached's feet. So the block is queued (list.append is atomic), and
+        # whoever holds the lock files the queue: this call when the lock is free, else the
+        # holder's next allocate/empty_cache/stats.
+        self._returned.append((ptr, block))
+        if self._lock.acquire(blocking=False):
+            try:
+                self._file_returned()
+            finally:
+                self._lock.release()
+
+    def _file_returned(self):
+        """Move the queued blocks into the cache (the lock is held)."""
+        while self._returned:
+            ptr, block = self._returned.pop()
             if not self._live:
-                return
+                continue
             self._stats["allocated"] -= block
             ptrs = self._free.get(block)
             if ptrs is None:
@@ -134,6 +154,7 @@ class CachingAllocator:
             self._empty_locked()
 
     def _empty_locked(self):
+        self._file_returned()
         if self._free:
             self.driver.synchronize(self.device)     # a block may still be read by queued work
         for size, ptrs in self._free.items():
@@ -147,6 +168,7 @@ class CachingAllocator:
         """allocated: bytes of blocks in use; reserved: bytes held from the driver (in use and
         cached); peak_allocated; allocs; cache_hits; device_mallocs."""
         with self._lock:
+            self._file_returned()
             return dict(self._stats)
 
     def _close(self):

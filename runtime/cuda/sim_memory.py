@@ -49,8 +49,15 @@ class Allocation:
         data = -(-used // page) * page
         self.length = data + 2 * page
         self.base, self.nbytes = _map(self.length), nbytes
-        _libc.mprotect(self.base, page, PROT_NONE)
-        _libc.mprotect(self.base + page + data, page, PROT_NONE)
+        # each guard splits the mapping (3 kernel mappings per allocation); past
+        # vm.max_map_count mprotect fails, and an allocation without its guards would let an
+        # overrun reach a neighbour silently: refuse it (sim.py reports out of memory)
+        if _libc.mprotect(self.base, page, PROT_NONE) or \
+                _libc.mprotect(self.base + page + data, page, PROT_NONE):
+            err = ctypes.get_errno()
+            self.release()
+            raise MemoryError(f"mprotect of a guard page failed (errno {err}; the host's limit on "
+                              f"mappings, vm.max_map_count, allows about a third as many allocations)")
         self.ptr = self.base + page + data - used
         ctypes.memset(self.ptr, POISON, nbytes)
 
