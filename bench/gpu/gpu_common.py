@@ -46,7 +46,7 @@ def shrink_for_smoke() -> None:
     C.BATCH_W3 = 16
     W.W8A.update(layers=1, units=32, heads=2, ffn=64, seq=8)
     W.W8B.update(layers=1, units=32, heads=2, ffn=64, vocab=50, seq=8, batch=2)
-    W.W9_BATCH = 2
+    W.W9_BATCH, W.W9_IMAGE = 2, 32
     W.W8A_BLOCK = W.W8B_BLOCK = 1
     global W1_BLOCK_GPU
     W1_BLOCK_GPU = 2

@@ -30,6 +30,7 @@ W8B_BLOCK = 2
 
 # ------------------------------------------------------------------ W9: ResNet-18 training step
 W9_BATCH = 16
+W9_IMAGE = 224      # (bench/gpu's --smoke shrinks it: the CUDA simulator runs on one host core)
 W9_LR = 0.01
 W9_MOMENTUM = 0.9
 W9_WD = 1e-4
@@ -214,7 +215,7 @@ def w7_losses_np(steps: int) -> list:
 
 def w9_data():
     rng = np.random.default_rng(C.SEED + 90)
-    x = rng.standard_normal((W9_BATCH, 3, 224, 224), dtype=np.float32)
+    x = rng.standard_normal((W9_BATCH, 3, W9_IMAGE, W9_IMAGE), dtype=np.float32)
     y = rng.integers(0, W9_CLASSES, size=W9_BATCH).astype(np.int64)
     return x, y
 

@@ -157,7 +157,7 @@ def w9(mx, system, variant, quick, check):
         gluon = mx.gluon
         net = gluon.model_zoo.vision.get_model("resnet18_v1")
         net.initialize(mx.init.Xavier())
-        net(mx.nd.zeros((1, 3, 224, 224))).wait_to_read()     # deferred shapes
+        net(mx.nd.zeros((1, 3, W.W9_IMAGE, W.W9_IMAGE))).wait_to_read()     # deferred shapes
         T.load_flat(net, C.resnet18_params(), mx.nd, "W9 ResNet-18")
         xn, yn = W.w9_data()
         x, y = _arr(mx, xn), _arr(mx, yn)
