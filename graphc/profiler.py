@@ -169,7 +169,7 @@ def chrome_trace(events=None) -> dict:
         elif ph == "C":
             e["args"] = {name: args}
         out.append(e)
-    meta = [{"name": "process_name", "ph": "M", "pid": pid, "tid": 0, "args": {"name": f"cpu/{pid}"}}
+    meta = [{"name": "process_name", "ph": "M", "pid": pid, "tid": 0, "args": {"name": _trace.track_name(pid)}}
             for pid in sorted({p for p, _ in tids})]
     meta += [{"name": "thread_name", "ph": "M", "pid": pid, "tid": tid,
               "args": {"name": names.get(ident, f"thread {tid}")}} for (pid, ident), tid in tids.items()]

@@ -13,7 +13,15 @@ to a list (atomic under the GIL, so threads need no lock):
 
 with ph a Chrome-trace phase ('X' a span, 'i' an instant, 'C' a counter), times from
 time.perf_counter_ns (monotonic; graphc.profiler turns them into epoch microseconds), pid the
-CPU device (cpu(k) -> k) and tid the recording Python thread.
+device (cpu(k) -> k, gpu(k) -> GPU_PID + k, the trace's 'cpu/k' and 'gpu/k' tracks) and tid
+the recording Python thread.
+
+GPU spans (gpu_span: GPU program calls, eager GPU operators, the Trainer's compiled update)
+are host-side times: from before the work is issued until the device has finished it (the
+recorder passes the driver's synchronize, so while profiling each call waits for its device,
+which removes the overlap of host and device work the unprofiled run has). They hold the
+device's queueing and execution together; per-kernel device times would need CUDA events
+around each launch (cuEventRecord / cuEventElapsedTime), which the driver seam does not offer.
 """
 from __future__ import annotations
 
@@ -46,3 +54,23 @@ def instant(name: str, cat: str, scope: str = "p", pid: int = 0) -> None:
 def counter(name: str, cat: str, value, pid: int = 0) -> None:
     """A counter sample ('C'): the value `name` has from now on."""
     events.append(("C", name, cat, now(), 0, pid, _ident(), value))
+
+
+GPU_PID = 1 << 16       # pid of gpu(0)'s track; gpu(k) is GPU_PID + k (CPU devices are small ints)
+
+
+def gpu_pid(device: int) -> int:
+    return GPU_PID + device
+
+
+def track_name(pid: int) -> str:
+    """The trace's name for a pid's track: 'cpu/k' or 'gpu/k'."""
+    return f"gpu/{pid - GPU_PID}" if pid >= GPU_PID else f"cpu/{pid}"
+
+
+def gpu_span(name: str, cat: str, t0: int, device: int, wait=None, args=None) -> None:
+    """A span on gpu(device)'s track from t0 until `wait(device)` returns (the driver's
+    synchronize; None: until now). See the module docstring for what the time includes."""
+    if wait is not None:
+        wait(device)
+    events.append(("X", name, cat, t0, now() - t0, GPU_PID + device, _ident(), args))

@@ -48,3 +48,17 @@ def cuda_device(monkeypatch):
     if device.MULTI:
         device.release_devices()
     driver.reset_driver()
+
+
+@pytest.fixture
+def two_cuda_devices(cuda_device, monkeypatch):
+    """Two GPUs: two simulated ones, or the machine's own under GRAPHC_TEST_REAL_GPU=1 (skips
+    where it has fewer)."""
+    from graphc.runtime.cuda import driver
+    if os.environ.get("GRAPHC_TEST_REAL_GPU") != "1":
+        monkeypatch.setenv("GRAPHC_CUDA_SIM_DEVICES", "2")
+        driver.reset_driver()
+    d = driver.get_driver()
+    if d.device_count() < 2:
+        pytest.skip("needs two GPUs")
+    yield d

@@ -1,6 +1,7 @@
 """The Trainer's optimizer step for parameters on a GPU: every parameter's update as one kernel
 launch over its device memory, from the same update rules as the CPU's compiled step
-(fused_update.py for SGD, fused_optimizers.py for Adam, AdamW, NAG, RMSProp, AdaGrad).
+(fused_update.py for SGD, fused_optimizers.py for Adam, AdamW, NAG, RMSProp, AdaGrad; gpu_rules.py
+for AdaDelta, Adamax, Nadam, Signum, FTML, Ftrl, DCASGD, which only the GPU compiles).
 
 Why: the CPU step (an LLVM program over numpy buffers) cannot touch device memory, and running
 the numpy updates on GPU arrays would download every weight, gradient and state and upload them
@@ -18,9 +19,10 @@ stays -0), and the stores follow. The GPU rounds like numpy except where nvcc co
 multiply and an add into one fused operation, so results agree with the CPU step to float32
 rounding, not bit for bit.
 
-Anything the rules do not cover (other optimizers, float16 weights, sparse gradients) takes the
-optimizer's own per-parameter update, which works on GPU arrays through their host mirrors
-(slow, correct). `stats()` counts both, so that tests and users can see which one ran.
+Anything the rules do not cover takes the optimizer's own per-parameter update: LAMB,
+GroupAdaGrad and SGLD run it as eager GPU operators (optimizers_on_device.py); the rest (LBSGD,
+float16 weights, sparse gradients) work on GPU arrays through their host mirrors (slow, correct).
+`stats()` counts compiled steps and fallbacks, so that tests and users can see which one ran.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ import numpy as np
 
 from ..ops import scalar as S
 from .fused_optimizers import MAX_PARAMETERS, _rules, _NAG
+from .gpu_rules import make_rule
 
 _F32 = "float32"
 _stats = {"compiled_steps": 0, "host_updates": 0}
@@ -37,7 +40,8 @@ _stats = {"compiled_steps": 0, "host_updates": 0}
 
 def stats() -> dict:
     """compiled_steps: Trainer updates of GPU weights run as one compiled step; host_updates:
-    those that fell back to the optimizer's numpy update through the host mirrors."""
+    those that fell back to the optimizer's own update (see the module docstring for where
+    that runs)."""
     return dict(_stats)
 
 
@@ -97,6 +101,8 @@ class GpuStep:
 
     def __call__(self, opt, indices, weights, grads, states):
         from ..ndarray.gpu import device_buffer, storage
+        from ..runtime import trace as _trace
+        t0 = _trace.now() if _trace.symbolic else 0
         rule, nc = self.rule, self.nc
         for i, idx in enumerate(indices):
             self.coef[i * nc:(i + 1) * nc] = rule.coefs(opt, idx)
@@ -109,6 +115,9 @@ class GpuStep:
         for w, s in zip(weights, states):
             for x in [w] + list(rule.states(s)):
                 storage(x).written_on_device()
+        if t0:          # mx.profiler: a span on the 'gpu/k' track (runtime/trace.py)
+            _trace.gpu_span(f"{rule.name} update", "gpu update", t0, self.device, self.driver.synchronize,
+                            {"parameters": len(weights)})
 
 
 def _ok(x, like=None) -> bool:
@@ -128,9 +137,11 @@ def gpu_rule(opt, weights, grads, states):
         rule = sgd_rule(opt)
     else:
         make = _rules().get(type(opt))
-        if make is None or (make is _NAG and opt.momentum == 0.0):
+        if make is _NAG and opt.momentum == 0.0:
             return None
-        rule = make(opt, opt.clip_gradient if opt._clipping() else None)
+        rule = make(opt, opt.clip_gradient if opt._clipping() else None) if make else make_rule(opt)
+        if rule is None:
+            return None
     device = weights[0].context
     for w, g, s in zip(weights, grads, states):
         if w.context != device or not _ok(w) or not _ok(g, w):
@@ -171,6 +182,8 @@ def gpu_update(updater, index, grads, weights) -> bool:
             cache.pop(next(iter(cache)))
         step = cache[key] = GpuStep(shapes, rule, device)
     opt._update_count(list(index))
+    if hasattr(step.rule, "prepare"):       # per-step inputs of the coefficients (LARS's norms)
+        step.rule.prepare(opt, index, weights, grads)
     step(opt, index, weights, grads, states)
     _stats["compiled_steps"] += 1
     return True

@@ -28,8 +28,16 @@ def _one_minus(x, like):
     return one - like.dtype.type(x)
 
 
-def _zeros_like(weight, dtype=None):
-    return NDArray(np.zeros(weight.shape, dtype or weight._data.dtype), weight.context)
+def _zeros_like(weight, dtype=None, shape=None):
+    """A zero state beside `weight` (of its shape unless given): on a GPU weight's device,
+    zeroed there (reading `_data` would download the weight, and uploading zeros moves its
+    size again)."""
+    dtype = np.dtype(dtype or weight.dtype)
+    shape = tuple(weight.shape) if shape is None else shape
+    if weight.context.device_type == "gpu":
+        from ..ndarray import gpu as _gpu
+        return _gpu.zeros(shape, dtype, weight.context)
+    return NDArray(np.zeros(shape, dtype), weight.context)
 
 
 class Optimizer:
@@ -191,10 +199,10 @@ class Optimizer:
         return None
 
     def create_state_multi_precision(self, index, weight):
-        if self.multi_precision and weight._data.dtype == np.float16:
+        if self.multi_precision and weight.dtype == np.float16:
             master = NDArray(weight._data.astype(np.float32), weight.context)
             return (master, self.create_state(index, master))
-        if weight._data.dtype == np.float16 and not self.multi_precision:
+        if weight.dtype == np.float16 and not self.multi_precision:
             warnings.warn("Accumulating with float16 in optimizer can lead to poor accuracy or slow convergence. "
                           "Consider using multi_precision=True option of the optimizer")
         return self.create_state(index, weight)
@@ -213,7 +221,7 @@ class Optimizer:
             return
         if getattr(grad, "stype", "default") == "row_sparse" and _lazy.applies(self, weight, grad):
             return _lazy.lazy_update(self, index, weight, grad, state)     # only the gradient's rows
-        if self.multi_precision and weight._data.dtype == np.float16:
+        if self.multi_precision and weight.dtype == np.float16:
             master, inner = state
             grad32 = NDArray(grad._data.astype(np.float32), grad.context)
             self.update(index, master, grad32, inner)

@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from ..ndarray import NDArray
+from . import optimizers_on_device as _device
 from .optimizer import Optimizer, _zeros_like, register, sgd_step
 
 __all__ = ["LBSGD"]
@@ -40,7 +41,7 @@ class LBSGD(Optimizer):
 
     def create_state_multi_precision(self, index, weight):
         """float16 weights under multi_precision: (momentum, float32 master), MXNet's order here."""
-        if self.multi_precision and weight._data.dtype == np.float16:
+        if self.multi_precision and weight.dtype == np.float16:
             master = NDArray(weight._data.astype(np.float32), weight.context)
             return (self.create_state(index, master), master)
         return super().create_state_multi_precision(index, weight)
@@ -66,6 +67,11 @@ class LBSGD(Optimizer):
     def _lars_mult(w, g, wd) -> float:
         w2 = float(np.sum(np.square(w, dtype=np.float32)))
         g2 = float(np.sum(np.square(g, dtype=np.float32)))
+        return LBSGD._lars_from_sums(w2, g2, wd)
+
+    @staticmethod
+    def _lars_from_sums(w2, g2, wd) -> float:
+        """The 'lars' multiplier from sum(w^2) and sum(g^2) (the GPU update sums on the device)."""
         return min(max(math.sqrt(w2 / (g2 + wd * w2 + 1e-18)), 0.01), 100.0)
 
     def _accumulate(self, index, grad):
@@ -91,10 +97,12 @@ class LBSGD(Optimizer):
         return True
 
     def update(self, index, weight, grad, state):
+        if _device.on_gpu(weight):
+            return _device.lbsgd_update(self, index, weight, grad, state)        # GPU operators
         self._step(index, weight._data, grad._data, state, weight._data)
 
     def update_multi_precision(self, index, weight, grad, state):
-        if not (self.multi_precision and weight._data.dtype == np.float16):
+        if not (self.multi_precision and weight.dtype == np.float16):
             return self.update(index, weight, grad, state)
         momentum, master = state
         if self._step(index, master._data, grad._data.astype(np.float32), momentum, weight._data):

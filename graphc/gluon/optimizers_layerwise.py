@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ndarray import NDArray
+from . import optimizers_on_device as _device
 from .optimizer import Optimizer, _one_minus, _zeros_like, register, sgd_step
 
 __all__ = ["LAMB", "LARS"]
@@ -42,6 +43,8 @@ class LAMB(Optimizer):
         return (_zeros_like(weight), _zeros_like(weight))
 
     def update(self, index, weight, grad, state):
+        if _device.on_gpu(weight):
+            return _device.lamb_update(self, index, weight, grad, state)     # GPU operators
         lr, wd, t = self._begin(index)
         w = weight._data
         mean, var = state[0]._data, state[1]._data
@@ -131,12 +134,20 @@ class LARS(Optimizer):
             self.last_lr = lr
         self.cur_lr = lr
 
-    def _layer_lr(self, index, w, g, lr, wd):
+    def _layer_wise(self, index) -> bool:
         name = self.idx2name.get(index, str(index))
-        if name.endswith("gamma") or name.endswith("beta") or name.endswith("bias"):
+        return not (name.endswith("gamma") or name.endswith("beta") or name.endswith("bias"))
+
+    def _layer_lr(self, index, w, g, lr, wd):
+        if not self._layer_wise(index):
             return lr
-        w_norm = _l2norm(w)
-        g_norm = _l2norm(g) * np.float32(self.rescale_grad)
+        return self._trust_lr(_l2norm(w), _l2norm(g), lr, wd)
+
+    def _trust_lr(self, w_norm, g_norm, lr, wd):
+        """lr scaled by the trust ratio, from ||w|| and ||grad|| (float32 scalars; the GPU step
+        takes them on the device: gluon/gpu_rules.py)."""
+        w_norm = np.float32(w_norm)
+        g_norm = np.float32(g_norm) * np.float32(self.rescale_grad)
         if w_norm > 0 and g_norm > 0:
             # float32 arithmetic, as MXNet's multi_lars kernel
             lr32, wd32 = np.float32(lr), np.float32(wd)

@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from ..ndarray import NDArray
+from . import optimizers_on_device as _device
 from .optimizer import Optimizer, SGD, _zeros_like, register
 
 __all__ = ["FTML", "Ftrl", "GroupAdaGrad", "DCASGD", "SGLD", "ccSGD"]
@@ -92,12 +93,14 @@ class GroupAdaGrad(Optimizer):
         if len(weight.shape) != 2:
             raise ValueError(f"GroupAdaGrad: expected a 2-D weight (one accumulator per row), got shape "
                              f"{tuple(weight.shape)}")
-        return NDArray(np.zeros((weight.shape[0], 1), weight._data.dtype), weight.context)
+        return _zeros_like(weight, shape=(weight.shape[0], 1))
 
     def update(self, index, weight, grad, state):
         lr, wd, _ = self._begin(index)
         if wd != 0:
             raise ValueError(f"GroupAdaGrad: weight decay is not supported, expected wd == 0, got {wd}")
+        if _device.on_gpu(weight):
+            return _device.group_adagrad_update(self, lr, weight, grad, state)   # GPU operators
         w, history = weight._data, state._data
         g = self._rescaled_mx(grad._data)
         history += np.mean(np.square(g), axis=1, keepdims=True)
@@ -130,7 +133,7 @@ class DCASGD(Optimizer):
         self.lamda = lamda
 
     def create_state(self, index, weight):
-        prev = NDArray(weight._data.copy(), weight.context)
+        prev = weight.copy() if weight.context.device_type == "gpu" else NDArray(weight._data.copy(), weight.context)
         return (None if self.momentum == 0.0 else _zeros_like(weight), prev)
 
     def update(self, index, weight, grad, state):
@@ -157,6 +160,8 @@ class SGLD(Optimizer):
 
     def update(self, index, weight, grad, state):
         from .. import random as _random
+        if _device.on_gpu(weight):
+            return _device.sgld_update(self, index, weight, grad)          # GPU operators
         lr, wd, _ = self._begin(index)
         w = weight._data
         g = _clip_if_given(grad._data * np.float32(self.rescale_grad), self.clip_gradient)

@@ -310,18 +310,22 @@ class GpuNDArray(NDArray):
 
     def copyto(self, other):
         """Into the NDArray `other` (device copy when both are on one GPU), or onto the device
-        `other`: GPU -> CPU downloads, CPU -> GPU uploads, gpu(i) -> gpu(j) goes through the host."""
+        `other`: GPU -> CPU downloads, CPU -> GPU uploads, gpu(i) -> gpu(j) copies device to
+        device where the driver can (its memcpy_peer), else through the host."""
         from ..device import as_context
         if isinstance(other, NDArray):
             if other.shape != self.shape:
                 raise GraphcError(f"copyto: target shape {other.shape} differs from source {self.shape}")
-            if type(other) is GpuNDArray and other._ctx == self._ctx and other.dtype == self.dtype:
-                write_buffer(other, device_buffer(self))
+            if type(other) is GpuNDArray and other.dtype == self.dtype and (
+                    other._ctx == self._ctx or peer_copies()):
+                write_buffer(other, device_buffer(self))     # (between GPUs: driver.memcpy_peer)
                 return other
             return NDArray.copyto(self, other)       # through the host (another device or dtype)
         ctx = as_context(other)
         if ctx == self._ctx:
             out = self.copy()
+        elif ctx.device_type == "gpu" and peer_copies():
+            out = to_other_gpu(self, ctx)            # device to device (driver.memcpy_peer)
         else:
             out = NDArray(self.asnumpy(), ctx)       # (uploads when ctx is a GPU)
         from .. import autograd
@@ -384,8 +388,8 @@ class GpuNDArray(NDArray):
     def __setitem__(self, key, value):
         whole = isinstance(key, slice) and key == slice(None) and self.ndim > 0
         # x[:] = y of one GPU's arrays (out=, an optimizer's write-back) stays on the device
-        if whole and type(value) is GpuNDArray and value._ctx == self._ctx \
-                and value.shape == self.shape and value.dtype == self.dtype:
+        if whole and type(value) is GpuNDArray and (value._ctx == self._ctx or peer_copies()) \
+                and value.shape == self.shape and value.dtype == self.dtype:     # (another GPU: peer)
             write_buffer(self, device_buffer(value))
             return
         if isinstance(value, NDArray):
@@ -504,7 +508,8 @@ def storage(x: GpuNDArray) -> GpuStorage:
 
 def write_buffer(dst: GpuNDArray, buf) -> None:
     """dst's value becomes a device copy of `buf` (same byte size), in dst's own memory (arrays
-    sharing it see the write, as they would in MXNet)."""
+    sharing it see the write, as they would in MXNet). `buf` may be on another GPU where the
+    driver has `memcpy_peer` (peer_copies())."""
     st = _RAW.__get__(dst)
     if buf.nbytes != st.nbytes:
         raise GraphcError(f"gpu write: {buf.nbytes} bytes into an array of {st.nbytes} bytes "
@@ -512,9 +517,15 @@ def write_buffer(dst: GpuNDArray, buf) -> None:
     mine = st.buf                   # (a view's: its window onto the root's buffer)
     if mine is None or mine.nbytes != st.nbytes:
         mine = st.buf = _memory.allocator(st.device).allocate(st.nbytes)
+    if buf.device != st.device:
+        drv = require_driver("copying between GPUs")
+        if not hasattr(drv, "memcpy_peer"):
+            raise GraphcError(f"gpu write: a buffer of gpu({buf.device}) into an array of gpu({st.device}), "
+                              f"and the {drv.name} driver has no copy between GPUs")
+        drv.memcpy_peer(st.device, mine.ptr, buf.device, buf.ptr, buf.nbytes)   # (ordered: driver.py)
+        st.written_on_device()
+        return
     if mine.ptr != buf.ptr and buf.nbytes:
-        if buf.device != st.device:
-            raise GraphcError(f"gpu write: a buffer of gpu({buf.device}) into an array of gpu({st.device})")
         drv = require_driver("copying on a GPU")
         if mine.ptr < buf.ptr + buf.nbytes and buf.ptr < mine.ptr + buf.nbytes:
             # overlapping views of one array (x[0:3][:] = x[1:4]): through a scratch copy
@@ -523,6 +534,19 @@ def write_buffer(dst: GpuNDArray, buf) -> None:
             buf = tmp
         drv.memcpy_dtod(st.device, mine.ptr, buf.ptr, buf.nbytes)
     st.written_on_device()
+
+
+def peer_copies() -> bool:
+    """Whether copies between two GPUs can skip the host (the driver's optional memcpy_peer)."""
+    return hasattr(require_driver("copying between GPUs"), "memcpy_peer")
+
+
+def to_other_gpu(source: GpuNDArray, ctx) -> GpuNDArray:
+    """A copy of `source` on GPU `ctx` (another GPU), device to device."""
+    st = _RAW.__get__(source)
+    out = empty(st.shape, st.dtype, ctx)
+    write_buffer(out, st.device_buffer())
+    return out
 
 
 def array_of(source: GpuNDArray, ctx, dtype) -> NDArray:
@@ -535,6 +559,8 @@ def array_of(source: GpuNDArray, ctx, dtype) -> NDArray:
         with autograd.pause():                      # (a new array, off the tape, as on the CPU)
             out = source.astype(dtype)              # Cast on the device
     if ctx != source._ctx:
+        if ctx.device_type == "gpu" and peer_copies():
+            return to_other_gpu(out, ctx)
         return NDArray(out.asnumpy(), ctx)
     return out.copy() if out is source else out
 
@@ -552,4 +578,4 @@ def assign(dst: GpuNDArray, result, what: str) -> None:
 
 
 __all__ = ["GpuNDArray", "GpuStorage", "GpuView", "adopt", "array_of", "from_buffer", "empty", "zeros",
-           "device_buffer", "storage", "write_buffer", "is_gpu", "assign"]
+           "device_buffer", "storage", "write_buffer", "is_gpu", "assign", "peer_copies", "to_other_gpu"]

@@ -82,8 +82,8 @@ def invoke(op, parsed, inputs, name=None):
         results = _run_program(entry, inputs, ctx)
     else:
         results = _run_on_host(op, parsed, inputs, ctx, training)
-    if t0:
-        _trace.span(op.name, "operator", t0, _trace.now())
+    if t0:      # on the 'gpu/k' track, until the device is done (runtime/trace.py)
+        _trace.gpu_span(op.name, "operator", t0, ctx.device_id, get_driver().synchronize)
     for out_index, in_index in op.mutates:
         # auxiliary state (BatchNorm's moving mean/var): its new value, written into the input
         write_buffer(inputs[in_index], device_buffer(results[out_index]))

@@ -155,6 +155,30 @@ class BindingsDriver(RealDriver):
                 self._call("cuMemsetD8Async", self._cu.CUdeviceptr(ptr), 0, nbytes, st.stream,
                            what=f"{nbytes} bytes on GPU {device}")
 
+    # ---- copies between GPUs (real_driver.RealDriver.memcpy_peer orders them) ----------------
+    def _peer_async(self, dst_device: int, dst: int, src_device: int, src: int, nbytes: int) -> None:
+        src_ctx = self._state(src_device).ctx
+        with self._activate(dst_device) as st:
+            self._call("cuMemcpyPeerAsync", self._cu.CUdeviceptr(dst), st.ctx, self._cu.CUdeviceptr(src), src_ctx,
+                       nbytes, st.stream, what=f"{nbytes} bytes from GPU {src_device} to GPU {dst_device}")
+
+    def _record_event(self, device: int):
+        with self._activate(device) as st:
+            flags = self._cu.CUevent_flags.CU_EVENT_DISABLE_TIMING.value
+            event = self._call("cuEventCreate", flags, what=f"GPU {device}")
+            self._call("cuEventRecord", event, st.stream, what=f"GPU {device}")
+            return event
+
+    def _wait_event(self, device: int, event) -> None:
+        with self._activate(device) as st:
+            self._call("cuStreamWaitEvent", st.stream, event, 0, what=f"GPU {device}")
+
+    def _drop_event(self, device: int, event) -> None:
+        """cuEventDestroy of an event a stream still waits on returns at once; CUDA frees it
+        when the wait completes."""
+        with self._activate(device):
+            self._call("cuEventDestroy", event, what=f"GPU {device}")
+
     # ---- kernels ---------------------------------------------------------------------------
     def _load_cubin(self, device: int, cubin: bytes):
         image = ctypes.create_string_buffer(cubin, len(cubin))

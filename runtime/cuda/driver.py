@@ -78,6 +78,19 @@ class Driver:
         """Zero nbytes bytes."""
         raise NotImplementedError
 
+    # Optional (callers check hasattr(driver, "memcpy_peer"); without it a copy between two GPUs
+    # goes through the host):
+    #
+    # def memcpy_peer(self, dst_device: int, dst: int, src_device: int, src: int, nbytes: int) -> None:
+    #     """Copy nbytes from src on GPU src_device to dst on GPU dst_device without the host.
+    #     Ordering: the copy sees all work issued to src_device before the call (its source
+    #     is final) and all work issued to dst_device before it; work issued to either device
+    #     afterwards sees the copy finished (so the source may be freed and reused at once,
+    #     and the destination read). The real drivers queue cuMemcpyPeerAsync on the
+    #     destination's stream behind an event of the source's stream, and make the source's
+    #     stream wait for an event after the copy, so neither the host nor the devices wait
+    #     for more than these dependencies."""
+
     def load_module(self, device: int, source: str):
         """Compile CUDA C source (cached on disk by its hash) and load it on the device; the result
         has `.function(name)` giving a handle that `launch` takes."""

@@ -136,6 +136,25 @@ class PycudaDriver(RealDriver):
             with self._activate(device) as st:
                 self._cuda.memset_d8_async(ptr, 0, nbytes, st.stream)
 
+    # ---- copies between GPUs (real_driver.RealDriver.memcpy_peer orders them) ----------------
+    def _peer_async(self, dst_device: int, dst: int, src_device: int, src: int, nbytes: int) -> None:
+        src_ctx = self._state(src_device).ctx
+        with self._activate(dst_device) as st:
+            self._cuda.memcpy_peer_async(dst, src, nbytes, st.ctx, src_ctx, st.stream)
+
+    def _record_event(self, device: int):
+        with self._activate(device) as st:
+            event = self._cuda.Event(self._cuda.event_flags.DISABLE_TIMING)
+            event.record(st.stream)
+            return event
+
+    def _wait_event(self, device: int, event) -> None:
+        with self._activate(device) as st:
+            st.stream.wait_for_event(event)
+
+    def _drop_event(self, device: int, event) -> None:
+        """pycuda destroys an event when its object is collected (safe while a stream waits)."""
+
     # ---- kernels ---------------------------------------------------------------------------
     def _load_cubin(self, device: int, cubin: bytes):
         return self._cuda.module_from_buffer(cubin)

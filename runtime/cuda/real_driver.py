@@ -4,9 +4,9 @@ device's stream, the kernel handles `launch` takes, and CUDA graph capture (runt
 
 A subclass supplies the binding-specific primitives: `_open(device)` (context + stream),
 `_activate(device)` (a context manager making that device's context current on this thread),
-`_load_cubin`, `_get_function`, `_stream_handle`, `_release` (what close() gives back) and the
-copies. Everything here is pure Python
-over those primitives.
+`_load_cubin`, `_get_function`, `_stream_handle`, `_release` (what close() gives back), the
+copies, and for copies between GPUs `_peer_async`, `_record_event`, `_wait_event` and
+`_drop_event`. Everything here is pure Python over those primitives.
 """
 from __future__ import annotations
 
@@ -114,6 +114,28 @@ class RealDriver(Driver):
                     mod = Module(self, device, self._load_cubin(device, cubin))
                 self._modules[key] = mod
         return mod
+
+    # ---- copies between GPUs ----------------------------------------------------------------
+    def memcpy_peer(self, dst_device: int, dst: int, src_device: int, src: int, nbytes: int) -> None:
+        """driver.py's optional peer copy. Ordering, by events and stream waits only (neither
+        the host nor a whole device waits): the copy is queued on the destination's stream
+        behind an event recorded on the source's stream (so it reads the source's final value);
+        then the source's stream waits for an event recorded after the copy (so later work there,
+        such as the caching allocator handing the source's memory out again, cannot overwrite it
+        before it has been read). cuMemcpyPeerAsync works without peer access being enabled
+        (the driver stages it) and is direct where the GPUs can reach each other."""
+        if not nbytes:
+            return
+        if dst_device == src_device:
+            self.memcpy_dtod(dst_device, dst, src, nbytes)
+            return
+        ready = self._record_event(src_device)
+        self._wait_event(dst_device, ready)
+        self._peer_async(dst_device, dst, src_device, src, nbytes)
+        done = self._record_event(dst_device)
+        self._wait_event(src_device, done)
+        self._drop_event(src_device, ready)
+        self._drop_event(dst_device, done)
 
     # ---- cuBLAS ----------------------------------------------------------------------------
     def gemm(self, device: int, g, a: int, b: int, c: int) -> None:

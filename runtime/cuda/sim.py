@@ -243,6 +243,16 @@ class SimDriver(Driver):
             self._check(device, src, nbytes, "memcpy_dtod", "source")
             ctypes.memmove(dst, src, nbytes)
 
+    def memcpy_peer(self, dst_device: int, dst: int, src_device: int, src: int, nbytes: int) -> None:
+        """Between two simulated GPUs (driver.py's optional call): both ranges checked on their
+        own devices, then one memmove (each device's work is already finished in the simulator,
+        so the ordering the real drivers arrange holds trivially)."""
+        with self._lock:
+            self._check(dst_device, dst, nbytes, "memcpy_peer", "destination")
+            self._check(src_device, src, nbytes, "memcpy_peer", "source")
+            if nbytes:
+                ctypes.memmove(dst, src, nbytes)
+
     def memset(self, device: int, ptr: int, nbytes: int) -> None:
         with self._lock:
             self._check(device, ptr, nbytes, "memset", "range")

@@ -68,5 +68,5 @@ def test_the_gpu_step_refuses_what_it_cannot_compile():
     g = [nd.array(np.ones(3), ctx=mx.gpu(0), dtype="float64")]
     assert gpu_step.gpu_rule(o, w, g, [None]) is None                   # float64
     w32 = [nd.array(np.ones(3), ctx=mx.gpu(0))]
-    assert gpu_step.gpu_rule(opt.create("adadelta"), w32, w32, [(w32[0], w32[0])]) is None
+    assert gpu_step.gpu_rule(opt.create("sgld"), w32, w32, [None]) is None    # (host noise: gpu_rules.py)
     assert gpu_step.gpu_rule(o, [nd.array(np.ones(3))], [nd.array(np.ones(3))], [None]) is None   # CPU arrays
