@@ -7,6 +7,11 @@ import tempfile
 
 os.environ.setdefault("GRAPHC_VERIFY", "1")
 os.environ.setdefault("GRAPHC_CACHE_DIR", tempfile.mkdtemp(prefix="graphc-test-cache-"))
+# the CUDA simulator's compiled kernels, shared by the workers of one run (pytest-xdist names
+# the run): g++ is most of a GPU test's time, and the workers compile the same kernels
+_run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+if _run:
+    os.environ.setdefault("GRAPHC_CUDA_SIM_CACHE", os.path.join(tempfile.gettempdir(), f"graphc-test-sim-{_run}"))
 # the MPI tests run every rank on this host: shared memory only for MPICH's UCX netmod, whose
 # address exchange over a network transport occasionally fails MPI_Init (pmodels/mpich#7417)
 os.environ.setdefault("UCX_TLS", "self,sm")
@@ -43,15 +48,26 @@ def cuda_device(monkeypatch):
     d = driver.get_driver()
     if d is None:
         pytest.skip("no CUDA GPU (GRAPHC_TEST_REAL_GPU=1 but no driver sees one)")
+    _forget_gpu_programs()
     yield d
     from graphc import device
     if device.MULTI:
         device.release_devices()
+    _forget_gpu_programs()       # (they hold device memory of this test's driver)
     driver.reset_driver()
 
 
+def _forget_gpu_programs():
+    import sys
+    program, eager = sys.modules.get("graphc.runtime.cuda.program"), sys.modules.get("graphc.ndarray.gpu_ops")
+    if program is not None:
+        program.clear_program_cache()
+    if eager is not None:
+        eager.clear()
+
+
 @pytest.fixture
-def two_cuda_devices(cuda_device, monkeypatch):
+def two_gpus(cuda_device, monkeypatch):
     """Two GPUs: two simulated ones, or the machine's own under GRAPHC_TEST_REAL_GPU=1 (skips
     where it has fewer)."""
     from graphc.runtime.cuda import driver

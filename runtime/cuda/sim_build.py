@@ -1,8 +1,8 @@
 """Compiling rendered CUDA C for the simulator: g++ with sim_runtime.h force-included, into a
 shared library loaded with ctypes, cached on disk and in the process.
 
-The disk cache is a `cuda-sim` folder in the compile cache's directory ($GRAPHC_CACHE_DIR; off
-when GRAPHC_CACHE_MAX_BYTES is 0), one <key>.so per source, the key the hash of the header,
+The disk cache is a `cuda-sim` folder in the compile cache's directory ($GRAPHC_CACHE_DIR; or
+$GRAPHC_CUDA_SIM_CACHE; off when GRAPHC_CACHE_MAX_BYTES is 0), one <key>.so per source, the key the hash of the header,
 the source, the flags, the compiler's version and the machine. A library is executed, so one
 is loaded from there only when it is a regular file of this user that nobody else may write.
 (Entries are not trimmed to GRAPHC_CACHE_MAX_BYTES: they are tens of kilobytes, test-only.)
@@ -103,7 +103,9 @@ def compiled(source: str):
 def _cache_folder() -> str | None:
     if max_bytes() == 0:
         return None
-    folder = os.path.join(cache_dir(), "cuda-sim")
+    # GRAPHC_CUDA_SIM_CACHE: a folder of its own (the test suite's workers share one, each with
+    # its own compile cache: most GPU tests compile the same elementwise kernels)
+    folder = os.environ.get("GRAPHC_CUDA_SIM_CACHE") or os.path.join(cache_dir(), "cuda-sim")
     return folder if prepare_dir(folder) is None else None
 
 

@@ -20,11 +20,7 @@ def load_example(name):
 
 @pytest.fixture(autouse=True)
 def gpu(cuda_device):
-    import graphc.runtime.lower  # noqa: F401  (program.py imported first meets an import cycle)
-    from graphc.runtime.cuda.program import clear_program_cache
-    clear_program_cache()
     yield cuda_device
-    clear_program_cache()
 
 
 @pytest.mark.slow

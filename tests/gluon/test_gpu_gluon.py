@@ -11,34 +11,11 @@ from graphc import autograd, gluon, nd
 from graphc.gluon import nn
 from graphc.ndarray.gpu import GpuNDArray, storage
 from graphc.ops.errors import GraphcError
-from graphc.runtime.cuda import driver as cuda_driver
-
-
-def clear_program_cache():
-    import graphc.runtime.lower  # noqa: F401  (program.py imported first meets an import cycle)
-    from graphc.runtime.cuda.program import clear_program_cache as clear
-    clear()
 
 
 @pytest.fixture(autouse=True)
 def gpu(cuda_device):
-    clear_program_cache()        # programs of an earlier test belong to an earlier driver
     yield cuda_device
-    clear_program_cache()
-
-
-@pytest.fixture
-def two_gpus(cuda_device, monkeypatch):
-    """Two GPUs: two simulated ones, or the machine's when it has two."""
-    import os
-    if os.environ.get("GRAPHC_TEST_REAL_GPU") != "1":
-        monkeypatch.setenv("GRAPHC_CUDA_SIM_DEVICES", "2")
-        cuda_driver.reset_driver()
-        clear_program_cache()
-    d = cuda_driver.get_driver()
-    if d.device_count() < 2:
-        pytest.skip("needs two GPUs")
-    yield d
 
 
 class Transfers:

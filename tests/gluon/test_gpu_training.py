@@ -2,7 +2,6 @@
 few steps of each model on gpu(0), or data parallel on two GPUs, must give the losses and
 weights the same steps give on the CPU, and the Trainer's update must run on the device
 (gluon/gpu_step.py) without copying parameters through the host."""
-import os
 
 import numpy as np
 import pytest
@@ -10,34 +9,13 @@ import pytest
 import graphc as mx
 from graphc import autograd, gluon, nd
 from graphc.gluon import gpu_step, nn, rnn, utils
-from graphc.runtime.cuda import driver as cuda_driver
 
 RTOL, ATOL = 1e-4, 1e-5
 
 
-def clear_program_cache():
-    import graphc.runtime.lower  # noqa: F401  (program.py imported first meets an import cycle)
-    from graphc.runtime.cuda.program import clear_program_cache as clear
-    clear()
-
-
 @pytest.fixture(autouse=True)
 def gpu(cuda_device):
-    clear_program_cache()        # programs of an earlier test belong to an earlier driver
     yield cuda_device
-    clear_program_cache()
-
-
-@pytest.fixture
-def two_gpus(cuda_device, monkeypatch):
-    if os.environ.get("GRAPHC_TEST_REAL_GPU") != "1":
-        monkeypatch.setenv("GRAPHC_CUDA_SIM_DEVICES", "2")
-        cuda_driver.reset_driver()
-        clear_program_cache()
-    d = cuda_driver.get_driver()
-    if d.device_count() < 2:
-        pytest.skip("needs two GPUs")
-    yield d
 
 
 def mlp(sizes=(6, 16, 3)):

@@ -18,17 +18,6 @@ nd = mx.nd
 DTYPES = ["float32", "float64", "float16", "int32", "int64", "uint8", "int8"]
 
 
-@pytest.fixture
-def two_gpus(monkeypatch, cuda_device):
-    if cuda_device.name != "sim":
-        if cuda_device.device_count() < 2:
-            pytest.skip("needs two GPUs")
-        return cuda_device
-    monkeypatch.setenv("GRAPHC_CUDA_SIM_DEVICES", "2")
-    cuda_driver.reset_driver()
-    return cuda_driver.get_driver()
-
-
 def _values(dtype, shape=(3, 4)):
     v = np.arange(int(np.prod(shape))).reshape(shape) % 7 - 2
     return v.astype(dtype) if np.dtype(dtype).kind != "u" else (v + 2).astype(dtype)

@@ -28,9 +28,7 @@ from test_render_cuda import NVCC
 
 @pytest.fixture(autouse=True)
 def gpu(cuda_device):
-    clear_program_cache()
     yield cuda_device
-    clear_program_cache()
 
 
 def build(device, n, tq, tk, d, dv, trans=(False, True, False), mask_shape=None, scale=1.0, dtype="float32",

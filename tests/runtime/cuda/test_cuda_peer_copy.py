@@ -3,7 +3,6 @@ range checks; the real drivers' cuMemcpyPeerAsync between the two streams' event
 two-device stand-ins of their bindings) and GPU arrays using it (copyto, as_in_context,
 nd.array(ctx=), autograd through a copy), with the host fallback where a driver has none."""
 import ctypes
-import os
 import types
 
 import numpy as np
@@ -11,22 +10,10 @@ import pytest
 
 import graphc as mx
 from graphc import autograd, nd
-from graphc.runtime.cuda import bindings_driver, driver as cuda_driver, pycuda_driver
+from graphc.runtime.cuda import bindings_driver, pycuda_driver
 from graphc.runtime.cuda.driver import CudaError
 
 from cuda_standins import HostBinding
-
-
-@pytest.fixture
-def two_gpus(cuda_device, monkeypatch):
-    if os.environ.get("GRAPHC_TEST_REAL_GPU") != "1":
-        monkeypatch.setenv("GRAPHC_CUDA_SIM_DEVICES", "2")
-        cuda_driver.reset_driver()
-    d = cuda_driver.get_driver()
-    if d.device_count() < 2:
-        pytest.skip("needs two GPUs")
-    yield d
-    cuda_driver.reset_driver()
 
 
 def _count_host_traffic(d, monkeypatch):

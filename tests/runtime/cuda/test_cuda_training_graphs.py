@@ -11,14 +11,12 @@ from graphc.ops.builder import GraphBuilder
 from graphc.ops.types import TensorType
 from graphc.passes.autodiff import differentiate, split_forward_backward
 from graphc.runtime.cuda.memory import allocator
-from graphc.runtime.cuda.program import GpuProgram, clear_program_cache
+from graphc.runtime.cuda.program import GpuProgram
 
 
 @pytest.fixture(autouse=True)
 def gpu(cuda_device):
-    clear_program_cache()
     yield cuda_device
-    clear_program_cache()
 
 
 def mlp(device, dtype="float32", dropout=0.0):
