@@ -3,7 +3,7 @@
 //
 // A block's threads run one after another on the calling host thread. A kernel without
 // __syncthreads runs each thread as a plain call; one with barriers runs each thread as a fiber
-// (ucontext) that yields to the scheduler at __syncthreads, and the scheduler resumes the fibers
+// that yields to the scheduler at __syncthreads, and the scheduler resumes the fibers
 // round-robin, so every thread reaches barrier k before any thread passes it. Blocks run one
 // after another, which is why `__shared__` can be a `static`: one block's shared memory is all
 // there is at any time.
@@ -46,7 +46,7 @@ struct dim3 {
 };
 
 // set by the scheduler before each thread (fiber) runs; external linkage, so the compiler reloads
-// them after every opaque call such as the swapcontext inside __syncthreads
+// them after every opaque call such as the _setjmp inside __syncthreads
 uint3 threadIdx, blockIdx;
 dim3 blockDim, gridDim;
 
@@ -90,8 +90,12 @@ static int nargs;
 static void** args;
 static bool fibers;              // this launch runs threads as fibers
 static int current;              // the fiber running now
-static ucontext_t scheduler;
-static ucontext_t contexts[MAX_THREADS];
+// Switches are _setjmp/_longjmp, not swapcontext: glibc's swapcontext saves and restores the
+// signal mask, a system call per switch (~330 ns a round trip against ~13 ns), and a block of
+// 256 threads with 11 barriers switches 6000 times. ucontext only gives each fiber its stack,
+// once per launch (start_fibers); a fiber parks at the top of worker_main between threads.
+static jmp_buf scheduler;
+static jmp_buf contexts[MAX_THREADS];
 static bool finished[MAX_THREADS];
 // fiber stacks come from one pool that sim.py maps once per process (STACK_STRIDE bytes per
 // thread, the lowest GUARD_BYTES of each inaccessible, so an overflow faults instead of
@@ -118,27 +122,51 @@ static void set_thread(int t) {
     threadIdx.z = t / (blockDim.x * blockDim.y);
 }
 
-static void fiber_main(int t) {
-    run_thread();
-    finished[t] = true;          // returning resumes `scheduler` (uc_link)
+// Resume fiber t (parked between threads, or waiting at a barrier) until it yields again.
+static void resume(int t) {
+    if (!_setjmp(scheduler)) _longjmp(contexts[t], 1);
+}
+
+// Park the running fiber and go back to the scheduler. Out of line so that the _setjmp (which
+// returns twice) never lands in a kernel's body, where it would make g++ spill its registers.
+static __attribute__((noinline)) void yield() {
+    if (!_setjmp(contexts[current])) _longjmp(scheduler, 1);
+}
+
+// A fiber's whole life: park, run the thread the scheduler resumes it for, park again. It never
+// returns (ucontext would need uc_link, and its switch back costs the signal-mask call again).
+static void worker_main(int t) {
+    for (;;) {
+        if (!_setjmp(contexts[t])) _longjmp(scheduler, 1);
+        run_thread();
+        finished[current] = true;
+    }
+}
+
+// Put a parked fiber on each of the first n stacks. Once per launch, not once per process: every
+// module has its own copy of this state over the one shared pool, so another module's launch
+// (or a fault that abandoned a fiber mid-thread) leaves these stacks holding someone else's frames.
+static void start_fibers(int n) {
+    for (int t = 0; t < n; ++t) {
+        ucontext_t start;
+        getcontext(&start);
+        start.uc_stack.ss_sp = stacks + (size_t)t * STACK_STRIDE + GUARD_BYTES;
+        start.uc_stack.ss_size = STACK_STRIDE - GUARD_BYTES;
+        start.uc_link = nullptr;
+        makecontext(&start, (void (*)())worker_main, 1, t);
+        if (!_setjmp(scheduler)) setcontext(&start);    // the fiber parks and jumps back here
+    }
 }
 
 static void run_block_as_fibers(int n) {
-    for (int t = 0; t < n; ++t) {
-        getcontext(&contexts[t]);
-        contexts[t].uc_stack.ss_sp = stacks + (size_t)t * STACK_STRIDE + GUARD_BYTES;
-        contexts[t].uc_stack.ss_size = STACK_STRIDE - GUARD_BYTES;
-        contexts[t].uc_link = &scheduler;
-        finished[t] = false;
-        makecontext(&contexts[t], (void (*)())fiber_main, 1, t);
-    }
+    for (int t = 0; t < n; ++t) finished[t] = false;
     for (int running = n; running > 0;) {      // one round: every live thread up to its next barrier
         running = 0;
         for (int t = 0; t < n; ++t) {
             if (finished[t]) continue;
             current = t;
             set_thread(t);
-            swapcontext(&scheduler, &contexts[t]);
+            resume(t);
             running += !finished[t];
         }
     }
@@ -204,7 +232,7 @@ __device__ inline void __syncthreads() {
         snprintf(gc_sim::error, sizeof gc_sim::error, "__syncthreads in a launch run without fibers");
         return;
     }
-    swapcontext(&gc_sim::contexts[gc_sim::current], &gc_sim::scheduler);
+    gc_sim::yield();
 }
 
 // Run fn over the grid; 0 on success, else nonzero with gc_sim_error() saying why. fiber_stacks:
@@ -237,6 +265,7 @@ extern "C" int gc_sim_run(void* fn, int nargs, void** args, int gx, int gy, int 
     blockDim = dim3(bx, by, bz);
     FaultGuard guard;
     if (sigsetjmp(fault_jump, 1)) return 6;     // on_fault wrote the message
+    if (fibers) start_fibers((int)threads);
     for (int z = 0; z < gz; ++z)
         for (int y = 0; y < gy; ++y)
             for (int x = 0; x < gx; ++x) {

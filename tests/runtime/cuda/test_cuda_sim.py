@@ -482,6 +482,7 @@ extern "C" __global__ void k_deep(float* __restrict__ y)
 
 def test_a_cached_library_others_may_write_is_rebuilt_not_loaded(sim, tmp_path, monkeypatch):
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("GRAPHC_CUDA_SIM_CACHE", raising=False)     # (the suite's shared folder)
     src = 'extern "C" __global__ void k_trust(float* __restrict__ y) { y[0] = 3.0f; }\n'
     sim.load_module(0, src)
     (entry,) = (tmp_path / "cuda-sim").glob("*.so")
@@ -495,6 +496,7 @@ def test_a_cached_library_others_may_write_is_rebuilt_not_loaded(sim, tmp_path, 
 
 def test_without_a_disk_cache_modules_still_load(sim, tmp_path, monkeypatch):
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("GRAPHC_CUDA_SIM_CACHE", raising=False)     # (the suite's shared folder)
     monkeypatch.setenv("GRAPHC_CACHE_MAX_BYTES", "0")
     src = 'extern "C" __global__ void k_nodisk(float* __restrict__ y) { y[threadIdx.x] = 5.0f; }\n'
     f = sim.load_module(0, src).function("k_nodisk")
@@ -522,3 +524,87 @@ extern "C" __global__ void k_stale(int* __restrict__ y)
     out = np.empty(8, np.int32)
     sim.memcpy_dtoh(0, out, y)
     assert (out == -1).all(), out
+
+
+# ---- fibers: switched with _setjmp/_longjmp, each started once per launch on the shared pool ----
+_LIVE_SRC = r'''
+extern "C" __global__ void k_live(const double* __restrict__ x, double* __restrict__ y)
+{
+  __shared__ double s[1024];
+  const int n = blockDim.x * blockDim.y;
+  const int t = threadIdx.x + blockDim.x * threadIdx.y;
+  const double v = x[blockIdx.x * n + t];
+  double a0 = v, a1 = v * 2 + 1, a2 = v * 3 + 2, a3 = v * 4 + 3, a4 = v * 5 + 4, a5 = v * 6 + 5;
+  long long c = t;
+  for (int step = 0; step < 16; ++step) {
+    s[t] = a0 + a1 + a2 + a3 + a4 + a5 + (double)c;
+    __syncthreads();
+    const double left = s[(t + step + 1) % n];
+    __syncthreads();         // everyone has read before anyone overwrites
+    a0 = a0 * 0.5 + left * 1e-3; a1 = a1 * 0.5 + left * 2e-3; a2 = a2 * 0.5 + left * 3e-3;
+    a3 = a3 * 0.5 + left * 4e-3; a4 = a4 * 0.5 + left * 5e-3; a5 = a5 * 0.5 + left * 6e-3;
+    c = (c * 3 + step) % 1009;
+  }
+  y[blockIdx.x * n + t] = a0 + a1 + a2 + a3 + a4 + a5 + (double)c;
+}
+'''
+
+
+def _live_reference(x, n):
+    """k_live in numpy, every thread of a block at once (one row per block)."""
+    v = x.reshape(-1, n)
+    a = [v, v * 2 + 1, v * 3 + 2, v * 4 + 3, v * 5 + 4, v * 6 + 5]
+    c = np.broadcast_to(np.arange(n, dtype=np.int64), v.shape).copy()
+    t = np.arange(n)
+    for step in range(16):
+        s = a[0] + a[1] + a[2] + a[3] + a[4] + a[5] + c
+        left = s[:, (t + step + 1) % n]
+        a = [a[i] * 0.5 + left * ((i + 1) * 1e-3) for i in range(6)]
+        c = (c * 3 + step) % 1009
+    return (a[0] + a[1] + a[2] + a[3] + a[4] + a[5] + c).ravel()
+
+
+def _launch_live(sim, f, blocks, block):
+    n = block[0] * block[1]
+    x = np.random.default_rng(n).standard_normal(blocks * n)
+    ptrs = _to_device(sim, [x, np.zeros_like(x)])
+    sim.launch(0, f, (blocks, 1, 1), block, ptrs)
+    _, y = _from_device(sim, ptrs, [x, x])
+    np.testing.assert_allclose(y, _live_reference(x, n), rtol=1e-12, err_msg=f"k_live block {block}")
+
+
+def test_each_fiber_keeps_its_locals_across_barriers(sim):
+    """More live values than registers cross 32 barriers: a switch that lost a callee-saved
+    register, or resumed a fiber on the wrong stack, gives some thread a wrong result."""
+    f = sim.load_module(0, _LIVE_SRC).function("k_live")
+    _launch_live(sim, f, 3, (32, 8, 1))
+    _launch_live(sim, f, 2, (1024, 1, 1))
+
+
+def test_modules_and_faults_between_launches_leave_fibers_working(sim):
+    """Every module has its own scheduler state over the one stack pool, and a fault abandons
+    fibers mid-kernel: each launch must start its fibers afresh, not resume stale frames."""
+    live = sim.load_module(0, _LIVE_SRC).function("k_live")
+    other = sim.load_module(0, r'''
+extern "C" __global__ void k_fault_at_barrier(float* __restrict__ y, const long long* __restrict__ at)
+{
+  __shared__ float s[64];
+  s[threadIdx.x] = (float)threadIdx.x;
+  __syncthreads();
+  if (threadIdx.x == 5) y[at[0]] = 2.0f;
+  __syncthreads();
+  y[threadIdx.x] = s[63 - threadIdx.x];
+}
+''').function("k_fault_at_barrier")
+    y, at = _to_device(sim, [np.zeros(64, np.float32), np.array([64 + 64], np.int64)])   # into the guard page
+    _launch_live(sim, live, 2, (256, 1, 1))
+    with pytest.raises(CudaError, match=r"k_fault_at_barrier .*illegal memory access .* in thread \(5, 0, 0\) of "
+                                        r"block \(0, 0, 0\) \(256 bytes past the end"):
+        sim.launch(0, other, (1, 1, 1), (64, 1, 1), [y, at])   # 5 faults while the others wait at a barrier
+    _launch_live(sim, live, 2, (128, 2, 1))
+    sim.memcpy_htod(0, at, np.array([63], np.int64))
+    sim.launch(0, other, (2, 1, 1), (64, 1, 1), [y, at])
+    out = np.empty(64, np.float32)
+    sim.memcpy_dtoh(0, out, y)
+    np.testing.assert_array_equal(out, np.arange(63, -1, -1, dtype=np.float32))
+    _launch_live(sim, live, 1, (64, 1, 1))
