@@ -78,3 +78,31 @@ def two_gpus(cuda_device, monkeypatch):
     if d.device_count() < 2:
         pytest.skip("needs two GPUs")
     yield d
+
+
+@pytest.fixture
+def host_traffic(monkeypatch):
+    """count(driver) -> a dict of the bytes that driver moves from then on: host to device
+    ('htod'), device to host ('dtoh'), GPU to GPU ('peer'). For the tests that a GPU path keeps
+    its data on the device."""
+    def count(d):
+        moved = {"htod": 0, "dtoh": 0, "peer": 0}
+        up, down, peer = d.memcpy_htod, d.memcpy_dtoh, getattr(d, "memcpy_peer", None)
+
+        def htod(device, dst, src):
+            moved["htod"] += src.nbytes
+            return up(device, dst, src)
+
+        def dtoh(device, dst, src):
+            moved["dtoh"] += dst.nbytes
+            return down(device, dst, src)
+
+        def memcpy_peer(dst_device, dst, src_device, src, nbytes):
+            moved["peer"] += nbytes
+            return peer(dst_device, dst, src_device, src, nbytes)
+        monkeypatch.setattr(d, "memcpy_htod", htod)
+        monkeypatch.setattr(d, "memcpy_dtoh", dtoh)
+        if peer is not None:
+            monkeypatch.setattr(d, "memcpy_peer", memcpy_peer)
+        return moved
+    return count

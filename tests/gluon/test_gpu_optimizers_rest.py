@@ -58,34 +58,22 @@ def _run(name, kwargs, ctx, steps, weights0, grads, on_step=None):
 
 
 @pytest.mark.parametrize("name,kwargs", CASES)
-def test_gpu_update_equals_the_cpu_and_stays_on_the_device(cuda_device, monkeypatch, name, kwargs):
+def test_gpu_update_equals_the_cpu_and_stays_on_the_device(cuda_device, host_traffic, name, kwargs):
     rs = np.random.RandomState(7)
     steps = 3
     weights0 = [rs.randn(*s).astype(np.float32) for s in SHAPES]
     grads = [[rs.randn(*s).astype(np.float32) for s in SHAPES] for _ in range(steps)]
     cpu_w, cpu_s = _run(name, kwargs, mx.cpu(0), steps, weights0, grads)
 
-    moved = {"htod": 0, "dtoh": 0}
-    up, down = cuda_device.memcpy_htod, cuda_device.memcpy_dtoh
-
-    def htod(device, dst, src):
-        moved["htod"] += src.nbytes
-        return up(device, dst, src)
-
-    def dtoh(device, dst, src):
-        moved["dtoh"] += dst.nbytes
-        return down(device, dst, src)
+    counted = []
 
     def on_step(t):
         if t == steps - 1:          # the last step: gradients are uploaded by now, count the rest
-            moved["htod"] = moved["dtoh"] = 0
-            monkeypatch.setattr(cuda_device, "memcpy_htod", htod)
-            monkeypatch.setattr(cuda_device, "memcpy_dtoh", dtoh)
+            counted.append(host_traffic(cuda_device))
 
     before = gpu_step.stats()
     gpu_w, gpu_s = _run(name, kwargs, mx.gpu(0), steps, weights0, grads, on_step)
-    monkeypatch.setattr(cuda_device, "memcpy_htod", up)
-    monkeypatch.setattr(cuda_device, "memcpy_dtoh", down)
+    (moved,) = counted
     after = gpu_step.stats()
     assert after["compiled_steps"] - before["compiled_steps"] == steps
     assert after["host_updates"] == before["host_updates"]
@@ -114,7 +102,7 @@ def test_gpu_update_equals_the_cpu_and_stays_on_the_device(cuda_device, monkeypa
                "warmup_epochs": 1, "updates_per_epoch": 4}, 0),
     ("lbsgd", {"learning_rate": 0.1, "warmup_strategy": "lars", "clip_gradient": 0.5}, 2 * 4),
 ])
-def test_operator_written_updates_run_on_the_device(cuda_device, monkeypatch, name, kwargs, downloads):
+def test_operator_written_updates_run_on_the_device(cuda_device, monkeypatch, host_traffic, name, kwargs, downloads):
     """LAMB, GroupAdaGrad, LBSGD and SGLD have no one-kernel rule: the Trainer's fallback (the Updater)
     runs their GPU update as eager GPU operators (gluon/optimizers_on_device.py). Seeded, SGLD's noise is
     the CPU's; only LAMB's norms (LBSGD-lars's sums) come down, only SGLD's noise goes up."""
@@ -134,7 +122,7 @@ def test_operator_written_updates_run_on_the_device(cuda_device, monkeypatch, na
             if ctx.device_type == "gpu":
                 assert not gpu_step.gpu_update(updater, idx, gs, ws)      # (no compiled rule)
                 if t == len(grads) - 1:
-                    moved = _count(cuda_device, monkeypatch)
+                    moved = host_traffic(cuda_device)
             updater(idx, gs, ws)
         results.append((ws, [_flat_states(updater.states[i]) for i in idx]))
     monkeypatch.undo()
@@ -145,22 +133,6 @@ def test_operator_written_updates_run_on_the_device(cuda_device, monkeypatch, na
     for c, g in zip(cpu_w + sum(cpu_s, []), gpu_w + sum(gpu_s, [])):
         assert g.context == mx.gpu(0)
         np.testing.assert_allclose(g.asnumpy(), c.asnumpy(), rtol=1e-4, atol=1e-5, err_msg=name)
-
-
-def _count(d, monkeypatch):
-    moved = {"htod": 0, "dtoh": 0}
-    up, down = d.memcpy_htod, d.memcpy_dtoh
-
-    def htod(device, dst, src):
-        moved["htod"] += src.nbytes
-        return up(device, dst, src)
-
-    def dtoh(device, dst, src):
-        moved["dtoh"] += dst.nbytes
-        return down(device, dst, src)
-    monkeypatch.setattr(d, "memcpy_htod", htod)
-    monkeypatch.setattr(d, "memcpy_dtoh", dtoh)
-    return moved
 
 
 @pytest.mark.parametrize("optimizer,params", [("adadelta", {"learning_rate": 1.0, "wd": 1e-3}),

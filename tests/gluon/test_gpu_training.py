@@ -139,7 +139,7 @@ def test_an_optimizer_without_a_compiled_rule_still_trains_on_the_gpu():
     assert_same_training(train(mlp, [mx.cpu()], data, "sgld", {"learning_rate": 0.01}), gpu)
 
 
-def test_a_training_step_keeps_parameters_on_the_device(gpu, monkeypatch):
+def test_a_training_step_keeps_parameters_on_the_device(gpu, host_traffic):
     """After the first step (which compiles), a step copies to the device only the per-step
     coefficients (and a head gradient), and to the host only the loss the caller asks for."""
     net = mlp((32, 64, 10))
@@ -159,18 +159,7 @@ def test_a_training_step_keeps_parameters_on_the_device(gpu, monkeypatch):
         trainer.step(16)
         return l
     step()
-    moved = {"htod": 0, "dtoh": 0}
-    up, down = gpu.memcpy_htod, gpu.memcpy_dtoh
-
-    def htod(device, dst, src):
-        moved["htod"] += src.nbytes
-        return up(device, dst, src)
-
-    def dtoh(device, dst, src):
-        moved["dtoh"] += dst.nbytes
-        return down(device, dst, src)
-    monkeypatch.setattr(gpu, "memcpy_htod", htod)
-    monkeypatch.setattr(gpu, "memcpy_dtoh", dtoh)
+    moved = host_traffic(gpu)
     l = step()
     l.asnumpy()
     weights = sum(p.data().size * 4 for p in net.collect_params().values())

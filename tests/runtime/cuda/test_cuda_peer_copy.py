@@ -16,35 +16,14 @@ from graphc.runtime.cuda.driver import CudaError
 from cuda_standins import HostBinding
 
 
-def _count_host_traffic(d, monkeypatch):
-    moved = {"htod": 0, "dtoh": 0, "peer": 0}
-    up, down, peer = d.memcpy_htod, d.memcpy_dtoh, d.memcpy_peer
-
-    def htod(device, dst, src):
-        moved["htod"] += src.nbytes
-        return up(device, dst, src)
-
-    def dtoh(device, dst, src):
-        moved["dtoh"] += dst.nbytes
-        return down(device, dst, src)
-
-    def memcpy_peer(dst_device, dst, src_device, src, nbytes):
-        moved["peer"] += nbytes
-        return peer(dst_device, dst, src_device, src, nbytes)
-    monkeypatch.setattr(d, "memcpy_htod", htod)
-    monkeypatch.setattr(d, "memcpy_dtoh", dtoh)
-    monkeypatch.setattr(d, "memcpy_peer", memcpy_peer)
-    return moved
-
-
-def test_copies_between_gpus_go_device_to_device(two_gpus, monkeypatch):
+def test_copies_between_gpus_go_device_to_device(two_gpus, host_traffic):
     value = np.arange(24, dtype=np.float32).reshape(4, 6) - 7.5
     x = nd.array(value, ctx=mx.gpu(0))
     x.wait_to_read()
     target, assigned = nd.zeros((4, 6), ctx=mx.gpu(1)), nd.zeros((4, 6), ctx=mx.gpu(1))
     target.wait_to_read()
     assigned.wait_to_read()
-    moved = _count_host_traffic(two_gpus, monkeypatch)
+    moved = host_traffic(two_gpus)
     a = x.copyto(mx.gpu(1))
     b = x.as_in_context(mx.gpu(1))
     c = nd.array(x, ctx=mx.gpu(1))
