@@ -52,6 +52,8 @@ Not thread-safe per array: two threads writing the same GPU array race as they w
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..ops.dtypes import canonical
@@ -60,7 +62,7 @@ from ..ops.types import TensorType
 from ..runtime.cuda import memory as _memory
 from ..runtime.cuda.driver import require_driver
 from . import advanced_index as _advanced
-from .ndarray import NDArray, _DTYPE_NAMES
+from .ndarray import DescribedWithoutData, NDArray, _DTYPE_NAMES
 
 _RAW = NDArray.__dict__["_data"]         # the slot itself: holds a GpuStorage
 
@@ -77,8 +79,16 @@ class GpuStorage:
         self.host = host          # numpy array when host-authoritative, else None
 
     @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        return math.prod(self.shape) * self.dtype.itemsize
 
     def device_buffer(self):
         """The buffer holding the value, uploading a host-authoritative value first."""
@@ -223,7 +233,7 @@ class _ViewBuffer:
         return f"<view of {self.base!r}: {self.nbytes} bytes at {self.ptr:#x}>"
 
 
-class GpuNDArray(NDArray):
+class GpuNDArray(DescribedWithoutData, NDArray):
     """An NDArray whose value is in GPU memory; see the module docstring."""
 
     __slots__ = ()
@@ -239,22 +249,6 @@ class GpuNDArray(NDArray):
         # a new value (not a write into the old one, which sharers see): its own storage
         value = np.asarray(value)
         _RAW.__set__(self, GpuStorage(self._ctx.device_id, value.shape, value.dtype, host=value))
-
-    @property
-    def shape(self):
-        return _RAW.__get__(self).shape
-
-    @property
-    def dtype(self):
-        return _RAW.__get__(self).dtype.type
-
-    @property
-    def size(self):
-        return int(np.prod(_RAW.__get__(self).shape, dtype=np.int64))
-
-    @property
-    def ndim(self):
-        return len(_RAW.__get__(self).shape)
 
     def _type(self) -> TensorType:
         st = _RAW.__get__(self)

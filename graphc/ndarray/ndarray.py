@@ -341,6 +341,33 @@ class NDArray(ArithmeticMixin):
         return lambda *args, **kwargs: fn(self, *args, **kwargs)
 
 
+_RAW = NDArray.__dict__["_data"]      # the slot itself, under the subclasses' `_data` properties
+
+
+class DescribedWithoutData:
+    """Shape and dtype for NDArray subclasses whose `_data` slot holds a stand-in that knows
+    them (pending.py's placeholder, gpu.py's device storage): reading them never waits for,
+    nor downloads, the data. Mixed in before NDArray."""
+
+    __slots__ = ()
+
+    @property
+    def shape(self):
+        return _RAW.__get__(self).shape
+
+    @property
+    def dtype(self):
+        return _RAW.__get__(self).dtype.type
+
+    @property
+    def size(self):
+        return _RAW.__get__(self).size
+
+    @property
+    def ndim(self):
+        return _RAW.__get__(self).ndim
+
+
 def _unpickle(data, ctx):
     return NDArray(np.asarray(data), as_context(ctx))
 

@@ -29,7 +29,7 @@ import numpy as np
 from .. import autograd, engine as _engine, random as _random
 from ..ops.errors import GraphcError
 from ..ops.types import TensorType
-from .ndarray import NDArray, finish_invoke
+from .ndarray import DescribedWithoutData, NDArray, finish_invoke
 
 _RAW = NDArray.__dict__["_data"]         # the slot itself (no waiting)
 _lock = threading.Lock()                 # marking and releasing arrays
@@ -45,7 +45,7 @@ def _writer(arr, job):
     return src.get(id(arr)) if src else None
 
 
-class PendingNDArray(NDArray):
+class PendingNDArray(DescribedWithoutData, NDArray):
     """An NDArray with queued work on it; see the module docstring. Never constructed directly:
     NDArrays switch to this class when queued work touches them, and back when it is done."""
 
@@ -76,23 +76,6 @@ class PendingNDArray(NDArray):
                     self.__class__ = NDArray
             return
         _RAW.__set__(self, value)
-
-    # what is known without the data
-    @property
-    def shape(self):
-        return _RAW.__get__(self).shape
-
-    @property
-    def dtype(self):
-        return _RAW.__get__(self).dtype.type
-
-    @property
-    def size(self):
-        return _RAW.__get__(self).size
-
-    @property
-    def ndim(self):
-        return _RAW.__get__(self).ndim
 
     def _type(self):
         raw = _RAW.__get__(self)
