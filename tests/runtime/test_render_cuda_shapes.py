@@ -3,7 +3,6 @@ simulator (g++ on the same source): a block per long row, a block stepping throu
 overlapping writes (col2im), several stores per iteration (a pooling gradient), a reduction
 whose total a later nest reads, a scatter on one thread, and a kernel split by cuda_pieces into
 launches, GEMMs and copies run one after another."""
-import ctypes
 import shutil
 import subprocess
 
@@ -22,6 +21,7 @@ from graphc.runtime.kernel_ir import (Accumulate, AccRef, Buf, DeclareAcc, Index
 from graphc.runtime.lower import KernelStep, lower_graph
 from graphc.runtime.render_cuda import cuda_pieces, render_cuda, render_cuda_module
 
+from kernel_reference import random_buffers, run_on_cpu
 from test_render_cuda import NVCC
 from test_render_cuda_pieces import _mixed
 
@@ -43,36 +43,6 @@ def _xyz(v):
     return (v, 1, 1) if isinstance(v, int) else tuple(v) + (1,) * (3 - len(v))
 
 
-def _random_buffers(kernel, rng):
-    out = {}
-    for b in kernel.bufs:
-        if b.dtype in ("float32", "float64"):
-            out[b.name] = (rng.standard_normal(b.size) * 3).astype(b.dtype)
-        else:
-            out[b.name] = rng.integers(-20, 20, b.size).astype(b.dtype)
-    return out
-
-
-def _on_cpu(kernels, arrays_of):
-    """Each whole kernel through the LLVM backend, on its own copies of the arrays."""
-    from graphc.runtime import cache
-    from graphc.runtime.render_llvm import ModuleBuilder
-    tm = cache.target_machine()
-
-    def build_ir():
-        mb = ModuleBuilder("cuda_shapes_reference", 1, tm.triple, str(tm.target_data))
-        for j, k in enumerate(kernels):
-            mb.add_entry(f"entry{j}", [(k, [(i, 0) for i in range(len(k.bufs))])])
-        return str(mb)
-    addrs, _, engine = cache.load("unused", build_ir, [f"entry{j}" for j in range(len(kernels))], use_cache=False)
-    results = []
-    for j, k in enumerate(kernels):
-        arrays = [arrays_of[k.name][b.name].copy() for b in k.bufs]
-        ptrs = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
-        ctypes.CFUNCTYPE(None, ctypes.c_void_p)(addrs[f"entry{j}"])(ptrs)
-        results.append(dict(zip([b.name for b in k.bufs], arrays)))
-    del engine
-    return results
 
 
 def _on_sim(sim, kernels, arrays_of):
@@ -112,8 +82,8 @@ def check_same(sim, kernels, seed=0):
     """Each kernel on the simulator (as its pieces) and on the CPU backend, from the same random
     buffers: every buffer equal (floats within reduction-order rounding)."""
     rng = np.random.default_rng(seed)
-    arrays = {k.name: _random_buffers(k, rng) for k in kernels}
-    want = _on_cpu(kernels, arrays)
+    arrays = {k.name: random_buffers(k, rng) for k in kernels}
+    want = run_on_cpu(kernels, arrays)
     got = _on_sim(sim, kernels, arrays)
     for k, g, w in zip(kernels, got, want):
         for name in w:

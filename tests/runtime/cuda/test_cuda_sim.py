@@ -1,7 +1,6 @@
 """The CUDA simulator runs the rendered CUDA C of every kernel shape correctly (against numpy and
 against the CPU backend on the same kernel IR), emulates cuBLAS's GEMM, and fails the way a GPU
 would: out of memory, foreign or freed pointers, bad launches, source that does not compile."""
-import ctypes
 import shutil
 
 import numpy as np
@@ -20,6 +19,8 @@ from graphc.runtime.kernel_ir import (Accumulate, AccRef, Buf, DeclareAcc, Gemm,
                                       MemCopy, Store)
 from graphc.runtime.lower import KernelStep, lower_graph
 from graphc.runtime.render_cuda import render_cuda, render_cuda_module
+
+from kernel_reference import random_buffers, run_on_cpu
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="the CUDA simulator compiles kernels with g++")
 
@@ -68,38 +69,6 @@ def _run_on_sim(sim, module, kernel, arrays):
     return _from_device(sim, ptrs, arrays)
 
 
-def _run_on_cpu(kernels, arrays_of):
-    """Each kernel through the LLVM backend on its own copies of the arrays (the reference)."""
-    from graphc.runtime import cache
-    from graphc.runtime.render_llvm import ModuleBuilder
-    tm = cache.target_machine()
-
-    def build_ir():
-        mb = ModuleBuilder("sim_reference", 1, tm.triple, str(tm.target_data))
-        for j, k in enumerate(kernels):
-            mb.add_entry(f"entry{j}", [(k, [(i, 0) for i in range(len(k.bufs))])])
-        return str(mb)
-    addrs, _, engine = cache.load("unused", build_ir, [f"entry{j}" for j in range(len(kernels))], use_cache=False)
-    results = []
-    for j, k in enumerate(kernels):
-        arrays = [a.copy() for a in arrays_of[k.name]]
-        ptrs = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
-        ctypes.CFUNCTYPE(None, ctypes.c_void_p)(addrs[f"entry{j}"])(ptrs)
-        results.append(arrays)
-    del engine
-    return results
-
-
-def _random_buffers(kernel, rng):
-    out = []
-    for b in kernel.bufs:
-        if b.dtype in ("float32", "float64"):
-            out.append((rng.standard_normal(b.size) * 3).astype(b.dtype))
-        else:
-            out.append(rng.integers(-20, 20, b.size).astype(b.dtype))
-    return out
-
-
 def _assert_same(got, want, what):
     if np.issubdtype(want.dtype, np.floating):
         tol = 2e-5 if want.dtype == np.float32 else 1e-12
@@ -139,12 +108,12 @@ def test_every_lowered_loop_kernel_matches_the_cpu_backend(sim):
                for k in kernels), "a reduction with kept dimensions"
     module = sim.load_module(0, render_cuda_module(kernels))
     rng = np.random.default_rng(0)
-    inputs = {k.name: _random_buffers(k, rng) for k in kernels}
-    want = _run_on_cpu(kernels, inputs)
+    inputs = {k.name: random_buffers(k, rng) for k in kernels}
+    want = run_on_cpu(kernels, inputs)
     for k, w in zip(kernels, want):
-        got = _run_on_sim(sim, module, k, inputs[k.name])
-        for b, g_, w_ in zip(k.bufs, got, w):
-            _assert_same(g_, w_, f"{k.name} buffer {b.name}:\n{k}")
+        got = _run_on_sim(sim, module, k, [inputs[k.name][b.name] for b in k.bufs])
+        for b, g_ in zip(k.bufs, got):
+            _assert_same(g_, w[b.name], f"{k.name} buffer {b.name}:\n{k}")
 
 
 def _ix(*terms, offset=0):
