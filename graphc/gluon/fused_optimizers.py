@@ -219,17 +219,26 @@ def _rules():
     return {Adam: _Adam, AdamW: _AdamW, NAG: _NAG, RMSProp: _RMSProp, AdaGrad: _AdaGrad}
 
 
-def _kernel(n: int, rule: _Rule):
-    """One parameter of n elements: one parallel loop, every output from one set of loads."""
-    from ..runtime.kernel_ir import Buf, Index, Kernel, Load, Loop
-    from ..runtime.kernel_program import MultiStore
-    from ..runtime.lower import PARALLEL_WORK
+def rule_formulas(rule):
+    """(index, loads, formulas) of one element `i` of a rule's update: coefficient j read from
+    `coef[j]`, each buffer b from `b[i]`; the formulas give rule.outs in order. Shared by the
+    CPU kernel here and the GPU one (gpu_step.py)."""
+    from ..runtime.kernel_ir import Index, Load
     at = Index((("i", 1),))
     nc = len(rule.coef_names)
     args = tuple(Load("coef", Index((), j)) for j in range(nc)) + tuple(Load(b, at) for b in rule.bufs)
     c = {name: S.arg(j, _F32) for j, name in enumerate(rule.coef_names)}
     a = {name: S.arg(nc + j, _F32) for j, name in enumerate(rule.bufs)}
-    exprs = tuple(rule.formulas(c, a))
+    return at, args, tuple(rule.formulas(c, a))
+
+
+def _kernel(n: int, rule: _Rule):
+    """One parameter of n elements: one parallel loop, every output from one set of loads."""
+    from ..runtime.kernel_ir import Buf, Kernel, Loop
+    from ..runtime.kernel_program import MultiStore
+    from ..runtime.lower import PARALLEL_WORK
+    at, args, exprs = rule_formulas(rule)
+    nc = len(rule.coef_names)
     stmt = MultiStore(rule.outs, at, exprs, args, flags=())     # no multiply-add contraction
     work = n * (2 * len(rule.bufs) + len(rule.outs) + 4)    # loads, stores, a sqrt and a divide
     bufs = [Buf("coef", _F32, nc)] + [Buf(b, _F32, n) for b in rule.bufs]

@@ -31,7 +31,7 @@ import hashlib
 import numpy as np
 
 from ..ops import scalar as S
-from .fused_optimizers import MAX_PARAMETERS, _rules, _NAG
+from .fused_optimizers import MAX_PARAMETERS, _rules, _NAG, rule_formulas
 from .gpu_rules import make_rule
 
 _F32 = "float32"
@@ -51,13 +51,9 @@ def is_gpu(arr) -> bool:
 
 def _kernel(n: int, rule, tag: str):
     """The in-place update of one parameter of n float32 elements (see the module docstring)."""
-    from ..runtime.kernel_ir import AccRef, Accumulate, Buf, DeclareAcc, Index, Kernel, Load, Loop, Store
-    at = Index((("i", 1),))
+    from ..runtime.kernel_ir import AccRef, Accumulate, Buf, DeclareAcc, Kernel, Loop, Store
+    at, args, exprs = rule_formulas(rule)
     nc = len(rule.coef_names)
-    args = tuple(Load("coef", Index((), j)) for j in range(nc)) + tuple(Load(b, at) for b in rule.bufs)
-    c = {name: S.arg(j, _F32) for j, name in enumerate(rule.coef_names)}
-    a = {name: S.arg(nc + j, _F32) for j, name in enumerate(rule.bufs)}
-    exprs = tuple(rule.formulas(c, a))
     body = []
     for k in range(len(rule.outs)):
         body.append(DeclareAcc(f"t{k}", _F32, "max"))
