@@ -95,12 +95,13 @@ def test_gpu_update_equals_the_cpu_and_stays_on_the_device(cuda_device, host_tra
     ("sgld", {"learning_rate": 0.01, "wd": 0.01}, 0),
     ("sgld", {"learning_rate": 0.01, "clip_gradient": 0.3}, 0),
     ("lamb", {"learning_rate": 0.01, "wd": 0.01}, 2 * 4),       # its two trust-ratio norms
-    ("lamb", {"learning_rate": 0.01, "clip_gradient": 0.3, "bias_correction": False,
-              "lower_bound": 0.5, "upper_bound": 2.0}, 2 * 4),
+    pytest.param("lamb", {"learning_rate": 0.01, "clip_gradient": 0.3, "bias_correction": False,
+                          "lower_bound": 0.5, "upper_bound": 2.0}, 2 * 4, marks=pytest.mark.slow),
     ("groupadagrad", {"learning_rate": 0.1, "clip_gradient": 0.8}, 0),
     ("lbsgd", {"learning_rate": 0.1, "momentum": 0.9, "wd": 0.01, "batch_scale": 2,
                "warmup_epochs": 1, "updates_per_epoch": 4}, 0),
-    ("lbsgd", {"learning_rate": 0.1, "warmup_strategy": "lars", "clip_gradient": 0.5}, 2 * 4),
+    pytest.param("lbsgd", {"learning_rate": 0.1, "warmup_strategy": "lars", "clip_gradient": 0.5}, 2 * 4,
+                 marks=pytest.mark.slow),
 ])
 def test_operator_written_updates_run_on_the_device(cuda_device, monkeypatch, host_traffic, name, kwargs, downloads):
     """LAMB, GroupAdaGrad, LBSGD and SGLD have no one-kernel rule: the Trainer's fallback (the Updater)

@@ -123,7 +123,7 @@ def test_hybridized_cnn_trains_as_on_the_cpu():
     assert_same_training(train(cnn, [mx.cpu()], data, "sgd", params), train(cnn, [mx.gpu(0)], data, "sgd", params))
 
 
-@pytest.mark.parametrize("loss", ["l2", "sce"])
+@pytest.mark.parametrize("loss", [pytest.param("l2", marks=pytest.mark.slow), "sce"])
 def test_eager_mlp_trains_as_on_the_cpu(loss):
     data = batches((8, 6), 3, n=2, regression=3 if loss == "l2" else None)
     cpu = train(mlp, [mx.cpu()], data, "adam", {"learning_rate": 0.01}, hybrid=False, loss=loss)
@@ -131,6 +131,7 @@ def test_eager_mlp_trains_as_on_the_cpu(loss):
     assert_same_training(cpu, gpu)
 
 
+@pytest.mark.slow     # (test_gpu_optimizers_rest.py runs each such optimizer; this one through Gluon)
 def test_an_optimizer_without_a_compiled_rule_still_trains_on_the_gpu():
     data = batches((8, 6), 3, n=2)
     before = gpu_step.stats()["host_updates"]
